@@ -1,0 +1,1 @@
+"""The declarative catalog (TOML): what is measured. No logic lives here."""
