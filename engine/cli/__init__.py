@@ -17,6 +17,11 @@ from engine import __version__
 GROUPS = [
     "engine.cli.city",
     "engine.cli.catalog",
+    "engine.cli.compute",
+    "engine.cli.simulate",
+    "engine.cli.alerts",
+    "engine.cli.indices",
+    "engine.cli.nab",
     "engine.cli.bench",
 ]
 

@@ -1,0 +1,298 @@
+"""The per-cycle state machine over every (indicator, region) series of a level.
+
+One call of :func:`step` advances all series by one cycle: a compiled loop (numba) over flat
+arrays that touches only a byte or two per quiet series, and returns the few series that had an
+event. :func:`step_reference` is the same machine written as a plain per-series Python loop; the
+tests check on random score sequences that both give the same states and events.
+
+Rules, per series and cycle (``s`` the score, levels from :class:`~engine.alerts.config.AlertConfig`):
+
+* ``s`` is NaN (no opinion): the series holds its state; after ``stale_cycles`` NaN cycles in a
+  row a pending series is cancelled and a firing one resolved.
+* inactive: ``s >= fire_level`` starts pending with count 1 (fires at once when
+  ``pending_cycles == 1``).
+* pending: ``s >= fire_level`` adds one to the count and fires when it reaches
+  ``pending_cycles``; a lower score cancels. The severity is the highest seen while pending
+  (critical at ``s >= critical_level``).
+* firing: ``s < clear_level`` for ``resolve_cycles`` cycles in a row resolves (hysteresis: a score
+  between clear and fire level keeps it firing); otherwise warn steps up to critical at
+  ``s >= critical_level`` and critical steps down to warn at ``s < fire_level``.
+* flap damping: each cycle shifts ``flap_bits`` left, setting the new bit when the series fired or
+  resolved; damping starts when the set bits in the last ``flap_window`` cycles reach
+  ``flap_threshold`` and ends when they fall to ``flap_clear`` or fewer.
+
+>>> import numpy as np
+>>> from engine.alerts.config import AlertConfig
+>>> from engine.alerts.state import SeriesState, event_names
+>>> cfg = AlertConfig(pending_cycles=2)
+>>> st = SeriesState.empty(1, 2)
+>>> for t, s in enumerate([[0.995, 0.5], [0.9995, 0.5], [0.97, 0.5], [0.5, 0.5]]):
+...     idx, ev = step(st, np.array(s, np.float32), t, cfg)
+...     print(t, [(int(i), event_names(int(e))) for i, e in zip(idx, ev)], st.state.tolist())
+0 [(0, ['pending'])] [1, 0]
+1 [(0, ['fired'])] [2, 0]
+2 [(0, ['severity_down'])] [2, 0]
+3 [(0, ['resolved'])] [0, 0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.alerts.state import (
+    CRITICAL, EV_CANCELLED, EV_FIRED, EV_FLAP_END, EV_FLAP_START, EV_PENDING, EV_RESOLVED,
+    EV_SEV_DOWN, EV_SEV_UP, FIRING, INACTIVE, PENDING, WARN, SeriesState,
+)
+from engine.config import njit
+
+__all__ = ["step", "step_reference"]
+
+
+@njit
+def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
+                 n_pending, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                 ev_out, idx_out):
+    n = score.shape[0]
+    m = 0
+    one = np.uint64(1)
+    zero = np.uint64(0)
+    for k in range(n):
+        s = score[k]
+        st = state[k]
+        ev = 0
+        if st == 0 and not (s >= fire):
+            # the quiet path: inactive and nothing to start (NaN compares false)
+            if s != s:
+                if nan_run[k] < 32767:
+                    nan_run[k] += 1
+            elif nan_run[k] != 0:
+                nan_run[k] = 0
+        elif s != s:
+            if nan_run[k] < 32767:
+                nan_run[k] += 1
+            if stale > 0 and nan_run[k] >= stale:
+                ev = EV_RESOLVED if st == FIRING else EV_CANCELLED
+                state[k] = INACTIVE
+                count[k] = 0
+                severity[k] = 0
+                since[k] = t
+        else:
+            nan_run[k] = 0
+            lv = 0
+            if s >= crit:
+                lv = CRITICAL
+            elif s >= fire:
+                lv = WARN
+            if st == INACTIVE:
+                count[k] = 1
+                severity[k] = lv
+                since[k] = t
+                started[k] = t
+                if n_pending <= 1:
+                    state[k] = FIRING
+                    count[k] = 0
+                    ev = EV_FIRED
+                else:
+                    state[k] = PENDING
+                    ev = EV_PENDING
+            elif st == PENDING:
+                if lv > 0:
+                    count[k] += 1
+                    if lv > severity[k]:
+                        severity[k] = lv
+                    if count[k] >= n_pending:
+                        state[k] = FIRING
+                        count[k] = 0
+                        since[k] = t
+                        ev = EV_FIRED
+                else:
+                    state[k] = INACTIVE
+                    count[k] = 0
+                    severity[k] = 0
+                    since[k] = t
+                    ev = EV_CANCELLED
+            else:
+                resolved = False
+                if s < clear:
+                    count[k] += 1
+                    if count[k] >= n_resolve:
+                        state[k] = INACTIVE
+                        count[k] = 0
+                        severity[k] = 0
+                        since[k] = t
+                        ev = EV_RESOLVED
+                        resolved = True
+                else:
+                    count[k] = 0
+                if not resolved:
+                    if lv == CRITICAL and severity[k] == WARN:
+                        severity[k] = CRITICAL
+                        ev = EV_SEV_UP
+                    elif lv == 0 and severity[k] == CRITICAL:
+                        severity[k] = WARN
+                        ev = EV_SEV_DOWN
+        # flap damping: a shift register of fire/resolve changes
+        bits = flap_bits[k]
+        changed = (ev & (EV_FIRED | EV_RESOLVED)) != 0
+        if bits != zero or changed:
+            bits = (bits << one) & window_mask
+            if changed:
+                bits |= one
+            flap_bits[k] = bits
+            if flap_on > 0:
+                c = 0
+                x = bits
+                while x != zero:
+                    x &= x - one
+                    c += 1
+                if flapping[k] == 0:
+                    if c >= flap_on:
+                        flapping[k] = 1
+                        ev |= EV_FLAP_START
+                elif c <= flap_off:
+                    flapping[k] = 0
+                    ev |= EV_FLAP_END
+        if ev != 0:
+            ev_out[m] = ev
+            idx_out[m] = k
+            m += 1
+    return m
+
+
+def _check_score(state: SeriesState, score) -> np.ndarray:
+    s = np.asarray(score)
+    if s.size != state.n or (s.ndim == 2 and s.shape != state.shape):
+        raise ValueError(f"score has shape {s.shape}, expected {state.shape} (indicators x regions)")
+    if not np.issubdtype(s.dtype, np.floating):
+        raise ValueError(f"score must be a float array (0..1, NaN = no opinion), got dtype {s.dtype}")
+    return np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
+
+
+def _params(cfg) -> tuple:
+    mask = np.uint64((1 << cfg.flap_window) - 1)
+    return (int(cfg.pending_cycles), int(cfg.resolve_cycles), float(cfg.fire_level), float(cfg.critical_level),
+            float(cfg.clear_level), int(cfg.stale_cycles), mask, int(cfg.flap_threshold), int(cfg.flap_clear))
+
+
+def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Advance every series of a level by one cycle, in place.
+
+    Parameters
+    ----------
+    state : SeriesState
+        The level's arrays (updated in place).
+    score : array of float, shape (n_indicators, n_regions) or flat
+        This cycle's scores (0..1; NaN = no opinion).
+    t : int
+        Cycle time, epoch seconds (stored as ``since`` on state changes).
+    cfg : AlertConfig
+    workspace : dict, optional
+        Reused output buffers (kept between calls to avoid allocating per cycle).
+
+    Returns
+    -------
+    idx : ndarray of int64
+        Flat indices (``indicator * n_regions + region``) of the series with events, ascending.
+    events : ndarray of uint8
+        Their event bit masks (:data:`engine.alerts.state.EV_PENDING` ...).
+
+    Examples
+    --------
+    >>> from engine.alerts.config import AlertConfig
+    >>> st = SeriesState.empty(2, 2)
+    >>> idx, ev = step(st, np.array([[0.2, 0.9999], [np.nan, 0.1]]), 100, AlertConfig(pending_cycles=1))
+    >>> idx.tolist(), ev.tolist(), st.severity.tolist()
+    ([1], [2], [0, 2, 0, 0])
+    """
+    s = _check_score(state, score)
+    ws = workspace if workspace is not None else {}
+    if ws.get("n") != state.n:
+        ws["n"] = state.n
+        ws["ev"] = np.empty(state.n, np.uint8)
+        ws["idx"] = np.empty(state.n, np.int64)
+    m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
+                     state.started, state.flap_bits, state.flapping, *_params(cfg), ws["ev"], ws["idx"])
+    return ws["idx"][:m].copy(), ws["ev"][:m].copy()
+
+
+def step_reference(state: SeriesState, score, t: int, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """The same machine as :func:`step`, one series at a time in plain Python (slow; for tests).
+
+    Examples
+    --------
+    >>> from engine.alerts.config import AlertConfig
+    >>> st = SeriesState.empty(1, 1)
+    >>> [step_reference(st, np.array([x]), i, AlertConfig(pending_cycles=2))[1].tolist() for i, x in enumerate([0.995, 0.995, 0.96, 0.9])]
+    [[1], [2], [], [4]]
+    """
+    s = _check_score(state, score)
+    p = cfg
+    out_idx, out_ev = [], []
+    for k in range(state.n):
+        x = float(s[k])
+        st = int(state.state[k])
+        events = set()
+        if math.isnan(x):
+            state.nan_run[k] = min(int(state.nan_run[k]) + 1, 32767)
+            if st != INACTIVE and p.stale_cycles > 0 and state.nan_run[k] >= p.stale_cycles:
+                events.add("resolved" if st == FIRING else "cancelled")
+                state.state[k], state.count[k], state.severity[k], state.since[k] = INACTIVE, 0, 0, t
+        else:
+            state.nan_run[k] = 0
+            level = CRITICAL if x >= p.critical_level else WARN if x >= p.fire_level else 0
+            if st == INACTIVE:
+                if level:
+                    state.severity[k], state.since[k], state.started[k] = level, t, t
+                    if p.pending_cycles == 1:
+                        state.state[k], state.count[k] = FIRING, 0
+                        events.add("fired")
+                    else:
+                        state.state[k], state.count[k] = PENDING, 1
+                        events.add("pending")
+            elif st == PENDING:
+                if level:
+                    state.count[k] += 1
+                    state.severity[k] = max(int(state.severity[k]), level)
+                    if state.count[k] >= p.pending_cycles:
+                        state.state[k], state.count[k], state.since[k] = FIRING, 0, t
+                        events.add("fired")
+                else:
+                    state.state[k], state.count[k], state.severity[k], state.since[k] = INACTIVE, 0, 0, t
+                    events.add("cancelled")
+            else:  # firing
+                below_clear_long_enough = False
+                if x < p.clear_level:
+                    state.count[k] += 1
+                    below_clear_long_enough = state.count[k] >= p.resolve_cycles
+                else:
+                    state.count[k] = 0
+                if below_clear_long_enough:
+                    state.state[k], state.count[k], state.severity[k], state.since[k] = INACTIVE, 0, 0, t
+                    events.add("resolved")
+                elif level == CRITICAL and state.severity[k] == WARN:
+                    state.severity[k] = CRITICAL
+                    events.add("severity_up")
+                elif level == 0 and state.severity[k] == CRITICAL:
+                    state.severity[k] = WARN
+                    events.add("severity_down")
+        # flap damping over the last flap_window cycles
+        history = [(int(state.flap_bits[k]) >> i) & 1 for i in range(p.flap_window)]
+        history = [1 if events & {"fired", "resolved"} else 0] + history[:p.flap_window - 1]
+        state.flap_bits[k] = sum(b << i for i, b in enumerate(history))
+        if p.flap_threshold:
+            changes = sum(history)
+            if not state.flapping[k] and changes >= p.flap_threshold:
+                state.flapping[k] = 1
+                events.add("flap_start")
+            elif state.flapping[k] and changes <= p.flap_clear:
+                state.flapping[k] = 0
+                events.add("flap_end")
+        if events:
+            names = {"pending": EV_PENDING, "fired": EV_FIRED, "resolved": EV_RESOLVED, "cancelled": EV_CANCELLED,
+                     "severity_up": EV_SEV_UP, "severity_down": EV_SEV_DOWN, "flap_start": EV_FLAP_START,
+                     "flap_end": EV_FLAP_END}
+            out_idx.append(k)
+            out_ev.append(sum(names[e] for e in events))
+    return np.array(out_idx, np.int64), np.array(out_ev, np.uint8)
