@@ -15,6 +15,11 @@ _LAZY = {
     "City": ("engine.city", "City"),
     "Catalog": ("engine.catalog", "Catalog"),
     "CatalogError": ("engine.catalog", "CatalogError"),
+    "Engine": ("engine.core", "Engine"),
+    "Feeds": ("engine.feeds", "Feeds"),
+    "Scenario": ("engine.scenario", "Scenario"),
+    "explain": ("engine.indices", "explain"),
+    "compute_indices": ("engine.indices", "compute_indices"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -20,7 +20,7 @@ from engine.catalog.problems import CatalogError, Problem
 from engine.catalog.validate import check_catalog
 from engine.catalog.vocab import FIELDS, OPTIONAL_FIELDS
 from engine.catalog.vocabulary import (
-    VOCABULARY_FILES, load_departments, load_domains, load_feeds, load_statistics, load_taxonomy,
+    CONFIG_FILES, VOCABULARY_FILES, load_departments, load_domains, load_feeds, load_statistics, load_taxonomy,
     read_toml,
 )
 
@@ -48,7 +48,7 @@ def _compile(path: Path | None) -> tuple[dict, list[dict], list[Problem]]:
     vocab["feeds"] = load_feeds(raw["feeds.toml"], vocab["taxonomy"], problems)
     vocab["statistics"] = load_statistics(raw["statistics.toml"], problems)
     indicators: list[dict] = []
-    files = sorted(p for p in folder.glob("*.toml") if p.name not in VOCABULARY_FILES)
+    files = sorted(p for p in folder.glob("*.toml") if p.name not in VOCABULARY_FILES + CONFIG_FILES)
     if not files:
         problems.append(Problem(folder.name or str(folder), "-", "-", "no indicator files (*.toml with templates) found"))
     for p in files:

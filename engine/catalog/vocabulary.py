@@ -13,6 +13,8 @@ from engine.catalog.problems import Problem
 from engine.catalog.vocab import EMITTERS, FEED_KINDS, window_minutes
 
 VOCABULARY_FILES = ("domains.toml", "departments.toml", "taxonomy.toml", "feeds.toml", "statistics.toml")
+# Configuration files that live beside the catalog but define no indicators.
+CONFIG_FILES = ("indices.toml",)
 ENTERPRISE_SIZES = (
     ("micro", "微型", "Micro"),
     ("small", "小型", "Small"),

@@ -1,0 +1,126 @@
+"""Indices group: composite indices for the full catalog x N neighbourhoods, one cycle.
+
+The engine is :func:`engine.indices.compute_indices` (numba pass over indicator x region fused
+with the group sums, then small matrix products for streets / district); the peer is a
+straightforward pandas implementation of the same rules for the production case (a complete
+``expected``/``scale`` baseline from the detectors, ~1 % missing values, catalog reference
+ranges). Both produce ``health`` for every index at every level and must agree.
+
+Sizes: 300 neighbourhoods (quick) and 6,000 (``@pytest.mark.heavy``; target <= 0.2 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from engine.bench.harness import assert_same, engine_bench, peer_bench
+from engine.catalog import Catalog
+from engine.city import City
+from engine.indices import compute_indices, load_config
+from engine.indices.compute import Prepared
+
+SIZES = [pytest.param((300, 13), id="300"), pytest.param((6000, 60), id="6000", marks=pytest.mark.heavy)]
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog.load()
+
+
+@pytest.fixture(scope="module", params=SIZES)
+def case(request, catalog):
+    n, streets = request.param
+    city = City.synthetic(seed=0, neighbourhoods=n, streets=streets, population=3_700 * n)
+    ids = [i["id"] for i in catalog.indicators]
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.0, 1.5, (len(ids), n))
+    v[rng.random(v.shape) < 0.01] = np.nan
+    e = rng.normal(0.0, 0.1, v.shape)
+    s = rng.uniform(0.8, 1.2, v.shape)
+    ds = xr.Dataset({"value": (("indicator", "region"), v), "expected": (("indicator", "region"), e),
+                     "scale": (("indicator", "region"), s)},
+                    coords={"indicator": ids, "region": list(city.regions.index)})
+    return {"ds": ds, "city": city, "n": n, "size": f"{len(ids)} indicators x {n} neighbourhoods, 1 cycle"}
+
+
+def group(case) -> str:
+    return f"indices-{case['n']}"
+
+
+def _bytes(ds) -> int:
+    return int(ds["value"].nbytes * 3)          # value, expected, scale read once; outputs are small
+
+
+def pandas_indices(ds, catalog, city, cfg) -> np.ndarray:
+    """The peer: the same rules with pandas/numpy, for a complete baseline. Returns health
+    (n_index, n_all_regions) in the engine's row and column order."""
+    prep = Prepared(ds, catalog, city, cfg)               # only for the labels and group arrays
+    spec, hier = prep.spec, prep.hier
+    v, e, s = (ds[k].values for k in ("value", "expected", "scale"))
+    s = np.maximum(s, np.maximum(cfg.scale_floor_rel * np.abs(e), cfg.scale_floor_abs))
+    z = (v - e) / s
+    dirn = spec.direction[:, None]
+    zd = np.where(dirn == 0, np.maximum(z, 0), np.where(dirn == 1, np.maximum(-z, 0), np.abs(z)))
+    d = np.clip((zd - cfg.tolerance) / (cfg.cap - cfg.tolerance), 0, 1)
+    ref = spec.cfg_ref
+    rows = ~(np.isnan(ref[:, 1]) & np.isnan(ref[:, 2]))
+    if rows.any():
+        r = ref[rows][:, :, None]
+        x = v[rows]
+        up = np.where(np.isnan(r[:, 2]), 0, np.clip((x - r[:, 2]) / (r[:, 3] - r[:, 2]), 0, 1))
+        lo = np.where(np.isnan(r[:, 1]), 0, np.clip((r[:, 1] - x) / (r[:, 1] - r[:, 0]), 0, 1))
+        d[rows] = np.maximum(up, lo)
+    q = pd.DataFrame(np.where(np.isnan(v), np.nan, 1 - d), columns=hier.base.ids)
+    frames = [q]
+    w_region = pd.Series(hier.weight, index=hier.base.ids)
+    parent = pd.Series(hier.base.parent, index=hier.base.ids)
+    streets = hier.levels[1]
+    wq = (q * w_region).T.groupby(parent).sum(min_count=1).T
+    ww = (q.notna() * w_region).T.groupby(parent).sum().T
+    qs = (wq / ww.where(ww > 0)).set_axis(streets.ids, axis=1)
+    qd = ((q * w_region).sum(axis=1, min_count=1) / (q.notna() * w_region).sum(axis=1)).to_frame(hier.levels[2].ids[0])
+    frames += [qs, qd]
+    out = []
+    keys_dim = pd.Series([spec.dims[k] for k in spec.dim_of])
+    w = pd.Series(spec.weight)
+
+    def gmean(frame, key, weights):
+        valid = frame.notna()
+        num = frame.fillna(0).mul(weights, axis=0).groupby(key.values).sum()
+        den = valid.mul(weights, axis=0).groupby(key.values).sum()
+        return num / den.where(den > 0)
+
+    for f in frames:
+        f = f.reset_index(drop=True)
+        dims = gmean(f, keys_dim, w).reindex(spec.dims)
+        dom_key = pd.Series([spec.domains[spec.dom_of_dim[k]] for k in range(len(spec.dims))], index=spec.dims)
+        doms = gmean(dims, dom_key, pd.Series(spec.dim_weight, index=spec.dims)).reindex(spec.domains)
+        overall = gmean(doms, pd.Series("overall", index=spec.domains), pd.Series(spec.dom_weight, index=spec.domains))
+        ang_key = pd.Series(spec.angle_of)
+        ang = gmean(f[ang_key.values >= 0], ang_key[ang_key >= 0], w[ang_key >= 0]).reindex(range(len(spec.config.angles)))
+        safety = gmean(ang, pd.Series("safety_index", index=ang.index), pd.Series(spec.angle_weight, index=ang.index))
+        risk_key = pd.Series(spec.risk_of)
+        risks = gmean(f[risk_key.values >= 0], risk_key[risk_key >= 0], w[risk_key >= 0]).reindex(range(len(spec.risk_keys)))
+        out.append(100 * pd.concat([overall, doms, dims, safety, risks]).to_numpy())
+    return np.concatenate(out, axis=1)
+
+
+def test_indices_engine(benchmark, case, catalog):
+    cfg = load_config()
+    compute_indices(case["ds"], catalog, case["city"], cfg)       # compile / warm caches
+    engine_bench(benchmark, group(case), bytes_touched=_bytes(case["ds"]), size=case["size"])
+    out = benchmark(compute_indices, case["ds"], catalog, case["city"], cfg)
+    assert out["health"].shape == (21, case["n"] + len(case["city"].streets) + 1)
+    h = out["health"].sel(index="overall").values
+    assert np.isfinite(h).all() and (h > 50).all() and (h <= 100).all()
+
+
+def test_indices_pandas_peer(benchmark, case, catalog):
+    cfg = load_config()
+    peer_bench(benchmark, group(case), scale=1.0, size=case["size"])
+    peer = benchmark(pandas_indices, case["ds"], catalog, case["city"], cfg)
+    engine = compute_indices(case["ds"], catalog, case["city"], cfg)["health"].values
+    assert_same(engine, peer, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,82 @@
+"""Space-time scan: 300 neighbourhoods, 999 Monte Carlo replicas, the catalog's cluster-scan count indicators.
+
+Engine: ``scan_update_kernel`` (parallel over indicators). Peer: a plain numpy scan of the
+observed most likely cluster (LLR over every zone and window, vectorised), without the Monte
+Carlo (scale: its time times the replicas + 1 stands for the full test), which must find the
+same LLR. Half of the indicators carry a planted three-neighbourhood outbreak, so their replicas
+run to the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.bench.harness import assert_same, engine_bench, peer_bench
+from engine.city import City
+from engine.detect.scan import MAX_CLUSTERS, build_zones, clogc_table, scan_update_kernel
+
+
+@pytest.fixture(scope="module")
+def problem():
+    from engine.catalog import Catalog
+
+    n_scan = sum(1 for i in Catalog.load().indicators if i.get("cluster_scan"))
+    city = City.synthetic(seed=1, neighbourhoods=300)
+    zones = build_zones(city.adj_indptr, city.adj_indices, city.regions.x_m.to_numpy(), city.regions.y_m.to_numpy(), 6)
+    rng = np.random.default_rng(0)
+    W, n = 4, 300
+    exp = rng.uniform(0.2, 1.5, size=(n_scan, W, n)).astype(np.float32)
+    obs = rng.poisson(exp).astype(np.float32)
+    for c in range(0, n_scan, 2):
+        obs[c, :, zones[(7 * c) % n, :3]] += 2
+    V = np.zeros((n_scan, n))
+    return dict(n_scan=n_scan, zones=zones, exp=exp, obs=obs, V=V, W=W, n=n)
+
+
+def _engine(p, replicas=999):
+    n_scan, W, n = p["n_scan"], p["W"], p["n"]
+    score = np.zeros((n_scan, n), dtype=np.float32)
+    det = np.zeros((n_scan, n), dtype=np.int8)
+    found = np.empty((n_scan, MAX_CLUSTERS, 5))
+    table = clogc_table()
+    def go():
+        obs, exp = p["obs"].copy(), p["exp"].copy()
+        V = obs[:, W - 1].astype(np.float64)           # the newest cycle, pushed again into slot W-1
+        mu = exp[:, W - 1].astype(np.float64)
+        ring = np.array([W - 1, W - 1], dtype=np.int64)
+        scan_update_kernel(V, np.arange(n_scan), mu, obs, exp, ring, p["zones"], replicas, np.uint64(1),
+                           np.int64(5), 0.05, score, det, found, table)
+        return found
+    return go
+
+
+def test_scan_engine(benchmark, problem):
+    p = problem
+    engine_bench(benchmark, "scan-300", bytes_touched=int(2 * p["obs"].nbytes + 2 * p["exp"].nbytes),
+                 size=f"{p['n_scan']} indicators x 300 regions x {p['W']} windows, 999 replicas")
+    found = benchmark(_engine(p))
+    assert (found[::2, 0, 1] <= 0.01).all()
+
+
+def peer_max_llr(obs, exp, zones):
+    """Most likely cluster's LLR per indicator, numpy: cumulative windows x zone prefix sums."""
+    W = obs.shape[1]
+    C = np.cumsum(obs[:, ::-1], axis=1)                # newest first, windows 1..W
+    M = np.cumsum(exp[:, ::-1], axis=1)
+    valid = zones >= 0
+    idx = np.where(valid, zones, 0)
+    cz = np.cumsum(C[:, :, idx] * valid, axis=3)        # (n_scan, W, n, K)
+    mz = np.cumsum(M[:, :, idx] * valid, axis=3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = np.where((cz > mz) & (mz > 0), cz * np.log(cz / mz) - (cz - mz), 0.0)
+    llr = np.where(np.cumsum(~valid, axis=1)[None, None] > 0, 0.0, llr)
+    return llr.reshape(llr.shape[0], -1).max(axis=1)
+
+
+def test_scan_numpy_peer(benchmark, problem):
+    p = problem
+    peer_bench(benchmark, "scan-300", scale=1000.0, size="observed scan only (x1000 for 999 replicas)")
+    got = benchmark(peer_max_llr, p["obs"].astype(np.float64), p["exp"].astype(np.float64), p["zones"])
+    found = _engine(p, replicas=19)()
+    assert_same(found[:, 0, 0], got, rtol=1e-9)

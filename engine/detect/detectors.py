@@ -1,0 +1,389 @@
+"""The six detectors combined: :class:`Detectors` scores every (indicator, region) each cycle.
+
+Each cycle, each series gets a score in [0, 1] with the shared meaning of
+:mod:`engine.levels` -- ``1 - p``, ``p`` the probability under the series' learned normal
+behaviour of a value at least this far in the bad direction -- as the maximum over the
+detectors that have an opinion, and the code of the detector that drove it
+(:data:`engine.levels.DETECTORS`; ties go to the lower code; 0 when the score is 0 or NaN).
+NaN means no opinion: warm-up without catalog levels, or no data.
+
+>>> import numpy as np
+>>> det = Detectors.from_spec(direction=["up_bad", "down_bad"], seasonality=["none", "none"],
+...                           count=[False, False], n_reg=3, cycle="1h", warmup=5)
+>>> rng = np.random.default_rng(0)
+>>> t0 = np.datetime64("2024-01-01T00:00")
+>>> for t in range(50):
+...     score, code, extra = det.update(10 + rng.normal(size=(2, 3)), t0 + np.timedelta64(t, "h"))
+>>> x = 10 + rng.normal(size=(2, 3)); x[0, 1] = 30.0; x[1, 2] = -10.0
+>>> score, code, extra = det.update(x, t0 + np.timedelta64(50, "h"))
+>>> bool(score[0, 1] > 0.999), int(code[0, 1]), bool(score[1, 2] > 0.999), int(code[1, 2])
+(True, 1, True, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.detect.kernels import run_kernel, update_kernel
+from engine.detect.params import DetectorParams
+from engine.detect.scan import FOUND_FIELDS, MAX_CLUSTERS, build_zones, clogc_table, scan_run_kernel, scan_update_kernel
+from engine.detect.seasonal import SEASON_CODES, phase_bins, season_bins
+from engine.detect.state import DetectorState
+
+__all__ = ["Detectors"]
+
+DIRECTION_CODES = {"up_bad": 1, "down_bad": -1, "both": 0}
+
+
+def _timedelta(cycle) -> np.timedelta64:
+    try:
+        td = pd.Timedelta(cycle)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cycle must be a duration such as '15min' or '1h', got {cycle!r}") from exc
+    if td <= pd.Timedelta(0):
+        raise ValueError(f"cycle must be a positive duration, got {cycle!r}")
+    return np.timedelta64(int(td.value), "ns")
+
+
+def _as_time(t) -> np.datetime64:
+    try:
+        ts = pd.Timestamp(t)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"time must be a timestamp, got {t!r}") from exc
+    if ts is pd.NaT:
+        raise ValueError("time must be a timestamp, got NaT")
+    if ts.tzinfo is not None:
+        ts = ts.tz_localize(None)
+    return np.datetime64(ts.value, "ns")
+
+
+class Detectors:
+    """Streaming detectors for a catalog over a city (state in :class:`DetectorState`).
+
+    Parameters
+    ----------
+    catalog : engine.catalog.Catalog
+        Indicators (their ``direction``, ``seasonality``, ``aggregation`` +
+        ``normalisation`` (raw counts get the count detector), ``thresholds`` and
+        ``cluster_scan``), in catalog order: row ``i`` of the value matrix is
+        ``catalog.indicators[i]``.
+    city : engine.city.City
+        Regions (columns of the value matrix, in ``city.regions`` order), their adjacency
+        (spatial detector, scan zones) and centroids (scan zones).
+    cycle : str
+        Length of a cycle (``"15min"``); times passed to :meth:`update` are binned to it.
+    phase_minutes : int
+        Width of the seasonal profile bins (60: hour-of-day / hour-of-week).
+    spatial : bool
+        Run the spatial-outlier detector.
+    **config
+        Fields of :class:`DetectorParams` (``level_rate=0.01``, ``scan_replicas=999``...).
+
+    Examples
+    --------
+    >>> from engine.catalog import Catalog
+    >>> from engine.city import City
+    >>> city = City.synthetic(seed=1, neighbourhoods=40, streets=4, population=150_000)
+    >>> det = Detectors(Catalog.load(), city, cycle="15min", scan_replicas=99)
+    >>> det.n_ind >= 2600, det.n_reg, len(det.scan_ind) >= 50
+    (True, 40, True)
+    """
+
+    def __init__(self, catalog, city, cycle: str = "15min", *, phase_minutes: int = 60,
+                 spatial: bool = True, **config):
+        inds = list(catalog.indicators)
+        if not inds:
+            raise ValueError("catalog has no indicators")
+        regions = city.regions
+        xy = (regions["x_m"].to_numpy(), regions["y_m"].to_numpy()) if "x_m" in regions else None
+        self._setup(
+            ids=[i["id"] for i in inds],
+            region_ids=[str(r) for r in regions.index],
+            direction=[i.get("direction", "up_bad") for i in inds],
+            seasonality=[i.get("seasonality", "none") for i in inds],
+            count=[i.get("aggregation") == "count" and i.get("normalisation", "none") == "none" for i in inds],
+            thresholds=[i.get("thresholds") for i in inds],
+            cluster=[bool(i.get("cluster_scan")) for i in inds],
+            adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
+            phase_minutes=phase_minutes, spatial=spatial, config=config)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_spec(cls, *, direction, seasonality, count, n_reg: int, thresholds=None, cluster=None,
+                  adjacency=None, xy=None, ids=None, region_ids=None, cycle: str = "15min",
+                  phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, **config) -> "Detectors":
+        """Detectors for indicators described by plain lists (tests, single series, other catalogs).
+
+        ``direction``: "up_bad" / "down_bad" / "both" per indicator; ``seasonality``: "none" /
+        "daily" / "weekly"; ``count``: True for raw counts; ``thresholds``: None or
+        ``{"warn": w, "alarm": a}`` per indicator; ``cluster``: scan flags (need ``adjacency``
+        = (indptr, indices) and optionally ``xy`` centroids).
+
+        >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
+        >>> d.n_ind, d.n_reg, int(d.warmup[0])
+        (1, 1, 96)
+        """
+        self = cls.__new__(cls)
+        n = len(direction)
+        self._setup(ids=ids or [f"i{k}" for k in range(n)],
+                    region_ids=region_ids or [f"r{k}" for k in range(n_reg)],
+                    direction=direction, seasonality=seasonality, count=count,
+                    thresholds=thresholds if thresholds is not None else [None] * n,
+                    cluster=cluster if cluster is not None else [False] * n,
+                    adjacency=adjacency, xy=xy, cycle=cycle, phase_minutes=phase_minutes,
+                    spatial=spatial, config=config, warmup_cycles=warmup_cycles)
+        return self
+
+    def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
+               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None):
+        self.params = DetectorParams(**config)
+        self.ids = list(ids)
+        self.region_ids = list(region_ids)
+        n_ind, n_reg = len(self.ids), len(self.region_ids)
+        if n_reg < 1:
+            raise ValueError("need at least one region")
+        for name, seq in (("direction", direction), ("seasonality", seasonality), ("count", count),
+                          ("thresholds", thresholds), ("cluster", cluster)):
+            if len(seq) != n_ind:
+                raise ValueError(f"{name} has {len(seq)} entries for {n_ind} indicators")
+        bad = [d for d in direction if d not in DIRECTION_CODES]
+        if bad:
+            raise ValueError(f"direction must be one of {sorted(DIRECTION_CODES)}, got {bad[0]!r}")
+        bad = [s for s in seasonality if s not in SEASON_CODES]
+        if bad:
+            raise ValueError(f"seasonality must be one of {sorted(SEASON_CODES)}, got {bad[0]!r}")
+        self.cycle = _timedelta(cycle)
+        self.phase_minutes = int(phase_minutes)
+        per_day, per_week = season_bins(phase_minutes)
+        self.direction = np.array([DIRECTION_CODES[d] for d in direction], dtype=np.int8)
+        self.season = np.array([SEASON_CODES[s] for s in seasonality], dtype=np.int8)
+        self.is_count = np.array([bool(c) for c in count], dtype=np.bool_)
+        self.warn = np.full(n_ind, np.nan)
+        self.alarm = np.full(n_ind, np.nan)
+        for k, th in enumerate(thresholds):
+            if th:
+                self.warn[k] = float(th.get("warn", np.nan))
+                self.alarm[k] = float(th.get("alarm", np.nan))
+        cyc_min = self.cycle / np.timedelta64(1, "m")
+        day = max(1, int(round(1440 / cyc_min)))
+        season_len = np.where(self.season == 2, 7 * day, np.where(self.season == 1, day, 0))
+        if warmup_cycles is not None:
+            season_len = np.zeros(n_ind, dtype=np.int64) + int(warmup_cycles)
+        self.warmup = np.maximum(season_len, self.params.warmup if warmup_cycles is None else 1).astype(np.int32)
+        if (self.warmup > 32767).any():
+            raise ValueError("a season longer than 32767 cycles does not fit the int16 observation counter; "
+                             "use a longer cycle")
+        if adjacency is None:
+            adjacency = (np.zeros(n_reg + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.adj_ptr = np.ascontiguousarray(adjacency[0], dtype=np.int64)
+        self.adj_idx = np.ascontiguousarray(adjacency[1], dtype=np.int64)
+        if self.adj_ptr.shape != (n_reg + 1,) or (self.adj_idx.size and (self.adj_idx.min() < 0 or self.adj_idx.max() >= n_reg)):
+            raise ValueError(f"adjacency must be CSR (indptr of {n_reg + 1}, indices < {n_reg})")
+        self.spatial = bool(spatial) and self.adj_idx.size > 0
+        self.scan_ind = np.flatnonzero(np.asarray(cluster, dtype=bool)).astype(np.int64)
+        self.scan_slot = np.full(n_ind, -1, dtype=np.int64)
+        self.scan_slot[self.scan_ind] = np.arange(len(self.scan_ind))
+        if len(self.scan_ind):
+            if xy is None:
+                xy = (np.zeros(n_reg), np.zeros(n_reg))
+            self.zones = build_zones(self.adj_ptr, self.adj_idx, xy[0], xy[1], self.params.scan_max_zone)
+        else:
+            self.zones = np.zeros((n_reg, 1), dtype=np.int32)
+        self._table = clogc_table()
+        self._par = self.params.vector()
+        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows)
+
+    @property
+    def n_ind(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_reg(self) -> int:
+        return len(self.region_ids)
+
+    # ------------------------------------------------------------------ running
+    def _check_values(self, values, ndim):
+        v = np.asarray(values)
+        want = (self.n_ind, self.n_reg)
+        if v.ndim != ndim or v.shape[-2:] != want:
+            raise ValueError(f"values must have shape {('n_t',) * (ndim - 2) + want}, got {v.shape}")
+        if v.dtype not in (np.float32, np.float64):
+            if v.dtype.kind not in "iuf":
+                raise ValueError(f"values must be numbers (float32/float64; NaN = no data), got dtype {v.dtype}")
+            v = v.astype(np.float64)
+        return np.ascontiguousarray(v)
+
+    def _cycles(self, times) -> np.ndarray:
+        idx = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(np.asarray(times)) if not isinstance(times, pd.DatetimeIndex) else times))
+        if idx.tz is not None:
+            idx = idx.tz_localize(None)
+        if idx.isna().any():
+            raise ValueError("times must be timestamps; got NaT")
+        t = idx.values.astype("datetime64[ns]")
+        cyc = (t.astype(np.int64) // self.cycle.astype(np.int64)).astype(np.int64)
+        if len(cyc) > 1 and (np.diff(cyc) <= 0).any():
+            k = int(np.flatnonzero(np.diff(cyc) <= 0)[0])
+            raise ValueError(f"times must move forward by at least one cycle ({self.cycle}); "
+                             f"{t[k]} is followed by {t[k + 1]}")
+        if len(cyc) and cyc[0] <= self.state.cycle[0]:
+            raise ValueError(f"time {t[0]} is not after the last cycle scored "
+                             f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
+        return t, cyc
+
+    def _clusters(self, found, score_row_t=None):
+        out = []
+        for c, i in enumerate(self.scan_ind):
+            for q in range(found.shape[1]):
+                llr_, p, centre, size, window = found[c, q]
+                if math.isnan(p) or p > self.params.scan_alpha:
+                    continue
+                members = self.zones[int(centre), :int(size)]
+                out.append({"indicator": self.ids[i], "indicator_index": int(i),
+                            "regions": [self.region_ids[r] for r in members],
+                            "region_index": [int(r) for r in members], "window": int(window),
+                            "llr": float(llr_), "p_value": float(p)})
+        return out
+
+    def update(self, values, time, *, baseline: bool = False):
+        """Score one cycle and learn from it.
+
+        Parameters
+        ----------
+        values : array (n_ind, n_reg) of float32/float64
+            The cycle's value matrix ``V[indicator, region]``; NaN = no data.
+        time : timestamp
+            The cycle's (local) time; must be later than the last cycle scored.
+        baseline : bool
+            Also return each series' expected value and scale (before learning from this
+            cycle) in ``extra["expected"]`` / ``extra["scale"]`` (float32, NaN before the
+            first observation).
+
+        Returns
+        -------
+        score : float32 (n_ind, n_reg)
+        detector : int8 (n_ind, n_reg)
+            Detector codes of :data:`engine.levels.DETECTORS`.
+        extra : dict
+            ``clusters``: list of dicts (``indicator``, ``regions``, ``window`` in cycles,
+            ``llr``, ``p_value``) for clusters with ``p <= scan_alpha``; ``cycle``: the
+            cycle number; ``expected``/``scale`` when asked.
+        """
+        v = self._check_values(values, 2)
+        t, cyc = self._cycles([time])
+        dbin, wbin = phase_bins(t, self.phase_minutes)
+        n_ind, n_reg = v.shape
+        score = np.empty((n_ind, n_reg), dtype=np.float32)
+        det = np.empty((n_ind, n_reg), dtype=np.int8)
+        shape_b = (n_ind, n_reg) if baseline else (n_ind, 0)
+        expected = np.empty(shape_b, dtype=np.float32)
+        scale = np.empty(shape_b, dtype=np.float32)
+        n_scan = len(self.scan_ind)
+        scan_mu = np.empty((max(n_scan, 1), n_reg if n_scan else 0), dtype=np.float64)
+        s = self.state
+        update_kernel(v, int(dbin[0]), int(wbin[0]), self.season, self.direction, self.is_count, self.warn,
+                      self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
+                      s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                      score, det, expected, scale, baseline, self.scan_slot, scan_mu)
+        extra = {"cycle": int(cyc[0]), "clusters": []}
+        if n_scan:
+            found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
+            scan_update_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
+                               self.params.scan_replicas, np.uint64(self.params.seed), np.int64(cyc[0]),
+                               self.params.scan_alpha, score, det, found, self._table)
+            extra["clusters"] = self._clusters(found)
+        s.cycle[0] = cyc[0]
+        if baseline:
+            extra["expected"] = expected
+            extra["scale"] = scale
+        return score, det, extra
+
+    def run(self, values, times, *, baseline: bool = False, extra: bool = False):
+        """Score many cycles at once; the same as calling :meth:`update` for each, in order.
+
+        Parameters
+        ----------
+        values : array (n_t, n_ind, n_reg)
+        times : sequence of n_t timestamps, each at least one cycle after the previous
+        baseline : bool
+            Also return expected values and scales (n_t, n_ind, n_reg).
+        extra : bool
+            Return a third element: a dict with ``clusters`` (one list per cycle, as in
+            :meth:`update`) and, with ``baseline``, ``expected`` / ``scale``.
+
+        Returns
+        -------
+        scores : float32 (n_t, n_ind, n_reg)
+        detectors : int8 (n_t, n_ind, n_reg)
+        """
+        v = self._check_values(values, 3)
+        n_t = v.shape[0]
+        if len(times) != n_t:
+            raise ValueError(f"times has {len(times)} entries for {n_t} cycles of values")
+        scores = np.empty(v.shape, dtype=np.float32)
+        dets = np.empty(v.shape, dtype=np.int8)
+        if n_t == 0:
+            return (scores, dets, {"clusters": []}) if extra else (scores, dets)
+        t, cyc = self._cycles(times)
+        dbin, wbin = phase_bins(t, self.phase_minutes)
+        shape_b = v.shape if baseline else (n_t, self.n_ind, 0)
+        expected = np.empty(shape_b, dtype=np.float32)
+        scale = np.empty(shape_b, dtype=np.float32)
+        n_scan = len(self.scan_ind)
+        scan_mu = np.empty((n_t, max(n_scan, 1), self.n_reg if n_scan else 0), dtype=np.float64)
+        s = self.state
+        run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
+                   self.warn, self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
+                   s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
+        clusters = [[] for _ in range(n_t)]
+        if n_scan:
+            found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
+            scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
+                            self.params.scan_replicas, np.uint64(self.params.seed), cyc, self.params.scan_alpha,
+                            scores, dets, found, self._table)
+            clusters = [self._clusters(found[k]) for k in range(n_t)]
+        s.cycle[0] = cyc[-1]
+        if not extra:
+            return scores, dets
+        out = {"clusters": clusters}
+        if baseline:
+            out["expected"] = expected
+            out["scale"] = scale
+        return scores, dets, out
+
+    # ------------------------------------------------------------------ state
+    def save(self, path) -> Path:
+        """Checkpoint the state (:meth:`DetectorState.save`)."""
+        return self.state.save(path)
+
+    def load(self, path) -> None:
+        """Restore a state saved by :meth:`save` for the same catalog, city and parameters."""
+        st = DetectorState.load(path)
+        ref = self.state
+        for name, arr in ref.arrays().items():
+            got = getattr(st, name)
+            if got.shape != arr.shape or got.dtype != arr.dtype:
+                raise ValueError(f"state {str(path)!r}: {name} is {got.dtype}{list(got.shape)}, this detector "
+                                 f"needs {arr.dtype}{list(arr.shape)} (another catalog, city or parameters?)")
+        self.state = st
+
+    def to_dataarrays(self, score, detector, time=None):
+        """``score`` and ``detector`` as xarray DataArrays (dims indicator, region) for a cycle Dataset."""
+        import xarray as xr
+
+        from engine.levels import CLEAR, CRITICAL, DETECTORS, WARN
+
+        coords = {"indicator": self.ids, "region": self.region_ids}
+        attrs = {"meaning": "1 - tail probability in the bad direction under the learned normal behaviour; "
+                            "NaN = no opinion", "warn": WARN, "critical": CRITICAL, "clear": CLEAR}
+        s = xr.DataArray(score, dims=("indicator", "region"), coords=coords, name="score", attrs=attrs)
+        d = xr.DataArray(detector, dims=("indicator", "region"), coords=coords, name="detector",
+                         attrs={"codes": str(DETECTORS)})
+        if time is not None:
+            s = s.assign_coords(time=_as_time(time))
+            d = d.assign_coords(time=_as_time(time))
+        return s, d

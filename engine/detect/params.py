@@ -1,0 +1,139 @@
+"""Detector parameters: one dataclass, passed to the kernels as a float64 vector.
+
+>>> p = DetectorParams()
+>>> v = p.vector()
+>>> bool(v[P_CUSUM_K] == p.cusum_k)
+True
+>>> DetectorParams(level_rate=2.0)
+Traceback (most recent call last):
+...
+ValueError: level_rate must be in (0, 1], got 2.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+__all__ = ["DetectorParams"]
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Tuning of the streaming detectors (one set for the whole catalog).
+
+    Rates are per observed cycle; during warm-up each state uses the running mean
+    (rate ``1 / n``) until that is smaller than its rate, so it is learned quickly.
+
+    Attributes
+    ----------
+    level_rate : float
+        EWMA rate of the deseasonalised level of each series.
+    spread_rate : float
+        EWMA rate of the spread ``D`` (mean absolute deviation of the value from its level,
+        seasonal swing included); the shared seasonal shape is in units of ``D``.
+    scale_rate : float
+        EWMA rate of the robust residual scale ``S`` (mean absolute residual; the
+        standard deviation is taken as ``1.2533 * S``, exact for normal residuals).
+    shape_rate : float
+        Rate at which a phase bin of the shared seasonal shape follows the regions' mean
+        deviation (first visits of a bin use the running mean).
+    shape_clip : float
+        Largest change (in ``D`` units) one region can push a shape bin per visit: one
+        holiday moves a bin by at most ``shape_rate * shape_clip`` (not applied to a bin's
+        first two visits, which set it).
+    huber : float
+        Residuals are clipped at ``huber`` standard deviations before they update the
+        level and the scale (robust learning: an outlier cannot drag the baseline).
+    cusum_k : float
+        CUSUM reference value (allowance) in standard deviations.
+    cusum_clip : float
+        Standardised residuals are clipped at this before entering the CUSUM, so a
+        single spike is the seasonal detector's business, not a "shift".
+    floor_spread, floor_level : float
+        The standard deviation is at least ``floor_spread * D + floor_level * |level|``
+        (a flat or perfectly periodic series does not get an infinitely small scale).
+    count_mu_floor : float
+        Smallest expected count per cycle used by the count detector (an event in a
+        series that has been all zeros is surprising, not infinitely so).
+    overdispersion : float
+        A count series whose variance exceeds ``overdispersion * mean`` is tested with
+        a negative binomial of that variance; otherwise with a Poisson.
+    spatial_min_neighbours : int
+        Neighbours with data needed before the spatial detector has an opinion.
+    warmup : int
+        Observed cycles before a series scores (at least one full season for seasonal
+        indicators: the larger of this and the season's length in cycles).
+    scan_replicas : int
+        Monte Carlo replicas of the space-time scan (p-values in steps of 1/(R+1)).
+    scan_max_zone : int
+        Largest group of adjacent neighbourhoods the scan considers.
+    scan_windows : int
+        Recent windows scanned: the last 1, 2, ... ``scan_windows`` cycles.
+    scan_alpha : float
+        Clusters with a Monte Carlo p-value at or below this are reported.
+    seed : int
+        Seed of the scan's Monte Carlo (with the indicator and cycle number, so every
+        cycle's replicas are reproducible and independent of threading).
+    """
+
+    level_rate: float = 0.02
+    spread_rate: float = 0.005
+    scale_rate: float = 0.02
+    shape_rate: float = 0.1
+    shape_clip: float = 1.0
+    huber: float = 3.0
+    cusum_k: float = 0.5
+    cusum_clip: float = 4.0
+    floor_spread: float = 0.02
+    floor_level: float = 1e-3
+    count_mu_floor: float = 0.1
+    overdispersion: float = 1.5
+    spatial_min_neighbours: int = 2
+    warmup: int = 16
+    scan_replicas: int = 999
+    scan_max_zone: int = 6
+    scan_windows: int = 4
+    scan_alpha: float = 0.05
+    seed: int = 20200123
+
+    def __post_init__(self):
+        for name in ("level_rate", "spread_rate", "scale_rate", "shape_rate"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
+                raise ValueError(f"{name} must be in (0, 1], got {v!r}")
+        for name in ("shape_clip", "huber", "cusum_clip", "count_mu_floor", "overdispersion"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        for name in ("cusum_k", "floor_spread", "floor_level"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name, lo in (("spatial_min_neighbours", 1), ("warmup", 1), ("scan_replicas", 1),
+                         ("scan_max_zone", 1), ("scan_windows", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if not (0.0 < self.scan_alpha <= 1.0):
+            raise ValueError(f"scan_alpha must be in (0, 1], got {self.scan_alpha!r}")
+
+    def vector(self) -> np.ndarray:
+        """The float parameters as the float64 vector the kernels read (see ``P_*``)."""
+        return np.array([float(getattr(self, f)) for f in _VECTOR], dtype=np.float64)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+_VECTOR = ["level_rate", "spread_rate", "scale_rate", "shape_rate", "shape_clip", "huber",
+           "cusum_k", "cusum_clip", "floor_spread", "floor_level", "count_mu_floor",
+           "overdispersion", "spatial_min_neighbours"]
+(P_LEVEL_RATE, P_SPREAD_RATE, P_SCALE_RATE, P_SHAPE_RATE, P_SHAPE_CLIP, P_HUBER, P_CUSUM_K,
+ P_CUSUM_CLIP, P_FLOOR_SPREAD, P_FLOOR_LEVEL, P_MU_FLOOR, P_OVERDISP, P_SPATIAL_MIN) = range(len(_VECTOR))

@@ -1,0 +1,229 @@
+"""Slow, obvious references for engine.detect (plain Python / numpy, no numba).
+
+Each function mirrors one kernel by its definition, not by its implementation tricks:
+tails by summing probability masses or integrating densities, the detector update one
+series at a time with the formulas of docs/detect.md, the scan by brute force over every
+zone and window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CRITICAL, WARN = 0.999, 0.99
+SIGMA_PER_MAD = math.sqrt(math.pi / 2)
+
+
+# ----------------------------------------------------------------------------- special functions
+
+def simpson(f, a, b, n=4000):
+    n += n % 2
+    h = (b - a) / n
+    s = f(a) + f(b)
+    s += 4 * sum(f(a + (2 * k - 1) * h) for k in range(1, n // 2 + 1))
+    s += 2 * sum(f(a + 2 * k * h) for k in range(1, n // 2))
+    return s * h / 3
+
+
+def poisson_pmf(k, mu):
+    return math.exp(-mu + k * math.log(mu) - math.lgamma(k + 1)) if mu > 0 else float(k == 0)
+
+
+def poisson_cdf(k, mu):
+    return math.fsum(poisson_pmf(j, mu) for j in range(int(k) + 1)) if k >= 0 else 0.0
+
+
+def nbinom_pmf(k, mu, r):
+    p = r / (r + mu)
+    return math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1) + r * math.log(p) + k * math.log1p(-p))
+
+
+def nbinom_cdf(k, mu, r):
+    return math.fsum(nbinom_pmf(j, mu, r) for j in range(int(k) + 1)) if k >= 0 else 0.0
+
+
+def gammainc_p(a, x):
+    """P(a, x) by integrating the gamma density (substitution t = u^2 smooths a < 1)."""
+    if x <= 0:
+        return 0.0
+    g = math.lgamma(a)
+    f = lambda u: 2 * u ** (2 * a - 1) * math.exp(-u * u - g) if u > 0 else (2.0 * math.exp(-g) if a == 0.5 else 0.0)  # noqa: E731
+    return simpson(f, 0.0, math.sqrt(x))
+
+
+def betainc(a, b, x):
+    lb = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    def f(t):
+        if t <= 0.0:
+            return math.exp(-lb) if a == 1.0 else 0.0
+        return math.exp((a - 1) * math.log(t) + (b - 1) * math.log1p(-t) - lb)
+    return simpson(f, 0.0, x)
+
+
+def t_sf(t, nu):
+    c = math.exp(math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2)) / math.sqrt(nu * math.pi)
+    dens = lambda u: c * (1 + u * u / nu) ** (-(nu + 1) / 2)  # noqa: E731
+    return 0.5 - simpson(dens, 0.0, t) if t >= 0 else 0.5 + simpson(dens, 0.0, -t)
+
+
+# ----------------------------------------------------------------------------- detector scores
+
+def t4_sf(t):
+    return t_sf(t, 4.0)
+
+
+def t_score(z, direction):
+    if direction == 1:
+        return 1 - t4_sf(z) if z > 0 else 0.0
+    if direction == -1:
+        return 1 - t4_sf(-z) if z < 0 else 0.0
+    return 1 - 2 * t4_sf(abs(z))
+
+
+def count_score(x, mu, var, direction, overdispersion):
+    k = max(math.floor(x + 0.5), 0)
+    if var > overdispersion * mu:
+        r = mu * mu / (var - mu)
+        cdf = lambda j: nbinom_cdf(j, mu, r)  # noqa: E731
+    else:
+        cdf = lambda j: poisson_cdf(j, mu)  # noqa: E731
+    if direction == 1:
+        return 0.0 if k <= mu else cdf(k - 1)
+    if direction == -1:
+        return 0.0 if k >= mu else 1 - cdf(k)
+    p = 2 * min(cdf(k), 1 - cdf(k - 1))
+    return max(1 - p, 0.0)
+
+
+def cusum_score(cp, cn, direction, k):
+    if direction == 1:
+        return 1 - math.exp(-2 * k * cp)
+    if direction == -1:
+        return 1 - math.exp(-2 * k * cn)
+    return max(1 - 2 * math.exp(-2 * k * max(cp, cn)), 0.0)
+
+
+def threshold_score(x, warn, alarm):
+    if math.isnan(warn) or math.isnan(x):
+        return math.nan
+    up = alarm > warn
+    if (x >= alarm) if up else (x <= alarm):
+        return CRITICAL
+    if (x >= warn) if up else (x <= warn):
+        return WARN + (CRITICAL - WARN) * abs(x - warn) / abs(alarm - warn)
+    return 0.0
+
+
+def update_reference(V, phase_d, phase_w, det, par):
+    """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
+
+    ``det`` is an engine Detectors (only its configuration arrays and a *copy* of its state
+    are used); returns (score, code, new_state_arrays).
+    """
+    st = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) for k, v in det.state.arrays().items()}
+    n_ind, n_reg = V.shape
+    score = np.full((n_ind, n_reg), np.nan)
+    code = np.zeros((n_ind, n_reg), dtype=np.int64)
+    for i in range(n_ind):
+        season, dirn, cnt = det.season[i], det.direction[i], det.is_count[i]
+        ph = phase_w if season == 2 else phase_d
+        sh = st["shape"][i, ph] if season > 0 else 0.0
+        z = np.full(n_reg, np.nan)
+        deltas = []
+        for r in range(n_reg):
+            x = float(V[i, r])
+            n = st["nobs"][i, r]
+            best, c = threshold_score(x, det.warn[i], det.alarm[i]), 4
+            L, D, S = st["level"][i, r], st["spread"][i, r], st["scale"][i, r]
+            sigma = max(SIGMA_PER_MAD * S, par["floor_spread"] * D + par["floor_level"] * abs(L) + 1e-12)
+            e = L + D * sh
+            mu = max(e, par["count_mu_floor"]) if cnt else e
+            sd = math.sqrt(max(sigma ** 2, mu)) if cnt else sigma
+            if math.isnan(x) or n == 0:
+                if not math.isnan(x):
+                    st["level"][i, r], st["spread"][i, r], st["scale"][i, r], st["nobs"][i, r] = x, 0.0, 0.0, 1
+                score[i, r], code[i, r] = best, (c if best > 0 else 0)
+                continue
+            warm = n >= det.warmup[i]
+            zr = (x - mu) / sd
+            if warm:
+                s1 = count_score(x, mu, sigma ** 2, dirn, par["overdispersion"]) if cnt else t_score(zr, dirn)
+                if math.isnan(best) or s1 > best:
+                    best, c = s1, (2 if cnt else 1)
+                zc = min(max(zr, -par["cusum_clip"]), par["cusum_clip"])
+                cp = max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"])
+                cn = max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"])
+                st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
+                s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
+                if s3 > best:
+                    best, c = s3, 3
+                z[r] = zr
+            score[i, r], code[i, r] = best, (c if best > 0 else 0)
+            res, dev = x - e, abs(x - L)
+            if warm:
+                hub = par["huber"] * sigma
+                res = min(max(res, -hub), hub)
+                dev = min(dev, D + hub)
+            rate = lambda a: max(a, 1.0 / (n + 1))  # noqa: E731
+            st["level"][i, r] = L + rate(par["level_rate"]) * res
+            st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
+            st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+            st["nobs"][i, r] = min(n + 1, 32767)
+            if season > 0 and D > 0:
+                c = par["shape_clip"] if st["visits"][i, ph] >= 2 else 1e300
+                deltas.append(min(max((x - L) / D - sh, -c), c))
+        if deltas:
+            v = st["visits"][i, ph]
+            st["shape"][i, ph] = sh + max(par["shape_rate"], 1.0 / (v + 1)) * (sum(deltas) / len(deltas))
+            st["visits"][i, ph] = v + 1
+        if det.spatial and n_reg > 1:
+            for r in range(n_reg):
+                if math.isnan(z[r]):
+                    continue
+                nb = [z[j] for j in det.adj_idx[det.adj_ptr[r]:det.adj_ptr[r + 1]] if not math.isnan(z[j])]
+                if len(nb) < par["spatial_min_neighbours"]:
+                    continue
+                clip = lambda q: min(max(q, -6.0), 6.0)  # noqa: E731
+                d = (clip(z[r]) - sum(clip(q) for q in nb) / len(nb)) / math.sqrt(1 + 1 / len(nb))
+                s5 = t_score(d, det.direction[i])
+                if math.isnan(score[i, r]) or s5 > score[i, r]:
+                    score[i, r], code[i, r] = s5, 5
+    return score, code, st
+
+
+# ----------------------------------------------------------------------------- scan
+
+def zones_reference(indptr, indices, x, y, K):
+    """Same growth rule as build_zones, written as a search over all regions each step."""
+    n = len(indptr) - 1
+    adj = [set(indices[indptr[i]:indptr[i + 1]].tolist()) for i in range(n)]
+    out = []
+    for c in range(n):
+        z = [c]
+        while len(z) < K:
+            cand = [j for j in range(n) if j not in z and any(j in adj[m] for m in z)]
+            if not cand:
+                break
+            z.append(min(cand, key=lambda j: ((x[j] - x[c]) ** 2 + (y[j] - y[c]) ** 2, j)))
+        out.append(z)
+    return out
+
+
+def scan_max_llr(obs, exp, zones):
+    """Brute force: (max LLR, centre, size, window) over every zone prefix and window.
+
+    ``obs``, ``exp``: (W, n_reg), row 0 the newest cycle.
+    """
+    best = (0.0, -1, -1, -1)
+    for c, z in enumerate(zones):
+        for s in range(1, len(z) + 1):
+            members = z[:s]
+            for w in range(1, obs.shape[0] + 1):
+                o = float(obs[:w, members].sum())
+                m = float(exp[:w, members].sum())
+                v = o * math.log(o / m) - (o - m) if (o > m and m > 0) else 0.0
+                if v > best[0] + 1e-12:
+                    best = (v, c, s, w)
+    return best

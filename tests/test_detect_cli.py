@@ -1,0 +1,31 @@
+"""``cityvitals nab``: result files, one row per input row, threshold.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from engine.cli import nab
+
+
+def test_nab_command_writes_results(tmp_path):
+    data = tmp_path / "data" / "cat"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2024-01-01", periods=800, freq="5min")
+    v = 10 + rng.normal(size=800)
+    v[700] = 40
+    pd.DataFrame({"timestamp": t.strftime("%Y-%m-%d %H:%M:%S"), "value": v}).to_csv(data / "s.csv", index=False)
+    ap = argparse.ArgumentParser()
+    nab.register(ap.add_subparsers())
+    args = ap.parse_args(["nab", str(tmp_path / "data"), "--out", str(tmp_path / "res"), "--quiet"])
+    assert args.handler(args) == 0
+    out = pd.read_csv(tmp_path / "res" / "cat" / "s.csv")
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score"] and len(out) == 800
+    assert out.anomaly_score[700] >= 0.99 and (out.anomaly_score[:120] == 0).all()
+    assert json.loads((tmp_path / "res" / "threshold.json").read_text()) == {"threshold": 0.99}
+    bad = ap.parse_args(["nab", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])
+    assert bad.handler(bad) == 2
