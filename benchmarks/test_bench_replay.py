@@ -1,0 +1,73 @@
+"""Batch replay: 7 days at 15-minute cycles (672 cycles), 300 neighbourhoods, full catalog.
+
+The engine replays a realistic load (see ``benchmarks/test_bench_cycle.py``) and returns the
+(time, indicator, region) matrix. The peer is the pandas reference of ``tests/core_reference.py``
+on a sample of indicators over the first 4 cycles, scaled to 672 cycles and the whole catalog
+(its cost per cycle grows with the history, so the scaled figure understates it); it must equal
+the engine's values on those cycles.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.bench.harness import assert_same, engine_bench, peer_bench
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+C = 900 * 10**9
+K0 = 1580515200000000000 // C
+CYCLES = 672
+GROUP = "batch-replay-300"
+
+
+@pytest.fixture(scope="module")
+def data():
+    from engine import Catalog, City
+    from engine.core.synthetic import synthetic_records
+
+    cat = Catalog.load()
+    city = City.synthetic(seed=0, neighbourhoods=300, streets=13, population=1_100_000)
+    return cat, city, synthetic_records(city, cat, K0, CYCLES, seed=0)
+
+
+def test_replay_300_engine(benchmark, data):
+    from engine.core import Engine
+
+    cat, city, rec = data
+    probe = Engine(city, cat)
+    engine_bench(benchmark, GROUP, bytes_touched=CYCLES * probe.plan.cycle_bytes(),
+                 size=f"{CYCLES} cycles x 300 regions x {len(cat)} indicators")
+    benchmark.extra_info["state_bytes"] = probe.state.nbytes
+
+    def run():
+        return Engine(city, cat).replay(rec, K0 * C, (K0 + CYCLES - 1) * C)
+
+    ds = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert ds.value.shape == (CYCLES, len(cat), 300)
+
+
+def test_replay_300_pandas(benchmark, data):
+    from core_reference import reference, sample_rows
+    from engine.core import Engine
+
+    cat, city, rec = data
+    n = 4
+    rows = sample_rows(cat, per_combo=1)
+    steps = []
+    for i in range(n):
+        k = K0 + i
+        b = lambda t: -((-t) // C) == k  # noqa: E731
+        steps.append((k, rec.select(b(rec.ev_time), b(rec.rd_time), b(rec.sn_time))))
+    peer_bench(benchmark, GROUP, scale=len(cat) / len(rows) * CYCLES / n,
+               size=f"{n} cycles x 300 regions x {len(rows)} indicators (scaled)")
+    ref = benchmark.pedantic(reference, args=(city, cat, steps), kwargs={"rows": rows}, rounds=1, iterations=1)
+    eng = Engine(city, cat, dtype="float64")
+    got = eng.replay(rec.select(rec.ev_time <= (K0 + n - 1) * C, rec.rd_time <= (K0 + n - 1) * C,
+                                rec.sn_time <= (K0 + n - 1) * C), K0 * C, (K0 + n - 1) * C).value.values
+    sel = np.array(sorted(rows))
+    assert_same(got[:, sel], np.stack([r[0] for r in ref])[:, sel], rtol=1e-9)

@@ -1,0 +1,104 @@
+"""Derived indicators, evaluated vectorised: one numpy evaluation per formula *shape*.
+
+Formulas such as ``a / (b / 7)`` repeat across hundreds of indicators with different ids. Each
+formula is turned into a template (indicator ids replaced by positional placeholders ``$0``,
+``$1``...) and grouped with every formula of the same template and dependency depth; one group
+evaluates at once over a ``(group size, regions)`` matrix gathered from the value matrix. The
+catalog's 349 derived indicators make 7 groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from engine.catalog import expr
+
+
+def _template(node, refs: list):
+    if isinstance(node, expr.Ref):
+        refs.append(node.name)
+        return expr.Ref(f"${len(refs) - 1}")
+    if isinstance(node, expr.Neg):
+        return expr.Neg(_template(node.arg, refs))
+    if isinstance(node, expr.BinOp):
+        left = _template(node.left, refs)
+        return expr.BinOp(node.op, left, _template(node.right, refs))
+    if isinstance(node, expr.Call):
+        return expr.Call(node.func, tuple(_template(a, refs) for a in node.args))
+    return node
+
+
+class DerivedPlan:
+    """Groups of derived indicators sharing one formula template, in dependency order.
+
+    Parameters
+    ----------
+    indicators : list of dict
+        The catalog's indicators (output rows in this order).
+
+    Examples
+    --------
+    >>> inds = [{"id": "a", "aggregation": "count"}, {"id": "b", "aggregation": "count"},
+    ...         {"id": "c", "aggregation": "derived", "formula": "a / (b / 7)"},
+    ...         {"id": "d", "aggregation": "derived", "formula": "b / (a / 7)"}]
+    >>> dp = DerivedPlan(inds)
+    >>> len(dp.groups)
+    1
+    >>> V = np.array([[1.0, 2.0], [7.0, 0.0], [np.nan, np.nan], [np.nan, np.nan]])
+    >>> dp.evaluate(V); V[2:]
+    array([[ 1., nan],
+           [49.,  0.]])
+    """
+
+    def __init__(self, indicators: list[dict]):
+        row = {ind["id"]: r for r, ind in enumerate(indicators)}
+        parsed = {}
+        for ind in indicators:
+            if ind.get("aggregation") == "derived":
+                parsed[ind["id"]] = expr.parse(ind["formula"])
+        for iid, node in parsed.items():
+            for ref in expr.refs(node):
+                if ref not in row:
+                    raise ValueError(f"derived indicator {iid!r} reads unknown indicator {ref!r}")
+        depth: dict[str, int] = {}
+
+        def depth_of(iid, stack=()):
+            if iid not in parsed:
+                return -1
+            if iid in depth:
+                return depth[iid]
+            if iid in stack:
+                raise ValueError(f"derived indicators form a cycle: {' -> '.join(stack + (iid,))}")
+            d = 1 + max([depth_of(r, stack + (iid,)) for r in expr.refs(parsed[iid])] + [-1])
+            depth[iid] = d
+            return d
+
+        groups: dict = defaultdict(lambda: ([], []))
+        for iid, node in parsed.items():
+            refs: list[str] = []
+            tmpl = _template(node, refs)
+            key = (depth_of(iid), repr(tmpl))
+            g = groups[key]
+            g[0].append(row[iid])
+            g[1].append([row[r] for r in refs])
+            groups[key] = g
+            self_tmpl = tmpl
+            groups[key + ("tmpl",)] = self_tmpl  # remembered once per key
+        self.groups = []
+        for key in sorted(k for k in groups if len(k) == 2):
+            rows, refrows = groups[key]
+            self.groups.append((groups[key + ("tmpl",)], np.array(rows, np.int64),
+                                np.array(refrows, np.int64).reshape(len(rows), -1)))
+        self.rows = np.array(sorted(row[i] for i in parsed), np.int64)
+
+    def evaluate(self, V: np.ndarray) -> None:
+        """Fill the derived rows of ``V`` (indicators x regions, or time x indicators x regions on
+        the last two axes) in place, group by group in dependency order."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for tmpl, rows, refrows in self.groups:
+                env = {f"${p}": V[..., refrows[:, p], :].astype(np.float64, copy=False)
+                       for p in range(refrows.shape[1])}
+                out = expr.evaluate(tmpl, env)
+                V[..., rows, :] = np.broadcast_to(out, V[..., rows, :].shape)
