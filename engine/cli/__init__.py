@@ -19,6 +19,8 @@ GROUPS = [
     "engine.cli.catalog",
     "engine.cli.compute",
     "engine.cli.simulate",
+    "engine.cli.scenario",
+    "engine.cli.compare",
     "engine.cli.alerts",
     "engine.cli.indices",
     "engine.cli.nab",

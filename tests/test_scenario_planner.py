@@ -1,0 +1,54 @@
+"""The planner's Scenario: readable to write, checked before anything runs."""
+
+import pytest
+
+from engine import Scenario
+
+
+def make(**kw):
+    return Scenario("t", "2020-03-01", days=20, city=dict(neighbourhoods=20, population=50_000), **kw)
+
+
+def test_levers_stages_and_incidents_are_recorded():
+    sc = make(seeds=(3, 4))
+    sc.at("2020-03-01", sector_share={"C": 0.2}, schools=False).stages([("2020-03-05", "2020-03-10", {"sector_share": 0.5})])
+    sc.incident("power_outage", "2020-03-02 19:00", "2020-03-02 22:00", regions=["N0004"])
+    assert sc.seeds == (3, 4) and sc.cycle_minutes == 15
+    daily = sc.sim.timeline.daily()
+    assert float(daily.sector_share[daily.day("2020-03-07"), 0]) == 0.5
+    assert len(sc.sim.incidents) == 1
+    q = sc.quick(3)
+    assert q.days == 3 and q.seeds == (3,) and sc.days == 20
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda sc: sc.at("2020-05-01", masks=0.5), "outside the scenario period"),
+    (lambda sc: sc.at("2020-03-02", sector_share={"Z": 0.5}), "'Z'"),
+    (lambda sc: sc.at("2020-03-02", sector_share=1.5), "1.5"),
+    (lambda sc: sc.stages([("2020-03-02", "2020-03-08", {"masks": 0.5}), ("2020-03-05", "2020-03-09", {"masks": 0.6})]),
+     "overlap"),
+    (lambda sc: sc.incident("meteor", "2020-03-02", "2020-03-03", regions=["N0001"]), "unknown incident kind 'meteor'"),
+])
+def test_planner_errors_name_the_value(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call(make())
+
+
+@pytest.mark.parametrize("kw, fragment", [
+    (dict(seeds=()), "seeds"),
+    (dict(seeds=(-1,)), "seeds"),
+    (dict(cycle="7min"), "cycle='7min'"),
+])
+def test_bad_settings(kw, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        make(**kw)
+
+
+def test_bad_name():
+    with pytest.raises(ValueError, match="scenario name"):
+        Scenario("a/b", "2020-03-01", days=3)
+
+
+def test_city_from_keywords():
+    city = make().build_city()
+    assert len(city.regions) == 20 and int(city.regions["population"].sum()) == 50_000

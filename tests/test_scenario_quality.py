@@ -1,0 +1,45 @@
+"""Detection quality against injected incidents, by hand."""
+
+import pandas as pd
+import pytest
+
+from engine.scenario.quality import detection_quality
+
+CYCLE = pd.Timedelta("15min")
+INC = [
+    {"kind": "a", "start": "2020-03-01 08:00", "end": "2020-03-01 12:00", "regions": ["N1"], "indicators": ["x.a.b.c"]},
+    {"kind": "b", "start": "2020-03-02 08:00", "end": "2020-03-02 09:00", "regions": ["N2", "N3"], "indicators": ["y.a.b.c"]},
+]
+
+
+def fired(rows):
+    return pd.DataFrame(rows, columns=["time", "indicator", "region"]).assign(time=lambda d: pd.to_datetime(d["time"]))
+
+
+def test_all_detected_and_all_matching():
+    q = detection_quality(fired([("2020-03-01 08:45", "x.a.b.c", "N1"), ("2020-03-02 08:15", "y.a.b.c", "N3")]), INC, CYCLE)
+    assert q["recall"] == 1.0 and q["precision"] == 1.0
+    assert [i["detect_cycles"] for i in q["incidents"]] == [3.0, 1.0]
+    assert q["median_detect_cycles"] == 2.0
+
+
+def test_wrong_region_time_or_indicator_do_not_match():
+    q = detection_quality(fired([
+        ("2020-03-01 08:45", "x.a.b.c", "N9"),      # wrong region
+        ("2020-03-01 13:00", "x.a.b.c", "N1"),      # after the end
+        ("2020-03-01 09:00", "y.a.b.c", "N1"),      # wrong indicator
+        ("2020-03-02 08:30", "y.a.b.c", "N2"),      # the one match
+    ]), INC, CYCLE)
+    assert q["recall"] == 0.5 and q["precision"] == 0.25 and q["median_detect_cycles"] == 2.0
+
+
+def test_street_alert_over_an_affected_neighbourhood_matches():
+    q = detection_quality(fired([("2020-03-01 08:15", "x.a.b.c", "S1")]), INC[:1], CYCLE, parents={"N1": "S1"})
+    assert q["recall"] == 1.0 and q["precision"] == 1.0
+
+
+def test_no_alerts():
+    q = detection_quality(fired([]), INC, CYCLE)
+    assert q["recall"] == 0.0 and q["precision"] is None and q["median_detect_cycles"] is None
+    with pytest.raises(KeyError):
+        detection_quality(fired([]), [{"start": "2020-03-01"}], CYCLE)
