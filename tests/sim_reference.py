@@ -91,3 +91,48 @@ def prem_kernel_ref(beta, mult, cloc, n, i0, kappa, gamma, s_out, e_out, i_out, 
         s, e, i = s - new_e, e + new_e - new_i, i + new_i - new_r
         s_out[t + 1], e_out[t + 1], i_out[t + 1] = s.sum(1), e.sum(1), i.sum(1)
         inc_out[t] = new_i.sum(1)
+
+
+# ---------------------------------------------------------------- feed noise (engine/sim/noise.py)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def bits_ref(key, i):
+    """SplitMix64: the i-th 64-bit numbers of stream ``key`` (vectorised over ``i``)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (np.asarray(i, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def uniform_ref(key, i):
+    return (bits_ref(key, i) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def irwin_hall_ref(key, i):
+    h = bits_ref(key, i)
+    low = np.uint64(0xFFFF)
+    parts = [((h >> np.uint64(s)) & low).astype(np.float64) for s in (0, 16, 32, 48)]
+    return ((sum(parts) + 2.0) / 65536.0 - 2.0) * np.sqrt(3.0)
+
+
+def noisy_readings_ref(signal, sd, lo, hi, integer, key, out):
+    M = len(sd)
+    i = np.arange(signal.size)
+    m = i % M
+    v = np.where(sd[m] > 0, signal * (1.0 + sd[m] * irwin_hall_ref(key, i)), signal)
+    v = np.where(integer[m], np.floor(v + 0.5), v)
+    out[:] = np.clip(v, lo[m], hi[m])
+
+
+def event_offsets_ref(counts, profile, cdf, cycle_ns, key, out):
+    n = int(counts.sum())
+    j = np.arange(n)
+    cell = np.repeat(np.arange(counts.size), counts)
+    u = uniform_ref(key, 2 * j)
+    rows = cdf[profile[cell]]
+    cyc = np.array([np.searchsorted(r, x, side="right") for r, x in zip(rows, u)], dtype=np.int64)
+    out[:] = cyc * cycle_ns + (uniform_ref(key, 2 * j + 1) * cycle_ns).astype(np.int64)

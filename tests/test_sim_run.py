@@ -152,15 +152,21 @@ def test_scenario_and_simulate_validation():
         scenario(params=EpiParams.seir(2, 3, 5), initial_compartment="P")
 
 
-def test_feed_hook_yields_one_record_set_per_day():
+def test_feeds_need_the_city_and_head_cuts_a_scenario():
     res = simulate(CITY, scenario(days=3))
-    days = list(res.feeds())
-    assert [str(d.date) for d in days] == ["2020-02-01", "2020-02-02", "2020-02-03"]
-    snap = days[-1].feeds["sim_epidemic"]
-    s = snap[snap.field == "S"].value.to_numpy()
-    np.testing.assert_allclose(s, res.state[-1, :, :, 0].sum(axis=1))
-    custom = list(res.feeds({"n": lambda r, d: {"n": __import__("pandas").DataFrame({"day": [d]})}}))
-    assert custom[2].feeds["n"].day.tolist() == [2]
+    assert res.city is CITY and res.venue_admitted.shape == res.venue_occupancy.shape
+    assert (res.venue_admitted <= 1).all()
+    from engine.sim.ensemble import run_curves
+    bare = simulate(None, scenario(days=2), arrays=compile_city(CITY))
+    with pytest.raises(ValueError, match="no city"):
+        next(bare.feeds_by_day())
+    assert run_curves(compile_city(CITY), scenario(days=2), 0).shape[1] == 2
+    sc = scenario(days=20).at("2020-02-15", masks=0.5)
+    sc.incident("fraud_wave", "2020-02-03", "2020-02-04", regions=["R000"])
+    sc.incident("fraud_wave", "2020-02-12", "2020-02-13", regions=["R000"])
+    h = sc.head(10)
+    assert h.days == 10 and len(h.incidents) == 1 and h.timeline.end == np.datetime64("2020-02-10")
+    assert float(h.timeline.daily().masks[-1]) == 1.0 and sc.days == 20
 
 
 def test_beta_calibration_matches_r0_of_china_matrices():

@@ -9,24 +9,18 @@ See ``docs/sim.md`` for the design. The public surface:
 """
 
 from engine.sim.contacts import AGE_BANDS, LOCATIONS, ContactMatrices, spectral_radius, symmetrise, wuhan_population
+from engine.sim.ensemble import ensemble  # binding the function here keeps the submodule from shadowing it
 from engine.sim.incidents import INCIDENT_KINDS, Incident, Truth
 from engine.sim.minicity import MiniCity
 from engine.sim.mobility import CityArrays, compile_city, daily_mobility
 from engine.sim.params import COMPARTMENTS, EpiParams, MobilityParams
 from engine.sim.policy import LEVER_DEFAULTS, SECTORS, VENUE_KINDS, Stage, Timeline
 from engine.sim.run import Scenario, SimResult, simulate
-
-
-def ensemble(city, scenario, seeds, client=None, **kwargs):
-    """Run ``scenario`` for each seed on dask; see :func:`engine.sim.ensemble.ensemble`."""
-    from engine.sim.ensemble import ensemble as _ensemble
-
-    return _ensemble(city, scenario, seeds, client=client, **kwargs)
-
+from engine.sim.feeds import SimDay, write_parquet
 
 __all__ = [
     "AGE_BANDS", "COMPARTMENTS", "INCIDENT_KINDS", "LEVER_DEFAULTS", "LOCATIONS", "SECTORS", "VENUE_KINDS",
     "CityArrays", "ContactMatrices", "EpiParams", "Incident", "MiniCity", "MobilityParams", "Scenario",
-    "SimResult", "Stage", "Timeline", "Truth", "compile_city", "daily_mobility", "ensemble", "simulate",
-    "spectral_radius", "symmetrise", "wuhan_population",
+    "SimDay", "SimResult", "Stage", "Timeline", "Truth", "compile_city", "daily_mobility", "ensemble", "simulate",
+    "spectral_radius", "symmetrise", "wuhan_population", "write_parquet",
 ]

@@ -4,8 +4,8 @@ Each seed runs :func:`engine.sim.simulate` on a dask worker and sends back only 
 daily curves. The city is compiled once (:func:`engine.sim.mobility.compile_city`) and scattered to
 the workers. Without a client a ``LocalCluster`` of processes is started for the call and closed
 after it; dask starts its worker processes with ``spawn`` (never ``fork``), which is what numba's
-OpenMP/TBB parallel regions need, and each worker gets ``NUMBA_NUM_THREADS=1`` so that ``n``
-workers use ``n`` cores. An existing ``distributed.Client`` (a real cluster by address, or an
+OpenMP/TBB parallel regions need, and each worker gets ``NUMBA_NUM_THREADS=1`` (and one BLAS /
+OpenMP thread) so that ``n`` workers use ``n`` cores. An existing ``distributed.Client`` (a real cluster by address, or an
 in-process one) is used as given.
 """
 
@@ -19,6 +19,8 @@ CURVES = ("new_infections", "new_onsets", "new_detected", "infectious", "cumulat
 """City-level daily curves returned per seed."""
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Environment of the worker processes of the default LocalCluster (one thread of each kind)."""
 
 
 def run_curves(arrays, scenario, seed, mode=None) -> np.ndarray:
@@ -102,7 +104,7 @@ def ensemble(city, scenario, seeds, client=None, *, quantiles=DEFAULT_QUANTILES,
 
         n = n_workers or min(len(seeds), os.cpu_count() or 1)
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                          env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as c:
+                          env=WORKER_ENV) as cluster, Client(cluster) as c:
             curves = _run(c)
     dates = scenario.timeline.daily().dates
     return curves_dataset(curves, seeds, dates, q, attrs={"scenario": scenario.name,

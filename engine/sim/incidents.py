@@ -5,16 +5,19 @@ An :class:`Incident` says what happened (``kind``), when (``start`` .. ``end``, 
 it should move (``indicators``: ids from ``indicators/*.toml``, kept as strings). The simulator
 returns them as :class:`Truth`.
 
-Epidemic effects now: ``venue_cluster`` seeds ``magnitude`` infections among the visitors of its
-venue on its first day (in proportion to where they live); ``market_crowd`` multiplies demand at
-its wet market(s) by ``magnitude`` while it lasts (more visitors, denser, more transmission).
-The other kinds (water-main burst, staple price spike, power outage, fraud wave, mask shortage at
-pharmacies) only carry ground truth for now; their feed effects come with the feed generators.
+Epidemic effects: ``venue_cluster`` seeds ``magnitude`` infections among the visitors of its venue
+on its first day (in proportion to where they live); ``market_crowd`` multiplies demand at its wet
+market(s) by ``magnitude`` while it lasts (more visitors, denser, more transmission). Every kind
+also moves feeds (:mod:`engine.sim.generators`); :data:`EFFECTS` lists the ``(feed, item)`` pairs
+each kind moves and :data:`MAGNITUDE` what ``magnitude`` means for it. When ``indicators`` is not
+given, the kind's :data:`DEFAULT_INDICATORS` (catalog ids) are used.
 
 >>> inc = Incident("market_crowd", "2020-03-02 07:00", "2020-03-02 10:00", regions=["R001"],
 ...                indicators=["safety.public.crowd_density.max_1h"], magnitude=2.5)
 >>> [str(d) for d in inc.days]
 ['2020-03-02', '2020-03-02']
+>>> Incident("power_outage", "2020-03-02 07:00", "2020-03-02 10:00", regions=["R001"]).indicators[0]
+'construction.lifelines.power_load.min_1h'
 >>> Incident("alien_landing", "2020-03-02", "2020-03-03", regions=["R001"], indicators=["x.y"])
 Traceback (most recent call last):
 ...
@@ -33,6 +36,63 @@ INCIDENT_KINDS = ("venue_cluster", "water_main_burst", "market_crowd", "price_sp
                   "fraud_wave", "mask_shortage")
 """Kinds of injected incident."""
 
+MAGNITUDE = {
+    "venue_cluster": "infections seeded among the venue's visitors on the first day (e.g. 30)",
+    "market_crowd": "demand factor at the wet market(s) (e.g. 2.5 = 2.5 times the usual crowd)",
+    "water_main_burst": "severity, 1 = a typical burst: pressure -60 %, flow +80 %, turbidity +15 NTU, "
+                        "chlorine -50 %; 1 + Poisson(0.5) pipe_burst and Poisson(4) water_outage interruption "
+                        "events, Poisson(25) water_outage tickets per region",
+    "price_spike": "severity, 1 = prices of the items +40 % (and market supply -30 %, price tickets x6)",
+    "power_outage": "severity, 1 = load -97 % and voltage to 0 at the region's transformers; "
+                    "1 + Poisson(3) power_outage events and Poisson(30) tickets per region",
+    "fraud_wave": "severity, 1 = telecom fraud (police incidents and fraud losses) x5",
+    "mask_shortage": "severity, 1 = pharmacy mask stock -90 %, mask prices +100 %, mask_shortage tickets x11, "
+                     "pharmacy queues +10 per site at peak",
+}
+"""What ``magnitude`` means for each kind (the effect sizes of the feed generators)."""
+
+EFFECTS = {
+    "venue_cluster": (("fever_clinic_visits", "adult"), ("epidemic_reports", "confirmed"),
+                      ("hotline_tickets", "fever_symptoms")),
+    "market_crowd": (("crowd_counts", "entries"), ("crowd_counts", "occupancy"),
+                     ("crowd_alerts", "market_crowding")),
+    "water_main_burst": (("utility_outages", "pipe_burst"), ("utility_outages", "water_outage"),
+                         ("water_network", "pressure"), ("water_network", "turbidity"),
+                         ("hotline_tickets", "water_outage")),
+    "price_spike": (("staple_prices", "*"), ("market_supply", "vegetables"), ("hotline_tickets", "price_gouging")),
+    "power_outage": (("power_grid", "load"), ("power_grid", "voltage"), ("utility_outages", "power_outage"),
+                     ("hotline_tickets", "power_outage")),
+    "fraud_wave": (("police_incidents", "telecom_fraud"), ("fraud_losses", "telecom")),
+    "mask_shortage": (("pharmacy_stock", "surgical_mask"), ("pharmacy_stock", "n95_mask"),
+                      ("protective_prices", "surgical_mask"), ("hotline_tickets", "mask_shortage"),
+                      ("crowd_counts", "queue"), ("crowd_alerts", "pharmacy_queue")),
+}
+"""``(feed, item)`` pairs each kind moves in its regions during its window (``*``: its ``items``)."""
+
+DEFAULT_INDICATORS = {
+    "venue_cluster": ("safety.epidemic.fever_clinic_visits.per10k_24h", "safety.epidemic.confirmed.count_24h",
+                      "livelihood.citizen_demands.tickets_fever_symptoms.count_24h"),
+    "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
+                     "safety.public_safety.video_market_crowding.count_1h"),
+    "water_main_burst": ("construction.lifelines.outage_pipe_burst.count_1h",
+                         "construction.lifelines.water_pressure.min_1h",
+                         "construction.lifelines.water_turbidity.mean_1h",
+                         "livelihood.citizen_demands.tickets_water_outage.count_1h"),
+    "price_spike": ("market.supervision.price_pork.mean_24h", "market.supervision.price_bok_choy.mean_24h"),
+    "power_outage": ("construction.lifelines.power_load.min_1h", "construction.lifelines.power_voltage.min_1h",
+                     "construction.lifelines.outage_power_outage.count_1h",
+                     "livelihood.citizen_demands.tickets_power_outage.count_1h"),
+    "fraud_wave": ("safety.public_order.police_telecom_fraud.count_24h", "safety.public_order.fraud_telecom.loss_24h"),
+    "mask_shortage": ("livelihood.essential_supplies.stock_surgical_mask.min_now",
+                      "market.supervision.price_surgical_mask.mean_24h",
+                      "livelihood.citizen_demands.tickets_mask_shortage.count_24h",
+                      "livelihood.essential_supplies.pharmacy_queue.max_1h"),
+}
+"""Catalog indicator ids each kind should move (used when an incident names none)."""
+
+PRICE_SPIKE_ITEMS = ("pork", "bok_choy", "cabbage", "tomato", "cucumber")
+"""Staple items a ``price_spike`` raises when it names no ``items``."""
+
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
@@ -48,27 +108,31 @@ class Incident:
         Start and end (``end >= start``; a date means its midnight).
     regions : sequence of region ids
         Neighbourhoods affected (at least one).
-    indicators : sequence of str
-        Catalog indicator ids the incident should move (dotted lower-case ids).
+    indicators : sequence of str, optional
+        Catalog indicator ids the incident should move (dotted lower-case ids); default
+        :data:`DEFAULT_INDICATORS` of the kind.
     site : str, optional
         Site id (a venue for ``venue_cluster``; a wet market for ``market_crowd``; a pharmacy for
         ``mask_shortage``...). ``venue_cluster`` without a site uses the largest venue of its first
         region; ``market_crowd`` without a site applies to every wet market of its regions.
     magnitude : float
-        Size: infections seeded (``venue_cluster``), demand factor (``market_crowd``), or a
-        kind-specific scale for the feed generators.
+        Size: see :data:`MAGNITUDE` (infections seeded for ``venue_cluster``, a demand factor for
+        ``market_crowd``, a severity with 1 = typical for the others).
     note : str
         Free text.
+    items : sequence of str
+        ``price_spike`` only: staple_prices metrics raised (default :data:`PRICE_SPIKE_ITEMS`).
     """
 
     kind: str
     start: object
     end: object
     regions: tuple
-    indicators: tuple
+    indicators: tuple = ()
     site: str | None = None
     magnitude: float = 1.0
     note: str = ""
+    items: tuple = ()
 
     def __post_init__(self):
         if self.kind not in INCIDENT_KINDS:
@@ -85,9 +149,9 @@ class Incident:
         if not regions:
             raise ValueError("an incident needs at least one region")
         object.__setattr__(self, "regions", regions)
-        inds = (self.indicators,) if isinstance(self.indicators, str) else tuple(self.indicators)
+        inds = (self.indicators,) if isinstance(self.indicators, str) else tuple(self.indicators or ())
         if not inds:
-            raise ValueError("an incident needs the indicator ids it should move (at least one)")
+            inds = DEFAULT_INDICATORS[self.kind]
         for i in inds:
             if not isinstance(i, str) or not _ID.match(i):
                 raise ValueError(f"indicator id {i!r}: expected a dotted lower-case id like "
@@ -95,6 +159,31 @@ class Incident:
         object.__setattr__(self, "indicators", inds)
         if not (np.isfinite(self.magnitude) and self.magnitude >= 0):
             raise ValueError(f"magnitude must be a number >= 0, got {self.magnitude!r}")
+        items = (self.items,) if isinstance(self.items, str) else tuple(self.items or ())
+        if items and self.kind != "price_spike":
+            raise ValueError(f"items apply to price_spike incidents only, not {self.kind}")
+        if self.kind == "price_spike" and not items:
+            items = PRICE_SPIKE_ITEMS
+        object.__setattr__(self, "items", items)
+
+    @property
+    def effects(self) -> tuple:
+        """``(feed, item)`` pairs this incident moves (:data:`EFFECTS`, with ``items`` expanded)."""
+        out = []
+        for feed, item in EFFECTS[self.kind]:
+            out += [(feed, i) for i in self.items] if item == "*" else [(feed, item)]
+        return tuple(out)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (timestamps as ISO text).
+
+        >>> Incident("fraud_wave", "2020-03-02", "2020-03-04", regions=["R001"]).to_dict()["end"]
+        '2020-03-04T00:00:00'
+        """
+        return {"kind": self.kind, "start": self.start.isoformat(), "end": self.end.isoformat(),
+                "regions": list(self.regions), "site": self.site, "magnitude": float(self.magnitude),
+                "indicators": list(self.indicators), "effects": [list(e) for e in self.effects],
+                "items": list(self.items), "note": self.note}
 
     @property
     def days(self) -> tuple[np.datetime64, np.datetime64]:
@@ -122,13 +211,22 @@ class Truth:
         return iter(self.incidents)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per incident: kind, start, end, regions, site, magnitude, indicators, note.
+        """One row per incident: kind, start, end, regions, site, magnitude, indicators, note, effects.
 
         >>> Truth().to_frame().columns.tolist()
-        ['kind', 'start', 'end', 'regions', 'site', 'magnitude', 'indicators', 'note']
+        ['kind', 'start', 'end', 'regions', 'site', 'magnitude', 'indicators', 'note', 'effects']
         """
-        cols = ["kind", "start", "end", "regions", "site", "magnitude", "indicators", "note"]
+        cols = ["kind", "start", "end", "regions", "site", "magnitude", "indicators", "note", "effects"]
         return pd.DataFrame([{c: getattr(i, c) for c in cols} for i in self.incidents], columns=cols)
+
+    def to_json(self) -> list:
+        """The incidents as JSON-ready dicts (see :meth:`Incident.to_dict`)."""
+        return [i.to_dict() for i in self.incidents]
+
+    def check_indicators(self, known) -> None:
+        """:meth:`Incident.check_indicators` for every incident."""
+        for i in self.incidents:
+            i.check_indicators(known)
 
     def active(self, when) -> list:
         """Incidents under way at timestamp ``when``."""

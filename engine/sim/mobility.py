@@ -230,7 +230,8 @@ def daily_mobility(arr: CityArrays, sector_share: np.ndarray, other: float, venu
     """
     R = arr.n_regions
     home_of_work = np.repeat(np.arange(R), np.diff(arr.work_indptr))
-    work_m = arr.work_sector @ np.asarray(sector_share, dtype=np.float64)
+    # einsum, not BLAS: a multithreaded BLAS mat-vec here oversubscribes the cores of ensembles
+    work_m = np.einsum("ls,s->l", arr.work_sector, np.asarray(sector_share, dtype=np.float64))
     wf = arr.workforce[home_of_work]
     work_e = np.divide(work_m, wf, out=np.zeros_like(work_m), where=wf > 0)
     workers_home = np.bincount(home_of_work, weights=work_m, minlength=R)

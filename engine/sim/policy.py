@@ -258,6 +258,19 @@ class Timeline:
         self._stages = everything
         return self
 
+    def head(self, end) -> "Timeline":
+        """A copy ending at ``end`` (changes after it dropped, stages cut at it).
+
+        >>> tl = Timeline("2020-01-01", "2020-01-31").at("2020-01-20", masks=0.5)
+        >>> tl.head("2020-01-10")
+        Timeline('2020-01-01', '2020-01-10', 0 changes, 0 stages)
+        """
+        end = self._check_date(end)
+        out = Timeline(self.start, end)
+        out._changes = [(d, lv) for d, lv in self._changes if d <= end]
+        out._stages = [(s, min(e, end), lv) for s, e, lv in self._stages if s <= end]
+        return out
+
     def daily(self) -> DailyLevers:
         """Resolve the timeline into one value per lever per day."""
         T = self.days

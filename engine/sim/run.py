@@ -111,6 +111,24 @@ class Scenario:
         if d0 < self.start or d1 > self.end:
             raise ValueError(f"incident {inc.kind} {d0}..{d1} is outside the scenario period {self.start}..{self.end}")
 
+    def head(self, days: int) -> "Scenario":
+        """A copy over the first ``days`` days (later lever changes and incidents dropped).
+
+        >>> Scenario("2020-02-01", 30).head(7).days
+        7
+        """
+        import copy
+
+        if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days < 1:
+            raise ValueError(f"days={days!r}: expected a whole number of days >= 1")
+        if days >= self.days:
+            return copy.deepcopy(self)
+        end = self.start + np.timedelta64(int(days) - 1, "D")
+        sc = copy.deepcopy(self)
+        sc.days, sc.timeline = int(days), self.timeline.head(end)
+        sc.incidents = [i for i in sc.incidents if i.days[1] <= end]
+        return sc
+
     def at(self, date, **levers) -> "Scenario":
         """Shortcut for ``self.timeline.at``; returns the scenario."""
         self.timeline.at(date, **levers)
@@ -121,8 +139,11 @@ class Scenario:
         self.timeline.stages(stages)
         return self
 
-    def incident(self, kind, start, end, regions, indicators, **kw) -> "Scenario":
-        """Add an :class:`Incident` (checked against the period); returns the scenario."""
+    def incident(self, kind, start, end, regions, indicators=(), **kw) -> "Scenario":
+        """Add an :class:`Incident` (checked against the period); returns the scenario.
+
+        ``indicators`` defaults to the kind's catalog ids (:data:`engine.sim.incidents.DEFAULT_INDICATORS`).
+        """
         inc = Incident(kind, start, end, regions, indicators, **kw)
         self._check_incident(inc)
         self.incidents.append(inc)
@@ -146,9 +167,11 @@ class SimResult:
     arrivals, key_arrivals : (T, R) arrivals and arrivals from key areas by home neighbourhood
     workers_home, workers_at : (T, R) active commuters by home and by work neighbourhood
     venue_visitors, venue_occupancy : (T, V) visitors per day and peak occupancy (share of capacity)
+    venue_admitted : (T, V) share of the demand admitted under the occupancy cap (1 = no queue)
     sector_share : (T, 20) reopened share of each sector
     levers : DataFrame, one row per day, every lever
     truth : Truth, the injected incidents
+    city, arrays : the city simulated and its compiled arrays (the feed generators read them)
     """
 
     scenario: str
@@ -176,6 +199,9 @@ class SimResult:
     truth: Truth
     compartments: tuple = COMPARTMENTS
     age_bands: tuple = AGE_BANDS
+    venue_admitted: np.ndarray | None = field(default=None, repr=False)
+    city: object = field(default=None, repr=False)
+    arrays: CityArrays | None = field(default=None, repr=False)
 
     def totals(self) -> pd.DataFrame:
         """City totals per day: one column per compartment plus the daily flows.
@@ -215,11 +241,23 @@ class SimResult:
                             np.array([], dtype=str))
         return ds
 
-    def feeds(self, generators=None):
-        """Per-day feeds from this result; see :func:`engine.sim.feeds.iter_feeds`."""
-        from engine.sim.feeds import iter_feeds
+    def feeds_by_day(self, *, cycle_minutes: int = 15, feeds=None, generators=None, threads=None):
+        """Yield the feeds of each day as a :class:`engine.sim.feeds.SimDay` (memory bounded);
+        see :func:`engine.sim.feeds.iter_days` for the options."""
+        from engine.sim.feeds import iter_days
 
-        return iter_feeds(self, generators)
+        return iter_days(self, cycle_minutes=cycle_minutes, feeds=feeds, generators=generators, threads=threads)
+
+    def feeds(self, *, cycle_minutes: int = 15, feeds=None, generators=None):
+        """All days' feeds in one :class:`engine.sim.feeds.SimDay` (for small runs); its
+        ``to_feeds()`` gives an :class:`engine.feeds.Feeds`."""
+        from engine.sim.feeds import concat_days
+
+        return concat_days(self.feeds_by_day(cycle_minutes=cycle_minutes, feeds=feeds, generators=generators))
+
+    def curves(self) -> pd.DataFrame:
+        """Daily city curves (:meth:`totals`) plus the levers, one row per day (``epidemic.parquet``)."""
+        return self.totals().join(self.levers)
 
 
 def _spread(total: float, weights: np.ndarray, rng) -> np.ndarray:
@@ -344,7 +382,7 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
     flows = [np.empty((T, R, A)) for _ in range(3)]
     imported = np.zeros((T, R))
     workers_home, workers_at = np.empty((T, R)), np.empty((T, R))
-    visitors, occupancy = np.empty((T, V)), np.empty((T, V))
+    visitors, occupancy, admitted = np.empty((T, V)), np.empty((T, V)), np.empty((T, V))
     day_flows = [np.zeros((R, A)) for _ in range(3)]
     home_of_visit = np.repeat(np.arange(R), np.diff(arr.visit_indptr))
     cloc = np.ascontiguousarray(cm.by_location)
@@ -372,11 +410,12 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
         for f, d in zip(flows, day_flows):
             f[t] = d
         workers_home[t], workers_at[t] = mob.workers_home, mob.workers_at
-        visitors[t], occupancy[t] = mob.venue_visitors, mob.venue_occupancy
+        visitors[t], occupancy[t], admitted[t] = mob.venue_visitors, mob.venue_occupancy, mob.venue_admitted
     return SimResult(
         scenario=sc.name, mode=mode, seed=int(seed), beta=float(beta), dates=lev.dates,
         region_ids=arr.region_ids, venue_ids=arr.venue_ids, venue_kind=arr.venue_kind,
         state=out_state, initial=initial, new_infections=flows[0], new_onsets=flows[1], new_detected=flows[2],
         imported=imported, arrivals=arrivals, key_arrivals=key_arrivals, workers_home=workers_home,
         workers_at=workers_at, venue_visitors=visitors, venue_occupancy=occupancy,
-        sector_share=lev.sector_share.copy(), levers=lev.to_frame(), truth=Truth(resolved))
+        sector_share=lev.sector_share.copy(), levers=lev.to_frame(), truth=Truth(resolved),
+        venue_admitted=admitted, city=city, arrays=arr)
