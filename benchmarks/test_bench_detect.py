@@ -67,8 +67,8 @@ def numpy_peer(v, L, D, S, CP, CN, N, warm, par, direction):
     both = 1 - 2 * tail
     s1 = np.where(direction[:, None] == 1, up, np.where(direction[:, None] == -1, down, both))
     zc = np.clip(z, -par["cusum_clip"], par["cusum_clip"])
-    cp = np.maximum(0, CP + zc - par["cusum_k"])
-    cn = np.maximum(0, CN - zc - par["cusum_k"])
+    cp = np.minimum(np.maximum(0, CP + zc - par["cusum_k"]), par["cusum_cap"])
+    cn = np.minimum(np.maximum(0, CN - zc - par["cusum_k"]), par["cusum_cap"])
     k = par["cusum_k"]
     c3 = np.where(direction[:, None] == 1, 1 - np.exp(-2 * k * cp), np.where(
         direction[:, None] == -1, 1 - np.exp(-2 * k * cn), np.maximum(0, 1 - 2 * np.exp(-2 * k * np.maximum(cp, cn)))))

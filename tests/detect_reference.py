@@ -54,12 +54,14 @@ def gammainc_p(a, x):
 
 
 def betainc(a, b, x):
+    """I_x(a, b) by integrating the beta density after t = u^4 (smooth at 0 for any a >= 1)."""
     lb = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-    def f(t):
-        if t <= 0.0:
-            return math.exp(-lb) if a == 1.0 else 0.0
-        return math.exp((a - 1) * math.log(t) + (b - 1) * math.log1p(-t) - lb)
-    return simpson(f, 0.0, x)
+    def f(u):
+        if u <= 0.0:
+            return 0.0
+        t = u ** 4
+        return 4.0 * math.exp((4 * a - 1) * math.log(u) + (b - 1) * math.log1p(-t) - lb) if t < 1.0 else 0.0
+    return simpson(f, 0.0, x ** 0.25) if x > 0 else 0.0
 
 
 def t_sf(t, nu):
@@ -153,8 +155,9 @@ def update_reference(V, phase_d, phase_w, det, par):
                 if math.isnan(best) or s1 > best:
                     best, c = s1, (2 if cnt else 1)
                 zc = min(max(zr, -par["cusum_clip"]), par["cusum_clip"])
-                cp = max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"])
-                cn = max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"])
+                cap = par["cusum_cap"]
+                cp = min(max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"]), cap)
+                cn = min(max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"]), cap)
                 st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
                 s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
                 if s3 > best:
@@ -165,18 +168,28 @@ def update_reference(V, phase_d, phase_w, det, par):
             if warm:
                 hub = par["huber"] * sigma
                 res = min(max(res, -hub), hub)
-                dev = min(dev, D + hub)
+                dev = min(max(dev, D - hub), D + hub)
             rate = lambda a: max(a, 1.0 / (n + 1))  # noqa: E731
+            bin_set = season > 0 and st["visits"][i, ph] >= 2
             st["level"][i, r] = L + rate(par["level_rate"]) * res
             st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
-            st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+            if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
+                st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
+            else:
+                st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
             st["nobs"][i, r] = min(n + 1, 32767)
             if season > 0 and D > 0:
-                c = par["shape_clip"] if st["visits"][i, ph] >= 2 else 1e300
+                if not bin_set:
+                    c = 1e300
+                elif warm:
+                    c = min(par["shape_clip"] * sigma / D, par["shape_clip"])
+                else:
+                    c = par["shape_clip"]
                 deltas.append(min(max((x - L) / D - sh, -c), c))
         if deltas:
             v = st["visits"][i, ph]
-            st["shape"][i, ph] = sh + max(par["shape_rate"], 1.0 / (v + 1)) * (sum(deltas) / len(deltas))
+            rt = 1.0 if v == 1 else max(par["shape_rate"], 1.0 / (v + 1))    # visit 2 overwrites visit 1
+            st["shape"][i, ph] = sh + rt * (sum(deltas) / len(deltas))
             st["visits"][i, ph] = v + 1
         if det.spatial and n_reg > 1:
             for r in range(n_reg):

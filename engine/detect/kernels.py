@@ -2,10 +2,19 @@
 
 :func:`step_indicator` scores and learns one indicator over all its regions at one cycle
 (detectors 1-5; the cluster scan is :mod:`engine.detect.scan`). :func:`update_kernel`
-runs it for every indicator of one cycle (``prange`` over indicators: each thread owns
-whole rows of the state and of the outputs), :func:`run_kernel` for every indicator over
-many cycles (``prange`` over indicators, time inside), calling the same function with the
-same arguments in the same order, so a batch replay equals successive updates bit for bit.
+runs it for every indicator of one cycle (``prange`` over indicators in chunks, see
+:data:`CHUNK`: each thread owns whole rows of the state and of the outputs),
+:func:`run_kernel` for every indicator over many cycles (time inside), calling the same
+function with the same arguments in the same order, so a batch replay equals successive
+updates bit for bit.
+
+Speed (docs/detect.md): the row is scored in one branch-free pass over the regions
+(:func:`_row_pass`: every case -- missing value, first observation, warm-up, warm -- is
+computed and selected, so LLVM vectorises the loop; the t(4) tail is algebraic and the
+CUSUM's ``exp`` is the polynomial :func:`exp_neg`, exact to ~1e-12 on the capped CUSUM's
+range). The only per-series work that is not vectorised is the exact count tail
+(:func:`engine.detect.counts.count_score`), run in a second, scalar pass (:func:`_count_pass`)
+only where it can be non-zero: a count on the bad side of its expectation.
 """
 
 from __future__ import annotations
@@ -17,69 +26,264 @@ from numba import prange
 
 from engine.config import njit
 from engine.detect.counts import count_score
-from engine.detect.cusum import cusum_score, cusum_update
 from engine.detect.params import (
-    P_CUSUM_CLIP, P_CUSUM_K, P_FLOOR_LEVEL, P_FLOOR_SPREAD, P_HUBER, P_LEVEL_RATE, P_MU_FLOOR,
+    P_AMP_RATE, P_CUSUM_CAP, P_CUSUM_CLIP, P_CUSUM_K, P_FLOOR_LEVEL, P_FLOOR_SPREAD, P_HUBER, P_LEVEL_RATE, P_MU_FLOOR,
     P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
 )
-from engine.detect.seasonal import SIGMA_PER_MAD, t_score
+from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
 from engine.detect.thresholds import threshold_score
 
-__all__ = ["run_kernel", "step_indicator", "update_kernel"]
+__all__ = ["CHUNK", "exp_neg", "run_kernel", "step_indicator", "update_kernel"]
 
 NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
 CODE_SEASONAL, CODE_COUNT, CODE_CUSUM, CODE_THRESHOLD, CODE_SPATIAL = 1, 2, 3, 4, 5
+#: indicators handed to a thread at a time (dynamic scheduling: count rows cost more)
+CHUNK = 8
+#: the row pass may reassociate sums (the shape accumulator) and fuse multiply-adds;
+#: it keeps IEEE NaN semantics (no ``nnan``), which the missing-data logic relies on
+_FAST = {"reassoc", "contract"}
 
 
-@njit
-def _rate(rate, n):
-    # running mean while 1/(n+1) is larger than the EWMA rate
-    r = 1.0 / (n + 1.0)
-    return r if r > rate else rate
+@njit(fastmath=_FAST, inline="always")
+def exp_neg(y):
+    """``exp(y)`` for ``y <= 0`` by a polynomial (no libm call: vectorises).
+
+    ``y`` is clamped at -40 (``exp(-40) = 4e-18``; below it ``1 - exp`` is 1 in float64);
+    ``exp(y) = (exp(y / 32)) ** 32`` with a degree-13 Taylor polynomial on ``[-1.25, 0]``:
+    relative error below 1e-9 over the whole range, below 1e-12 above -12.
+
+    >>> import math
+    >>> max(abs(exp_neg(-t) / math.exp(-t) - 1) for t in (0.0, 0.3, 2.0, 5.5, 11.0)) < 1e-12
+    True
+    """
+    if y < -40.0:
+        y = -40.0
+    t = y * 0.03125
+    p = 1.0 / 6227020800.0
+    p = p * t + 1.0 / 479001600.0
+    p = p * t + 1.0 / 39916800.0
+    p = p * t + 1.0 / 3628800.0
+    p = p * t + 1.0 / 362880.0
+    p = p * t + 1.0 / 40320.0
+    p = p * t + 1.0 / 5040.0
+    p = p * t + 1.0 / 720.0
+    p = p * t + 1.0 / 120.0
+    p = p * t + 1.0 / 24.0
+    p = p * t + 1.0 / 6.0
+    p = p * t + 0.5
+    p = p * t + 1.0
+    p = p * t + 1.0
+    p = p * p
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
 
 
-@njit
-def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, par,
-                   L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
-                   z, score, det, expected, scale, want_baseline, scan_mu, scan_on):  # pragma: no cover
-    """Score and learn one indicator at one cycle.
+@njit(fastmath=_FAST, error_model="numpy")
+def _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal, clip_on, par,
+              L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+    """Detectors 1, 3, 4 and the learning of one row; returns (sum of shape deltas, count).
 
-    ``x`` (n_reg) are the values (NaN: no data); ``L, D, S, CP, CN, N`` the indicator's rows
-    of the state (updated in place); ``shape, visits`` its profile rows; ``z`` scratch of
-    n_reg float64; ``score`` (float32), ``det`` (int8) and, when ``want_baseline``,
-    ``expected`` / ``scale`` (float32) its output rows.
+    Count rows get their threshold + CUSUM resolution here (count score taken as 0) and
+    leave ``mu_s`` / ``var_s`` / ``c3_s`` for :func:`_count_pass`.
     """
     n_reg = x.shape[0]
     a_level = par[P_LEVEL_RATE]
     a_spread = par[P_SPREAD_RATE]
+    a_amp = par[P_AMP_RATE]
     a_scale = par[P_SCALE_RATE]
     huber = par[P_HUBER]
     k = par[P_CUSUM_K]
     cclip = par[P_CUSUM_CLIP]
+    cap = par[P_CUSUM_CAP]
     f_spread = par[P_FLOOR_SPREAD]
     f_level = par[P_FLOOR_LEVEL]
     mu_floor = par[P_MU_FLOOR]
-    overdisp = par[P_OVERDISP]
-    sh = shape[phase] if season > 0 else 0.0
-    has_thr = not math.isnan(warn)
+    shclip = par[P_SHAPE_CLIP]
+    lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
+    sclip_d = shclip if clip_on else 1e300
+    sh2 = sh * sh
+    lms_div = sh2 if sh2 > 1.0 else 1.0
+    dirf = float(direction)
+    two_k = 2.0 * k
     acc = 0.0
     cnt = 0
-    v_ph = visits[phase]
-    sclip = par[P_SHAPE_CLIP] if v_ph >= 2 else 1e300   # clip once the bin has been seen twice
     for r in range(n_reg):
-        xv = x[r]
-        n = N[r]
+        xv = np.float64(x[r])
+        n = np.int64(N[r])
+        l = np.float64(L[r])
+        d = np.float64(D[r])
+        s = np.float64(S[r])
+        ok = xv == xv                                   # not missing
+        first = n == 0
+        warm = ok and n >= warmup and not first
+        # threshold (NaN when the indicator has no levels or the value is missing)
+        thr = math.nan
+        if has_thr:
+            thr = threshold_score(xv, warn, alarm)
+        # baseline
+        sigma = SIGMA_PER_MAD * s
+        fl = f_spread * d + f_level * abs(l) + 1e-12
+        sigma = sigma if sigma > fl else fl
+        e = l + d * sh
+        var = sigma * sigma
+        if is_count:
+            mu = e if e > mu_floor else mu_floor
+            vv = var if var > mu else mu
+            sd = math.sqrt(vv)
+        else:
+            mu = e
+            sd = sigma
+        zr = (xv - mu) / sd
+        # detector 1: t(4) tail, closed form with one division:
+        # g = 1 / (q^2 (q + a)), 1 - w = 4 q g, w = a / q = a q (q + a) g
+        a = abs(zr)
+        q2 = 4.0 + a * a
+        q = math.sqrt(q2)
+        g = 1.0 / (q2 * (q + a))
+        omw = 4.0 * q * g
+        tail = 0.5 * omw * omw * (1.0 + 0.5 * a * q * (q + a) * g)
+        if direction == 0:
+            sc1 = 1.0 - 2.0 * tail
+        else:
+            sc1 = 1.0 - tail if dirf * zr > 0.0 else 0.0
+        # detector 3: CUSUM (capped)
+        zc = zr if zr < cclip else cclip
+        zc = zc if zc > -cclip else -cclip
+        cp0 = np.float64(CP[r])
+        cn0 = np.float64(CN[r])
+        cp = cp0 + zc - k
+        cn = cn0 - zc - k
+        cp = cp if cp > 0.0 else 0.0
+        cn = cn if cn > 0.0 else 0.0
+        cp = cp if cp < cap else cap
+        cn = cn if cn < cap else cap
+        if direction == 1:
+            sc3 = 1.0 - exp_neg(-two_k * cp)
+        elif direction == -1:
+            sc3 = 1.0 - exp_neg(-two_k * cn)
+        else:
+            cm = cp if cp > cn else cn
+            sc3 = 1.0 - 2.0 * exp_neg(-two_k * cm)
+            sc3 = sc3 if sc3 > 0.0 else 0.0
+        # combine: threshold, then detector 1 (or the count detector, 0 here), then CUSUM
+        best = thr
+        code = CODE_THRESHOLD
+        s1 = 0.0 if is_count else sc1
+        c1 = CODE_COUNT if is_count else CODE_SEASONAL
+        if warm:
+            if best != best or s1 > best:
+                best = s1
+                code = c1
+            if sc3 > best:
+                best = sc3
+                code = CODE_CUSUM
+        score[r] = best
+        det[r] = code if best > 0.0 else 0
+        z[r] = zr if warm else math.nan
+        mu_s[r] = mu if warm else math.nan
+        var_s[r] = var
+        c3_s[r] = sc3
+        # robust learning
+        res = xv - e
+        dev = abs(xv - l)
+        hub = huber * sigma
+        if warm:
+            res = res if res < hub else hub
+            res = res if res > -hub else -hub
+            dev = dev if dev < d + hub else d + hub
+            dev = dev if dev > d - hub else d - hub
+        nf = np.float64(n)
+        inv = 1.0 / (nf + 1.0)
+        rl = inv if inv > a_level else a_level
+        rs = inv if inv > a_scale else a_scale
+        rd = inv if inv > a_spread else a_spread
+        nl = l + rl * res
+        ns = s + rs * (abs(res) - s)
+        if lms and warm and a_amp > 0.0:
+            nd = d + a_amp * res * sh / lms_div
+            nd = nd if nd > 0.0 else 0.0
+        else:
+            nd = d + rd * (dev - d)
+        nn = n + 1 if n < NOBS_MAX else NOBS_MAX
+        if first:
+            nl = xv
+            nd = 0.0
+            ns = 0.0
+            nn = 1
+        if not ok:
+            nl = l
+            nd = d
+            ns = s
+            nn = n
+        if not warm:
+            cp = cp0
+            cn = cn0
+        L[r] = nl
+        D[r] = nd
+        S[r] = ns
+        N[r] = nn
+        CP[r] = cp
+        CN[r] = cn
+        # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
+        cl = shclip * sigma if (warm and clip_on) else sclip_d * d
+        cd = sclip_d * d
+        cl = cl if cl < cd else cd
+        rr = xv - e
+        rr = rr if rr < cl else cl
+        rr = rr if rr > -cl else -cl
+        delta = rr / d if d > 0.0 else 0.0
+        use = seasonal and ok and (not first) and d > 0.0
+        acc += delta if use else 0.0
+        cnt += 1 if use else 0
+    return acc, cnt
+
+
+@njit
+def _count_pass(x, direction, has_thr, warn, alarm, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover
+    """The exact count tail where it can be non-zero, and the combination with the others."""
+    for r in range(x.shape[0]):
+        mu = mu_s[r]
+        if not (mu == mu):                  # not warm or no value
+            continue
+        xv = np.float64(x[r])
+        kk = math.floor(xv + 0.5)
+        if direction == 1 and not (kk > mu):
+            continue
+        if direction == -1 and not (kk < mu):
+            continue
+        sc2 = count_score(xv, mu, var_s[r], direction, overdisp)
         best = math.nan
         code = 0
         if has_thr:
             best = threshold_score(xv, warn, alarm)
             code = CODE_THRESHOLD
+        if best != best or sc2 > best:
+            best = sc2
+            code = CODE_COUNT
+        sc3 = c3_s[r]
+        if sc3 > best:
+            best = sc3
+            code = CODE_CUSUM
+        score[r] = best
+        det[r] = code if best > 0.0 else 0
+
+
+@njit
+def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline,
+                   scan_mu, scan_on):  # pragma: no cover - compiled
+    """Expected value and scale before learning (``extra["expected"]``) and the scan's expectations."""
+    f_spread = par[P_FLOOR_SPREAD]
+    f_level = par[P_FLOOR_LEVEL]
+    mu_floor = par[P_MU_FLOOR]
+    for r in range(x.shape[0]):
         l = np.float64(L[r])
         d = np.float64(D[r])
-        s = np.float64(S[r])
-        sigma = SIGMA_PER_MAD * s
+        n = N[r]
+        sigma = SIGMA_PER_MAD * np.float64(S[r])
         fl = f_spread * d + f_level * abs(l) + 1e-12
         if sigma < fl:
             sigma = fl
@@ -90,82 +294,45 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, p
             sd = math.sqrt(var if var > mu else mu)
         else:
             mu = e
-            var = sigma * sigma
             sd = sigma
         if want_baseline:
             expected[r] = mu if n > 0 else math.nan
             scale[r] = sd if n > 0 else math.nan
-        if math.isnan(xv):
-            z[r] = math.nan
-            if scan_on:
-                scan_mu[r] = math.nan
-            score[r] = best
-            det[r] = code if best > 0.0 else 0
-            continue
-        if n == 0:
-            L[r] = xv
-            D[r] = 0.0
-            S[r] = 0.0
-            N[r] = 1
-            z[r] = math.nan
-            if scan_on:
-                scan_mu[r] = math.nan
-            score[r] = best
-            det[r] = code if best > 0.0 else 0
-            continue
-        warm = n >= warmup
-        zr = (xv - mu) / sd
         if scan_on:
-            scan_mu[r] = mu if warm else math.nan
-        if warm:
-            if is_count:
-                sc = count_score(xv, mu, var, direction, overdisp)
-                c2 = CODE_COUNT
-            else:
-                sc = t_score(zr, direction)
-                c2 = CODE_SEASONAL
-            if math.isnan(best) or sc > best:
-                best = sc
-                code = c2
-            cp, cn = cusum_update(CP[r], CN[r], zr, k, cclip)
-            CP[r] = cp
-            CN[r] = cn
-            sc = cusum_score(cp, cn, direction, k)
-            if sc > best:
-                best = sc
-                code = CODE_CUSUM
-            z[r] = zr
-        else:
-            z[r] = math.nan
-        score[r] = best
-        det[r] = code if best > 0.0 else 0
-        # --- robust learning
-        res = xv - e
-        dev = abs(xv - l)
-        if warm:
-            hub = huber * sigma
-            if res > hub:
-                res = hub
-            elif res < -hub:
-                res = -hub
-            cap = d + hub
-            if dev > cap:
-                dev = cap
-        L[r] = l + _rate(a_level, n) * res
-        S[r] = s + _rate(a_scale, n) * (abs(res) - s)
-        D[r] = d + _rate(a_spread, n) * (dev - d)
-        N[r] = n + 1 if n < NOBS_MAX else NOBS_MAX
-        if season > 0 and d > 0.0:
-            delta = (xv - l) / d - sh
-            if delta > sclip:
-                delta = sclip
-            elif delta < -sclip:
-                delta = -sclip
-            acc += delta
-            cnt += 1
-    if cnt > 0:
+            scan_mu[r] = mu if (n >= warmup and n > 0 and not math.isnan(x[r])) else math.nan
+
+
+@njit
+def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, par,
+                   L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
+                   z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
+                   scan_mu, scan_on):  # pragma: no cover - compiled
+    """Score and learn one indicator at one cycle.
+
+    ``x`` (n_reg) are the values (NaN: no data); ``L, D, S, CP, CN, N`` the indicator's rows
+    of the state (updated in place); ``shape, visits`` its profile rows; ``z``, ``mu_s``,
+    ``var_s``, ``c3_s`` scratch of n_reg float64; ``score`` (float32), ``det`` (int8) and,
+    when ``want_baseline``, ``expected`` / ``scale`` (float32) its output rows.
+    """
+    n_reg = x.shape[0]
+    sh = np.float64(shape[phase]) if season > 0 else 0.0
+    v_ph = visits[phase] if season > 0 else 0
+    has_thr = not math.isnan(warn)
+    if want_baseline or scan_on:
+        _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
+    seasonal = season > 0
+    clip_on = v_ph >= 2
+    acc, cnt = _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal, clip_on, par,
+                         L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det)
+    if is_count:
+        _count_pass(x, direction, has_thr, warn, alarm, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
+    if season > 0 and cnt > 0:
         v = visits[phase]
-        shape[phase] = sh + _rate(par[P_SHAPE_RATE], v) * (acc / cnt)
+        r0 = 1.0 / (v + 1.0)
+        rt = r0 if r0 > par[P_SHAPE_RATE] else par[P_SHAPE_RATE]
+        if v == 1:
+            rt = 1.0                       # the second visit overwrites the first
+        shape[phase] = sh + rt * (acc / cnt)
         visits[phase] = v + 1 if v < VISITS_MAX else VISITS_MAX
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
@@ -177,14 +344,21 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
                   score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
     """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline)."""
     n_ind, n_reg = V.shape
-    for i in prange(n_ind):
+    n_chunks = (n_ind + CHUNK - 1) // CHUNK
+    for ch in prange(n_chunks):
         z = np.empty(n_reg, dtype=np.float64)
-        ph = phase_w if season[i] == 2 else phase_d
-        slot = scan_slot[i]
-        step_indicator(V[i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], par,
-                       L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr, adj_idx,
-                       spatial, z, score[i], det[i], expected[i], scale[i], want_baseline,
-                       scan_mu[slot if slot >= 0 else 0], slot >= 0)
+        mu_s = np.empty(n_reg, dtype=np.float64)
+        var_s = np.empty(n_reg, dtype=np.float64)
+        c3_s = np.empty(n_reg, dtype=np.float64)
+        for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
+            ph = phase_w if season[i] == 2 else phase_d
+            slot = scan_slot[i]
+            srow = slot if slot >= 0 else 0
+            son = slot >= 0
+            step_indicator(V[i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], par,
+                           L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr, adj_idx,
+                           spatial, z, mu_s, var_s, c3_s, score[i], det[i], expected[i], scale[i], want_baseline,
+                           scan_mu[srow], son)
 
 
 @njit(parallel=True)
@@ -195,10 +369,15 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
         z = np.empty(n_reg, dtype=np.float64)
+        mu_s = np.empty(n_reg, dtype=np.float64)
+        var_s = np.empty(n_reg, dtype=np.float64)
+        c3_s = np.empty(n_reg, dtype=np.float64)
         slot = scan_slot[i]
+        srow = slot if slot >= 0 else 0
+        son = slot >= 0
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
             step_indicator(V[t, i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i],
                            par, L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr,
-                           adj_idx, spatial, z, score[t, i], det[t, i], expected[t, i], scale[t, i],
-                           want_baseline, scan_mu[t, slot if slot >= 0 else 0], slot >= 0)
+                           adj_idx, spatial, z, mu_s, var_s, c3_s, score[t, i], det[t, i], expected[t, i],
+                           scale[t, i], want_baseline, scan_mu[t, srow], son)

@@ -33,7 +33,15 @@ class DetectorParams:
         EWMA rate of the deseasonalised level of each series.
     spread_rate : float
         EWMA rate of the spread ``D`` (mean absolute deviation of the value from its level,
-        seasonal swing included); the shared seasonal shape is in units of ``D``.
+        seasonal swing included); the shared seasonal shape is in units of ``D``. Once a
+        seasonal series is warm and its phase bin is set, ``D`` is the region's own
+        seasonal amplitude (see ``amplitude_rate``).
+    amplitude_rate : float
+        Once a seasonal series is warm and its phase bin is set, ``D`` is the region's own
+        seasonal amplitude: it moves by ``amplitude_rate`` times the (Huber-clipped)
+        residual regressed on the shape, ``res * shape / max(shape**2, 1)`` (robust LMS),
+        so it cannot drift against the shared shape. 0 keeps the mean-absolute-deviation
+        rule (``score_series`` does: one series has no shape to share).
     scale_rate : float
         EWMA rate of the robust residual scale ``S`` (mean absolute residual; the
         standard deviation is taken as ``1.2533 * S``, exact for normal residuals).
@@ -41,9 +49,11 @@ class DetectorParams:
         Rate at which a phase bin of the shared seasonal shape follows the regions' mean
         deviation (first visits of a bin use the running mean).
     shape_clip : float
-        Largest change (in ``D`` units) one region can push a shape bin per visit: one
-        holiday moves a bin by at most ``shape_rate * shape_clip`` (not applied to a bin's
-        first two visits, which set it).
+        Largest change one region can push a shape bin per visit, in residual standard
+        deviations once the series is warm (``D`` units before): one holiday moves a bin
+        by at most ``shape_rate * shape_clip`` sigmas (not applied to a bin's first two
+        visits, which set it: the second visit overwrites the first, learned while the
+        level was still settling).
     huber : float
         Residuals are clipped at ``huber`` standard deviations before they update the
         level and the scale (robust learning: an outlier cannot drag the baseline).
@@ -52,6 +62,11 @@ class DetectorParams:
     cusum_clip : float
         Standardised residuals are clipped at this before entering the CUSUM, so a
         single spike is the seasonal detector's business, not a "shift".
+    cusum_cap : float
+        The CUSUM sums are capped at this (default 5.5: just above the ``WARN`` level of
+        a two-sided CUSUM, ``ln 200 = 5.3``), so a long anomaly (a holiday, an outage)
+        does not leave the CUSUM alarming for days after it ended; a sustained shift
+        still holds the score at or above ``WARN``.
     floor_spread, floor_level : float
         The standard deviation is at least ``floor_spread * D + floor_level * |level|``
         (a flat or perfectly periodic series does not get an infinitely small scale).
@@ -79,14 +94,16 @@ class DetectorParams:
         cycle's replicas are reproducible and independent of threading).
     """
 
-    level_rate: float = 0.02
+    level_rate: float = 0.005
     spread_rate: float = 0.005
+    amplitude_rate: float = 0.005
     scale_rate: float = 0.02
     shape_rate: float = 0.1
-    shape_clip: float = 1.0
+    shape_clip: float = 0.5
     huber: float = 3.0
     cusum_k: float = 0.5
     cusum_clip: float = 4.0
+    cusum_cap: float = 5.5
     floor_spread: float = 0.02
     floor_level: float = 1e-3
     count_mu_floor: float = 0.1
@@ -104,10 +121,12 @@ class DetectorParams:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
                 raise ValueError(f"{name} must be in (0, 1], got {v!r}")
-        for name in ("shape_clip", "huber", "cusum_clip", "count_mu_floor", "overdispersion"):
+        for name in ("shape_clip", "huber", "cusum_clip", "cusum_cap", "count_mu_floor", "overdispersion"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (isinstance(self.amplitude_rate, (int, float)) and 0.0 <= self.amplitude_rate <= 1.0):
+            raise ValueError(f"amplitude_rate must be in [0, 1], got {self.amplitude_rate!r}")
         for name in ("cusum_k", "floor_spread", "floor_level"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
@@ -134,6 +153,7 @@ class DetectorParams:
 
 _VECTOR = ["level_rate", "spread_rate", "scale_rate", "shape_rate", "shape_clip", "huber",
            "cusum_k", "cusum_clip", "floor_spread", "floor_level", "count_mu_floor",
-           "overdispersion", "spatial_min_neighbours"]
+           "overdispersion", "spatial_min_neighbours", "cusum_cap", "amplitude_rate"]
 (P_LEVEL_RATE, P_SPREAD_RATE, P_SCALE_RATE, P_SHAPE_RATE, P_SHAPE_CLIP, P_HUBER, P_CUSUM_K,
- P_CUSUM_CLIP, P_FLOOR_SPREAD, P_FLOOR_LEVEL, P_MU_FLOOR, P_OVERDISP, P_SPATIAL_MIN) = range(len(_VECTOR))
+ P_CUSUM_CLIP, P_FLOOR_SPREAD, P_FLOOR_LEVEL, P_MU_FLOOR, P_OVERDISP, P_SPATIAL_MIN, P_CUSUM_CAP,
+ P_AMP_RATE) = range(len(_VECTOR))

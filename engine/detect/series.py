@@ -14,7 +14,13 @@ import pandas as pd
 
 from engine.levels import CLEAR, WARN
 
-__all__ = ["alert_onsets", "choose_seasonality", "score_series"]
+__all__ = ["SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
+
+#: parameters :func:`score_series` uses unless told otherwise: one long series with no
+#: neighbours to share a seasonal shape with adapts its level faster than the catalog
+#: default, and its CUSUM is not capped (measured on NAB: the catalog defaults, tuned for
+#: many regions sharing a profile, score worse there; see docs/detect.md)
+SERIES_DEFAULTS = {"level_rate": 0.02, "cusum_cap": 1e6, "amplitude_rate": 0.0}
 
 
 def choose_seasonality(timestamps) -> tuple[str, int]:
@@ -94,6 +100,7 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     cycle = pd.Timedelta(1, "us")
     if warmup is None:
         warmup = min(int(0.15 * len(v)), 750)
+    config = {**SERIES_DEFAULTS, **config}
     det = Detectors.from_spec(direction=[direction], seasonality=[seasonality], count=[count], n_reg=1,
                               cycle=cycle, phase_minutes=phase_minutes, spatial=False,
                               warmup_cycles=max(int(warmup), 1), **config)
