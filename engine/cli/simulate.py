@@ -64,8 +64,13 @@ def load_scenario(path: str | Path):
     sc = ns.get("scenario")
     if sc is None and callable(ns.get("build")):
         sc = ns["build"]()
+    planner = getattr(sc, "sim", None)
+    if isinstance(planner, Scenario):  # a planner's engine.Scenario: its simulation part and its city
+        ns = {**ns, "city": ns.get("city") or sc.build_city()}
+        sc = planner
     if not isinstance(sc, Scenario):
-        raise ValueError(f"{p.name} defines no `scenario` (an engine.sim.Scenario) and no `build()` returning one")
+        raise ValueError(f"{p.name} defines no `scenario` (an engine.Scenario or engine.sim.Scenario) "
+                         "and no `build()` returning one")
     return sc, ns
 
 
