@@ -5,7 +5,8 @@
 history (replayed in the fixture) and each benchmarked call steps one new cycle with a realistic
 load (events at 20 per 10k residents per day, one reading per sensor/site and metric, 2 % of the
 snapshot entities reporting). ``bytes`` is :meth:`engine.core.Plan.cycle_bytes`: the running
-sums and ring rows read and written, the min/max/quantile windows read and the output written.
+sums and ring rows read and written, the running extremes and sorted windows updated, the
+snapshot members read and the float32 output written once.
 
 The peer (300 only) is the plain pandas reference of ``tests/core_reference.py`` (filter the raw
 records of each window, group by region) on a sample of indicators covering every

@@ -53,22 +53,42 @@ def indicator_coords(indicators: list[dict]) -> dict:
 
 
 def make_dataset(values: np.ndarray, indicators, regions: list[str], level: str,
-                 times=None, attrs: dict | None = None) -> xr.Dataset:
+                 times=None, attrs: dict | None = None, index_cache: dict | None = None) -> xr.Dataset:
     """Wrap a value matrix (indicators x regions, or time x indicators x regions) with labels
     (``indicators``: the catalog's list of dicts, or :func:`indicator_coords` of it).
+
+    ``index_cache``: a dict kept by the caller between calls; the indicator and region
+    coordinates (and their pandas indexes, the costly part) are then built once per region list
+    and reused (the value array is never copied).
 
     Examples
     --------
     >>> ds = make_dataset(np.zeros((1, 2)), [{"id": "a.b.c.d", "domain": "safety"}], ["N1", "N2"], "neighbourhood")
     >>> ds.value.dims, str(ds.domain.values[0])
     (('indicator', 'region'), 'safety')
+    >>> cache = {}
+    >>> a = make_dataset(np.zeros((1, 2)), [{"id": "a.b.c.d"}], ["N1", "N2"], "n", index_cache=cache)
+    >>> b = make_dataset(np.ones((3, 1, 2)), [{"id": "a.b.c.d"}], ["N1", "N2"], "n", times=[0, 1, 2], index_cache=cache)
+    >>> len(cache), b.value.dims, a.indexes["region"].equals(b.indexes["region"])
+    (1, ('time', 'indicator', 'region'), True)
     """
     dims = ("indicator", "region") if times is None else ("time", "indicator", "region")
-    coords = dict(indicators) if isinstance(indicators, dict) else indicator_coords(indicators)
-    coords["region"] = np.array(regions)
+    key = None
+    if index_cache is not None:
+        key = (id(indicators), tuple(regions))
+        base = index_cache.get(key)
+    else:
+        base = None
+    if base is None:
+        coords = dict(indicators) if isinstance(indicators, dict) else indicator_coords(indicators)
+        coords["region"] = np.array(regions)
+        base = xr.Coordinates(coords)
+        if index_cache is not None:
+            index_cache.clear()  # one region list at a time (levels alternate rarely)
+            index_cache[key] = base
     if times is not None:
-        coords["time"] = pd.DatetimeIndex(times)
-    ds = xr.Dataset({"value": (dims, values)}, coords=coords)
+        base = base.assign(time=pd.DatetimeIndex(times))
+    ds = xr.Dataset({"value": (dims, values)}, coords=base)
     ds.attrs.update({"level": level})
     if attrs:
         ds.attrs.update(attrs)

@@ -92,12 +92,35 @@ class DerivedPlan:
             self.groups.append((groups[key + ("tmpl",)], np.array(rows, np.int64),
                                 np.array(refrows, np.int64).reshape(len(rows), -1)))
         self.rows = np.array(sorted(row[i] for i in parsed), np.int64)
+        # compact matrix: only the rows formulas read and the derived rows themselves (float64),
+        # so that the value kernel can write everything else straight in the output dtype
+        need = set(self.rows.tolist())
+        for _, rows, refrows in self.groups:
+            need.update(refrows.ravel().tolist())
+        self.compact_rows = np.array(sorted(need), np.int64)
+        pos = np.full(len(indicators), -1, np.int64)
+        pos[self.compact_rows] = np.arange(len(self.compact_rows))
+        self.compact_pos = pos  # compact index of each output row, -1 when not needed
+        self.compact_groups = [(t, pos[rows], pos[refrows]) for t, rows, refrows in self.groups]
+        self.compact_derived = pos[self.rows]
+
+    def evaluate_compact(self, D: np.ndarray, out: np.ndarray | None = None) -> None:
+        """Fill the derived rows of the compact matrix ``D`` (``compact_rows`` on its second-last
+        axis, float64) like :meth:`evaluate`; with ``out`` (the full matrix, any float dtype)
+        also copy them into their rows of ``out``."""
+        self._run(D, self.compact_groups)
+        if out is not None and len(self.rows):
+            out[..., self.rows, :] = D[..., self.compact_derived, :]
 
     def evaluate(self, V: np.ndarray) -> None:
         """Fill the derived rows of ``V`` (indicators x regions, or time x indicators x regions on
         the last two axes) in place, group by group in dependency order."""
+        self._run(V, self.groups)
+
+    @staticmethod
+    def _run(V, groups) -> None:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for tmpl, rows, refrows in self.groups:
+            for tmpl, rows, refrows in groups:
                 env = {f"${p}": V[..., refrows[:, p], :].astype(np.float64, copy=False)
                        for p in range(refrows.shape[1])}
                 out = expr.evaluate(tmpl, env)

@@ -15,6 +15,8 @@ the cycle it arrives in).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -25,6 +27,11 @@ from engine.core.plan import KIND_EVENTS, KIND_READINGS, KIND_SNAPSHOTS, compile
 from engine.core.records import Records, as_records
 from engine.core.rollup import level_groups, rollup
 from engine.core.state import State
+
+#: values per cycle (indicators x regions) from which the cycle kernels use all numba threads
+PARALLEL_MIN_VALUES = 4_000_000
+#: float64 scratch of one replay kernel call (cycles per call = this / bytes of one cycle)
+REPLAY_CHUNK_BYTES = 96 * 2**20
 
 
 def to_ns(at) -> int:
@@ -91,7 +98,11 @@ class Engine:
         self.derived = DerivedPlan(catalog.indicators)
         self.state = State.empty(self.plan)
         p = self.plan
-        self._snap_bases = np.flatnonzero(p.base_kind == KIND_SNAPSHOTS).astype(np.int64)
+        snap_bases = np.flatnonzero(p.base_kind == KIND_SNAPSHOTS).astype(np.int64)
+        extra = {"snap_bases": snap_bases, "ind_d": self.derived.compact_pos}
+        self._P = tuple(extra[f] if f in extra else getattr(p, f) for f in K.P_FIELDS)
+        self._dummy3 = np.zeros((1, 1, 1), np.float64)
+        self._index_cache: dict = {}
         self._row_mult = np.ones(len(p.indicator_ids))
         self._row_mult[p.ind_row] = p.ind_mult
         self._pop = city.regions["population"].to_numpy(np.float64)
@@ -226,43 +237,65 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ kernels
-    def _run_cycle(self, k: int, batch: dict | None) -> None:
-        p, s = self.plan, self.state
-        K.advance(k, p.base_ser0, p.base_R, p.base_Rm, p.base_offS, p.base_offN, p.base_offO, p.base_offMin,
-                  p.base_offMax, p.base_blk_ptr, p.blk_W, p.blk_offS, p.blk_offN, p.blk_offO, p.blk_offP,
-                  s.ringS, s.ringN, s.ringO, s.ringMin, s.ringMax, s.wS, s.wN, s.wO, s.wP)
-        if batch is not None:
-            for g in ("ev", "rd"):
-                d = batch[g]
-                if len(d["bucket"]):
-                    K.bin_records(k, d["bucket"], d["key"], d["region"], d["value"], g == "ev", p.map_ptr, p.map_base,
-                                  p.lookup, p.base_ser0, p.base_R, p.base_Rm, p.base_offS, p.base_offN,
-                                  p.base_offMin, p.base_offMax, p.base_blk_ptr, p.blk_W, p.blk_offS, p.blk_offN,
-                                  s.ringS, s.ringN, s.ringMin, s.ringMax, s.wS, s.wN)
-            d = batch["sn"]
-            if len(d["bucket"]):
-                K.snap_apply(d["time"], d["key"], d["value"], s.st_value, s.st_time)
-        if len(self._snap_bases):
-            K.snap_aggregate(k, self._snap_bases, p.mem_ptr, p.mem_cell, p.mem_ser, s.st_value, p.base_ser0,
-                             p.base_R, p.base_Rm, p.base_offS, p.base_offN, p.base_offO, p.base_offMin,
-                             p.base_offMax, s.ringS, s.ringN, s.ringO, s.ringMin, s.ringMax)
-        K.add_new(k, p.base_ser0, p.base_R, p.base_offS, p.base_offN, p.base_offO, p.base_blk_ptr, p.blk_offS,
-                  p.blk_offN, p.blk_offO, p.blk_offP, s.ringS, s.ringN, s.ringO, s.wS, s.wN, s.wO, s.wP)
-        s.last_cycle = k
+    def _parallel(self) -> bool:
+        """Whether the cycle kernels run their ``prange`` drivers: only for big cities and more
+        than one numba thread (on small sizes, or with other processes on the cores, thread
+        start-up and contention cost more than the work); ``CITYVITALS_CORE_PARALLEL`` = 0 / 1
+        forces it."""
+        env = os.environ.get("CITYVITALS_CORE_PARALLEL", "auto").strip().lower()
+        if env in ("0", "1"):
+            return env == "1"
+        import numba
 
-    def _values(self, k: int, out: np.ndarray, parts: bool):
-        p, s = self.plan, self.state
-        if parts:
-            num = np.empty_like(out)
-            den = np.empty_like(out)
-        else:
-            num = den = np.empty((1, 1))
-        K.compute_values(k, p.ind_row, p.ind_code, p.ind_base, p.ind_blk, p.ind_blk2, p.ind_W, p.ind_norm, p.ind_q,
-                         p.ind_mult, p.base_ser0, p.base_R, p.base_Rm, p.base_offS, p.base_offN, p.base_offMin,
-                         p.base_offMax, p.ser_region, p.blk_offS, p.blk_offN, p.blk_offO, p.blk_offP, s.ringS,
-                         s.ringN, s.ringMin, s.ringMax, s.wS, s.wN, s.wO, s.wP, p.norm, out, num, den, parts)
-        self.derived.evaluate(out)
-        return num, den
+        return numba.get_num_threads() > 1 and len(self.plan.rollup) * self.plan.n_regions >= PARALLEL_MIN_VALUES
+
+    def _state_tuple(self, most_per_bucket: int) -> tuple:
+        s = self.state
+        from engine.core.plan import COUNT16_MAX
+
+        if not s.count_wide and int(s.cmax[0]) + most_per_bucket > COUNT16_MAX:
+            s.widen()  # a bucket could pass 65,535: int32 counts from now on (values unchanged)
+        return tuple(getattr(s, f) for f in K.S_FIELDS)
+
+    def _most_per_cell(self, g: dict) -> int:
+        """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
+        grows by at most this much, since a series belongs to one region."""
+        bucket, region = g["bucket"], g["region"]
+        if len(bucket) == 0:
+            return 0
+        b0 = int(bucket.min())
+        span = int(bucket.max()) - b0 + 1
+        nreg = self.plan.n_regions
+        if span * nreg <= 50_000_000:
+            return int(np.bincount((bucket - b0) * nreg + region, minlength=1).max())
+        return int(np.unique((bucket - b0) * nreg + region, return_counts=True)[1].max())
+
+    def _run(self, k0: int, T: int, ncomp: int, groups: dict | None, out=None, D=None, num=None, den=None) -> None:
+        """Run cycles ``k0 .. k0 + T - 1`` in one kernel call; values of the last ``ncomp`` cycles
+        into ``out`` / ``D`` (and ``num`` / ``den`` when given: roll-up parts)."""
+        if groups is None:
+            groups = self._no_records(T)
+        ev, rd, sn = groups["ev"], groups["rd"], groups["sn"]
+        # events and readings feed different bases: the larger of the two bounds any ring cell
+        S = self._state_tuple(max(self._most_per_cell(ev), self._most_per_cell(rd)))
+        parts = num is not None
+        if out is None:
+            out = self._dummy3
+            D = self._dummy3
+        if not parts:
+            num = den = self._dummy3
+        K.run_cycles(k0, T, ncomp, self._parallel(),
+                     (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"]),
+                     (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"]),
+                     (sn["time"], sn["key"], sn["value"], sn["off"]),
+                     self._P, S, out, D, num, den, parts)
+        self.state.last_cycle = k0 + T - 1
+
+    def _no_records(self, T: int) -> dict:
+        z = np.zeros(T + 1, np.int64)
+        e = dict(bucket=np.zeros(0, np.int64), key=np.zeros(0, np.int64), region=np.zeros(0, np.int64),
+                 value=np.zeros(0, np.float64), time=np.zeros(0, np.int64), off=z)
+        return {"ev": e, "rd": e, "sn": e}
 
     def _level(self, level):
         first = self.city.levels[0]
@@ -270,21 +303,32 @@ class Engine:
         g, labels, _ = level_groups(self.city, level)
         return level, (None if level == first else g), labels
 
-    def _output(self, k: int, g, nlabels: int) -> np.ndarray:
-        V = np.empty((len(self.plan.indicator_ids), self.plan.n_regions), np.float64)
-        num, den = self._values(k, V, g is not None)
+    def _buffers(self, T: int, out_dtype, parts: bool):
+        """(out, D, num, den) for ``T`` cycles at the finest level."""
+        p = self.plan
+        nind, nreg = len(p.indicator_ids), p.n_regions
+        out = np.empty((T, nind, nreg), out_dtype)
+        D = np.empty((T, len(self.derived.compact_rows), nreg), np.float64)
+        if parts:
+            return out, D, np.empty((T, nind, nreg), np.float64), np.empty((T, nind, nreg), np.float64)
+        return out, D, None, None
+
+    def _finish(self, out, D, num, den, g, nlabels: int, dst) -> None:
+        """Derived rows (float64, from ``D``) into ``out``; at a coarser level roll each cycle of
+        ``out`` up into ``dst``."""
+        self.derived.evaluate_compact(D, out)
         if g is not None:
-            V = rollup(V, num, den, self.plan.rollup, self._row_mult, g, nlabels, self._pop, self.derived)
-        return V
+            for t in range(out.shape[0]):
+                dst[t] = rollup(out[t], num[t], den[t], self.plan.rollup, self._row_mult, g, nlabels, self._pop,
+                                self.derived)
 
     def _advance_to(self, k: int) -> None:
         last = self.state.last_cycle
         if last >= 0 and k <= last:
             raise ValueError(f"cycle {pd.Timestamp(k * self.plan.cycle_ns)} is not after the last cycle computed "
                              f"({pd.Timestamp(last * self.plan.cycle_ns)})")
-        if last >= 0:
-            for kk in range(last + 1, k):  # cycles without a step: empty buckets, snapshots carried
-                self._run_cycle(kk, None)
+        if last >= 0 and k > last + 1:  # cycles without a step: empty buckets, snapshots carried
+            self._run(last + 1, k - last - 1, 0, None)
 
     # ------------------------------------------------------------------ public
     def step(self, feeds, at, level: str | None = None):
@@ -312,12 +356,18 @@ class Engine:
         self._advance_to(k)
         counts: dict = {}
         batch = self._admit(self._prepare(rec), k, counts)
-        self._run_cycle(k, batch)
-        V = self._output(k, g, len(labels))
+        for d in batch.values():
+            d["off"] = np.array([0, len(d["bucket"])], np.int64)
+        fine = g is None
+        out, D, num, den = self._buffers(1, self.dtype if fine else np.float64, not fine)
+        self._run(k, 1, 1, batch, out, D, num, den)
+        V = out[0] if fine else np.empty((1, len(out[0]), len(labels)), np.float64)
+        self._finish(out, D, num, den, g, len(labels), None if fine else V)
+        V = V if fine else V[0].astype(self.dtype)
         attrs = {"time": str(pd.Timestamp(k * self.plan.cycle_ns)), "cycle": self.cycle, **flatten_counts(qcounts)}
         attrs.update(counts)
         self.last_counts = attrs
-        return make_dataset(V.astype(self.dtype), self._coords, labels, level, attrs=attrs)
+        return make_dataset(V, self._coords, labels, level, attrs=attrs, index_cache=self._index_cache)
 
     def replay(self, feeds, start, end, level: str | None = None):
         """Compute every cycle from ``start`` to ``end`` (both cycle ends, inclusive).
@@ -325,7 +375,8 @@ class Engine:
         Equal, number for number, to successive :meth:`step` calls where the first step gets every
         record up to ``start`` and each later step the records of its own cycle. An engine that
         already computed cycles continues from them (records of those cycles are skipped), so a
-        long period can be replayed in chunks with the same result.
+        long period can be replayed in chunks with the same result. Runs the cycles in chunks of
+        up to :data:`REPLAY_CHUNK_BYTES` of float64 scratch, one kernel call per chunk.
 
         Returns
         -------
@@ -345,19 +396,44 @@ class Engine:
             lo = {gn: int(np.searchsorted(d["bucket"], last, side="right")) for gn, d in prep.items()}
             prep = {gn: self._take(d, slice(lo[gn], None)) for gn, d in prep.items()}
         T = k1 - k0 + 1
-        out = np.empty((T, len(self.plan.indicator_ids), len(labels)), self.dtype)
+        p = self.plan
+        nind, nreg = len(p.indicator_ids), p.n_regions
+        fine = g is None
+        out_all = np.empty((T, nind, len(labels)), self.dtype)
         counts: dict = {}
-        bounds = {gname: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gname, d in prep.items()}
-        for t, k in enumerate(range(k0, k1 + 1)):
-            if t == 0:
-                batch = self._admit({gn: self._take(d, slice(0, bounds[gn][0])) for gn, d in prep.items()}, k, counts)
+        # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
+        bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
+        first = self._admit({gn: self._take(d, slice(0, bounds[gn][0])) for gn, d in prep.items()}, k0, counts)
+        allrec = {}
+        for gn, d in prep.items():
+            b = bounds[gn]
+            n0 = len(first[gn]["bucket"])
+            allrec[gn] = {c: np.concatenate([first[gn][c], d[c][b[0]:b[-1]]]) for c in d}
+            allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
+        per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
+        chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
+        bufs = None if fine else self._buffers(chunk, np.float64, True)
+        Dfine = None
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            n = t1 - t0
+            grp = {}
+            for gn, d in allrec.items():
+                o = d["off"]
+                grp[gn] = {c: v for c, v in d.items() if c != "off"}
+                grp[gn]["off"] = o[t0:t1 + 1]
+            if fine:
+                if Dfine is None:
+                    Dfine = np.empty((chunk, len(self.derived.compact_rows), nreg), np.float64)
+                out, D, num, den = out_all[t0:t1], Dfine[:n], None, None
             else:
-                batch = {gn: self._take(d, slice(bounds[gn][t - 1], bounds[gn][t])) for gn, d in prep.items()}
-            self._run_cycle(k, batch)
-            out[t] = self._output(k, g, len(labels))
+                out, D, num, den = (x[:n] for x in bufs)
+            self._run(k0 + t0, n, n, grp, out, D, num, den)
+            self._finish(out, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
         counts["core.after_end"] = int(sum(len(d["bucket"]) - bounds[gn][-1] for gn, d in prep.items()))
         times = pd.to_datetime(np.arange(k0, k1 + 1, dtype=np.int64) * self.plan.cycle_ns)
         attrs = {"start": str(times[0]), "end": str(times[-1]), "cycle": self.cycle, **flatten_counts(qcounts)}
         attrs.update(counts)
         self.last_counts = attrs
-        return make_dataset(out, self._coords, labels, level, times=times, attrs=attrs)
+        return make_dataset(out_all, self._coords, labels, level, times=times, attrs=attrs,
+                            index_cache=self._index_cache)

@@ -1,15 +1,24 @@
-"""The numba kernels of one cycle; each writes into preallocated arrays and returns nothing.
+"""The numba kernels of the engine; each writes into preallocated arrays and returns nothing.
 
 One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since the epoch) runs:
 
-1. :func:`advance` - every window block subtracts the bucket that leaves it (``k - W``); then each
-   base clears its ring row for ``k``;
-2. :func:`bin_records` - events and readings add into their bucket's ring row (a late record into
-   its own, older bucket, and straight into the running sums of the windows that still cover it);
-3. :func:`snap_apply` + :func:`snap_aggregate` - snapshot records update the latest value per
-   entity, then each snapshot base aggregates its entities into its bucket ``k``;
-4. :func:`add_new` - every block adds bucket ``k``;
-5. :func:`compute_values` - one output row per non-derived indicator.
+1. advance - every window block subtracts the bucket that leaves it (``k - W``), every sorted
+   window (quantiles) deletes that bucket's mean; then each base clears its ring row for ``k``;
+2. bin - events and readings add into their bucket's ring row (a late record into its own, older
+   bucket, and straight into the running sums, running extremes and sorted windows that still
+   cover it);
+3. snapshots - records update the latest value per entity, then each snapshot base aggregates
+   its entities into its bucket ``k``;
+4. add - every block adds bucket ``k``; every sorted window inserts its mean; every running
+   extreme takes it in, or is recomputed from the ring when the bucket that left held it;
+5. values - one output row per non-derived indicator (plus a float64 copy of the rows the
+   derived formulas read).
+
+:func:`run_cycles` runs steps 1-5 for ``T`` consecutive cycles in one call (a step is ``T = 1``;
+a replay chunk many), so a replay and successive steps execute the same operations in the same
+order and agree bit for bit. The plan arrays travel as one tuple ``P`` and the state arrays as
+one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS`). Each stage has a serial and a
+``prange`` driver over the same per-item function; the caller picks one by work size.
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -26,191 +35,63 @@ from engine.config import njit
 # value codes (see engine.core.plan)
 _C_COUNT, _C_EVSUM, _C_RDSUM, _C_MEAN, _C_EVSHARE, _C_SNSHARE, _C_SNSUM, _C_MIN, _C_MAX, _C_QUANT = range(10)
 
+P_FIELDS = ("map_ptr", "map_base", "lookup", "base_ser0", "base_R", "base_Rm", "base_offS", "base_offN", "base_offO",
+            "base_offMin", "base_offMax", "base_blk_ptr", "blk_W", "blk_offS", "blk_offN", "blk_offO", "blk_offP",
+            "base_mm_ptr", "mm_W", "mm_stat", "mm_off", "base_q_ptr", "q_W", "q_off", "q_noff",
+            "snap_bases", "mem_ptr", "mem_cell", "mem_ser",
+            "ind_row", "ind_code", "ind_base", "ind_blk", "ind_blk2", "ind_norm", "ind_q", "ind_mult", "ser_region",
+            "norm", "ind_d", "base_offRow")
+S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "wP", "mmRun", "qv", "qn", "cmax",
+            "st_value", "st_time", "rowc")
 
-@njit(parallel=True)
-def advance(k, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO, base_offMin, base_offMax,
-            base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
-            ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP):
-    """Subtract bucket ``k - W`` from every block, then clear each base's ring row of bucket ``k``."""
-    nb = len(base_R)
-    for b in prange(nb):
-        n = base_ser0[b + 1] - base_ser0[b]
-        R = base_R[b]
-        for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-            slot = (k - blk_W[bl]) % R
-            oN = base_offN[b] + slot * n
-            wo = blk_offN[bl]
-            for i in range(n):
-                wN[wo + i] -= ringN[oN + i]
-            if blk_offP[bl] >= 0:
-                wo = blk_offP[bl]
-                for i in range(n):
-                    if ringN[oN + i] > 0:
-                        wP[wo + i] -= 1
-            if blk_offS[bl] >= 0:
-                oS = base_offS[b] + slot * n
-                wo = blk_offS[bl]
-                for i in range(n):
-                    wS[wo + i] -= ringS[oS + i]
-            if blk_offO[bl] >= 0:
-                oO = base_offO[b] + slot * n
-                wo = blk_offO[bl]
-                for i in range(n):
-                    wO[wo + i] -= ringO[oO + i]
-        slot = k % R
-        o = base_offN[b] + slot * n
-        ringN[o:o + n] = 0
-        if base_offS[b] >= 0:
-            o = base_offS[b] + slot * n
-            ringS[o:o + n] = 0.0
-        if base_offO[b] >= 0:
-            o = base_offO[b] + slot * n
-            ringO[o:o + n] = 0
-        if base_Rm[b] > 0:
-            slot = k % base_Rm[b]
-            if base_offMin[b] >= 0:
-                o = base_offMin[b] + slot * n
-                ringMin[o:o + n] = np.inf
-            if base_offMax[b] >= 0:
-                o = base_offMax[b] + slot * n
-                ringMax[o:o + n] = -np.inf
+
+# ---------------------------------------------------------------------------------------------
+# sorted windows (quantiles)
 
 
 @njit
-def bin_records(k, bucket, key, region, value, count_nan, map_ptr, map_base, lookup, base_ser0, base_R, base_Rm,
-                base_offS, base_offN, base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN,
-                ringS, ringN, ringMin, ringMax, wS, wN):
-    """Add events or readings (``bucket <= k``) into their buckets and, when late, into the running
-    sums of the windows that still cover their bucket. A NaN value adds nothing to sums and extremes;
-    it still counts when ``count_nan`` (events: the event happened) and is skipped otherwise
-    (readings). Records of a base whose ring no longer holds their bucket are ignored for that base
-    (no window of it covers them)."""
-    for r in range(len(bucket)):
-        j = bucket[r]
-        d = k - j
-        kk = key[r]
-        reg = region[r]
-        v = value[r]
-        has_v = not math.isnan(v)
-        if not has_v and not count_nan:
-            continue
-        for m in range(map_ptr[kk], map_ptr[kk + 1]):
-            b = map_base[m]
-            s = lookup[b, reg]
-            if s < 0:
-                continue
-            i = s - base_ser0[b]
-            n = base_ser0[b + 1] - base_ser0[b]
-            R = base_R[b]
-            if d < R:
-                slot = j % R
-                ringN[base_offN[b] + slot * n + i] += 1
-                if has_v and base_offS[b] >= 0:
-                    ringS[base_offS[b] + slot * n + i] += v
-                if d > 0:
-                    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-                        if blk_W[bl] > d:
-                            wN[blk_offN[bl] + i] += 1
-                            if has_v and blk_offS[bl] >= 0:
-                                wS[blk_offS[bl] + i] += v
-            Rm = base_Rm[b]
-            if has_v and d < Rm:
-                slot = j % Rm
-                if base_offMin[b] >= 0:
-                    o = base_offMin[b] + slot * n + i
-                    if v < ringMin[o]:
-                        ringMin[o] = v
-                if base_offMax[b] >= 0:
-                    o = base_offMax[b] + slot * n + i
-                    if v > ringMax[o]:
-                        ringMax[o] = v
+def sorted_insert(x, o, n, v):
+    """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
+    The caller guarantees room for one more value."""
+    if math.isnan(v):
+        pos = n
+    else:
+        lo = 0
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if x[o + mid] <= v:  # NaN compares False: v goes before it
+                lo = mid + 1
+            else:
+                hi = mid
+        pos = lo
+    for c in range(n, pos, -1):
+        x[o + c] = x[o + c - 1]
+    x[o + pos] = v
+    return n + 1
 
 
 @njit
-def snap_apply(time, cell, value, st_value, st_time):
-    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins."""
-    for r in range(len(time)):
-        c = cell[r]
-        if time[r] >= st_time[c]:
-            st_time[c] = time[r]
-            st_value[c] = value[r]
-
-
-@njit(parallel=True)
-def snap_aggregate(k, snap_bases, mem_ptr, mem_cell, mem_ser, st_value, base_ser0, base_R, base_Rm,
-                   base_offS, base_offN, base_offO, base_offMin, base_offMax, ringS, ringN, ringO, ringMin, ringMax):
-    """Aggregate each snapshot base's entities (latest values) into its bucket ``k``."""
-    for t in prange(len(snap_bases)):
-        b = snap_bases[t]
-        n = base_ser0[b + 1] - base_ser0[b]
-        s0 = base_ser0[b]
-        slot = k % base_R[b]
-        oN = base_offN[b] + slot * n
-        oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
-        oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
-        oMin = -1
-        oMax = -1
-        if base_Rm[b] > 0:
-            sm = k % base_Rm[b]
-            if base_offMin[b] >= 0:
-                oMin = base_offMin[b] + sm * n
-            if base_offMax[b] >= 0:
-                oMax = base_offMax[b] + sm * n
-        for m in range(mem_ptr[b], mem_ptr[b + 1]):
-            v = st_value[mem_cell[m]]
-            if math.isnan(v):
-                continue
-            i = mem_ser[m] - s0
-            ringN[oN + i] += 1
-            if oS >= 0:
-                ringS[oS + i] += v
-            if oO >= 0 and v == 1.0:
-                ringO[oO + i] += 1
-            if oMin >= 0 and v < ringMin[oMin + i]:
-                ringMin[oMin + i] = v
-            if oMax >= 0 and v > ringMax[oMax + i]:
-                ringMax[oMax + i] = v
-
-
-@njit(parallel=True)
-def add_new(k, base_ser0, base_R, base_offS, base_offN, base_offO, base_blk_ptr, blk_offS, blk_offN,
-            blk_offO, blk_offP, ringS, ringN, ringO, wS, wN, wO, wP):
-    """Add bucket ``k`` to every block's running sums."""
-    nb = len(base_R)
-    for b in prange(nb):
-        n = base_ser0[b + 1] - base_ser0[b]
-        slot = k % base_R[b]
-        oN = base_offN[b] + slot * n
-        for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-            wo = blk_offN[bl]
-            for i in range(n):
-                wN[wo + i] += ringN[oN + i]
-            if blk_offP[bl] >= 0:
-                wo = blk_offP[bl]
-                for i in range(n):
-                    if ringN[oN + i] > 0:
-                        wP[wo + i] += 1
-            if blk_offS[bl] >= 0:
-                oS = base_offS[b] + slot * n
-                wo = blk_offS[bl]
-                for i in range(n):
-                    wS[wo + i] += ringS[oS + i]
-            if blk_offO[bl] >= 0:
-                oO = base_offO[b] + slot * n
-                wo = blk_offO[bl]
-                for i in range(n):
-                    wO[wo + i] += ringO[oO + i]
-
-
-@njit
-def _insertion_sort(x, n):
-    for a in range(1, n):
-        v = x[a]
-        c = a - 1
-        while c >= 0 and x[c] > v:
-            x[c + 1] = x[c]
-            c -= 1
-        x[c + 1] = v
+def sorted_delete(x, o, n, v):
+    """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
+    new length (``n`` when ``v`` is not there)."""
+    if math.isnan(v):
+        if n == 0 or not math.isnan(x[o + n - 1]):
+            return n
+        return n - 1
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x[o + mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo >= n or x[o + lo] != v:
+        return n
+    for c in range(lo, n - 1):
+        x[o + c] = x[o + c + 1]
+    return n - 1
 
 
 @njit
@@ -231,105 +112,498 @@ def quantile_sorted(x, n, q):
     return a + d * t
 
 
-@njit(parallel=True)
-def compute_values(k, ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_W, ind_norm, ind_q, ind_mult,
-                   base_ser0, base_R, base_Rm, base_offS, base_offN, base_offMin, base_offMax, ser_region,
-                   blk_offS, blk_offN, blk_offO, blk_offP, ringS, ringN, ringMin, ringMax, wS, wN, wO, wP,
-                   norm, out, num, den, parts):
-    """Fill ``out[row, region]`` for every non-derived indicator; with ``parts`` also the roll-up
-    numerator ``num`` and denominator ``den`` (value = mult * num / den, or num when den is 1)."""
-    nreg = out.shape[1]
-    for t in prange(len(ind_row)):
-        row = ind_row[t]
-        code = ind_code[t]
-        b = ind_base[t]
-        s0 = base_ser0[b]
-        n = base_ser0[b + 1] - s0
-        nr = ind_norm[t]
-        mult = ind_mult[t]
-        for r in range(nreg):
-            out[row, r] = np.nan
-        if parts:
-            for r in range(nreg):
-                num[row, r] = np.nan
-                den[row, r] = 0.0
-        bl = ind_blk[t]
-        if code == _C_MIN or code == _C_MAX:
-            W = ind_W[t]
-            Rm = base_Rm[b]
-            off = base_offMin[b] if code == _C_MIN else base_offMax[b]
-            for i in range(n):
-                acc = np.inf if code == _C_MIN else -np.inf
-                for c in range(W):
-                    v = ringMin[off + ((k - c) % Rm) * n + i] if code == _C_MIN else ringMax[off + ((k - c) % Rm) * n + i]
-                    if code == _C_MIN:
-                        if v < acc:
-                            acc = v
-                    elif v > acc:
-                        acc = v
-                r = ser_region[s0 + i]
-                val = acc if not math.isinf(acc) else np.nan
-                out[row, r] = val
-                if parts:
-                    num[row, r] = val
-                    den[row, r] = 1.0
+# ---------------------------------------------------------------------------------------------
+# 1. advance
+
+
+@njit
+def _advance_base(b, k, P, S):
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    n = base_ser0[b + 1] - base_ser0[b]
+    R = base_R[b]
+    ro = base_offRow[b]
+    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+        slot = (k - blk_W[bl]) % R
+        if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
-        if code == _C_QUANT:
-            W = ind_W[t]
-            R = base_R[b]
-            buf = np.empty(W, dtype=np.float64)
-            q = ind_q[t]
-            for i in range(n):
-                m = 0
-                for c in range(W):
-                    slot = (k - c) % R
-                    cnt = ringN[base_offN[b] + slot * n + i]
-                    if cnt > 0:
-                        buf[m] = ringS[base_offS[b] + slot * n + i] / cnt
-                        m += 1
-                if m > 32:
-                    srt = np.sort(buf[:m])
-                    val = quantile_sorted(srt, m, q)
-                else:
-                    _insertion_sort(buf, m)
-                    val = quantile_sorted(buf, m, q)
-                r = ser_region[s0 + i]
-                out[row, r] = val
-                if parts:
-                    num[row, r] = val
-                    den[row, r] = 1.0
-            continue
+        oN = base_offN[b] + slot * n
+        wo = blk_offN[bl]
         for i in range(n):
-            r = ser_region[s0 + i]
-            a = 0.0
-            d = 1.0
-            if code == _C_COUNT:
-                a = float(wN[blk_offN[bl] + i])
-            elif code == _C_EVSUM:
-                a = wS[blk_offS[bl] + i]
-            elif code == _C_RDSUM:
-                a = wS[blk_offS[bl] + i] if wN[blk_offN[bl] + i] > 0 else np.nan
-            elif code == _C_MEAN:
-                a = wS[blk_offS[bl] + i]
-                d = float(wN[blk_offN[bl] + i])
-            elif code == _C_EVSHARE:
-                a = float(wN[blk_offN[bl] + i])
-                d = float(wN[blk_offN[ind_blk2[t]] + i])
-            elif code == _C_SNSHARE:
-                a = float(wO[blk_offO[bl] + i])
-                d = float(wN[blk_offN[bl] + i])
-            elif code == _C_SNSUM:
-                p = wP[blk_offP[bl] + i]
-                a = wS[blk_offS[bl] + i] / p if p > 0 else np.nan
-            if nr >= 0:
-                d = norm[nr, r]
-            if d == 0.0 or math.isnan(a):
-                val = np.nan
-            elif d == 1.0:
-                val = mult * a
+            wN[wo + i] -= ringN[oN + i]
+        if blk_offP[bl] >= 0:
+            wo = blk_offP[bl]
+            for i in range(n):
+                if ringN[oN + i] > 0:
+                    wP[wo + i] -= 1
+        if blk_offS[bl] >= 0:
+            oS = base_offS[b] + slot * n
+            wo = blk_offS[bl]
+            for i in range(n):
+                wS[wo + i] -= ringS[oS + i]
+        if blk_offO[bl] >= 0:
+            oO = base_offO[b] + slot * n
+            wo = blk_offO[bl]
+            for i in range(n):
+                wO[wo + i] -= ringO[oO + i]
+    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
+        W = q_W[qb]
+        slot = (k - W) % R
+        if rowc[ro + slot] == 0:
+            continue
+        oN = base_offN[b] + slot * n
+        oS = base_offS[b] + slot * n
+        for i in range(n):
+            c = ringN[oN + i]
+            if c > 0:
+                qc = q_noff[qb] + i
+                qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
+    slot = k % R
+    if rowc[ro + slot] != 0:  # rows of empty buckets are zero already
+        rowc[ro + slot] = 0
+        o = base_offN[b] + slot * n
+        ringN[o:o + n] = 0
+        if base_offS[b] >= 0:
+            o = base_offS[b] + slot * n
+            ringS[o:o + n] = 0.0
+        if base_offO[b] >= 0:
+            o = base_offO[b] + slot * n
+            ringO[o:o + n] = 0
+    if base_Rm[b] > 0:
+        slot = k % base_Rm[b]
+        if base_offMin[b] >= 0:
+            o = base_offMin[b] + slot * n
+            ringMin[o:o + n] = np.inf
+        if base_offMax[b] >= 0:
+            o = base_offMax[b] + slot * n
+            ringMax[o:o + n] = -np.inf
+
+
+@njit
+def advance_ser(k, P, S):
+    """Stage 1 for every base, one thread."""
+    for b in range(len(P[4])):
+        _advance_base(b, k, P, S)
+
+
+@njit(parallel=True)
+def advance_par(k, P, S):
+    """Stage 1 for every base, in parallel over bases."""
+    for b in prange(len(P[4])):
+        _advance_base(b, k, P, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. bin
+
+
+@njit
+def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
+    """Add events or readings ``lo .. hi - 1`` (``bucket <= k``) into their buckets and, when late,
+    into the running sums, extremes and sorted windows that still cover their bucket. A NaN value
+    adds nothing to sums and extremes; it still counts when ``count_nan`` (events: the event
+    happened) and is skipped otherwise (readings). Records of a base whose ring no longer holds
+    their bucket are ignored for that base (no window of it covers them)."""
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    cm = cmax[0]
+    for r in range(lo, hi):
+        j = bucket[r]
+        d = k - j
+        kk = key[r]
+        reg = region[r]
+        v = value[r]
+        has_v = not math.isnan(v)
+        if not has_v and not count_nan:
+            continue
+        for m in range(map_ptr[kk], map_ptr[kk + 1]):
+            b = map_base[m]
+            s = lookup[b, reg]
+            if s < 0:
+                continue
+            i = s - base_ser0[b]
+            n = base_ser0[b + 1] - base_ser0[b]
+            R = base_R[b]
+            if d < R:
+                slot = j % R
+                oN = base_offN[b] + slot * n + i
+                oS = base_offS[b] + slot * n + i if base_offS[b] >= 0 else -1
+                if d > 0:  # sorted windows holding bucket j: take its old mean out
+                    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
+                        if d < q_W[qb] and ringN[oN] > 0:
+                            qc = q_noff[qb] + i
+                            qn[qc] = sorted_delete(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
+                c = ringN[oN] + 1
+                ringN[oN] = c
+                rowc[base_offRow[b] + slot] += 1
+                if c > cm:
+                    cm = c
+                if has_v and oS >= 0:
+                    ringS[oS] += v
+                if d > 0:
+                    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+                        if blk_W[bl] > d:
+                            wN[blk_offN[bl] + i] += 1
+                            if has_v and blk_offS[bl] >= 0:
+                                wS[blk_offS[bl] + i] += v
+                    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
+                        if d < q_W[qb]:  # ... and its new mean in
+                            qc = q_noff[qb] + i
+                            qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
+            Rm = base_Rm[b]
+            if has_v and d < Rm:
+                slot = j % Rm
+                if base_offMin[b] >= 0:
+                    o = base_offMin[b] + slot * n + i
+                    if v < ringMin[o]:
+                        ringMin[o] = v
+                if base_offMax[b] >= 0:
+                    o = base_offMax[b] + slot * n + i
+                    if v > ringMax[o]:
+                        ringMax[o] = v
+                if d > 0:  # running extremes over buckets k - W .. k - 1 (bucket k is added later)
+                    for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
+                        if d <= mm_W[mb]:
+                            o = mm_off[mb] + i
+                            if mm_stat[mb] == 0:
+                                if v < mmRun[o]:
+                                    mmRun[o] = v
+                            elif v > mmRun[o]:
+                                mmRun[o] = v
+    cmax[0] = cm
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. snapshots
+
+
+@njit
+def snap_apply(lo, hi, time, cell, value, st_value, st_time):
+    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins."""
+    for r in range(lo, hi):
+        c = cell[r]
+        if time[r] >= st_time[c]:
+            st_time[c] = time[r]
+            st_value[c] = value[r]
+
+
+@njit
+def _snap_base(t, k, P, S):
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    b = snap_bases[t]
+    n = base_ser0[b + 1] - base_ser0[b]
+    s0 = base_ser0[b]
+    slot = k % base_R[b]
+    oN = base_offN[b] + slot * n
+    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
+    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
+    oMin = -1
+    oMax = -1
+    if base_Rm[b] > 0:
+        sm = k % base_Rm[b]
+        if base_offMin[b] >= 0:
+            oMin = base_offMin[b] + sm * n
+        if base_offMax[b] >= 0:
+            oMax = base_offMax[b] + sm * n
+    for m in range(mem_ptr[b], mem_ptr[b + 1]):
+        v = st_value[mem_cell[m]]
+        if math.isnan(v):
+            continue
+        i = mem_ser[m] - s0
+        ringN[oN + i] += 1
+        rowc[base_offRow[b] + slot] += 1
+        if oS >= 0:
+            ringS[oS + i] += v
+        if oO >= 0 and v == 1.0:
+            ringO[oO + i] += 1
+        if oMin >= 0 and v < ringMin[oMin + i]:
+            ringMin[oMin + i] = v
+        if oMax >= 0 and v > ringMax[oMax + i]:
+            ringMax[oMax + i] = v
+
+
+@njit
+def snap_aggregate_ser(k, P, S):
+    """Aggregate each snapshot base's entities (latest values) into its bucket ``k``, one thread."""
+    for t in range(len(P[25])):
+        _snap_base(t, k, P, S)
+
+
+@njit(parallel=True)
+def snap_aggregate_par(k, P, S):
+    """Aggregate each snapshot base's entities into its bucket ``k``, in parallel over bases."""
+    for t in prange(len(P[25])):
+        _snap_base(t, k, P, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. add
+
+
+@njit
+def _add_base(b, k, P, S):
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    n = base_ser0[b + 1] - base_ser0[b]
+    R = base_R[b]
+    slot = k % R
+    oN = base_offN[b] + slot * n
+    full = rowc[base_offRow[b] + slot] != 0  # an empty bucket adds nothing
+    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+        if not full:
+            break
+        wo = blk_offN[bl]
+        for i in range(n):
+            wN[wo + i] += ringN[oN + i]
+        if blk_offP[bl] >= 0:
+            wo = blk_offP[bl]
+            for i in range(n):
+                if ringN[oN + i] > 0:
+                    wP[wo + i] += 1
+        if blk_offS[bl] >= 0:
+            oS = base_offS[b] + slot * n
+            wo = blk_offS[bl]
+            for i in range(n):
+                wS[wo + i] += ringS[oS + i]
+        if blk_offO[bl] >= 0:
+            oO = base_offO[b] + slot * n
+            wo = blk_offO[bl]
+            for i in range(n):
+                wO[wo + i] += ringO[oO + i]
+    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
+        if not full:
+            break
+        W = q_W[qb]
+        oS = base_offS[b] + slot * n
+        for i in range(n):
+            c = ringN[oN + i]
+            if c > 0:
+                qc = q_noff[qb] + i
+                qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
+    Rm = base_Rm[b]
+    for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
+        W = mm_W[mb]
+        mx = mm_stat[mb] == 1
+        ring = ringMax if mx else ringMin
+        off = base_offMax[b] if mx else base_offMin[b]
+        empty = -np.inf if mx else np.inf
+        ol = off + ((k - W) % Rm) * n  # the bucket leaving (still in the ring: Rm > W)
+        on = off + (k % Rm) * n
+        o = mm_off[mb]
+        for i in range(n):
+            run = mmRun[o + i]
+            if run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
+                acc = empty
+                for c in range(W):
+                    v = ring[off + ((k - c) % Rm) * n + i]
+                    if mx:
+                        if v > acc:
+                            acc = v
+                    elif v < acc:
+                        acc = v
+                mmRun[o + i] = acc
             else:
-                val = mult * (a / d)
-            out[row, r] = val
+                v = ring[on + i]
+                if mx:
+                    if v > run:
+                        mmRun[o + i] = v
+                elif v < run:
+                    mmRun[o + i] = v
+
+
+@njit
+def add_ser(k, P, S):
+    """Stage 4 for every base, one thread."""
+    for b in range(len(P[4])):
+        _add_base(b, k, P, S)
+
+
+@njit(parallel=True)
+def add_par(k, P, S):
+    """Stage 4 for every base, in parallel over bases."""
+    for b in prange(len(P[4])):
+        _add_base(b, k, P, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. values
+
+
+@njit
+def _value_row(t, tt, P, S, out, D, num, den, parts):
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    nreg = out.shape[2]
+    row = ind_row[t]
+    code = ind_code[t]
+    b = ind_base[t]
+    s0 = base_ser0[b]
+    n = base_ser0[b + 1] - s0
+    nr = ind_norm[t]
+    mult = ind_mult[t]
+    dd = ind_d[row]
+    bl = ind_blk[t]
+    if n < nreg:  # regions without a series of this base
+        for r in range(nreg):
+            out[tt, row, r] = np.nan
+            if dd >= 0:
+                D[tt, dd, r] = np.nan
             if parts:
-                num[row, r] = a
-                den[row, r] = d
+                num[tt, row, r] = np.nan
+                den[tt, row, r] = 0.0
+    if code == _C_MIN or code == _C_MAX:
+        o = mm_off[bl]
+        for i in range(n):
+            acc = mmRun[o + i]
+            val = acc if not math.isinf(acc) else np.nan
+            r = ser_region[s0 + i]
+            out[tt, row, r] = val
+            if dd >= 0:
+                D[tt, dd, r] = val
+            if parts:
+                num[tt, row, r] = val
+                den[tt, row, r] = 1.0
+        return
+    if code == _C_QUANT:
+        W = q_W[bl]
+        q = ind_q[t]
+        for i in range(n):
+            o = q_off[bl] + i * W
+            val = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
+            r = ser_region[s0 + i]
+            out[tt, row, r] = val
+            if dd >= 0:
+                D[tt, dd, r] = val
+            if parts:
+                num[tt, row, r] = val
+                den[tt, row, r] = 1.0
+        return
+    oN = blk_offN[bl]
+    oS = blk_offS[bl]
+    oO = blk_offO[bl]
+    oP = blk_offP[bl]
+    oA = blk_offN[ind_blk2[t]] if code == _C_EVSHARE else 0
+    dense = n == nreg  # then series i is region i (series are sorted by region)
+    for i in range(n):
+        r = i if dense else ser_region[s0 + i]
+        d = 1.0
+        if code == _C_COUNT:
+            a = float(wN[oN + i])
+        elif code == _C_EVSUM:
+            a = wS[oS + i]
+        elif code == _C_RDSUM:
+            a = wS[oS + i] if wN[oN + i] > 0 else np.nan
+        elif code == _C_MEAN:
+            a = wS[oS + i]
+            d = float(wN[oN + i])
+        elif code == _C_EVSHARE:
+            a = float(wN[oN + i])
+            d = float(wN[oA + i])
+        elif code == _C_SNSHARE:
+            a = float(wO[oO + i])
+            d = float(wN[oN + i])
+        else:  # _C_SNSUM
+            p = wP[oP + i]
+            a = wS[oS + i] / p if p > 0 else np.nan
+        if nr >= 0:
+            d = norm[nr, r]
+        if d == 0.0 or math.isnan(a):
+            val = np.nan
+        elif d == 1.0:
+            val = mult * a
+        else:
+            val = mult * (a / d)
+        # written out here, not through a helper: a call per value costs ~5x the value itself
+        out[tt, row, r] = val
+        if dd >= 0:
+            D[tt, dd, r] = val
+        if parts:
+            num[tt, row, r] = a
+            den[tt, row, r] = d
+
+
+@njit
+def values_ser(tt, P, S, out, D, num, den, parts):
+    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread."""
+    for t in range(len(P[29])):
+        _value_row(t, tt, P, S, out, D, num, den, parts)
+
+
+@njit(parallel=True)
+def values_par(tt, P, S, out, D, num, den, parts):
+    """Stage 5, in parallel over indicators."""
+    for t in prange(len(P[29])):
+        _value_row(t, tt, P, S, out, D, num, den, parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cycle loop
+
+
+@njit
+def run_cycles(k0, T, ncomp, par, EV, RD, SN, P, S, out, D, num, den, parts):
+    """Run cycles ``k0 .. k0 + T - 1``; compute the values of the last ``ncomp`` of them into
+    ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+
+    ``EV`` = (bucket, key, region, value, off) of the events sorted by arrival cycle, those of
+    cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1``; ``RD`` the same for readings; ``SN`` =
+    (time, cell, value, off) for snapshots. ``par`` picks the ``prange`` drivers."""
+    ev_b, ev_k, ev_r, ev_v, ev_o = EV
+    rd_b, rd_k, rd_r, rd_v, rd_o = RD
+    sn_t, sn_c, sn_v, sn_o = SN
+    st_value = S[13]
+    st_time = S[14]
+    has_snap = len(P[25]) > 0
+    for t in range(T):
+        k = k0 + t
+        if par:
+            advance_par(k, P, S)
+        else:
+            advance_ser(k, P, S)
+        if ev_o[t + 1] > ev_o[t]:
+            bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, True, P, S)
+        if rd_o[t + 1] > rd_o[t]:
+            bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, False, P, S)
+        if sn_o[t + 1] > sn_o[t]:
+            snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, st_value, st_time)
+        if has_snap:
+            if par:
+                snap_aggregate_par(k, P, S)
+            else:
+                snap_aggregate_ser(k, P, S)
+        if par:
+            add_par(k, P, S)
+        else:
+            add_ser(k, P, S)
+        tt = t - (T - ncomp)
+        if tt >= 0:
+            if par:
+                values_par(tt, P, S, out, D, num, den, parts)
+            else:
+                values_ser(tt, P, S, out, D, num, den, parts)

@@ -9,19 +9,21 @@ sensor, site or enterprise otherwise) and keeps, per series, per-cycle buckets i
 stat  dtype       per-cycle bucket
 ====  ==========  ================================================================
 S     float64     sum of values (events with a value, readings, snapshot entities)
-N     int32       number of records (events, readings) or of entities with a value
-O     int32       snapshot entities whose value is exactly 1 (share)
+N     uint16      number of records (events, readings) or of entities with a value (int32 if widened)
+O     uint16      snapshot entities whose value is exactly 1 (share)
 MIN   float64     smallest value (readings, snapshot entities); +inf when none
 MAX   float64     largest value; -inf when none
 ====  ==========  ================================================================
 
-Counts are int32 (exact, and cheaper than float64); value sums stay float64 because values are
-arbitrary reals. A ring holds as many cycles as the longest window any indicator of the base uses.
+Counts are uint16 (exact; widened to int32 before any cell could pass 65,535, see
+:mod:`engine.core.state`); value sums stay float64 because values are arbitrary reals. A ring holds as many cycles as the longest window any indicator of the base uses.
 
 Each distinct window ``W`` (in cycles) of a base is a *block* of running window sums (``wS``, ``wN``,
 ``wO`` and ``wP`` = cycles with at least one entity, for snapshot time averages), updated each cycle
-by subtracting the bucket that leaves and adding the one that enters. Min, max and quantile windows
-are read from the rings when the values are computed.
+by subtracting the bucket that leaves and adding the one that enters. Min and max windows keep a
+running extreme per (base, window, series), recomputed from the MIN/MAX ring (one slot longer
+than the longest window) only when the bucket that leaves held it; quantile windows keep the
+per-cycle means of the window sorted per series (one delete and one insert per cycle).
 
 Every non-derived indicator becomes one row of small integer codes (aggregation code, block, base,
 window, normalisation row, quantile) read by one value kernel; derived indicators are grouped by
@@ -38,6 +40,8 @@ import numpy as np
 from engine.catalog.vocab import window_minutes
 
 KIND_EVENTS, KIND_READINGS, KIND_SNAPSHOTS = 0, 1, 2
+STATE_LAYOUT = 2  # part of the plan fingerprint: states of another layout are refused on load
+COUNT16_MAX = 65535  # count rings are uint16 while every bucket provably fits (engine.core.state)
 KINDS = {"events": KIND_EVENTS, "readings": KIND_READINGS, "snapshots": KIND_SNAPSHOTS}
 
 # value codes of the value kernel
@@ -96,6 +100,7 @@ class Plan:
     base_offO: np.ndarray
     base_offMin: np.ndarray
     base_offMax: np.ndarray
+    base_offRow: np.ndarray        # offset of base b's R records-per-bucket counters (State.rowc)
     ring_sizes: dict               # {"S": n, "N": n, ...} flat ring lengths
     # blocks of running window sums
     base_blk_ptr: np.ndarray       # int64 [B + 1]
@@ -106,6 +111,22 @@ class Plan:
     blk_offO: np.ndarray
     blk_offP: np.ndarray
     window_sizes: dict
+    # running extremes: one block per (base, window, min|max), one value per series
+    base_mm_ptr: np.ndarray        # int64 [B + 1]
+    mm_base: np.ndarray
+    mm_W: np.ndarray
+    mm_stat: np.ndarray            # int8: 0 min, 1 max
+    mm_off: np.ndarray             # offset into State.mmRun
+    mm_size: int
+    # sorted windows of per-cycle means (quantiles): one block per (base, window)
+    base_q_ptr: np.ndarray         # int64 [B + 1]
+    q_base: np.ndarray
+    q_W: np.ndarray
+    q_off: np.ndarray              # offset into State.qv (W values per series)
+    q_noff: np.ndarray             # offset into State.qn (one count per series)
+    q_size: int
+    q_nsize: int
+    max_members: int               # most snapshot entities of one series
     # record -> bases (CSR) for events and readings
     key_off: np.ndarray            # int64 per feed: first key of the feed
     key_ncat: np.ndarray           # categories or metrics per feed
@@ -143,45 +164,45 @@ class Plan:
     def n_series(self) -> int:
         return len(self.ser_region)
 
-    def state_bytes(self) -> int:
-        """Bytes of the window state (rings, running sums, snapshot values and times)."""
+    def state_bytes(self, count_bytes: int = 2) -> int:
+        """Bytes of the window state (rings, running sums, extremes, sorted windows, snapshot values
+        and times); ``count_bytes`` per count ring cell (2: uint16, 4 once widened)."""
         r = self.ring_sizes
         w = self.window_sizes
-        return int(8 * r["S"] + 4 * r["N"] + 4 * r["O"] + 8 * r["MIN"] + 8 * r["MAX"]
-                   + 8 * w["S"] + 4 * w["N"] + 4 * w["O"] + 4 * w["P"] + 16 * self.snap_size)
+        return int(8 * r["S"] + count_bytes * (r["N"] + r["O"]) + 8 * r["MIN"] + 8 * r["MAX"]
+                   + 8 * w["S"] + 4 * w["N"] + 4 * w["O"] + 4 * w["P"] + 8 * self.mm_size
+                   + 8 * self.q_size + 4 * self.q_nsize + 16 * self.snap_size + 4 * int(self.base_R.sum()) + 8)
 
-    def cycle_bytes(self) -> int:
-        """Bytes one cycle must touch at least: the running sums and ring rows read and written,
-        the min/max/quantile window reads and the output matrix written."""
+    def cycle_bytes(self, out_itemsize: int = 4, count_bytes: int = 2) -> int:
+        """Bytes one cycle must touch at least (read + written): for every block of running sums the
+        ring rows of the leaving and the entering bucket and the sums read and written back; one
+        ring row cleared per base; per running extreme the leaving and entering bucket and the
+        extreme read and written; per sorted window the leaving and entering bucket (S and N), one
+        value deleted and one inserted and the quantile read; the snapshot members read; the output
+        matrix written once (``out_itemsize``: 4 for float32 results)."""
+        nser = (self.base_ser0[1:] - self.base_ser0[:-1]).astype(np.int64)
+        cb = count_bytes
         b = 0
-        # advance/add: every block reads the leaving and entering bucket and updates its sums
-        sizes = {"S": 8, "N": 4, "O": 4}
         for bl in range(len(self.blk_base)):
-            base = self.blk_base[bl]
-            n = self.base_ser0[base + 1] - self.base_ser0[base]
-            for st, off in (("S", self.blk_offS), ("N", self.blk_offN), ("O", self.blk_offO)):
-                if off[bl] >= 0:
-                    b += n * (2 * sizes[st] + 2 * sizes[st])  # old + new bucket, sum read + written
+            n = nser[self.blk_base[bl]]
+            b += n * (2 * cb + 2 * 4)  # N: two ring cells, sum read + written
+            if self.blk_offS[bl] >= 0:
+                b += n * (2 * 8 + 2 * 8)
+            if self.blk_offO[bl] >= 0:
+                b += n * (2 * cb + 2 * 4)
             if self.blk_offP[bl] >= 0:
-                b += n * (2 * 4 + 2 * 4)
-        # clearing one ring row per base
+                b += n * (2 * 4)
         for base in range(self.n_bases):
-            n = self.base_ser0[base + 1] - self.base_ser0[base]
-            b += n * (8 * (self.base_offS[base] >= 0) + 4 * (self.base_offN[base] >= 0) + 4 * (self.base_offO[base] >= 0)
-                      + 8 * (self.base_offMin[base] >= 0) + 8 * (self.base_offMax[base] >= 0))
-        # min/max/quantile read their windows from the rings
-        for i in range(len(self.ind_code)):
-            c = self.ind_code[i]
-            base = self.ind_base[i]
-            n = self.base_ser0[base + 1] - self.base_ser0[base]
-            if c in (C_MIN, C_MAX):
-                b += n * 8 * self.ind_W[i]
-            elif c == C_QUANT:
-                b += n * 12 * self.ind_W[i]
-        # snapshot members read each cycle
+            n = nser[base]
+            b += n * (8 * (self.base_offS[base] >= 0) + cb * (self.base_offN[base] >= 0)
+                      + cb * (self.base_offO[base] >= 0) + 8 * (self.base_offMin[base] >= 0)
+                      + 8 * (self.base_offMax[base] >= 0))
+        for m in range(len(self.mm_base)):
+            b += nser[self.mm_base[m]] * (2 * 8 + 2 * 8)
+        for q in range(len(self.q_base)):
+            b += nser[self.q_base[q]] * (2 * (8 + cb) + 2 * 8 + 8)
         b += 16 * len(self.mem_cell)
-        # output written
-        b += 8 * len(self.rollup) * self.n_regions
+        b += out_itemsize * len(self.rollup) * self.n_regions
         return int(b)
 
 
@@ -263,7 +284,7 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
         if key not in base_keys:
             base_keys[key] = len(base_info)
             base_info.append(dict(key=key, feed=feed, kind=KINDS[kind], W=set(), Wm=set(), Wq=set(),
-                                  S=False, O=False, MIN=False, MAX=False, P=False))
+                                  mm=set(), S=False, O=False, MIN=False, MAX=False, P=False))
         return base_keys[key]
 
     rows = []  # (row, code, base, W, norm name, q, mult, share_all_base)
@@ -299,6 +320,7 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
                 code = C_MIN if agg == "min" else C_MAX
                 info[agg.upper()] = True
                 info["Wm"].add(W)
+                info["mm"].add((W, int(agg == "max")))
             elif agg == "quantile":
                 code = C_QUANT
                 info["S"] = True
@@ -319,6 +341,7 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
                 code = C_MIN if agg == "min" else C_MAX
                 info[agg.upper()] = True
                 info["Wm"].add(W)
+                info["mm"].add((W, int(agg == "max")))
             else:
                 raise ValueError(f"{ind['id']}: aggregation {agg!r} is not defined for snapshots")
         q = float(ind.get("q") or 0.0)
@@ -373,7 +396,9 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
     for b, info in enumerate(base_info):
         base_R[b] = max(list(info["W"]) + list(info["Wq"]) + [1])
         if info["MIN"] or info["MAX"]:
-            base_Rm[b] = max(info["Wm"])
+            # one more than the longest window: the bucket leaving a window is still readable when
+            # the running extremes are updated (see engine.core.kernels)
+            base_Rm[b] = max(info["Wm"]) + 1
         need = {"S": info["S"], "N": True, "O": info["O"], "MIN": info["MIN"], "MAX": info["MAX"]}
         for st, on in need.items():
             if on:
@@ -399,6 +424,34 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
                 else:
                     boffs[st].append(-1)
         base_blk_ptr[b + 1] = len(blk_base)
+
+    # ------------------------------------------------------------ running extremes, sorted windows
+    mm_base, mm_W, mm_stat, mm_off = [], [], [], []
+    base_mm_ptr = np.zeros(B + 1, dtype=np.int64)
+    mm_index = {}
+    mm_size = 0
+    q_base, q_W, q_off, q_noff = [], [], [], []
+    base_q_ptr = np.zeros(B + 1, dtype=np.int64)
+    q_index = {}
+    q_size = q_nsize = 0
+    for b, info in enumerate(base_info):
+        for W, stat in sorted(info["mm"]):
+            mm_index[(b, W, stat)] = len(mm_base)
+            mm_base.append(b)
+            mm_W.append(W)
+            mm_stat.append(stat)
+            mm_off.append(mm_size)
+            mm_size += int(nser[b])
+        base_mm_ptr[b + 1] = len(mm_base)
+        for W in sorted(info["Wq"]):
+            q_index[(b, W)] = len(q_base)
+            q_base.append(b)
+            q_W.append(W)
+            q_off.append(q_size)
+            q_noff.append(q_nsize)
+            q_size += int(nser[b]) * W
+            q_nsize += int(nser[b])
+        base_q_ptr[b + 1] = len(q_base)
 
     # ------------------------------------------------------------ record -> bases maps
     nf = len(feed_ids)
@@ -476,6 +529,8 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
             mem_ptr[b + 1] = mem_ptr[b]
     mem_cell = np.concatenate(cells).astype(np.int64) if cells else np.zeros(0, np.int64)
     mem_ser = np.concatenate(msers).astype(np.int32) if msers else np.zeros(0, np.int32)
+    # most snapshot entities of one series: bounds a snapshot base's per-cycle count
+    max_members = int(np.bincount(mem_ser).max()) if len(mem_ser) else 0
 
     # ------------------------------------------------------------ normalisation rows
     pop = city.regions["population"].to_numpy(np.float64)
@@ -537,7 +592,11 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
     ind_mult = np.ones(n_nd, np.float64)
     for j, (r, code, b, W, nname, q, mult, allb) in enumerate(rows):
         ind_row[j], ind_code[j], ind_base[j], ind_W[j], ind_q[j], ind_mult[j] = r, code, b, W, q, mult
-        if code not in (C_MIN, C_MAX, C_QUANT):
+        if code in (C_MIN, C_MAX):
+            ind_blk[j] = mm_index[(b, W, int(code == C_MAX))]
+        elif code == C_QUANT:
+            ind_blk[j] = q_index[(b, W)]
+        else:
             ind_blk[j] = blk_index[(b, W)]
         if allb >= 0:
             ind_blk2[j] = blk_index[(allb, W)]
@@ -550,6 +609,7 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
     derived_ids = [i["id"] for i in inds if i["aggregation"] == "derived"]
 
     h = hashlib.sha256()
+    h.update(f"state-layout-{STATE_LAYOUT}".encode())
     h.update(str(cns).encode())
     h.update("\n".join(ids).encode())
     h.update(repr([b["key"] for b in base_info]).encode())
@@ -567,10 +627,16 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
         base_ser0=ser0, ser_region=ser_region, lookup=lookup, base_R=base_R, base_Rm=base_Rm,
         base_offS=offs["S"], base_offN=offs["N"], base_offO=offs["O"], base_offMin=offs["MIN"],
         base_offMax=offs["MAX"], ring_sizes=sizes,
+        base_offRow=np.concatenate([[0], np.cumsum(base_R)[:-1]]).astype(np.int64) if B else np.zeros(0, np.int64),
         base_blk_ptr=base_blk_ptr, blk_base=np.array(blk_base, np.int64), blk_W=np.array(blk_W, np.int64),
         blk_offS=np.array(boffs["S"], np.int64), blk_offN=np.array(boffs["N"], np.int64),
         blk_offO=np.array(boffs["O"], np.int64), blk_offP=np.array(boffs["P"], np.int64),
-        window_sizes=wsizes, key_off=key_off, key_ncat=key_ncat, key_nsub=key_nsub,
+        window_sizes=wsizes,
+        base_mm_ptr=base_mm_ptr, mm_base=np.array(mm_base, np.int64), mm_W=np.array(mm_W, np.int64),
+        mm_stat=np.array(mm_stat, np.int8), mm_off=np.array(mm_off, np.int64), mm_size=int(mm_size),
+        base_q_ptr=base_q_ptr, q_base=np.array(q_base, np.int64), q_W=np.array(q_W, np.int64),
+        q_off=np.array(q_off, np.int64), q_noff=np.array(q_noff, np.int64), q_size=int(q_size),
+        q_nsize=int(q_nsize), max_members=max_members, key_off=key_off, key_ncat=key_ncat, key_nsub=key_nsub,
         map_ptr=map_ptr, map_base=map_base, snap_off=snap_off, snap_nent=snap_nent, snap_size=int(ssize),
         mem_ptr=mem_ptr, mem_cell=mem_cell, mem_ser=mem_ser,
         ind_row=ind_row, ind_code=ind_code, ind_base=ind_base, ind_blk=ind_blk, ind_blk2=ind_blk2,

@@ -1,0 +1,201 @@
+"""engine.core kernels against slow references: sorted windows, running extremes, window sums,
+uint16 count rings (widening), replay chunks and the parallel drivers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import Catalog, City
+from engine.core import Engine, Records, State
+from engine.core import engine as core_engine
+from engine.core import kernels as K
+
+from core_reference import random_steps, reference
+
+C = 900 * 10**9
+K0 = 1580515200000000000 // C
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog.load()
+
+
+@pytest.fixture(scope="module")
+def city():
+    return City.synthetic(seed=3, neighbourhoods=6, streets=2, population=30_000)
+
+
+def test_sorted_window_helpers_equal_sorted_list():
+    rng = np.random.default_rng(0)
+    W = 24
+    x = np.zeros(W + 3)
+    o = 3 - 3  # window at offset 0 of a longer buffer
+    ref: list[float] = []
+    n = 0
+    for step in range(3000):
+        if ref and (len(ref) == W or rng.random() < 0.45):
+            v = ref[int(rng.integers(len(ref)))] if rng.random() < 0.9 else 1e9  # absent values: no-op
+            n = K.sorted_delete(x, o, n, v)
+            if v in ref:
+                ref.remove(v)
+        else:
+            v = float(rng.integers(0, 12)) / 4 if rng.random() < 0.95 else np.nan
+            n = K.sorted_insert(x, o, n, v)
+            ref.append(v)
+        want = np.sort(np.array(ref, dtype=float))  # numpy order: NaN last
+        assert n == len(ref)
+        assert np.array_equal(x[o:o + n], want, equal_nan=True)
+        if n and not np.isnan(want).any():
+            q = float(rng.random())
+            assert K.quantile_sorted(x[o:o + n], n, q) == np.quantile(want, q)
+    # a NaN is deleted as a NaN, other values never match NaN
+    n = K.sorted_insert(x, 0, 0, np.nan)
+    assert K.sorted_delete(x, 0, n, 1.0) == 1 and K.sorted_delete(x, 0, n, np.nan) == 0
+
+
+def _brute_state(eng: Engine) -> dict:
+    """Window sums, running extremes and sorted windows recomputed from the rings alone."""
+    p, s = eng.plan, eng.state
+    k = s.last_cycle
+    nser = np.diff(p.base_ser0)
+    out = {"wN": np.zeros_like(s.wN), "wS": np.zeros_like(s.wS), "mmRun": np.zeros_like(s.mmRun), "qv": [],
+           "rowc_zero_rows_are_zero": True}
+    for b in range(p.n_bases):
+        n, R = nser[b], p.base_R[b]
+
+        def row(off, slot):
+            return off + slot * n + np.arange(n)
+
+        for slot in range(R):
+            if s.rowc[p.base_offRow[b] + slot] == 0 and s.ringN[row(p.base_offN[b], slot)].any():
+                out["rowc_zero_rows_are_zero"] = False
+        for bl in range(p.base_blk_ptr[b], p.base_blk_ptr[b + 1]):
+            W = p.blk_W[bl]
+            for c in range(W):
+                slot = (k - c) % R
+                out["wN"][p.blk_offN[bl] + np.arange(n)] += s.ringN[row(p.base_offN[b], slot)].astype(np.int32)
+                if p.blk_offS[bl] >= 0:
+                    out["wS"][p.blk_offS[bl] + np.arange(n)] += s.ringS[row(p.base_offS[b], slot)]
+        for m in range(p.base_mm_ptr[b], p.base_mm_ptr[b + 1]):
+            W, Rm = p.mm_W[m], p.base_Rm[b]
+            ring, off = (s.ringMax, p.base_offMax[b]) if p.mm_stat[m] else (s.ringMin, p.base_offMin[b])
+            rows = np.stack([ring[row(off, (k - c) % Rm)] for c in range(W)])
+            out["mmRun"][p.mm_off[m] + np.arange(n)] = rows.max(0) if p.mm_stat[m] else rows.min(0)
+        for qb in range(p.base_q_ptr[b], p.base_q_ptr[b + 1]):
+            W = p.q_W[qb]
+            for i in range(n):
+                means = []
+                for c in range(W):
+                    slot = (k - c) % R
+                    cnt = s.ringN[p.base_offN[b] + slot * n + i]
+                    if cnt > 0:
+                        means.append(s.ringS[p.base_offS[b] + slot * n + i] / cnt)
+                out["qv"].append((qb, i, np.sort(np.array(means))))
+    return out
+
+
+def _check_state(eng: Engine) -> None:
+    p, s = eng.plan, eng.state
+    ref = _brute_state(eng)
+    assert ref["rowc_zero_rows_are_zero"]
+    assert np.array_equal(s.wN, ref["wN"])
+    assert np.allclose(s.wS, ref["wS"], rtol=1e-12, atol=1e-9)
+    assert np.array_equal(s.mmRun, ref["mmRun"])
+    for qb, i, want in ref["qv"]:
+        W = p.q_W[qb]
+        n = s.qn[p.q_noff[qb] + i]
+        o = p.q_off[qb] + i * W
+        assert np.array_equal(s.qv[o:o + n], want, equal_nan=True), (qb, i)
+
+
+def test_incremental_state_equals_rings_over_sliding_windows(city, catalog):
+    """Over 110 cycles (every window of 1 h and 24 h slides; late records, NaNs, empty cycles) the
+    running sums, running extremes and sorted windows equal a recomputation from the rings."""
+    eng = Engine(city, catalog, dtype="float64")
+    steps = random_steps(city, catalog, K0, 110, seed=11, n_ev=8, n_rd=30, n_sn=6)
+    for i, (k, rec) in enumerate(steps):
+        if i % 7 == 3:
+            rec = Records.build(rec.feed_ids)  # an empty cycle now and then
+        eng.step(rec, at=k * C)
+        if i in (5, 60, 97, 109):
+            _check_state(eng)
+
+
+def test_min_max_quantile_equal_reference_after_windows_slide(city, catalog):
+    """min / max / quantile indicators (ring-free now) vs the pandas reference after 100 cycles."""
+    rows = {r for r, ind in enumerate(catalog.indicators) if ind["aggregation"] in ("min", "max", "quantile")}
+    rng = np.random.default_rng(5)
+    rows = set(rng.choice(sorted(rows), size=min(40, len(rows)), replace=False).tolist())
+    steps = random_steps(city, catalog, K0, 100, seed=12, n_ev=0, n_rd=40, n_sn=6)
+    ref = reference(city, catalog, steps, rows=rows)
+    eng = Engine(city, catalog, dtype="float64")
+    sel = np.array(sorted(rows))
+    for t, ((k, rec), (V, _, _)) in enumerate(zip(steps, ref)):
+        got = eng.step(rec, at=k * C).value.values
+        if t in (3, 50, 96, 97, 98, 99):
+            assert np.allclose(got[sel], V[sel], rtol=1e-12, atol=0, equal_nan=True), t
+
+
+def test_count_rings_widen_before_they_could_overflow(city, catalog, tmp_path):
+    """uint16 count rings: a cycle that could push a bucket past 65,535 widens them to int32 first;
+    values equal an engine that never narrowed them; the widened state saves and loads exactly."""
+    steps = random_steps(city, catalog, K0, 6, seed=13)
+    a, b = Engine(city, catalog), Engine(city, catalog)
+    assert a.state.ringN.dtype == np.uint16
+    b.state.widen()
+    for i, (k, rec) in enumerate(steps):
+        if i == 3:
+            a.state.cmax[0] = 65_530  # pretend a bucket is nearly full
+        va = a.step(rec, at=k * C).value.values
+        vb = b.step(rec, at=k * C).value.values
+        assert np.array_equal(va, vb, equal_nan=True)
+    assert a.state.ringN.dtype == np.int32 and a.state.ringO.dtype == np.int32
+    a.save_state(tmp_path / "wide.npz")
+    c = Engine(city, catalog)
+    c.load_state(tmp_path / "wide.npz")
+    assert c.state.ringN.dtype == np.int32 and c.state.equals(a.state)
+
+
+@pytest.mark.parametrize("parallel", ["0", "1"])
+def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, monkeypatch, parallel):
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
+    steps = random_steps(city, catalog, K0, 7, seed=14)
+    allrec = Records.build(steps[0][1].feed_ids,
+                           events={n: np.concatenate([getattr(r, n) for _, r in steps]) for n in
+                                   ("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value")},
+                           readings={n: np.concatenate([getattr(r, n) for _, r in steps]) for n in
+                                     ("rd_time", "rd_feed", "rd_metric", "rd_emitter", "rd_kind", "rd_region",
+                                      "rd_value")},
+                           snapshots={n: np.concatenate([getattr(r, n) for _, r in steps]) for n in
+                                      ("sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region",
+                                       "sn_value")})
+    split = []
+    for i, (k, _) in enumerate(steps):
+        def sel(t):
+            bk = -((-t) // C)
+            return (bk <= k) if i == 0 else (bk == k)
+        split.append((k, allrec.select(sel(allrec.ev_time), sel(allrec.rd_time), sel(allrec.sn_time))))
+    monkeypatch.setattr(core_engine, "REPLAY_CHUNK_BYTES", 1)  # one cycle per kernel call
+    e1 = Engine(city, catalog)
+    r1 = e1.replay(allrec, K0 * C, (K0 + 3) * C).value.values  # two replays continuing each other
+    r2 = e1.replay(allrec, (K0 + 4) * C, (K0 + 6) * C).value.values
+    monkeypatch.setattr(core_engine, "REPLAY_CHUNK_BYTES", 2**30)  # all in one call
+    r3 = Engine(city, catalog).replay(allrec, K0 * C, (K0 + 6) * C).value.values
+    s = Engine(city, catalog)
+    stepped = np.stack([s.step(rec, at=k * C).value.values for k, rec in split])
+    assert np.array_equal(np.concatenate([r1, r2]), stepped, equal_nan=True)
+    assert np.array_equal(r3, stepped, equal_nan=True)
+    assert e1.state.equals(s.state)
+    st = Engine(city, catalog).replay(allrec, K0 * C, (K0 + 6) * C, level="street").value.values
+    s2 = Engine(city, catalog)
+    ss = np.stack([s2.step(rec, at=k * C, level="street").value.values for k, rec in split])
+    assert np.array_equal(st, ss, equal_nan=True)
+
+
+def test_state_layout_and_sizes(city, catalog):
+    eng = Engine(city, catalog)
+    st = State.empty(eng.plan)
+    assert st.ringN.dtype == np.uint16 and st.nbytes == eng.plan.state_bytes()
+    assert eng.plan.cycle_bytes() > 4 * len(catalog) * city.n_regions  # at least the float32 output
