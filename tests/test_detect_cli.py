@@ -29,3 +29,21 @@ def test_nab_command_writes_results(tmp_path):
     assert json.loads((tmp_path / "res" / "threshold.json").read_text()) == {"threshold": 0.99}
     bad = ap.parse_args(["nab", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])
     assert bad.handler(bad) == 2
+
+
+def test_nab_command_without_likelihood(tmp_path):
+    data = tmp_path / "data" / "cat"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    t = pd.date_range("2024-01-01", periods=800, freq="5min")
+    v = 10 + rng.normal(size=800)
+    v[700] = 40
+    pd.DataFrame({"timestamp": t.strftime("%Y-%m-%d %H:%M:%S"), "value": v}).to_csv(data / "s.csv", index=False)
+    ap = argparse.ArgumentParser()
+    nab.register(ap.add_subparsers())
+    for flags in (["--no-likelihood"], ["--raw"]):
+        out_dir = tmp_path / ("res" + flags[0])
+        args = ap.parse_args(["nab", str(tmp_path / "data"), "--out", str(out_dir), "--quiet", *flags])
+        assert args.handler(args) == 0
+        out = pd.read_csv(out_dir / "cat" / "s.csv")
+        assert len(out) == 800 and out.anomaly_score[700] >= 0.99 and (out.anomaly_score[:120] == 0).all()

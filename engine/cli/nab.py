@@ -3,10 +3,13 @@
 For every ``DATA_DIR/<category>/<file>.csv`` (columns ``timestamp,value``) it writes
 ``RESULTS_DIR/<category>/<file>.csv`` with ``timestamp,value,anomaly_score`` (one row per
 input row) and ``RESULTS_DIR/threshold.json`` with the score level at which the engine
-alerts. The anomaly score of a row is the detector score where an alert opens (score
-reaching ``engine.levels.WARN`` with no alert open; see ``engine.detect.alert_onsets``)
-and 0 elsewhere, since NAB counts every row above its threshold as a new detection while
-the engine raises one alert per episode. See docs/detect.md.
+alerts (``engine.levels.WARN``). Each series is scored by ``engine.detect.score_series``:
+the detector kernels on a 1 x 1 problem, then the anomaly-likelihood layer
+(``engine.detect.likelihood``) over their scores. The anomaly score of a row is the
+likelihood score where an alert opens (score reaching ``WARN`` with no alert open; see
+``engine.detect.alert_onsets``) and 0 elsewhere, since NAB counts every row above its
+threshold as a new detection while the engine raises one alert per episode. See
+docs/detect.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder laid out like NAB's data/ (category folders of CSVs)")
     p.add_argument("--out", metavar="RESULTS_DIR", required=True, help="folder to write results into (created)")
     p.add_argument("--raw", action="store_true",
-                   help="write the raw per-row score instead of alert onsets (for analysis)")
+                   help="write the per-row score instead of alert onsets (for analysis)")
+    p.add_argument("--no-likelihood", action="store_true",
+                   help="score with the detectors alone, without the anomaly-likelihood layer (for comparison)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(handler=_run)
 
@@ -56,7 +61,8 @@ def _run(args) -> int:
         if "timestamp" not in df or "value" not in df:
             print(f"cityvitals nab: {f} lacks a timestamp or value column (has {list(df.columns)})", file=sys.stderr)
             return 2
-        scores = score_series(df["value"].to_numpy(dtype=np.float64), pd.to_datetime(df["timestamp"]))
+        scores = score_series(df["value"].to_numpy(dtype=np.float64), pd.to_datetime(df["timestamp"]),
+                              likelihood=not getattr(args, "no_likelihood", False))
         col = np.nan_to_num(scores.astype(np.float64), nan=0.0) if args.raw else alert_onsets(scores)
         dest = out / f.parent.name / f.name
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-__all__ = ["DetectorParams"]
+__all__ = ["DetectorParams", "LikelihoodParams"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +157,71 @@ _VECTOR = ["level_rate", "spread_rate", "scale_rate", "shape_rate", "shape_clip"
 (P_LEVEL_RATE, P_SPREAD_RATE, P_SCALE_RATE, P_SHAPE_RATE, P_SHAPE_CLIP, P_HUBER, P_CUSUM_K,
  P_CUSUM_CLIP, P_FLOOR_SPREAD, P_FLOOR_LEVEL, P_MU_FLOOR, P_OVERDISP, P_SPATIAL_MIN, P_CUSUM_CAP,
  P_AMP_RATE) = range(len(_VECTOR))
+
+
+@dataclass(frozen=True)
+class LikelihoodParams:
+    """Tuning of the anomaly-likelihood layer (:mod:`engine.detect.likelihood`).
+
+    The layer turns each series' detector score into a surprise ``u = -ln(1 - score)``,
+    keeps a short-term average of it and the long-run mean and variance of that average,
+    and scores how far the short-term average lies above its long-run distribution
+    (Gaussian upper tail ``p``; after Numenta's anomaly likelihood, Ahmad et al. 2017).
+
+    Attributes
+    ----------
+    short_rate : float
+        EWMA rate of the short-term average of the surprise (0.18 = ``2 / (10 + 1)``, the
+        EWMA counterpart of a 10-point moving average).
+    history : float
+        Horizon, in observed cycles, of the long-run mean and variance of the short-term
+        average (EWMA rate ``max(1 / n, 1 / history)``; 8,640 = 30 days of 5-minute cycles).
+    learn : int
+        Observed cycles the layer learns before it has an opinion (NaN before). The
+        catalog default; ``score_series`` uses the second half of NAB's probationary period.
+    alert : float
+        Tail probability ``p`` at which the layer's score reaches ``engine.levels.WARN``:
+        ``score = 1 - p ** c`` with ``c = ln(1 - WARN) / ln(alert)`` (1/3 for 1e-6: ``CLEAR``
+        at ``p = 1.25e-4``, ``CRITICAL`` at ``p = 1e-9``); 0 when the short-term average is at
+        or below its long-run mean.
+    surprise_cap : float
+        The surprise is capped here (16 ~ the float32 resolution of a score near 1).
+    min_sd : float
+        Floor of the long-run standard deviation of the short-term average (a series whose
+        detector score never moves does not get an infinitely small scale).
+
+    >>> LikelihoodParams().exponent() == math.log(0.01) / math.log(1e-6)
+    True
+    """
+
+    short_rate: float = 0.18
+    history: float = 8640.0
+    learn: int = 288
+    alert: float = 1e-6
+    surprise_cap: float = 16.0
+    min_sd: float = 0.02
+
+    def __post_init__(self):
+        if not (isinstance(self.short_rate, (int, float)) and 0.0 < self.short_rate <= 1.0):
+            raise ValueError(f"short_rate must be in (0, 1], got {self.short_rate!r}")
+        if not (isinstance(self.history, (int, float)) and math.isfinite(self.history) and self.history >= 1):
+            raise ValueError(f"history must be a finite number >= 1, got {self.history!r}")
+        if isinstance(self.learn, bool) or not isinstance(self.learn, (int, np.integer)) or self.learn < 1:
+            raise ValueError(f"learn must be an integer >= 1, got {self.learn!r}")
+        if not (isinstance(self.alert, (int, float)) and 0.0 < self.alert < 0.01):
+            raise ValueError(f"alert must be in (0, 0.01), got {self.alert!r}")
+        for name in ("surprise_cap", "min_sd"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+
+    def exponent(self) -> float:
+        """``c`` of ``score = 1 - p ** c`` (``p = alert`` scores ``WARN``)."""
+        from engine.levels import WARN
+
+        return math.log(1.0 - WARN) / math.log(self.alert)
+
+    def vector(self) -> np.ndarray:
+        """``short_rate, 1 / history, surprise_cap, min_sd, exponent`` as the kernel reads them."""
+        return np.array([self.short_rate, 1.0 / self.history, self.surprise_cap, self.min_sd, self.exponent()],
+                        dtype=np.float64)

@@ -1,7 +1,8 @@
 """One series at a time: the engine's detector kernels on a 1 indicator x 1 region problem.
 
 :func:`score_series` picks the seasonality from the timestamps' spacing, runs
-:class:`engine.detect.Detectors` over the series and returns its scores.
+:class:`engine.detect.Detectors` over the series and, by default, the anomaly-likelihood
+layer (:mod:`engine.detect.likelihood`) over the detector scores, and returns its scores.
 :func:`alert_onsets` turns scores into the alerts the engine would raise (hysteresis:
 an alert opens when the score reaches ``WARN`` and closes once it has stayed below
 ``CLEAR`` for ``clear_cycles`` cycles), which is what ``cityvitals nab`` writes.
@@ -16,37 +17,61 @@ from engine.levels import CLEAR, WARN
 
 __all__ = ["SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
 
-#: parameters :func:`score_series` uses unless told otherwise: one long series with no
-#: neighbours to share a seasonal shape with adapts its level faster than the catalog
-#: default, and its CUSUM is not capped (measured on NAB: the catalog defaults, tuned for
-#: many regions sharing a profile, score worse there; see docs/detect.md)
-SERIES_DEFAULTS = {"level_rate": 0.02, "cusum_cap": 1e6, "amplitude_rate": 0.0}
+#: detector parameters :func:`score_series` uses unless told otherwise (measured on NAB,
+#: docs/detect.md). One series has no neighbours to share a seasonal shape with: its level
+#: moves slower than a season (``level_rate`` 0.003: at 0.02 the level chased the daily
+#: swing and traded that error with the shape, which diverged), its shape learns faster and
+#: unclipped (``shape_rate`` 0.2, ``shape_clip`` 1e6) and ``D`` stays the mean absolute
+#: deviation (``amplitude_rate`` 0); residuals are clipped later (``huber`` 5). The CUSUM
+#: is off (``cusum_k`` 50 exceeds every clipped residual): the likelihood layer's short-term
+#: average of the surprise does its job, and a CUSUM held high through a stretch of misfit
+#: blinds the layer.
+SERIES_DEFAULTS = {"level_rate": 0.003, "shape_rate": 0.2, "shape_clip": 1e6, "amplitude_rate": 0.0,
+                   "huber": 5.0, "cusum_k": 50.0}
+
+#: profile-bin widths (minutes) :func:`choose_seasonality` picks from: the spacing of the
+#: series, rounded down to one of these (each divides a day)
+BIN_WIDTHS = (5, 10, 15, 20, 30, 60)
+
+
+def _ns_index(timestamps) -> pd.DatetimeIndex:
+    """Timestamps as a nanosecond DatetimeIndex (pandas >= 3 parses to microseconds: ``asi8``
+    is in the index's own unit, so integer arithmetic on it needs one fixed unit)."""
+    t = pd.DatetimeIndex(pd.to_datetime(timestamps))
+    if t.tz is not None:
+        t = t.tz_localize(None)
+    return t.as_unit("ns")
 
 
 def choose_seasonality(timestamps) -> tuple[str, int]:
     """Seasonality and profile-bin width (minutes) suited to a series' timestamps.
 
     A daily profile when the series spans at least 3 days with a spacing of at most 2
-    hours; weekly when it spans at least 3 weeks as well; none otherwise.
+    hours; weekly when it spans at least 3 weeks as well; none otherwise. Bins are as wide
+    as the spacing (rounded down to one of :data:`BIN_WIDTHS`, 5 to 60 minutes): one
+    series has nobody to share a bin's error with, and a wide bin mixes the two sides of
+    every sharp daily edge.
 
     >>> t = pd.date_range("2024-01-01", periods=2000, freq="5min")
     >>> choose_seasonality(t)
-    ('daily', 30)
+    ('daily', 5)
+    >>> choose_seasonality(pd.date_range("2024-01-01", periods=2000, freq="30min"))
+    ('weekly', 30)
     """
-    t = pd.DatetimeIndex(pd.to_datetime(timestamps))
+    t = _ns_index(timestamps)
     if len(t) < 3:
         return "none", 60
     step = np.median(np.diff(t.asi8)) / 60e9
     span_days = (t[-1] - t[0]).total_seconds() / 86400
     if step <= 0 or step > 120 or span_days < 3:
         return "none", 60
-    width = 60 if step >= 60 else 30 if step <= 30 else 60
+    width = max([w for w in BIN_WIDTHS if w <= step] or [BIN_WIDTHS[0]])
     return ("weekly" if span_days >= 21 else "daily"), width
 
 
 def score_series(values, timestamps, *, direction: str = "both", seasonality: str | None = None,
                  count: bool = False, warmup: int | None = None, phase_minutes: int | None = None,
-                 **config) -> np.ndarray:
+                 likelihood: bool = True, likelihood_params: dict | None = None, **config) -> np.ndarray:
     """Scores of one series, from the same kernels the engine runs on the whole city.
 
     Parameters
@@ -60,9 +85,16 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
         Treat values as event counts (count detector instead of the t score).
     warmup : int, optional
         Cycles before scoring; default NAB's probationary period, ``min(15 % of the
-        series, 750)`` (at least ``DetectorParams.warmup``).
+        series, 750)``. With ``likelihood``, the detectors warm up in its first half and
+        the likelihood layer learns in the second (its ``learn``).
+    likelihood : bool
+        Return the anomaly-likelihood layer's scores (:mod:`engine.detect.likelihood`)
+        over the detector scores; False: the detector scores themselves.
+    likelihood_params : dict, optional
+        :class:`engine.detect.params.LikelihoodParams` fields (``learn`` is set from
+        ``warmup``).
     **config
-        :class:`engine.detect.DetectorParams` fields.
+        :class:`engine.detect.DetectorParams` fields (default :data:`SERIES_DEFAULTS`).
 
     Returns
     -------
@@ -82,7 +114,7 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
         raise ValueError(f"values must be one series (1-D), got shape {v.shape}")
-    t = pd.DatetimeIndex(pd.to_datetime(timestamps))
+    t = _ns_index(timestamps)
     if len(t) != len(v):
         raise ValueError(f"{len(v)} values but {len(t)} timestamps")
     if len(v) == 0:
@@ -100,11 +132,18 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     cycle = pd.Timedelta(1, "us")
     if warmup is None:
         warmup = min(int(0.15 * len(v)), 750)
+    warmup = max(int(warmup), 2 if likelihood else 1)
+    det_warmup = warmup // 2 if likelihood else warmup
     config = {**SERIES_DEFAULTS, **config}
     det = Detectors.from_spec(direction=[direction], seasonality=[seasonality], count=[count], n_reg=1,
                               cycle=cycle, phase_minutes=phase_minutes, spatial=False,
-                              warmup_cycles=max(int(warmup), 1), **config)
+                              warmup_cycles=det_warmup, **config)
     scores, _ = det.run(v.reshape(-1, 1, 1), t.values)
+    if likelihood:
+        from engine.detect.likelihood import Likelihood
+
+        lp = {**(likelihood_params or {}), "learn": warmup - det_warmup}
+        scores = Likelihood(1, 1, **lp).run(scores)
     return scores[:, 0, 0]
 
 
