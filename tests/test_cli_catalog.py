@@ -70,8 +70,9 @@ def test_help_describes_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for cmd in ("catalog",):
-        assert cmd in out
+    for cmd in ("city", "catalog", "compute", "simulate", "replay", "demo", "compare", "alerts", "explain", "map",
+                "nab", "bench"):
+        assert f"    {cmd} " in out, cmd
 
 
 def test_version(capsys):
