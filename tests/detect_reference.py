@@ -240,3 +240,122 @@ def scan_max_llr(obs, exp, zones):
                 if v > best[0] + 1e-12:
                     best = (v, c, s, w)
     return best
+
+
+# ----------------------------------------------------------------------------- scan Monte Carlo
+
+_M64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+class SplitMix:
+    """splitmix64 in Python integers; ``uniform()`` in (0, 1) as the engine's ``_uniform``."""
+
+    def __init__(self, seed):
+        self.state = int(seed) & _M64
+
+    def uniform(self):
+        self.state = (self.state + _GAMMA) & _M64
+        z = _mix64(self.state)
+        return float((z >> 11) + 1) * (1.0 / 9007199254740993.0)
+
+
+def poisson_draw(stream, m):
+    """Poisson(m) by inversion (pmf recurrence from exp(-m)); normal approximation above 50."""
+    if m <= 0.0:
+        return 0.0
+    if m > 50.0:
+        u1, u2 = stream.uniform(), stream.uniform()
+        g = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+        return max(math.floor(m + math.sqrt(m) * g + 0.5), 0.0)
+    u = stream.uniform()
+    k, p = 0.0, math.exp(-m)
+    f = p
+    while u > f and k < 1000.0:
+        k += 1.0
+        p *= m / k
+        f += p
+    return k
+
+
+def _zone_llrs(C, M, zones, table):
+    """LLR of every (zone, size, window): ``C``, ``M`` (fill, n) cumulative over windows, as floats."""
+    out = {}
+    for zc, z in enumerate(zones):
+        for w in range(C.shape[0]):
+            c = m = 0.0
+            for s, r in enumerate(z):
+                c += C[w, r]
+                m += M[w, r]
+                if c > m and m > 0.0:
+                    ic = int(c)
+                    xl = table[ic] if (ic < len(table) and ic == c) else c * math.log(c)
+                    out[zc, s, w] = float(xl - c * math.log(m) - c + m)
+                else:
+                    out[zc, s, w] = 0.0
+    return out
+
+
+def scan_reference(obs, exp, zones, replicas, seed, alpha, table, max_clusters=3):
+    """The scan of one indicator at one cycle, written out: clusters and p-values.
+
+    ``obs``, ``exp``: (fill, n) float32, row 0 the newest cycle; ``zones``: lists of regions;
+    ``seed``: the indicator-cycle seed. Every replica draws every cell (w, then r) and scans
+    every zone; ``p = h / k`` for a cluster whose ``h = floor(alpha R) + 1``-th exceedance came
+    at replica ``k``, else ``(1 + E) / (R + 1)``. Returns an array (max_clusters, 5) as the
+    engine's ``found`` (llr, p, centre, size, window; NaN rows when fewer).
+    """
+    fill, n = obs.shape
+    ob = obs.astype(np.float64)
+    ex = exp.astype(np.float64)
+    C = np.zeros((fill, n))
+    M = np.zeros((fill, n))
+    for w in range(fill):
+        for r in range(n):
+            C[w, r] = ob[w, r] + (C[w - 1, r] if w else 0.0)
+            M[w, r] = ex[w, r] + (M[w - 1, r] if w else 0.0)
+    L = _zone_llrs(C, M, zones, table)
+    found = np.full((max_clusters, 5), np.nan)
+    taken = set()
+    clusters = []
+    for q in range(max_clusters):
+        best = (0.0, -1, -1, -1)
+        for zc, z in enumerate(zones):
+            for s in range(len(z)):
+                if any(r in taken for r in z[:s + 1]):
+                    break
+                for w in range(fill):
+                    if L[zc, s, w] > best[0]:
+                        best = (L[zc, s, w], zc, s, w)
+        if best[1] < 0:
+            break
+        clusters.append(best)
+        taken |= set(zones[best[1]][:best[2] + 1])
+    if not clusters:
+        return found
+    h = int(math.floor(alpha * replicas)) + 1
+    exceed = [0] * len(clusters)
+    stop = [0] * len(clusters)
+    stream = SplitMix(seed)
+    for k in range(1, replicas + 1):
+        X = np.zeros((fill, n))
+        for w in range(fill):
+            for r in range(n):
+                X[w, r] = poisson_draw(stream, float(ex[w, r]))
+        Cr = np.cumsum(X, axis=0)
+        rmax = max(_zone_llrs(Cr, M, zones, table).values())
+        for q, cl in enumerate(clusters):
+            if rmax >= cl[0] and not stop[q]:
+                exceed[q] += 1
+                if exceed[q] == h:
+                    stop[q] = k
+    for q, (v, zc, s, w) in enumerate(clusters):
+        p = h / stop[q] if stop[q] else (1.0 + exceed[q]) / (replicas + 1.0)
+        found[q] = (v, p, zc, s + 1, w + 1)
+    return found

@@ -11,18 +11,36 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   against "rate as expected" is ``LLR = c log(c / m) - (c - m)`` when ``c > m``, else 0
   (Neill's expectation-based Poisson scan);
 * the most likely cluster (max LLR) and up to :data:`MAX_CLUSTERS` - 1 secondary clusters
-  not overlapping it are tested by Monte Carlo: ``R`` replicas draw every cell's count from
-  Poisson(expected) and record their max LLR; ``p = (1 + #{replica max >= LLR}) / (R + 1)``
-  (secondaries use the same null distribution: conservative, as in SaTScan). A replica
-  stops scanning once its max passes the largest observed LLR (it is then counted for all
-  clusters): the p-values are exactly those of the full scan.
+  not overlapping it are tested by Monte Carlo: replicas draw every cell's count from
+  Poisson(expected) and record their max LLR (secondaries use the same null distribution:
+  conservative, as in SaTScan). ``p = (1 + E) / (R + 1)`` with ``E`` = replicas whose max
+  is >= the cluster's LLR, out of ``R`` -- except that a cluster's replicas stop once ``E``
+  reaches ``h = floor(alpha R) + 1`` (Besag & Clifford 1991, sequential Monte Carlo), at
+  replica ``k``, and then ``p = h / k``. Such a cluster has ``p > alpha`` either way, and a
+  cluster with ``p <= alpha`` never stops: the decisions, and every p-value at or below
+  ``alpha``, are those of the full ``R``-replica test (under the null ``P(p <= alpha) <=
+  alpha``; ``tests/test_detect_scan.py`` checks it). The replicas of an indicator end when
+  all its clusters have stopped.
+* a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
+  whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
+  ``#{k: u > F[k]}``), cells (region x window) whose count cannot give any zone through them
+  an LLR of ``T`` (the LLR is subadditive over regions, so a zone of ``K`` regions reaching
+  ``T`` has a region reaching ``T / K``; :func:`_hot_bounds`) are skipped, and the zones through
+  the others compare their counts with the count ``T`` needs (:func:`_threshold`) before any
+  LLR is computed. The replica max is exact wherever it is >= ``T``: same p-values as
+  scanning everything. Observed and replica LLRs use one formula, so a replica equal to
+  the observed counts counts as an exceedance.
 * regions of a cluster with ``p <= scan_alpha`` score ``1 - p`` (detector code 6) where
   that beats their other detectors. With 999 replicas the smallest p is 0.001, i.e. a
   score of :data:`engine.levels.CRITICAL`.
 
 Replicas use a splitmix64 generator seeded from (seed, indicator, cycle number), so a
-cycle's p-values do not depend on threads, on batch replay or on the other indicators.
-Counts with a cell mean above 50 are drawn from the normal approximation.
+cycle's p-values do not depend on threads, on batch replay, on the order of the indicators
+or on the other indicators. The uniform of a cell is addressed by its number in the stream
+(counter-based), in the order of :func:`_poisson` (windows, then regions). Counts with a
+cell mean above 50 are drawn from the normal approximation. The kernels find every
+indicator's clusters first, then run the Monte Carlo over the indicators ranked by observed
+LLR (the expensive, significant ones spread over the threads).
 
 >>> import numpy as np
 >>> indptr = np.array([0, 1, 3, 4]); indices = np.array([1, 0, 2, 1])   # a path 0 - 1 - 2
@@ -41,13 +59,19 @@ from numba import prange
 
 from engine.config import njit
 
-__all__ = ["MAX_CLUSTERS", "build_zones", "llr", "scan_indicator", "scan_run_kernel", "scan_update_kernel"]
+__all__ = ["MAX_CLUSTERS", "build_zones", "llr", "scan_indicator", "scan_run_kernel", "scan_update_kernel",
+           "sequential_h"]
 
 #: clusters reported per indicator and cycle (the most likely and non-overlapping secondaries)
 MAX_CLUSTERS = 3
 #: fields of one reported cluster in the ``found`` array
 FOUND_FIELDS = ("llr", "p", "centre", "size", "window")
 _CLOGC = 4096
+_GAMMA = 0x9E3779B97F4A7C15
+#: cell means above this are drawn from the normal approximation
+NORMAL_ABOVE = 50.0
+#: Poisson cumulative sums tabulated per cell (beyond: the recurrence continues)
+POISSON_TABLE = 24
 CODE_CLUSTER = 6
 
 
@@ -103,16 +127,25 @@ def _uniform(state):  # pragma: no cover - compiled
 
 
 @njit
+def _uniform_at(seed, n):  # pragma: no cover - compiled
+    """The ``n``-th (0-based) uniform of the stream that :func:`_uniform` walks from ``seed``."""
+    z = _mix(seed + (n + np.uint64(1)) * np.uint64(_GAMMA))
+    return ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740993.0)
+
+
+@njit
 def _poisson(state, m, em):  # pragma: no cover - compiled
-    # inverse transform (em = exp(-m)); normal approximation above m = 50
+    """One Poisson(m) draw by inversion (``em = exp(-m)``); normal approximation above m = 50.
+
+    The slow form of the replicas' draws (:func:`_draw_replica`, which reads the same
+    cumulative sums from a table and gives the same draw for the same uniforms).
+    """
     if m <= 0.0:
         return state, 0.0
-    if m > 50.0:
+    if m > NORMAL_ABOVE:
         state, u1 = _uniform(state)
         state, u2 = _uniform(state)
-        g = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-        v = math.floor(m + math.sqrt(m) * g + 0.5)
-        return state, (v if v > 0.0 else 0.0)
+        return state, _normal_count(m, u1, u2)
     state, u = _uniform(state)
     k = 0.0
     p = em
@@ -125,44 +158,198 @@ def _poisson(state, m, em):  # pragma: no cover - compiled
 
 
 @njit
+def _normal_count(m, u1, u2):  # pragma: no cover - compiled
+    g = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+    v = math.floor(m + math.sqrt(m) * g + 0.5)
+    return v if v > 0.0 else 0.0
+
+
+@njit
+def _cell_tables(exp, pos, fill, mcell, off, F, plast):  # pragma: no cover - compiled
+    """Replica tables of one indicator and cycle; cells ``i = r * fill + w`` (region r, window
+    slot w, 0 the newest).
+
+    ``mcell[i]`` the cell's expectation; ``off[i]`` the number of its (first) uniform within a
+    replica, in the draw order of :func:`_poisson` (w, then r; none where m <= 0, two above
+    :data:`NORMAL_ABOVE`); ``F[k, i] = P(X <= k)`` by the additions of :func:`_poisson` (1
+    where the table is not used), ``plast[i]`` the last pmf term. The table length ``J`` is
+    what the largest mean needs for ``P(X >= J) <= 1e-4`` (at most ``F.shape[0]``); draws
+    beyond it continue the recurrence. Returns (uniforms a replica consumes, J).
+    """
+    W, n_reg = exp.shape
+    Jmax = F.shape[0]
+    mmax = 0.0
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            m = np.float64(exp[slot, r])
+            if m <= NORMAL_ABOVE and m > mmax:
+                mmax = m
+    J = 1
+    p = math.exp(-mmax)
+    f = p
+    while J < Jmax and f < 1.0 - 1e-4:
+        p *= mmax / J
+        f += p
+        J += 1
+    U = 0
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            i = r * fill + w
+            m = np.float64(exp[slot, r])
+            mcell[i] = m
+            off[i] = U
+            if m <= 0.0 or m > NORMAL_ABOVE:
+                for k in range(J):
+                    F[k, i] = 1.0
+                plast[i] = 0.0
+                U += 0 if m <= 0.0 else 2
+                continue
+            U += 1
+            p = math.exp(-m)
+            f = p
+            F[0, i] = f
+            for k in range(1, J):
+                p *= m / k
+                f += p
+                F[k, i] = f
+            plast[i] = p
+    return U, J
+
+
+@njit
+def _draw_tail(u, m, k, p, f):  # pragma: no cover - compiled
+    """Continue :func:`_poisson`'s search from ``k`` (pmf term ``p``, cdf ``f``): rare draws past the table."""
+    kk = float(k)
+    while u > f and kk < 1000.0:
+        kk += 1.0
+        p *= m / kk
+        f += p
+    return kk
+
+
+@njit
+def _draw_replica(seed, base, mcell, off, F, plast, J, special, u, k):  # pragma: no cover - compiled
+    """One replica's counts of every cell into ``k`` (the draws of :func:`_poisson`, same uniforms).
+
+    Vectorised: uniforms by counter, then ``k = #{j < J: u > F[j]}`` (F is non-decreasing, so
+    this is the inverse CDF while ``u <= F[J - 1]``); the rest one by one.
+    """
+    n = u.shape[0]
+    for i in range(n):
+        u[i] = _uniform_at(seed, base + off[i])
+    for i in range(n):
+        k[i] = 0.0
+    for j in range(J):
+        Fj = F[j]
+        for i in range(n):
+            k[i] += 1.0 if u[i] > Fj[i] else 0.0
+    fj = float(J)
+    for i in range(n):
+        if k[i] == fj:
+            k[i] = _draw_tail(u[i], mcell[i], J - 1, plast[i], F[J - 1, i])
+    for t in range(special.shape[0]):
+        i = special[t]
+        k[i] = _normal_count(mcell[i], u[i], _uniform_at(seed, base + off[i] + np.uint64(1)))
+
+
+@njit
 def _xlogx(c, table):  # pragma: no cover - compiled
     ic = int(c)
-    if ic < table.shape[0]:
+    if ic < table.shape[0] and ic == c:
         return table[ic]
     return c * math.log(c)
 
 
 @njit
-def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table):  # pragma: no cover
-    """Scan one indicator at one cycle.
+def _llr_t(c, m, lm, table):  # pragma: no cover - compiled
+    """:func:`llr` written as the replicas compute it (``lm = log m``; one formula for the
+    observed and the replica statistics, so equal counts give equal LLRs: ties count)."""
+    if c > m and m > 0.0:
+        return _xlogx(c, table) - c * lm - c + m
+    return 0.0
 
-    ``obs``/``exp`` (W, n_reg): ring buffers of observed / expected counts (0 where unknown),
-    slot ``pos - 1`` the newest, ``fill`` slots valid; ``zones`` (n_reg, K); ``seed`` uint64
-    (already mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5) and raises
-    ``score`` / ``det`` (this indicator's rows) for significant clusters.
+
+@njit
+def _threshold(m, lm, T, table):  # pragma: no cover - compiled
+    """Smallest whole count ``c`` with ``_llr_t(c, m) >= T'`` (``T' = T`` less a margin far above
+    the formula's rounding): counts below it cannot reach ``T``. ``inf`` where ``m <= 0``.
+
+    Starts from ``m + sqrt(2 m T')`` (``c log(c/m) - (c - m) <= (c - m)^2 / (2 m)``, so no
+    smaller count can reach ``T'``), then gallops and bisects on the (increasing) formula.
     """
+    if m <= 0.0:
+        return math.inf
+    t = T - (1e-7 + 1e-12 * (abs(T) + m * (1.0 + abs(lm))))
+    if t <= 0.0:
+        return m
+    lo = math.ceil(m + math.sqrt(2.0 * m * t))
+    if _llr_t(lo, m, lm, table) >= t:
+        return lo
+    step = 1.0
+    hi = lo + step
+    while _llr_t(hi, m, lm, table) < t:
+        lo = hi
+        step *= 2.0
+        hi = lo + step
+    while hi - lo > 1.0:
+        mid = math.floor(0.5 * (lo + hi))
+        if _llr_t(mid, m, lm, table) < t:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@njit
+def _hot_bounds(Mcell, T, hot, table):  # pragma: no cover - compiled
+    """``hot[i]``: the count cell ``i`` (a region over a window) needs for an LLR of ``T``.
+
+    The LLR is the perspective of a convex function, hence subadditive over the regions of a
+    zone: ``LLR(zone) <= sum of its regions' LLRs``. A zone of at most ``K`` regions with an
+    LLR of ``K T`` therefore holds a region with an LLR of ``T``: with ``T`` = (threshold) / K,
+    zones with no such "hot" region need no evaluation.
+    """
+    for i in range(Mcell.shape[0]):
+        m = Mcell[i]
+        hot[i] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+
+
+def sequential_h(replicas: int, alpha: float) -> int:
+    """Exceedances after which a cluster's replicas stop (Besag & Clifford): ``floor(alpha R) + 1``.
+
+    A cluster stopped there has ``p = h / k >= h / R > alpha`` and would also have had
+    ``(1 + E) / (R + 1) > alpha`` with all ``R`` replicas (``E >= h``): the decisions are those
+    of the full test, and a cluster that is significant never stops (same p-value).
+    """
+    return int(math.floor(alpha * replicas)) + 1
+
+
+@njit
+def _seq_h(replicas, alpha):  # pragma: no cover - compiled
+    return int(math.floor(alpha * replicas)) + 1
+
+
+@njit
+def _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw):  # pragma: no cover - compiled
+    """Observed / expected counts per (zone, size, window): ``Cz``, ``Mz`` (n_reg, K, fill);
+    ``nsize`` regions per zone; ``Mw[w, r]`` expected count of region r over window w."""
     W = obs.shape[0]
     n_reg, K = zones.shape
-    for q in range(found.shape[0]):
-        for f in range(found.shape[1]):
-            found[q, f] = math.nan
-    if fill <= 0:
-        return
     Cw = np.zeros((fill, n_reg))
-    Mw = np.zeros((fill, n_reg))
     for w in range(fill):
         slot = (pos - 1 - w) % W
         for r in range(n_reg):
             Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
             Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
-    # expected sums and their logs per (zone, size, window): the same for every replica
-    Mz = np.zeros((n_reg, K, fill))
-    LMz = np.zeros((n_reg, K, fill))
-    Lobs = np.zeros((n_reg, K, fill))
-    nsize = np.zeros(n_reg, dtype=np.int64)
+    csum = np.zeros(fill)
+    msum = np.zeros(fill)
     for zc in range(n_reg):
-        csum = np.zeros(fill)
-        msum = np.zeros(fill)
+        nsize[zc] = 0
+        for w in range(fill):
+            csum[w] = 0.0
+            msum[w] = 0.0
         for s in range(K):
             r = zones[zc, s]
             if r < 0:
@@ -171,10 +358,34 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
             for w in range(fill):
                 csum[w] += Cw[w, r]
                 msum[w] += Mw[w, r]
+                Cz[zc, s, w] = csum[w]
                 Mz[zc, s, w] = msum[w]
-                LMz[zc, s, w] = math.log(msum[w]) if msum[w] > 0.0 else 0.0
-                Lobs[zc, s, w] = llr(csum[w], msum[w])
-    # most likely cluster and non-overlapping secondaries
+
+
+@njit
+def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - compiled
+    """Most likely cluster and non-overlapping secondaries into ``found`` (p left NaN).
+
+    Returns the number found (0 when no zone has more than expected)."""
+    n_reg, K = zones.shape
+    for q in range(found.shape[0]):
+        for f in range(found.shape[1]):
+            found[q, f] = math.nan
+    if fill <= 0:
+        return 0
+    Cz = np.empty((n_reg, K, fill))
+    Mz = np.empty((n_reg, K, fill))
+    Mw = np.empty((fill, n_reg))
+    nsize = np.zeros(n_reg, dtype=np.int64)
+    _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw)
+    Lobs = np.zeros((n_reg, K, fill))
+    for zc in range(n_reg):
+        for s in range(nsize[zc]):
+            for w in range(fill):
+                c = Cz[zc, s, w]
+                m = Mz[zc, s, w]
+                if c > m and m > 0.0:
+                    Lobs[zc, s, w] = _llr_t(c, m, math.log(m), table)
     taken = np.zeros(n_reg, dtype=np.bool_)
     nfound = 0
     for q in range(found.shape[0]):
@@ -207,46 +418,136 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
         for j in range(bs + 1):
             taken[zones[bz, j]] = True
         nfound += 1
-    if nfound == 0:
-        return
+    return nfound
+
+
+@njit
+def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats):  # pragma: no cover
+    """p-values of the ``nfound`` clusters in ``found`` (field 1), see the module docstring.
+
+    ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated."""
+    n_reg, K = zones.shape
+    W = exp.shape[0]
+    Cz = np.empty((n_reg, K, fill))
+    Mz = np.empty((n_reg, K, fill))
+    Mw = np.empty((fill, n_reg))
+    nsize = np.zeros(n_reg, dtype=np.int64)
+    _zone_sums(exp, exp, pos, fill, zones, Cz, Mz, nsize, Mw)   # (observed sums not needed)
     top = found[0, 0]
+    h = _seq_h(replicas, alpha)
     exceed = np.zeros(nfound, dtype=np.int64)
-    em = np.empty((fill, n_reg))
-    for w in range(fill):
-        slot = (pos - 1 - w) % W
-        for r in range(n_reg):
-            em[w, r] = math.exp(-exp[slot, r])
-    Cr = np.zeros((fill, n_reg))
-    csum = np.zeros(fill)
-    state = seed
-    for _ in range(replicas):
+    stopped = np.zeros(nfound, dtype=np.int64)
+    ncell = n_reg * fill
+    mcell = np.empty(ncell)
+    off = np.empty(ncell, dtype=np.uint64)
+    F = np.empty((POISSON_TABLE, ncell))
+    plast = np.empty(ncell)
+    U, J = _cell_tables(exp, pos, fill, mcell, off, F, plast)
+    nspecial = 0
+    for i in range(ncell):
+        if mcell[i] > NORMAL_ABOVE:
+            nspecial += 1
+    special = np.empty(nspecial, dtype=np.int64)
+    nspecial = 0
+    for i in range(ncell):
+        if mcell[i] > NORMAL_ABOVE:
+            special[nspecial] = i
+            nspecial += 1
+    Mcell = np.empty(ncell)                 # expected count of region r over window w, i = r * fill + w
+    for r in range(n_reg):
         for w in range(fill):
-            slot = (pos - 1 - w) % W
-            for r in range(n_reg):
-                state, v = _poisson(state, np.float64(exp[slot, r]), em[w, r])
-                Cr[w, r] = v + (Cr[w - 1, r] if w > 0 else 0.0)
-        rmax = 0.0
-        for zc in range(n_reg):
+            Mcell[r * fill + w] = Mw[w, r]
+    # zones through each region (CSR)
+    mptr = np.zeros(n_reg + 1, dtype=np.int64)
+    for zc in range(n_reg):
+        for s in range(nsize[zc]):
+            mptr[zones[zc, s] + 1] += 1
+    for r in range(n_reg):
+        mptr[r + 1] += mptr[r]
+    mzone = np.empty(mptr[n_reg], dtype=np.int64)
+    nxt = mptr[:n_reg].copy()
+    for zc in range(n_reg):
+        for s in range(nsize[zc]):
+            r = zones[zc, s]
+            mzone[nxt[r]] = zc
+            nxt[r] += 1
+    active = nfound
+    T = found[active - 1, 0]
+    hot = np.empty(ncell)
+    _hot_bounds(Mcell, T / K, hot, table)
+    lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
+    lbver = np.full(ncell, -1, dtype=np.int64)
+    ver = 0
+    u = np.empty(ncell)
+    kc = np.empty(ncell)
+    Cr = np.empty(ncell)
+    hot_list = np.empty(ncell, dtype=np.int64)
+    mark = np.full(ncell, -1, dtype=np.int64)
+    for rep in range(replicas):
+        _draw_replica(seed, np.uint64(rep) * np.uint64(U), mcell, off, F, plast, J, special, u, kc)
+        nhot = 0
+        for r in range(n_reg):
+            acc = 0.0
             for w in range(fill):
-                csum[w] = 0.0
-            for s in range(nsize[zc]):
-                r = zones[zc, s]
-                for w in range(fill):
-                    c = csum[w] + Cr[w, r]
-                    csum[w] = c
-                    m = Mz[zc, s, w]
-                    if c > m and m > 0.0:
-                        v = _xlogx(c, table) - c * LMz[zc, s, w] - c + m
+                i = r * fill + w
+                acc += kc[i]
+                Cr[i] = acc
+                if acc >= hot[i]:
+                    hot_list[nhot] = i
+                    nhot += 1
+        stats[0] += 1
+        stats[1] += nhot
+        rmax = 0.0
+        for t in range(nhot):
+            i = hot_list[t]
+            r = i // fill
+            w = i - r * fill
+            for e in range(mptr[r], mptr[r + 1]):
+                zc = mzone[e]
+                key = zc * fill + w
+                if mark[key] == rep:
+                    continue
+                mark[key] = rep
+                stats[2] += 1
+                if lbver[key] != ver:
+                    lbver[key] = ver
+                    for s in range(nsize[zc]):
+                        m = Mz[zc, s, w]
+                        lb[zc, s, w] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+                c = 0.0
+                for s in range(nsize[zc]):
+                    c += Cr[zones[zc, s] * fill + w]
+                    if c >= lb[zc, s, w]:
+                        m = Mz[zc, s, w]
+                        v = _llr_t(c, m, math.log(m), table)
                         if v > rmax:
                             rmax = v
             if rmax >= top:
                 break
-        for q in range(nfound):
+        for q in range(active):
             if rmax >= found[q, 0]:
                 exceed[q] += 1
+        was = active
+        while active > 0 and exceed[active - 1] >= h:
+            stopped[active - 1] = rep + 1
+            active -= 1
+        if active == 0:
+            break
+        if active != was:
+            T = found[active - 1, 0]
+            _hot_bounds(Mcell, T / K, hot, table)
+            ver += 1
     for q in range(nfound):
-        p = (1.0 + exceed[q]) / (replicas + 1.0)
-        found[q, 1] = p
+        if stopped[q] > 0:
+            found[q, 1] = h / stopped[q]
+        else:
+            found[q, 1] = (1.0 + exceed[q]) / (replicas + 1.0)
+
+
+@njit
+def _mark(found, nfound, zones, alpha, score, det):  # pragma: no cover - compiled
+    for q in range(nfound):
+        p = found[q, 1]
         if p <= alpha:
             sc = 1.0 - p
             zc = int(found[q, 2])
@@ -255,6 +556,26 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
                 if math.isnan(score[r]) or sc > score[r]:
                     score[r] = sc
                     det[r] = CODE_CLUSTER
+
+
+@njit
+def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table):  # pragma: no cover
+    """Scan one indicator at one cycle.
+
+    ``obs``/``exp`` (W, n_reg): ring buffers of observed / expected counts (0 where unknown),
+    slot ``pos - 1`` the newest, ``fill`` slots valid; ``zones`` (n_reg, K); ``seed`` uint64
+    (already mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5) and raises
+    ``score`` / ``det`` (this indicator's rows) for significant clusters. Returns the
+    replicas run.
+    """
+    seed = np.uint64(seed)
+    nfound = _observe(obs, exp, pos, fill, zones, found, table)
+    if nfound == 0:
+        return 0
+    stats = np.zeros(3, dtype=np.int64)
+    _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats)
+    _mark(found, nfound, zones, alpha, score, det)
+    return stats[0]
 
 
 @njit
@@ -285,43 +606,73 @@ def clogc_table(n: int = _CLOGC) -> np.ndarray:
 
 
 @njit(parallel=True)
+def _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
+                score, det, found, table):  # pragma: no cover - compiled
+    """One cycle, every scanned indicator: push the cycle into slot ``pos`` of the rings, find
+    the clusters (``prange`` over indicators), then test them (``prange`` over the indicators
+    ranked by observed LLR, in bit-reversed rank order so that the contiguous block of
+    iterations each thread gets holds large and small LLRs alike: significant clusters run
+    all their replicas, the others stop early)."""
+    n_scan = scan_ind.shape[0]
+    llr0 = np.empty(n_scan)
+    nf = np.zeros(n_scan, dtype=np.int64)
+    for c in prange(n_scan):
+        i = scan_ind[c]
+        _push(V[i], scan_mu[c], obs[c], exp[c], pos)
+        nf[c] = _observe(obs[c], exp[c], pos + 1, fill, zones, found[c], table)
+        llr0[c] = found[c, 0, 0] if nf[c] > 0 else -1.0
+    order = np.argsort(-llr0, kind="mergesort")
+    bits = 0
+    while (1 << bits) < n_scan:
+        bits += 1
+    for p in prange(1 << bits):
+        j = _bitrev(p, bits)              # rank j: any contiguous block of p holds ranks spread evenly
+        if j >= n_scan:
+            continue
+        c = order[j]
+        if nf[c] == 0:
+            continue
+        i = scan_ind[c]
+        stats = np.zeros(3, dtype=np.int64)
+        _monte_carlo(exp[c], pos + 1, fill, zones, replicas, _seed(seed, i, cycle), alpha, found[c], nf[c],
+                     table, stats)
+        _mark(found[c], nf[c], zones, alpha, score[i], det[i])
+
+
+@njit
+def _bitrev(p, bits):  # pragma: no cover - compiled
+    out = 0
+    for _ in range(bits):
+        out = (out << 1) | (p & 1)
+        p >>= 1
+    return out
+
+
+@njit
 def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycle, alpha,
                        score, det, found, table):  # pragma: no cover - compiled
-    """One cycle for every scanned indicator (``prange`` over them; each owns its rows)."""
+    """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``)."""
     W = obs.shape[1]
     pos = ring[0]
     fill = ring[1] + 1 if ring[1] < W else W
-    for c in prange(scan_ind.shape[0]):
-        i = scan_ind[c]
-        _push(V[i], scan_mu[c], obs[c], exp[c], pos)
-        scan_indicator(obs[c], exp[c], pos + 1, fill, zones, replicas, _seed(seed, i, cycle), alpha,
-                       score[i], det[i], found[c], table)
+    _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
+                score, det, found, table)
     ring[0] = (pos + 1) % W
     ring[1] = fill
 
 
-@njit(parallel=True)
+@njit
 def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycles, alpha,
                     score, det, found, table):  # pragma: no cover - compiled
-    """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t)."""
+    """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t);
+    cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates)."""
     W = obs.shape[1]
-    n_t = V.shape[0]
-    pos0 = ring[0]
-    fill0 = ring[1]
-    for c in prange(scan_ind.shape[0]):
-        i = scan_ind[c]
-        pos = pos0
-        fill = fill0
-        for t in range(n_t):
-            fill = fill + 1 if fill < W else W
-            _push(V[t, i], scan_mu[t, c], obs[c], exp[c], pos)
-            scan_indicator(obs[c], exp[c], pos + 1, fill, zones, replicas, _seed(seed, i, cycles[t]), alpha,
-                           score[t, i], det[t, i], found[t, c], table)
-            pos = (pos + 1) % W
-    fill = fill0
-    pos = pos0
-    for t in range(n_t):
+    pos = ring[0]
+    fill = ring[1]
+    for t in range(V.shape[0]):
         fill = fill + 1 if fill < W else W
+        _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
+                    score[t], det[t], found[t], table)
         pos = (pos + 1) % W
     ring[0] = pos
     ring[1] = fill

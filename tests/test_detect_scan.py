@@ -1,0 +1,237 @@
+"""The space-time scan's Monte Carlo (engine/detect/scan.py) against tests/detect_reference.py.
+
+The engine draws replicas by table lookup, evaluates only the zones a replica can make
+significant and stops a cluster's replicas early (Besag & Clifford); the reference draws
+every replica in full, scans every zone and applies the stopping rule afterwards. They must
+agree exactly (same random stream, same formulas).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import detect_reference as ref
+from engine.detect.scan import (MAX_CLUSTERS, _draw_replica, _cell_tables, _llr_t, _poisson, _seed, _threshold,
+                                POISSON_TABLE, build_zones, clogc_table, llr, scan_indicator, scan_update_kernel,
+                                sequential_h)
+
+TABLE = clogc_table()
+
+
+def _ring(n, chord=3):
+    indptr, indices = [0], []
+    for r in range(n):
+        nb = sorted({(r - 1) % n, (r + 1) % n} | ({(r + chord) % n, (r - chord) % n} if r % 3 == 0 else set()))
+        indices += nb
+        indptr.append(len(indices))
+    ang = 2 * np.pi * np.arange(n) / n
+    return np.array(indptr), np.array(indices), np.cos(ang), np.sin(ang)
+
+
+def _zones(n, K):
+    return build_zones(*_ring(n), K)
+
+
+def _ring_buffer(newest_first, W, pos):
+    """(fill, n) newest first -> a (W, n) ring with the newest at slot pos - 1."""
+    fill, n = newest_first.shape
+    ring = np.zeros((W, n), dtype=newest_first.dtype)
+    for w in range(fill):
+        ring[(pos - 1 - w) % W] = newest_first[w]
+    return ring
+
+
+def _case(seed, n=18, fill=3, W=4, planted=False, special=False):
+    rng = np.random.default_rng(seed)
+    exp = rng.uniform(0.1, 2.5, size=(fill, n)).astype(np.float32)
+    exp[:, rng.integers(0, n, 2)] = 0.0                      # regions with no data
+    if special:
+        exp[0, 3] = 75.0                                       # normal approximation
+        exp[1, 5] = 30.0                                       # beyond the cumulative table
+        exp[-1, 6] = 0.004
+    obs = rng.poisson(exp).astype(np.float32)
+    zones = _zones(n, 4)
+    if planted:
+        obs[:2, zones[5, :3]] += 3
+    return obs, exp, zones
+
+
+@pytest.mark.parametrize("seed,planted,special,fill", [(0, False, False, 3), (1, True, False, 3), (2, True, True, 3),
+                                                       (3, False, True, 2), (4, True, False, 1), (5, False, False, 4)])
+def test_monte_carlo_matches_reference(seed, planted, special, fill):
+    obs, exp, zones = _case(seed, fill=fill, planted=planted, special=special)
+    W, pos, R, alpha = 4, 2, 199, 0.05
+    s = np.uint64(1000 + seed)
+    found = np.empty((MAX_CLUSTERS, 5))
+    score = np.full(obs.shape[1], np.nan, dtype=np.float32)
+    det = np.zeros(obs.shape[1], dtype=np.int8)
+    scan_indicator(_ring_buffer(obs, W, pos), _ring_buffer(exp, W, pos), pos, fill, zones, R, s, alpha,
+                   score, det, found, TABLE)
+    want = ref.scan_reference(obs, exp, [[int(v) for v in z if v >= 0] for z in zones], R, int(s), alpha, TABLE)
+    np.testing.assert_array_equal(found, want)
+    if planted:
+        assert found[0, 1] <= 0.01
+    for q in range(MAX_CLUSTERS):                              # significant clusters score 1 - p
+        if found[q, 1] <= alpha:
+            members = zones[int(found[q, 2]), :int(found[q, 3])]
+            assert (score[members] >= 1 - found[q, 1] - 1e-7).all() and (det[members] == 6).all()
+    assert np.isnan(score[det == 0]).all()
+
+
+def test_sequential_decisions_equal_the_full_test():
+    """Stopped clusters have p > alpha both ways; the significant ones never stop."""
+    for R, alpha in ((99, 0.05), (999, 0.05), (199, 0.01), (989, 0.05), (1000, 0.05), (19, 0.5)):
+        h = sequential_h(R, alpha)
+        assert h / R > alpha and (1 + h) / (R + 1) > alpha
+        assert h - 1 <= alpha * R                        # h - 1 exceedances over all R can still be significant
+    obs, exp, zones = _case(7, planted=True)
+    for seed in range(6):
+        f_seq = np.empty((MAX_CLUSTERS, 5))
+        scan_indicator(obs, exp, 3, 3, zones, 99, np.uint64(seed), 0.05, np.zeros(18, np.float32),
+                       np.zeros(18, np.int8), f_seq, TABLE)
+        f_full = np.empty((MAX_CLUSTERS, 5))           # alpha = 1: h = R + 1, no cluster ever stops
+        scan_indicator(obs, exp, 3, 3, zones, 99, np.uint64(seed), 1.0, np.zeros(18, np.float32),
+                       np.zeros(18, np.int8), f_full, TABLE)
+        ok = ~np.isnan(f_seq[:, 1])
+        assert ((f_seq[ok, 1] <= 0.05) == (f_full[ok, 1] <= 0.05)).all()
+        sig = ok & (f_full[:, 1] <= 0.05)
+        np.testing.assert_array_equal(f_seq[sig, 1], f_full[sig, 1])
+        np.testing.assert_array_equal(f_seq[:, [0, 2, 3, 4]], f_full[:, [0, 2, 3, 4]])
+
+
+def test_null_calibration():
+    """Under the null, P(p <= alpha) ~ alpha within Monte Carlo error (and never above it by more)."""
+    n, W = 16, 3
+    zones = _zones(n, 4)
+    rng = np.random.default_rng(3)
+    exp = rng.uniform(0.3, 2.0, size=(W, n)).astype(np.float32)
+    ps = []
+    N = 800
+    for k in range(N):
+        obs = rng.poisson(exp).astype(np.float32)
+        found = np.empty((MAX_CLUSTERS, 5))
+        scan_indicator(obs, exp, W, W, zones, 99, np.uint64(_seed(np.uint64(9), 1, k)), 0.05, np.zeros(n, np.float32),
+                       np.zeros(n, np.int8), found, TABLE)
+        ps.append(found[0, 1] if not np.isnan(found[0, 1]) else 1.0)
+    ps = np.array(ps)
+    for a in (0.05, 0.1):
+        sd = math.sqrt(a * (1 - a) / N)
+        assert abs((ps <= a).mean() - a) <= 3 * sd, ((ps <= a).mean(), a)
+    assert (ps <= 0.5).mean() <= 0.5 + 3 * math.sqrt(0.25 / N)   # Besag-Clifford p-values are valid above alpha too
+
+
+def test_table_draws_equal_the_inversion():
+    rng = np.random.default_rng(1)
+    n, fill = 40, 3
+    exp = rng.uniform(0.0, 3.0, size=(fill, n)).astype(np.float32)
+    exp[0, :5] = [0.0, 55.0, 20.0, 45.0, 1e-3]
+    ncell = n * fill
+    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
+    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
+    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
+    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    seed = np.uint64(77)
+    state = seed
+    for rep in range(300):
+        k = np.empty(ncell)
+        _draw_replica(seed, np.uint64(rep) * np.uint64(U), mcell, off, F, plast, J, special, np.empty(ncell), k)
+        for w in range(fill):                          # the slow draws consume the stream in order: w, then r
+            for r in range(n):
+                m = float(exp[(fill - 1 - w) % fill, r])
+                state, v = _poisson(np.uint64(state), m, math.exp(-m))
+                assert k[r * fill + w] == v
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_count_thresholds(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        m = float(np.exp(rng.uniform(-5, 8)))
+        T = float(np.exp(rng.uniform(-8, 6)))
+        c = _threshold(m, math.log(m), T, TABLE)
+        assert c >= m
+        below = math.ceil(c) - 1
+        if below > m:                                  # nothing below the threshold reaches T
+            assert _llr_t(float(below), m, math.log(m), TABLE) < T
+            assert llr(float(below), m) < T + 1e-9 * (1 + T)
+        assert _llr_t(float(math.ceil(c)) + 1, m, math.log(m), TABLE) >= T - 1e-6 * (1 + T)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_llr_is_subadditive(seed):
+    """The hot-cell bound: a zone's LLR is at most the sum of its regions' LLRs."""
+    rng = np.random.default_rng(seed)
+    for _ in range(500):
+        k = int(rng.integers(2, 7))
+        m = rng.uniform(0.01, 30, k)
+        c = rng.poisson(m * rng.uniform(0.2, 4, k)).astype(float)
+        assert llr(c.sum(), m.sum()) <= sum(llr(a, b) for a, b in zip(c, m)) + 1e-9
+
+
+def _kernel_problem(n_scan=9, n=30, W=4):
+    from engine.city import City
+
+    city = City.synthetic(seed=4, neighbourhoods=n, streets=3, population=100_000)
+    zones = build_zones(city.adj_indptr, city.adj_indices, city.regions.x_m.to_numpy(), city.regions.y_m.to_numpy(), 5)
+    rng = np.random.default_rng(0)
+    exp = rng.uniform(0.2, 1.5, size=(n_scan, W, n)).astype(np.float32)
+    obs = rng.poisson(exp).astype(np.float32)
+    for c in range(0, n_scan, 3):
+        obs[c, :, zones[(5 * c) % n, :3]] += 2
+    n_ind = n_scan + 3
+    scan_ind = np.arange(3, n_ind)
+    V = np.zeros((n_ind, n))
+    V[3:] = obs[:, W - 1]
+    mu = exp[:, W - 1].astype(np.float64)
+    return zones, obs, exp, V, scan_ind, mu
+
+
+def _run_kernel(zones, obs, exp, V, scan_ind, mu, perm=None):
+    n_ind, n = V.shape
+    perm = np.arange(len(scan_ind)) if perm is None else perm
+    score = np.full((n_ind, n), np.nan, dtype=np.float32)
+    det = np.zeros((n_ind, n), dtype=np.int8)
+    found = np.empty((len(scan_ind), MAX_CLUSTERS, 5))
+    W = obs.shape[1]
+    ring = np.array([W - 1, W - 1], dtype=np.int64)
+    scan_update_kernel(V, scan_ind[perm], mu[perm], obs[perm].copy(), exp[perm].copy(), ring, zones, 199,
+                       np.uint64(5), np.int64(12), 0.05, score, det, found, TABLE)
+    out = np.empty_like(found)
+    out[perm] = found
+    return score, det, out
+
+
+def test_kernel_independent_of_threads_and_order():
+    import numba
+
+    p = _kernel_problem()
+    base = _run_kernel(*p)
+    assert (base[2][::3, 0, 1] <= 0.01).all()
+    perm = np.random.default_rng(1).permutation(len(p[4]))
+    old = numba.get_num_threads()
+    try:
+        for k in sorted({1, old}):
+            numba.set_num_threads(k)
+            for pm in (None, perm):
+                got = _run_kernel(*p, perm=pm)
+                for a, b in zip(base, got):
+                    np.testing.assert_array_equal(a, b)
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_kernel_matches_scan_indicator():
+    zones, obs, exp, V, scan_ind, mu = _kernel_problem(n_scan=4)
+    score, det, found = _run_kernel(zones, obs, exp, V, scan_ind, mu)
+    W = obs.shape[1]
+    for c, i in enumerate(scan_ind):
+        f = np.empty((MAX_CLUSTERS, 5))
+        s1 = np.full(V.shape[1], np.nan, dtype=np.float32)
+        d1 = np.zeros(V.shape[1], dtype=np.int8)
+        scan_indicator(obs[c], exp[c], W, W, zones, 199, np.uint64(_seed(np.uint64(5), i, 12)), 0.05, s1, d1, f, TABLE)
+        np.testing.assert_array_equal(f, found[c])
+        np.testing.assert_array_equal(s1, score[i])
+        np.testing.assert_array_equal(d1, det[i])
