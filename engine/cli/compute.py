@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -59,6 +60,7 @@ def _compute(args) -> int:
     from engine.core import Engine
     from engine.core.engine import to_ns
     from engine.feeds import Feeds, encode
+    from engine.progress import Progress
 
     try:
         feeds = Feeds.read(args.feeds, adapter=args.adapter)
@@ -82,8 +84,11 @@ def _compute(args) -> int:
     counts = quarantine.counts() if quarantine is not None else {}
     total = k1 - k0 + 1
     chunk = max(1, int(args.chunk))
-    tty = sys.stderr.isatty()
-    done, first = 0, True
+    bar = Progress(total, "compute")
+    first = True
+    # where explain/map find the city again
+    city_source = ({"synthetic": {"seed": args.seed}} if args.city == "synthetic" and args.grid_km is None
+                   else {"path": str(Path(args.city).resolve())} if args.grid_km is None else None)
     attrs_total: dict = {}
     for a in range(k0, k1 + 1, chunk):
         b = min(a + chunk - 1, k1)
@@ -95,16 +100,14 @@ def _compute(args) -> int:
         if first:
             ds.attrs.update({"start": str(pd.Timestamp(k0 * C)), "end": str(pd.Timestamp(k1 * C)),
                              "quarantine": json.dumps(counts, ensure_ascii=False)})
-            ds.to_zarr(args.out, mode="w", encoding={"value": {"chunks": (min(chunk, total), 256, 256)}})
+            if city_source:
+                ds.attrs["city"] = json.dumps(city_source)
+            ds.to_zarr(args.out, mode="w", encoding={"value": {"chunks": (min(chunk, total), 256, 256)}},
+                       zarr_format=2, consolidated=True)
             first = False
         else:
-            ds.to_zarr(args.out, append_dim="time")
-        done += b - a + 1
-        if tty:
-            bar = "#" * int(30 * done / total)
-            print(f"\r[{bar:<30}] {done}/{total} cycles", end="", file=sys.stderr, flush=True)
-    if tty:
-        print(file=sys.stderr)
+            ds.to_zarr(args.out, append_dim="time", zarr_format=2, consolidated=True)
+        bar.advance(b - a + 1)
     nq = sum(counts.values())
     print(f"wrote {args.out}: {total} cycles x {len(catalog)} indicators x {len(ds.region)} regions")
     if nq or any(attrs_total.values()):

@@ -74,28 +74,10 @@ def load_scenario(path: str | Path):
     return sc, ns
 
 
-class _Progress:
-    def __init__(self, total: int, enabled: bool, stream=sys.stderr):
-        self.total, self.enabled, self.stream, self.t0 = total, enabled, stream, time.perf_counter()
-
-    def __call__(self, i: int) -> None:
-        if not self.enabled:
-            return
-        done = i + 1
-        width = 30
-        fill = int(width * done / self.total)
-        el = time.perf_counter() - self.t0
-        eta = el / done * (self.total - done)
-        self.stream.write(f"\r  feeds [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} days "
-                          f"{el:5.1f}s (eta {eta:4.1f}s)")
-        if done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def run(args) -> int:
     """Handler of ``cityvitals simulate`` (returns the exit code)."""
     from engine.sim import simulate
+    from engine.progress import Progress
     from engine.sim.feeds import write_parquet
 
     try:
@@ -123,9 +105,9 @@ def run(args) -> int:
         print(f"cityvitals simulate: {exc}", file=sys.stderr)
         return 2
     t1 = time.perf_counter()
-    bar = _Progress(sc.days, enabled=not args.no_progress and sys.stderr.isatty())
+    bar = Progress(sc.days, "feeds", enabled=False if args.no_progress else None)
     try:
-        rows = write_parquet(res.feeds_by_day(cycle_minutes=args.cycle), out, progress=bar)
+        rows = write_parquet(res.feeds_by_day(cycle_minutes=args.cycle), out, progress=lambda _day: bar.advance())
     except ValueError as exc:
         print(f"cityvitals simulate: {exc}", file=sys.stderr)
         return 2
