@@ -5,29 +5,10 @@ The fixtures are module-scoped; each test module imports the ones it uses.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from engine.city import City
-
-
-def reference_locate(px: float, py: float, xy: np.ndarray, offsets: np.ndarray) -> int:
-    """Slow, obvious ray casting: the first polygon (by id) whose ring holds the point."""
-    for p in range(len(offsets) - 1):
-        ring = xy[offsets[p] : offsets[p + 1]].tolist()
-        inside = False
-        j = len(ring) - 1
-        for i in range(len(ring)):
-            xi, yi = ring[i]
-            xj, yj = ring[j]
-            if (yi > py) != (yj > py):
-                if px < (xj - xi) * (py - yi) / (yj - yi) + xi:
-                    inside = not inside
-            j = i
-        if inside:
-            return p
-    return -1
-
+from test_geometry_helpers import reference_locate  # noqa: F401  (the one slow locator)
 
 
 @pytest.fixture(scope="module")

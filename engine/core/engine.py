@@ -195,29 +195,21 @@ class Engine:
         """Buckets and kernel keys of every record, sorted by bucket (stable)."""
         p = self.plan
         c = p.cycle_ns
-        out = {}
-        ev_b = -((-rec.ev_time) // c)
-        o = np.argsort(ev_b, kind="stable")
-        f = rec.ev_feed[o]
-        out["ev"] = dict(bucket=ev_b[o], time=rec.ev_time[o], feed=f,
-                         key=(p.key_off[f] + rec.ev_category[o].astype(np.int64) * p.key_nsub[f]
-                              + rec.ev_channel[o] + 1).astype(np.int64),
-                         region=rec.ev_region[o].astype(np.int64), value=rec.ev_value[o])
-        rd_b = -((-rec.rd_time) // c)
-        o = np.argsort(rd_b, kind="stable")
-        f = rec.rd_feed[o]
-        out["rd"] = dict(bucket=rd_b[o], time=rec.rd_time[o], feed=f,
-                         key=(p.key_off[f] + rec.rd_metric[o].astype(np.int64) * p.key_nsub[f]
-                              + rec.rd_kind[o] + 1).astype(np.int64),
-                         region=rec.rd_region[o].astype(np.int64), value=rec.rd_value[o])
-        sn_b = -((-rec.sn_time) // c)
-        o = np.argsort(sn_b, kind="stable")
-        f = rec.sn_feed[o]
-        out["sn"] = dict(bucket=sn_b[o], time=rec.sn_time[o], feed=f,
-                         key=(p.snap_off[f] + rec.sn_field[o].astype(np.int64) * p.snap_nent[f]
-                              + rec.sn_entity[o]).astype(np.int64),
-                         region=rec.sn_region[o].astype(np.int64), value=rec.sn_value[o])
-        return out
+
+        def by_bucket(time, feed, key, region, value):
+            bucket = -((-time) // c)
+            o = np.argsort(bucket, kind="stable")
+            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o].astype(np.int64),
+                        region=region[o].astype(np.int64), value=value[o])
+
+        return {
+            "ev": by_bucket(rec.ev_time, rec.ev_feed, p.key_off[rec.ev_feed] + rec.ev_category.astype(np.int64)
+                            * p.key_nsub[rec.ev_feed] + rec.ev_channel + 1, rec.ev_region, rec.ev_value),
+            "rd": by_bucket(rec.rd_time, rec.rd_feed, p.key_off[rec.rd_feed] + rec.rd_metric.astype(np.int64)
+                            * p.key_nsub[rec.rd_feed] + rec.rd_kind + 1, rec.rd_region, rec.rd_value),
+            "sn": by_bucket(rec.sn_time, rec.sn_feed, p.snap_off[rec.sn_feed] + rec.sn_field.astype(np.int64)
+                            * p.snap_nent[rec.sn_feed] + rec.sn_entity, rec.sn_region, rec.sn_value),
+        }
 
     @staticmethod
     def _take(group: dict, sel) -> dict:

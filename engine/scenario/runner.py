@@ -51,7 +51,7 @@ def _coarsen(ds, store_every: str | None, cycle: pd.Timedelta):
     if not store_every:
         return ds
     factor = pd.Timedelta(store_every) / cycle
-    if factor < 1 or factor != int(factor) or 96 * (pd.Timedelta("15min") / cycle) % factor:
+    if factor < 1 or factor != int(factor) or (pd.Timedelta("1D") / cycle) % factor:
         raise ValueError(f"store_every={store_every!r}: expected a multiple of the cycle {cycle} that divides a day")
     factor = int(factor)
     if factor == 1:
@@ -229,8 +229,7 @@ def _summary(scenario, city, curves, eco, out: Path, alerts, quality, quarantine
     nb = health.isel(region=np.flatnonzero(level == "neighbourhood"))
     overall = nb.sel(index="overall")
     grade = idx["grade"].isel(region=np.flatnonzero(level == "neighbourhood")).sel(index="overall")
-    # days in each grade: the district's daily mean grade of the neighbourhoods, as days
-    per_day = grade.load().to_pandas().T if False else None  # noqa: F841 (kept simple below)
+    # days in each grade: neighbourhood-cycles in each grade, averaged over neighbourhoods, as days
     g = grade.values
     steps_per_day = max(1, int(round(g.shape[0] / scenario.days)))
     counts = {name: float(np.sum(g == code) / g.shape[1] / steps_per_day)
