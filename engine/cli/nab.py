@@ -43,6 +43,7 @@ def _run(args) -> int:
     import pandas as pd
 
     from engine.detect import alert_onsets, score_series
+    from engine.detect.series import NAB_HOLDOFF
     from engine.levels import WARN
 
     t0 = time.perf_counter()
@@ -57,20 +58,33 @@ def _run(args) -> int:
     out = Path(args.out)
     n_rows = 0
     for f in files:
-        df = pd.read_csv(f)
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
         if "timestamp" not in df or "value" not in df:
             print(f"cityvitals nab: {f} lacks a timestamp or value column (has {list(df.columns)})", file=sys.stderr)
             return 2
-        scores = score_series(df["value"].to_numpy(dtype=np.float64), pd.to_datetime(df["timestamp"]),
+        values = pd.to_numeric(df["value"].str.strip().replace("", "nan"), errors="coerce").to_numpy(dtype=np.float64)
+        scores = score_series(values, pd.to_datetime(df["timestamp"]),
                               likelihood=not getattr(args, "no_likelihood", False))
-        col = np.nan_to_num(scores.astype(np.float64), nan=0.0) if args.raw else alert_onsets(scores)
+        col = np.nan_to_num(scores.astype(np.float64), nan=0.0) if args.raw else \
+            alert_onsets(scores, holdoff=NAB_HOLDOFF)
         dest = out / f.parent.name / f.name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"timestamp": df["timestamp"], "value": df["value"], "anomaly_score": col}).to_csv(
-            dest, index=False, float_format="%.7g")
+        _write(dest, df["timestamp"].to_numpy(), df["value"].to_numpy(), col)
         n_rows += len(df)
     out.mkdir(parents=True, exist_ok=True)
     (out / "threshold.json").write_text(json.dumps({"threshold": WARN}) + "\n")
     if not args.quiet:
         print(f"scored {len(files)} files, {n_rows} rows in {time.perf_counter() - t0:.1f} s -> {out}")
     return 0
+
+
+def _write(dest, timestamps, values, scores) -> None:
+    """``timestamp,value,anomaly_score`` rows: the input's text, the score as ``%.7g`` (``0``
+    for the zeros, most rows)."""
+    import numpy as np
+
+    sc = np.full(len(scores), "0", dtype=object)
+    nz = np.flatnonzero(scores != 0)
+    sc[nz] = ["%.7g" % x for x in scores[nz]]
+    lines = [f"{t},{v},{s}" for t, v, s in zip(timestamps, values, sc)]
+    dest.write_text("timestamp,value,anomaly_score\n" + "\n".join(lines) + "\n")

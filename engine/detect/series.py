@@ -13,21 +13,35 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.config import njit
 from engine.levels import CLEAR, WARN
 
-__all__ = ["SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
+__all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
 
-#: detector parameters :func:`score_series` uses unless told otherwise (measured on NAB,
-#: docs/detect.md). One series has no neighbours to share a seasonal shape with: its level
-#: moves slower than a season (``level_rate`` 0.003: at 0.02 the level chased the daily
-#: swing and traded that error with the shape, which diverged), its shape learns faster and
-#: unclipped (``shape_rate`` 0.2, ``shape_clip`` 1e6) and ``D`` stays the mean absolute
-#: deviation (``amplitude_rate`` 0); residuals are clipped later (``huber`` 5). The CUSUM
-#: is off (``cusum_k`` 50 exceeds every clipped residual): the likelihood layer's short-term
-#: average of the surprise does its job, and a CUSUM held high through a stretch of misfit
-#: blinds the layer.
+#: detector parameters of the **seasonal model** :func:`score_series` uses unless told
+#: otherwise (measured on NAB, docs/detect.md). One series has no neighbours to share a
+#: seasonal shape with: its level moves slower than a season (``level_rate`` 0.003: at 0.02
+#: the level chased the daily swing and traded that error with the shape, which diverged),
+#: its shape learns faster and unclipped (``shape_rate`` 0.2, ``shape_clip`` 1e6) and ``D``
+#: stays the mean absolute deviation (``amplitude_rate`` 0); residuals are clipped later
+#: (``huber`` 5) and the scale learns slowly (``scale_rate`` 0.005: at 0.02 a sustained
+#: shift clipped at 5 sigma inflated ``S`` by ~10 % a cycle and hid itself within ~20
+#: cycles). The CUSUM is off (``cusum_k`` 50 exceeds every clipped residual): the
+#: likelihood layer's short-term average of the surprise does its job, and a CUSUM held
+#: high through a stretch of misfit blinds the layer.
 SERIES_DEFAULTS = {"level_rate": 0.003, "shape_rate": 0.2, "shape_clip": 1e6, "amplitude_rate": 0.0,
-                   "huber": 5.0, "cusum_k": 50.0}
+                   "huber": 5.0, "cusum_k": 50.0, "scale_rate": 0.005}
+
+#: parameters of the **local model** :func:`score_series` runs next to the seasonal one: the
+#: same kernel without a profile and with a fast level (``level_rate`` 0.3, an EWMA over the
+#: last ~3-6 cycles), so its residual is the surprise of a value against the recent values
+#: (a jump, a spike, a dropout), where the slow seasonal level only sees a misfit.
+LOCAL_DEFAULTS = {**SERIES_DEFAULTS, "level_rate": 0.3}
+
+#: cycles after an alert opens during which :func:`alert_onsets` (as ``cityvitals nab``
+#: calls it) opens no new one: one alert per episode, even when the score dips below
+#: ``CLEAR`` and rises again inside it
+NAB_HOLDOFF = 100
 
 #: profile-bin widths (minutes) :func:`choose_seasonality` picks from: the spacing of the
 #: series, rounded down to one of these (each divides a day)
@@ -71,8 +85,15 @@ def choose_seasonality(timestamps) -> tuple[str, int]:
 
 def score_series(values, timestamps, *, direction: str = "both", seasonality: str | None = None,
                  count: bool = False, warmup: int | None = None, phase_minutes: int | None = None,
-                 likelihood: bool = True, likelihood_params: dict | None = None, **config) -> np.ndarray:
+                 likelihood: bool = True, likelihood_params: dict | None = None, local: bool | dict = True,
+                 **config) -> np.ndarray:
     """Scores of one series, from the same kernels the engine runs on the whole city.
+
+    Two models of the series run through the detector kernels (each a 1 x 1 problem): the
+    **seasonal model** (profile from :func:`choose_seasonality`, slow level,
+    :data:`SERIES_DEFAULTS`) and the **local model** (no profile, fast level,
+    :data:`LOCAL_DEFAULTS`); each model's scores go through its own anomaly-likelihood
+    layer and the series' score is the larger of the two.
 
     Parameters
     ----------
@@ -80,7 +101,7 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     timestamps : 1-D array of times, in order (a repeated time is taken as 1 microsecond later)
     direction : {"both", "up_bad", "down_bad"}
     seasonality : {"none", "daily", "weekly"}, optional
-        Default: :func:`choose_seasonality`.
+        Profile of the seasonal model; default :func:`choose_seasonality`.
     count : bool
         Treat values as event counts (count detector instead of the t score).
     warmup : int, optional
@@ -93,8 +114,12 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     likelihood_params : dict, optional
         :class:`engine.detect.params.LikelihoodParams` fields (``learn`` is set from
         ``warmup``).
+    local : bool or dict
+        Run the local model too (True: :data:`LOCAL_DEFAULTS`; a dict: fields that
+        override them); False: the seasonal model alone.
     **config
-        :class:`engine.detect.DetectorParams` fields (default :data:`SERIES_DEFAULTS`).
+        :class:`engine.detect.DetectorParams` fields of the seasonal model (default
+        :data:`SERIES_DEFAULTS`).
 
     Returns
     -------
@@ -106,11 +131,9 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     >>> x = rng.normal(size=600); x[500] = 12.0
     >>> t = pd.date_range("2024-01-01", periods=600, freq="5min")
     >>> s = score_series(x, t)
-    >>> bool(np.isnan(s[:50]).all()), bool(s[500] > 0.999)
+    >>> bool(np.isnan(s[:50]).all()), bool(s[500] > 0.99)
     (True, True)
     """
-    from engine.detect.detectors import Detectors
-
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
         raise ValueError(f"values must be one series (1-D), got shape {v.shape}")
@@ -119,51 +142,83 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
         raise ValueError(f"{len(v)} values but {len(t)} timestamps")
     if len(v) == 0:
         return np.zeros(0, dtype=np.float32)
+    if not isinstance(local, (bool, dict)):
+        raise ValueError(f"local must be True, False or a dict of detector parameters, got {local!r}")
     auto_season, auto_width = choose_seasonality(t)
     seasonality = seasonality or auto_season
     phase_minutes = phase_minutes or auto_width
     # Rows are cycles: a repeated or backward timestamp (real files have them) becomes
     # 1 microsecond after the previous row; phases still come from the timestamps.
-    ns = t.asi8.copy()
-    for k in range(1, len(ns)):
-        if ns[k] <= ns[k - 1]:
-            ns[k] = ns[k - 1] + 1000
-    t = pd.DatetimeIndex(ns)
-    cycle = pd.Timedelta(1, "us")
+    ns = np.maximum.accumulate(t.asi8 - np.arange(len(t), dtype=np.int64) * 1000)
+    ns += np.arange(len(t), dtype=np.int64) * 1000
+    times = pd.DatetimeIndex(ns).values
     if warmup is None:
         warmup = min(int(0.15 * len(v)), 750)
     warmup = max(int(warmup), 2 if likelihood else 1)
     det_warmup = warmup // 2 if likelihood else warmup
-    config = {**SERIES_DEFAULTS, **config}
+    models = [(seasonality, phase_minutes, {**SERIES_DEFAULTS, **config})]
+    if local is not False:
+        models.append(("none", phase_minutes, {**LOCAL_DEFAULTS, **(local if isinstance(local, dict) else {})}))
+    out = None
+    for season, width, cfg in models:
+        scores = _model_scores(v, times, direction, season, count, width, det_warmup, cfg)
+        if likelihood:
+            from engine.detect.likelihood import Likelihood
+
+            lp = {**(likelihood_params or {}), "learn": warmup - det_warmup}
+            scores = Likelihood(1, 1, **lp).run(scores)
+        s = scores[:, 0, 0]
+        out = s if out is None else np.fmax(out, s)
+    return out
+
+
+def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup, config) -> np.ndarray:
+    """Detector scores (n_t, 1, 1) of one model of the series (the catalog's kernels, 1 x 1)."""
+    from engine.detect.detectors import Detectors
+
     det = Detectors.from_spec(direction=[direction], seasonality=[seasonality], count=[count], n_reg=1,
-                              cycle=cycle, phase_minutes=phase_minutes, spatial=False,
-                              warmup_cycles=det_warmup, **config)
-    scores, _ = det.run(v.reshape(-1, 1, 1), t.values)
-    if likelihood:
-        from engine.detect.likelihood import Likelihood
-
-        lp = {**(likelihood_params or {}), "learn": warmup - det_warmup}
-        scores = Likelihood(1, 1, **lp).run(scores)
-    return scores[:, 0, 0]
+                              cycle=pd.Timedelta(1, "us"), phase_minutes=phase_minutes, spatial=False,
+                              warmup_cycles=warmup, **config)
+    scores, _ = det.run(v.reshape(-1, 1, 1), times)
+    return scores
 
 
-def alert_onsets(scores, threshold: float = WARN, clear: float = CLEAR, clear_cycles: int = 1) -> np.ndarray:
+def alert_onsets(scores, threshold: float = WARN, clear: float = CLEAR, clear_cycles: int = 1,
+                 holdoff: int = 0) -> np.ndarray:
     """The score at cycles where an alert opens, 0 elsewhere.
 
-    An alert opens when the score reaches ``threshold`` while no alert is open; it closes
-    once the score has been below ``clear`` (or NaN) for ``clear_cycles`` cycles in a row.
-    Used by ``cityvitals nab``: NAB counts every row above the threshold as a detection,
-    the engine raises one alert per episode.
+    An alert opens when the score reaches ``threshold`` while no alert is open; it closes once the score has
+    been below ``clear`` (or NaN) for ``clear_cycles`` cycles in a row. One that opens within
+    ``holdoff`` cycles of the last raised one is taken as the same episode and not raised. Used by
+    ``cityvitals nab`` (with ``holdoff`` :data:`NAB_HOLDOFF`): NAB counts every row above
+    the threshold as a detection, the engine raises one alert per episode.
 
     >>> alert_onsets(np.array([0.2, 0.995, 0.999, 0.97, 0.5, 0.991, 0.1])).tolist()
     [0.0, 0.995, 0.0, 0.0, 0.0, 0.991, 0.0]
+    >>> alert_onsets(np.array([0.2, 0.995, 0.999, 0.97, 0.5, 0.991, 0.1]), holdoff=5).tolist()
+    [0.0, 0.995, 0.0, 0.0, 0.0, 0.0, 0.0]
     """
-    s = np.asarray(scores, dtype=np.float64)
+    if isinstance(holdoff, bool) or not isinstance(holdoff, (int, np.integer)) or holdoff < 0:
+        raise ValueError(f"holdoff must be an integer >= 0, got {holdoff!r}")
+    if isinstance(clear_cycles, bool) or not isinstance(clear_cycles, (int, np.integer)) or clear_cycles < 1:
+        raise ValueError(f"clear_cycles must be an integer >= 1, got {clear_cycles!r}")
+    s = np.ascontiguousarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be one series (1-D), got shape {s.shape}")
     out = np.zeros(len(s), dtype=np.float64)
+    _onsets(s, float(threshold), float(clear), int(clear_cycles), int(holdoff), out)
+    return out
+
+
+@njit
+def _onsets(s, threshold, clear, clear_cycles, holdoff, out):  # pragma: no cover - compiled
+    """:func:`alert_onsets`' loop: ``out[k] = s[k]`` where an alert opens."""
     open_ = False
     quiet = 0
-    for k, v in enumerate(s):
-        ok = not np.isnan(v)
+    last = -holdoff - 1
+    for k in range(s.shape[0]):
+        v = s[k]
+        ok = v == v
         if open_:
             if ok and v >= clear:
                 quiet = 0
@@ -173,7 +228,8 @@ def alert_onsets(scores, threshold: float = WARN, clear: float = CLEAR, clear_cy
                     open_ = False
             continue
         if ok and v >= threshold:
-            out[k] = v
-            open_ = True
+            open_ = True                   # within the holdoff: part of the last episode, not raised
             quiet = 0
-    return out
+            if k - last > holdoff:
+                out[k] = v
+                last = k
