@@ -185,3 +185,51 @@ def test_choose_seasonality_bin_width():
     assert choose_seasonality(_ts(2000, "7min")) == ("daily", 5)
     assert choose_seasonality(_ts(2000, "1h")) == ("weekly", 60)
     assert choose_seasonality(_ts(100, "1min")) == ("none", 60)
+
+
+@pytest.mark.parametrize("season", ["none", "daily", "weekly"])
+def test_series_kernel_equals_detectors_run(season):
+    # score_series' compiled loop over step_indicator == Detectors.run on the same 1 x 1 problem
+    from engine.detect.detectors import Detectors
+    from engine.detect.series import SERIES_DEFAULTS, _model_scores
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    x = 50 + 10 * np.sin(np.arange(n) / 40) + rng.standard_t(3, size=n)
+    x[rng.uniform(size=n) < 0.03] = np.nan
+    times = _ts(n, "10min").values
+    cfg = {**SERIES_DEFAULTS, "cusum_k": 0.5}
+    got = _model_scores(x, times, "both", season, False, 10, 200, cfg)
+    det = Detectors.from_spec(direction=["both"], seasonality=[season], count=[False], n_reg=1,
+                              cycle=pd.Timedelta(1, "us"), phase_minutes=10, spatial=False, warmup_cycles=200, **cfg)
+    want, _ = det.run(x.reshape(-1, 1, 1), times)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.nanmax(got) > WARN
+
+
+def _onsets_reference(s, threshold, clear, clear_cycles, holdoff):
+    out, open_, quiet, last = np.zeros(len(s)), False, 0, None
+    for k, v in enumerate(s):
+        ok = not math.isnan(v)
+        if open_:
+            quiet = 0 if (ok and v >= clear) else quiet + 1
+            open_ = quiet < clear_cycles
+            continue
+        if ok and v >= threshold:
+            open_, quiet = True, 0
+            if last is None or k - last > holdoff:
+                out[k], last = v, k
+    return out
+
+
+@pytest.mark.parametrize("holdoff", [0, 1, 7, 40])
+def test_alert_onsets_matches_reference(holdoff):
+    rng = np.random.default_rng(holdoff)
+    s = 1 - rng.uniform(size=3000) ** 3 * 0.2
+    s[rng.uniform(size=3000) < 0.05] = np.nan
+    for cc in (1, 3):
+        got = alert_onsets(s, clear_cycles=cc, holdoff=holdoff)
+        want = _onsets_reference(s, WARN, 0.95, cc, holdoff)
+        assert np.array_equal(got, want) and (got > 0).sum() > 5
+    with pytest.raises(ValueError, match="holdoff"):
+        alert_onsets(s, holdoff=-1)

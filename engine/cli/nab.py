@@ -58,24 +58,53 @@ def _run(args) -> int:
     out = Path(args.out)
     n_rows = 0
     for f in files:
-        df = pd.read_csv(f, dtype=str, keep_default_na=False)
-        if "timestamp" not in df or "value" not in df:
-            print(f"cityvitals nab: {f} lacks a timestamp or value column (has {list(df.columns)})", file=sys.stderr)
+        cols = _read(f)
+        if "timestamp" not in cols or "value" not in cols:
+            print(f"cityvitals nab: {f} lacks a timestamp or value column (has {list(cols)})", file=sys.stderr)
             return 2
-        values = pd.to_numeric(df["value"].str.strip().replace("", "nan"), errors="coerce").to_numpy(dtype=np.float64)
-        scores = score_series(values, pd.to_datetime(df["timestamp"]),
+        stamps, text = cols["timestamp"], cols["value"]
+        values = _numbers(text)
+        scores = score_series(values, pd.to_datetime(pd.Index(stamps)),
                               likelihood=not getattr(args, "no_likelihood", False))
         col = np.nan_to_num(scores.astype(np.float64), nan=0.0) if args.raw else \
             alert_onsets(scores, holdoff=NAB_HOLDOFF)
         dest = out / f.parent.name / f.name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _write(dest, df["timestamp"].to_numpy(), df["value"].to_numpy(), col)
-        n_rows += len(df)
+        _write(dest, stamps, text, col)
+        n_rows += len(stamps)
     out.mkdir(parents=True, exist_ok=True)
     (out / "threshold.json").write_text(json.dumps({"threshold": WARN}) + "\n")
     if not args.quiet:
         print(f"scored {len(files)} files, {n_rows} rows in {time.perf_counter() - t0:.1f} s -> {out}")
     return 0
+
+
+def _read(path) -> dict:
+    """Columns of a CSV file as lists of their text (plain comma-separated files: NAB's; a
+    file with quotes goes through pandas)."""
+    text = Path(path).read_text()
+    if '"' in text:
+        import pandas as pd
+
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return {c: df[c].tolist() for c in df.columns}
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return {}
+    names = [h.strip() for h in lines[0].split(",")]
+    rows = [ln.split(",") for ln in lines[1:]]
+    return {name: [r[j].strip() if j < len(r) else "" for r in rows] for j, name in enumerate(names)}
+
+
+def _numbers(text):
+    """float64 array of number strings (blank or not a number: NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        return np.array(text, dtype=np.float64)
+    except ValueError:
+        return pd.to_numeric(pd.Series(text, dtype=object).replace("", "nan"), errors="coerce").to_numpy(np.float64)
 
 
 def _write(dest, timestamps, values, scores) -> None:

@@ -10,10 +10,13 @@ an alert opens when the score reaches ``WARN`` and closes once it has stayed bel
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from engine.config import njit
+from engine.detect.kernels import step_indicator
 from engine.levels import CLEAR, WARN
 
 __all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
@@ -173,14 +176,45 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
 
 
 def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup, config) -> np.ndarray:
-    """Detector scores (n_t, 1, 1) of one model of the series (the catalog's kernels, 1 x 1)."""
+    """Detector scores (n_t, 1, 1) of one model of the series: the catalog's kernel
+    (:func:`engine.detect.kernels.step_indicator`) on a 1 x 1 problem, cycle after cycle in one
+    compiled loop (:func:`_series_kernel`; equal to ``Detectors.run`` without its per-cycle
+    Python work)."""
     from engine.detect.detectors import Detectors
+    from engine.detect.seasonal import phase_bins
 
     det = Detectors.from_spec(direction=[direction], seasonality=[seasonality], count=[count], n_reg=1,
                               cycle=pd.Timedelta(1, "us"), phase_minutes=phase_minutes, spatial=False,
                               warmup_cycles=warmup, **config)
-    scores, _ = det.run(v.reshape(-1, 1, 1), times)
-    return scores
+    dbin, wbin = phase_bins(times, det.phase_minutes)
+    phase = np.ascontiguousarray(wbin if det.season[0] == 2 else dbin, dtype=np.int64)
+    s = det.state
+    out = np.empty((len(v), 1, 1), dtype=np.float32)
+    _series_kernel(np.ascontiguousarray(v, dtype=np.float64), phase, int(det.season[0]), int(det.direction[0]),
+                   bool(det.is_count[0]), int(det.warmup[0]), det.params.vector(), s.level[0], s.spread[0],
+                   s.scale[0], s.cusum_pos[0], s.cusum_neg[0], s.nobs[0], s.shape[0], s.visits[0], out[:, 0, 0])
+    return out
+
+
+@njit
+def _series_kernel(x, phase, season, direction, is_count, warmup, par, L, D, S, CP, CN, N, shape, visits,
+                   out):  # pragma: no cover - compiled
+    """``step_indicator`` for one region over the cycles of ``x`` (n_t) -> ``out`` (n_t, float32)."""
+    z = np.empty(1)
+    mu_s = np.empty(1)
+    var_s = np.empty(1)
+    c3_s = np.empty(1)
+    score = np.empty(1, dtype=np.float32)
+    code = np.empty(1, dtype=np.int8)
+    none32 = np.empty(0, dtype=np.float32)
+    scan_mu = np.empty(0)
+    adj_ptr = np.zeros(2, dtype=np.int64)
+    adj_idx = np.zeros(0, dtype=np.int64)
+    for t in range(x.shape[0]):
+        step_indicator(x[t:t + 1], phase[t], season, direction, is_count, math.nan, math.nan, warmup, par,
+                       L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, False, z, mu_s, var_s, c3_s,
+                       score, code, none32, none32, False, scan_mu, False)
+        out[t] = score[0]
 
 
 def alert_onsets(scores, threshold: float = WARN, clear: float = CLEAR, clear_cycles: int = 1,
