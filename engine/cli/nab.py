@@ -4,11 +4,12 @@ For every ``DATA_DIR/<category>/<file>.csv`` (columns ``timestamp,value``) it wr
 ``RESULTS_DIR/<category>/<file>.csv`` with ``timestamp,value,anomaly_score`` (one row per
 input row) and ``RESULTS_DIR/threshold.json`` with the score level at which the engine
 alerts (``engine.levels.WARN``). Each series is scored by ``engine.detect.score_series``:
-the detector kernels on a 1 x 1 problem, then the anomaly-likelihood layer
-(``engine.detect.likelihood``) over their scores. The anomaly score of a row is the
-likelihood score where an alert opens (score reaching ``WARN`` with no alert open; see
-``engine.detect.alert_onsets``) and 0 elsewhere, since NAB counts every row above its
-threshold as a new detection while the engine raises one alert per episode. See
+a seasonal and a local model through the detector kernels on a 1 x 1 problem, each followed
+by the anomaly-likelihood layer (``engine.detect.likelihood``), the larger score kept. The
+anomaly score of a row is that score where an alert is raised (score reaching ``WARN`` with
+no alert open, and not within ``engine.detect.series.NAB_HOLDOFF`` cycles of the last raised
+one; see ``engine.detect.alert_onsets``) and 0 elsewhere, since NAB counts every row above
+its threshold as a new detection while the engine raises one alert per episode. See
 docs/detect.md.
 """
 

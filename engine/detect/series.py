@@ -1,11 +1,13 @@
 """One series at a time: the engine's detector kernels on a 1 indicator x 1 region problem.
 
-:func:`score_series` picks the seasonality from the timestamps' spacing, runs
-:class:`engine.detect.Detectors` over the series and, by default, the anomaly-likelihood
-layer (:mod:`engine.detect.likelihood`) over the detector scores, and returns its scores.
-:func:`alert_onsets` turns scores into the alerts the engine would raise (hysteresis:
-an alert opens when the score reaches ``WARN`` and closes once it has stayed below
-``CLEAR`` for ``clear_cycles`` cycles), which is what ``cityvitals nab`` writes.
+:func:`score_series` runs two models of the series through the catalog's per-cycle kernel
+(:func:`engine.detect.kernels.step_indicator`): a seasonal one (profile from the timestamps'
+spacing, slow level) and a local one (no profile, fast level); by default each model's scores
+go through the anomaly-likelihood layer (:mod:`engine.detect.likelihood`) and the larger of
+the two is returned. :func:`alert_onsets` turns scores into the alerts the engine would raise
+(hysteresis: an alert opens when the score reaches ``WARN`` and closes once it has stayed
+below ``CLEAR`` for ``clear_cycles`` cycles; optionally a holdoff after each raised alert),
+which is what ``cityvitals nab`` writes.
 """
 
 from __future__ import annotations
