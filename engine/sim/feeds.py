@@ -38,6 +38,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from engine.config import njit
+
 KINDS = ("events", "readings", "snapshots")
 COLUMNS = {
     "events": ("time", "feed", "category", "region", "id", "channel", "text", "value"),
@@ -145,6 +147,26 @@ class FeedVocab:
         """Codes in the ``sensor`` / ``entity`` categories of emitters given by position in
         their own table (``emitter``: sensor, site, enterprise or region)."""
         return (np.asarray(positions, dtype=np.int64) + self.emitter_offset[kind][emitter]).astype(np.int32)
+
+
+@njit
+def count_codes(codes, counts):
+    """``counts[k] += number of codes equal to k`` (codes outside ``0..len(counts)-1``, i.e.
+    missing, are skipped). Counts runs of equal codes, as a day's records come in blocks by feed."""
+    n = counts.shape[0]
+    prev = -1
+    run = 0
+    for i in range(codes.shape[0]):
+        k = codes[i]
+        if k == prev:
+            run += 1
+        else:
+            if 0 <= prev < n:
+                counts[prev] += run
+            prev = k
+            run = 1
+    if 0 <= prev < n:
+        counts[prev] += run
 
 
 def _code_dtype(n: int):
@@ -304,8 +326,13 @@ class SimDay:
         """``{feed: rows}`` over the three kinds (feeds without rows omitted)."""
         out = {}
         for f in self.frames.values():
-            vc = f["feed"].value_counts()
-            out.update({str(k): int(n) for k, n in vc.items() if n})
+            col = f["feed"]
+            if isinstance(col.dtype, pd.CategoricalDtype):     # count the codes: no pandas grouping
+                vc = np.zeros(len(col.cat.categories), dtype=np.int64)
+                count_codes(col.array.codes, vc)
+                out.update({str(k): int(n) for k, n in zip(col.cat.categories, vc) if n})
+            else:
+                out.update({str(k): int(n) for k, n in col.value_counts().items() if n})
         return out
 
     def to_feeds(self, source: str | None = None):

@@ -35,12 +35,13 @@ enterprise, shop, gate, school, hospital and population snapshots. Incidents add
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
 import pandas as pd
 
-from engine.sim.noise import day_key, event_offsets, noisy_readings
+from engine.sim.noise import day_key, event_offsets, noisy_grid
 from engine.sim.policy import SECTORS, VENUE_KINDS
 
 NS_MIN = 60 * 10**9
@@ -175,9 +176,12 @@ READING_CADENCE = {"air_quality": 60, "consumer_spending": 60, "staple_prices": 
 PRICE_TIME = {"staple_prices": 420, "protective_prices": 540}
 
 
+@functools.lru_cache(maxsize=256)
 def _hash_unit(seed: int, name: str, n: int) -> np.ndarray:
-    """``n`` fixed uniforms for emitter attributes (same for every day of a run)."""
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())]).random(n)
+    """``n`` fixed uniforms for emitter attributes (same for every day of a run; cached, read-only)."""
+    u = np.random.default_rng([int(seed), zlib.crc32(name.encode())]).random(n)
+    u.flags.writeable = False
+    return u
 
 
 def _counts(rng, lam) -> np.ndarray:
@@ -447,7 +451,8 @@ class FeedModel:
     # ------------------------------------------------------------------------------ helpers
     def grid(self, ctx, feed: str, emitter: str, positions, times_min, signal, sd, integer=None):
         """Readings or snapshots of ``feed`` for every (time, emitter, item): ``signal`` is
-        ``(len(times_min), E, M)``; adds noise (:func:`noisy_readings`) and clips to the bounds."""
+        ``(len(times_min), E, M)``; adds noise and clips to the bounds, writing all columns in one pass
+        (:func:`engine.sim.noise.noisy_grid`)."""
         if not self.wants(feed):
             return
         kind = self.vocab.specs[feed]["kind"]
@@ -457,27 +462,24 @@ class FeedModel:
         key = (feed, E, tuple(times_min))
         cached = self._grid_cache.get(key)
         if cached is None:
-            em = self.vocab.emitter_codes(kind, emitter, positions)
-            items = self.vocab.item_code[feed]
-            off = np.asarray(times_min, dtype=np.int64) * NS_MIN
-            if kind == "readings":        # an interval's reading is stamped 1 s before its end
-                off = off - 10**9
             from engine.sim.feeds import EMITTER_COL, ITEM_COL, _code_dtype
 
             v = self.vocab
             edt = _code_dtype(len(v.dtypes[(kind, EMITTER_COL[kind])].categories))
             idt = _code_dtype(len(v.dtypes[(kind, ITEM_COL[kind])].categories))
-            cached = (np.tile(np.repeat(em, M), Cn).astype(edt), np.tile(items, Cn * E).astype(idt),
-                      np.repeat(off, E * M))
+            off = np.asarray(times_min, dtype=np.int64) * NS_MIN
+            if kind == "readings":        # an interval's reading is stamped 1 s before its end
+                off = off - 10**9
+            cached = (self.vocab.emitter_codes(kind, emitter, positions).astype(edt),
+                      self.vocab.item_code[feed].astype(idt), off)
             self._grid_cache[key] = cached
         em, it, off = cached
         lo, hi = self.vocab.bounds[feed]
         integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
         em_o, it_o, t_o, out = ctx.buf.reserve(kind, feed, Cn * E * M)
-        em_o[:], it_o[:] = em, it
-        np.add(off, ctx.start, out=t_o)
-        noisy_readings(np.ascontiguousarray(signal, dtype=np.float64).ravel(), np.asarray(sd, dtype=np.float64),
-                       lo, hi, integer, ctx.key(feed), out)
+        signal = np.asarray(signal, dtype=np.float64)
+        noisy_grid(signal, np.asarray(sd, dtype=np.float64), lo, hi, integer, ctx.key(feed), em, it, off + ctx.start,
+                   em_o, it_o, t_o, out)
 
     def reading_times(self, feed: str) -> np.ndarray:
         """Minutes after midnight of the ends of a readings feed's intervals (:meth:`grid` stamps
@@ -616,8 +618,10 @@ def gen_hotline(d: _Day):
     ch = (u[:, None] > cum).sum(axis=1).clip(0, 3)
     building, unit = rng.integers(1, 40, cat.size), rng.integers(1, 5, cat.size)
     room = rng.integers(1, 19, cat.size) * 100 + rng.integers(1, 5, cat.size)
-    text = np.array([f"{m.region_name[r]}{b}栋{u}单元{h}室居民反映：{zh[c]}"
-                     for r, b, u, h, c in zip(reg, building, unit, room, cat)], dtype=object)
+    names = m.region_name.tolist()               # Python objects: formatting numpy scalars is slow
+    text = np.array([f"{names[r]}{b}栋{u}单元{h}室居民反映：{zh[c]}"
+                     for r, b, u, h, c in zip(reg.tolist(), building.tolist(), unit.tolist(), room.tolist(),
+                                              cat.tolist())], dtype=object)
     dup = rng.random(cat.size) < DUPLICATE_SHARE
     k = int(dup.sum())
     ch2 = (ch[dup] + rng.integers(1, 4, k)) % 4
