@@ -41,6 +41,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from engine.sim.feedkernels import CROWD_KINDS, crowd_signal, power_readings, road_readings, water_readings
 from engine.sim.noise import day_key, event_offsets, noisy_grid
 from engine.sim.policy import SECTORS, VENUE_KINDS
 
@@ -455,10 +456,27 @@ class FeedModel:
         (:func:`engine.sim.noise.noisy_grid`)."""
         if not self.wants(feed):
             return
-        kind = self.vocab.specs[feed]["kind"]
         Cn, E, M = signal.shape
         if Cn * E * M == 0:
             return
+        integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
+        rec = self._records(ctx, feed, emitter, positions, times_min, np.asarray(sd, dtype=np.float64), integer)
+        noisy_grid(np.asarray(signal, dtype=np.float64), *rec)
+
+    def fused(self, ctx, feed: str, emitter: str, positions, times_min, kernel, args, sd, integer=None):
+        """Readings of ``feed`` from a fused kernel of :mod:`engine.sim.feedkernels`:
+        ``kernel(*args, <record arguments>)`` computes the signal and writes the records."""
+        if not self.wants(feed) or len(positions) * len(times_min) == 0:
+            return
+        sd = np.asarray(sd, dtype=np.float64)
+        integer = np.zeros(sd.size, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
+        kernel(*args, *self._records(ctx, feed, emitter, positions, times_min, sd, integer))
+
+    def _records(self, ctx, feed, emitter, positions, times_min, sd, integer) -> tuple:
+        """The record arguments of :func:`engine.sim.noise.noisy_grid` after the signal: noise and
+        bounds, the stream key, emitter and item codes, absolute times, and the reserved columns."""
+        kind = self.vocab.specs[feed]["kind"]
+        E, M = len(positions), sd.size
         key = (feed, E, tuple(times_min))
         cached = self._grid_cache.get(key)
         if cached is None:
@@ -475,11 +493,8 @@ class FeedModel:
             self._grid_cache[key] = cached
         em, it, off = cached
         lo, hi = self.vocab.bounds[feed]
-        integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
-        em_o, it_o, t_o, out = ctx.buf.reserve(kind, feed, Cn * E * M)
-        signal = np.asarray(signal, dtype=np.float64)
-        noisy_grid(signal, np.asarray(sd, dtype=np.float64), lo, hi, integer, ctx.key(feed), em, it, off + ctx.start,
-                   em_o, it_o, t_o, out)
+        em_o, it_o, t_o, out = ctx.buf.reserve(kind, feed, len(off) * E * M)
+        return sd, lo, hi, integer, ctx.key(feed), em, it, off + ctx.start, em_o, it_o, t_o, out
 
     def reading_times(self, feed: str) -> np.ndarray:
         """Minutes after midnight of the ends of a readings feed's intervals (:meth:`grid` stamps
@@ -878,32 +893,19 @@ def gen_network_readings(d: _Day):
         base = 250.0 + 450.0 * u                                           # vehicles per 15 min at full activity
         vfree = 35.0 + 25.0 * _hash_unit(m.seed, "vfree", pos.size)
         cap = base * 2.0
-        prof = d.prof("commute") * d.level("commute")
-        act = m.activity[t][r]
-        vol = base[None, :] * prof[:, None] * act[None, :] * (m.cycle / 15.0)
-        ratio = vol / (cap[None, :] * m.cycle / 15.0)
-        speed = vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6)
-        speed = np.maximum(speed, 5.0)
-        occ = 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2)
-        cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
-        m.grid(d, "road_traffic", "sensor", pos, times, np.stack([speed, vol, occ, cong], axis=-1),
-               [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
+        m.fused(d, "road_traffic", "sensor", pos, times, road_readings,
+                (d.prof("commute") * d.level("commute"), base, m.activity[t][r], m.cycle / 15.0, cap * m.cycle / 15.0,
+                 vfree), [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
     # --- water
     pos = np.flatnonzero(sk == "water_meter")
     if pos.size and m.wants("water_network"):
         r = sr[pos]
         resid = m.pop[r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
         jobs = m.jobs_open[t][r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
-        flow = (resid * 0.2 / 24.0)[None, :] * d.prof("residential")[:, None] * (0.85 + 0.3 * m.home[t][r])[None, :] \
-            + (jobs * 0.06 / 24.0)[None, :] * (d.prof("work") * d.level("work"))[:, None]
         burst = m.cycle_boost(t, "water_main_burst", cap=1.5)[:, r]          # (C, E)
-        pressure = (0.36 - 0.05 * (flow / (flow.mean(axis=0, keepdims=True) + 1e-9) - 1.0)) * \
-            (1.0 - 0.6 * np.minimum(burst, 1.0))
-        flow = flow * (1.0 + 0.8 * burst)
-        turb = 0.35 + 15.0 * burst + 0.2 * m.rain[t]
-        chlor = 0.6 * (1.0 - 0.5 * np.minimum(burst, 1.0)) * np.ones_like(flow)
-        m.grid(d, "water_network", "sensor", pos, times, np.stack([pressure, flow, turb, chlor], axis=-1),
-               [0.02, 0.06, 0.15, 0.05])
+        m.fused(d, "water_network", "sensor", pos, times, water_readings,
+                (d.prof("residential"), d.prof("work") * d.level("work"), resid * 0.2 / 24.0,
+                 0.85 + 0.3 * m.home[t][r], jobs * 0.06 / 24.0, burst, float(m.rain[t])), [0.02, 0.06, 0.15, 0.05])
     # --- power
     pos = np.flatnonzero(sk == "power_meter")
     if pos.size and m.wants("power_grid"):
@@ -911,13 +913,10 @@ def gen_network_readings(d: _Day):
         n = np.maximum(m.n_sensor["power_meter"][r], 1.0)
         resid = m.pop[r] / n
         jobs = m.jobs_open[t][r] / n
-        load = (0.3 * resid * (0.85 + 0.3 * m.home[t][r]))[None, :] * d.prof("residential")[:, None] + \
-            (0.9 * jobs)[None, :] * (0.15 + d.prof("work") * d.level("work"))[:, None]
         out = np.minimum(m.cycle_boost(t, "power_outage", cap=1.0)[:, r], 1.0)
-        load = load * (1.0 - 0.97 * out)
-        volt = (228.0 - 6.0 * load / (load.mean(axis=0, keepdims=True) + 1e-9) + 6.0) * (1.0 - out)
-        energy = load * m.cycle / 60.0
-        m.grid(d, "power_grid", "sensor", pos, times, np.stack([load, volt, energy], axis=-1), [0.05, 0.005, 0.05])
+        m.fused(d, "power_grid", "sensor", pos, times, power_readings,
+                (d.prof("residential"), 0.15 + d.prof("work") * d.level("work"),
+                 0.3 * resid * (0.85 + 0.3 * m.home[t][r]), 0.9 * jobs, out, m.cycle), [0.05, 0.005, 0.05])
     # --- gas
     pos = np.flatnonzero(sk == "gas_meter")
     if pos.size and m.wants("gas_network"):
@@ -981,11 +980,23 @@ def gen_crowds(d: _Day):
         r = m.site_region[pos]
         kind = m.site_kind[pos]
         cap = np.maximum(m.site_cap[pos], 1.0)
-        entries = np.zeros((C, E))
-        occ = np.zeros((C, E))
-        queue = np.zeros((C, E))
         v = m.site_venue[pos]
         isv = v >= 0
+        # per-site daily amounts and rhythms; crowd_signal spreads them over the cycles
+        code = np.full(E, -1, dtype=np.int64)
+        a = np.zeros(E)                                                   # daily entries (offices: workers)
+        b = np.zeros(E)                                                   # venues: peak occupancy
+        adm = np.ones(E)
+        p_in = np.zeros(E, dtype=np.int64)
+        p_occ = np.zeros(E, dtype=np.int64)
+        rows_in, rows_occ = [], []
+
+        def rhythm(sel, k, prof_in, prof_occ):
+            code[sel] = CROWD_KINDS.index(k)
+            p_in[sel], p_occ[sel] = len(rows_in), len(rows_occ)
+            rows_in.append(prof_in)
+            rows_occ.append(prof_occ)
+
         # venues: the simulated visitors and peak occupancy
         pname = {"mall": "mall", "wet_market": "market", "restaurant": "restaurant", "supermarket": "supermarket"}
         for k, pn in pname.items():
@@ -993,13 +1004,58 @@ def gen_crowds(d: _Day):
             if not sel.size:
                 continue
             pr = d.prof(pn)
-            vis = res.venue_visitors[t, v[sel]] * d.level(pn)
-            entries[:, sel] = vis[None, :] * pr[:, None] / C
-            peak = res.venue_occupancy[t, v[sel]] * cap[sel] * d.level(pn)
-            occ[:, sel] = peak[None, :] * (pr / pr.max())[:, None]
-            adm = res.venue_admitted[t, v[sel]] if res.venue_admitted is not None else np.ones(sel.size)
-            demand = occ[:, sel] / np.maximum(adm, 1e-3)[None, :]
-            queue[:, sel] = 0.15 * np.maximum(demand - occ[:, sel], 0.0) + 0.01 * occ[:, sel]
+            a[sel] = res.venue_visitors[t, v[sel]] * d.level(pn)
+            b[sel] = res.venue_occupancy[t, v[sel]] * cap[sel] * d.level(pn)
+            if res.venue_admitted is not None:
+                adm[sel] = res.venue_admitted[t, v[sel]]
+            rhythm(sel, "venue", pr, pr / pr.max())
+        # compound gates: residents going out and back
+        sel = np.flatnonzero(kind == "compound_gate")
+        if sel.size:
+            rr = r[sel]
+            per_gate = m.pop[rr] / np.maximum(m.n_site["compound_gate"][rr], 1.0)
+            a[sel] = per_gate * (0.5 + 1.7 * m.activity[t][rr])
+            rhythm(sel, "compound_gate", d.prof("gate") * d.level("gate"), np.zeros(C))
+        check = 0.3 + 0.7 * max(m.lock[t], m.alarm[t])
+        sel = np.flatnonzero(kind == "pharmacy")
+        boost = np.zeros((C, E))
+        if sel.size:
+            rr = r[sel]
+            catch = m.pop[rr] / np.maximum(m.n_site["pharmacy"][rr], 1.0)
+            boost[:, sel] = m.cycle_boost(t, "mask_shortage", cap=2.0)[:, rr]
+            a[sel] = catch * 0.012 * (1 + 1.5 * m.alarm[t] + 2.0 * (1 - m.masks[t]))
+            pr = d.prof("daytime")
+            rhythm(sel, "pharmacy", pr, pr / pr.max())
+        sel = np.flatnonzero(kind == "metro_station")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["metro_station"][rr], 1.0)
+            a[sel] = (res.workers_home[t, rr] + res.workers_at[t, rr]) * 0.35 / n + m.pop[rr] * 0.1 * m.other[t] / n
+            rhythm(sel, "metro_station", d.prof("metro") * d.level("metro"), np.zeros(C))
+        sel = np.flatnonzero(kind == "office_building")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["office_building"][rr], 1.0)
+            a[sel] = np.minimum(res.workers_at[t, rr] * 0.5 / n, cap[sel])
+            pr = d.prof("work") * d.level("work")
+            rhythm(sel, "office_building", d.prof("commute"), pr / pr.max())
+        sel = np.flatnonzero(kind == "hospital")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["hospital"][rr], 1.0)
+            a[sel] = m.pop[rr] * 0.004 * (0.5 + 0.5 * m.other[t]) / n + (m.onsets[t, rr].sum(axis=1) * 0.7) / n
+            rhythm(sel, "hospital", d.prof("clinic"), np.zeros(C))
+        sel = np.flatnonzero(kind == "school")
+        if sel.size:
+            open_ = (_hash_unit(m.seed, "school-open", m.site_kind.size)[pos[sel]] < m.schools[t]).astype(float)
+            a[sel] = cap[sel] * open_ * 0.95 * d.level("school")
+            h = (np.arange(C) + 0.5) * 24.0 / C
+            rhythm(sel, "school", d.prof("school"), ((h >= 7.5) & (h <= 16.5)).astype(float))
+        sig = np.empty((C, E, 3))
+        crowd_signal(code, p_in, p_occ, a, b, cap, adm, boost, np.array(rows_in or [np.zeros(C)]),
+                     np.array(rows_occ or [np.zeros(C)]), cyc, check, d.level("work"), max(m.alarm[t], 0.2),
+                     1 + 3 * m.alarm[t], sig)
+        entries, occ, queue = sig[..., 0], sig[..., 1], sig[..., 2]
         # a market crowd: the day's simulated visitors include the factor; show it in its window
         for inc, rp, cover in m.active(t, "market_crowd"):
             f = max(inc.magnitude, 1e-9)
@@ -1011,85 +1067,23 @@ def gen_crowds(d: _Day):
                 entries[:, sel] *= shape
                 occ[:, sel] *= shape
                 queue[:, sel] = queue[:, sel] * shape + 0.1 * np.maximum(occ[:, sel] - cap[sel][None, :], 0.0)
-        # compound gates: residents going out and back
-        sel = np.flatnonzero(kind == "compound_gate")
-        if sel.size:
-            rr = r[sel]
-            per_gate = m.pop[rr] / np.maximum(m.n_site["compound_gate"][rr], 1.0)
-            trips = per_gate * (0.5 + 1.7 * m.activity[t][rr])
-            pr = d.prof("gate") * d.level("gate")
-            entries[:, sel] = trips[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 1.0 / cyc
-            check = 0.3 + 0.7 * max(m.lock[t], m.alarm[t])
-            queue[:, sel] = entries[:, sel] * 0.08 * check
-        sel = np.flatnonzero(kind == "pharmacy")
-        if sel.size:
-            rr = r[sel]
-            catch = m.pop[rr] / np.maximum(m.n_site["pharmacy"][rr], 1.0)
-            ms = m.cycle_boost(t, "mask_shortage", cap=2.0)[:, rr]
-            daily = catch * 0.012 * (1 + 1.5 * m.alarm[t] + 2.0 * (1 - m.masks[t]))
-            pr = d.prof("daytime")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C * (1.0 + 1.0 * ms)
-            occ[:, sel] = entries[:, sel] * 6.0 / cyc
-            queue[:, sel] = np.maximum(occ[:, sel] - 0.5 * cap[sel][None, :], 0.0) + \
-                10.0 * ms * (pr / pr.max())[:, None]
-        sel = np.flatnonzero(kind == "metro_station")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["metro_station"][rr], 1.0)
-            daily = (res.workers_home[t, rr] + res.workers_at[t, rr]) * 0.35 / n + m.pop[rr] * 0.1 * m.other[t] / n
-            pr = d.prof("metro") * d.level("metro")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 4.0 / cyc
-            queue[:, sel] = 0.3 * np.maximum(occ[:, sel] - 0.3 * cap[sel][None, :], 0.0)
-        sel = np.flatnonzero(kind == "office_building")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["office_building"][rr], 1.0)
-            workers = np.minimum(res.workers_at[t, rr] * 0.5 / n, cap[sel])
-            pr = d.prof("work") * d.level("work")
-            arrive = d.prof("commute")
-            entries[:, sel] = workers[None, :] * 1.3 * arrive[:, None] / C
-            occ[:, sel] = workers[None, :] * (pr / pr.max())[:, None] * d.level("work")
-            queue[:, sel] = 0.01 * entries[:, sel] * np.maximum(m.alarm[t], 0.2)
-        sel = np.flatnonzero(kind == "hospital")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["hospital"][rr], 1.0)
-            daily = m.pop[rr] * 0.004 * (0.5 + 0.5 * m.other[t]) / n + \
-                (m.onsets[t, rr].sum(axis=1) * 0.7) / n
-            pr = d.prof("clinic")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 60.0 / cyc
-            queue[:, sel] = 0.05 * occ[:, sel] * (1 + 3 * m.alarm[t])
-        sel = np.flatnonzero(kind == "school")
-        if sel.size:
-            rr = r[sel]
-            open_ = (_hash_unit(m.seed, "school-open", m.site_kind.size)[pos[sel]] < m.schools[t]).astype(float)
-            pupils = cap[sel] * open_ * 0.95 * d.level("school")
-            pr = d.prof("school")
-            entries[:, sel] = pupils[None, :] * pr[:, None] / C
-            h = (np.arange(C) + 0.5) * 24.0 / C
-            present = ((h >= 7.5) & (h <= 16.5)).astype(float)
-            occ[:, sel] = pupils[None, :] * present[:, None]
-            queue[:, sel] = 0.02 * entries[:, sel]
         scale = cyc / 15.0
         if m.wants("crowd_counts"):
-            m.grid(d, "crowd_counts", "site", pos, times, np.stack([entries, occ, queue], axis=-1),
-                   [0.1, 0.08, 0.15], integer=[True, True, True])
+            m.grid(d, "crowd_counts", "site", pos, times, sig, [0.1, 0.08, 0.15], integer=[True, True, True])
         # alerts: crowded sites in a cycle raise an alert with probability 0.5
-        rules = (("compound_gate", "gate_crowding", queue, 12.0 * scale),
-                 ("pharmacy", "pharmacy_queue", queue, 8.0),
-                 ("wet_market", "market_crowding", occ / cap[None, :], 0.5),
-                 ("metro_station", "station_crowding", occ / cap[None, :], 0.3),
-                 ("mall", "mall_crowding", occ / cap[None, :], 0.6))
+        rules = (("compound_gate", "gate_crowding", queue, False, 12.0 * scale),
+                 ("pharmacy", "pharmacy_queue", queue, False, 8.0),
+                 ("wet_market", "market_crowding", occ, True, 0.5),
+                 ("metro_station", "station_crowding", occ, True, 0.3),
+                 ("mall", "mall_crowding", occ, True, 0.6))
         rng = d.rng("crowd_alerts")
         ai = m.vocab.items["crowd_alerts"]
-        for k, cat, x, thr in rules:
+        for k, cat, x, per_cap, thr in rules:
             sel = np.flatnonzero(kind == k)
             if not sel.size:
                 continue
-            hit = (x[:, sel] > thr) & (rng.random((C, sel.size)) < 0.5)
+            x = x[:, sel] / cap[sel][None, :] if per_cap else x[:, sel]     # share of capacity, or queue
+            hit = (x > thr) & (rng.random((C, sel.size)) < 0.5)
             ci, ei = np.nonzero(hit)
             alerts.append((np.full(ci.size, ai.index(cat)), r[sel][ei], ci))
     if m.wants("crowd_alerts"):
