@@ -32,7 +32,7 @@ recognises in a folder.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -282,7 +282,7 @@ class DayBuffer:
             "category": pd.Categorical.from_codes(cat, dtype=v.dtypes[("events", "category")]),
             "region": pd.Categorical.from_codes(reg, dtype=v.dtypes[("events", "region")]),
             "id": ids, "channel": pd.Categorical.from_codes(ch, dtype=v.dtypes[("events", "channel")]),
-            "text": pd.array(txt, dtype="string"), "value": val}, copy=False)
+            "text": _strings(txt), "value": val}, copy=False)
         for kind in ("readings", "snapshots"):
             feed, em, it, t, val = self.arenas[kind].columns()
             ecol, icol = EMITTER_COL[kind], ITEM_COL[kind]
@@ -295,12 +295,23 @@ class DayBuffer:
         return out
 
 
+def _strings(values: np.ndarray):
+    """``pd.array(values, dtype="string")`` (object array, None for missing), built by pyarrow."""
+    dt = pd.StringDtype()
+    if dt.storage == "pyarrow":
+        import pyarrow as pa
+
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string(), from_pandas=True))
+    return pd.array(values, dtype=dt)
+
+
 @dataclass
 class SimDay:
     """The feeds of one simulated day: ``frames = {"events": df, "readings": df, "snapshots": df}``."""
 
     date: np.datetime64
     frames: dict
+    _rows: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -323,7 +334,13 @@ class SimDay:
         return {k: len(f) for k, f in self.frames.items()}
 
     def rows_per_feed(self) -> dict:
-        """``{feed: rows}`` over the three kinds (feeds without rows omitted)."""
+        """``{feed: rows}`` over the three kinds (feeds without rows omitted). Remembered while
+        ``frames`` holds the same frames with the same lengths (:func:`iter_days` counts on its
+        worker threads)."""
+        frames = tuple(self.frames.values())
+        if self._rows is not None and len(self._rows[0]) == len(frames) and \
+                all(a is b and len(b) == n for a, b, n in zip(self._rows[0], frames, self._rows[1])):
+            return dict(self._rows[2])
         out = {}
         for f in self.frames.values():
             col = f["feed"]
@@ -333,7 +350,8 @@ class SimDay:
                 out.update({str(k): int(n) for k, n in zip(col.cat.categories, vc) if n})
             else:
                 out.update({str(k): int(n) for k, n in col.value_counts().items() if n})
-        return out
+        self._rows = (frames, tuple(len(f) for f in frames), out)
+        return dict(out)
 
     def to_feeds(self, source: str | None = None):
         """This day as an :class:`engine.feeds.Feeds` (source ``sim-YYYY-MM-DD`` by default)."""
@@ -407,7 +425,9 @@ def iter_days(result, *, cycle_minutes: int = 15, feeds=None, generators=None,
         frames = model.day(t)
         for name, gen in extra.items():
             _append_extra(frames, gen(result, t), name)
-        return SimDay(result.dates[t], frames)
+        day = SimDay(result.dates[t], frames)
+        day.rows_per_feed()                     # counted here, in parallel; remembered by the day
+        return day
 
     if n == 1 or T == 1:
         for t in range(T):

@@ -234,6 +234,7 @@ class FeedModel:
         self.C = 1440 // self.cycle
         self.vocab = FeedVocab(self.city, specs)
         self._grid_cache: dict = {}
+        self._where: dict = {}
         self._sizes: dict = {}
         self._prof = {k: profile(k, self.C) for k in PROFILES}
         self._cdf_names = list(PROFILES)
@@ -253,6 +254,17 @@ class FeedModel:
 
     def wants(self, feed: str) -> bool:
         return self.only is None or feed in self.only
+
+    def where(self, table: str, kinds) -> np.ndarray:
+        """Positions (read-only, cached) of the sites or sensors (``table``) of a kind or kinds."""
+        key = (table, kinds if isinstance(kinds, str) else tuple(kinds))
+        pos = self._where.get(key)
+        if pos is None:
+            k = self.site_kind if table == "site" else self.sensor_kind
+            pos = np.flatnonzero(np.isin(k, [kinds] if isinstance(kinds, str) else list(kinds)))
+            pos.flags.writeable = False
+            self._where[key] = pos
+        return pos
 
     # ------------------------------------------------------------------------------ drivers
     def _drivers(self):
@@ -886,7 +898,7 @@ def gen_network_readings(d: _Day):
     sk, sr = m.sensor_kind, m.sensor_region
     times = m.reading_times("road_traffic")
     # --- road traffic
-    pos = np.flatnonzero(sk == "road_segment")
+    pos = m.where("sensor", "road_segment")
     if pos.size and m.wants("road_traffic"):
         r = sr[pos]
         u = _hash_unit(m.seed, "road", pos.size)
@@ -897,7 +909,7 @@ def gen_network_readings(d: _Day):
                 (d.prof("commute") * d.level("commute"), base, m.activity[t][r], m.cycle / 15.0, cap * m.cycle / 15.0,
                  vfree), [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
     # --- water
-    pos = np.flatnonzero(sk == "water_meter")
+    pos = m.where("sensor", "water_meter")
     if pos.size and m.wants("water_network"):
         r = sr[pos]
         resid = m.pop[r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
@@ -907,7 +919,7 @@ def gen_network_readings(d: _Day):
                 (d.prof("residential"), d.prof("work") * d.level("work"), resid * 0.2 / 24.0,
                  0.85 + 0.3 * m.home[t][r], jobs * 0.06 / 24.0, burst, float(m.rain[t])), [0.02, 0.06, 0.15, 0.05])
     # --- power
-    pos = np.flatnonzero(sk == "power_meter")
+    pos = m.where("sensor", "power_meter")
     if pos.size and m.wants("power_grid"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["power_meter"][r], 1.0)
@@ -918,7 +930,7 @@ def gen_network_readings(d: _Day):
                 (d.prof("residential"), 0.15 + d.prof("work") * d.level("work"),
                  0.3 * resid * (0.85 + 0.3 * m.home[t][r]), 0.9 * jobs, out, m.cycle), [0.05, 0.005, 0.05])
     # --- gas
-    pos = np.flatnonzero(sk == "gas_meter")
+    pos = m.where("sensor", "gas_meter")
     if pos.size and m.wants("gas_network"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["gas_meter"][r], 1.0)
@@ -927,7 +939,7 @@ def gen_network_readings(d: _Day):
         press = 200.0 - 12.0 * flow / (flow.mean(axis=0, keepdims=True) + 1e-9)
         m.grid(d, "gas_network", "sensor", pos, times, np.stack([press, flow], axis=-1), [0.01, 0.07])
     # --- drainage
-    pos = np.flatnonzero(sk == "drainage_gauge")
+    pos = m.where("sensor", "drainage_gauge")
     if pos.size and m.wants("drainage"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["drainage_gauge"][r], 1.0)
@@ -938,7 +950,7 @@ def gen_network_readings(d: _Day):
     # --- air quality (hourly) and noise
     traffic = (d.prof("commute") * d.level("commute"))                     # (C,)
     city_act = float(np.average(m.activity[t], weights=m.pop))
-    pos = np.flatnonzero(sk == "air_monitor")
+    pos = m.where("sensor", "air_monitor")
     if pos.size and m.wants("air_quality"):
         at = m.reading_times("air_quality")
         ci = ((at - 1) // m.cycle).clip(0, C - 1)
@@ -951,7 +963,7 @@ def gen_network_readings(d: _Day):
         aqi = _aqi_pm25(pm25)
         m.grid(d, "air_quality", "sensor", pos, at, np.stack([pm25, pm10, no2, o3, aqi], axis=-1),
                [0.08, 0.08, 0.1, 0.08, 0.04], integer=[False, False, False, False, True])
-    pos = np.flatnonzero(sk == "noise_monitor")
+    pos = m.where("sensor", "noise_monitor")
     if pos.size and m.wants("noise"):
         r = sr[pos]
         tr = traffic[:, None] * m.activity[t][r][None, :]
@@ -973,7 +985,7 @@ def gen_crowds(d: _Day):
     kinds = m.vocab.specs["crowd_counts"]["emitter_kinds"]
     times = m.reading_times("crowd_counts")
     C, cyc = m.C, m.cycle
-    pos = np.flatnonzero(np.isin(m.site_kind, kinds))
+    pos = m.where("site", kinds)
     alerts = []                                                           # (category, region, cycle) arrays
     if pos.size and (m.wants("crowd_counts") or m.wants("crowd_alerts")):
         E = pos.size
@@ -1099,7 +1111,7 @@ def gen_crowds(d: _Day):
                 off = ci * cyc * NS_MIN + (rng.random(ci.size) * cyc * NS_MIN).astype(np.int64)
                 d.buf.events("crowd_alerts", cat, reg, off)
     # construction-site monitors
-    pos = np.flatnonzero(m.site_kind == "construction_site")
+    pos = m.where("site", "construction_site")
     if pos.size and m.wants("site_monitors"):
         e = m.share_E[t]
         cap = np.maximum(m.site_cap[pos], 1.0)
@@ -1142,7 +1154,7 @@ def gen_commerce(d: _Day):
         m.grid(d, "consumer_spending", "region", np.arange(m.R), times, np.stack([sig[i] for i in items], axis=-1),
                [0.1] * len(items))
     # staple prices at wet markets and supermarkets, daily
-    pos = np.flatnonzero(np.isin(m.site_kind, ["wet_market", "supermarket"]))
+    pos = m.where("site", ["wet_market", "supermarket"])
     if pos.size and m.wants("staple_prices"):
         items = m.vocab.items["staple_prices"]
         base = np.array([STAPLES[i] for i in items])
@@ -1158,7 +1170,7 @@ def gen_commerce(d: _Day):
             spike[np.ix_(hit, it)] += 0.4 * inc.magnitude
         sig = (base * walk * lockp)[None, :] * site[:, None] * (1.0 + spike)
         m.grid(d, "staple_prices", "site", pos, m.reading_times("staple_prices"), sig[None], [0.02] * len(items))
-    pos = np.flatnonzero(m.site_kind == "pharmacy")
+    pos = m.where("site", "pharmacy")
     if pos.size and m.wants("protective_prices"):
         items = m.vocab.items["protective_prices"]
         base = np.array([PROTECTIVE[i] for i in items])
@@ -1189,7 +1201,7 @@ def gen_snapshots(d: _Day):
         m.grid(d, "enterprise_status", "enterprise", np.arange(m.ent_sector.size), SNAPSHOT_TIMES["enterprise_status"],
                sig, [0.0, 0.0, 0.05, 0.05, 0.05], integer=[True, True, True, False, False])
     kinds = m.vocab.specs["shop_status"]["emitter_kinds"]
-    pos = np.flatnonzero(np.isin(sk, kinds))
+    pos = m.where("site", kinds)
     if pos.size and m.wants("shop_status"):
         k = sk[pos]
         other = m.other[t]
@@ -1198,7 +1210,7 @@ def gen_snapshots(d: _Day):
                        0.1 + 0.9 * other, 0.3 + 0.7 * m.share_H[t]], default=0.92 + 0.08 * m.share_F[t])
         open_ = (_hash_unit(m.seed, "shop-open", sk.size)[pos] < p).astype(float)
         m.grid(d, "shop_status", "site", pos, SNAPSHOT_TIMES["shop_status"], open_[None, :, None], [0.0])
-    pos = np.flatnonzero(sk == "pharmacy")
+    pos = m.where("site", "pharmacy")
     if pos.size and m.wants("pharmacy_stock"):
         items = m.vocab.items["pharmacy_stock"]
         base = np.array([STOCK[i] for i in items])
@@ -1211,7 +1223,7 @@ def gen_snapshots(d: _Day):
         sig = base[None, None, :] / demand * (1.0 - sold / demand) * \
             (1.0 - 0.9 * short[..., None] * mask[None, None, :])
         m.grid(d, "pharmacy_stock", "site", pos, tm, sig, [0.08] * len(items), integer=[True] * len(items))
-    pos = np.flatnonzero(np.isin(sk, ["wet_market", "supermarket"]))
+    pos = m.where("site", ["wet_market", "supermarket"])
     if pos.size and m.wants("market_supply"):
         items = m.vocab.items["market_supply"]
         capf = np.maximum(m.site_cap[pos], 1.0) / 1200.0
@@ -1223,7 +1235,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([3.0 * capf * f, 1.0 * capf * f, 0.5 * capf * f, 0.8 * capf * f,
                         np.maximum(7.0 * (1.0 - 0.3 * lock) * (1.0 - 0.5 * np.minimum(spike, 1.5)), 0.5)], axis=-1)
         m.grid(d, "market_supply", "site", pos, SNAPSHOT_TIMES["market_supply"], sig[None], [0.08] * len(items))
-    pos = np.flatnonzero(sk == "elderly_care")
+    pos = m.where("site", "elderly_care")
     if pos.size and m.wants("elderly_care_status"):
         r = m.site_region[pos]
         resid = np.round(np.maximum(m.site_cap[pos], 1.0) * (0.75 + 0.2 * _hash_unit(m.seed, "care", sk.size)[pos]))
@@ -1233,7 +1245,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([resid, staff, fever, closed], axis=-1)
         tm = SNAPSHOT_TIMES["elderly_care_status"]
         m.grid(d, "elderly_care_status", "site", pos, tm, np.repeat(sig[None], len(tm), 0), [0.0] * 4)
-    pos = np.flatnonzero(sk == "hotel")
+    pos = m.where("site", "hotel")
     if pos.size and m.wants("quarantine_hotels"):
         designated = _hash_unit(m.seed, "quarantine-hotel", sk.size)[pos] < 0.4
         rooms = np.round(designated * np.maximum(m.site_cap[pos], 1.0) * 0.5)
@@ -1241,7 +1253,7 @@ def gen_snapshots(d: _Day):
         occ = np.minimum(rooms, np.round(need * rooms / max(rooms.sum(), 1.0) + 0.05 * rooms))
         m.grid(d, "quarantine_hotels", "site", pos, SNAPSHOT_TIMES["quarantine_hotels"],
                np.stack([rooms, occ], axis=-1)[None], [0.0, 0.0])
-    pos = np.flatnonzero(sk == "compound_gate")
+    pos = m.where("site", "compound_gate")
     if pos.size and m.wants("gate_status"):
         tm = SNAPSHOT_TIMES["gate_status"]
         u = _hash_unit(m.seed, "gate", sk.size)[pos]
@@ -1253,7 +1265,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([np.broadcast_to(open_, guard.shape), np.broadcast_to(temp.astype(float), guard.shape), guard],
                        axis=-1)
         m.grid(d, "gate_status", "site", pos, tm, sig, [0.0, 0.0, 0.0])
-    pos = np.flatnonzero(sk == "school")
+    pos = m.where("site", "school")
     if pos.size and m.wants("school_status"):
         r = m.site_region[pos]
         open_ = (_hash_unit(m.seed, "school-open", sk.size)[pos] < m.schools[t]).astype(float)
@@ -1262,7 +1274,7 @@ def gen_snapshots(d: _Day):
         absent = open_ * rng.poisson(np.maximum(m.site_cap[pos], 1.0) * (0.002 + 0.5 * kid))
         m.grid(d, "school_status", "site", pos, SNAPSHOT_TIMES["school_status"],
                np.stack([open_, att, absent], axis=-1)[None], [0.0, 0.01, 0.0])
-    pos = np.flatnonzero(sk == "hospital")
+    pos = m.where("site", "hospital")
     if pos.size and m.wants("hospital_status"):
         tm = SNAPSHOT_TIMES["hospital_status"]
         cap = np.maximum(m.site_cap[pos], 1.0)
