@@ -213,6 +213,7 @@ class DayBuffer:
         self.day_start_ns = int(day_start_ns)
         self.day_number = int(day_number)
         self.blocks = {"events": []}
+        self.rows: dict = {}                    # rows per feed, as they are added
         cap = capacity or {}
         self.arenas = {k: _Arena(vocab, k, cap.get(k, 0)) for k in ("readings", "snapshots")}
 
@@ -223,6 +224,7 @@ class DayBuffer:
         if n == 0:
             return
         v = self.vocab
+        self.rows[feed] = self.rows.get(feed, 0) + n
         cat = v.item_code[feed][np.asarray(category, dtype=np.int64)]
         ch = np.full(n, -1, dtype=np.int32) if channel is None else np.asarray(channel, dtype=np.int32)
         val = np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
@@ -235,6 +237,8 @@ class DayBuffer:
         column is filled); the caller fills the rest (times absolute, in ns)."""
         feed_col, em, it, t, val = self.arenas[kind].reserve(n)
         feed_col[:] = self.vocab.feed_code[feed]
+        if n:
+            self.rows[feed] = self.rows.get(feed, 0) + n
         return em, it, t, val
 
     def records(self, kind: str, feed: str, emitter_codes, item_codes, time_ns, value):
@@ -422,11 +426,15 @@ def iter_days(result, *, cycle_minutes: int = 15, feeds=None, generators=None,
         raise ValueError(f"threads={threads!r}: expected a whole number >= 1")
 
     def one(t):
-        frames = model.day(t)
+        rows: dict = {}
+        frames = model.day(t, rows=rows)
         for name, gen in extra.items():
             _append_extra(frames, gen(result, t), name)
         day = SimDay(result.dates[t], frames)
-        day.rows_per_feed()                     # counted here, in parallel; remembered by the day
+        if extra:
+            day.rows_per_feed()                 # counted here, on the worker thread; remembered
+        else:                                   # the generators counted their rows
+            day._rows = (tuple(frames.values()), tuple(len(f) for f in frames.values()), rows)
         return day
 
     if n == 1 or T == 1:

@@ -186,7 +186,8 @@ def _hash_unit(seed: int, name: str, n: int) -> np.ndarray:
 
 
 def _counts(rng, lam) -> np.ndarray:
-    return rng.poisson(np.maximum(np.nan_to_num(lam, nan=0.0), 0.0))
+    lam = np.asarray(lam, dtype=np.float64)
+    return rng.poisson(np.where(lam > 0.0, lam, 0.0))          # NaN and negative rates: 0
 
 
 class FeedModel:
@@ -445,8 +446,9 @@ class FeedModel:
         return out if cap is None else np.minimum(out, cap)
 
     # ------------------------------------------------------------------------------ one day
-    def day(self, t: int) -> dict:
-        """All feeds of day ``t`` as ``{kind: DataFrame}`` (see :mod:`engine.sim.feeds`)."""
+    def day(self, t: int, rows: dict | None = None) -> dict:
+        """All feeds of day ``t`` as ``{kind: DataFrame}`` (see :mod:`engine.sim.feeds`); ``rows``,
+        if given, receives ``{feed: rows}`` (feeds with rows only)."""
         from engine.sim.feeds import DayBuffer
 
         if not 0 <= t < self.T:
@@ -459,6 +461,8 @@ class FeedModel:
             if any(self.wants(f) for f in name.split("+")):
                 gen(ctx)
         self._sizes = buf.sizes
+        if rows is not None:
+            rows.update({f: n for f, n in buf.rows.items() if n})
         return buf.frames()
 
     # ------------------------------------------------------------------------------ helpers
