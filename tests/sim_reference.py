@@ -158,32 +158,32 @@ def noisy_grid_ref(signal, sd, lo, hi, integer, key, emitters, items, times, em_
     t_out[:] = np.repeat(times, E * M)
 
 
-# ---------------------------------------------------------------- fused feed kernels (engine/sim/feedkernels.py)
+# ---------------------------------------------------------------- signal kernels (engine/sim/feedkernels.py)
 # the numpy formulas of engine.sim.generators.gen_network_readings / gen_crowds before fusion
-def road_readings_ref(prof, base, act, k, capk, vfree, *rec):
+def road_signal_ref(prof, base, act, k, capk, vfree, sig):
     vol = base[None, :] * prof[:, None] * act[None, :] * k
     ratio = vol / capk[None, :]
     speed = np.maximum(vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6), 5.0)
     occ = 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2)
     cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
-    noisy_grid_ref(np.stack([speed, vol, occ, cong], axis=-1), *rec)
+    sig[:] = np.stack([speed, vol, occ, cong], axis=-1)
 
 
-def water_readings_ref(res_prof, work_prof, a, h, b, burst, rain, *rec):
+def water_signal_ref(res_prof, work_prof, a, h, b, burst, rain, sig):
     flow = a[None, :] * res_prof[:, None] * h[None, :] + b[None, :] * work_prof[:, None]
     pressure = (0.36 - 0.05 * (flow / (flow.mean(axis=0, keepdims=True) + 1e-9) - 1.0)) * \
         (1.0 - 0.6 * np.minimum(burst, 1.0))
     flow = flow * (1.0 + 0.8 * burst)
     turb = 0.35 + 15.0 * burst + 0.2 * rain
     chlor = 0.6 * (1.0 - 0.5 * np.minimum(burst, 1.0)) * np.ones_like(flow)
-    noisy_grid_ref(np.stack([pressure, flow, turb, chlor], axis=-1), *rec)
+    sig[:] = np.stack([pressure, flow, turb, chlor], axis=-1)
 
 
-def power_readings_ref(res_prof, work_q, a, b, outage, cycle_minutes, *rec):
+def power_signal_ref(res_prof, work_q, a, b, outage, cycle_minutes, sig):
     load = a[None, :] * res_prof[:, None] + b[None, :] * work_q[:, None]
     load = load * (1.0 - 0.97 * outage)
     volt = (228.0 - 6.0 * load / (load.mean(axis=0, keepdims=True) + 1e-9) + 6.0) * (1.0 - outage)
-    noisy_grid_ref(np.stack([load, volt, load * cycle_minutes / 60.0], axis=-1), *rec)
+    sig[:] = np.stack([load, volt, load * cycle_minutes / 60.0], axis=-1)
 
 
 def crowd_signal_ref(kind, p_in, p_occ, a, b, cap, adm, boost, prof_in, prof_occ, cycle_minutes, check,

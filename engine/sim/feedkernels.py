@@ -1,19 +1,16 @@
-"""Fused feed kernels: the signal, the noise and every column of a feed's records in one pass.
+"""Signal kernels of the big feeds: a feed family's metrics for every (cycle, emitter) in one pass.
 
-The big reading feeds (road traffic, water, power: about half of the 140 M records of a full run)
-are cheap per value, so numpy temporaries (one array per operation) and a separate noise pass used
-to cost more than the arithmetic. Each kernel here computes one feed family's metrics per (cycle,
-emitter) and writes the records straight into the day's columns through :func:`put`, which adds
-the noise of :func:`engine.sim.noise.noisy_value` with the same counter as
-:func:`engine.sim.noise.noisy_grid` (row ``i = (c * E + e) * M + m``). So each kernel gives the
-same records, bit for bit, as its numpy formula (in ``tests/sim_reference.py``) followed by
-:func:`~engine.sim.noise.noisy_grid`.
+The big reading feeds (road traffic, water, power, crowd counts: most of the 140 M records of a
+full run) are cheap per value, so numpy temporaries (one array per operation) cost more than the
+arithmetic. Each kernel here writes a feed's whole signal ``sig (C, E, M)`` in one loop;
+:func:`engine.sim.noise.noisy_grid` then adds the noise and writes the records. Each kernel gives
+the same signal, bit for bit, as its numpy formula (``tests/sim_reference.py``): the same
+operations in the same order, with numpy's ``minimum``/``maximum`` (NaN propagating) as
+:func:`fmin`/:func:`fmax`.
 
 Every kernel takes its per-cycle vectors (``(C,)``), per-emitter vectors (``(E,)``) and scalars,
-then the record arguments ``sd, lo, hi, integer, key, emitters, items, times, em_out, it_out,
-t_out, out`` of :func:`~engine.sim.noise.noisy_grid`. The formulas are those of
-:func:`engine.sim.generators.gen_network_readings`; numpy's ``minimum``/``maximum`` (NaN
-propagating) are :func:`fmin`/:func:`fmax`.
+then ``sig``. The formulas are those of :func:`engine.sim.generators.gen_network_readings` and
+:func:`engine.sim.generators.gen_crowds`.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import njit
-from engine.sim.noise import noisy_value
 
 
 @njit
@@ -41,42 +37,27 @@ def fmax(a, b):
 
 
 @njit
-def put(v, i, m, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
-    """Row ``i`` (metric ``m`` of emitter ``e`` at cycle ``c``) of a record block, value ``v`` noised."""
-    em_out[i] = emitters[e]
-    it_out[i] = items[m]
-    t_out[i] = times[c]
-    out[i] = noisy_value(v, sd[m], lo[m], hi[m], integer[m], key, i)
-
-
-@njit
-def road_readings(prof, base, act, k, capk, vfree,
-                  sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+def road_signal(prof, base, act, k, capk, vfree, sig):
     """Road segments: speed, volume, occupancy, congestion. ``volume = base * prof * act * k``;
     ``ratio = volume / capk``; speeds fall with the ratio (BPR-like), congestion with speed."""
-    C, E, M = prof.shape[0], base.shape[0], 4
-    for c in range(C):
-        for e in range(E):
+    for c in range(prof.shape[0]):
+        for e in range(base.shape[0]):
             vol = base[e] * prof[c] * act[e] * k
             ratio = vol / capk[e]
             x = fmin(ratio, 1.4)
             speed = fmax(vfree[e] * (1.0 - 0.55 * (x * x) / 1.96 * 1.6), 5.0)
-            occ = 100.0 * fmin(0.95, 0.85 * ratio ** 1.2)
-            cong = fmin(fmax(4.0 * (vfree[e] / speed - 1.0), 0.0), 10.0)
-            i = (c * E + e) * M
-            put(speed, i, 0, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(vol, i + 1, 1, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(occ, i + 2, 2, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(cong, i + 3, 3, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
+            sig[c, e, 0] = speed
+            sig[c, e, 1] = vol
+            sig[c, e, 2] = 100.0 * fmin(0.95, 0.85 * ratio ** 1.2)
+            sig[c, e, 3] = fmin(fmax(4.0 * (vfree[e] / speed - 1.0), 0.0), 10.0)
 
 
 @njit
-def water_readings(res_prof, work_prof, a, h, b, burst, rain,
-                   sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+def water_signal(res_prof, work_prof, a, h, b, burst, rain, sig):
     """Water meters: pressure, flow, turbidity, chlorine. ``flow = a * res_prof * h + b * work_prof``
     (residents at home, open jobs); pressure falls with flow over its daily mean; a main burst
     (``burst (C, E)``) cuts pressure and chlorine and raises flow and turbidity."""
-    C, E, M = res_prof.shape[0], a.shape[0], 4
+    C, E = res_prof.shape[0], a.shape[0]
     mean = np.zeros(E)
     for c in range(C):                         # daily mean flow, summed in cycle order as numpy does
         for e in range(E):
@@ -88,23 +69,17 @@ def water_readings(res_prof, work_prof, a, h, b, burst, rain,
             flow = a[e] * res_prof[c] * h[e] + b[e] * work_prof[c]
             bu = burst[c, e]
             cut = fmin(bu, 1.0)
-            pressure = (0.36 - 0.05 * (flow / mean[e] - 1.0)) * (1.0 - 0.6 * cut)
-            turb = 0.35 + 15.0 * bu + 0.2 * rain
-            chlor = 0.6 * (1.0 - 0.5 * cut)
-            i = (c * E + e) * M
-            put(pressure, i, 0, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(flow * (1.0 + 0.8 * bu), i + 1, 1, e, c, sd, lo, hi, integer, key, emitters, items, times,
-                em_out, it_out, t_out, out)
-            put(turb, i + 2, 2, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(chlor, i + 3, 3, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
+            sig[c, e, 0] = (0.36 - 0.05 * (flow / mean[e] - 1.0)) * (1.0 - 0.6 * cut)
+            sig[c, e, 1] = flow * (1.0 + 0.8 * bu)
+            sig[c, e, 2] = 0.35 + 15.0 * bu + 0.2 * rain
+            sig[c, e, 3] = 0.6 * (1.0 - 0.5 * cut)
 
 
 @njit
-def power_readings(res_prof, work_q, a, b, outage, cycle_minutes,
-                   sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+def power_signal(res_prof, work_q, a, b, outage, cycle_minutes, sig):
     """Transformers: load, voltage, energy. ``load = (a * res_prof + b * work_q) * (1 - 0.97 outage)``;
     voltage sags with load over its daily mean and is 0 in an outage (``outage (C, E)``, <= 1)."""
-    C, E, M = res_prof.shape[0], a.shape[0], 3
+    C, E = res_prof.shape[0], a.shape[0]
     mean = np.zeros(E)
     for c in range(C):
         for e in range(E):
@@ -115,12 +90,9 @@ def power_readings(res_prof, work_q, a, b, outage, cycle_minutes,
         for e in range(E):
             o = outage[c, e]
             load = (a[e] * res_prof[c] + b[e] * work_q[c]) * (1.0 - 0.97 * o)
-            volt = (228.0 - 6.0 * load / mean[e] + 6.0) * (1.0 - o)
-            i = (c * E + e) * M
-            put(load, i, 0, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(volt, i + 1, 1, e, c, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out)
-            put(load * cycle_minutes / 60.0, i + 2, 2, e, c, sd, lo, hi, integer, key, emitters, items, times,
-                em_out, it_out, t_out, out)
+            sig[c, e, 0] = load
+            sig[c, e, 1] = (228.0 - 6.0 * load / mean[e] + 6.0) * (1.0 - o)
+            sig[c, e, 2] = load * cycle_minutes / 60.0
 
 
 CROWD_KINDS = ("venue", "compound_gate", "pharmacy", "metro_station", "office_building", "hospital", "school")

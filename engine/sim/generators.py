@@ -41,7 +41,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from engine.sim.feedkernels import CROWD_KINDS, crowd_signal, power_readings, road_readings, water_readings
+from engine.sim.feedkernels import CROWD_KINDS, crowd_signal, power_signal, road_signal, water_signal
 from engine.sim.noise import day_key, event_offsets, noisy_grid
 from engine.sim.policy import SECTORS, VENUE_KINDS
 
@@ -468,7 +468,7 @@ class FeedModel:
     # ------------------------------------------------------------------------------ helpers
     def grid(self, ctx, feed: str, emitter: str, positions, times_min, signal, sd, integer=None):
         """Readings or snapshots of ``feed`` for every (time, emitter, item): ``signal`` is
-        ``(len(times_min), E, M)``; adds noise and clips to the bounds, writing all columns in one pass
+        ``(len(times_min), E, M)``; adds noise, clips to the bounds and writes the records
         (:func:`engine.sim.noise.noisy_grid`)."""
         if not self.wants(feed):
             return
@@ -479,14 +479,14 @@ class FeedModel:
         rec = self._records(ctx, feed, emitter, positions, times_min, np.asarray(sd, dtype=np.float64), integer)
         noisy_grid(np.asarray(signal, dtype=np.float64), *rec)
 
-    def fused(self, ctx, feed: str, emitter: str, positions, times_min, kernel, args, sd, integer=None):
-        """Readings of ``feed`` from a fused kernel of :mod:`engine.sim.feedkernels`:
-        ``kernel(*args, <record arguments>)`` computes the signal and writes the records."""
+    def signal(self, ctx, feed: str, emitter: str, positions, times_min, kernel, args, sd, integer=None):
+        """Like :meth:`grid`, with the signal ``(len(times_min), E, len(sd))`` written by a kernel
+        of :mod:`engine.sim.feedkernels` (``kernel(*args, sig)``)."""
         if not self.wants(feed) or len(positions) * len(times_min) == 0:
             return
-        sd = np.asarray(sd, dtype=np.float64)
-        integer = np.zeros(sd.size, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
-        kernel(*args, *self._records(ctx, feed, emitter, positions, times_min, sd, integer))
+        sig = np.empty((len(times_min), len(positions), len(sd)))
+        kernel(*args, sig)
+        self.grid(ctx, feed, emitter, positions, times_min, sig, sd, integer)
 
     def _records(self, ctx, feed, emitter, positions, times_min, sd, integer) -> tuple:
         """The record arguments of :func:`engine.sim.noise.noisy_grid` after the signal: noise and
@@ -909,7 +909,7 @@ def gen_network_readings(d: _Day):
         base = 250.0 + 450.0 * u                                           # vehicles per 15 min at full activity
         vfree = 35.0 + 25.0 * _hash_unit(m.seed, "vfree", pos.size)
         cap = base * 2.0
-        m.fused(d, "road_traffic", "sensor", pos, times, road_readings,
+        m.signal(d, "road_traffic", "sensor", pos, times, road_signal,
                 (d.prof("commute") * d.level("commute"), base, m.activity[t][r], m.cycle / 15.0, cap * m.cycle / 15.0,
                  vfree), [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
     # --- water
@@ -919,7 +919,7 @@ def gen_network_readings(d: _Day):
         resid = m.pop[r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
         jobs = m.jobs_open[t][r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
         burst = m.cycle_boost(t, "water_main_burst", cap=1.5)[:, r]          # (C, E)
-        m.fused(d, "water_network", "sensor", pos, times, water_readings,
+        m.signal(d, "water_network", "sensor", pos, times, water_signal,
                 (d.prof("residential"), d.prof("work") * d.level("work"), resid * 0.2 / 24.0,
                  0.85 + 0.3 * m.home[t][r], jobs * 0.06 / 24.0, burst, float(m.rain[t])), [0.02, 0.06, 0.15, 0.05])
     # --- power
@@ -930,7 +930,7 @@ def gen_network_readings(d: _Day):
         resid = m.pop[r] / n
         jobs = m.jobs_open[t][r] / n
         out = np.minimum(m.cycle_boost(t, "power_outage", cap=1.0)[:, r], 1.0)
-        m.fused(d, "power_grid", "sensor", pos, times, power_readings,
+        m.signal(d, "power_grid", "sensor", pos, times, power_signal,
                 (d.prof("residential"), 0.15 + d.prof("work") * d.level("work"),
                  0.3 * resid * (0.85 + 0.3 * m.home[t][r]), 0.9 * jobs, out, m.cycle), [0.05, 0.005, 0.05])
     # --- gas

@@ -7,8 +7,8 @@ draws other days or other feeds used, and any day can be regenerated alone.
 
 * :func:`mix64` is SplitMix64's finaliser; the ``i``-th number of stream ``key`` is
   ``mix64(key + (i + 1) * golden)`` (SplitMix64 itself); :func:`uniform` gives ``[0, 1)`` doubles.
-* :func:`noisy_readings` (and :func:`noisy_grid`, which also writes the record's emitter, item and
-  time columns in the same pass) adds multiplicative noise ``1 + sd * z`` to a block of signals and clips
+* :func:`noisy_readings` (and :func:`noisy_grid`, which also writes the records' emitter, item and
+  time columns) adds multiplicative noise ``1 + sd * z`` to a block of signals and clips
   each value into its metric's ``[lo, hi]``; ``z`` is an Irwin-Hall(4) variate (sum of four 16-bit
   uniforms from one hash, centred and scaled to unit variance): close to normal, bounded by
   +-3.46, so noise never produces absurd outliers.
@@ -114,14 +114,12 @@ def noisy_readings(signal, sd, lo, hi, integer, key, out):
 
 
 @njit
-def noisy_grid(signal, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
-    """All columns of a (times x emitters x metrics) block of records in one pass: row
-    ``i = (c * E + e) * M + m`` gets emitter ``emitters[e]``, item ``items[m]``, time ``times[c]``
-    and the value :func:`noisy_readings` gives for ``signal.ravel()`` (``signal`` may be any
-    3-d view, e.g. broadcast)."""
-    Cn, E, M = signal.shape
+def record_columns(emitters, items, times, em_out, it_out, t_out):
+    """Emitter, item and time columns of a (times x emitters x items) block of records: row
+    ``i = (c * E + e) * M + m`` gets ``emitters[e]``, ``items[m]`` and ``times[c]``."""
+    E, M = emitters.shape[0], items.shape[0]
     i = 0
-    for c in range(Cn):
+    for c in range(times.shape[0]):
         tc = times[c]
         for e in range(E):
             em = emitters[e]
@@ -129,8 +127,23 @@ def noisy_grid(signal, sd, lo, hi, integer, key, emitters, items, times, em_out,
                 em_out[i] = em
                 it_out[i] = items[m]
                 t_out[i] = tc
-                out[i] = noisy_value(signal[c, e, m], sd[m], lo[m], hi[m], integer[m], key, i)
                 i += 1
+
+
+@njit
+def noisy_grid(signal, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+    """All columns of a (times x emitters x metrics) block of records: :func:`record_columns`, and
+    ``out`` as :func:`noisy_readings` of ``signal.ravel()`` (``signal`` may be any 3-d view, e.g.
+    broadcast). Values go one metric at a time, so each metric's noise, bounds and rounding are
+    loop constants."""
+    record_columns(emitters, items, times, em_out, it_out, t_out)
+    Cn, E, M = signal.shape
+    for m in range(M):
+        s, lo_m, hi_m, int_m = sd[m], lo[m], hi[m], integer[m]
+        for c in range(Cn):
+            for e in range(E):
+                i = (c * E + e) * M + m
+                out[i] = noisy_value(signal[c, e, m], s, lo_m, hi_m, int_m, key, i)
 
 
 @njit
