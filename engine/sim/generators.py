@@ -236,6 +236,7 @@ class FeedModel:
         self.vocab = FeedVocab(self.city, specs)
         self._grid_cache: dict = {}
         self._where: dict = {}
+        self._prof_tiles: dict = {}
         self._sizes: dict = {}
         self._prof = {k: profile(k, self.C) for k in PROFILES}
         self._cdf_names = list(PROFILES)
@@ -553,7 +554,10 @@ class _Day:
         lev = np.array([self.level(p) for p in profiles])
         lam = np.asarray(rates, dtype=np.float64) * lev[None, :]
         counts = [_counts(rng, lam).ravel()]
-        prof_idx = [np.tile([names.index(p) for p in profiles], m.R)]
+        tiled = m._prof_tiles.get(tuple(profiles))
+        if tiled is None:                       # profile of every (region, category) cell
+            tiled = m._prof_tiles[tuple(profiles)] = np.tile([names.index(p) for p in profiles], m.R)
+        prof_idx = [tiled]
         cdfs = [m._cdf]
         for rates_x, cover in extra:
             if cover.sum() <= 0:
