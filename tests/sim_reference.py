@@ -164,8 +164,9 @@ def road_signal_ref(prof, base, act, k, capk, vfree, sig):
     vol = base[None, :] * prof[:, None] * act[None, :] * k
     ratio = vol / capk[None, :]
     speed = np.maximum(vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6), 5.0)
-    occ = 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2)
+    occ = 100.0 * np.minimum(0.95, 0.85 * (prof ** 1.2)[:, None] * ((base * act * k / capk) ** 1.2)[None, :])
     cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
+    assert np.allclose(occ, 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2), rtol=1e-13, atol=0)   # separable power
     sig[:] = np.stack([speed, vol, occ, cong], axis=-1)
 
 
