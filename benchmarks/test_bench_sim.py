@@ -10,7 +10,9 @@ state must equal the engine's on those days. Under ``--benchmark-disable`` both 
 
 Group "simulator-feeds" -- ``test_sim_full_run_all_feeds``: the epidemic plus every feed of
 ``indicators/feeds.toml`` at 15-minute cycles, streamed day by day (rows counted, not kept);
-``extra_info["rows"]`` holds the rows generated per feed. Target (issue 6): <= 5 s on 2 cores.
+``extra_info["rows"]`` holds the rows generated per feed, ``extra_info`` also the wall and CPU seconds of the
+epidemic and of the feeds (``*_cpu_s``: ``time.process_time``, all threads) and the load average. Target
+(issue 6): <= 5 s on 2 cores.
 
 Group "simulator-ensemble" (heavy) -- ``ensemble`` of ``CITYVITALS_SIM_SEEDS`` (default 20)
 stochastic seeds on a running ``LocalCluster`` of processes: the engine uses 2 workers, the peer
@@ -97,14 +99,22 @@ def test_sim_epidemic_numpy(benchmark, setup):
 
 
 # ------------------------------------------------------------------------------ all feeds
-def _run_with_feeds(city, sc, arrays):
+def _run_with_feeds(city, sc, arrays, times=None):
+    """Epidemic, then every feed day by day (rows counted); ``times`` receives the wall and CPU
+    seconds (``time.process_time``: all threads, user + system) of the two parts."""
     from engine.sim import simulate
 
+    w0, c0 = time.perf_counter(), time.process_time()
     res = simulate(city, sc, arrays=arrays)
+    w1, c1 = time.perf_counter(), time.process_time()
     rows: dict = {}
     for day in res.feeds_by_day():
         for f, n in day.rows_per_feed().items():
             rows[f] = rows.get(f, 0) + n
+    w2, c2 = time.perf_counter(), time.process_time()
+    if times is not None:
+        times.update(epidemic_s=round(w1 - w0, 3), feeds_s=round(w2 - w1, 3), epidemic_cpu_s=round(c1 - c0, 3),
+                     feeds_cpu_s=round(c2 - c1, 3), cpu_s=round(c2 - c0, 3))
     return res, rows
 
 
@@ -120,10 +130,13 @@ def test_sim_full_run_all_feeds(benchmark, setup):
     engine_bench(benchmark, FEEDS_GROUP, bytes_touched=_bytes_touched(arrays, DAYS) + total * per_row,
                  size=_size(arrays, DAYS) + f", all 40 feeds at 15-min cycles (~{total / 1e6:.0f} M records)")
     t0 = time.perf_counter()
-    res, rows = benchmark.pedantic(_run_with_feeds, args=(city, scenario(DAYS), arrays), rounds=1, iterations=1)
+    times: dict = {}
+    res, rows = benchmark.pedantic(_run_with_feeds, args=(city, scenario(DAYS), arrays, times), rounds=1,
+                                   iterations=1)
     benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=DAYS,
                                 rows=dict(sorted(rows.items())), total_rows=int(sum(rows.values())),
-                                wall_s=round(time.perf_counter() - t0, 3))
+                                wall_s=round(time.perf_counter() - t0, 3), load=round(os.getloadavg()[0], 2),
+                                **times)
     assert len(rows) == 40 and res.state.shape[0] == DAYS
 
 

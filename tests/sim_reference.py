@@ -136,3 +136,79 @@ def event_offsets_ref(counts, profile, cdf, cycle_ns, key, out):
     rows = cdf[profile[cell]]
     cyc = np.array([np.searchsorted(r, x, side="right") for r, x in zip(rows, u)], dtype=np.int64)
     out[:] = cyc * cycle_ns + (uniform_ref(key, 2 * j + 1) * cycle_ns).astype(np.int64)
+
+
+def day_key_ref(seed, day, name):
+    """``day_key`` in numpy unsigned arithmetic (the first implementation)."""
+    import zlib
+
+    h = np.uint64(zlib.crc32(name.encode()))
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) * _M1 ^ np.uint64(day) * _M2 ^ h * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1                # SplitMix64's finaliser
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return np.uint64(z ^ (z >> np.uint64(31)))
+
+
+def noisy_grid_ref(signal, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+    C, E, M = signal.shape
+    noisy_readings_ref(np.ascontiguousarray(signal).ravel(), sd, lo, hi, integer, key, out)
+    em_out[:] = np.tile(np.repeat(emitters, M), C)
+    it_out[:] = np.tile(items, C * E)
+    t_out[:] = np.repeat(times, E * M)
+
+
+# ---------------------------------------------------------------- signal kernels (engine/sim/feedkernels.py)
+# the numpy formulas of engine.sim.generators.gen_network_readings / gen_crowds before fusion
+def road_signal_ref(prof, base, act, k, capk, vfree, sig):
+    vol = base[None, :] * prof[:, None] * act[None, :] * k
+    ratio = vol / capk[None, :]
+    speed = np.maximum(vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6), 5.0)
+    occ = 100.0 * np.minimum(0.95, 0.85 * (prof ** 1.2)[:, None] * ((base * act * k / capk) ** 1.2)[None, :])
+    cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
+    assert np.allclose(occ, 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2), rtol=1e-13, atol=0)   # separable power
+    sig[:] = np.stack([speed, vol, occ, cong], axis=-1)
+
+
+def water_signal_ref(res_prof, work_prof, a, h, b, burst, rain, sig):
+    flow = a[None, :] * res_prof[:, None] * h[None, :] + b[None, :] * work_prof[:, None]
+    pressure = (0.36 - 0.05 * (flow / (flow.mean(axis=0, keepdims=True) + 1e-9) - 1.0)) * \
+        (1.0 - 0.6 * np.minimum(burst, 1.0))
+    flow = flow * (1.0 + 0.8 * burst)
+    turb = 0.35 + 15.0 * burst + 0.2 * rain
+    chlor = 0.6 * (1.0 - 0.5 * np.minimum(burst, 1.0)) * np.ones_like(flow)
+    sig[:] = np.stack([pressure, flow, turb, chlor], axis=-1)
+
+
+def power_signal_ref(res_prof, work_q, a, b, outage, cycle_minutes, sig):
+    load = a[None, :] * res_prof[:, None] + b[None, :] * work_q[:, None]
+    load = load * (1.0 - 0.97 * outage)
+    volt = (228.0 - 6.0 * load / (load.mean(axis=0, keepdims=True) + 1e-9) + 6.0) * (1.0 - outage)
+    sig[:] = np.stack([load, volt, load * cycle_minutes / 60.0], axis=-1)
+
+
+def crowd_signal_ref(kind, p_in, p_occ, a, b, cap, adm, boost, prof_in, prof_occ, cycle_minutes, check,
+                     work_level, office_queue, hospital_queue, sig):
+    C = sig.shape[0]
+    pin, pocc = prof_in[p_in].T, prof_occ[p_occ].T                    # (C, E)
+    ent = a[None, :] * pin / C
+    zero = np.zeros_like(ent)
+    occ_v = b[None, :] * pocc
+    ent_p = ent * (1.0 + 1.0 * boost)
+    occ_p = ent_p * 6.0 / cycle_minutes
+    occ_m = ent * 4.0 / cycle_minutes
+    ent_o = a[None, :] * 1.3 * pin / C
+    occ_h = ent * 60.0 / cycle_minutes
+    k = np.broadcast_to(kind[None, :], ent.shape)
+    sig[..., 0] = np.select([k == 2, k == 4, k < 0], [ent_p, ent_o, zero], ent)
+    sig[..., 1] = np.select(
+        [k == 0, k == 1, k == 2, k == 3, k == 4, k == 5, k == 6],
+        [occ_v, ent * 1.0 / cycle_minutes, occ_p, occ_m, a[None, :] * pocc * work_level, occ_h, a[None, :] * pocc],
+        zero)
+    sig[..., 2] = np.select(
+        [k == 0, k == 1, k == 2, k == 3, k == 4, k == 5, k == 6],
+        [0.15 * np.maximum(occ_v / np.maximum(adm, 1e-3)[None, :] - occ_v, 0.0) + 0.01 * occ_v,
+         ent * 0.08 * check, np.maximum(occ_p - 0.5 * cap[None, :], 0.0) + 10.0 * boost * pocc,
+         0.3 * np.maximum(occ_m - 0.3 * cap[None, :], 0.0), 0.01 * ent_o * office_queue,
+         0.05 * occ_h * hospital_queue, 0.02 * ent],
+        zero)

@@ -13,7 +13,8 @@ from engine.sim import Scenario, simulate
 from engine.sim import feeds as simfeeds
 from engine.sim import generators, incidents, noise
 from engine.sim.feeds import feed_specs
-from sim_reference import event_offsets_ref, noisy_readings_ref
+from sim_reference import (crowd_signal_ref, day_key_ref, event_offsets_ref, noisy_grid_ref, noisy_readings_ref,
+                           power_signal_ref, road_signal_ref, water_signal_ref)
 
 SPECS = feed_specs()
 EVENT_FEEDS = [f for f, s in SPECS.items() if s["kind"] == "events"]
@@ -96,6 +97,87 @@ def test_noise_kernels_equal_their_references():
     event_offsets_ref(counts, prof, cdf, 15 * 60 * 10**9, key, b)
     np.testing.assert_array_equal(a, b)
     assert a.min() >= 0 and a.max() < 86400 * 10**9
+
+
+def _record_args(rng, C, E, M, key, bounds=(0.0, 1e9)):
+    """Random record arguments of a noisy_grid kernel and two sets of output columns."""
+    sd = rng.random(M) * 0.2
+    sd[0] = 0.0
+    lo, hi = np.full(M, bounds[0]), np.full(M, bounds[1])
+    integer = rng.random(M) < 0.5
+    em = rng.integers(0, 30000, E).astype(np.int16)
+    it = rng.integers(0, 100, M).astype(np.int8)
+    times = np.sort(rng.integers(0, 86400, C)).astype(np.int64) * 10**9
+    n = C * E * M
+
+    def outs():
+        return np.empty(n, np.int16), np.empty(n, np.int8), np.empty(n, np.int64), np.empty(n)
+    return (sd, lo, hi, integer, key, em, it, times), outs(), outs()
+
+
+def _assert_same_columns(a, b):
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_grid_and_signal_kernels_equal_their_references():
+    from engine.sim import feedkernels as fk
+
+    rng = np.random.default_rng(1)
+    key = noise.day_key(3, 4, "power_grid")
+    for a in [(0, 0, "x"), (11, 119, "road_traffic"), (2**40, 5, "crowd_alerts/background")]:
+        assert noise.day_key(*a) == day_key_ref(*a)
+    C, E = 24, 37
+    for M, sig in ((3, rng.random((C, E, 3)) * 50), (2, np.broadcast_to(rng.random((1, E, 2)) * 9, (C, E, 2)))):
+        rec, a, b = _record_args(rng, C, E, M, key, (1.0, 40.0))
+        noise.noisy_grid(sig, *rec, *a)
+        noisy_grid_ref(sig, *rec, *b)
+        _assert_same_columns(a, b)
+    prof = rng.random(C) * 2
+    burst = np.where(rng.random((C, E)) < 0.2, rng.random((C, E)) * 1.5, 0.0)
+    outage = np.where(rng.random((C, E)) < 0.2, rng.random((C, E)), 0.0)
+    base = 250 + 450 * rng.random(E)
+    cases = [
+        (fk.road_signal, road_signal_ref, 4,
+         (prof, base, rng.random(E) * 1.5, 1.0, base * 2.0, 35 + 25 * rng.random(E))),
+        (fk.water_signal, water_signal_ref, 4,
+         (prof, rng.random(C), rng.random(E) * 10, 0.85 + 0.3 * rng.random(E), rng.random(E), burst, 0.7)),
+        (fk.power_signal, power_signal_ref, 3,
+         (prof, 0.15 + rng.random(C), rng.random(E) * 300, rng.random(E) * 100, outage, 15)),
+    ]
+    for kernel, ref, M, args in cases:
+        a, b = np.empty((C, E, M)), np.empty((C, E, M))
+        kernel(*args, a)
+        ref(*args, b)
+        np.testing.assert_array_equal(a, b)
+    # crowd signal: every site formula, with and without a pharmacy boost
+    kind = np.tile(np.arange(-1, 7), 5)
+    E = kind.size
+    prof_in, prof_occ = rng.random((3, C)) * 2, rng.random((3, C))
+    args = (kind, rng.integers(0, 3, E), rng.integers(0, 3, E), rng.random(E) * 1e3, rng.random(E) * 50,
+            rng.random(E) * 100 + 1, rng.random(E), np.where(rng.random((C, E)) < 0.3, rng.random((C, E)) * 2, 0.0),
+            prof_in, prof_occ, 15, 0.65, 0.3, 0.2, 1.4)
+    a, b = np.empty((C, E, 3)), np.empty((C, E, 3))
+    fk.crowd_signal(*args, a)
+    crowd_signal_ref(*args, b)
+    np.testing.assert_array_equal(a, b)
+    assert not a[:, kind < 0].any() and (a[:, kind >= 0] >= 0).all()
+
+
+def test_row_counts():
+    rng = np.random.default_rng(2)
+    codes = np.repeat(rng.integers(-1, 9, 40), rng.integers(0, 50, 40)).astype(np.int8)
+    counts = np.zeros(8, np.int64)
+    simfeeds.count_codes(codes, counts)
+    np.testing.assert_array_equal(counts, np.bincount(codes[(codes >= 0) & (codes < 8)], minlength=8))
+    res = simulate(CITY, base_scenario(days=2), seed=4)
+    day = next(res.feeds_by_day(threads=1))
+    counted = day.rows_per_feed()                       # the generators' own counts
+    day._rows = None
+    assert day.rows_per_feed() == counted               # the same from the frames
+    assert sum(counted.values()) == sum(day.n_rows.values())
+    day.frames["events"] = day.events.iloc[:0]          # a new frame: counted again
+    assert not any(f in day.rows_per_feed() for f in EVENT_FEEDS)
 
 
 def test_noise_is_unbiased_and_bounded():

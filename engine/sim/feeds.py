@@ -32,11 +32,13 @@ recognises in a folder.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from engine.config import njit
 
 KINDS = ("events", "readings", "snapshots")
 COLUMNS = {
@@ -147,6 +149,26 @@ class FeedVocab:
         return (np.asarray(positions, dtype=np.int64) + self.emitter_offset[kind][emitter]).astype(np.int32)
 
 
+@njit
+def count_codes(codes, counts):
+    """``counts[k] += number of codes equal to k`` (codes outside ``0..len(counts)-1``, i.e.
+    missing, are skipped). Counts runs of equal codes, as a day's records come in blocks by feed."""
+    n = counts.shape[0]
+    prev = -1
+    run = 0
+    for i in range(codes.shape[0]):
+        k = codes[i]
+        if k == prev:
+            run += 1
+        else:
+            if 0 <= prev < n:
+                counts[prev] += run
+            prev = k
+            run = 1
+    if 0 <= prev < n:
+        counts[prev] += run
+
+
 def _code_dtype(n: int):
     """The integer dtype pandas uses for the codes of ``n`` categories."""
     return np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
@@ -191,6 +213,7 @@ class DayBuffer:
         self.day_start_ns = int(day_start_ns)
         self.day_number = int(day_number)
         self.blocks = {"events": []}
+        self.rows: dict = {}                    # rows per feed, as they are added
         cap = capacity or {}
         self.arenas = {k: _Arena(vocab, k, cap.get(k, 0)) for k in ("readings", "snapshots")}
 
@@ -201,6 +224,7 @@ class DayBuffer:
         if n == 0:
             return
         v = self.vocab
+        self.rows[feed] = self.rows.get(feed, 0) + n
         cat = v.item_code[feed][np.asarray(category, dtype=np.int64)]
         ch = np.full(n, -1, dtype=np.int32) if channel is None else np.asarray(channel, dtype=np.int32)
         val = np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
@@ -213,6 +237,8 @@ class DayBuffer:
         column is filled); the caller fills the rest (times absolute, in ns)."""
         feed_col, em, it, t, val = self.arenas[kind].reserve(n)
         feed_col[:] = self.vocab.feed_code[feed]
+        if n:
+            self.rows[feed] = self.rows.get(feed, 0) + n
         return em, it, t, val
 
     def records(self, kind: str, feed: str, emitter_codes, item_codes, time_ns, value):
@@ -260,7 +286,7 @@ class DayBuffer:
             "category": pd.Categorical.from_codes(cat, dtype=v.dtypes[("events", "category")]),
             "region": pd.Categorical.from_codes(reg, dtype=v.dtypes[("events", "region")]),
             "id": ids, "channel": pd.Categorical.from_codes(ch, dtype=v.dtypes[("events", "channel")]),
-            "text": pd.array(txt, dtype="string"), "value": val}, copy=False)
+            "text": _strings(txt), "value": val}, copy=False)
         for kind in ("readings", "snapshots"):
             feed, em, it, t, val = self.arenas[kind].columns()
             ecol, icol = EMITTER_COL[kind], ITEM_COL[kind]
@@ -273,12 +299,23 @@ class DayBuffer:
         return out
 
 
+def _strings(values: np.ndarray):
+    """``pd.array(values, dtype="string")`` (object array, None for missing), built by pyarrow."""
+    dt = pd.StringDtype()
+    if dt.storage == "pyarrow":
+        import pyarrow as pa
+
+        return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string(), from_pandas=True))
+    return pd.array(values, dtype=dt)
+
+
 @dataclass
 class SimDay:
     """The feeds of one simulated day: ``frames = {"events": df, "readings": df, "snapshots": df}``."""
 
     date: np.datetime64
     frames: dict
+    _rows: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def events(self) -> pd.DataFrame:
@@ -301,12 +338,24 @@ class SimDay:
         return {k: len(f) for k, f in self.frames.items()}
 
     def rows_per_feed(self) -> dict:
-        """``{feed: rows}`` over the three kinds (feeds without rows omitted)."""
+        """``{feed: rows}`` over the three kinds (feeds without rows omitted). Remembered while
+        ``frames`` holds the same frames with the same lengths (:func:`iter_days` counts on its
+        worker threads)."""
+        frames = tuple(self.frames.values())
+        if self._rows is not None and len(self._rows[0]) == len(frames) and \
+                all(a is b and len(b) == n for a, b, n in zip(self._rows[0], frames, self._rows[1])):
+            return dict(self._rows[2])
         out = {}
         for f in self.frames.values():
-            vc = f["feed"].value_counts()
-            out.update({str(k): int(n) for k, n in vc.items() if n})
-        return out
+            col = f["feed"]
+            if isinstance(col.dtype, pd.CategoricalDtype):     # count the codes: no pandas grouping
+                vc = np.zeros(len(col.cat.categories), dtype=np.int64)
+                count_codes(col.array.codes, vc)
+                out.update({str(k): int(n) for k, n in zip(col.cat.categories, vc) if n})
+            else:
+                out.update({str(k): int(n) for k, n in col.value_counts().items() if n})
+        self._rows = (frames, tuple(len(f) for f in frames), out)
+        return dict(out)
 
     def to_feeds(self, source: str | None = None):
         """This day as an :class:`engine.feeds.Feeds` (source ``sim-YYYY-MM-DD`` by default)."""
@@ -377,10 +426,16 @@ def iter_days(result, *, cycle_minutes: int = 15, feeds=None, generators=None,
         raise ValueError(f"threads={threads!r}: expected a whole number >= 1")
 
     def one(t):
-        frames = model.day(t)
+        rows: dict = {}
+        frames = model.day(t, rows=rows)
         for name, gen in extra.items():
             _append_extra(frames, gen(result, t), name)
-        return SimDay(result.dates[t], frames)
+        day = SimDay(result.dates[t], frames)
+        if extra:
+            day.rows_per_feed()                 # counted here, on the worker thread; remembered
+        else:                                   # the generators counted their rows
+            day._rows = (tuple(frames.values()), tuple(len(f) for f in frames.values()), rows)
+        return day
 
     if n == 1 or T == 1:
         for t in range(T):

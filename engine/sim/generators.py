@@ -35,12 +35,14 @@ enterprise, shop, gate, school, hospital and population snapshots. Incidents add
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
 import pandas as pd
 
-from engine.sim.noise import day_key, event_offsets, noisy_readings
+from engine.sim.feedkernels import CROWD_KINDS, crowd_signal, power_signal, road_signal, water_signal
+from engine.sim.noise import day_key, event_offsets, noisy_grid
 from engine.sim.policy import SECTORS, VENUE_KINDS
 
 NS_MIN = 60 * 10**9
@@ -175,13 +177,17 @@ READING_CADENCE = {"air_quality": 60, "consumer_spending": 60, "staple_prices": 
 PRICE_TIME = {"staple_prices": 420, "protective_prices": 540}
 
 
+@functools.lru_cache(maxsize=256)
 def _hash_unit(seed: int, name: str, n: int) -> np.ndarray:
-    """``n`` fixed uniforms for emitter attributes (same for every day of a run)."""
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())]).random(n)
+    """``n`` fixed uniforms for emitter attributes (same for every day of a run; cached, read-only)."""
+    u = np.random.default_rng([int(seed), zlib.crc32(name.encode())]).random(n)
+    u.flags.writeable = False
+    return u
 
 
 def _counts(rng, lam) -> np.ndarray:
-    return rng.poisson(np.maximum(np.nan_to_num(lam, nan=0.0), 0.0))
+    lam = np.asarray(lam, dtype=np.float64)
+    return rng.poisson(np.where(lam > 0.0, lam, 0.0))          # NaN and negative rates: 0
 
 
 class FeedModel:
@@ -229,6 +235,8 @@ class FeedModel:
         self.C = 1440 // self.cycle
         self.vocab = FeedVocab(self.city, specs)
         self._grid_cache: dict = {}
+        self._where: dict = {}
+        self._prof_tiles: dict = {}
         self._sizes: dict = {}
         self._prof = {k: profile(k, self.C) for k in PROFILES}
         self._cdf_names = list(PROFILES)
@@ -248,6 +256,17 @@ class FeedModel:
 
     def wants(self, feed: str) -> bool:
         return self.only is None or feed in self.only
+
+    def where(self, table: str, kinds) -> np.ndarray:
+        """Positions (read-only, cached) of the sites or sensors (``table``) of a kind or kinds."""
+        key = (table, kinds if isinstance(kinds, str) else tuple(kinds))
+        pos = self._where.get(key)
+        if pos is None:
+            k = self.site_kind if table == "site" else self.sensor_kind
+            pos = np.flatnonzero(np.isin(k, [kinds] if isinstance(kinds, str) else list(kinds)))
+            pos.flags.writeable = False
+            self._where[key] = pos
+        return pos
 
     # ------------------------------------------------------------------------------ drivers
     def _drivers(self):
@@ -428,8 +447,9 @@ class FeedModel:
         return out if cap is None else np.minimum(out, cap)
 
     # ------------------------------------------------------------------------------ one day
-    def day(self, t: int) -> dict:
-        """All feeds of day ``t`` as ``{kind: DataFrame}`` (see :mod:`engine.sim.feeds`)."""
+    def day(self, t: int, rows: dict | None = None) -> dict:
+        """All feeds of day ``t`` as ``{kind: DataFrame}`` (see :mod:`engine.sim.feeds`); ``rows``,
+        if given, receives ``{feed: rows}`` (feeds with rows only)."""
         from engine.sim.feeds import DayBuffer
 
         if not 0 <= t < self.T:
@@ -442,42 +462,56 @@ class FeedModel:
             if any(self.wants(f) for f in name.split("+")):
                 gen(ctx)
         self._sizes = buf.sizes
+        if rows is not None:
+            rows.update({f: n for f, n in buf.rows.items() if n})
         return buf.frames()
 
     # ------------------------------------------------------------------------------ helpers
     def grid(self, ctx, feed: str, emitter: str, positions, times_min, signal, sd, integer=None):
         """Readings or snapshots of ``feed`` for every (time, emitter, item): ``signal`` is
-        ``(len(times_min), E, M)``; adds noise (:func:`noisy_readings`) and clips to the bounds."""
+        ``(len(times_min), E, M)``; adds noise, clips to the bounds and writes the records
+        (:func:`engine.sim.noise.noisy_grid`)."""
         if not self.wants(feed):
             return
-        kind = self.vocab.specs[feed]["kind"]
         Cn, E, M = signal.shape
         if Cn * E * M == 0:
             return
+        integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
+        rec = self._records(ctx, feed, emitter, positions, times_min, np.asarray(sd, dtype=np.float64), integer)
+        noisy_grid(np.asarray(signal, dtype=np.float64), *rec)
+
+    def signal(self, ctx, feed: str, emitter: str, positions, times_min, kernel, args, sd, integer=None):
+        """Like :meth:`grid`, with the signal ``(len(times_min), E, len(sd))`` written by a kernel
+        of :mod:`engine.sim.feedkernels` (``kernel(*args, sig)``)."""
+        if not self.wants(feed) or len(positions) * len(times_min) == 0:
+            return
+        sig = np.empty((len(times_min), len(positions), len(sd)))
+        kernel(*args, sig)
+        self.grid(ctx, feed, emitter, positions, times_min, sig, sd, integer)
+
+    def _records(self, ctx, feed, emitter, positions, times_min, sd, integer) -> tuple:
+        """The record arguments of :func:`engine.sim.noise.noisy_grid` after the signal: noise and
+        bounds, the stream key, emitter and item codes, absolute times, and the reserved columns."""
+        kind = self.vocab.specs[feed]["kind"]
+        E, M = len(positions), sd.size
         key = (feed, E, tuple(times_min))
         cached = self._grid_cache.get(key)
         if cached is None:
-            em = self.vocab.emitter_codes(kind, emitter, positions)
-            items = self.vocab.item_code[feed]
-            off = np.asarray(times_min, dtype=np.int64) * NS_MIN
-            if kind == "readings":        # an interval's reading is stamped 1 s before its end
-                off = off - 10**9
             from engine.sim.feeds import EMITTER_COL, ITEM_COL, _code_dtype
 
             v = self.vocab
             edt = _code_dtype(len(v.dtypes[(kind, EMITTER_COL[kind])].categories))
             idt = _code_dtype(len(v.dtypes[(kind, ITEM_COL[kind])].categories))
-            cached = (np.tile(np.repeat(em, M), Cn).astype(edt), np.tile(items, Cn * E).astype(idt),
-                      np.repeat(off, E * M))
+            off = np.asarray(times_min, dtype=np.int64) * NS_MIN
+            if kind == "readings":        # an interval's reading is stamped 1 s before its end
+                off = off - 10**9
+            cached = (self.vocab.emitter_codes(kind, emitter, positions).astype(edt),
+                      self.vocab.item_code[feed].astype(idt), off)
             self._grid_cache[key] = cached
         em, it, off = cached
         lo, hi = self.vocab.bounds[feed]
-        integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
-        em_o, it_o, t_o, out = ctx.buf.reserve(kind, feed, Cn * E * M)
-        em_o[:], it_o[:] = em, it
-        np.add(off, ctx.start, out=t_o)
-        noisy_readings(np.ascontiguousarray(signal, dtype=np.float64).ravel(), np.asarray(sd, dtype=np.float64),
-                       lo, hi, integer, ctx.key(feed), out)
+        em_o, it_o, t_o, out = ctx.buf.reserve(kind, feed, len(off) * E * M)
+        return sd, lo, hi, integer, ctx.key(feed), em, it, off + ctx.start, em_o, it_o, t_o, out
 
     def reading_times(self, feed: str) -> np.ndarray:
         """Minutes after midnight of the ends of a readings feed's intervals (:meth:`grid` stamps
@@ -520,7 +554,10 @@ class _Day:
         lev = np.array([self.level(p) for p in profiles])
         lam = np.asarray(rates, dtype=np.float64) * lev[None, :]
         counts = [_counts(rng, lam).ravel()]
-        prof_idx = [np.tile([names.index(p) for p in profiles], m.R)]
+        tiled = m._prof_tiles.get(tuple(profiles))
+        if tiled is None:                       # profile of every (region, category) cell
+            tiled = m._prof_tiles[tuple(profiles)] = np.tile([names.index(p) for p in profiles], m.R)
+        prof_idx = [tiled]
         cdfs = [m._cdf]
         for rates_x, cover in extra:
             if cover.sum() <= 0:
@@ -616,8 +653,10 @@ def gen_hotline(d: _Day):
     ch = (u[:, None] > cum).sum(axis=1).clip(0, 3)
     building, unit = rng.integers(1, 40, cat.size), rng.integers(1, 5, cat.size)
     room = rng.integers(1, 19, cat.size) * 100 + rng.integers(1, 5, cat.size)
-    text = np.array([f"{m.region_name[r]}{b}栋{u}单元{h}室居民反映：{zh[c]}"
-                     for r, b, u, h, c in zip(reg, building, unit, room, cat)], dtype=object)
+    names = m.region_name.tolist()               # Python objects: formatting numpy scalars is slow
+    text = np.array([f"{names[r]}{b}栋{u}单元{h}室居民反映：{zh[c]}"
+                     for r, b, u, h, c in zip(reg.tolist(), building.tolist(), unit.tolist(), room.tolist(),
+                                              cat.tolist())], dtype=object)
     dup = rng.random(cat.size) < DUPLICATE_SHARE
     k = int(dup.sum())
     ch2 = (ch[dup] + rng.integers(1, 4, k)) % 4
@@ -867,55 +906,39 @@ def gen_network_readings(d: _Day):
     sk, sr = m.sensor_kind, m.sensor_region
     times = m.reading_times("road_traffic")
     # --- road traffic
-    pos = np.flatnonzero(sk == "road_segment")
+    pos = m.where("sensor", "road_segment")
     if pos.size and m.wants("road_traffic"):
         r = sr[pos]
         u = _hash_unit(m.seed, "road", pos.size)
         base = 250.0 + 450.0 * u                                           # vehicles per 15 min at full activity
         vfree = 35.0 + 25.0 * _hash_unit(m.seed, "vfree", pos.size)
         cap = base * 2.0
-        prof = d.prof("commute") * d.level("commute")
-        act = m.activity[t][r]
-        vol = base[None, :] * prof[:, None] * act[None, :] * (m.cycle / 15.0)
-        ratio = vol / (cap[None, :] * m.cycle / 15.0)
-        speed = vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6)
-        speed = np.maximum(speed, 5.0)
-        occ = 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2)
-        cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
-        m.grid(d, "road_traffic", "sensor", pos, times, np.stack([speed, vol, occ, cong], axis=-1),
-               [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
+        m.signal(d, "road_traffic", "sensor", pos, times, road_signal,
+                (d.prof("commute") * d.level("commute"), base, m.activity[t][r], m.cycle / 15.0, cap * m.cycle / 15.0,
+                 vfree), [0.06, 0.12, 0.1, 0.1], integer=[False, True, False, False])
     # --- water
-    pos = np.flatnonzero(sk == "water_meter")
+    pos = m.where("sensor", "water_meter")
     if pos.size and m.wants("water_network"):
         r = sr[pos]
         resid = m.pop[r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
         jobs = m.jobs_open[t][r] / np.maximum(m.n_sensor["water_meter"][r], 1.0)
-        flow = (resid * 0.2 / 24.0)[None, :] * d.prof("residential")[:, None] * (0.85 + 0.3 * m.home[t][r])[None, :] \
-            + (jobs * 0.06 / 24.0)[None, :] * (d.prof("work") * d.level("work"))[:, None]
         burst = m.cycle_boost(t, "water_main_burst", cap=1.5)[:, r]          # (C, E)
-        pressure = (0.36 - 0.05 * (flow / (flow.mean(axis=0, keepdims=True) + 1e-9) - 1.0)) * \
-            (1.0 - 0.6 * np.minimum(burst, 1.0))
-        flow = flow * (1.0 + 0.8 * burst)
-        turb = 0.35 + 15.0 * burst + 0.2 * m.rain[t]
-        chlor = 0.6 * (1.0 - 0.5 * np.minimum(burst, 1.0)) * np.ones_like(flow)
-        m.grid(d, "water_network", "sensor", pos, times, np.stack([pressure, flow, turb, chlor], axis=-1),
-               [0.02, 0.06, 0.15, 0.05])
+        m.signal(d, "water_network", "sensor", pos, times, water_signal,
+                (d.prof("residential"), d.prof("work") * d.level("work"), resid * 0.2 / 24.0,
+                 0.85 + 0.3 * m.home[t][r], jobs * 0.06 / 24.0, burst, float(m.rain[t])), [0.02, 0.06, 0.15, 0.05])
     # --- power
-    pos = np.flatnonzero(sk == "power_meter")
+    pos = m.where("sensor", "power_meter")
     if pos.size and m.wants("power_grid"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["power_meter"][r], 1.0)
         resid = m.pop[r] / n
         jobs = m.jobs_open[t][r] / n
-        load = (0.3 * resid * (0.85 + 0.3 * m.home[t][r]))[None, :] * d.prof("residential")[:, None] + \
-            (0.9 * jobs)[None, :] * (0.15 + d.prof("work") * d.level("work"))[:, None]
         out = np.minimum(m.cycle_boost(t, "power_outage", cap=1.0)[:, r], 1.0)
-        load = load * (1.0 - 0.97 * out)
-        volt = (228.0 - 6.0 * load / (load.mean(axis=0, keepdims=True) + 1e-9) + 6.0) * (1.0 - out)
-        energy = load * m.cycle / 60.0
-        m.grid(d, "power_grid", "sensor", pos, times, np.stack([load, volt, energy], axis=-1), [0.05, 0.005, 0.05])
+        m.signal(d, "power_grid", "sensor", pos, times, power_signal,
+                (d.prof("residential"), 0.15 + d.prof("work") * d.level("work"),
+                 0.3 * resid * (0.85 + 0.3 * m.home[t][r]), 0.9 * jobs, out, m.cycle), [0.05, 0.005, 0.05])
     # --- gas
-    pos = np.flatnonzero(sk == "gas_meter")
+    pos = m.where("sensor", "gas_meter")
     if pos.size and m.wants("gas_network"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["gas_meter"][r], 1.0)
@@ -924,7 +947,7 @@ def gen_network_readings(d: _Day):
         press = 200.0 - 12.0 * flow / (flow.mean(axis=0, keepdims=True) + 1e-9)
         m.grid(d, "gas_network", "sensor", pos, times, np.stack([press, flow], axis=-1), [0.01, 0.07])
     # --- drainage
-    pos = np.flatnonzero(sk == "drainage_gauge")
+    pos = m.where("sensor", "drainage_gauge")
     if pos.size and m.wants("drainage"):
         r = sr[pos]
         n = np.maximum(m.n_sensor["drainage_gauge"][r], 1.0)
@@ -935,7 +958,7 @@ def gen_network_readings(d: _Day):
     # --- air quality (hourly) and noise
     traffic = (d.prof("commute") * d.level("commute"))                     # (C,)
     city_act = float(np.average(m.activity[t], weights=m.pop))
-    pos = np.flatnonzero(sk == "air_monitor")
+    pos = m.where("sensor", "air_monitor")
     if pos.size and m.wants("air_quality"):
         at = m.reading_times("air_quality")
         ci = ((at - 1) // m.cycle).clip(0, C - 1)
@@ -948,7 +971,7 @@ def gen_network_readings(d: _Day):
         aqi = _aqi_pm25(pm25)
         m.grid(d, "air_quality", "sensor", pos, at, np.stack([pm25, pm10, no2, o3, aqi], axis=-1),
                [0.08, 0.08, 0.1, 0.08, 0.04], integer=[False, False, False, False, True])
-    pos = np.flatnonzero(sk == "noise_monitor")
+    pos = m.where("sensor", "noise_monitor")
     if pos.size and m.wants("noise"):
         r = sr[pos]
         tr = traffic[:, None] * m.activity[t][r][None, :]
@@ -970,18 +993,30 @@ def gen_crowds(d: _Day):
     kinds = m.vocab.specs["crowd_counts"]["emitter_kinds"]
     times = m.reading_times("crowd_counts")
     C, cyc = m.C, m.cycle
-    pos = np.flatnonzero(np.isin(m.site_kind, kinds))
+    pos = m.where("site", kinds)
     alerts = []                                                           # (category, region, cycle) arrays
     if pos.size and (m.wants("crowd_counts") or m.wants("crowd_alerts")):
         E = pos.size
         r = m.site_region[pos]
         kind = m.site_kind[pos]
         cap = np.maximum(m.site_cap[pos], 1.0)
-        entries = np.zeros((C, E))
-        occ = np.zeros((C, E))
-        queue = np.zeros((C, E))
         v = m.site_venue[pos]
         isv = v >= 0
+        # per-site daily amounts and rhythms; crowd_signal spreads them over the cycles
+        code = np.full(E, -1, dtype=np.int64)
+        a = np.zeros(E)                                                   # daily entries (offices: workers)
+        b = np.zeros(E)                                                   # venues: peak occupancy
+        adm = np.ones(E)
+        p_in = np.zeros(E, dtype=np.int64)
+        p_occ = np.zeros(E, dtype=np.int64)
+        rows_in, rows_occ = [], []
+
+        def rhythm(sel, k, prof_in, prof_occ):
+            code[sel] = CROWD_KINDS.index(k)
+            p_in[sel], p_occ[sel] = len(rows_in), len(rows_occ)
+            rows_in.append(prof_in)
+            rows_occ.append(prof_occ)
+
         # venues: the simulated visitors and peak occupancy
         pname = {"mall": "mall", "wet_market": "market", "restaurant": "restaurant", "supermarket": "supermarket"}
         for k, pn in pname.items():
@@ -989,13 +1024,58 @@ def gen_crowds(d: _Day):
             if not sel.size:
                 continue
             pr = d.prof(pn)
-            vis = res.venue_visitors[t, v[sel]] * d.level(pn)
-            entries[:, sel] = vis[None, :] * pr[:, None] / C
-            peak = res.venue_occupancy[t, v[sel]] * cap[sel] * d.level(pn)
-            occ[:, sel] = peak[None, :] * (pr / pr.max())[:, None]
-            adm = res.venue_admitted[t, v[sel]] if res.venue_admitted is not None else np.ones(sel.size)
-            demand = occ[:, sel] / np.maximum(adm, 1e-3)[None, :]
-            queue[:, sel] = 0.15 * np.maximum(demand - occ[:, sel], 0.0) + 0.01 * occ[:, sel]
+            a[sel] = res.venue_visitors[t, v[sel]] * d.level(pn)
+            b[sel] = res.venue_occupancy[t, v[sel]] * cap[sel] * d.level(pn)
+            if res.venue_admitted is not None:
+                adm[sel] = res.venue_admitted[t, v[sel]]
+            rhythm(sel, "venue", pr, pr / pr.max())
+        # compound gates: residents going out and back
+        sel = np.flatnonzero(kind == "compound_gate")
+        if sel.size:
+            rr = r[sel]
+            per_gate = m.pop[rr] / np.maximum(m.n_site["compound_gate"][rr], 1.0)
+            a[sel] = per_gate * (0.5 + 1.7 * m.activity[t][rr])
+            rhythm(sel, "compound_gate", d.prof("gate") * d.level("gate"), np.zeros(C))
+        check = 0.3 + 0.7 * max(m.lock[t], m.alarm[t])
+        sel = np.flatnonzero(kind == "pharmacy")
+        boost = np.zeros((C, E))
+        if sel.size:
+            rr = r[sel]
+            catch = m.pop[rr] / np.maximum(m.n_site["pharmacy"][rr], 1.0)
+            boost[:, sel] = m.cycle_boost(t, "mask_shortage", cap=2.0)[:, rr]
+            a[sel] = catch * 0.012 * (1 + 1.5 * m.alarm[t] + 2.0 * (1 - m.masks[t]))
+            pr = d.prof("daytime")
+            rhythm(sel, "pharmacy", pr, pr / pr.max())
+        sel = np.flatnonzero(kind == "metro_station")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["metro_station"][rr], 1.0)
+            a[sel] = (res.workers_home[t, rr] + res.workers_at[t, rr]) * 0.35 / n + m.pop[rr] * 0.1 * m.other[t] / n
+            rhythm(sel, "metro_station", d.prof("metro") * d.level("metro"), np.zeros(C))
+        sel = np.flatnonzero(kind == "office_building")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["office_building"][rr], 1.0)
+            a[sel] = np.minimum(res.workers_at[t, rr] * 0.5 / n, cap[sel])
+            pr = d.prof("work") * d.level("work")
+            rhythm(sel, "office_building", d.prof("commute"), pr / pr.max())
+        sel = np.flatnonzero(kind == "hospital")
+        if sel.size:
+            rr = r[sel]
+            n = np.maximum(m.n_site["hospital"][rr], 1.0)
+            a[sel] = m.pop[rr] * 0.004 * (0.5 + 0.5 * m.other[t]) / n + (m.onsets[t, rr].sum(axis=1) * 0.7) / n
+            rhythm(sel, "hospital", d.prof("clinic"), np.zeros(C))
+        sel = np.flatnonzero(kind == "school")
+        if sel.size:
+            open_ = (_hash_unit(m.seed, "school-open", m.site_kind.size)[pos[sel]] < m.schools[t]).astype(float)
+            a[sel] = cap[sel] * open_ * 0.95 * d.level("school")
+            h = (np.arange(C) + 0.5) * 24.0 / C
+            rhythm(sel, "school", d.prof("school"), ((h >= 7.5) & (h <= 16.5)).astype(float))
+        sig = np.empty((C, E, 3))
+        crowd_signal(code, p_in, p_occ, a, b, cap, adm, boost, np.array(rows_in or [np.zeros(C)]),
+                     np.array(rows_occ or [np.zeros(C)]), cyc, check, d.level("work"), max(m.alarm[t], 0.2),
+                     1 + 3 * m.alarm[t], sig)
+        entries, occ, queue = sig[..., 0], sig[..., 1], sig[..., 2]
         # a market crowd: the day's simulated visitors include the factor; show it in its window
         for inc, rp, cover in m.active(t, "market_crowd"):
             f = max(inc.magnitude, 1e-9)
@@ -1007,85 +1087,23 @@ def gen_crowds(d: _Day):
                 entries[:, sel] *= shape
                 occ[:, sel] *= shape
                 queue[:, sel] = queue[:, sel] * shape + 0.1 * np.maximum(occ[:, sel] - cap[sel][None, :], 0.0)
-        # compound gates: residents going out and back
-        sel = np.flatnonzero(kind == "compound_gate")
-        if sel.size:
-            rr = r[sel]
-            per_gate = m.pop[rr] / np.maximum(m.n_site["compound_gate"][rr], 1.0)
-            trips = per_gate * (0.5 + 1.7 * m.activity[t][rr])
-            pr = d.prof("gate") * d.level("gate")
-            entries[:, sel] = trips[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 1.0 / cyc
-            check = 0.3 + 0.7 * max(m.lock[t], m.alarm[t])
-            queue[:, sel] = entries[:, sel] * 0.08 * check
-        sel = np.flatnonzero(kind == "pharmacy")
-        if sel.size:
-            rr = r[sel]
-            catch = m.pop[rr] / np.maximum(m.n_site["pharmacy"][rr], 1.0)
-            ms = m.cycle_boost(t, "mask_shortage", cap=2.0)[:, rr]
-            daily = catch * 0.012 * (1 + 1.5 * m.alarm[t] + 2.0 * (1 - m.masks[t]))
-            pr = d.prof("daytime")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C * (1.0 + 1.0 * ms)
-            occ[:, sel] = entries[:, sel] * 6.0 / cyc
-            queue[:, sel] = np.maximum(occ[:, sel] - 0.5 * cap[sel][None, :], 0.0) + \
-                10.0 * ms * (pr / pr.max())[:, None]
-        sel = np.flatnonzero(kind == "metro_station")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["metro_station"][rr], 1.0)
-            daily = (res.workers_home[t, rr] + res.workers_at[t, rr]) * 0.35 / n + m.pop[rr] * 0.1 * m.other[t] / n
-            pr = d.prof("metro") * d.level("metro")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 4.0 / cyc
-            queue[:, sel] = 0.3 * np.maximum(occ[:, sel] - 0.3 * cap[sel][None, :], 0.0)
-        sel = np.flatnonzero(kind == "office_building")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["office_building"][rr], 1.0)
-            workers = np.minimum(res.workers_at[t, rr] * 0.5 / n, cap[sel])
-            pr = d.prof("work") * d.level("work")
-            arrive = d.prof("commute")
-            entries[:, sel] = workers[None, :] * 1.3 * arrive[:, None] / C
-            occ[:, sel] = workers[None, :] * (pr / pr.max())[:, None] * d.level("work")
-            queue[:, sel] = 0.01 * entries[:, sel] * np.maximum(m.alarm[t], 0.2)
-        sel = np.flatnonzero(kind == "hospital")
-        if sel.size:
-            rr = r[sel]
-            n = np.maximum(m.n_site["hospital"][rr], 1.0)
-            daily = m.pop[rr] * 0.004 * (0.5 + 0.5 * m.other[t]) / n + \
-                (m.onsets[t, rr].sum(axis=1) * 0.7) / n
-            pr = d.prof("clinic")
-            entries[:, sel] = daily[None, :] * pr[:, None] / C
-            occ[:, sel] = entries[:, sel] * 60.0 / cyc
-            queue[:, sel] = 0.05 * occ[:, sel] * (1 + 3 * m.alarm[t])
-        sel = np.flatnonzero(kind == "school")
-        if sel.size:
-            rr = r[sel]
-            open_ = (_hash_unit(m.seed, "school-open", m.site_kind.size)[pos[sel]] < m.schools[t]).astype(float)
-            pupils = cap[sel] * open_ * 0.95 * d.level("school")
-            pr = d.prof("school")
-            entries[:, sel] = pupils[None, :] * pr[:, None] / C
-            h = (np.arange(C) + 0.5) * 24.0 / C
-            present = ((h >= 7.5) & (h <= 16.5)).astype(float)
-            occ[:, sel] = pupils[None, :] * present[:, None]
-            queue[:, sel] = 0.02 * entries[:, sel]
         scale = cyc / 15.0
         if m.wants("crowd_counts"):
-            m.grid(d, "crowd_counts", "site", pos, times, np.stack([entries, occ, queue], axis=-1),
-                   [0.1, 0.08, 0.15], integer=[True, True, True])
+            m.grid(d, "crowd_counts", "site", pos, times, sig, [0.1, 0.08, 0.15], integer=[True, True, True])
         # alerts: crowded sites in a cycle raise an alert with probability 0.5
-        rules = (("compound_gate", "gate_crowding", queue, 12.0 * scale),
-                 ("pharmacy", "pharmacy_queue", queue, 8.0),
-                 ("wet_market", "market_crowding", occ / cap[None, :], 0.5),
-                 ("metro_station", "station_crowding", occ / cap[None, :], 0.3),
-                 ("mall", "mall_crowding", occ / cap[None, :], 0.6))
+        rules = (("compound_gate", "gate_crowding", queue, False, 12.0 * scale),
+                 ("pharmacy", "pharmacy_queue", queue, False, 8.0),
+                 ("wet_market", "market_crowding", occ, True, 0.5),
+                 ("metro_station", "station_crowding", occ, True, 0.3),
+                 ("mall", "mall_crowding", occ, True, 0.6))
         rng = d.rng("crowd_alerts")
         ai = m.vocab.items["crowd_alerts"]
-        for k, cat, x, thr in rules:
+        for k, cat, x, per_cap, thr in rules:
             sel = np.flatnonzero(kind == k)
             if not sel.size:
                 continue
-            hit = (x[:, sel] > thr) & (rng.random((C, sel.size)) < 0.5)
+            x = x[:, sel] / cap[sel][None, :] if per_cap else x[:, sel]     # share of capacity, or queue
+            hit = (x > thr) & (rng.random((C, sel.size)) < 0.5)
             ci, ei = np.nonzero(hit)
             alerts.append((np.full(ci.size, ai.index(cat)), r[sel][ei], ci))
     if m.wants("crowd_alerts"):
@@ -1101,7 +1119,7 @@ def gen_crowds(d: _Day):
                 off = ci * cyc * NS_MIN + (rng.random(ci.size) * cyc * NS_MIN).astype(np.int64)
                 d.buf.events("crowd_alerts", cat, reg, off)
     # construction-site monitors
-    pos = np.flatnonzero(m.site_kind == "construction_site")
+    pos = m.where("site", "construction_site")
     if pos.size and m.wants("site_monitors"):
         e = m.share_E[t]
         cap = np.maximum(m.site_cap[pos], 1.0)
@@ -1144,7 +1162,7 @@ def gen_commerce(d: _Day):
         m.grid(d, "consumer_spending", "region", np.arange(m.R), times, np.stack([sig[i] for i in items], axis=-1),
                [0.1] * len(items))
     # staple prices at wet markets and supermarkets, daily
-    pos = np.flatnonzero(np.isin(m.site_kind, ["wet_market", "supermarket"]))
+    pos = m.where("site", ["wet_market", "supermarket"])
     if pos.size and m.wants("staple_prices"):
         items = m.vocab.items["staple_prices"]
         base = np.array([STAPLES[i] for i in items])
@@ -1160,7 +1178,7 @@ def gen_commerce(d: _Day):
             spike[np.ix_(hit, it)] += 0.4 * inc.magnitude
         sig = (base * walk * lockp)[None, :] * site[:, None] * (1.0 + spike)
         m.grid(d, "staple_prices", "site", pos, m.reading_times("staple_prices"), sig[None], [0.02] * len(items))
-    pos = np.flatnonzero(m.site_kind == "pharmacy")
+    pos = m.where("site", "pharmacy")
     if pos.size and m.wants("protective_prices"):
         items = m.vocab.items["protective_prices"]
         base = np.array([PROTECTIVE[i] for i in items])
@@ -1191,7 +1209,7 @@ def gen_snapshots(d: _Day):
         m.grid(d, "enterprise_status", "enterprise", np.arange(m.ent_sector.size), SNAPSHOT_TIMES["enterprise_status"],
                sig, [0.0, 0.0, 0.05, 0.05, 0.05], integer=[True, True, True, False, False])
     kinds = m.vocab.specs["shop_status"]["emitter_kinds"]
-    pos = np.flatnonzero(np.isin(sk, kinds))
+    pos = m.where("site", kinds)
     if pos.size and m.wants("shop_status"):
         k = sk[pos]
         other = m.other[t]
@@ -1200,7 +1218,7 @@ def gen_snapshots(d: _Day):
                        0.1 + 0.9 * other, 0.3 + 0.7 * m.share_H[t]], default=0.92 + 0.08 * m.share_F[t])
         open_ = (_hash_unit(m.seed, "shop-open", sk.size)[pos] < p).astype(float)
         m.grid(d, "shop_status", "site", pos, SNAPSHOT_TIMES["shop_status"], open_[None, :, None], [0.0])
-    pos = np.flatnonzero(sk == "pharmacy")
+    pos = m.where("site", "pharmacy")
     if pos.size and m.wants("pharmacy_stock"):
         items = m.vocab.items["pharmacy_stock"]
         base = np.array([STOCK[i] for i in items])
@@ -1213,7 +1231,7 @@ def gen_snapshots(d: _Day):
         sig = base[None, None, :] / demand * (1.0 - sold / demand) * \
             (1.0 - 0.9 * short[..., None] * mask[None, None, :])
         m.grid(d, "pharmacy_stock", "site", pos, tm, sig, [0.08] * len(items), integer=[True] * len(items))
-    pos = np.flatnonzero(np.isin(sk, ["wet_market", "supermarket"]))
+    pos = m.where("site", ["wet_market", "supermarket"])
     if pos.size and m.wants("market_supply"):
         items = m.vocab.items["market_supply"]
         capf = np.maximum(m.site_cap[pos], 1.0) / 1200.0
@@ -1225,7 +1243,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([3.0 * capf * f, 1.0 * capf * f, 0.5 * capf * f, 0.8 * capf * f,
                         np.maximum(7.0 * (1.0 - 0.3 * lock) * (1.0 - 0.5 * np.minimum(spike, 1.5)), 0.5)], axis=-1)
         m.grid(d, "market_supply", "site", pos, SNAPSHOT_TIMES["market_supply"], sig[None], [0.08] * len(items))
-    pos = np.flatnonzero(sk == "elderly_care")
+    pos = m.where("site", "elderly_care")
     if pos.size and m.wants("elderly_care_status"):
         r = m.site_region[pos]
         resid = np.round(np.maximum(m.site_cap[pos], 1.0) * (0.75 + 0.2 * _hash_unit(m.seed, "care", sk.size)[pos]))
@@ -1235,7 +1253,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([resid, staff, fever, closed], axis=-1)
         tm = SNAPSHOT_TIMES["elderly_care_status"]
         m.grid(d, "elderly_care_status", "site", pos, tm, np.repeat(sig[None], len(tm), 0), [0.0] * 4)
-    pos = np.flatnonzero(sk == "hotel")
+    pos = m.where("site", "hotel")
     if pos.size and m.wants("quarantine_hotels"):
         designated = _hash_unit(m.seed, "quarantine-hotel", sk.size)[pos] < 0.4
         rooms = np.round(designated * np.maximum(m.site_cap[pos], 1.0) * 0.5)
@@ -1243,7 +1261,7 @@ def gen_snapshots(d: _Day):
         occ = np.minimum(rooms, np.round(need * rooms / max(rooms.sum(), 1.0) + 0.05 * rooms))
         m.grid(d, "quarantine_hotels", "site", pos, SNAPSHOT_TIMES["quarantine_hotels"],
                np.stack([rooms, occ], axis=-1)[None], [0.0, 0.0])
-    pos = np.flatnonzero(sk == "compound_gate")
+    pos = m.where("site", "compound_gate")
     if pos.size and m.wants("gate_status"):
         tm = SNAPSHOT_TIMES["gate_status"]
         u = _hash_unit(m.seed, "gate", sk.size)[pos]
@@ -1255,7 +1273,7 @@ def gen_snapshots(d: _Day):
         sig = np.stack([np.broadcast_to(open_, guard.shape), np.broadcast_to(temp.astype(float), guard.shape), guard],
                        axis=-1)
         m.grid(d, "gate_status", "site", pos, tm, sig, [0.0, 0.0, 0.0])
-    pos = np.flatnonzero(sk == "school")
+    pos = m.where("site", "school")
     if pos.size and m.wants("school_status"):
         r = m.site_region[pos]
         open_ = (_hash_unit(m.seed, "school-open", sk.size)[pos] < m.schools[t]).astype(float)
@@ -1264,7 +1282,7 @@ def gen_snapshots(d: _Day):
         absent = open_ * rng.poisson(np.maximum(m.site_cap[pos], 1.0) * (0.002 + 0.5 * kid))
         m.grid(d, "school_status", "site", pos, SNAPSHOT_TIMES["school_status"],
                np.stack([open_, att, absent], axis=-1)[None], [0.0, 0.01, 0.0])
-    pos = np.flatnonzero(sk == "hospital")
+    pos = m.where("site", "hospital")
     if pos.size and m.wants("hospital_status"):
         tm = SNAPSHOT_TIMES["hospital_status"]
         cap = np.maximum(m.site_cap[pos], 1.0)

@@ -7,7 +7,8 @@ draws other days or other feeds used, and any day can be regenerated alone.
 
 * :func:`mix64` is SplitMix64's finaliser; the ``i``-th number of stream ``key`` is
   ``mix64(key + (i + 1) * golden)`` (SplitMix64 itself); :func:`uniform` gives ``[0, 1)`` doubles.
-* :func:`noisy_readings` adds multiplicative noise ``1 + sd * z`` to a block of signals and clips
+* :func:`noisy_readings` (and :func:`noisy_grid`, which also writes the records' emitter, item and
+  time columns) adds multiplicative noise ``1 + sd * z`` to a block of signals and clips
   each value into its metric's ``[lo, hi]``; ``z`` is an Irwin-Hall(4) variate (sum of four 16-bit
   uniforms from one hash, centred and scaled to unit variance): close to normal, bounded by
   +-3.46, so noise never produces absurd outliers.
@@ -40,6 +41,7 @@ _S11, _S16, _S32, _S48 = np.uint64(11), np.uint64(16), np.uint64(32), np.uint64(
 _LOW16 = np.uint64(0xFFFF)
 _SQRT3 = np.sqrt(3.0)
 _TWO53 = 2.0 ** -53
+_GOLDEN_INT, _M1_INT, _M2_INT = int(_GOLDEN), int(_M1), int(_M2)
 
 
 def day_key(seed: int, day: int, name: str) -> np.uint64:
@@ -48,10 +50,12 @@ def day_key(seed: int, day: int, name: str) -> np.uint64:
     >>> int(day_key(1, 2, "x")) == int(day_key(1, 2, "x")) != int(day_key(1, 3, "x"))
     True
     """
-    h = np.uint64(zlib.crc32(name.encode()))
-    with np.errstate(over="ignore"):
-        k = mix64(np.uint64(seed) * _M1 ^ np.uint64(day) * _M2 ^ h * _GOLDEN)
-    return np.uint64(k)
+    mask = 0xFFFFFFFFFFFFFFFF                  # Python integers: as fast as a dict look-up
+    h = zlib.crc32(name.encode())
+    z = ((int(seed) * _M1_INT) & mask) ^ ((int(day) * _M2_INT) & mask) ^ ((h * _GOLDEN_INT) & mask)
+    z = ((z ^ (z >> 30)) * _M1_INT) & mask
+    z = ((z ^ (z >> 27)) * _M2_INT) & mask
+    return np.uint64(z ^ (z >> 31))
 
 
 @njit
@@ -71,16 +75,30 @@ def bits(key, i):
 @njit
 def uniform(key, i):
     """A double in ``[0, 1)``: the ``i``-th of stream ``key``."""
-    return float(bits(key, i) >> _S11) * _TWO53
+    return float(np.int64(bits(key, i) >> _S11)) * _TWO53          # < 2**53: exact as int64
 
 
 @njit
 def irwin_hall(key, i):
     """A zero-mean, unit-variance variate in [-3.46, 3.46]: the ``i``-th of stream ``key``."""
     h = bits(key, i)
-    s = (float(h & _LOW16) + float((h >> _S16) & _LOW16) + float((h >> _S32) & _LOW16)
-         + float(h >> _S48) + 2.0) * (1.0 / 65536.0)
-    return (s - 2.0) * _SQRT3
+    # the four 16-bit parts summed as integers (exact, so equal to summing them as doubles)
+    k = np.int64((h & _LOW16) + ((h >> _S16) & _LOW16) + ((h >> _S32) & _LOW16) + (h >> _S48))
+    return ((float(k) + 2.0) * (1.0 / 65536.0) - 2.0) * _SQRT3
+
+
+@njit
+def noisy_value(v, sd, lo, hi, integer, key, i):
+    """One reading: ``clip(v * (1 + sd * irwin_hall(key, i)), lo, hi)``, rounded if ``integer``."""
+    if sd > 0.0:
+        v = v * (1.0 + sd * irwin_hall(key, i))
+    if integer:
+        v = np.floor(v + 0.5)
+    if v < lo:
+        v = lo
+    elif v > hi:
+        v = hi
+    return v
 
 
 @njit
@@ -92,16 +110,40 @@ def noisy_readings(signal, sd, lo, hi, integer, key, out):
     for b in range(signal.shape[0] // M):
         for m in range(M):
             i = b * M + m
-            v = signal[i]
-            if sd[m] > 0.0:
-                v = v * (1.0 + sd[m] * irwin_hall(key, i))
-            if integer[m]:
-                v = np.floor(v + 0.5)
-            if v < lo[m]:
-                v = lo[m]
-            elif v > hi[m]:
-                v = hi[m]
-            out[i] = v
+            out[i] = noisy_value(signal[i], sd[m], lo[m], hi[m], integer[m], key, i)
+
+
+@njit
+def record_columns(emitters, items, times, em_out, it_out, t_out):
+    """Emitter, item and time columns of a (times x emitters x items) block of records: row
+    ``i = (c * E + e) * M + m`` gets ``emitters[e]``, ``items[m]`` and ``times[c]``."""
+    E, M = emitters.shape[0], items.shape[0]
+    i = 0
+    for c in range(times.shape[0]):
+        tc = times[c]
+        for e in range(E):
+            em = emitters[e]
+            for m in range(M):
+                em_out[i] = em
+                it_out[i] = items[m]
+                t_out[i] = tc
+                i += 1
+
+
+@njit
+def noisy_grid(signal, sd, lo, hi, integer, key, emitters, items, times, em_out, it_out, t_out, out):
+    """All columns of a (times x emitters x metrics) block of records: :func:`record_columns`, and
+    ``out`` as :func:`noisy_readings` of ``signal.ravel()`` (``signal`` may be any 3-d view, e.g.
+    broadcast). Values go one metric at a time, so each metric's noise, bounds and rounding are
+    loop constants."""
+    record_columns(emitters, items, times, em_out, it_out, t_out)
+    Cn, E, M = signal.shape
+    for m in range(M):
+        s, lo_m, hi_m, int_m = sd[m], lo[m], hi[m], integer[m]
+        for c in range(Cn):
+            for e in range(E):
+                i = (c * E + e) * M + m
+                out[i] = noisy_value(signal[c, e, m], s, lo_m, hi_m, int_m, key, i)
 
 
 @njit

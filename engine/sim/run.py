@@ -386,8 +386,11 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
     day_flows = [np.zeros((R, A)) for _ in range(3)]
     home_of_visit = np.repeat(np.arange(R), np.diff(arr.visit_indptr))
     cloc = np.ascontiguousarray(cm.by_location)
+    mob, mob_key = None, None
     for t in range(T):
-        mob = daily_mobility(arr, lev.sector_share[t], lev.other[t], lev.venue_cap[t], demand[t])
+        key = (lev.sector_share[t], lev.other[t], lev.venue_cap[t], demand[t])
+        if mob_key is None or not all(np.array_equal(a, b) for a, b in zip(key, mob_key)):
+            mob, mob_key = daily_mobility(arr, *key), key        # levers change on few days: reuse
         add = breaches[t].copy()
         for inc in clusters.get(t, ()):
             v = arr.venue_ids.get_loc(inc.site)

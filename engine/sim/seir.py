@@ -59,16 +59,34 @@ def _scatter(indptr, indices, m, x, num, den):
     den[:] = 0.0
     n_age = x.shape[1]
     for r in range(indptr.shape[0] - 1):
+        xr = x[r]
         for q in range(indptr[r], indptr[r + 1]):
             k = indices[q]
             w = m[q]
             den[k] += w
+            nk = num[k]
             for a in range(n_age):
-                num[k, a] += w * x[r, a]
+                nk[a] += w * xr[a]
     for k in range(num.shape[0]):
         if den[k] > 0:
             for a in range(n_age):
                 num[k, a] /= den[k]
+
+
+@njit
+def _gather(indptr, indices, e, num, y):
+    """``y[r] = sum over r's links q of e[q] num[indices[q]]`` (in link order)."""
+    n_age = y.shape[1]
+    acc = np.zeros(n_age)
+    for r in range(indptr.shape[0] - 1):
+        acc[:] = 0.0
+        for q in range(indptr[r], indptr[r + 1]):
+            w = e[q]
+            nk = num[indices[q]]
+            for a in range(n_age):
+                acc[a] += w * nk[a]
+        for a in range(n_age):
+            y[r, a] = acc[a]
 
 
 @njit
@@ -92,28 +110,37 @@ def force_of_infection(state, n, cloc, beta, f_p, f_a, tau, school, other, masks
     _scatter(v_indptr, v_indices, v_m, x_o, num_v, den_v)
     y_w = np.zeros((R, n_age))
     y_v = np.zeros((R, n_age))
-    for r in range(R):
-        for q in range(w_indptr[r], w_indptr[r + 1]):
-            for a in range(n_age):
-                y_w[r, a] += w_e[q] * num_w[w_indices[q], a]
-        for q in range(v_indptr[r], v_indptr[r + 1]):
-            for a in range(n_age):
-                y_v[r, a] += v_e[q] * num_v[v_indices[q], a]
+    _gather(w_indptr, w_indices, w_e, num_w, y_w)
+    _gather(v_indptr, v_indices, v_e, num_v, y_v)
+    # contact sums over j for every i at once (i innermost: the same additions in the same order
+    # as a dot product per i, but vectorisable); ct[l, j, i] = cloc[l, i, j]
+    ct = np.empty((4, n_age, n_age))
+    for l in range(4):
+        for i in range(n_age):
+            for j in range(n_age):
+                ct[l, j, i] = cloc[l, i, j]
+    h = np.empty(n_age)
+    wk = np.empty(n_age)
+    sc = np.empty(n_age)
+    oc = np.empty(n_age)
+    ov = np.empty(n_age)
     for r in range(R):
         vs = venue_share[r]
+        h[:] = 0.0
+        wk[:] = 0.0
+        sc[:] = 0.0
+        oc[:] = 0.0
+        ov[:] = 0.0
+        for j in range(n_age):
+            xh, yw, xo, yv = x_h[r, j], y_w[r, j], x_o[r, j], y_v[r, j]
+            for i in range(n_age):
+                h[i] += ct[0, j, i] * xh
+                wk[i] += ct[1, j, i] * yw
+                sc[i] += ct[2, j, i] * xo
+                oc[i] += ct[3, j, i] * xo
+                ov[i] += ct[3, j, i] * yv
         for i in range(n_age):
-            h = 0.0
-            wk = 0.0
-            sc = 0.0
-            oc = 0.0
-            ov = 0.0
-            for j in range(n_age):
-                h += cloc[0, i, j] * x_h[r, j]
-                wk += cloc[1, i, j] * y_w[r, j]
-                sc += cloc[2, i, j] * x_o[r, j]
-                oc += cloc[3, i, j] * x_o[r, j]
-                ov += cloc[3, i, j] * y_v[r, j]
-            lam[r, i] = beta * (h + masks * (school * sc + wk + other * (1.0 - vs) * oc + vs * ov))
+            lam[r, i] = beta * (h[i] + masks * (school * sc[i] + wk[i] + other * (1.0 - vs) * oc[i] + vs * ov[i]))
 
 
 @njit
