@@ -42,13 +42,14 @@ def test_fold_per_indicator_is_the_identity_and_bad_setting_is_named():
         AlertConfig(alert_per="both")
 
 
-def _manager(tmp_path, per):
+def _manager(tmp_path, per, windows="all"):
     cat = Catalog.load()
     fever = [i for i in cat.indicators if subject_of(i["id"]) == "safety.epidemic.fever_clinic_visits"]
     other = [i for i in cat.indicators if subject_of(i["id"]) == "construction.lifelines.water_pressure"][:2]
     sub = SimpleNamespace(indicators=fever + other, departments=cat.departments, dimensions=cat.dimensions)
     city = City.synthetic(seed=1, neighbourhoods=6, streets=2, population=20_000)
-    am = AlertManager(sub, city, store=tmp_path / f"{per}.sqlite", config=AlertConfig(pending_cycles=2, alert_per=per))
+    am = AlertManager(sub, city, store=tmp_path / f"{per}.sqlite", config=AlertConfig(pending_cycles=2, alert_per=per,
+                                                                                      alert_windows=windows))
     return am, len(fever)
 
 
@@ -88,9 +89,27 @@ def test_subject_alerts_survive_a_checkpoint(tmp_path):
     am.close()
     cat, city = am.router, am.city
     sub = SimpleNamespace(indicators=cat.indicators, departments=Catalog.load().departments, dimensions={})
-    again = AlertManager(sub, city, store=tmp_path / "subject.sqlite", config=AlertConfig(pending_cycles=2),
+    again = AlertManager(sub, city, store=tmp_path / "subject.sqlite", config=AlertConfig(pending_cycles=2, alert_windows="all"),
                          checkpoint=tmp_path / "state.npz")
     s[:] = 0.5
     again.process(1_580_515_200 + 900 * 3, s)
     assert [a["state"] for a in again.store.list_alerts()] == ["resolved"]
     again.close()
+
+
+def test_only_the_subjects_shortest_window_drives_its_alert(tmp_path):
+    am, n_fever = _manager(tmp_path, "subject", windows="shortest")
+    ids = am.router.ids
+    short = [k for k in range(n_fever) if ids[k].endswith("_1h")]
+    assert short and am.fold.drives[short].all() and not am.fold.drives[[k for k in range(n_fever) if k not in short]].any()
+    s = np.full((am.n_indicators, 6), 0.5, np.float32)
+    s[[k for k in range(n_fever) if k not in short], 2] = 0.9995      # only the 6 h / 24 h / 7 d windows are high
+    for c in range(3):
+        am.process(1_580_515_200 + 900 * c, s)
+    assert am.store.list_alerts() == []
+    s[short, 2] = 0.995
+    for c in range(3, 6):
+        am.process(1_580_515_200 + 900 * c, s)
+    [alert] = am.store.list_alerts()
+    assert alert["indicator"] == ids[short[0]] and alert["region"] == "N0003"
+    am.close()

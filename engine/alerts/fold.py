@@ -8,6 +8,12 @@ together; an operations centre wants one alert "fever clinic visits in N0007", n
 row per subject -- the highest score of its indicators, with the detector, value and id of the
 indicator that drove it (the *lead*) -- and runs the lifecycle on those rows.
 
+With ``alert_windows="shortest"`` (the default) only the indicators at the subject's shortest
+window drive its alert: the longer windows of the same subject (24 h, 7 d sums and means) are
+smoothed, lagging copies of it -- an acute change shows first in the short window, and their
+residuals are autocorrelated over the whole window, so they would keep an alert up (or raise one
+on a slow drift) long after the short window has settled. They still feed indices and reports.
+
 >>> import numpy as np
 >>> f = Fold(["a.b.x.count_1h", "a.b.x.count_24h", "a.b.y.mean_1h"])
 >>> f.n_rows, f.subjects
@@ -72,7 +78,7 @@ class Fold:
     per : {"subject", "indicator"}
     """
 
-    def __init__(self, ids, per: str = "subject"):
+    def __init__(self, ids, per: str = "subject", windows=None):
         if per not in ("subject", "indicator"):
             raise ValueError(f"alert_per must be 'subject' or 'indicator', got {per!r}")
         self.per = per
@@ -84,10 +90,21 @@ class Fold:
             row[k] = order.setdefault(key, len(order))
         self.subjects = list(order)
         self.row_of = row
-        self.identity = per == "indicator" or len(self.subjects) == len(ids)
-        self.members = np.argsort(row, kind="stable").astype(np.int64)
+        use = np.ones(len(ids), bool)
+        if windows is not None and per == "subject":
+            from engine.catalog.vocab import window_minutes
+
+            w = np.array([window_minutes(x) if x else 0 for x in windows], np.int64)
+            shortest = np.full(len(self.subjects), np.iinfo(np.int64).max)
+            np.minimum.at(shortest, row, w)
+            use = w == shortest[row]
+        #: indicators that drive their row's alert (the others never do)
+        self.drives = use
+        self.identity = per == "indicator" or (len(self.subjects) == len(ids) and bool(use.all()))
+        members = np.flatnonzero(use)
+        self.members = members[np.argsort(row[members], kind="stable")].astype(np.int64)
         self.ptr = np.zeros(len(self.subjects) + 1, np.int64)
-        np.cumsum(np.bincount(row, minlength=len(self.subjects)), out=self.ptr[1:])
+        np.cumsum(np.bincount(row[members], minlength=len(self.subjects)), out=self.ptr[1:])
 
     @property
     def n_rows(self) -> int:

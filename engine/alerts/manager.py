@@ -159,7 +159,9 @@ class AlertManager:
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique, got {names}")
         self.n_indicators = len(self.router)
-        self.fold = Fold(self.router.ids, self.config.alert_per)
+        windows = ([i.get("window") for i in self.router.indicators]
+                   if self.config.alert_windows == "shortest" else None)
+        self.fold = Fold(self.router.ids, self.config.alert_per, windows)
         self.n_rows = self.fold.n_rows
         self.states: dict[str, SeriesState] = {}
         self.last_time: dict[str, int] = {}
