@@ -85,9 +85,14 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     catalog = Catalog.load()
     cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
 
-    results = [simulate(city, scenario.sim, seed=s) for s in scenario.seeds]
+    # one continuous simulation: history_days of burn-in for the detectors, then the period
+    sim = scenario.with_history()
+    n_history = int(scenario.history_days)
+    results = [simulate(city, sim, seed=s) for s in scenario.seeds]
     population = float(city.regions["population"].sum())
+    period_start = pd.Timestamp(str(scenario.sim.start))
     curves = pd.concat([r.curves().assign(seed=r.seed) for r in results]).reset_index()
+    curves = curves[pd.to_datetime(curves["date"]) >= period_start].reset_index(drop=True)
     curves = curves.rename(columns={"S": "susceptible", "E": "exposed", "R": "recovered"})
     curves["prevalence"] = curves["infectious"] / population
     curves["detected_cases"] = curves["new_detected"]
@@ -109,11 +114,17 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     footfall_rows = [pos[i] for i in ids if i.startswith(FOOTFALL_PREFIX) and i.endswith(FOOTFALL_SUFFIX)]
     pop = city.regions["population"].to_numpy(float)
     economy = []
-    bar = Progress(scenario.days, f"{scenario.name}", enabled=progress)
+    bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
-    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)):
+    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), start=-n_history):
         day_start = pd.Timestamp(day.date)
         ds = engine.replay(day.to_feeds(), day_start + cycle, day_start + pd.Timedelta("1D"))
+        if d < 0:
+            # burn-in: the detectors learn baselines from the history (not scored, alerted or
+            # stored), as an operations centre's detectors have the feeds' past
+            detectors.learn(ds["value"].values, pd.DatetimeIndex(ds["time"].values))
+            bar.advance()
+            continue
         for k, v in ds.attrs.items():
             if k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
@@ -156,7 +167,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
 
     parents = dict(zip(city.regions.index, city.regions["street"]))
     fired = alerts[alerts["state"] == "firing"].drop_duplicates("alert_id") if len(alerts) else alerts
-    quality = detection_quality(fired, incidents, cycle, parents)
+    quality = detection_quality(fired, incidents, cycle, parents, match=manager.config.alert_per)
     summary = _summary(scenario, city, curves, eco, out, alerts, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
@@ -245,7 +256,7 @@ def _summary(scenario, city, curves, eco, out: Path, alerts, quality, quarantine
         "city": {"fingerprint": city.fingerprint(), "neighbourhoods": int(len(city.regions)),
                  "population": int(city.regions["population"].sum()), **_city_source(scenario, city, out)},
         "period": {"start": str(scenario.sim.start), "end": str(scenario.sim.end), "cycle": scenario.cycle,
-                   "store_every": store_every or scenario.cycle},
+                   "store_every": store_every or scenario.cycle, "history_days": scenario.history_days},
         "seeds": list(scenario.seeds),
         "epidemic": {"peak_prevalence": float(prevalence.max()), "peak_date": str(prevalence.idxmax().date()),
                      "cumulative_infections": float(first["cumulative_infections"].iloc[-1])},
