@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numba import prange
 
 from engine.detect.kernels import run_kernel, update_kernel
 from engine.detect.params import DetectorParams
@@ -44,7 +45,7 @@ _CUSUM = DETECTOR_CODES["cusum"]
 _THRESHOLD = DETECTOR_CODES["threshold"]
 
 
-@njit
+@njit(parallel=True)
 def _deflate_cusum(score, det, values, span, warn, alarm):  # pragma: no cover - compiled
     """Rescale CUSUM-driven scores of windowed indicators to the window's long-run variance.
 
@@ -58,22 +59,30 @@ def _deflate_cusum(score, det, values, span, warn, alarm):  # pragma: no cover -
     """
     n_t, n_ind, n_reg = score.shape
     for t in range(n_t):
-        for i in range(n_ind):
+        for i in prange(n_ind):
             w = span[i]
             if w <= 1.0:
                 continue
+            drow = det[t, i]
+            hit = False
+            for r in range(n_reg):           # branch-free scan first: most rows have no CUSUM code
+                hit |= drow[r] == _CUSUM
+            if not hit:
+                continue
             inv = 1.0 / w
+            srow = score[t, i]
+            vrow = values[t, i]
             for r in range(n_reg):
-                if det[t, i, r] != _CUSUM:
+                if drow[r] != _CUSUM:
                     continue
-                s = 1.0 - (1.0 - np.float64(score[t, i, r])) ** inv
+                s = 1.0 - (1.0 - np.float64(srow[r])) ** inv
                 code = _CUSUM
-                thr = threshold_score(np.float64(values[t, i, r]), warn[i], alarm[i])
+                thr = threshold_score(np.float64(vrow[r]), warn[i], alarm[i])
                 if thr == thr and thr >= s:
                     s = thr
                     code = _THRESHOLD
-                score[t, i, r] = s
-                det[t, i, r] = code if s > 0.0 else 0
+                srow[r] = s
+                drow[r] = code if s > 0.0 else 0
 
 
 def _timedelta(cycle) -> np.timedelta64:
