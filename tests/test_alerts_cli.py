@@ -36,7 +36,7 @@ def db(tmp_path_factory):
     sub = SimpleNamespace(indicators=cat.indicators[:4], departments=cat.departments, dimensions=cat.dimensions)
     city = City.synthetic(seed=1, neighbourhoods=6, streets=2, population=20_000)
     path = tmp_path_factory.mktemp("cli") / "alerts.sqlite"
-    am = AlertManager(sub, city, store=path, config=AlertConfig(pending_cycles=1))
+    am = AlertManager(sub, city, store=path, config=AlertConfig(pending_cycles=1, alert_per="indicator"))
     s = np.full((4, 6), 0.5, np.float32)
     s[0, 0], s[1, 1] = 0.9995, 0.995
     am.process(T0, s)

@@ -42,7 +42,7 @@ def small():
 
 def make(tmp_path, **cfg):
     cat, city = small()
-    config = AlertConfig(**{"pending_cycles": 1, "group_interval": 1800, **cfg})
+    config = AlertConfig(**{"pending_cycles": 1, "group_interval": 1800, "alert_per": "indicator", **cfg})
     return AlertManager(cat, city, store=tmp_path / "alerts.sqlite", sinks=[JsonlSink(tmp_path / "alerts.jsonl")],
                         config=config)
 

@@ -75,7 +75,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-FAST = dict(pending_cycles=1, group_interval=0, webhook_backoff=0.05, webhook_backoff_max=0.2, webhook_timeout=2.0)
+FAST = dict(alert_per="indicator", pending_cycles=1, group_interval=0, webhook_backoff=0.05, webhook_backoff_max=0.2, webhook_timeout=2.0)
 
 
 def incident_cycles(am, n):

@@ -162,3 +162,43 @@ def test_spatial_outlier_against_common_shock():
     assert s[250, 0, 4] >= CRITICAL
     from engine.detect.spatial import spatial_contrast
     assert d[250, 0, 4] in (1, 5)
+
+
+def test_learn_moves_the_state_as_run_does():
+    rng = np.random.default_rng(8)
+    V = _series(rng, 24 * 4, 8, seasonal=True)
+    a, b = _det(seasonality="daily"), _det(seasonality="daily")
+    times = T0 + np.arange(V.shape[0]) * H
+    a.learn(V[:72, None, :], times[:72])
+    b.run(V[:72, None, :], times[:72])
+    for name, arr in a.state.arrays().items():
+        np.testing.assert_array_equal(arr, getattr(b.state, name), err_msg=name)
+    np.testing.assert_array_equal(a.run(V[72:, None, :], times[72:])[0], b.run(V[72:, None, :], times[72:])[0])
+
+
+def test_seasonal_series_wait_two_seasons_before_scoring():
+    rng = np.random.default_rng(9)
+    s, _ = _run(_det(seasonality="daily"), _series(rng, 24 * 3, 8, seasonal=True))
+    assert np.isnan(s[:47, 0]).all() and np.isfinite(s[48:, 0]).all()
+
+
+def _rolling(rng, n_t, n_reg, w):
+    x = rng.normal(size=(n_t + w, n_reg))
+    c = np.cumsum(x, axis=0)
+    return 100 + (c[w:] - c[:-w]) / np.sqrt(w)          # a rolling w-cycle sum, unit variance
+
+
+def test_cusum_of_a_windowed_indicator_is_judged_on_the_window():
+    # a 24-cycle rolling sum of white noise: its residuals are autocorrelated over 24 cycles, so the
+    # plain CUSUM (built for independent residuals) alarms often; scaled to the window it does not
+    rng = np.random.default_rng(10)
+    V = _rolling(rng, 24 * 14, 40, 24)
+    plain, _ = _run(_det(direction="both", n_reg=40), V)
+    windowed, _ = _run(_det(direction="both", n_reg=40, window=["24h"]), V)
+    assert (plain[48:, 0] >= WARN).mean() > 0.02
+    assert (windowed[48:, 0] >= WARN).mean() <= 0.005
+    # a jump of 8 standard deviations in the windowed series still fires at once
+    V2 = V.copy()
+    V2[300:, 3] += 8
+    s, d = _run(_det(direction="both", n_reg=40, window=["24h"]), V2)
+    assert s[300, 0, 3] >= WARN and d[300, 0, 3] == 1

@@ -52,3 +52,20 @@ def test_bad_name():
 def test_city_from_keywords():
     city = make().build_city()
     assert len(city.regions) == 20 and int(city.regions["population"].sum()) == 50_000
+
+
+def test_history_runs_the_first_days_levers_before_the_period():
+    sc = make(history_days=5)
+    sc.at("2020-03-01", schools=False).at("2020-03-08", schools=True)
+    sc.stages([("2020-03-01", "2020-03-04", {"masks": 0.9}), ("2020-03-10", "2020-03-12", {"masks": 0.5})])
+    sc.incident("power_outage", "2020-03-02 19:00", "2020-03-02 22:00", regions=["N0004"])
+    sim = sc.with_history()
+    assert str(sim.start) == "2020-02-25" and sim.days == 25 and len(sim.incidents) == 1
+    d = sim.timeline.daily()
+    assert float(d.schools[0]) == 0.0 and float(d.masks[0]) == 0.9          # the first day's levers
+    assert float(d.masks[d.day("2020-03-05")]) != 0.9 and float(d.schools[d.day("2020-03-08")]) == 1.0
+    assert float(d.masks[d.day("2020-03-11")]) == 0.5
+    assert sc.sim.days == 20 and str(sc.sim.start) == "2020-03-01"          # the scenario itself is unchanged
+    assert make(history_days=0).with_history() is not None
+    with pytest.raises(ValueError, match="history_days=-1"):
+        make(history_days=-1)

@@ -43,3 +43,13 @@ def test_no_alerts():
     assert q["recall"] == 0.0 and q["precision"] is None and q["median_detect_cycles"] is None
     with pytest.raises(KeyError):
         detection_quality(fired([]), [{"start": "2020-03-01"}], CYCLE)
+
+
+def test_subject_match_counts_an_alert_on_another_window_of_the_same_subject():
+    rows = [("2020-03-01 08:45", "x.a.b.d", "N1"),      # same subject x.a.b, another indicator
+            ("2020-03-01 09:00", "x.a.z.c", "N1")]      # another subject
+    strict = detection_quality(fired(rows), INC[:1], CYCLE)
+    subject = detection_quality(fired(rows), INC[:1], CYCLE, match="subject")
+    assert strict["recall"] == 0.0 and subject["recall"] == 1.0 and subject["precision"] == 0.5
+    with pytest.raises(ValueError, match="'both'"):
+        detection_quality(fired(rows), INC, CYCLE, match="both")

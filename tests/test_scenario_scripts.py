@@ -24,7 +24,7 @@ def test_scripts_define_60_day_scenarios_with_incidents():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", SCRIPTS[:1], ids=lambda p: p.stem)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_quick_run_writes_the_run_folder(script, tmp_path):
     sc = prepare(load_build(script), seed=1, quick=True)
     out = tmp_path / sc.name
@@ -43,6 +43,7 @@ def test_quick_run_writes_the_run_folder(script, tmp_path):
     assert 0 <= saved["health"]["mean_overall"] <= 100
     det = summary["detection"]
     assert len(det["incidents"]) == len(json.loads((out / "truth.json").read_text())["incidents"])
+    assert saved["period"]["history_days"] == sc.history_days
 
 
 @pytest.mark.slow

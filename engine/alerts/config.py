@@ -178,6 +178,17 @@ class AlertConfig:
         2,926 x 300, ~0.2 s of SQLite). Default False: they are counted per cycle in the
         ``cycles`` table, and every alert that fires gets its pending start written (with the
         score and value seen then) when it fires.
+    alert_per : {"subject", "indicator"}
+        ``"subject"`` (default): one alert per subject (``domain.dimension.subject``, the
+        first three parts of an indicator id) and region. The catalog expands one subject into
+        several correlated indicators (1 h / 24 h windows, per 10k, share...); their scores are
+        folded to the highest one each cycle, and the alert names the indicator that drove it
+        when it fired (:mod:`engine.alerts.fold`). ``"indicator"``: one alert per indicator.
+    alert_windows : {"shortest", "all"}
+        With ``alert_per="subject"``: ``"shortest"`` (default) lets only the indicators at the
+        subject's shortest window drive its alert (the 24 h / 7 d windows of a subject that also
+        has a 1 h one are its smoothed, lagging copies: they go to indices and reports);
+        ``"all"`` lets every indicator of the subject drive it.
 
     Examples
     --------
@@ -208,6 +219,8 @@ class AlertConfig:
     webhook_backoff_max: float = 60.0
     webhook_max_attempts: int = 0
     record_blips: bool = False
+    alert_per: str = "subject"
+    alert_windows: str = "shortest"
 
     def __post_init__(self):
         def integer(name, lo, hi=None):
@@ -242,6 +255,10 @@ class AlertConfig:
                 raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
             object.__setattr__(self, name, float(v))
         object.__setattr__(self, "record_blips", bool(self.record_blips))
+        if self.alert_per not in ("subject", "indicator"):
+            raise ValueError(f"alert_per must be 'subject' or 'indicator', got {self.alert_per!r}")
+        if self.alert_windows not in ("shortest", "all"):
+            raise ValueError(f"alert_windows must be 'shortest' or 'all', got {self.alert_windows!r}")
         inhibit = (self.inhibit_by,) if isinstance(self.inhibit_by, str) else tuple(self.inhibit_by)
         object.__setattr__(self, "inhibit_by", inhibit)
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from engine import levels as score_levels
 from engine.alerts.config import AlertConfig, iso, to_epoch
+from engine.alerts.fold import Fold
 from engine.alerts.grouping import Group
 from engine.alerts.lifecycle import step
 from engine.alerts.notifications import escalation_summary, group_summary
@@ -85,14 +86,15 @@ _DETECTOR_TEXT = np.array([_detector_name(k) for k in range(256)], dtype=object)
 class _Alert:
     """One alert that has fired (an episode of one series), kept while it is firing."""
 
-    __slots__ = ("id", "level", "ind", "reg", "state", "severity", "fired", "started_at", "fired_at", "resolved_at",
+    __slots__ = ("id", "level", "ind", "reg", "row", "state", "severity", "fired", "started_at", "fired_at", "resolved_at",
                  "critical_since", "flapping", "muted", "escalated_at", "value", "score", "detector", "ack",
                  "updated_at")
 
     def __init__(self, id, level, ind, reg, state="firing", severity=1, fired=True, started_at=None, fired_at=None,
                  resolved_at=None, critical_since=None, flapping=False, muted="", escalated_at=None, value=None,
-                 score=None, detector=None, ack=None, updated_at=None):
+                 score=None, detector=None, ack=None, updated_at=None, row=None):
         self.id, self.level, self.ind, self.reg, self.state = int(id), level, int(ind), int(reg), state
+        self.row = int(ind) if row is None else int(row)   # the series row (subject row when folded)
         self.severity, self.fired, self.started_at, self.fired_at = severity, fired, started_at, fired_at
         self.resolved_at, self.critical_since, self.flapping, self.muted = resolved_at, critical_since, flapping, muted
         self.escalated_at, self.value, self.score, self.detector = escalated_at, value, score, detector
@@ -157,6 +159,10 @@ class AlertManager:
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique, got {names}")
         self.n_indicators = len(self.router)
+        windows = ([i.get("window") for i in self.router.indicators]
+                   if self.config.alert_windows == "shortest" else None)
+        self.fold = Fold(self.router.ids, self.config.alert_per, windows)
+        self.n_rows = self.fold.n_rows
         self.states: dict[str, SeriesState] = {}
         self.last_time: dict[str, int] = {}
         self.alerts: dict[int, _Alert] = {}
@@ -185,7 +191,7 @@ class AlertManager:
 
     def _state(self, level: str) -> SeriesState:
         if level not in self.states:
-            self.states[level] = SeriesState.empty(self.n_indicators, self.hierarchy.size(level))
+            self.states[level] = SeriesState.empty(self.n_rows, self.hierarchy.size(level))
         return self.states[level]
 
     def _inputs(self, level, score, detector, value):
@@ -260,11 +266,19 @@ class AlertManager:
         for level in sorted(inputs, key=self.hierarchy.rank, reverse=True):
             t0 = _time.perf_counter()
             score, detector, value = inputs[level]
+            raw_value = value
+            lead = None
+            if not self.fold.identity:
+                nreg = self.hierarchy.size(level)
+                fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
+                                                 detector.reshape(self.n_indicators, nreg),
+                                                 value.reshape(self.n_indicators, nreg))
+                score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
             idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}))
-            self._current[level] = (score, detector, value)
+            self._current[level] = (score, detector, raw_value)
             if len(idx):
-                self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved)
+                self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)
             self.last_time[level] = t
             cycles.append([t, iso(t), level, st.n, len(idx)] +
                           [int(np.count_nonzero(ev & bit)) for bit in (EV_PENDING, EV_CANCELLED, EV_FIRED, EV_RESOLVED)] +
@@ -285,11 +299,12 @@ class AlertManager:
         transitions = [dict(zip(TRANSITION_KEYS, r), type="transition") for r in rows]
         return CycleResult(transitions, [dict(n["payload"], type="notification") for n in notifications])
 
-    def _apply(self, level, st, idx, ev, t, score, detector, value, rows, touched, resolved):
+    def _apply(self, level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead=None):
         """Turn the events of one level into alert changes and history rows.
 
         Series whose alert never fired (pending, cancelled: the bulk, about 1% of series per cycle
         when nothing is wrong) are handled as arrays; only alerts that fire become objects.
+        ``lead`` (folded rows only): the indicator row that drove each series this cycle.
         """
         nreg = st.shape[1]
         stamp = iso(t)
@@ -314,6 +329,8 @@ class AlertManager:
             qi = idx[quiet]
             qs, qa = s_arr[quiet], aid[quiet]
             ind_i, reg_i = np.divmod(qi, nreg)
+            if lead is not None:
+                ind_i = lead[qi]
             alert_state = np.where(qs == PENDING, "pending", np.where(qa != 0, "cancelled", ""))
             sev = np.where(qs == PENDING, st.severity[qi], 0)
             rows.extend(zip(
@@ -332,7 +349,8 @@ class AlertManager:
                 li.tolist(), ev[loud].tolist(), s_arr[loud].tolist(), st.flapping[li].tolist(),
                 st.severity[li].tolist(), aid[loud].tolist(), score[li].tolist(), detector[li].tolist(),
                 value[li].tolist(), st.started[li].tolist()):
-            i, r = divmod(k, nreg)
+            row, r = divmod(k, nreg)
+            i = row if lead is None else int(lead[k])
             sc, vl, det = (None if sc != sc else sc), (None if vl != vl else vl), _detector_name(dc)
             ep = self.alerts.get(a) if a else None
             if ep is None:  # s == FIRING: a new alert fires
@@ -340,7 +358,7 @@ class AlertManager:
                     a = self.next_id
                     self.next_id += 1
                     st.alert_id[k] = a
-                ep = _Alert(a, level, i, r, started_at=started, fired_at=t, flapping=bool(f))
+                ep = _Alert(a, level, i, r, started_at=started, fired_at=t, flapping=bool(f), row=row)
                 self.alerts[a] = ep
                 if started < t and not self.config.record_blips:  # its pending start, written now
                     ps, pv = float(st.p_score[k]), float(st.p_value[k])
@@ -356,7 +374,7 @@ class AlertManager:
                 resolved.append(ep.id)
                 self.recently_resolved[ep.id] = ep
                 touched.add(ep.id)
-                rows.append((t, stamp, level, ids[i], reg_ids[r], ep.id, _EVENT_TEXT[e], STATE_NAMES[s], "resolved",
+                rows.append((t, stamp, level, ids[ep.ind], reg_ids[r], ep.id, _EVENT_TEXT[e], STATE_NAMES[s], "resolved",
                              None, vl, sc, det))
                 continue
             # firing, or held firing by flap damping while the series is pending or inactive
@@ -370,7 +388,7 @@ class AlertManager:
             ep.flapping = bool(f)
             ep.value, ep.score, ep.detector, ep.updated_at = vl, sc, det, t
             touched.add(ep.id)
-            rows.append((t, stamp, level, ids[i], reg_ids[r], ep.id, _EVENT_TEXT[e], STATE_NAMES[s], "firing",
+            rows.append((t, stamp, level, ids[ep.ind], reg_ids[r], ep.id, _EVENT_TEXT[e], STATE_NAMES[s], "firing",
                          SEVERITY_NAMES[ep.severity], vl, sc, det))
 
     # ------------------------------------------------------------------ muting, grouping, escalation
@@ -383,7 +401,7 @@ class AlertManager:
         for up in self.config.inhibit_by:
             if h.rank(up) > h.rank(ep.level) and up in self.states:
                 p = int(h.parent_map(ep.level, up)[ep.reg])
-                src = self.alerts.get(int(self.states[up].alert_id[ep.ind * h.size(up) + p]))
+                src = self.alerts.get(int(self.states[up].alert_id[ep.row * h.size(up) + p]))
                 if src is not None and src.state == "firing":
                     return f"inhibited by alert {src.id}"
         if silences:
@@ -461,8 +479,10 @@ class AlertManager:
     def _refresh(self, ep: _Alert) -> None:
         cur = self._current.get(ep.level)
         if cur is not None and ep.state == "firing":
-            k = ep.ind * self.hierarchy.size(ep.level) + ep.reg
-            ep.score, ep.value, ep.detector = _num(cur[0][k]), _num(cur[2][k]), _detector_name(cur[1][k])
+            n = self.hierarchy.size(ep.level)
+            k = ep.row * n + ep.reg
+            ep.score, ep.detector = _num(cur[0][k]), _detector_name(cur[1][k])
+            ep.value = _num(cur[2][ep.ind * n + ep.reg])
 
     def _department(self, dep_id: str) -> dict:
         d = self.router.departments[dep_id]
@@ -577,7 +597,8 @@ class AlertManager:
 
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self) -> dict:
-        return {"indicators": self.n_indicators, "first": self.router.ids[0] if self.router.ids else None,
+        return {"indicators": self.n_indicators, "alert_per": self.config.alert_per, "rows": self.n_rows,
+                "first": self.router.ids[0] if self.router.ids else None,
                 "last": self.router.ids[-1] if self.router.ids else None,
                 "regions": {lvl: self.hierarchy.size(lvl) for lvl in self.hierarchy.levels}}
 
@@ -624,7 +645,7 @@ class AlertManager:
             if meta["fingerprint"] != fp:
                 raise ValueError(f"checkpoint {str(path)!r} was made for {meta['fingerprint']}, not this catalog and "
                                  f"city {fp}")
-            self.states = {lvl: SeriesState.from_arrays((self.n_indicators, self.hierarchy.size(lvl)),
+            self.states = {lvl: SeriesState.from_arrays((self.n_rows, self.hierarchy.size(lvl)),
                                                         {f: z[f"{lvl}.{f}"] for f in SeriesState.fields})
                            for lvl in meta["levels"]}
         self.last_time = {k: int(v) for k, v in meta["last_time"].items()}
@@ -655,14 +676,14 @@ class AlertManager:
                 continue
             i = self.router.index(row["indicator"])
             st = self._state(level)
-            k = i * h.size(level) + reg
+            k = int(self.fold.row_of[i]) * h.size(level) + reg
             sev = CRITICAL if row["severity"] == "critical" else 1
             t_up = int(row["t_updated"] or 0)
             started = to_epoch(row["started_at"]) if row["started_at"] else t_up
             fired = to_epoch(row["fired_at"]) if row["fired_at"] else t_up
             st.state[k], st.count[k], st.severity[k], st.alert_id[k] = FIRING, 0, sev, row["id"]
             st.since[k], st.started[k] = fired, started
-            ep = _Alert(row["id"], level, i, reg, severity=sev, started_at=started, fired_at=fired,
+            ep = _Alert(row["id"], level, i, reg, row=int(self.fold.row_of[i]), severity=sev, started_at=started, fired_at=fired,
                         critical_since=t_up if sev == CRITICAL else None, muted=row["muted"] or "",
                         escalated_at=to_epoch(row["escalated_at"]) if row["escalated_at"] else None,
                         value=row["value"], score=row["score"], detector=row["detector"], updated_at=t_up)

@@ -27,16 +27,62 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numba import prange
 
 from engine.detect.kernels import run_kernel, update_kernel
 from engine.detect.params import DetectorParams
 from engine.detect.scan import FOUND_FIELDS, MAX_CLUSTERS, build_zones, clogc_table, scan_run_kernel, scan_update_kernel
 from engine.detect.seasonal import SEASON_CODES, phase_bins, season_bins
 from engine.detect.state import DetectorState
+from engine.detect.thresholds import threshold_score
+from engine.config import njit
+from engine.levels import DETECTOR_CODES
 
 __all__ = ["Detectors"]
 
 DIRECTION_CODES = {"up_bad": 1, "down_bad": -1, "both": 0}
+_CUSUM = DETECTOR_CODES["cusum"]
+_THRESHOLD = DETECTOR_CODES["threshold"]
+
+
+@njit(parallel=True)
+def _deflate_cusum(score, det, values, span, warn, alarm):  # pragma: no cover - compiled
+    """Rescale CUSUM-driven scores of windowed indicators to the window's long-run variance.
+
+    An indicator aggregated over a rolling window of ``w`` cycles moves in steps that overlap
+    ``w - 1`` cycles: its residuals are strongly autocorrelated and the long-run variance of
+    their sum is ``w`` times what the CUSUM assumes, so its stationary tail ``exp(-2 k C)`` is
+    really ``exp(-2 k C / w)``: score ``1 - (1 - s) ** (1 / w)``. The catalog threshold (known
+    here) is kept when it is higher; the other detectors' opinions are not returned by the
+    kernel, so a lower seasonal or count score behind the CUSUM is lost (see docs/detect.md).
+    ``score``, ``det``, ``values``: (n_t, n_ind, n_reg), updated in place.
+    """
+    n_t, n_ind, n_reg = score.shape
+    for t in range(n_t):
+        for i in prange(n_ind):
+            w = span[i]
+            if w <= 1.0:
+                continue
+            drow = det[t, i]
+            hit = False
+            for r in range(n_reg):           # branch-free scan first: most rows have no CUSUM code
+                hit |= drow[r] == _CUSUM
+            if not hit:
+                continue
+            inv = 1.0 / w
+            srow = score[t, i]
+            vrow = values[t, i]
+            for r in range(n_reg):
+                if drow[r] != _CUSUM:
+                    continue
+                s = 1.0 - (1.0 - np.float64(srow[r])) ** inv
+                code = _CUSUM
+                thr = threshold_score(np.float64(vrow[r]), warn[i], alarm[i])
+                if thr == thr and thr >= s:
+                    s = thr
+                    code = _THRESHOLD
+                srow[r] = s
+                drow[r] = code if s > 0.0 else 0
 
 
 def _timedelta(cycle) -> np.timedelta64:
@@ -109,23 +155,27 @@ class Detectors:
             thresholds=[i.get("thresholds") for i in inds],
             cluster=[bool(i.get("cluster_scan")) for i in inds],
             adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
-            phase_minutes=phase_minutes, spatial=spatial, config=config)
+            phase_minutes=phase_minutes, spatial=spatial, config=config,
+            window=[i.get("window") for i in inds])
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_spec(cls, *, direction, seasonality, count, n_reg: int, thresholds=None, cluster=None,
                   adjacency=None, xy=None, ids=None, region_ids=None, cycle: str = "15min",
-                  phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, **config) -> "Detectors":
+                  phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, window=None,
+                  **config) -> "Detectors":
         """Detectors for indicators described by plain lists (tests, single series, other catalogs).
 
         ``direction``: "up_bad" / "down_bad" / "both" per indicator; ``seasonality``: "none" /
         "daily" / "weekly"; ``count``: True for raw counts; ``thresholds``: None or
         ``{"warn": w, "alarm": a}`` per indicator; ``cluster``: scan flags (need ``adjacency``
-        = (indptr, indices) and optionally ``xy`` centroids).
+        = (indptr, indices) and optionally ``xy`` centroids); ``window``: None or each
+        indicator's rolling window (``"24h"``: its CUSUM is judged on the window, see
+        :func:`_deflate_cusum`).
 
         >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
         >>> d.n_ind, d.n_reg, int(d.warmup[0])
-        (1, 1, 96)
+        (1, 1, 192)
         """
         self = cls.__new__(cls)
         n = len(direction)
@@ -135,11 +185,11 @@ class Detectors:
                     thresholds=thresholds if thresholds is not None else [None] * n,
                     cluster=cluster if cluster is not None else [False] * n,
                     adjacency=adjacency, xy=xy, cycle=cycle, phase_minutes=phase_minutes,
-                    spatial=spatial, config=config, warmup_cycles=warmup_cycles)
+                    spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window)
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
-               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None):
+               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None):
         self.params = DetectorParams(**config)
         self.ids = list(ids)
         self.region_ids = list(region_ids)
@@ -169,8 +219,16 @@ class Detectors:
                 self.warn[k] = float(th.get("warn", np.nan))
                 self.alarm[k] = float(th.get("alarm", np.nan))
         cyc_min = self.cycle / np.timedelta64(1, "m")
+        # cycles spanned by each indicator's rolling window (1: one cycle, no overlap)
+        from engine.catalog.vocab import window_minutes
+
+        self.span = np.ones(n_ind, dtype=np.float64)
+        for k, wdw in enumerate(window or ()):
+            if wdw:
+                self.span[k] = max(1.0, window_minutes(wdw) / cyc_min)
+        self._deflate = bool((self.span > 1.0).any())
         day = max(1, int(round(1440 / cyc_min)))
-        season_len = np.where(self.season == 2, 7 * day, np.where(self.season == 1, day, 0))
+        season_len = np.where(self.season == 2, 7 * day, np.where(self.season == 1, day, 0)) * self.params.warmup_seasons
         if warmup_cycles is not None:
             season_len = np.zeros(n_ind, dtype=np.int64) + int(warmup_cycles)
         self.warmup = np.maximum(season_len, self.params.warmup if warmup_cycles is None else 1).astype(np.int32)
@@ -288,6 +346,8 @@ class Detectors:
                       self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
                       s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                       score, det, expected, scale, baseline, self.scan_slot, scan_mu)
+        if self._deflate:
+            _deflate_cusum(score[None], det[None], v[None], self.span, self.warn, self.alarm)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
@@ -319,6 +379,27 @@ class Detectors:
         scores : float32 (n_t, n_ind, n_reg)
         detectors : int8 (n_t, n_ind, n_reg)
         """
+        return self._run(values, times, baseline, extra, self.params.scan_replicas)
+
+    def learn(self, values, times) -> None:
+        """Learn from history (a burn-in) without scoring it: the state moves as with :meth:`run`.
+
+        An operations centre starts its detectors on the feeds' history before it trusts them;
+        a scenario run does the same with a simulated history before its period. The scan's
+        Monte Carlo is skipped (its expectations and recent counts are still kept), so this is
+        cheaper than :meth:`run`; the scores are discarded.
+
+        >>> import numpy as np
+        >>> a = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=2, cycle="1h")
+        >>> b = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=2, cycle="1h")
+        >>> x = np.random.default_rng(1).normal(size=(30, 1, 2)); t = np.datetime64("2024-01-01") + np.arange(30) * np.timedelta64(1, "h")
+        >>> a.learn(x[:20], t[:20]); _ = b.run(x[:20], t[:20])
+        >>> bool((a.update(x[20], t[20])[0] == b.update(x[20], t[20])[0]).all())
+        True
+        """
+        self._run(values, times, False, False, 0)
+
+    def _run(self, values, times, baseline, extra, replicas):
         v = self._check_values(values, 3)
         n_t = v.shape[0]
         if len(times) != n_t:
@@ -339,13 +420,16 @@ class Detectors:
                    self.warn, self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
                    s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                    scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
+        if self._deflate and replicas:
+            _deflate_cusum(scores, dets, v, self.span, self.warn, self.alarm)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
-                            self.params.scan_replicas, np.uint64(self.params.seed), cyc, self.params.scan_alpha,
+                            int(replicas), np.uint64(self.params.seed), cyc, self.params.scan_alpha,
                             scores, dets, found, self._table)
-            clusters = [self._clusters(found[k]) for k in range(n_t)]
+            if extra:
+                clusters = [self._clusters(found[k]) for k in range(n_t)]
         s.cycle[0] = cyc[-1]
         if not extra:
             return scores, dets

@@ -79,8 +79,14 @@ class DetectorParams:
     spatial_min_neighbours : int
         Neighbours with data needed before the spatial detector has an opinion.
     warmup : int
-        Observed cycles before a series scores (at least one full season for seasonal
-        indicators: the larger of this and the season's length in cycles).
+        Observed cycles before a series scores (seasonal indicators: at least
+        ``warmup_seasons`` full seasons, see below).
+    warmup_seasons : int
+        Full seasons (days for hour-of-day, weeks for hour-of-week profiles) a seasonal
+        series observes before it scores: the larger of ``warmup`` and this times the
+        season's length in cycles. Default 2: a profile bin is set by its first two visits
+        (the second overwrites the first, learned while the level was still settling), so
+        one season leaves every bin judged on a single, unsettled visit.
     scan_replicas : int
         Monte Carlo replicas of the space-time scan (p-values in steps of 1/(R+1)).
     scan_max_zone : int
@@ -110,6 +116,7 @@ class DetectorParams:
     overdispersion: float = 1.5
     spatial_min_neighbours: int = 2
     warmup: int = 16
+    warmup_seasons: int = 2
     scan_replicas: int = 999
     scan_max_zone: int = 6
     scan_windows: int = 4
@@ -131,7 +138,7 @@ class DetectorParams:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name, lo in (("spatial_min_neighbours", 1), ("warmup", 1), ("scan_replicas", 1),
+        for name, lo in (("spatial_min_neighbours", 1), ("warmup", 1), ("warmup_seasons", 1), ("scan_replicas", 1),
                          ("scan_max_zone", 1), ("scan_windows", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:

@@ -40,6 +40,12 @@ class Scenario:
     initial_infections : int or dict
         People infected on the first day (a total spread by population, or ``{region: count}``).
     mode : {"stochastic", "mean_field"}
+    history_days : int
+        Days of history replayed before the period to learn the detectors' baselines (a burn-in,
+        as an operations centre starts its detectors on past feeds): the same city under the
+        levers in force on the first day, without incidents; nothing of it is scored, alerted
+        or stored. Default 7 (one week: the 7-day windows are full and every hour of the week
+        has been seen once). 0 starts cold.
 
     Examples
     --------
@@ -63,6 +69,7 @@ class Scenario:
     mobility: MobilityParams = field(default_factory=MobilityParams)
     initial_infections: object = 20
     mode: str = "stochastic"
+    history_days: int = 7
     sim: SimScenario = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -80,6 +87,8 @@ class Scenario:
         if minutes <= 0 or 1440 % minutes or minutes > 60:
             raise ValueError(f"cycle={self.cycle!r}: expected a divisor of one day of at most 1 hour, e.g. '15min'")
         self.cycle_minutes = int(minutes)
+        if isinstance(self.history_days, bool) or not isinstance(self.history_days, int) or self.history_days < 0:
+            raise ValueError(f"history_days={self.history_days!r}: expected a whole number of days >= 0")
         self.sim = SimScenario(self.start, self.days, params=self.params, mobility=self.mobility,
                                initial_infections=self.initial_infections, mode=self.mode, name=self.name)
         self.title = self.title or self.name.replace("_", " ")
@@ -110,6 +119,34 @@ class Scenario:
         if isinstance(self.city, dict):
             return City.synthetic(**self.city)
         return self.city
+
+    def with_history(self):
+        """The simulation to run: ``history_days`` days of history, then the period.
+
+        One continuous simulation (the city's sensors, sites and epidemic go on from the history
+        into the period, as they do in a real city) starting ``history_days`` before ``start``:
+        the history runs under the levers in force on the first day (changes dated on it, and
+        stages covering it stretched back over the history), with no incidents; the period is
+        as written. The epidemic is seeded at the start of the history.
+        """
+        import copy
+
+        import numpy as np
+
+        from engine.sim.policy import Timeline
+
+        if not self.history_days:
+            return self.sim
+        tl = self.sim.timeline
+        start = self.sim.start - np.timedelta64(self.history_days, "D")
+        new = Timeline(start, tl.end)
+        for d, levers in tl._changes:          # order of writing kept (later wins on one date)
+            new.at(start if d <= tl.start else d, **levers)
+        new.stages([(start if s <= tl.start else s, e, levers) for s, e, levers in tl._stages])
+        sim = copy.copy(self.sim)
+        sim.start, sim.days, sim.timeline = start, self.sim.days + self.history_days, new
+        sim.incidents = list(self.sim.incidents)
+        return sim
 
     def quick(self, days: int = 3) -> "Scenario":
         """A small, fast version for tests: the first ``days`` days, one seed."""

@@ -2,6 +2,9 @@
 
 - ``recall``: share of incidents with a firing alert on one of their indicators, in one of their
   regions (or the street / district containing them), between the incident's start and end.
+  With ``match="subject"`` (alerts per subject and region, :mod:`engine.alerts.fold`) an alert
+  is on an incident's indicator when it is on the same subject (``domain.dimension.subject``):
+  the alert "water pressure in N0007" covers every water-pressure indicator there.
 - ``precision``: share of firing alerts (first firing of each alert) that match some incident in
   that sense; alerts that match none count against it.
 - ``median_detect_cycles``: cycles from an incident's start to its first matching alert (detected
@@ -18,7 +21,8 @@ def _region_match(alert_region: str, regions: set, parents: dict) -> bool:
     return alert_region in regions or alert_region in {parents.get(r) for r in regions} or alert_region == "district"
 
 
-def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Timedelta, parents: dict | None = None) -> dict:
+def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Timedelta, parents: dict | None = None,
+                      match: str = "indicator") -> dict:
     """Recall, precision and time to detect of ``fired`` alerts against ``incidents``.
 
     Parameters
@@ -32,6 +36,8 @@ def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Time
     parents : dict, optional
         ``{neighbourhood: street}`` so that a street-level alert over an affected neighbourhood
         matches.
+    match : {"indicator", "subject"}
+        Compare indicator ids, or their subjects (for alerts per subject and region).
 
     Examples
     --------
@@ -42,15 +48,20 @@ def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Time
     >>> q["recall"], q["precision"], q["median_detect_cycles"]
     (1.0, 0.5, 2.0)
     """
+    from engine.alerts.fold import subject_of
+
+    if match not in ("indicator", "subject"):
+        raise ValueError(f"match must be 'indicator' or 'subject', got {match!r}")
+    key = subject_of if match == "subject" else str
     parents = parents or {}
     matched_alert = np.zeros(len(fired), dtype=bool)
     per_incident = []
     times = pd.to_datetime(fired["time"]).to_numpy() if len(fired) else np.array([], "datetime64[ns]")
     for inc in incidents:
         start, end = pd.Timestamp(inc["start"]), pd.Timestamp(inc["end"])
-        regions, inds = set(inc["regions"]), set(inc["indicators"])
+        regions, inds = set(inc["regions"]), {key(i) for i in inc["indicators"]}
         hit = np.array([
-            ind in inds and _region_match(reg, regions, parents) and start.to_datetime64() <= t <= end.to_datetime64()
+            key(ind) in inds and _region_match(reg, regions, parents) and start.to_datetime64() <= t <= end.to_datetime64()
             for t, ind, reg in zip(times, fired["indicator"], fired["region"])
         ], dtype=bool)
         matched_alert |= hit

@@ -85,9 +85,14 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     catalog = Catalog.load()
     cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
 
-    results = [simulate(city, scenario.sim, seed=s) for s in scenario.seeds]
+    # one continuous simulation: history_days of burn-in for the detectors, then the period
+    sim = scenario.with_history()
+    n_history = int(scenario.history_days)
+    results = [simulate(city, sim, seed=s) for s in scenario.seeds]
     population = float(city.regions["population"].sum())
+    period_start = pd.Timestamp(str(scenario.sim.start))
     curves = pd.concat([r.curves().assign(seed=r.seed) for r in results]).reset_index()
+    curves = curves[pd.to_datetime(curves["date"]) >= period_start].reset_index(drop=True)
     curves = curves.rename(columns={"S": "susceptible", "E": "exposed", "R": "recovered"})
     curves["prevalence"] = curves["infectious"] / population
     curves["detected_cases"] = curves["new_detected"]
@@ -109,11 +114,24 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     footfall_rows = [pos[i] for i in ids if i.startswith(FOOTFALL_PREFIX) and i.endswith(FOOTFALL_SUFFIX)]
     pop = city.regions["population"].to_numpy(float)
     economy = []
-    bar = Progress(scenario.days, f"{scenario.name}", enabled=progress)
+    bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
-    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)):
+    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), start=-n_history):
         day_start = pd.Timestamp(day.date)
         ds = engine.replay(day.to_feeds(), day_start + cycle, day_start + pd.Timedelta("1D"))
+        if d < 0:
+            # burn-in: the detectors learn baselines from the history (not scored or stored), as
+            # an operations centre's detectors have the feeds' past; the alert manager runs on its
+            # last day, so an alert already open when the period starts is not a new one
+            times = pd.DatetimeIndex(ds["time"].values)
+            if d < -1:
+                detectors.learn(ds["value"].values, times)
+            else:
+                scores, dets = detectors.run(ds["value"].values, times)
+                for t in range(len(times)):
+                    manager.process(times[t], scores[t], dets[t], ds["value"].values[t], level="neighbourhood")
+            bar.advance()
+            continue
         for k, v in ds.attrs.items():
             if k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
@@ -155,9 +173,12 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     eco.to_parquet(out / "economy.parquet")
 
     parents = dict(zip(city.regions.index, city.regions["street"]))
-    fired = alerts[alerts["state"] == "firing"].drop_duplicates("alert_id") if len(alerts) else alerts
-    quality = detection_quality(fired, incidents, cycle, parents)
-    summary = _summary(scenario, city, curves, eco, out, alerts, quality, quarantined, store_every)
+    fired = _first_firing(alerts, period_start)
+    quality = detection_quality(fired, incidents, cycle, parents, match=manager.config.alert_per)
+    # alerts that fired on the history's last day (the manager's warm-up): not counted above
+    quality["fired_before_period"] = int(alerts.loc[alerts["state"] == "firing"].groupby("alert_id")["time"].min()
+                                         .lt(period_start).sum()) if len(alerts) else 0
+    summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     try:
@@ -218,7 +239,15 @@ def _alerts_frame(manager, catalog, city) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _summary(scenario, city, curves, eco, out: Path, alerts, quality, quarantined, store_every) -> dict:
+def _first_firing(alerts: pd.DataFrame, period_start) -> pd.DataFrame:
+    """The first firing row of each alert that fired within the period (not during the history)."""
+    if not len(alerts):
+        return alerts
+    fired = alerts[alerts["state"] == "firing"].drop_duplicates("alert_id")
+    return fired[fired["time"] >= period_start]
+
+
+def _summary(scenario, city, curves, eco, out: Path, fired, quality, quarantined, store_every) -> dict:
     import xarray as xr
 
     first = curves[curves["seed"] == scenario.seeds[0]].set_index("date")
@@ -237,7 +266,6 @@ def _summary(scenario, city, curves, eco, out: Path, alerts, quality, quarantine
     mean_by_region = overall.mean("time").to_pandas()
     worst = mean_by_region.nsmallest(5)
     names = dict(zip(city.regions.index, city.regions["name"]))
-    fired = alerts[alerts["state"] == "firing"].drop_duplicates("alert_id") if len(alerts) else alerts
     final_week = eco.tail(7)
     return {
         "scenario": scenario.name,
@@ -245,7 +273,7 @@ def _summary(scenario, city, curves, eco, out: Path, alerts, quality, quarantine
         "city": {"fingerprint": city.fingerprint(), "neighbourhoods": int(len(city.regions)),
                  "population": int(city.regions["population"].sum()), **_city_source(scenario, city, out)},
         "period": {"start": str(scenario.sim.start), "end": str(scenario.sim.end), "cycle": scenario.cycle,
-                   "store_every": store_every or scenario.cycle},
+                   "store_every": store_every or scenario.cycle, "history_days": scenario.history_days},
         "seeds": list(scenario.seeds),
         "epidemic": {"peak_prevalence": float(prevalence.max()), "peak_date": str(prevalence.idxmax().date()),
                      "cumulative_infections": float(first["cumulative_infections"].iloc[-1])},

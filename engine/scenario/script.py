@@ -13,6 +13,9 @@ from pathlib import Path
 #: the small city ``--quick`` runs on (scripts keep their incidents inside it: N0001..N0030)
 QUICK_CITY = dict(neighbourhoods=30, streets=4, population=100_000)
 QUICK_DAYS = 2
+#: days of history a ``--quick`` run learns from (the full default is 7): enough for the alerting
+#: indicators (each subject's shortest window: 15 min, 1 h) and two visits of every hour of the day
+QUICK_HISTORY_DAYS = 2
 
 
 def parser(description: str = "") -> argparse.ArgumentParser:
@@ -20,7 +23,8 @@ def parser(description: str = "") -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, type=Path, help="the run folder to write (replaced if it exists)")
     ap.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     ap.add_argument("--quick", action="store_true",
-                    help=f"a small, fast version for tests ({QUICK_DAYS} days, 30 neighbourhoods)")
+                    help=f"a small, fast version for tests ({QUICK_DAYS} days after {QUICK_HISTORY_DAYS} of history, "
+                         "30 neighbourhoods)")
     ap.add_argument("--store-every", default=None, metavar="PERIOD",
                     help="keep time-means over PERIOD (e.g. 1h) instead of every cycle")
     ap.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
@@ -35,6 +39,7 @@ def prepare(build, seed: int = 0, quick: bool = False):
     if quick:
         sc = sc.quick(QUICK_DAYS)
         sc.city = dict(QUICK_CITY)
+        sc.history_days = min(sc.history_days, QUICK_HISTORY_DAYS)
     return sc
 
 
