@@ -102,6 +102,9 @@ class Engine:
         extra = {"snap_bases": snap_bases, "ind_d": self.derived.compact_pos}
         self._P = tuple(extra[f] if f in extra else getattr(p, f) for f in K.P_FIELDS)
         self._dummy3 = np.zeros((1, 1, 1), np.float64)
+        *dp, depth = self.derived.program()
+        self._DP = tuple(dp)
+        self._stack = np.empty((depth, p.n_regions), np.float64)
         self._index_cache: dict = {}
         self._row_mult = np.ones(len(p.indicator_ids))
         self._row_mult[p.ind_row] = p.ind_mult
@@ -198,9 +201,12 @@ class Engine:
 
         def by_bucket(time, feed, key, region, value):
             bucket = -((-time) // c)
+            key = key.astype(np.int64, copy=False)
+            region = region.astype(np.int64, copy=False)
+            if len(bucket) < 2 or bool((bucket[1:] >= bucket[:-1]).all()):  # already in bucket order
+                return dict(bucket=bucket, time=time, feed=feed, key=key, region=region, value=value)
             o = np.argsort(bucket, kind="stable")
-            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o].astype(np.int64),
-                        region=region[o].astype(np.int64), value=value[o])
+            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o], region=region[o], value=value[o])
 
         return {
             "ev": by_bucket(rec.ev_time, rec.ev_feed, p.key_off[rec.ev_feed] + rec.ev_category.astype(np.int64)
@@ -252,7 +258,8 @@ class Engine:
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
         grows by at most this much, since a series belongs to one region."""
-        bucket, region = g["bucket"], g["region"]
+        lo, hi = int(g["off"][0]), int(g["off"][-1])
+        bucket, region = g["bucket"][lo:hi], g["region"][lo:hi]
         if len(bucket) == 0:
             return 0
         b0 = int(bucket.min())
@@ -268,7 +275,8 @@ class Engine:
         if groups is None:
             groups = self._no_records(T)
         ev, rd, sn = groups["ev"], groups["rd"], groups["sn"]
-        # events and readings feed different bases: the larger of the two bounds any ring cell
+        # events and readings feed different bases: the larger of the two bounds any ring cell;
+        # only the records this call bins (``off[0] .. off[-1] - 1``) count
         S = self._state_tuple(max(self._most_per_cell(ev), self._most_per_cell(rd)))
         parts = num is not None
         if out is None:
@@ -280,8 +288,17 @@ class Engine:
                      (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"]),
                      (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"]),
                      (sn["time"], sn["key"], sn["value"], sn["off"]),
-                     self._P, S, out, D, num, den, parts)
+                     self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
         self.state.last_cycle = k0 + T - 1
+
+    def _scratch(self) -> np.ndarray:
+        """Float64 scratch of the value kernel: (threads, 2, regions), kept between calls."""
+        import numba
+
+        nt = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < this
+        if getattr(self, "_scr", None) is None or self._scr.shape[0] < nt:
+            self._scr = np.empty((nt, 2, self.plan.n_regions), np.float64)
+        return self._scr
 
     def _no_records(self, T: int) -> dict:
         z = np.zeros(T + 1, np.int64)
@@ -306,9 +323,9 @@ class Engine:
         return out, D, None, None
 
     def _finish(self, out, D, num, den, g, nlabels: int, dst) -> None:
-        """Derived rows (float64, from ``D``) into ``out``; at a coarser level roll each cycle of
-        ``out`` up into ``dst``."""
-        self.derived.evaluate_compact(D, out)
+        """At a coarser level roll each cycle of ``out`` up into ``dst`` (the derived rows are in
+        ``out`` and ``D`` already: the kernel evaluates them per cycle)."""
+        # the derived rows are already in ``out`` and ``D`` (kernels.derived_rows, per cycle)
         if g is not None:
             for t in range(out.shape[0]):
                 dst[t] = rollup(out[t], num[t], den[t], self.plan.rollup, self._row_mult, g, nlabels, self._pop,
@@ -400,7 +417,10 @@ class Engine:
         for gn, d in prep.items():
             b = bounds[gn]
             n0 = len(first[gn]["bucket"])
-            allrec[gn] = {c: np.concatenate([first[gn][c], d[c][b[0]:b[-1]]]) for c in d}
+            if n0 == b[0]:  # every record up to k0 admitted: one slice, no copy
+                allrec[gn] = {c: d[c][:b[-1]] for c in d}
+            else:
+                allrec[gn] = {c: np.concatenate([first[gn][c], d[c][b[0]:b[-1]]]) for c in d}
             allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
         per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
         chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
