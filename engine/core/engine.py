@@ -16,6 +16,7 @@ the cycle it arrives in).
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,40 @@ from engine.core.state import State
 PARALLEL_MIN_VALUES = 4_000_000
 #: float64 scratch of one replay kernel call (cycles per call = this / bytes of one cycle)
 REPLAY_CHUNK_BYTES = 96 * 2**20
+
+
+def _populate(arr: np.ndarray):
+    """Start a thread that maps the pages of the fresh ``arr`` (``madvise(MADV_POPULATE_WRITE)``,
+    Linux >= 5.14; contents unchanged, so it may race the kernel writing ``arr``) and return it
+    (``join`` it), or ``None`` where that is not available. First-touch page faults of a large
+    output then run on another core while the cycle kernel computes (on some VMs they cost
+    seconds per GB)."""
+    if arr.nbytes < 64 * 2**20 or not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = os.sysconf("SC_PAGE_SIZE")
+    a = arr.ctypes.data
+    lo = a - a % page
+    hi = a + arr.nbytes
+    hi -= hi % page  # whole pages inside the array (the partial ones fault as usual)
+
+    def run():
+        step = 64 * 2**20
+        for o in range(lo, hi, step):  # in order, ahead of the kernel; stops quietly on error
+            if madvise(o, min(step, hi - o), 23) != 0:  # 23 = MADV_POPULATE_WRITE
+                return
+
+    th = threading.Thread(target=run, name="cityvitals-populate", daemon=True)
+    th.start()
+    return th
 
 
 def to_ns(at) -> int:
@@ -409,6 +444,7 @@ class Engine:
         nind, nreg = len(p.indicator_ids), p.n_regions
         fine = g is None
         out_all = np.empty((T, nind, len(labels)), self.dtype)
+        populating = _populate(out_all)
         counts: dict = {}
         # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
         bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
@@ -442,6 +478,8 @@ class Engine:
                 out, D, num, den = (x[:n] for x in bufs)
             self._run(k0 + t0, n, n, grp, out, D, num, den)
             self._finish(out, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
+        if populating is not None:
+            populating.join()
         counts["core.after_end"] = int(sum(len(d["bucket"]) - bounds[gn][-1] for gn, d in prep.items()))
         times = pd.to_datetime(np.arange(k0, k1 + 1, dtype=np.int64) * self.plan.cycle_ns)
         attrs = {"start": str(times[0]), "end": str(times[-1]), "cycle": self.cycle, **flatten_counts(qcounts)}
