@@ -16,6 +16,10 @@ import numpy as np
 from engine.catalog import expr
 
 
+#: instruction codes of :meth:`DerivedPlan.program` (binary ops pop two, push one)
+OPS = ("ref", "num", "+", "-", "*", "/", "neg", "abs", "min", "max")
+
+
 def _template(node, refs: list):
     if isinstance(node, expr.Ref):
         refs.append(node.name)
@@ -103,6 +107,69 @@ class DerivedPlan:
         self.compact_pos = pos  # compact index of each output row, -1 when not needed
         self.compact_groups = [(t, pos[rows], pos[refrows]) for t, rows, refrows in self.groups]
         self.compact_derived = pos[self.rows]
+
+    def program(self):
+        """The derived rows as one stack program for :func:`engine.core.kernels.derived_rows`.
+
+        Returns ``(ops, arg, consts, ptr, out_row, d_pos, depth)``: the instructions of derived
+        row ``j`` (in dependency order) are ``ops[ptr[j]:ptr[j + 1]]`` (codes :data:`OPS`; ``arg``
+        is a compact row for ``ref``, an index into ``consts`` for ``num``); ``out_row[j]`` /
+        ``d_pos[j]`` are its output row and compact row; ``depth`` the deepest stack.
+
+        >>> inds = [{"id": "a", "aggregation": "count"}, {"id": "c", "aggregation": "derived", "formula": "a / 7"}]
+        >>> ops, arg, consts, ptr, out_row, d_pos, depth = DerivedPlan(inds).program()
+        >>> [OPS[o] for o in ops], consts.tolist(), out_row.tolist(), depth
+        (['ref', 'num', '/'], [7.0], [1], 2)
+        """
+        ops: list[int] = []
+        arg: list[int] = []
+        consts: list[float] = []
+        ptr = [0]
+        out_row: list[int] = []
+        d_pos: list[int] = []
+        depth = [1]
+        code = {name: i for i, name in enumerate(OPS)}
+
+        def emit(node, refpos, h):
+            depth[0] = max(depth[0], h + 1)
+            if isinstance(node, expr.Num):
+                ops.append(code["num"])
+                arg.append(len(consts))
+                consts.append(float(node.value))
+            elif isinstance(node, expr.Ref):
+                ops.append(code["ref"])
+                arg.append(int(refpos[int(node.name[1:])]))
+            elif isinstance(node, expr.Neg):
+                emit(node.arg, refpos, h)
+                ops.append(code["neg"])
+                arg.append(0)
+            elif isinstance(node, expr.BinOp):
+                emit(node.left, refpos, h)
+                emit(node.right, refpos, h + 1)
+                ops.append(code[node.op])
+                arg.append(0)
+            elif isinstance(node, expr.Call):
+                if node.func == "abs":
+                    emit(node.args[0], refpos, h)
+                    ops.append(code["abs"])
+                    arg.append(0)
+                else:  # min / max fold left to right, like np.fmin / np.fmax in expr.evaluate
+                    emit(node.args[0], refpos, h)
+                    for a in node.args[1:]:
+                        emit(a, refpos, h + 1)
+                        ops.append(code[node.func])
+                        arg.append(0)
+            else:
+                raise TypeError(f"not an expression node: {node!r}")
+
+        for tmpl, rows, refrows in self.compact_groups:
+            for j in range(len(rows)):
+                emit(tmpl, refrows[j], 0)
+                ptr.append(len(ops))
+                d_pos.append(int(rows[j]))
+                out_row.append(int(self.compact_rows[rows[j]]))
+        i64 = lambda x: np.array(x, np.int64)  # noqa: E731
+        return (i64(ops), i64(arg), np.array(consts, np.float64), i64(ptr), i64(out_row), i64(d_pos), depth[0])
 
     def evaluate_compact(self, D: np.ndarray, out: np.ndarray | None = None) -> None:
         """Fill the derived rows of the compact matrix ``D`` (``compact_rows`` on its second-last

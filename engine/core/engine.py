@@ -16,6 +16,7 @@ the cycle it arrives in).
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,40 @@ from engine.core.state import State
 PARALLEL_MIN_VALUES = 4_000_000
 #: float64 scratch of one replay kernel call (cycles per call = this / bytes of one cycle)
 REPLAY_CHUNK_BYTES = 96 * 2**20
+
+
+def _populate(arr: np.ndarray):
+    """Start a thread that maps the pages of the fresh ``arr`` (``madvise(MADV_POPULATE_WRITE)``,
+    Linux >= 5.14; contents unchanged, so it may race the kernel writing ``arr``) and return it
+    (``join`` it), or ``None`` where that is not available. First-touch page faults of a large
+    output then run on another core while the cycle kernel computes (on some VMs they cost
+    seconds per GB)."""
+    if arr.nbytes < 64 * 2**20 or not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = os.sysconf("SC_PAGE_SIZE")
+    a = arr.ctypes.data
+    lo = a - a % page
+    hi = a + arr.nbytes
+    hi -= hi % page  # whole pages inside the array (the partial ones fault as usual)
+
+    def run():
+        step = 64 * 2**20
+        for o in range(lo, hi, step):  # in order, ahead of the kernel; stops quietly on error
+            if madvise(o, min(step, hi - o), 23) != 0:  # 23 = MADV_POPULATE_WRITE
+                return
+
+    th = threading.Thread(target=run, name="cityvitals-populate", daemon=True)
+    th.start()
+    return th
 
 
 def to_ns(at) -> int:
@@ -102,6 +137,9 @@ class Engine:
         extra = {"snap_bases": snap_bases, "ind_d": self.derived.compact_pos}
         self._P = tuple(extra[f] if f in extra else getattr(p, f) for f in K.P_FIELDS)
         self._dummy3 = np.zeros((1, 1, 1), np.float64)
+        *dp, depth = self.derived.program()
+        self._DP = tuple(dp)
+        self._stack = np.empty((depth, p.n_regions), np.float64)
         self._index_cache: dict = {}
         self._row_mult = np.ones(len(p.indicator_ids))
         self._row_mult[p.ind_row] = p.ind_mult
@@ -198,9 +236,12 @@ class Engine:
 
         def by_bucket(time, feed, key, region, value):
             bucket = -((-time) // c)
+            key = key.astype(np.int64, copy=False)
+            region = region.astype(np.int64, copy=False)
+            if len(bucket) < 2 or bool((bucket[1:] >= bucket[:-1]).all()):  # already in bucket order
+                return dict(bucket=bucket, time=time, feed=feed, key=key, region=region, value=value)
             o = np.argsort(bucket, kind="stable")
-            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o].astype(np.int64),
-                        region=region[o].astype(np.int64), value=value[o])
+            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o], region=region[o], value=value[o])
 
         return {
             "ev": by_bucket(rec.ev_time, rec.ev_feed, p.key_off[rec.ev_feed] + rec.ev_category.astype(np.int64)
@@ -252,7 +293,8 @@ class Engine:
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
         grows by at most this much, since a series belongs to one region."""
-        bucket, region = g["bucket"], g["region"]
+        lo, hi = int(g["off"][0]), int(g["off"][-1])
+        bucket, region = g["bucket"][lo:hi], g["region"][lo:hi]
         if len(bucket) == 0:
             return 0
         b0 = int(bucket.min())
@@ -268,7 +310,8 @@ class Engine:
         if groups is None:
             groups = self._no_records(T)
         ev, rd, sn = groups["ev"], groups["rd"], groups["sn"]
-        # events and readings feed different bases: the larger of the two bounds any ring cell
+        # events and readings feed different bases: the larger of the two bounds any ring cell;
+        # only the records this call bins (``off[0] .. off[-1] - 1``) count
         S = self._state_tuple(max(self._most_per_cell(ev), self._most_per_cell(rd)))
         parts = num is not None
         if out is None:
@@ -280,8 +323,17 @@ class Engine:
                      (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"]),
                      (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"]),
                      (sn["time"], sn["key"], sn["value"], sn["off"]),
-                     self._P, S, out, D, num, den, parts)
+                     self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
         self.state.last_cycle = k0 + T - 1
+
+    def _scratch(self) -> np.ndarray:
+        """Float64 scratch of the value kernel: (threads, 2, regions), kept between calls."""
+        import numba
+
+        nt = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < this
+        if getattr(self, "_scr", None) is None or self._scr.shape[0] < nt:
+            self._scr = np.empty((nt, 2, self.plan.n_regions), np.float64)
+        return self._scr
 
     def _no_records(self, T: int) -> dict:
         z = np.zeros(T + 1, np.int64)
@@ -306,9 +358,9 @@ class Engine:
         return out, D, None, None
 
     def _finish(self, out, D, num, den, g, nlabels: int, dst) -> None:
-        """Derived rows (float64, from ``D``) into ``out``; at a coarser level roll each cycle of
-        ``out`` up into ``dst``."""
-        self.derived.evaluate_compact(D, out)
+        """At a coarser level roll each cycle of ``out`` up into ``dst`` (the derived rows are in
+        ``out`` and ``D`` already: the kernel evaluates them per cycle)."""
+        # the derived rows are already in ``out`` and ``D`` (kernels.derived_rows, per cycle)
         if g is not None:
             for t in range(out.shape[0]):
                 dst[t] = rollup(out[t], num[t], den[t], self.plan.rollup, self._row_mult, g, nlabels, self._pop,
@@ -392,6 +444,7 @@ class Engine:
         nind, nreg = len(p.indicator_ids), p.n_regions
         fine = g is None
         out_all = np.empty((T, nind, len(labels)), self.dtype)
+        populating = _populate(out_all)
         counts: dict = {}
         # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
         bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
@@ -400,7 +453,10 @@ class Engine:
         for gn, d in prep.items():
             b = bounds[gn]
             n0 = len(first[gn]["bucket"])
-            allrec[gn] = {c: np.concatenate([first[gn][c], d[c][b[0]:b[-1]]]) for c in d}
+            if n0 == b[0]:  # every record up to k0 admitted: one slice, no copy
+                allrec[gn] = {c: d[c][:b[-1]] for c in d}
+            else:
+                allrec[gn] = {c: np.concatenate([first[gn][c], d[c][b[0]:b[-1]]]) for c in d}
             allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
         per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
         chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
@@ -422,6 +478,8 @@ class Engine:
                 out, D, num, den = (x[:n] for x in bufs)
             self._run(k0 + t0, n, n, grp, out, D, num, den)
             self._finish(out, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
+        if populating is not None:
+            populating.join()
         counts["core.after_end"] = int(sum(len(d["bucket"]) - bounds[gn][-1] for gn, d in prep.items()))
         times = pd.to_datetime(np.arange(k0, k1 + 1, dtype=np.int64) * self.plan.cycle_ns)
         attrs = {"start": str(times[0]), "end": str(times[-1]), "cycle": self.cycle, **flatten_counts(qcounts)}

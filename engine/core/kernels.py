@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import get_thread_id, prange
 
 from engine.config import njit
 
@@ -548,18 +548,196 @@ def _value_row(t, tt, P, S, out, D, num, den, parts):
             den[tt, row, r] = d
 
 
+@njit(inline="always")
+def _value_row_fast(t, tt, P, S, out, D, scr):
+    """:func:`_value_row` without roll-up parts: per code one tight loop computes numerator ``a``
+    and denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
+    ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy)."""
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    nreg = out.shape[2]
+    row = ind_row[t]
+    code = ind_code[t]
+    b = ind_base[t]
+    s0 = base_ser0[b]
+    n = base_ser0[b + 1] - s0
+    nr = ind_norm[t]
+    mult = ind_mult[t]
+    dd = ind_d[row]
+    bl = ind_blk[t]
+    va = scr[0]
+    vd = scr[1]
+    if code == _C_MIN or code == _C_MAX:
+        o = mm_off[bl]
+        for i in range(n):
+            acc = mmRun[o + i]
+            va[i] = acc if not math.isinf(acc) else np.nan
+    elif code == _C_QUANT:
+        W = q_W[bl]
+        q = ind_q[t]
+        for i in range(n):
+            o = q_off[bl] + i * W
+            va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
+    else:
+        oN = blk_offN[bl]
+        oS = blk_offS[bl]
+        has_d = False
+        if code == _C_COUNT:
+            for i in range(n):
+                va[i] = float(wN[oN + i])
+        elif code == _C_EVSUM:
+            for i in range(n):
+                va[i] = wS[oS + i]
+        elif code == _C_RDSUM:
+            for i in range(n):
+                va[i] = wS[oS + i] if wN[oN + i] > 0 else np.nan
+        elif code == _C_MEAN:
+            has_d = True
+            for i in range(n):
+                va[i] = wS[oS + i]
+                vd[i] = float(wN[oN + i])
+        elif code == _C_EVSHARE:
+            has_d = True
+            oA = blk_offN[ind_blk2[t]]
+            for i in range(n):
+                va[i] = float(wN[oN + i])
+                vd[i] = float(wN[oA + i])
+        elif code == _C_SNSHARE:
+            has_d = True
+            oO = blk_offO[bl]
+            for i in range(n):
+                va[i] = float(wO[oO + i])
+                vd[i] = float(wN[oN + i])
+        else:  # _C_SNSUM
+            oP = blk_offP[bl]
+            for i in range(n):
+                p = wP[oP + i]
+                va[i] = wS[oS + i] / p if p > 0 else np.nan
+        if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
+            has_d = True
+            nrow = norm[nr]
+            if n == nreg:
+                for i in range(n):
+                    vd[i] = nrow[i]
+            else:
+                for i in range(n):
+                    vd[i] = nrow[ser_region[s0 + i]]
+        if has_d:
+            for i in range(n):
+                d = vd[i]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+        elif mult != 1.0:
+            for i in range(n):
+                va[i] = mult * va[i]
+    orow = out[tt, row]
+    if n == nreg:  # series i is region i (series are sorted by region)
+        for i in range(n):
+            orow[i] = va[i]
+        if dd >= 0:
+            drow = D[tt, dd]
+            for i in range(n):
+                drow[i] = va[i]
+    else:  # regions without a series of this base are NaN
+        orow[:] = np.nan
+        for i in range(n):
+            orow[ser_region[s0 + i]] = va[i]
+        if dd >= 0:
+            drow = D[tt, dd]
+            drow[:] = np.nan
+            for i in range(n):
+                drow[ser_region[s0 + i]] = va[i]
+
+
 @njit
-def values_ser(tt, P, S, out, D, num, den, parts):
-    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread."""
+def derived_rows(tt, DP, out, D, stack):
+    """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
+    (rows in dependency order, each a stack program over whole region vectors; see
+    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and ``out[tt]``.
+    ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
+    evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
+    ops, arg, consts, ptr, out_row, d_pos = DP
+    nreg = D.shape[2]
+    Dt = D[tt]
+    for j in range(len(out_row)):
+        h = 0
+        for pc in range(ptr[j], ptr[j + 1]):
+            op = ops[pc]
+            if op == 0:  # ref
+                src = Dt[arg[pc]]
+                dst = stack[h]
+                for r in range(nreg):
+                    dst[r] = src[r]
+                h += 1
+            elif op == 1:  # num
+                c = consts[arg[pc]]
+                dst = stack[h]
+                for r in range(nreg):
+                    dst[r] = c
+                h += 1
+            elif op == 6 or op == 7:  # neg, abs
+                x = stack[h - 1]
+                if op == 6:
+                    for r in range(nreg):
+                        x[r] = -x[r]
+                else:
+                    for r in range(nreg):
+                        x[r] = abs(x[r])
+            else:
+                h -= 1
+                x = stack[h - 1]
+                y = stack[h]
+                if op == 2:
+                    for r in range(nreg):
+                        x[r] = x[r] + y[r]
+                elif op == 3:
+                    for r in range(nreg):
+                        x[r] = x[r] - y[r]
+                elif op == 4:
+                    for r in range(nreg):
+                        x[r] = x[r] * y[r]
+                elif op == 5:
+                    for r in range(nreg):
+                        x[r] = x[r] / y[r] if y[r] != 0.0 else np.nan
+                elif op == 8:
+                    for r in range(nreg):
+                        if math.isnan(x[r]) or y[r] < x[r]:
+                            x[r] = y[r]
+                else:
+                    for r in range(nreg):
+                        if math.isnan(x[r]) or y[r] > x[r]:
+                            x[r] = y[r]
+        res = stack[0]
+        drow = Dt[d_pos[j]]
+        orow = out[tt, out_row[j]]
+        for r in range(nreg):
+            drow[r] = res[r]
+            orow[r] = res[r]
+
+
+@njit
+def values_ser(tt, P, S, out, D, num, den, parts, scr):
+    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread; ``scr``
+    (threads, 2, regions) float64 scratch."""
     for t in range(len(P[29])):
-        _value_row(t, tt, P, S, out, D, num, den, parts)
+        if parts:
+            _value_row(t, tt, P, S, out, D, num, den, parts)
+        else:
+            _value_row_fast(t, tt, P, S, out, D, scr[0])
 
 
 @njit(parallel=True)
-def values_par(tt, P, S, out, D, num, den, parts):
-    """Stage 5, in parallel over indicators."""
+def values_par(tt, P, S, out, D, num, den, parts, scr):
+    """Stage 5, in parallel over indicators (each thread its own slice of ``scr``)."""
     for t in prange(len(P[29])):
-        _value_row(t, tt, P, S, out, D, num, den, parts)
+        if parts:
+            _value_row(t, tt, P, S, out, D, num, den, parts)
+        else:
+            _value_row_fast(t, tt, P, S, out, D, scr[get_thread_id()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,13 +745,15 @@ def values_par(tt, P, S, out, D, num, den, parts):
 
 
 @njit
-def run_cycles(k0, T, ncomp, par, EV, RD, SN, P, S, out, D, num, den, parts):
+def run_cycles(k0, T, ncomp, par, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
     """Run cycles ``k0 .. k0 + T - 1``; compute the values of the last ``ncomp`` of them into
     ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
 
     ``EV`` = (bucket, key, region, value, off) of the events sorted by arrival cycle, those of
     cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1``; ``RD`` the same for readings; ``SN`` =
-    (time, cell, value, off) for snapshots. ``par`` picks the ``prange`` drivers."""
+    (time, cell, value, off) for snapshots. ``par`` picks the ``prange`` drivers. ``scr`` is the
+    value kernel's scratch, ``DP`` / ``stack`` the derived program and its stack
+    (:func:`derived_rows`), evaluated right after each cycle's values."""
     ev_b, ev_k, ev_r, ev_v, ev_o = EV
     rd_b, rd_k, rd_r, rd_v, rd_o = RD
     sn_t, sn_c, sn_v, sn_o = SN
@@ -604,6 +784,8 @@ def run_cycles(k0, T, ncomp, par, EV, RD, SN, P, S, out, D, num, den, parts):
         tt = t - (T - ncomp)
         if tt >= 0:
             if par:
-                values_par(tt, P, S, out, D, num, den, parts)
+                values_par(tt, P, S, out, D, num, den, parts, scr)
             else:
-                values_ser(tt, P, S, out, D, num, den, parts)
+                values_ser(tt, P, S, out, D, num, den, parts, scr)
+            if len(DP[4]) > 0:
+                derived_rows(tt, DP, out, D, stack)
