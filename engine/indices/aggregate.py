@@ -43,21 +43,33 @@ def q_group_sums(q: np.ndarray, spec: IndexSpec, geometric: bool, gfloor: float,
 def _combine(child: np.ndarray, child_imp: np.ndarray, w: np.ndarray, parent: np.ndarray, n_parent: int,
              geometric: bool, gfloor: float) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean (arithmetic or geometric) of child scores per parent, over the children
-    present; imputed share = weighted mean of the children's (a missing child counts 1)."""
+    present; imputed share = weighted mean of the children's (a missing child counts 1).
+
+    A loop over the (few) children rather than a matrix product: BLAS threads fight numba's
+    for the cores and make a tiny product cost milliseconds on a busy machine.
+    """
     ok = np.isfinite(child)
-    wm = np.zeros((n_parent, child.shape[0]))
-    wm[parent, np.arange(child.shape[0])] = w
     if geometric:
         f = np.log(np.maximum(np.where(ok, child, 1.0), gfloor))
     else:
         f = child
     f = np.where(ok, f, 0.0)
-    num = wm @ f
-    den = wm @ ok.astype(np.float64)
+    imp_c = np.where(ok, child_imp, 1.0)
+    cols = child.shape[1:]
+    num = np.zeros((n_parent,) + cols)
+    den = np.zeros((n_parent,) + cols)
+    imp = np.zeros((n_parent,) + cols)
+    tot = np.zeros(n_parent)
+    for c in range(child.shape[0]):
+        p, wc = parent[c], w[c]
+        num[p] += wc * f[c]
+        den[p] += wc * ok[c]
+        imp[p] += wc * imp_c[c]
+        tot[p] += wc
     score = finish(num, den, geometric)
-    tot = wm.sum(axis=1)[:, None]
+    tot = tot.reshape((n_parent,) + (1,) * len(cols))
     with np.errstate(invalid="ignore", divide="ignore"):
-        imp = (wm @ np.where(ok, child_imp, 1.0)) / tot
+        imp = imp / tot
     imp = np.where(tot > 0, imp, 1.0)
     return score, imp
 
