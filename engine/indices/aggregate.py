@@ -23,23 +23,6 @@ def finish(num: np.ndarray, den: np.ndarray, geometric: bool) -> np.ndarray:
     return np.exp(s) if geometric else s
 
 
-def q_group_sums(q: np.ndarray, spec: IndexSpec, geometric: bool, gfloor: float,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``num, den`` (n_groups, n_cols) from a table ``q`` (n_indicator, n_cols) of normalised
-    scores (NaN = missing): the same sums the indicator kernel makes, as matrix products."""
-    g, gw = spec.group_arrays(weight)
-    n = spec.n_groups
-    ok = np.isfinite(q)
-    f = np.log(np.maximum(np.where(ok, q, 1.0), gfloor)) if geometric else np.where(ok, q, 0.0)
-    f = np.where(ok, f, 0.0)
-    a = ok.astype(np.float64)
-    m = np.zeros((n, q.shape[0]))
-    for k in range(g.shape[0]):
-        sel = g[k] >= 0
-        m[g[k][sel], np.flatnonzero(sel)] += gw[k][sel]
-    return m @ f, m @ a
-
-
 def _combine(child: np.ndarray, child_imp: np.ndarray, w: np.ndarray, parent: np.ndarray, n_parent: int,
              geometric: bool, gfloor: float) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean (arithmetic or geometric) of child scores per parent, over the children

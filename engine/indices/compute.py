@@ -289,13 +289,21 @@ class Prepared:
 
         run(np.arange(k, dtype=np.int64))
         rows = unresolved.sum(axis=1) > 0            # (k, ni): rows with values only peers can normalise
-        again = []
-        for n in np.flatnonzero(rows.any(axis=1)):
-            pe, ps = K.peer_baseline(v[n], rows[n], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
-            if np.isfinite(pe).any():
-                peer_e[n], peer_s[n] = pe, ps
-                again.append(n)
-        if again:
+        need = np.flatnonzero(rows.any(axis=1))
+        if len(need):
+            pe = np.empty((len(need), ni))
+            ps = np.empty((len(need), ni))
+            if len(need) * ni * nr < SERIAL_BELOW:
+                K.peer_baseline_cycles(v[need], rows[need], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs, pe, ps)
+            else:
+                for n, t in enumerate(need):
+                    pe[n], ps[n] = K.peer_baseline(v[t], rows[t], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
+            found = np.isfinite(pe).any(axis=1)
+            again = need[found]
+            peer_e[again], peer_s[again] = pe[found], ps[found]
+        else:
+            again = need
+        if len(again):
             again = np.asarray(again, dtype=np.int64)
             for a in (num, den, pnum, pden, unresolved):
                 a[again] = 0

@@ -95,6 +95,20 @@ def history_baseline(hist, min_n, floor_rel, floor_abs):
     return e, s, cnt
 
 
+@njit
+def _peer_row(v, i, min_n, floor_rel, floor_abs, buf):
+    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``."""
+    n = 0
+    for r in range(v.shape[1]):
+        x = v[i, r]
+        if math.isfinite(x):
+            buf[n] = x
+            n += 1
+    if n >= min_n and n > 0:
+        return _robust(buf, n, floor_rel, floor_abs)
+    return np.nan, np.nan
+
+
 @njit(parallel=True)
 def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     """Cross-sectional robust baseline per indicator (median / MAD over regions) for ``rows``.
@@ -106,20 +120,22 @@ def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     e = np.full(ni, np.nan)
     s = np.full(ni, np.nan)
     for i in prange(ni):
-        if not rows[i]:
-            continue
-        buf = np.empty(max(nr, 1))
-        n = 0
-        for r in range(nr):
-            x = v[i, r]
-            if math.isfinite(x):
-                buf[n] = x
-                n += 1
-        if n >= min_n and n > 0:
-            m, sc = _robust(buf, n, floor_rel, floor_abs)
-            e[i] = m
-            s[i] = sc
+        if rows[i]:
+            e[i], s[i] = _peer_row(v, i, min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
     return e, s
+
+
+@njit
+def peer_baseline_cycles(v, rows, min_n, floor_rel, floor_abs, e, s):
+    """:func:`peer_baseline` of every cycle of ``v`` (k, n_indicator, n_region) for ``rows``
+    (k, n_indicator), on the calling thread, into ``e``/``s`` (k, n_indicator), NaN elsewhere."""
+    buf = np.empty(max(v.shape[2], 1))
+    for t in range(v.shape[0]):
+        for i in range(v.shape[1]):
+            e[t, i] = np.nan
+            s[t, i] = np.nan
+            if rows[t, i]:
+                e[t, i], s[t, i] = _peer_row(v[t], i, min_n, floor_rel, floor_abs, buf)
 
 
 @njit(inline="always", error_model="numpy")
