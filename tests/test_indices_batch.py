@@ -133,3 +133,32 @@ def test_peer_baseline_of_many_cycles_equals_one_by_one():
         pe, ps = K.peer_baseline(v[t], rows[t], 3, 0.05, 1e-6)
         np.testing.assert_array_equal(e[t], pe)
         np.testing.assert_array_equal(s[t], ps)
+
+
+def test_streaming_history_equals_window_by_window():
+    rng = np.random.default_rng(8)
+    h = rng.integers(0, 6, (40, 5, 4)).astype(float)            # ties on purpose
+    h[rng.random(h.shape) < 0.25] = np.nan
+    h[:, 0, 0] = np.nan
+    h[5:9, 1, 1] = -0.0
+    for window, ends in ((7, [1, 2, 3, 9, 10, 30, 31, 40]), (40, list(range(1, 41))), (3, [5, 20, 21, 22, 39]),
+                         (0, [4, 8])):
+        ends = np.asarray(ends, dtype=np.int64)
+        e = np.empty((len(ends), 5, 4))
+        s = np.empty_like(e)
+        K.history_baseline_cycles(h, ends, window, 3, 0.05, 1e-6, e, s)
+        for k, end in enumerate(ends):
+            ew, sw, _ = K.history_baseline(np.ascontiguousarray(h[max(0, end - window):end]), 3, 0.05, 1e-6)
+            np.testing.assert_array_equal(e[k], ew)
+            np.testing.assert_array_equal(s[k], sw)
+            er, sr = ref.history_ref(h[max(0, end - window):end], 3, 0.05, 1e-6)
+            np.testing.assert_allclose(e[k], er, rtol=1e-12)
+
+
+def test_chunked_replay_equals_one_chunk(cat, monkeypatch):
+    city = City.synthetic(seed=6, neighbourhoods=12, streets=2, population=50_000)
+    ds = replay(cat, seed=11, T=9, regions=list(city.regions.index))
+    cfg = load_config().with_(history_min=2, history_window=4)
+    whole = compute_indices(ds, cat, city, cfg)
+    monkeypatch.setattr(C, "CHUNK_VALUES", 2 * ds.sizes["indicator"] * ds.sizes["region"])   # 2 cycles a chunk
+    xr.testing.assert_identical(compute_indices(ds, cat, city, cfg), whole)

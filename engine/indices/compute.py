@@ -74,6 +74,8 @@ def select_time(ds: xr.Dataset, at=None) -> int | None:
 #: below this many values (cycles x indicators x regions) the pass runs on the calling thread:
 #: starting the thread pool costs more than it saves, and a lot more on a busy machine
 SERIAL_BELOW = 1 << 20
+#: cycles are computed in chunks of about this many values (cycles x indicators x regions)
+CHUNK_VALUES = 1 << 24
 
 
 def _cycle_list(cycles) -> list:
@@ -225,27 +227,29 @@ class Prepared:
         return np.ascontiguousarray(x.values, dtype=np.float64)
 
     def _history(self, cycles: list, e1: np.ndarray | None, s1: np.ndarray | None):
-        """History baselines ``e2, s2`` (H, ni, nr) and ``hpos`` (k,) for the cycles that need one."""
+        """History baselines ``e2, s2`` (H, ni, nr) and ``hpos`` (k,) for the cycles that need one:
+        a cycle after the first whose Dataset baseline is missing or incomplete. All of them in
+        one streaming pass (:func:`~engine.indices.kernels.history_baseline_cycles`)."""
         cfg = self.cfg
-        k = len(cycles)
-        hpos = np.full(k, -1, dtype=np.int64)
-        e2s, s2s = [], []
-        if self.has_time:
-            for n, t in enumerate(cycles):
-                # an empty window (history_window = 0) gives no baseline: same as none
-                if t == 0 or cfg.history_window <= 0:
-                    continue
-                if e1 is not None and np.isfinite(e1[n]).all() and np.isfinite(s1[n]).all():
-                    continue
-                lo = max(0, t - cfg.history_window)
-                hist = np.ascontiguousarray(self.value.isel(time=slice(lo, t)).values, dtype=np.float64)
-                e2, s2, _ = K.history_baseline(hist, cfg.history_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
-                hpos[n] = len(e2s)
-                e2s.append(e2)
-                s2s.append(s2)
-        if e2s:
-            return np.stack(e2s), np.stack(s2s), hpos
-        return _EMPTY3, _EMPTY3, hpos
+        hpos = np.full(len(cycles), -1, dtype=np.int64)
+        if not self.has_time or cfg.history_window <= 0:
+            return _EMPTY3, _EMPTY3, hpos   # an empty window (history_window = 0) gives no baseline
+        need = [(n, t) for n, t in enumerate(cycles)
+                if t > 0 and (e1 is None or not (np.isfinite(e1[n]).all() and np.isfinite(s1[n]).all()))]
+        if not need:
+            return _EMPTY3, _EMPTY3, hpos
+        ends = sorted({t for _, t in need})
+        lo = max(0, ends[0] - cfg.history_window)
+        hist = np.ascontiguousarray(self.value.isel(time=slice(lo, ends[-1])).values, dtype=np.float64)
+        ni, nr = hist.shape[1:]
+        e2 = np.empty((len(ends), ni, nr))
+        s2 = np.empty((len(ends), ni, nr))
+        K.history_baseline_cycles(hist, np.asarray(ends, dtype=np.int64) - lo, cfg.history_window, cfg.history_min,
+                                  cfg.scale_floor_rel, cfg.scale_floor_abs, e2, s2)
+        at = {t: k for k, t in enumerate(ends)}
+        for n, t in need:
+            hpos[n] = at[t]
+        return e2, s2, hpos
 
     def run(self, cycles, want_deficit: bool = False, geometric: bool | None = None) -> dict:
         """Run the indicator pass for ``cycles`` (list of positions along time; None without time).
@@ -355,7 +359,21 @@ class Prepared:
                        cfg.geometric_floor)
 
     def indices_many(self, cycles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``health, imputed, angles`` (k, n, n_all_regions) of ``cycles`` (list; None without time)."""
+        """``health, imputed, angles`` (k, n, n_all_regions) of ``cycles`` (list; None without time).
+
+        Long replays go through the kernels in chunks of about :data:`CHUNK_VALUES` values, so
+        the temporary arrays stay small whatever the number of cycles.
+        """
+        if cycles is None:
+            return self._indices_chunk(None)
+        ni, nr = self.value.sizes["indicator"], self.value.sizes["region"]
+        step = max(1, CHUNK_VALUES // max(1, ni * nr))
+        parts = [self._indices_chunk(list(cycles[a:a + step])) for a in range(0, len(cycles), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[n] for p in parts]) for n in range(3))
+
+    def _indices_chunk(self, cycles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.cfg
         c = self.run(cycles)
         k, ng, nr = c["num"].shape
