@@ -274,7 +274,11 @@ class Prepared:
         n_par = len(self.hier.levels[1].ids) if parent is not None else 0
         parent = parent if parent is not None else np.zeros(0, dtype=np.int64)
         ng = self.spec.n_groups
-        nb = len(self.bstart)
+        bstart, bstop = self.bstart, self.bstop
+        if k >= 2 * n_threads() and len(bstart) > 1:
+            # enough cycles to keep every thread busy: one block per cycle (longer row segments)
+            bstart, bstop = np.zeros(1, dtype=np.int64), np.full(1, nr, dtype=np.int64)
+        nb = len(bstart)
         num = np.zeros((k, ng, nr))
         den = np.zeros((k, ng, nr))
         pnum = np.zeros((k, ni, n_par))
@@ -288,7 +292,7 @@ class Prepared:
             kern(todo, v, e1, s1, has1, e2, s2, hpos, self.spec.direction, self.spec.cfg_ref, self.spec.thr_ref,
                  peer_e, peer_s, cfg.tolerance, cfg.cap, cfg.scale_floor_rel, cfg.scale_floor_abs,
                  self.group_of, self.group_w, geometric, cfg.geometric_floor,
-                 self.order, self.bstart, self.bstop, parent, self.hier.weight, n_par,
+                 self.order, bstart, bstop, parent, self.hier.weight, n_par,
                  num, den, pnum, pden, unresolved, want_deficit, d_out, m_out)
 
         run(np.arange(k, dtype=np.int64))

@@ -41,17 +41,39 @@ def _median_sorted(buf, n):
 
 
 @njit
-def _robust(buf, n, floor_rel, floor_abs):
-    """Median and floored 1.4826 x MAD of ``buf[:n]`` (reorders ``buf``)."""
-    x = np.sort(buf[:n])
+def _robust_sorted(x, n, floor_rel, floor_abs):
+    """:func:`_robust` of the already sorted ``x[:n]`` without sorting: the deviations from the
+    median are merged outwards from it (two sorted runs), up to the middle one. Same values as
+    sorting them, so the same result."""
     med = _median_sorted(x, n)
-    dev = np.empty(n)
-    for k in range(n):
-        dev[k] = abs(x[k] - med)
-    dev.sort()
-    s = MAD_TO_SIGMA * _median_sorted(dev, n)
+    p = 0
+    while p < n and x[p] < med:
+        p += 1
+    a = p - 1
+    b = p
+    prev = 0.0
+    cur = 0.0
+    for _ in range(n // 2 + 1):
+        if a >= 0 and (b >= n or med - x[a] <= x[b] - med):
+            d = med - x[a]
+            a -= 1
+        else:
+            d = x[b] - med
+            b += 1
+        prev = cur
+        cur = d
+    mad = cur if n % 2 == 1 else 0.5 * (prev + cur)
+    s = MAD_TO_SIGMA * mad
     s = max(s, floor_rel * abs(med), floor_abs)
     return med, s
+
+
+@njit
+def _robust(buf, n, floor_rel, floor_abs):
+    """Median and floored 1.4826 x MAD of ``buf[:n]`` (sorts ``buf[:n]`` in place)."""
+    x = buf[:n]
+    x.sort()
+    return _robust_sorted(x, n, floor_rel, floor_abs)
 
 
 @njit(parallel=True)
@@ -93,34 +115,6 @@ def history_baseline(hist, min_n, floor_rel, floor_abs):
                 e[i, r] = m
                 s[i, r] = sc
     return e, s, cnt
-
-
-@njit
-def _robust_sorted(x, n, floor_rel, floor_abs):
-    """:func:`_robust` of the already sorted ``x[:n]`` without sorting: the deviations from the
-    median are merged outwards from it (two sorted runs), up to the middle one. Same values as
-    sorting them, so the same result."""
-    med = _median_sorted(x, n)
-    p = 0
-    while p < n and x[p] < med:
-        p += 1
-    a = p - 1
-    b = p
-    prev = 0.0
-    cur = 0.0
-    for _ in range(n // 2 + 1):
-        if a >= 0 and (b >= n or med - x[a] <= x[b] - med):
-            d = med - x[a]
-            a -= 1
-        else:
-            d = x[b] - med
-            b += 1
-        prev = cur
-        cur = d
-    mad = cur if n % 2 == 1 else 0.5 * (prev + cur)
-    s = MAD_TO_SIGMA * mad
-    s = max(s, floor_rel * abs(med), floor_abs)
-    return med, s
 
 
 @njit(parallel=True)
