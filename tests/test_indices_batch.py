@@ -162,3 +162,18 @@ def test_chunked_replay_equals_one_chunk(cat, monkeypatch):
     whole = compute_indices(ds, cat, city, cfg)
     monkeypatch.setattr(C, "CHUNK_VALUES", 2 * ds.sizes["indicator"] * ds.sizes["region"])   # 2 cycles a chunk
     xr.testing.assert_identical(compute_indices(ds, cat, city, cfg), whole)
+
+
+def test_robust_sorted_equals_sorting_the_deviations():
+    rng = np.random.default_rng(12)
+    for n in list(range(1, 12)) + [50, 51, 96, 97]:
+        for kind in range(3):
+            x = rng.integers(0, 4, n).astype(float) if kind == 0 else rng.normal(0, 1, n)
+            if kind == 2:
+                x = np.round(x, 1)
+            x = np.sort(x)
+            med, s = K._robust_sorted(x.copy(), n, 0.0, 0.0)
+            want_med = float(np.median(x))
+            want_mad = float(np.median(np.abs(x - want_med)))
+            assert med == want_med
+            assert s == max(K.MAD_TO_SIGMA * want_mad, 0.0, 0.0), (n, kind, x)

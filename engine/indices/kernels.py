@@ -40,29 +40,55 @@ def _median_sorted(buf, n):
     return 0.5 * (buf[n // 2 - 1] + buf[n // 2])
 
 
+@njit(inline="always")
+def _bisect_left(x, n, v):
+    """First position in the sorted ``x[:n]`` whose value is not below ``v``."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(inline="always")
+def _kth_deviation(x, n, p, med, k):
+    """The ``k``-th smallest (1-based) of ``|x[j] - med|`` over the sorted ``x[:n]``, where
+    ``x[:p] < med <= x[p:n]``: the deviations are two sorted runs, ``L[j] = med - x[p-1-j]``
+    and ``U[j] = x[p+j] - med``; a binary search finds how many of the ``k`` smallest come
+    from ``L`` (the usual k-th of two sorted arrays). Same values as sorting them."""
+    nu = n - p
+    lo = max(0, k - nu)
+    hi = min(k, p)
+    while lo < hi:                 # smallest i with L[i] >= U[k-i-1]
+        i = (lo + hi) // 2
+        if med - x[p - 1 - i] >= x[p + k - i - 1] - med:
+            hi = i
+        else:
+            lo = i + 1
+    i = lo
+    best = -np.inf
+    if i > 0:
+        best = med - x[p - i]
+    if k - i > 0:
+        best = max(best, x[p + k - i - 1] - med)
+    return best
+
+
 @njit
 def _robust_sorted(x, n, floor_rel, floor_abs):
-    """:func:`_robust` of the already sorted ``x[:n]`` without sorting: the deviations from the
-    median are merged outwards from it (two sorted runs), up to the middle one. Same values as
-    sorting them, so the same result."""
+    """:func:`_robust` of the already sorted ``x[:n]`` without sorting the deviations (their
+    middle ones are found by binary search); the same values as sorting them, so the same
+    result."""
     med = _median_sorted(x, n)
-    p = 0
-    while p < n and x[p] < med:
-        p += 1
-    a = p - 1
-    b = p
-    prev = 0.0
-    cur = 0.0
-    for _ in range(n // 2 + 1):
-        if a >= 0 and (b >= n or med - x[a] <= x[b] - med):
-            d = med - x[a]
-            a -= 1
-        else:
-            d = x[b] - med
-            b += 1
-        prev = cur
-        cur = d
-    mad = cur if n % 2 == 1 else 0.5 * (prev + cur)
+    p = _bisect_left(x, n, med)
+    if n % 2 == 1:
+        mad = _kth_deviation(x, n, p, med, n // 2 + 1)
+    else:
+        mad = 0.5 * (_kth_deviation(x, n, p, med, n // 2) + _kth_deviation(x, n, p, med, n // 2 + 1))
     s = MAD_TO_SIGMA * mad
     s = max(s, floor_rel * abs(med), floor_abs)
     return med, s
@@ -154,7 +180,7 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
                     x = hist[lo, i, r]
                     lo += 1
                     if math.isfinite(x):
-                        j = np.searchsorted(win[:n], x)
+                        j = _bisect_left(win, n, x)
                         for m in range(j, n - 1):
                             win[m] = win[m + 1]
                         n -= 1
@@ -162,7 +188,7 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
                     x = hist[hi, i, r]
                     hi += 1
                     if math.isfinite(x):
-                        j = np.searchsorted(win[:n], x)
+                        j = _bisect_left(win, n, x)
                         for m in range(n, j, -1):
                             win[m] = win[m - 1]
                         win[j] = x
