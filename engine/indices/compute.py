@@ -78,6 +78,11 @@ SERIAL_BELOW = 1 << 20
 CHUNK_VALUES = 1 << 24
 
 
+def _labels(index: pd.Index) -> list[str]:
+    """Labels as a list of str (``tolist`` first: iterating an Arrow-backed index is slow)."""
+    return [str(x) for x in index.tolist()]
+
+
 def _cycle_list(cycles) -> list:
     return [None] if cycles is None else list(cycles)
 
@@ -131,7 +136,7 @@ class IndexPlan:
         """The :class:`IndexSpec` of these indicator ids (rebuilt only when the ids change)."""
         ids = pd.Index(ids)
         if not self._same(self._spec[0], ids):
-            self._spec = (ids, IndexSpec.build(list(map(str, ids)), self.catalog, self.cfg))
+            self._spec = (ids, IndexSpec.build(_labels(ids), self.catalog, self.cfg))
         return self._spec[1]
 
     def hierarchy(self, regions):
@@ -139,7 +144,7 @@ class IndexPlan:
         regions = pd.Index(regions)
         if not self._same(self._hier[0], regions):
             key = regions
-            hier = Hierarchy.build(list(map(str, regions)), self.city, self.cfg.level_weight)
+            hier = Hierarchy.build(_labels(regions), self.city, self.cfg.level_weight)
             nr = len(hier.base.ids)
             target = max(32, nr // max(1, 4 * n_threads()))
             self._hier = (key, (hier, hier.blocks(target)))
