@@ -216,10 +216,6 @@ class Prepared:
         self.group_of, self.group_w, self.totals = plan.groups(self.spec)
         self.geometric = self.cfg.method == "geometric"
 
-    def _at(self, da, t):
-        x = da.isel(time=t) if self.has_time else da
-        return np.ascontiguousarray(x.values, dtype=np.float64)
-
     def _cycles(self, da, cycles: list) -> np.ndarray:
         """(k, n_indicator, n_region) float64 array of ``cycles`` (a view when possible)."""
         if not self.has_time:
