@@ -1,7 +1,8 @@
 """Indices group: composite indices for the full catalog x N neighbourhoods, one cycle.
 
 The engine is :func:`engine.indices.compute_indices` (numba pass over indicator x region fused
-with the group sums, then small matrix products for streets / district); the peer is a
+with the group sums, then small loops for streets / district; the catalog-derived arrays are
+rebuilt on every call, as a one-off call would); the peer is a
 straightforward pandas implementation of the same rules for the production case (a complete
 ``expected``/``scale`` baseline from the detectors, ~1 % missing values, catalog reference
 ranges). Both produce ``health`` for every index at every level and must agree.

@@ -175,3 +175,25 @@ def overall_draw_ref(q, spec, w_ind, w_dim, w_dom, geometric, floor):
                               geometric, floor))
         out.append(100.0 * wmean(list(zip(doms, w_dom)), geometric, floor))
     return np.array(out)
+
+
+def group_sums_ref(q, spec, geometric, floor):
+    """``num, den`` (n_groups, n_col) of a table of normalised scores ``q`` (n_ind, n_col), NaN =
+    missing: per group (dimensions, then safety angles, then risks) the weighted sum of q (or of
+    log(max(q, floor))) and of the weights, over the indicators with a finite q."""
+    nd, na = len(spec.dims), len(spec.config.angles)
+    num = np.zeros((spec.n_groups, q.shape[1]))
+    den = np.zeros((spec.n_groups, q.shape[1]))
+    for i in range(q.shape[0]):
+        groups = [spec.dim_of[i]]
+        if spec.angle_of[i] >= 0:
+            groups.append(nd + spec.angle_of[i])
+        if spec.risk_of[i] >= 0:
+            groups.append(nd + na + spec.risk_of[i])
+        for c in range(q.shape[1]):
+            if math.isfinite(q[i, c]):
+                f = math.log(max(q[i, c], floor)) if geometric else q[i, c]
+                for g in groups:
+                    num[g, c] += spec.weight[i] * f
+                    den[g, c] += spec.weight[i]
+    return num, den

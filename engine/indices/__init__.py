@@ -14,10 +14,10 @@ The rules are described in docs/indices.md.
 
 from __future__ import annotations
 
-from engine.indices.compute import compute_indices, select_time
+from engine.indices.compute import IndexPlan, compute_indices, select_time
 from engine.indices.config import IndicesConfig, IndicesConfigError, grade_codes, load_config
 from engine.indices.explain import Explanation, explain
 from engine.indices.robustness import robustness
 
-__all__ = ["compute_indices", "explain", "Explanation", "robustness", "load_config", "IndicesConfig",
+__all__ = ["compute_indices", "IndexPlan", "explain", "Explanation", "robustness", "load_config", "IndicesConfig",
            "IndicesConfigError", "grade_codes", "select_time"]

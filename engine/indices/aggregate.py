@@ -23,41 +23,36 @@ def finish(num: np.ndarray, den: np.ndarray, geometric: bool) -> np.ndarray:
     return np.exp(s) if geometric else s
 
 
-def q_group_sums(q: np.ndarray, spec: IndexSpec, geometric: bool, gfloor: float,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``num, den`` (n_groups, n_cols) from a table ``q`` (n_indicator, n_cols) of normalised
-    scores (NaN = missing): the same sums the indicator kernel makes, as matrix products."""
-    g, gw = spec.group_arrays(weight)
-    n = spec.n_groups
-    ok = np.isfinite(q)
-    f = np.log(np.maximum(np.where(ok, q, 1.0), gfloor)) if geometric else np.where(ok, q, 0.0)
-    f = np.where(ok, f, 0.0)
-    a = ok.astype(np.float64)
-    m = np.zeros((n, q.shape[0]))
-    for k in range(g.shape[0]):
-        sel = g[k] >= 0
-        m[g[k][sel], np.flatnonzero(sel)] += gw[k][sel]
-    return m @ f, m @ a
-
-
 def _combine(child: np.ndarray, child_imp: np.ndarray, w: np.ndarray, parent: np.ndarray, n_parent: int,
              geometric: bool, gfloor: float) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean (arithmetic or geometric) of child scores per parent, over the children
-    present; imputed share = weighted mean of the children's (a missing child counts 1)."""
+    present; imputed share = weighted mean of the children's (a missing child counts 1).
+
+    A loop over the (few) children rather than a matrix product: BLAS threads fight numba's
+    for the cores and make a tiny product cost milliseconds on a busy machine.
+    """
     ok = np.isfinite(child)
-    wm = np.zeros((n_parent, child.shape[0]))
-    wm[parent, np.arange(child.shape[0])] = w
     if geometric:
         f = np.log(np.maximum(np.where(ok, child, 1.0), gfloor))
     else:
         f = child
     f = np.where(ok, f, 0.0)
-    num = wm @ f
-    den = wm @ ok.astype(np.float64)
+    imp_c = np.where(ok, child_imp, 1.0)
+    cols = child.shape[1:]
+    num = np.zeros((n_parent,) + cols)
+    den = np.zeros((n_parent,) + cols)
+    imp = np.zeros((n_parent,) + cols)
+    tot = np.zeros(n_parent)
+    for c in range(child.shape[0]):
+        p, wc = parent[c], w[c]
+        num[p] += wc * f[c]
+        den[p] += wc * ok[c]
+        imp[p] += wc * imp_c[c]
+        tot[p] += wc
     score = finish(num, den, geometric)
-    tot = wm.sum(axis=1)[:, None]
+    tot = tot.reshape((n_parent,) + (1,) * len(cols))
     with np.errstate(invalid="ignore", divide="ignore"):
-        imp = (wm @ np.where(ok, child_imp, 1.0)) / tot
+        imp = imp / tot
     imp = np.where(tot > 0, imp, 1.0)
     return score, imp
 

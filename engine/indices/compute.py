@@ -13,12 +13,13 @@ import xarray as xr
 
 from engine.config import n_threads
 from engine.indices import kernels as K
-from engine.indices.aggregate import compose, finish, group_imputed, q_group_sums
+from engine.indices.aggregate import compose, finish, group_imputed
 from engine.indices.config import IndicesConfig, grade_codes, resolve_config
 from engine.indices.hierarchy import Hierarchy
 from engine.indices.spec import IndexSpec
 
 _EMPTY2 = np.zeros((0, 0))
+_EMPTY3 = np.zeros((0, 0, 0))
 
 
 def _dims_ok(da: xr.DataArray, name: str) -> xr.DataArray:
@@ -70,17 +71,137 @@ def select_time(ds: xr.Dataset, at=None) -> int | None:
     return int(times.searchsorted(ts, side="right") - 1)
 
 
-class Prepared:
-    """A Dataset made ready for the kernels: spec, hierarchy, blocks, array accessors."""
+#: below this many values (cycles x indicators x regions) the pass runs on the calling thread:
+#: starting the thread pool costs more than it saves, and a lot more on a busy machine
+SERIAL_BELOW = 1 << 20
+#: cycles are computed in chunks of about this many values (cycles x indicators x regions)
+CHUNK_VALUES = 1 << 24
 
-    def __init__(self, ds: xr.Dataset, catalog, city=None, config=None):
-        if "value" not in ds:
-            raise ValueError(f"the Dataset has no 'value' variable (it has: {', '.join(map(str, ds.data_vars)) or 'none'})")
+
+def _labels(index: pd.Index) -> list[str]:
+    """Labels as a list of str (``tolist`` first: iterating an Arrow-backed index is slow)."""
+    return [str(x) for x in index.tolist()]
+
+
+def _cycle_list(cycles) -> list:
+    return [None] if cycles is None else list(cycles)
+
+
+class IndexPlan:
+    """What ``compute_indices`` derives from the catalog, the city and the config, kept for reuse.
+
+    Building the per-indicator arrays (patterns matched against 2,926 ids), the region hierarchy
+    and the output coordinates costs tens of milliseconds; a caller that computes indices cycle
+    after cycle (a scan, a scenario run) builds one plan and calls :meth:`compute`. The catalog,
+    city and config are read once: treat them as read-only while the plan is in use.
+
+    Parameters
+    ----------
+    catalog, city, config
+        As for :func:`compute_indices`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ids = ["safety.public_order.police_violent.count_24h", "safety.public_safety.fire_all.count_24h"]
+    >>> ds = xr.Dataset({"value": (("indicator", "region"), [[0.0, 9.0], [1.0, 1.0]]),
+    ...                  "expected": (("indicator", "region"), [[1.0, 1.0], [1.0, 1.0]]),
+    ...                  "scale": (("indicator", "region"), [[1.0, 1.0], [1.0, 1.0]])},
+    ...                 coords={"indicator": ids, "region": ["A", "B"]})
+    >>> plan = IndexPlan()
+    >>> plan.compute(ds)["health"].sel(index="public_order").values.tolist()
+    [100.0, 0.0]
+    >>> plan.compute(ds * 0.0)["health"].sel(index="public_order").values.tolist()   # spec reused
+    [100.0, 100.0]
+    """
+
+    def __init__(self, catalog=None, city=None, config=None):
         self.cfg: IndicesConfig = resolve_config(config)
         if catalog is None:
             from engine.catalog import Catalog
 
             catalog = Catalog.load()
+        self.catalog = catalog
+        self.city = city
+        self._spec = (None, None)
+        self._hier = (None, None)
+        self._coords = (None, None)
+        self._groups = (None, None)
+
+    @staticmethod
+    def _same(cached, labels: pd.Index) -> bool:
+        return cached is not None and (cached is labels or (len(cached) == len(labels) and cached.equals(labels)))
+
+    def spec(self, ids) -> IndexSpec:
+        """The :class:`IndexSpec` of these indicator ids (rebuilt only when the ids change)."""
+        ids = pd.Index(ids)
+        if not self._same(self._spec[0], ids):
+            self._spec = (ids, IndexSpec.build(_labels(ids), self.catalog, self.cfg))
+        return self._spec[1]
+
+    def hierarchy(self, regions):
+        """Hierarchy and region blocks of these base regions (rebuilt only when they change)."""
+        regions = pd.Index(regions)
+        if not self._same(self._hier[0], regions):
+            key = regions
+            hier = Hierarchy.build(_labels(regions), self.city, self.cfg.level_weight)
+            nr = len(hier.base.ids)
+            target = max(32, nr // max(1, 4 * n_threads()))
+            self._hier = (key, (hier, hier.blocks(target)))
+        return self._hier[1]
+
+    def groups(self, spec: IndexSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``group_of, group_w`` and the group totals of ``spec`` (cached)."""
+        if self._groups[0] is not spec:
+            self._groups = (spec, (*spec.group_arrays(), spec.group_totals()))
+        return self._groups[1]
+
+    def coords(self, spec: IndexSpec, hier: Hierarchy) -> xr.Coordinates:
+        """The ``index``, ``region`` and ``angle`` coordinates of the output (cached)."""
+        key = self._coords[0]
+        if key is None or key[0] is not spec or key[1] is not hier:
+            cfg = self.cfg
+            kind, zh, en = spec.index_meta()
+            rid, rname, rlevel, rparent = hier.all_regions()
+            self._coords = ((spec, hier), xr.Coordinates({
+                "index": spec.index_labels, "index_kind": ("index", kind), "index_zh": ("index", zh),
+                "index_en": ("index", en), "region": rid, "level": ("region", rlevel),
+                "parent": ("region", rparent), "region_name": ("region", rname),
+                "angle": [a.key for a in cfg.angles], "angle_zh": ("angle", [a.zh for a in cfg.angles]),
+                "angle_en": ("angle", [a.en for a in cfg.angles]),
+            }))
+        return self._coords[1]
+
+    def prepare(self, ds: xr.Dataset) -> "Prepared":
+        """A :class:`Prepared` Dataset using this plan's cached arrays."""
+        return Prepared(ds, self.catalog, self.city, self.cfg, plan=self)
+
+    def compute(self, ds: xr.Dataset, *, at=None) -> xr.Dataset:
+        """:func:`compute_indices` of ``ds`` with this plan's catalog, city and config.
+
+        Every cycle of ``ds`` is computed in one pass (the kernel loops over time); the result
+        equals :func:`compute_indices` (``at`` as there).
+        """
+        prep = self.prepare(ds)
+        if not prep.has_time:
+            select_time(ds, at)  # checks ``at`` against a scalar time coordinate
+            cycles = None
+        elif at is not None:
+            cycles = [select_time(ds, at)]
+        else:
+            cycles = list(range(prep.value.sizes["time"]))
+        return _assemble(prep, cycles, prep.indices_many(cycles))
+
+
+class Prepared:
+    """A Dataset made ready for the kernels: spec, hierarchy, blocks, array accessors."""
+
+    def __init__(self, ds: xr.Dataset, catalog, city=None, config=None, *, plan: IndexPlan | None = None):
+        if "value" not in ds:
+            raise ValueError(f"the Dataset has no 'value' variable (it has: {', '.join(map(str, ds.data_vars)) or 'none'})")
+        plan = plan if plan is not None else IndexPlan(catalog, city, config)
+        self.plan = plan
+        self.cfg: IndicesConfig = plan.cfg
         self.ds = ds
         self.value = _dims_ok(ds["value"], "value")
         self.has_time = "time" in self.value.dims
@@ -88,18 +209,119 @@ class Prepared:
         self.scale = _dims_ok(ds["scale"], "scale") if "scale" in ds else None
         if (self.expected is None) != (self.scale is None):
             raise ValueError("the Dataset has only one of 'expected' and 'scale'; a baseline needs both")
-        self.spec = IndexSpec.build(list(map(str, self.value["indicator"].values)), catalog, self.cfg)
-        self.hier = Hierarchy.build(list(map(str, self.value["region"].values)), city, self.cfg.level_weight)
-        nr = len(self.hier.base.ids)
-        target = max(32, nr // max(1, 4 * n_threads()))
-        self.order, self.bstart, self.bstop = self.hier.blocks(target)
-        self.group_of, self.group_w = self.spec.group_arrays()
-        self.totals = self.spec.group_totals()
+        self.spec = plan.spec(self.value.indexes["indicator"] if "indicator" in self.value.indexes
+                              else self.value["indicator"].values)
+        self.hier, (self.order, self.bstart, self.bstop) = plan.hierarchy(
+            self.value.indexes["region"] if "region" in self.value.indexes else self.value["region"].values)
+        self.group_of, self.group_w, self.totals = plan.groups(self.spec)
         self.geometric = self.cfg.method == "geometric"
 
-    def _at(self, da, t):
-        x = da.isel(time=t) if self.has_time else da
+    def _cycles(self, da, cycles: list) -> np.ndarray:
+        """(k, n_indicator, n_region) float64 array of ``cycles`` (a view when possible)."""
+        if not self.has_time:
+            return np.ascontiguousarray(da.values, dtype=np.float64)[None]
+        c0 = cycles[0]
+        if cycles == list(range(c0, c0 + len(cycles))):
+            x = da.isel(time=slice(c0, c0 + len(cycles)))
+        else:
+            x = da.isel(time=cycles)
         return np.ascontiguousarray(x.values, dtype=np.float64)
+
+    def _history(self, cycles: list, e1: np.ndarray | None, s1: np.ndarray | None):
+        """History baselines ``e2, s2`` (H, ni, nr) and ``hpos`` (k,) for the cycles that need one:
+        a cycle after the first whose Dataset baseline is missing or incomplete. All of them in
+        one streaming pass (:func:`~engine.indices.kernels.history_baseline_cycles`)."""
+        cfg = self.cfg
+        hpos = np.full(len(cycles), -1, dtype=np.int64)
+        if not self.has_time or cfg.history_window <= 0:
+            return _EMPTY3, _EMPTY3, hpos   # an empty window (history_window = 0) gives no baseline
+        need = [(n, t) for n, t in enumerate(cycles)
+                if t > 0 and (e1 is None or not (np.isfinite(e1[n]).all() and np.isfinite(s1[n]).all()))]
+        if not need:
+            return _EMPTY3, _EMPTY3, hpos
+        ends = sorted({t for _, t in need})
+        lo = max(0, ends[0] - cfg.history_window)
+        hist = np.ascontiguousarray(self.value.isel(time=slice(lo, ends[-1])).values, dtype=np.float64)
+        ni, nr = hist.shape[1:]
+        e2 = np.empty((len(ends), ni, nr))
+        s2 = np.empty((len(ends), ni, nr))
+        K.history_baseline_cycles(hist, np.asarray(ends, dtype=np.int64) - lo, cfg.history_window, cfg.history_min,
+                                  cfg.scale_floor_rel, cfg.scale_floor_abs, e2, s2)
+        at = {t: k for k, t in enumerate(ends)}
+        for n, t in need:
+            hpos[n] = at[t]
+        return e2, s2, hpos
+
+    def run(self, cycles, want_deficit: bool = False, geometric: bool | None = None) -> dict:
+        """Run the indicator pass for ``cycles`` (list of positions along time; None without time).
+
+        Returns a dict of arrays with a leading cycle axis: ``num, den`` (k, n_groups, nr),
+        ``pnum, pden`` (k, ni, n_parents), ``unresolved`` (k,) and, when ``want_deficit``,
+        ``deficit``, ``method``, ``v``, ``e1, s1`` (the Dataset's baseline or 0-size),
+        ``e2, s2, hpos`` (history baselines and which cycle uses which), ``peer_e, peer_s`` (k, ni).
+        """
+        cfg = self.cfg
+        geometric = self.geometric if geometric is None else geometric
+        cl = _cycle_list(cycles)
+        v = self._cycles(self.value, cl)
+        k, ni, nr = v.shape
+        has1 = self.expected is not None
+        e1 = self._cycles(self.expected, cl) if has1 else _EMPTY3
+        s1 = self._cycles(self.scale, cl) if has1 else _EMPTY3
+        e2, s2, hpos = self._history(cl, e1 if has1 else None, s1 if has1 else None)
+        peer_e = np.full((k, ni), np.nan)
+        peer_s = np.full((k, ni), np.nan)
+        parent = self.hier.base.parent
+        n_par = len(self.hier.levels[1].ids) if parent is not None else 0
+        parent = parent if parent is not None else np.zeros(0, dtype=np.int64)
+        ng = self.spec.n_groups
+        bstart, bstop = self.bstart, self.bstop
+        if k >= 2 * n_threads() and len(bstart) > 1:
+            # enough cycles to keep every thread busy: one block per cycle (longer row segments)
+            bstart, bstop = np.zeros(1, dtype=np.int64), np.full(1, nr, dtype=np.int64)
+        nb = len(bstart)
+        num = np.zeros((k, ng, nr))
+        den = np.zeros((k, ng, nr))
+        pnum = np.zeros((k, ni, n_par))
+        pden = np.zeros((k, ni, n_par))
+        unresolved = np.zeros((k, nb, ni), dtype=np.int64)
+        d_out = np.empty((k, ni, nr)) if want_deficit else _EMPTY3
+        m_out = np.empty((k, ni, nr), dtype=np.int8) if want_deficit else np.zeros((0, 0, 0), dtype=np.int8)
+
+        def run(todo):
+            kern = K.normalise_accumulate_serial if len(todo) * ni * nr < SERIAL_BELOW else K.normalise_accumulate
+            kern(todo, v, e1, s1, has1, e2, s2, hpos, self.spec.direction, self.spec.cfg_ref, self.spec.thr_ref,
+                 peer_e, peer_s, cfg.tolerance, cfg.cap, cfg.scale_floor_rel, cfg.scale_floor_abs,
+                 self.group_of, self.group_w, geometric, cfg.geometric_floor,
+                 self.order, bstart, bstop, parent, self.hier.weight, n_par,
+                 num, den, pnum, pden, unresolved, want_deficit, d_out, m_out)
+
+        run(np.arange(k, dtype=np.int64))
+        rows = unresolved.sum(axis=1) > 0            # (k, ni): rows with values only peers can normalise
+        need = np.flatnonzero(rows.any(axis=1))
+        if len(need):
+            pe = np.empty((len(need), ni))
+            ps = np.empty((len(need), ni))
+            if len(need) * ni * nr < SERIAL_BELOW:
+                K.peer_baseline_cycles(v[need], rows[need], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs, pe, ps)
+            else:
+                for n, t in enumerate(need):
+                    pe[n], ps[n] = K.peer_baseline(v[t], rows[t], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
+            found = np.isfinite(pe).any(axis=1)
+            again = need[found]
+            peer_e[again], peer_s[again] = pe[found], ps[found]
+        else:
+            again = need
+        if len(again):
+            again = np.asarray(again, dtype=np.int64)
+            for a in (num, den, pnum, pden, unresolved):
+                a[again] = 0
+            run(again)
+        out = dict(num=num, den=den, pnum=pnum, pden=pden, unresolved=unresolved.sum(axis=(1, 2)))
+        if want_deficit:
+            out.update(deficit=d_out, method=m_out, v=v, e1=e1, s1=s1, e2=e2, s2=s2, hpos=hpos,
+                       peer_e=peer_e, peer_s=peer_s, has1=has1)
+        return out
 
     def cycle(self, t: int | None, want_deficit: bool = False, geometric: bool | None = None) -> dict:
         """Run the indicator pass for cycle ``t`` (position; None without time).
@@ -107,75 +329,80 @@ class Prepared:
         Returns a dict with ``num, den, pnum, pden`` and, when ``want_deficit``, ``deficit``,
         ``method``, plus the baselines used (``e1, s1, e2, s2, peer_e, peer_s``) and ``v``.
         """
-        cfg = self.cfg
-        geometric = self.geometric if geometric is None else geometric
-        v = self._at(self.value, t)
-        ni, nr = v.shape
-        has1 = self.expected is not None
-        e1 = self._at(self.expected, t) if has1 else _EMPTY2
-        s1 = self._at(self.scale, t) if has1 else _EMPTY2
-        has2 = False
-        e2 = s2 = _EMPTY2
-        if self.has_time and t is not None and t > 0 and (not has1 or not (np.isfinite(e1).all() and np.isfinite(s1).all())):
-            lo = max(0, t - cfg.history_window)
-            hist = np.ascontiguousarray(self.value.isel(time=slice(lo, t)).values, dtype=np.float64)
-            e2, s2, _ = K.history_baseline(hist, cfg.history_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
-            has2 = True
-        peer_e = np.full(ni, np.nan)
-        peer_s = np.full(ni, np.nan)
-        parent = self.hier.base.parent
-        n_par = len(self.hier.levels[1].ids) if parent is not None else 0
-        parent = parent if parent is not None else np.zeros(0, dtype=np.int64)
-        d_out = np.empty((ni, nr)) if want_deficit else _EMPTY2
-        m_out = np.empty((ni, nr), dtype=np.int8) if want_deficit else np.zeros((0, 0), dtype=np.int8)
-
-        def run():
-            return K.normalise_accumulate(
-                v, e1, s1, has1, e2, s2, has2, self.spec.direction, self.spec.cfg_ref, self.spec.thr_ref,
-                peer_e, peer_s, cfg.tolerance, cfg.cap, cfg.scale_floor_rel, cfg.scale_floor_abs,
-                self.group_of, self.group_w, self.spec.n_groups, geometric, cfg.geometric_floor,
-                self.order, self.bstart, self.bstop, parent, self.hier.weight, n_par,
-                want_deficit, d_out, m_out)
-
-        num, den, pnum, pden, unresolved = run()
-        rows = unresolved.sum(axis=0) > 0
-        if rows.any():
-            pe, ps = K.peer_baseline(v, rows, cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
-            if np.isfinite(pe).any():
-                peer_e[:], peer_s[:] = pe, ps
-                num, den, pnum, pden, unresolved = run()
-        out = dict(num=num, den=den, pnum=pnum, pden=pden, unresolved=int(unresolved.sum()))
+        c = self.run(None if t is None else [t], want_deficit, geometric)
+        out = dict(num=c["num"][0], den=c["den"][0], pnum=c["pnum"][0], pden=c["pden"][0],
+                   unresolved=int(c["unresolved"][0]))
         if want_deficit:
-            out.update(deficit=d_out, method=m_out, v=v, e1=e1, s1=s1, e2=e2, s2=s2, peer_e=peer_e, peer_s=peer_s,
-                       has1=has1, has2=has2)
+            h = int(c["hpos"][0])
+            out.update(deficit=c["deficit"][0], method=c["method"][0], v=c["v"][0],
+                       e1=c["e1"][0] if c["has1"] else _EMPTY2, s1=c["s1"][0] if c["has1"] else _EMPTY2,
+                       e2=c["e2"][h] if h >= 0 else _EMPTY2, s2=c["s2"][h] if h >= 0 else _EMPTY2,
+                       peer_e=c["peer_e"][0], peer_s=c["peer_s"][0], has1=c["has1"], has2=h >= 0)
         return out
 
     def parent_tables(self, pnum: np.ndarray, pden: np.ndarray) -> list[np.ndarray]:
-        """Normalised-score tables (n_indicator, n_regions_at_level) for every level above the base."""
+        """Normalised-score tables ([k,] n_indicator, n_regions_at_level) for every level above the base."""
         tables = []
-        for k in range(1, len(self.hier.levels)):
+        for lv in range(1, len(self.hier.levels)):
             with np.errstate(invalid="ignore", divide="ignore"):
                 tables.append(np.where(pden > 0, pnum / pden, np.nan))
-            up = self.hier.levels[k].parent
+            up = self.hier.levels[lv].parent
             if up is None:
                 break
-            m = np.zeros((pnum.shape[1], len(self.hier.levels[k + 1].ids)))
-            m[np.arange(pnum.shape[1]), up] = 1.0
-            pnum, pden = pnum @ m, pden @ m
+            n_up = len(self.hier.levels[lv + 1].ids)
+            sn = np.zeros(pnum.shape[:-1] + (n_up,))
+            sd = np.zeros_like(sn)
+            for c in range(pnum.shape[-1]):          # a few dozen streets / blocks: no BLAS
+                sn[..., up[c]] += pnum[..., c]
+                sd[..., up[c]] += pden[..., c]
+            pnum, pden = sn, sd
         return tables
+
+    def _compose(self, num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        return compose(finish(num, den, self.geometric), group_imputed(den, self.totals), self.spec, self.geometric,
+                       cfg.geometric_floor)
+
+    def indices_many(self, cycles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``health, imputed, angles`` (k, n, n_all_regions) of ``cycles`` (list; None without time).
+
+        Long replays go through the kernels in chunks of about :data:`CHUNK_VALUES` values, so
+        the temporary arrays stay small whatever the number of cycles.
+        """
+        if cycles is None:
+            return self._indices_chunk(None)
+        ni, nr = self.value.sizes["indicator"], self.value.sizes["region"]
+        step = max(1, CHUNK_VALUES // max(1, ni * nr))
+        parts = [self._indices_chunk(list(cycles[a:a + step])) for a in range(0, len(cycles), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[n] for p in parts]) for n in range(3))
+
+    def _indices_chunk(self, cycles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        c = self.run(cycles)
+        k, ng, nr = c["num"].shape
+
+        def flat(a):                                  # (k, rows, cols) -> (rows, k * cols)
+            return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
+
+        def unflat(a, cols):                          # (rows, k * cols) -> (k, rows, cols)
+            return a.reshape(a.shape[0], k, cols).transpose(1, 0, 2)
+
+        parts = [tuple(unflat(x, nr) for x in self._compose(flat(c["num"]), flat(c["den"])))]
+        if self.hier.base.parent is not None:
+            for q in self.parent_tables(c["pnum"], c["pden"]):
+                cols = q.shape[-1]
+                qf = flat(q)
+                num = np.empty((ng, qf.shape[1]))
+                den = np.empty_like(num)
+                K.table_group_sums(qf, self.group_of, self.group_w, self.geometric, cfg.geometric_floor, num, den)
+                parts.append(tuple(unflat(x, cols) for x in self._compose(num, den)))
+        return tuple(np.concatenate([p[n] for p in parts], axis=2) for n in range(3))
 
     def indices(self, t: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``health, imputed, angles`` of cycle ``t`` for every region of every level."""
-        cfg = self.cfg
-        c = self.cycle(t)
-        gs = finish(c["num"], c["den"], self.geometric)
-        parts = [compose(gs, group_imputed(c["den"], self.totals), self.spec, self.geometric, cfg.geometric_floor)]
-        if self.hier.base.parent is not None:
-            for q in self.parent_tables(c["pnum"], c["pden"]):
-                num, den = q_group_sums(q, self.spec, self.geometric, cfg.geometric_floor)
-                parts.append(compose(finish(num, den, self.geometric), group_imputed(den, self.totals), self.spec,
-                                     self.geometric, cfg.geometric_floor))
-        return tuple(np.concatenate([p[k] for p in parts], axis=1) for k in range(3))
+        return tuple(x[0] for x in self.indices_many(None if t is None else [t]))
 
 
 def compute_indices(ds: xr.Dataset, catalog=None, city=None, config=None, *, at=None) -> xr.Dataset:
@@ -231,41 +458,23 @@ def compute_indices(ds: xr.Dataset, catalog=None, city=None, config=None, *, at=
     >>> out["grade"].sel(index="safety_index").values.tolist()
     [0, 3]
     """
-    prep = Prepared(ds, catalog, city, config)
-    if not prep.has_time:
-        select_time(ds, at)  # checks ``at`` against a scalar time coordinate
-        cycles = [None]
-    elif at is not None:
-        cycles = [select_time(ds, at)]
-    else:
-        cycles = list(range(prep.value.sizes["time"]))
-    return _assemble(prep, cycles, [prep.indices(t) for t in cycles])
+    return IndexPlan(catalog, city, config).compute(ds, at=at)
 
 
-def _assemble(prep: Prepared, cycles: list, results: list) -> xr.Dataset:
-    spec, cfg = prep.spec, prep.cfg
-    labels = spec.index_labels
-    kind, zh, en = spec.index_meta()
-    rid, rname, rlevel, rparent = prep.hier.all_regions()
-    health = np.stack([r[0] for r in results])
-    imputed = np.stack([r[1] for r in results])
-    angles = np.stack([r[2] for r in results])
+def _assemble(prep: Prepared, cycles: list | None, results: tuple) -> xr.Dataset:
+    cfg = prep.cfg
+    health, imputed, angles = results
     grade = grade_codes(health, cfg.grade_mins)
     dims3 = ("time", "index", "region")
     adims = ("time", "angle", "region")
     if not prep.has_time:
         health, imputed, angles, grade = health[0], imputed[0], angles[0], grade[0]
         dims3, adims = dims3[1:], adims[1:]
-    coords = {
-        "index": labels, "index_kind": ("index", kind), "index_zh": ("index", zh), "index_en": ("index", en),
-        "region": rid, "level": ("region", rlevel), "parent": ("region", rparent), "region_name": ("region", rname),
-        "angle": [a.key for a in cfg.angles], "angle_zh": ("angle", [a.zh for a in cfg.angles]),
-        "angle_en": ("angle", [a.en for a in cfg.angles]),
-    }
+    coords = prep.plan.coords(prep.spec, prep.hier)
     if prep.has_time:
-        coords["time"] = prep.value["time"].values[cycles]
+        coords = coords.assign(time=prep.value["time"].values[cycles])
     elif "time" in prep.ds.coords and prep.ds["time"].size == 1:
-        coords["time"] = prep.ds["time"].values
+        coords = coords.assign(time=prep.ds["time"].values)
     out = xr.Dataset(
         {
             "health": (dims3, health, {"long_name": "health score", "units": "0-100 (100 = everything normal)"}),

@@ -127,8 +127,9 @@ def grade_codes(score: np.ndarray, mins: np.ndarray) -> np.ndarray:
     s = np.asarray(score, dtype=np.float64)
     out = np.full(s.shape, -1, dtype=np.int8)
     ok = np.isfinite(s)
-    # mins are descending; count how many bounds the score does NOT reach
-    codes = np.sum(s[..., None] < mins, axis=-1) if s.ndim else np.sum(s < mins)
+    # mins are descending; count how many bounds the score does NOT reach (a binary search)
+    asc = np.asarray(mins, dtype=np.float64)[::-1]
+    codes = len(asc) - np.searchsorted(asc, s, side="right")
     codes = np.minimum(codes, len(mins) - 1)
     out[ok] = np.asarray(codes)[ok]
     return out

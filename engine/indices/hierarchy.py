@@ -68,12 +68,12 @@ class Hierarchy:
         if city.blocks is not None and city.block_of is not None:
             blocks = city.blocks
             block_of = city.block_of[pos]
-            levels.append(Level(base_name, ids, list(reg["name"]), block_of.astype(np.int64)))
+            levels.append(Level(base_name, ids, reg["name"].tolist(), block_of.astype(np.int64)))
             bstreet = streets.index.get_indexer(blocks["street"]).astype(np.int64)
-            levels.append(Level("block", list(blocks.index), list(blocks["name"]), bstreet))
+            levels.append(Level("block", blocks.index.tolist(), blocks["name"].tolist(), bstreet))
         else:
-            levels.append(Level(base_name, ids, list(reg["name"]), street_of.astype(np.int64)))
-        levels.append(Level("street", list(streets.index), list(streets["name"]), np.zeros(len(streets), dtype=np.int64)))
+            levels.append(Level(base_name, ids, reg["name"].tolist(), street_of.astype(np.int64)))
+        levels.append(Level("street", streets.index.tolist(), streets["name"].tolist(), np.zeros(len(streets), dtype=np.int64)))
         levels.append(Level("district", [city.name], [city.name], None))
         return cls(levels, w)
 

@@ -40,18 +40,66 @@ def _median_sorted(buf, n):
     return 0.5 * (buf[n // 2 - 1] + buf[n // 2])
 
 
+@njit(inline="always")
+def _bisect_left(x, n, v):
+    """First position in the sorted ``x[:n]`` whose value is not below ``v``."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(inline="always")
+def _kth_deviation(x, n, p, med, k):
+    """The ``k``-th smallest (1-based) of ``|x[j] - med|`` over the sorted ``x[:n]``, where
+    ``x[:p] < med <= x[p:n]``: the deviations are two sorted runs, ``L[j] = med - x[p-1-j]``
+    and ``U[j] = x[p+j] - med``; a binary search finds how many of the ``k`` smallest come
+    from ``L`` (the usual k-th of two sorted arrays). Same values as sorting them."""
+    nu = n - p
+    lo = max(0, k - nu)
+    hi = min(k, p)
+    while lo < hi:                 # smallest i with L[i] >= U[k-i-1]
+        i = (lo + hi) // 2
+        if med - x[p - 1 - i] >= x[p + k - i - 1] - med:
+            hi = i
+        else:
+            lo = i + 1
+    i = lo
+    best = -np.inf
+    if i > 0:
+        best = med - x[p - i]
+    if k - i > 0:
+        best = max(best, x[p + k - i - 1] - med)
+    return best
+
+
 @njit
-def _robust(buf, n, floor_rel, floor_abs):
-    """Median and floored 1.4826 x MAD of ``buf[:n]`` (reorders ``buf``)."""
-    x = np.sort(buf[:n])
+def _robust_sorted(x, n, floor_rel, floor_abs):
+    """:func:`_robust` of the already sorted ``x[:n]`` without sorting the deviations (their
+    middle ones are found by binary search); the same values as sorting them, so the same
+    result."""
     med = _median_sorted(x, n)
-    dev = np.empty(n)
-    for k in range(n):
-        dev[k] = abs(x[k] - med)
-    dev.sort()
-    s = MAD_TO_SIGMA * _median_sorted(dev, n)
+    p = _bisect_left(x, n, med)
+    if n % 2 == 1:
+        mad = _kth_deviation(x, n, p, med, n // 2 + 1)
+    else:
+        mad = 0.5 * (_kth_deviation(x, n, p, med, n // 2) + _kth_deviation(x, n, p, med, n // 2 + 1))
+    s = MAD_TO_SIGMA * mad
     s = max(s, floor_rel * abs(med), floor_abs)
     return med, s
+
+
+@njit
+def _robust(buf, n, floor_rel, floor_abs):
+    """Median and floored 1.4826 x MAD of ``buf[:n]`` (sorts ``buf[:n]`` in place)."""
+    x = buf[:n]
+    x.sort()
+    return _robust_sorted(x, n, floor_rel, floor_abs)
 
 
 @njit(parallel=True)
@@ -96,6 +144,77 @@ def history_baseline(hist, min_n, floor_rel, floor_abs):
 
 
 @njit(parallel=True)
+def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, s):
+    """:func:`history_baseline` of many cycles at once, streaming along time.
+
+    For each ``k``, the baseline of the window ``hist[max(0, ends[k] - window):ends[k]]``
+    goes to ``e[k]``/``s[k]`` (n_indicator, n_region); ``ends`` ascending. Each series keeps
+    its window's finite values sorted; a cycle adds the values that enter and removes those
+    that leave (O(window) each) instead of gathering and sorting the whole window again.
+    Equal to :func:`history_baseline` of each window (tested).
+
+    Examples
+    --------
+    >>> h = np.array([1.0, 3.0, 2.0, np.nan, 7.0]).reshape(5, 1, 1)
+    >>> e, s = np.empty((2, 1, 1)), np.empty((2, 1, 1))
+    >>> history_baseline_cycles(h, np.array([3, 5]), 3, 2, 0.0, 1e-6, e, s)
+    >>> e.ravel().tolist()
+    [2.0, 4.5]
+    """
+    H, ni, nr = hist.shape
+    nh = ends.shape[0]
+    for i in prange(ni):
+        win = np.empty(max(window, 1))
+        for r in range(nr):
+            n = 0
+            lo = 0
+            hi = 0
+            for k in range(nh):
+                end = ends[k]
+                start = max(0, end - window)
+                if start >= hi:                      # no overlap with the last window
+                    n = 0
+                    lo = start
+                    hi = start
+                while lo < start:                    # values leaving the window
+                    x = hist[lo, i, r]
+                    lo += 1
+                    if math.isfinite(x):
+                        j = _bisect_left(win, n, x)
+                        for m in range(j, n - 1):
+                            win[m] = win[m + 1]
+                        n -= 1
+                while hi < end:                      # values entering it
+                    x = hist[hi, i, r]
+                    hi += 1
+                    if math.isfinite(x):
+                        j = _bisect_left(win, n, x)
+                        for m in range(n, j, -1):
+                            win[m] = win[m - 1]
+                        win[j] = x
+                        n += 1
+                if n >= min_n and n > 0:
+                    e[k, i, r], s[k, i, r] = _robust_sorted(win, n, floor_rel, floor_abs)
+                else:
+                    e[k, i, r] = np.nan
+                    s[k, i, r] = np.nan
+
+
+@njit
+def _peer_row(v, i, min_n, floor_rel, floor_abs, buf):
+    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``."""
+    n = 0
+    for r in range(v.shape[1]):
+        x = v[i, r]
+        if math.isfinite(x):
+            buf[n] = x
+            n += 1
+    if n >= min_n and n > 0:
+        return _robust(buf, n, floor_rel, floor_abs)
+    return np.nan, np.nan
+
+
+@njit(parallel=True)
 def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     """Cross-sectional robust baseline per indicator (median / MAD over regions) for ``rows``.
 
@@ -106,20 +225,22 @@ def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     e = np.full(ni, np.nan)
     s = np.full(ni, np.nan)
     for i in prange(ni):
-        if not rows[i]:
-            continue
-        buf = np.empty(max(nr, 1))
-        n = 0
-        for r in range(nr):
-            x = v[i, r]
-            if math.isfinite(x):
-                buf[n] = x
-                n += 1
-        if n >= min_n and n > 0:
-            m, sc = _robust(buf, n, floor_rel, floor_abs)
-            e[i] = m
-            s[i] = sc
+        if rows[i]:
+            e[i], s[i] = _peer_row(v, i, min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
     return e, s
+
+
+@njit
+def peer_baseline_cycles(v, rows, min_n, floor_rel, floor_abs, e, s):
+    """:func:`peer_baseline` of every cycle of ``v`` (k, n_indicator, n_region) for ``rows``
+    (k, n_indicator), on the calling thread, into ``e``/``s`` (k, n_indicator), NaN elsewhere."""
+    buf = np.empty(max(v.shape[2], 1))
+    for t in range(v.shape[0]):
+        for i in range(v.shape[1]):
+            e[t, i] = np.nan
+            s[t, i] = np.nan
+            if rows[t, i]:
+                e[t, i], s[t, i] = _peer_row(v[t], i, min_n, floor_rel, floor_abs, buf)
 
 
 @njit(inline="always", error_model="numpy")
@@ -179,116 +300,283 @@ def element_deficit(x, i, r, e1, s1, has1, e2, s2, has2, direction, cfg_ref, thr
     return np.nan, 0
 
 
-@njit(parallel=True, error_model="numpy")
-def normalise_accumulate(v, e1, s1, has1, e2, s2, has2, direction, cfg_ref, thr_ref, peer_e, peer_s,
-                         tol, cap, floor_rel, floor_abs,
-                         group_of, group_w, n_groups, geometric, gfloor,
-                         order, block_start, block_stop, parent_of, region_w, n_parents,
-                         want_deficit, d_out, m_out):
-    """One pass over ``v[indicator, region]``: normalise every value and accumulate the groups.
+@njit(inline="always", error_model="numpy")
+def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_ref, pe, ps, consts, geometric,
+                   qb, fb, okb, db, mb, want_deficit):
+    """Normalise a segment of indicator ``i``'s row (``vr[k]``, baselines ``er/sr``, ``e2r/s2r``,
+    peers ``pe/ps``) into ``qb`` (q), ``fb`` (what is summed: q or its log) and ``okb``
+    (normalised at all); deficit and method into ``db``/``mb`` when ``want_deficit``.
+    ``consts`` = (tol, cap, floor_rel, floor_abs, gfloor). Returns the finite values no rule
+    normalised."""
+    tol, cap, floor_rel, floor_abs, gfloor = consts
+    dirn = direction[i]
+    c0, c1, c2, c3 = cfg_ref[i, 0], cfg_ref[i, 1], cfg_ref[i, 2], cfg_ref[i, 3]
+    has_cfg = c1 == c1 or c2 == c2
+    t0, t1, t2, t3 = thr_ref[i, 0], thr_ref[i, 1], thr_ref[i, 2], thr_ref[i, 3]
+    has_thr = t1 == t1 or t2 == t2
+    has_peer = math.isfinite(pe)
+    unresolved = 0
+    n = vr.shape[0]
+    rest = True
+    if has1 and not has_cfg and not want_deficit:
+        # the usual case first, without the rule chain: a value with a usable baseline
+        rest = False
+        for k in range(n):
+            x = vr[k]
+            e = er[k]
+            sc = sr[k]
+            ok = math.isfinite(x) and math.isfinite(e) and math.isfinite(sc) and sc >= 0.0
+            if ok:
+                q = 1.0 - z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
+                qb[k] = q
+                fb[k] = math.log(max(q, gfloor)) if geometric else q
+            else:
+                rest = rest or math.isfinite(x)
+            okb[k] = ok
+    for k in range(n if rest else 0):
+        x = vr[k]
+        if not want_deficit and has1 and not has_cfg and okb[k]:
+            continue                         # done above
+        m = 0
+        d = np.nan
+        if math.isfinite(x):
+            if has_cfg:
+                d = range_deficit(x, c0, c1, c2, c3)
+                m = 1
+            else:
+                if has1:
+                    e = er[k]
+                    sc = sr[k]
+                    if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
+                        d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
+                        m = 2
+                if m == 0 and has2:
+                    e = e2r[k]
+                    sc = s2r[k]
+                    if math.isfinite(e) and math.isfinite(sc):
+                        d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
+                        m = 3
+                if m == 0:
+                    if has_thr:
+                        d = range_deficit(x, t0, t1, t2, t3)
+                        m = 4
+                    elif has_peer:
+                        d = z_deficit(x, pe, ps, dirn, tol, cap, floor_rel, floor_abs)
+                        m = 5
+                    else:
+                        unresolved += 1
+        if want_deficit:
+            db[k] = d
+            mb[k] = m
+        q = 1.0 - d
+        qb[k] = q
+        fb[k] = math.log(max(q, gfloor)) if geometric else q
+        okb[k] = m != 0
+    return unresolved
 
-    Regions are visited in ``order`` by blocks (``block_start``/``block_stop`` into ``order``),
-    one thread per block; blocks hold whole parents (streets), so no two threads write the
-    same output cell.
+
+@njit(error_model="numpy")
+def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_parents, outs, want_deficit, dm_out):
+    """Normalise and accumulate cycle ``t``, region block ``b`` (see :func:`normalise_accumulate`).
+
+    Works on the block's row segments: slices when the block's regions are contiguous in
+    memory (the usual case: regions stored street by street), else gathered copies. Group sums
+    go to block-local tables first and are stored once at the end; parent sums stay in
+    registers over each run of one parent. Every sum adds the same terms in the same order as
+    the plain element-by-element loop of ``tests/indices_reference.py`` describes.
+    """
+    v, e1, s1, has1, e2, s2, hpos, peer_e, peer_s = data
+    direction, cfg_ref, thr_ref = rules
+    group_of, group_w = groups
+    order, block_start, block_stop, parent_of, region_w = regions
+    num, den, pnum, pden, unresolved = outs
+    d_out, m_out = dm_out
+    ni = v.shape[1]
+    ng = num.shape[1]
+    j0 = block_start[b]
+    j1 = block_stop[b]
+    nj = j1 - j0
+    if nj <= 0:
+        return
+    r0 = order[j0]
+    contig = True
+    for k in range(nj):
+        if order[j0 + k] != r0 + k:
+            contig = False
+    h = hpos[t]
+    has2 = h >= 0
+    numb = np.zeros((ng, nj))
+    denb = np.zeros((ng, nj))
+    qb = np.empty(nj)
+    fb = np.empty(nj)
+    okb = np.empty(nj, dtype=np.bool_)
+    db = np.empty(nj)
+    mb = np.empty(nj, dtype=np.int8)
+    vb = np.empty(nj)
+    eb = np.full(nj, np.nan)
+    sb = np.full(nj, np.nan)
+    e2b = np.full(nj, np.nan)
+    s2b = np.full(nj, np.nan)
+    pb = np.empty(nj, dtype=np.int64)
+    wb = np.empty(nj)
+    if n_parents > 0:
+        for k in range(nj):
+            pb[k] = parent_of[order[j0 + k]]
+            wb[k] = region_w[order[j0 + k]]
+    for i in range(ni):
+        if contig:
+            vr = v[t, i, r0:r0 + nj]
+            er, sr, e2r, s2r = eb, sb, e2b, s2b
+            if has1:
+                er = e1[t, i, r0:r0 + nj]
+                sr = s1[t, i, r0:r0 + nj]
+            if has2:
+                e2r = e2[h, i, r0:r0 + nj]
+                s2r = s2[h, i, r0:r0 + nj]
+        else:
+            for k in range(nj):
+                r = order[j0 + k]
+                vb[k] = v[t, i, r]
+                if has1:
+                    eb[k] = e1[t, i, r]
+                    sb[k] = s1[t, i, r]
+                if has2:
+                    e2b[k] = e2[h, i, r]
+                    s2b[k] = s2[h, i, r]
+            vr, er, sr, e2r, s2r = vb, eb, sb, e2b, s2b
+        unresolved[t, b, i] += _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_ref,
+                                              peer_e[t, i], peer_s[t, i], consts, geometric, qb, fb, okb, db, mb,
+                                              want_deficit)
+        if want_deficit:
+            for k in range(nj):
+                r = order[j0 + k]
+                d_out[t, i, r] = db[k]
+                m_out[t, i, r] = mb[k]
+        for s in range(group_of.shape[0]):
+            g = group_of[s, i]
+            if g < 0:
+                continue
+            w = group_w[s, i]
+            for k in range(nj):
+                if okb[k]:
+                    numb[g, k] += w * fb[k]
+                    denb[g, k] += w
+        if n_parents > 0:
+            cur = pb[0]
+            acc_n = 0.0
+            acc_d = 0.0
+            for k in range(nj):
+                p = pb[k]
+                if p != cur:
+                    pnum[t, i, cur] = acc_n
+                    pden[t, i, cur] = acc_d
+                    cur = p
+                    acc_n = pnum[t, i, p]
+                    acc_d = pden[t, i, p]
+                if okb[k]:
+                    acc_n += wb[k] * qb[k]
+                    acc_d += wb[k]
+            pnum[t, i, cur] = acc_n
+            pden[t, i, cur] = acc_d
+    for g in range(ng):
+        for k in range(nj):
+            r = order[j0 + k]
+            num[t, g, r] = numb[g, k]
+            den[t, g, r] = denb[g, k]
+
+
+@njit(parallel=True, error_model="numpy")
+def normalise_accumulate(cycles, v, e1, s1, has1, e2, s2, hpos, direction, cfg_ref, thr_ref, peer_e, peer_s,
+                         tol, cap, floor_rel, floor_abs, group_of, group_w, geometric, gfloor,
+                         order, block_start, block_stop, parent_of, region_w, n_parents,
+                         num, den, pnum, pden, unresolved, want_deficit, d_out, m_out):
+    """One pass over ``v[cycle, indicator, region]``: normalise every value, accumulate the groups.
+
+    The work is split in tasks (cycle, region block), one thread per task: regions are visited
+    in ``order`` by blocks (``block_start``/``block_stop`` into ``order``); blocks hold whole
+    parents (streets), so no two tasks write the same output cell. The outputs are
+    preallocated and must be zero for the cycles computed (they are accumulated into).
 
     Parameters
     ----------
-    v : ndarray (n_indicator, n_region)
-    e1, s1, has1 : the Dataset's baseline (``has1`` False: ignored, may be 0 x 0)
-    e2, s2, has2 : the history baseline
+    cycles : int64 (k,) the cycles (positions along the first axis) to compute
+    v : ndarray (T, n_indicator, n_region)
+    e1, s1, has1 : the Dataset's baseline, same shape as ``v`` (``has1`` False: ignored, may be
+        0 x 0 x 0)
+    e2, s2 : (H, n_indicator, n_region) history baselines; ``hpos`` int64 (T,) gives the one of
+        each cycle, -1 = none
     direction : int8 (n_indicator,) 0 up_bad, 1 down_bad, 2 both
     cfg_ref, thr_ref : (n_indicator, 4) reference ranges, NaN rows = none
-    peer_e, peer_s : (n_indicator,) cross-sectional baseline, NaN = none
+    peer_e, peer_s : (T, n_indicator) cross-sectional baseline, NaN = none
     tol, cap, floor_rel, floor_abs : normalisation constants
     group_of : int64 (3, n_indicator) group of each indicator in each of the 3 sets (dimension,
         safety angle, epidemic risk), -1 = none
     group_w : float64 (3, n_indicator) its weight in that group
-    n_groups : int, total groups over all sets
     geometric : bool, accumulate ``log(max(q, gfloor))`` instead of ``q``
     order, block_start, block_stop : region visiting order and thread blocks
     parent_of : int64 (n_region,) parent (street / block) of each region, or empty
     region_w : float64 (n_region,) weight of each region in its parent
     n_parents : int (0: no parent tables)
-    want_deficit : bool; then ``d_out`` (float64) and ``m_out`` (int8) receive deficit and method
-
-    Returns
-    -------
-    num, den : (n_groups, n_region) weighted sums of f(q) and of the weights of the values present
-    pnum, pden : (n_indicator, n_parents) region-weighted sums of q and of the weights present
-    unresolved : int64 (n_blocks, n_indicator) finite values no rule could normalise
+    num, den : (T, n_groups, n_region) out: weighted sums of f(q) and of the weights of the
+        values present
+    pnum, pden : (T, n_indicator, n_parents) out: region-weighted sums of q and of the weights
+        present
+    unresolved : int64 (T, n_blocks, n_indicator) out: finite values no rule could normalise
+    want_deficit : bool; then ``d_out`` (float64) and ``m_out`` (int8), shaped like ``v``,
+        receive deficit and method
     """
-    ni, nr = v.shape
     nb = block_start.shape[0]
-    num = np.zeros((n_groups, nr))
-    den = np.zeros((n_groups, nr))
-    pnum = np.zeros((ni, n_parents))
-    pden = np.zeros((ni, n_parents))
-    unresolved = np.zeros((nb, ni), dtype=np.int64)
-    for b in prange(nb):
-        j0 = block_start[b]
-        j1 = block_stop[b]
-        for i in range(ni):
-            # per-indicator rule flags, hoisted out of the region loop
-            dirn = direction[i]
-            c0, c1, c2, c3 = cfg_ref[i, 0], cfg_ref[i, 1], cfg_ref[i, 2], cfg_ref[i, 3]
-            has_cfg = c1 == c1 or c2 == c2
-            t0, t1, t2, t3 = thr_ref[i, 0], thr_ref[i, 1], thr_ref[i, 2], thr_ref[i, 3]
-            has_thr = t1 == t1 or t2 == t2
-            pe = peer_e[i]
-            ps = peer_s[i]
-            has_peer = math.isfinite(pe)
-            g0, g1, g2 = group_of[0, i], group_of[1, i], group_of[2, i]
-            w0, w1, w2 = group_w[0, i], group_w[1, i], group_w[2, i]
-            for j in range(j0, j1):
-                r = order[j]
-                x = v[i, r]
-                m = 0
-                d = np.nan
-                if math.isfinite(x):
-                    if has_cfg:
-                        d = range_deficit(x, c0, c1, c2, c3)
-                        m = 1
-                    else:
-                        if has1:
-                            e = e1[i, r]
-                            sc = s1[i, r]
-                            if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
-                                d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
-                                m = 2
-                        if m == 0 and has2:
-                            e = e2[i, r]
-                            sc = s2[i, r]
-                            if math.isfinite(e) and math.isfinite(sc):
-                                d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
-                                m = 3
-                        if m == 0:
-                            if has_thr:
-                                d = range_deficit(x, t0, t1, t2, t3)
-                                m = 4
-                            elif has_peer:
-                                d = z_deficit(x, pe, ps, dirn, tol, cap, floor_rel, floor_abs)
-                                m = 5
-                            else:
-                                unresolved[b, i] += 1
-                if want_deficit:
-                    d_out[i, r] = d
-                    m_out[i, r] = m
-                if m == 0:
-                    continue
-                q = 1.0 - d
-                f = math.log(max(q, gfloor)) if geometric else q
-                if g0 >= 0:
-                    num[g0, r] += w0 * f
-                    den[g0, r] += w0
-                if g1 >= 0:
-                    num[g1, r] += w1 * f
-                    den[g1, r] += w1
-                if g2 >= 0:
-                    num[g2, r] += w2 * f
-                    den[g2, r] += w2
-                if n_parents > 0:
-                    p = parent_of[r]
-                    w = region_w[r]
-                    pnum[i, p] += w * q
-                    pden[i, p] += w
-    return num, den, pnum, pden, unresolved
+    data = (v, e1, s1, has1, e2, s2, hpos, peer_e, peer_s)
+    rules = (direction, cfg_ref, thr_ref)
+    consts = (tol, cap, floor_rel, floor_abs, gfloor)
+    groups = (group_of, group_w)
+    regions = (order, block_start, block_stop, parent_of, region_w)
+    outs = (num, den, pnum, pden, unresolved)
+    dm_out = (d_out, m_out)
+    for k in prange(cycles.shape[0] * nb):
+        _accumulate_task(cycles[k // nb], k % nb, data, rules, consts, geometric, groups, regions, n_parents,
+                         outs, want_deficit, dm_out)
+
+
+@njit(error_model="numpy")
+def normalise_accumulate_serial(cycles, v, e1, s1, has1, e2, s2, hpos, direction, cfg_ref, thr_ref, peer_e, peer_s,
+                                tol, cap, floor_rel, floor_abs, group_of, group_w, geometric, gfloor,
+                                order, block_start, block_stop, parent_of, region_w, n_parents,
+                                num, den, pnum, pden, unresolved, want_deficit, d_out, m_out):
+    """:func:`normalise_accumulate` on the calling thread (small inputs: no thread start-up)."""
+    nb = block_start.shape[0]
+    data = (v, e1, s1, has1, e2, s2, hpos, peer_e, peer_s)
+    rules = (direction, cfg_ref, thr_ref)
+    consts = (tol, cap, floor_rel, floor_abs, gfloor)
+    groups = (group_of, group_w)
+    regions = (order, block_start, block_stop, parent_of, region_w)
+    outs = (num, den, pnum, pden, unresolved)
+    dm_out = (d_out, m_out)
+    for k in range(cycles.shape[0] * nb):
+        _accumulate_task(cycles[k // nb], k % nb, data, rules, consts, geometric, groups, regions, n_parents,
+                         outs, want_deficit, dm_out)
+
+
+@njit(error_model="numpy")
+def table_group_sums(q, group_of, group_w, geometric, gfloor, num, den):
+    """Group sums of a table of normalised scores, the sums :func:`normalise_accumulate` makes.
+
+    ``q`` (n_indicator, n_col), NaN = missing; ``num``/``den`` (n_groups, n_col) out, zeroed
+    here: ``num[g] = sum w f(q)`` and ``den[g] = sum w`` over the indicators of group ``g``
+    with a finite ``q`` (``f = log(max(q, gfloor))`` when ``geometric``, else ``q``).
+    """
+    ni, nc = q.shape
+    num[:, :] = 0.0
+    den[:, :] = 0.0
+    for i in range(ni):
+        for k in range(group_of.shape[0]):
+            g = group_of[k, i]
+            if g < 0:
+                continue
+            w = group_w[k, i]
+            for c in range(nc):
+                x = q[i, c]
+                if x == x:
+                    f = math.log(max(x, gfloor)) if geometric else x
+                    num[g, c] += w * f
+                    den[g, c] += w

@@ -41,13 +41,21 @@ def _matcher(patterns) -> re.Pattern:
 
 
 def _assign(ids: list[str], pattern_lists) -> np.ndarray:
-    """Group position of each id (the first pattern list that matches it), -1 when none."""
+    """Group position of each id (the first pattern list that matches it), -1 when none.
+
+    One regex of alternatives, one per list in order: the first alternative that matches an id
+    is the first list that matches it, so each id is matched once.
+    """
     out = np.full(len(ids), -1, dtype=np.int64)
-    for g, patterns in enumerate(pattern_lists):
-        rx = _matcher(patterns)
-        for n, iid in enumerate(ids):
-            if out[n] < 0 and rx.match(iid):
-                out[n] = g
+    pattern_lists = [list(p) for p in pattern_lists]
+    alts = [f"(?P<g{g}>{_matcher(p).pattern})" for g, p in enumerate(pattern_lists)]
+    if not alts:
+        return out
+    rx = re.compile("|".join(alts))
+    for n, iid in enumerate(ids):
+        m = rx.match(iid)
+        if m is not None:
+            out[n] = int(m.lastgroup[1:])
     return out
 
 
