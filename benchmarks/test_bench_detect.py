@@ -63,7 +63,7 @@ def test_detect_update_engine(benchmark, size):
 
 
 @pytest.mark.heavy
-def test_detect_update_engine_fresh_outputs(benchmark):
+def test_detect_update_engine_6000_fresh_outputs(benchmark):
     """The same update allocating its outputs every cycle (``out=None``)."""
     det, v, time = _detectors(2926, 6000)
     engine_bench(benchmark, "detect-update-6000-fresh", bytes_touched=_bytes(det), size="2926 x 6000 series")
