@@ -223,3 +223,21 @@ def test_scan_null_p_values_are_not_small():
     ps = np.array(ps)
     assert (ps <= 0.05).mean() <= 0.15          # ~5 % under the null
     assert np.median(ps) > 0.2
+
+
+def test_update_into_preallocated_outputs():
+    rng = np.random.default_rng(5)
+    a, b = _random_detectors(rng), _random_detectors(np.random.default_rng(5))
+    t0 = np.datetime64("2024-03-04T00:00")
+    out = (np.full((a.n_ind, a.n_reg), 7.0, np.float32), np.full((a.n_ind, a.n_reg), 9, np.int8))
+    for t in range(30):
+        v = _values(rng, a, t)
+        time = t0 + np.timedelta64(t, "h")
+        s1, c1, _ = a.update(v, time)
+        s2, c2, _ = b.update(v, time, out=out)
+        assert s2 is out[0] and c2 is out[1]
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(c1, c2)
+    assert a.state.equals(b.state)
+    with pytest.raises(ValueError, match="out must be"):
+        b.update(v, t0 + np.timedelta64(40, "h"), out=(out[0].astype(np.float64), out[1]))

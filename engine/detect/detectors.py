@@ -306,7 +306,7 @@ class Detectors:
                             "llr": float(llr_), "p_value": float(p)})
         return out
 
-    def update(self, values, time, *, baseline: bool = False):
+    def update(self, values, time, *, baseline: bool = False, out=None):
         """Score one cycle and learn from it.
 
         Parameters
@@ -319,6 +319,10 @@ class Detectors:
             Also return each series' expected value and scale (before learning from this
             cycle) in ``extra["expected"]`` / ``extra["scale"]`` (float32, NaN before the
             first observation).
+        out : (score, detector) arrays, optional
+            Preallocated C-contiguous float32 / int8 arrays (n_ind, n_reg) to write the
+            result into (and return): a cycle loop that reuses them avoids the page faults
+            of fresh outputs every cycle.
 
         Returns
         -------
@@ -334,8 +338,16 @@ class Detectors:
         t, cyc = self._cycles([time])
         dbin, wbin = phase_bins(t, self.phase_minutes)
         n_ind, n_reg = v.shape
-        score = np.empty((n_ind, n_reg), dtype=np.float32)
-        det = np.empty((n_ind, n_reg), dtype=np.int8)
+        if out is None:
+            score = np.empty((n_ind, n_reg), dtype=np.float32)
+            det = np.empty((n_ind, n_reg), dtype=np.int8)
+        else:
+            score, det = out
+            for a, dt in ((score, np.float32), (det, np.int8)):
+                if not (isinstance(a, np.ndarray) and a.dtype == dt and a.shape == (n_ind, n_reg)
+                        and a.flags.c_contiguous and a.flags.writeable):
+                    raise ValueError(f"out must be writeable C-contiguous (float32, int8) arrays of shape "
+                                     f"{(n_ind, n_reg)}")
         shape_b = (n_ind, n_reg) if baseline else (n_ind, 0)
         expected = np.empty(shape_b, dtype=np.float32)
         scale = np.empty(shape_b, dtype=np.float32)

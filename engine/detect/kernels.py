@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from llvmlite import ir as llvm_ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from engine.config import njit
 from engine.detect.counts import count_score
@@ -34,7 +36,7 @@ from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
 from engine.detect.thresholds import threshold_score
 
-__all__ = ["CHUNK", "exp_neg", "run_kernel", "step_indicator", "update_kernel"]
+__all__ = ["CHUNK", "exp_neg", "exp_neg32", "run_kernel", "step_indicator", "update_kernel"]
 
 NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
@@ -44,6 +46,15 @@ CHUNK = 8
 #: the row pass may reassociate sums (the shape accumulator) and fuse multiply-adds;
 #: it keeps IEEE NaN semantics (no ``nnan``), which the missing-data logic relies on
 _FAST = {"reassoc", "contract"}
+# float32 constants of the row pass (a Python float would promote its arithmetic to float64)
+_0, _05, _1, _2, _4 = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(2.0), np.float32(4.0)
+_NAN = np.float32(np.nan)
+_NOBS_MAX = np.float32(NOBS_MAX)
+_C_NONE, _C_SEASONAL, _C_COUNT, _C_CUSUM = np.int8(0), np.int8(CODE_SEASONAL), np.int8(CODE_COUNT), np.int8(CODE_CUSUM)
+_TINY = np.float32(1e-12)
+_SIG = np.float32(SIGMA_PER_MAD)
+_BIG = np.float32(1e30)          # no shape clip (times a spread: stays finite, 0 for a zero spread)
+_AMAX = np.float32(1e6)          # |z| cap in the t(4) tail (its tail there is ~1e-24: score 1)
 
 
 @njit(fastmath=_FAST, inline="always")
@@ -82,53 +93,101 @@ def exp_neg(y):
     return p * p
 
 
-@njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal, clip_on, par,
-              L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
-    """Detectors 1, 3, 4 and the learning of one row; returns (sum of shape deltas, count).
+@intrinsic
+def _bits_f32(typingctx, i):
+    """The float32 whose bits are the int32 ``i`` (vectorises: an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+    return types.float32(types.int32), codegen
 
-    Count rows get their threshold + CUSUM resolution here (count score taken as 0) and
-    leave ``mu_s`` / ``var_s`` / ``c3_s`` for :func:`_count_pass`.
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_P = (np.float32(1.9875691500e-4), np.float32(1.3981999507e-3), np.float32(8.3334519073e-3),
+          np.float32(4.1665795894e-2), np.float32(1.6666665459e-1), np.float32(5.0000001201e-1))
+_M40 = np.float32(-40.0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def exp_neg32(y):
+    """``exp(y)`` for float32 ``y <= 0`` (clamped at -40), float32, relative error ~2e-7.
+
+    Cephes ``expf``: ``y = n ln2 + r`` (``|r| <= ln2 / 2``), a degree-5 minimax polynomial
+    for ``exp(r)``, and ``2**n`` built from its exponent bits; no libm call, vectorises
+    (8 float32 lanes).
+
+    >>> import math, numpy as np
+    >>> max(abs(exp_neg32(np.float32(-t)) / math.exp(-t) - 1) for t in (0.0, 0.3, 2.0, 5.5, 11.0, 39.0)) < 5e-7
+    True
+    """
+    y = y if y > _M40 else _M40
+    n = np.floor(y * _LOG2E + _05)
+    r = y - n * _LN2_HI
+    r = r - n * _LN2_LO
+    c5, c4, c3, c2, c1, c0 = _EXP_P
+    p = c5 * r + c4
+    p = p * r + c3
+    p = p * r + c2
+    p = p * r + c1
+    p = p * r + c0
+    p = p * (r * r) + r + _1
+    return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@njit(fastmath=_FAST, error_model="numpy")
+def _row_pass(x, sh, direction, is_count, warmup, seasonal, clip_on, par,
+              L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+    """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
+    and of the clipped pushes ``shape + delta``, and their count.
+
+    All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
+    precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
+    type in the loop, so LLVM vectorises it at full float32 width. The threshold detector
+    is combined afterwards (:func:`_thr_pass`, rows with levels only). Count rows get their
+    CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s`` / ``c3_s``
+    for :func:`_count_pass`.
     """
     n_reg = x.shape[0]
-    a_level = par[P_LEVEL_RATE]
-    a_spread = par[P_SPREAD_RATE]
-    a_amp = par[P_AMP_RATE]
-    a_scale = par[P_SCALE_RATE]
-    huber = par[P_HUBER]
-    k = par[P_CUSUM_K]
-    cclip = par[P_CUSUM_CLIP]
-    cap = par[P_CUSUM_CAP]
-    f_spread = par[P_FLOOR_SPREAD]
-    f_level = par[P_FLOOR_LEVEL]
-    mu_floor = par[P_MU_FLOOR]
-    shclip = par[P_SHAPE_CLIP]
+    a_level = np.float32(par[P_LEVEL_RATE])
+    a_spread = np.float32(par[P_SPREAD_RATE])
+    a_amp = np.float32(par[P_AMP_RATE])
+    a_scale = np.float32(par[P_SCALE_RATE])
+    huber = np.float32(par[P_HUBER])
+    k = np.float32(par[P_CUSUM_K])
+    cclip = np.float32(par[P_CUSUM_CLIP])
+    cap = np.float32(par[P_CUSUM_CAP])
+    f_spread = np.float32(par[P_FLOOR_SPREAD])
+    f_level = np.float32(par[P_FLOOR_LEVEL])
+    mu_floor = np.float32(par[P_MU_FLOOR])
+    shclip = np.float32(par[P_SHAPE_CLIP])
     lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
-    sclip_d = shclip if clip_on else 1e300
-    sh2 = sh * sh
-    lms_div = sh2 if sh2 > 1.0 else 1.0
-    dirf = float(direction)
-    two_k = 2.0 * k
-    acc = 0.0
-    cnt = 0
+    sclip_d = shclip if clip_on else _BIG
+    sh32 = np.float32(sh)
+    sh2 = sh32 * sh32
+    lms_div = sh2 if sh2 > _1 else _1
+    amp_k = a_amp * sh32 / lms_div
+    dirf = np.float32(direction)
+    two_k = _2 * k
+    warm_f = np.float32(warmup)
+    c1 = _C_COUNT if is_count else _C_SEASONAL
+    acc = _0
+    acc_u = _0
+    cnt = _0
     for r in range(n_reg):
-        xv = np.float64(x[r])
-        n = np.int64(N[r])
-        l = np.float64(L[r])
-        d = np.float64(D[r])
-        s = np.float64(S[r])
+        xv = np.float32(x[r])
+        n = np.float32(N[r])
+        l = L[r]
+        d = D[r]
+        s = S[r]
         ok = xv == xv                                   # not missing
-        first = n == 0
-        warm = ok and n >= warmup and not first
-        # threshold (NaN when the indicator has no levels or the value is missing)
-        thr = math.nan
-        if has_thr:
-            thr = threshold_score(xv, warn, alarm)
+        first = n == _0
+        warm = ok and n >= warm_f and not first
         # baseline
-        sigma = SIGMA_PER_MAD * s
-        fl = f_spread * d + f_level * abs(l) + 1e-12
+        sigma = _SIG * s
+        fl = f_spread * d + f_level * abs(l) + _TINY
         sigma = sigma if sigma > fl else fl
-        e = l + d * sh
+        e = l + d * sh32
         var = sigma * sigma
         if is_count:
             mu = e if e > mu_floor else mu_floor
@@ -141,50 +200,44 @@ def _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal
         # detector 1: t(4) tail, closed form with one division:
         # g = 1 / (q^2 (q + a)), 1 - w = 4 q g, w = a / q = a q (q + a) g
         a = abs(zr)
-        q2 = 4.0 + a * a
+        a = _AMAX if a > _AMAX else a                   # no float32 overflow; NaN kept
+        q2 = _4 + a * a
         q = math.sqrt(q2)
-        g = 1.0 / (q2 * (q + a))
-        omw = 4.0 * q * g
-        tail = 0.5 * omw * omw * (1.0 + 0.5 * a * q * (q + a) * g)
+        g = _1 / (q2 * (q + a))
+        omw = _4 * q * g
+        tail = _05 * omw * omw * (_1 + _05 * a * q * (q + a) * g)
         if direction == 0:
-            sc1 = 1.0 - 2.0 * tail
+            sc1 = _1 - _2 * tail
         else:
-            sc1 = 1.0 - tail if dirf * zr > 0.0 else 0.0
+            sc1 = _1 - tail if dirf * zr > _0 else _0
         # detector 3: CUSUM (capped)
         zc = zr if zr < cclip else cclip
         zc = zc if zc > -cclip else -cclip
-        cp0 = np.float64(CP[r])
-        cn0 = np.float64(CN[r])
+        cp0 = CP[r]
+        cn0 = CN[r]
         cp = cp0 + zc - k
         cn = cn0 - zc - k
-        cp = cp if cp > 0.0 else 0.0
-        cn = cn if cn > 0.0 else 0.0
+        cp = cp if cp > _0 else _0
+        cn = cn if cn > _0 else _0
         cp = cp if cp < cap else cap
         cn = cn if cn < cap else cap
-        if direction == 1:
-            sc3 = 1.0 - exp_neg(-two_k * cp)
-        elif direction == -1:
-            sc3 = 1.0 - exp_neg(-two_k * cn)
-        else:
-            cm = cp if cp > cn else cn
-            sc3 = 1.0 - 2.0 * exp_neg(-two_k * cm)
-            sc3 = sc3 if sc3 > 0.0 else 0.0
-        # combine: threshold, then detector 1 (or the count detector, 0 here), then CUSUM
-        best = thr
-        code = CODE_THRESHOLD
-        s1 = 0.0 if is_count else sc1
-        c1 = CODE_COUNT if is_count else CODE_SEASONAL
-        if warm:
-            if best != best or s1 > best:
-                best = s1
-                code = c1
-            if sc3 > best:
-                best = sc3
-                code = CODE_CUSUM
+        # one exp whatever the direction (the selects are loop-invariant)
+        cm = cp if cp > cn else cn
+        cx = cp if direction == 1 else (cn if direction == -1 else cm)
+        ex = exp_neg32(-two_k * cx)
+        sc3 = _1 - (ex if direction != 0 else _2 * ex)
+        sc3 = sc3 if sc3 > _0 else _0
+        # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
+        s1 = _0 if is_count else sc1
+        best = s1 if warm else _NAN
+        code = c1
+        if sc3 > best:
+            best = sc3
+            code = _C_CUSUM
         score[r] = best
-        det[r] = code if best > 0.0 else 0
-        z[r] = zr if warm else math.nan
-        mu_s[r] = mu if warm else math.nan
+        det[r] = code if best > _0 else _C_NONE
+        z[r] = zr if warm else _NAN
+        mu_s[r] = mu if warm else _NAN
         var_s[r] = var
         c3_s[r] = sc3
         # robust learning
@@ -196,24 +249,23 @@ def _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal
             res = res if res > -hub else -hub
             dev = dev if dev < d + hub else d + hub
             dev = dev if dev > d - hub else d - hub
-        nf = np.float64(n)
-        inv = 1.0 / (nf + 1.0)
+        inv = _1 / (n + _1)
         rl = inv if inv > a_level else a_level
         rs = inv if inv > a_scale else a_scale
         rd = inv if inv > a_spread else a_spread
         nl = l + rl * res
         ns = s + rs * (abs(res) - s)
-        if lms and warm and a_amp > 0.0:
-            nd = d + a_amp * res * sh / lms_div
-            nd = nd if nd > 0.0 else 0.0
+        if lms and warm and a_amp > _0:
+            nd = d + amp_k * res
+            nd = nd if nd > _0 else _0
         else:
             nd = d + rd * (dev - d)
-        nn = n + 1 if n < NOBS_MAX else NOBS_MAX
+        nn = n + _1 if n < _NOBS_MAX else _NOBS_MAX
         if first:
             nl = xv
-            nd = 0.0
-            ns = 0.0
-            nn = 1
+            nd = _0
+            ns = _0
+            nn = _1
         if not ok:
             nl = l
             nd = d
@@ -225,28 +277,44 @@ def _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal
         L[r] = nl
         D[r] = nd
         S[r] = ns
-        N[r] = nn
+        N[r] = np.int16(nn)
         CP[r] = cp
         CN[r] = cn
         # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
-        cl = shclip * sigma if (warm and clip_on) else sclip_d * d
-        cd = sclip_d * d
-        cl = cl if cl < cd else cd
-        rr = xv - e
-        rr = rr if rr < cl else cl
-        rr = rr if rr > -cl else -cl
-        delta = rr / d if d > 0.0 else 0.0
-        use = seasonal and ok and (not first) and d > 0.0
-        acc += delta if use else 0.0
-        cnt += 1 if use else 0
-    return acc, cnt
+        # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
+        # small D), clipped at cl / D
+        inv_d = _1 / d
+        cl = shclip * sigma * inv_d if (warm and clip_on) else sclip_d
+        cl = cl if cl < sclip_d else sclip_d
+        delta = (xv - l) * inv_d - sh32
+        delta = delta if delta < cl else cl
+        delta = delta if delta > -cl else -cl
+        delta = delta if d > _0 else _0
+        use = seasonal and ok and (not first) and d > _0
+        acc += delta if use else _0
+        acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
+        cnt += _1 if use else _0
+    return np.float64(acc), np.float64(acc_u), int(cnt)
+
+
+@njit
+def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
+    """Detector 4 combined with the row pass's score: the threshold wins ties (lowest code)."""
+    for r in range(x.shape[0]):
+        thr = threshold_score(np.float64(x[r]), warn, alarm)
+        if thr != thr:
+            continue
+        s = score[r]
+        if s != s or thr >= s:
+            score[r] = thr
+            det[r] = CODE_THRESHOLD if thr > 0.0 else 0
 
 
 @njit
 def _count_pass(x, direction, has_thr, warn, alarm, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover
     """The exact count tail where it can be non-zero, and the combination with the others."""
     for r in range(x.shape[0]):
-        mu = mu_s[r]
+        mu = np.float64(mu_s[r])
         if not (mu == mu):                  # not warm or no value
             continue
         xv = np.float64(x[r])
@@ -255,7 +323,7 @@ def _count_pass(x, direction, has_thr, warn, alarm, overdisp, mu_s, var_s, c3_s,
             continue
         if direction == -1 and not (kk < mu):
             continue
-        sc2 = count_score(xv, mu, var_s[r], direction, overdisp)
+        sc2 = count_score(xv, mu, np.float64(var_s[r]), direction, overdisp)
         best = math.nan
         code = 0
         if has_thr:
@@ -264,7 +332,7 @@ def _count_pass(x, direction, has_thr, warn, alarm, overdisp, mu_s, var_s, c3_s,
         if best != best or sc2 > best:
             best = sc2
             code = CODE_COUNT
-        sc3 = c3_s[r]
+        sc3 = np.float64(c3_s[r])
         if sc3 > best:
             best = sc3
             code = CODE_CUSUM
@@ -322,17 +390,20 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, p
         _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     seasonal = season > 0
     clip_on = v_ph >= 2
-    acc, cnt = _row_pass(x, sh, direction, is_count, has_thr, warn, alarm, warmup, seasonal, clip_on, par,
+    acc, acc_u, cnt = _row_pass(x, sh, direction, is_count, warmup, seasonal, clip_on, par,
                          L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det)
+    if has_thr:
+        _thr_pass(x, warn, alarm, score, det)
     if is_count:
         _count_pass(x, direction, has_thr, warn, alarm, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if season > 0 and cnt > 0:
         v = visits[phase]
         r0 = 1.0 / (v + 1.0)
         rt = r0 if r0 > par[P_SHAPE_RATE] else par[P_SHAPE_RATE]
-        if v == 1:
-            rt = 1.0                       # the second visit overwrites the first
-        shape[phase] = sh + rt * (acc / cnt)
+        if v == 1:                         # the second visit overwrites the first (rt = 1)
+            shape[phase] = acc_u / cnt     # = sh + acc / cnt, without float32 cancellation
+        else:
+            shape[phase] = sh + rt * (acc / cnt)
         visits[phase] = v + 1 if v < VISITS_MAX else VISITS_MAX
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
@@ -346,10 +417,10 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     for ch in prange(n_chunks):
-        z = np.empty(n_reg, dtype=np.float64)
-        mu_s = np.empty(n_reg, dtype=np.float64)
-        var_s = np.empty(n_reg, dtype=np.float64)
-        c3_s = np.empty(n_reg, dtype=np.float64)
+        z = np.empty(n_reg, dtype=np.float32)
+        mu_s = np.empty(n_reg, dtype=np.float32)
+        var_s = np.empty(n_reg, dtype=np.float32)
+        c3_s = np.empty(n_reg, dtype=np.float32)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
             slot = scan_slot[i]
@@ -368,10 +439,10 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg)."""
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
-        z = np.empty(n_reg, dtype=np.float64)
-        mu_s = np.empty(n_reg, dtype=np.float64)
-        var_s = np.empty(n_reg, dtype=np.float64)
-        c3_s = np.empty(n_reg, dtype=np.float64)
+        z = np.empty(n_reg, dtype=np.float32)
+        mu_s = np.empty(n_reg, dtype=np.float32)
+        var_s = np.empty(n_reg, dtype=np.float32)
+        c3_s = np.empty(n_reg, dtype=np.float32)
         slot = scan_slot[i]
         srow = slot if slot >= 0 else 0
         son = slot >= 0
