@@ -6,7 +6,7 @@ raises an alert in most of the 30 (or 6,000) neighbourhoods. Per indicator and c
 ``p = 1 - score`` the tail probability of each neighbourhood (:mod:`engine.levels`) and ``m``
 the median of the ``p`` of the neighbourhoods with a score:
 
-- the **district score** is ``1 - m``, the typical neighbourhood's score: it reaches
+- the **district score** is ``1 - m`` (0.5 when ``m >= 0.5``), the typical neighbourhood's score: it reaches
   :data:`engine.levels.WARN` only when more than half of the neighbourhoods are abnormal at the
   same cycle (then one district alert, which inhibits the neighbourhood ones, stands for them);
 - the **local score** of a neighbourhood is ``1 - min(1, p / min(1, 2 m))``: its tail probability
@@ -44,15 +44,9 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
     n_ind, n_reg = score.shape
     for i in numba.prange(n_ind):
         buf = np.empty(n_reg, np.float64)
-        m = 0
-        for r in range(n_reg):
-            x = value[i, r]
-            if x == x:
-                buf[m] = x
-                m += 1
-        out_value[i, 0] = np.median(buf[:m]) if m else np.nan
         # tail probabilities, Bonferroni over the looks behind a statistical score
         m = 0
+        low = 0
         for r in range(n_reg):
             x = score[i, r]
             if x == x:
@@ -62,11 +56,20 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
                 out_local[i, r] = p
                 buf[m] = p
                 m += 1
+                if p < 0.5:
+                    low += 1
             else:
                 out_local[i, r] = np.nan
-        if m < min_regions:
-            out_district[i, 0] = np.nan
-            out_det[i, 0] = 0
+        if m < min_regions or 2 * low <= m:
+            # too few scores, or the median tail is >= 0.5 (nothing shared): scores stay as they are
+            if m < min_regions:
+                out_district[i, 0] = np.nan
+                out_det[i, 0] = 0
+                out_value[i, 0] = np.nan
+            else:
+                out_district[i, 0] = 0.5  # at most 0.5: far below CLEAR, its exact value is not needed
+                out_det[i, 0] = 0
+                out_value[i, 0] = np.nan
             for r in range(n_reg):
                 x = out_local[i, r]
                 if x == x:
@@ -76,12 +79,15 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
         out_district[i, 0] = 1.0 - med
         best = np.inf
         code = 0
+        val = np.nan
         for r in range(n_reg):
             x = out_local[i, r]
             if x == x and abs(x - med) < best:
                 best = abs(x - med)
                 code = det[i, r]
+                val = value[i, r]
         out_det[i, 0] = code
+        out_value[i, 0] = val
         f = 2.0 * med
         if f > 1.0:
             f = 1.0
@@ -112,7 +118,10 @@ def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS
     -------
     local, district, district_detector, district_value
         float32 ``score.shape``; float32, int8 and float32 ``(n, 1)``: the district score, the
-        detector of the neighbourhood nearest the median and the median of ``value``.
+        detector code and value of the neighbourhood whose tail is nearest the median. When fewer
+        than half of the neighbourhoods have a tail below 0.5 (nothing shared: most rows, most
+        cycles) the median is not computed: local scores are the (Bonferroni-adjusted) scores,
+        the district score is 0.5 (an upper bound of ``1 - m``, far below CLEAR), code 0, value NaN.
     """
     from engine.levels import DETECTOR_CODES
 
