@@ -189,6 +189,16 @@ class AlertConfig:
         subject's shortest window drive its alert (the 24 h / 7 d windows of a subject that also
         has a 1 h one are its smoothed, lagging copies: they go to indices and reports);
         ``"all"`` lets every indicator of the subject drive it.
+    looks : float
+        Bonferroni factor for multiplicity, used where neighbourhood scores are split into a
+        district and a local part (:func:`engine.alerts.common.common_mode`, as the scenario
+        runner does): the tail probability ``1 - score`` of a statistical score (every detector
+        but the catalog ``threshold``, whose levels are the operators' own rules) is multiplied
+        by it before the levels apply. One alert's score is the maximum of several tests: the
+        subject's indicators at its shortest window (1-4, :mod:`engine.alerts.fold`) times the
+        detectors behind each (seasonal or count, CUSUM, spatial, scan: up to 4), so about 10
+        looks per series and cycle. Default 10: WARN then needs a one-test tail of 0.001.
+        1 turns it off.
 
     Examples
     --------
@@ -221,6 +231,7 @@ class AlertConfig:
     record_blips: bool = False
     alert_per: str = "subject"
     alert_windows: str = "shortest"
+    looks: float = 10.0
 
     def __post_init__(self):
         def integer(name, lo, hi=None):
@@ -257,6 +268,9 @@ class AlertConfig:
         object.__setattr__(self, "record_blips", bool(self.record_blips))
         if self.alert_per not in ("subject", "indicator"):
             raise ValueError(f"alert_per must be 'subject' or 'indicator', got {self.alert_per!r}")
+        if isinstance(self.looks, bool) or not isinstance(self.looks, numbers.Real) or not (1.0 <= self.looks < math.inf):
+            raise ValueError(f"looks must be a number >= 1, got {self.looks!r}")
+        object.__setattr__(self, "looks", float(self.looks))
         if self.alert_windows not in ("shortest", "all"):
             raise ValueError(f"alert_windows must be 'shortest' or 'all', got {self.alert_windows!r}")
         inhibit = (self.inhibit_by,) if isinstance(self.inhibit_by, str) else tuple(self.inhibit_by)

@@ -109,6 +109,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     engine = Engine(city, catalog, cycle=scenario.cycle)
     detectors = Detectors(catalog, city, cycle=scenario.cycle)
     manager = AlertManager(catalog, city, store=out / "alerts.sqlite", sinks=[JsonlSink(out / "alerts.jsonl")])
+    split: list = []  # common_mode's output buffers, reused every cycle
     ids = list(engine.plan.indicator_ids)
     pos = {iid: k for k, iid in enumerate(ids)}
     footfall_rows = [pos[i] for i in ids if i.startswith(FOOTFALL_PREFIX) and i.endswith(FOOTFALL_SUFFIX)]
@@ -129,7 +130,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
             else:
                 scores, dets = detectors.run(ds["value"].values, times)
                 for t in range(len(times)):
-                    manager.process(times[t], scores[t], dets[t], ds["value"].values[t], level="neighbourhood")
+                    _alert_cycle(manager, times[t], scores[t], dets[t], ds["value"].values[t], split)
             bar.advance()
             continue
         for k, v in ds.attrs.items():
@@ -139,7 +140,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         times = pd.DatetimeIndex(ds["time"].values)
         scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
         for t in range(len(times)):
-            manager.process(times[t], scores[t], dets[t], values[t], level="neighbourhood")
+            _alert_cycle(manager, times[t], scores[t], dets[t], values[t], split)
         ds["score"] = (("time", "indicator", "region"), scores)
         ds["expected"] = (("time", "indicator", "region"), extra["expected"])
         ds["scale"] = (("time", "indicator", "region"), extra["scale"])
@@ -188,6 +189,22 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     else:
         render_report(out, city=city)
     return summary
+
+
+def _alert_cycle(manager, time, score, detector, value, buf: list) -> None:
+    """One cycle to the alert manager: the district's common part and each neighbourhood's own part.
+
+    :func:`engine.alerts.common.common_mode` splits the neighbourhood scores (with the manager's
+    ``looks`` multiplicity factor); both levels go through ``process_cycle`` together, so a firing
+    district alert inhibits the same subject's neighbourhood alerts in the same cycle.
+    """
+    from engine.alerts.common import common_mode
+
+    out = common_mode(score, detector, value, looks=manager.config.looks, out=buf[0] if buf else None)
+    if not buf:
+        buf.append(out)
+    local, district, d_det, d_val = out
+    manager.process_cycle(time, {"district": (district, d_det, d_val), "neighbourhood": (local, detector, value)})
 
 
 def _city_source(scenario, city, out: Path) -> dict:
