@@ -27,62 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numba import prange
 
 from engine.detect.kernels import run_kernel, update_kernel
 from engine.detect.params import DetectorParams
 from engine.detect.scan import FOUND_FIELDS, MAX_CLUSTERS, build_zones, clogc_table, scan_run_kernel, scan_update_kernel
 from engine.detect.seasonal import SEASON_CODES, phase_bins, season_bins
 from engine.detect.state import DetectorState
-from engine.detect.thresholds import threshold_score
-from engine.config import njit
-from engine.levels import DETECTOR_CODES
 
 __all__ = ["Detectors"]
 
 DIRECTION_CODES = {"up_bad": 1, "down_bad": -1, "both": 0}
-_CUSUM = DETECTOR_CODES["cusum"]
-_THRESHOLD = DETECTOR_CODES["threshold"]
-
-
-@njit(parallel=True)
-def _deflate_cusum(score, det, values, span, warn, alarm):  # pragma: no cover - compiled
-    """Rescale CUSUM-driven scores of windowed indicators to the window's long-run variance.
-
-    An indicator aggregated over a rolling window of ``w`` cycles moves in steps that overlap
-    ``w - 1`` cycles: its residuals are strongly autocorrelated and the long-run variance of
-    their sum is ``w`` times what the CUSUM assumes, so its stationary tail ``exp(-2 k C)`` is
-    really ``exp(-2 k C / w)``: score ``1 - (1 - s) ** (1 / w)``. The catalog threshold (known
-    here) is kept when it is higher; the other detectors' opinions are not returned by the
-    kernel, so a lower seasonal or count score behind the CUSUM is lost (see docs/detect.md).
-    ``score``, ``det``, ``values``: (n_t, n_ind, n_reg), updated in place.
-    """
-    n_t, n_ind, n_reg = score.shape
-    for t in range(n_t):
-        for i in prange(n_ind):
-            w = span[i]
-            if w <= 1.0:
-                continue
-            drow = det[t, i]
-            hit = False
-            for r in range(n_reg):           # branch-free scan first: most rows have no CUSUM code
-                hit |= drow[r] == _CUSUM
-            if not hit:
-                continue
-            inv = 1.0 / w
-            srow = score[t, i]
-            vrow = values[t, i]
-            for r in range(n_reg):
-                if drow[r] != _CUSUM:
-                    continue
-                s = 1.0 - (1.0 - np.float64(srow[r])) ** inv
-                code = _CUSUM
-                thr = threshold_score(np.float64(vrow[r]), warn[i], alarm[i])
-                if thr == thr and thr >= s:
-                    s = thr
-                    code = _THRESHOLD
-                srow[r] = s
-                drow[r] = code if s > 0.0 else 0
 
 
 def _timedelta(cycle) -> np.timedelta64:
@@ -171,7 +125,7 @@ class Detectors:
         ``{"warn": w, "alarm": a}`` per indicator; ``cluster``: scan flags (need ``adjacency``
         = (indptr, indices) and optionally ``xy`` centroids); ``window``: None or each
         indicator's rolling window (``"24h"``: its CUSUM is judged on the window, see
-        :func:`_deflate_cusum`).
+        :func:`engine.detect.kernels._row_pass`).
 
         >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
         >>> d.n_ind, d.n_reg, int(d.warmup[0])
@@ -222,11 +176,11 @@ class Detectors:
         # cycles spanned by each indicator's rolling window (1: one cycle, no overlap)
         from engine.catalog.vocab import window_minutes
 
-        self.span = np.ones(n_ind, dtype=np.float64)
+        # (the CUSUM of a windowed indicator is judged on the window's long-run variance, in the kernel)
+        self.span = np.ones(n_ind, dtype=np.float32)
         for k, wdw in enumerate(window or ()):
             if wdw:
                 self.span[k] = max(1.0, window_minutes(wdw) / cyc_min)
-        self._deflate = bool((self.span > 1.0).any())
         day = max(1, int(round(1440 / cyc_min)))
         season_len = np.where(self.season == 2, 7 * day, np.where(self.season == 1, day, 0)) * self.params.warmup_seasons
         if warmup_cycles is not None:
@@ -355,11 +309,9 @@ class Detectors:
         scan_mu = np.empty((max(n_scan, 1), n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         update_kernel(v, int(dbin[0]), int(wbin[0]), self.season, self.direction, self.is_count, self.warn,
-                      self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
+                      self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
                       s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                       score, det, expected, scale, baseline, self.scan_slot, scan_mu)
-        if self._deflate:
-            _deflate_cusum(score[None], det[None], v[None], self.span, self.warn, self.alarm)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
@@ -429,11 +381,9 @@ class Detectors:
         scan_mu = np.empty((n_t, max(n_scan, 1), self.n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
-                   self.warn, self.alarm, self.warmup, self._par, s.level, s.spread, s.scale, s.cusum_pos,
+                   self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
                    s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                    scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
-        if self._deflate and replicas:
-            _deflate_cusum(scores, dets, v, self.span, self.warn, self.alarm)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))

@@ -136,7 +136,7 @@ def exp_neg32(y):
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, warmup, seasonal, clip_on, par,
+def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
               L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta``, and their count.
@@ -168,7 +168,10 @@ def _row_pass(x, sh, direction, is_count, warmup, seasonal, clip_on, par,
     lms_div = sh2 if sh2 > _1 else _1
     amp_k = a_amp * sh32 / lms_div
     dirf = np.float32(direction)
-    two_k = _2 * k
+    # A rolling-window indicator's residuals overlap ``span`` cycles, so the long-run variance of
+    # their sum is ``span`` times what the CUSUM assumes: its stationary tail exp(-2kC) is really
+    # exp(-2kC / span).
+    two_k = _2 * k / np.float32(span)
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
     acc = _0
@@ -371,7 +374,7 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 
 
 @njit
-def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, par,
+def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
                    L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
                    z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
                    scan_mu, scan_on):  # pragma: no cover - compiled
@@ -390,7 +393,7 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, p
         _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     seasonal = season > 0
     clip_on = v_ph >= 2
-    acc, acc_u, cnt = _row_pass(x, sh, direction, is_count, warmup, seasonal, clip_on, par,
+    acc, acc_u, cnt = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
                          L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det)
     if has_thr:
         _thr_pass(x, warn, alarm, score, det)
@@ -410,7 +413,7 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, p
 
 
 @njit(parallel=True)
-def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, par,
+def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
                   L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
                   score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
     """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline)."""
@@ -426,14 +429,14 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
             slot = scan_slot[i]
             srow = slot if slot >= 0 else 0
             son = slot >= 0
-            step_indicator(V[i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], par,
+            step_indicator(V[i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par,
                            L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr, adj_idx,
                            spatial, z, mu_s, var_s, c3_s, score[i], det[i], expected[i], scale[i], want_baseline,
                            scan_mu[srow], son)
 
 
 @njit(parallel=True)
-def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, par,
+def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
                L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
                score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
     """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg)."""
@@ -449,6 +452,6 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
             step_indicator(V[t, i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i],
-                           par, L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr,
+                           span[i], par, L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr,
                            adj_idx, spatial, z, mu_s, var_s, c3_s, score[t, i], det[t, i], expected[t, i],
                            scale[t, i], want_baseline, scan_mu[t, srow], son)

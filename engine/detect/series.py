@@ -213,7 +213,7 @@ def _series_kernel(x, phase, season, direction, is_count, warmup, par, L, D, S, 
     adj_ptr = np.zeros(2, dtype=np.int64)
     adj_idx = np.zeros(0, dtype=np.int64)
     for t in range(x.shape[0]):
-        step_indicator(x[t:t + 1], phase[t], season, direction, is_count, math.nan, math.nan, warmup, par,
+        step_indicator(x[t:t + 1], phase[t], season, direction, is_count, math.nan, math.nan, warmup, 1.0, par,
                        L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, False, z, mu_s, var_s, c3_s,
                        score, code, none32, none32, False, scan_mu, False)
         out[t] = score[0]

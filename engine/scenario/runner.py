@@ -71,7 +71,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     from engine.catalog import Catalog
     from engine.core import Engine
     from engine.detect import Detectors
-    from engine.indices import compute_indices, load_config
+    from engine.indices import IndexPlan, load_config
     from engine.progress import Progress
     from engine.scenario.quality import detection_quality
     from engine.sim import simulate
@@ -106,6 +106,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     # the indices fall back to the other regions at the same cycle rather than re-deriving a
     # baseline from the day's history every cycle (quadratic in the cycles of a day).
     index_config = dataclasses.replace(load_config(), history_window=0)
+    index_plan = IndexPlan(catalog, city, index_config)   # catalog/city arrays built once per run
     engine = Engine(city, catalog, cycle=scenario.cycle)
     detectors = Detectors(catalog, city, cycle=scenario.cycle)
     manager = AlertManager(catalog, city, store=out / "alerts.sqlite", sinks=[JsonlSink(out / "alerts.jsonl")])
@@ -144,7 +145,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         ds["score"] = (("time", "indicator", "region"), scores)
         ds["expected"] = (("time", "indicator", "region"), extra["expected"])
         ds["scale"] = (("time", "indicator", "region"), extra["scale"])
-        idx = compute_indices(ds, catalog, city, config=index_config)
+        idx = index_plan.compute(ds)
         last = values[-1]
         with np.errstate(invalid="ignore"):
             economy.append({
