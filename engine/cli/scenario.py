@@ -53,14 +53,13 @@ def load_build(script: Path):
 
 
 def _run(build, args) -> int:
-    from engine.scenario.script import prepare
+    from engine.scenario.script import run_args
 
     try:
-        sc = prepare(build, args.seed, args.quick)
+        sc, summary = run_args(build, args)
     except ValueError as exc:
         print(f"cityvitals: {exc}", file=sys.stderr)
         return 2
-    summary = sc.run(args.out, store_every=args.store_every, progress=False if args.no_progress else None)
     det = summary.get("detection", {})
     print(f"{sc.name}: {summary['runtime_s']} s; recall {det.get('recall')}, precision {det.get('precision')}, "
           f"median time to detect {det.get('median_detect_cycles')} cycles")

@@ -130,8 +130,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 detectors.learn(ds["value"].values, times)
             else:
                 scores, dets = detectors.run(ds["value"].values, times)
-                for t in range(len(times)):
-                    _alert_cycle(manager, times[t], scores[t], dets[t], ds["value"].values[t], split)
+                _alert_day(manager, times, scores, dets, ds["value"].values, split)
             bar.advance()
             continue
         for k, v in ds.attrs.items():
@@ -140,8 +139,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         values = ds["value"].values
         times = pd.DatetimeIndex(ds["time"].values)
         scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
-        for t in range(len(times)):
-            _alert_cycle(manager, times[t], scores[t], dets[t], values[t], split)
+        _alert_day(manager, times, scores, dets, values, split)
         ds["score"] = (("time", "indicator", "region"), scores)
         ds["expected"] = (("time", "indicator", "region"), extra["expected"])
         ds["scale"] = (("time", "indicator", "region"), extra["scale"])
@@ -175,11 +173,11 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     eco.to_parquet(out / "economy.parquet")
 
     parents = dict(zip(city.regions.index, city.regions["street"]))
-    fired = _first_firing(alerts, period_start)
+    first = _first_firing(alerts)
+    fired = first[first["time"] >= period_start] if len(first) else first
     quality = detection_quality(fired, incidents, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
-    quality["fired_before_period"] = int(alerts.loc[alerts["state"] == "firing"].groupby("alert_id")["time"].min()
-                                         .lt(period_start).sum()) if len(alerts) else 0
+    quality["fired_before_period"] = int(len(first) - len(fired))
     summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
@@ -192,20 +190,23 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     return summary
 
 
-def _alert_cycle(manager, time, score, detector, value, buf: list) -> None:
-    """One cycle to the alert manager: the district's common part and each neighbourhood's own part.
+def _alert_day(manager, times, scores, dets, values, buf: list) -> None:
+    """A day's cycles to the alert manager: the district's common part and each neighbourhood's own part.
 
     :func:`engine.alerts.common.common_mode` splits the neighbourhood scores (with the manager's
     ``looks`` multiplicity factor); both levels go through ``process_cycle`` together, so a firing
-    district alert inhibits the same subject's neighbourhood alerts in the same cycle.
+    district alert inhibits the same subject's neighbourhood alerts in the same cycle. ``buf``
+    keeps the split's output buffers from one call to the next.
     """
     from engine.alerts.common import common_mode
 
-    out = common_mode(score, detector, value, looks=manager.config.looks, out=buf[0] if buf else None)
-    if not buf:
-        buf.append(out)
-    local, district, d_det, d_val = out
-    manager.process_cycle(time, {"district": (district, d_det, d_val), "neighbourhood": (local, detector, value)})
+    for t in range(len(times)):
+        out = common_mode(scores[t], dets[t], values[t], looks=manager.config.looks, out=buf[0] if buf else None)
+        if not buf:
+            buf.append(out)
+        local, district, d_det, d_val = out
+        manager.process_cycle(times[t], {"district": (district, d_det, d_val),
+                                         "neighbourhood": (local, dets[t], values[t])})
 
 
 def _city_source(scenario, city, out: Path) -> dict:
@@ -257,12 +258,11 @@ def _alerts_frame(manager, catalog, city) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _first_firing(alerts: pd.DataFrame, period_start) -> pd.DataFrame:
-    """The first firing row of each alert that fired within the period (not during the history)."""
+def _first_firing(alerts: pd.DataFrame) -> pd.DataFrame:
+    """The first firing row of each alert (the transitions are in time order)."""
     if not len(alerts):
         return alerts
-    fired = alerts[alerts["state"] == "firing"].drop_duplicates("alert_id")
-    return fired[fired["time"] >= period_start]
+    return alerts[alerts["state"] == "firing"].drop_duplicates("alert_id")
 
 
 def _summary(scenario, city, curves, eco, out: Path, fired, quality, quarantined, store_every) -> dict:

@@ -43,16 +43,24 @@ def prepare(build, seed: int = 0, quick: bool = False):
     return sc
 
 
+def run_args(build, args):
+    """Prepare and run a script's scenario from parsed options (``parser()``'s); returns (scenario, summary).
+
+    Raises ``ValueError`` (before anything runs) for a planner's error in the script or the options.
+    """
+    sc = prepare(build, args.seed, args.quick)
+    return sc, sc.run(args.out, store_every=args.store_every, progress=False if args.no_progress else None)
+
+
 def main(build, argv=None) -> int:
     """Parse the common options, run the scenario, print where the run folder is."""
     doc = (sys.modules[build.__module__].__doc__ or "").strip().splitlines()
     args = parser(doc[0] if doc else "").parse_args(argv)
     try:
-        sc = prepare(build, args.seed, args.quick)
+        sc, summary = run_args(build, args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = sc.run(args.out, store_every=args.store_every, progress=False if args.no_progress else None)
     det = summary.get("detection", {})
     print(json.dumps({"run": str(args.out), "scenario": sc.name, "runtime_s": summary.get("runtime_s"),
                       "recall": det.get("recall"), "precision": det.get("precision"),
