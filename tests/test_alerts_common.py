@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from alerts_reference import common_mode_reference
 from engine.alerts.common import common_mode
 from engine.alerts.config import AlertConfig
 from engine.levels import CRITICAL, DETECTOR_CODES, WARN
@@ -53,3 +54,23 @@ def test_config_looks():
     assert AlertConfig().looks == 10.0
     with pytest.raises(ValueError, match="looks"):
         AlertConfig(looks=0.5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_equals_reference_on_random_rows(seed):
+    rng = np.random.default_rng(seed)
+    n_ind, n_reg = 60, 30
+    s = rng.random((n_ind, n_reg))
+    shift = rng.random(n_ind) < 0.4                       # rows where most neighbourhoods move together
+    s[shift] = 1.0 - rng.random((int(shift.sum()), n_reg)) * 10.0 ** -rng.integers(1, 5, (int(shift.sum()), 1))
+    s[rng.random(s.shape) < 0.1] = np.nan
+    s[:3, 4:] = np.nan                                    # rows below min_regions
+    s = s.astype(np.float32)
+    det = rng.choice([SEASONAL, THRESHOLD, DETECTOR_CODES["cusum"]], size=s.shape).astype(np.int8)
+    val = rng.normal(size=s.shape).astype(np.float32)
+    local, dist, ddet, dval = common_mode(s, det, val, looks=10)
+    want = common_mode_reference(s, det, val, 5, 10.0, THRESHOLD)
+    np.testing.assert_allclose(local, want[0], atol=2e-6, equal_nan=True)
+    np.testing.assert_allclose(dist[:, 0], want[1], atol=2e-6, equal_nan=True)
+    assert np.array_equal(ddet[:, 0], want[2])
+    np.testing.assert_array_equal(dval[:, 0], want[3].astype(np.float32))
