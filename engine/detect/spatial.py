@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from engine.config import njit
-from engine.detect.seasonal import t_score
+from engine.detect.special import t4_sf
 
 __all__ = ["Z_CLIP", "spatial_contrast", "spatial_pass"]
 
@@ -54,12 +54,34 @@ def spatial_contrast(z, indptr, indices, r, min_nb):
 
 @njit
 def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code):
-    """Raise ``score[r]`` to the spatial score where it is higher (``det[r] = code`` there)."""
+    """Raise ``score[r]`` to the spatial score where it is higher (``det[r] = code`` there).
+
+    The arithmetic of :func:`spatial_contrast` and :func:`engine.detect.seasonal.t_score`,
+    written out in one loop: a call per region (three array arguments) cost ~4x the work itself
+    at 300 neighbourhoods.
+    """
     for r in range(z.shape[0]):
-        d = spatial_contrast(z, indptr, indices, r, min_nb)
-        if math.isnan(d):
+        zr = z[r]
+        if zr != zr:
             continue
-        s = t_score(d, direction)
-        if math.isnan(score[r]) or s > score[r]:
+        acc = 0.0
+        m = 0
+        for j in range(indptr[r], indptr[r + 1]):
+            zj = z[indices[j]]
+            if zj == zj:
+                acc += Z_CLIP if zj > Z_CLIP else (-Z_CLIP if zj < -Z_CLIP else zj)
+                m += 1
+        if m < min_nb or m == 0:
+            continue
+        zc = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
+        d = (zc - acc / m) / math.sqrt(1.0 + 1.0 / m)
+        old = score[r]
+        if direction == 1:
+            s = 1.0 - t4_sf(d) if d > 0.0 else 0.0
+        elif direction == -1:
+            s = 1.0 - t4_sf(-d) if d < 0.0 else 0.0
+        else:
+            s = 1.0 - 2.0 * t4_sf(abs(d))
+        if old != old or s > old:
             score[r] = s
             det[r] = code
