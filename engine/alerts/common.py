@@ -39,10 +39,18 @@ MIN_REGIONS = 5
 
 
 @njit(parallel=True)
-def _common_kernel(score, det, value, min_regions, looks, threshold_code,
+def _common_kernel(score, det, value, rows, min_regions, looks, threshold_code,
                    out_local, out_district, out_det, out_value):  # pragma: no cover - compiled
     n_ind, n_reg = score.shape
     for i in numba.prange(n_ind):
+        if not rows[i]:
+            # a row that drives no alert: not judged (its scores are read by no one downstream)
+            out_district[i, 0] = np.nan
+            out_det[i, 0] = 0
+            out_value[i, 0] = np.nan
+            for r in range(n_reg):
+                out_local[i, r] = np.nan
+            continue
         buf = np.empty(n_reg, np.float64)
         # tail probabilities, Bonferroni over the looks behind a statistical score
         m = 0
@@ -100,7 +108,8 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
                 out_local[i, r] = 0.0 if x >= 1.0 else 1.0 - x
 
 
-def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS, looks: float = 1.0, out=None):
+def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS, looks: float = 1.0, out=None,
+                rows=None):
     """Split ``score`` (indicators x neighbourhoods) into local scores and a district column.
 
     Parameters
@@ -113,6 +122,12 @@ def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS
         Bonferroni factor on the tail probability of statistical scores (every code but the
         catalog ``threshold``): the number of tests whose maximum the score is (see
         :attr:`engine.alerts.config.AlertConfig.looks`). 1 leaves them as they are.
+    out : tuple, optional
+        The four output arrays of a previous call, reused.
+    rows : bool array (indicators,), optional
+        Rows to split (default all); the others come out NaN (no opinion). The runner passes the
+        rows that drive alerts (:attr:`engine.alerts.fold.Fold.drives`): the longer windows of a
+        subject (1,861 of the 2,926 indicators) are read by no alert, so they are not worked on.
 
     Returns
     -------
@@ -135,7 +150,10 @@ def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS
     if not looks >= 1.0:
         raise ValueError(f"looks must be >= 1, got {looks!r}")
     n = s.shape[0]
+    rows = np.ones(n, np.bool_) if rows is None else np.ascontiguousarray(rows, dtype=np.bool_)
+    if rows.shape != (n,):
+        raise ValueError(f"rows has shape {rows.shape}, expected ({n},)")
     if out is None:
         out = (np.empty_like(s), np.empty((n, 1), np.float32), np.empty((n, 1), np.int8), np.empty((n, 1), np.float32))
-    _common_kernel(s, d, v, int(min_regions), float(looks), DETECTOR_CODES["threshold"], *out)
+    _common_kernel(s, d, v, rows, int(min_regions), float(looks), DETECTOR_CODES["threshold"], *out)
     return out

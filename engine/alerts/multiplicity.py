@@ -52,28 +52,33 @@ _CODE = {"none": 0, "bonferroni": 1, "bh": 2}
 
 @njit
 def _count(score, det, rows, threshold_code):  # pragma: no cover - compiled
+    # branch-free inner loops (NaN and threshold codes are scattered): LLVM vectorises them
     m = 0
     n_ind, n_reg = score.shape
     for i in range(n_ind):
         if rows[i]:
+            k = 0
             for r in range(n_reg):
                 x = score[i, r]
-                if x == x and det[i, r] != threshold_code:
-                    m += 1
+                k += (x == x) & (det[i, r] != threshold_code)
+            m += k
     return m
 
 
 @njit
 def _scale(score, det, rows, threshold_code, factor):  # pragma: no cover - compiled
-    """Bonferroni / none: ``score = 1 - min(1, factor (1 - score))`` in place."""
+    """Bonferroni / none: ``score = 1 - min(1, factor (1 - score))`` in place (NaN stays NaN)."""
     n_ind, n_reg = score.shape
+    f = np.float32(factor)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for i in range(n_ind):
         if rows[i]:
             for r in range(n_reg):
                 x = score[i, r]
-                if x == x and det[i, r] != threshold_code:
-                    q = factor * (1.0 - x)
-                    score[i, r] = 0.0 if q >= 1.0 else 1.0 - q
+                q = f * (one - x)
+                y = zero if q >= one else one - q
+                score[i, r] = x if det[i, r] == threshold_code else y
 
 
 @njit

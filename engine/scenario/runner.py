@@ -205,7 +205,8 @@ def _alert_day(manager, times, scores, dets, values, buf: list) -> None:
 
     cfg = manager.config
     for t in range(len(times)):
-        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None)
+        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
+                          rows=manager.fold.drives)
         if not buf:
             buf.extend([out, {}])
         local, district, d_det, d_val = out
