@@ -48,24 +48,31 @@ def subject_of(indicator_id: str) -> str:
 @njit
 def _fold_kernel(score, det, value, ptr, members, out_s, out_d, out_v, out_lead):  # pragma: no cover - compiled
     """Per subject row and region: the max score over the members (NaN only if all NaN), its code,
-    value and member; ties go to the first member in catalog order."""
+    value and member; ties go to the first member in catalog order.
+
+    Members outer, regions inner: each pass reads one contiguous score row (the regions of a
+    series were strided by a row's length when the members were the inner loop)."""
     n_rows = ptr.shape[0] - 1
     n_reg = score.shape[1]
     for g in range(n_rows):
         a, b = ptr[g], ptr[g + 1]
+        first = members[a]
         for r in range(n_reg):
-            best = np.nan
-            lead = members[a]
-            for m in range(a, b):
-                i = members[m]
+            out_s[g, r] = score[first, r]
+            out_lead[g, r] = first
+        for m in range(a + 1, b):
+            i = members[m]
+            for r in range(n_reg):
                 x = score[i, r]
+                best = out_s[g, r]
+                # replace when x is a number and the best so far is not >= it (NaN best: replaced)
                 if x == x and not (best >= x):
-                    best = x
-                    lead = i
-            out_s[g, r] = best
+                    out_s[g, r] = x
+                    out_lead[g, r] = i
+        for r in range(n_reg):
+            lead = out_lead[g, r]
             out_d[g, r] = det[lead, r]
             out_v[g, r] = value[lead, r]
-            out_lead[g, r] = lead
 
 
 class Fold:
