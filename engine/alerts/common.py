@@ -51,23 +51,19 @@ def _common_kernel(score, det, value, rows, min_regions, looks, threshold_code,
             for r in range(n_reg):
                 out_local[i, r] = np.nan
             continue
-        buf = np.empty(n_reg, np.float64)
-        # tail probabilities, Bonferroni over the looks behind a statistical score
+        # tail probabilities, Bonferroni over the looks behind a statistical score; branch-free
+        # (NaN stays NaN and counts nowhere), so the loop vectorises whatever the NaN pattern
         m = 0
         low = 0
         for r in range(n_reg):
-            x = score[i, r]
-            if x == x:
-                p = 1.0 - x
-                if det[i, r] != threshold_code:
-                    p = min(1.0, looks * p)
-                out_local[i, r] = p
-                buf[m] = p
-                m += 1
-                if p < 0.5:
-                    low += 1
-            else:
-                out_local[i, r] = np.nan
+            p = 1.0 - np.float64(score[i, r])
+            lp = looks * p
+            if lp > 1.0:
+                lp = 1.0
+            q = p if det[i, r] == threshold_code else lp
+            out_local[i, r] = q
+            m += q == q
+            low += q < 0.5
         if m < min_regions or 2 * low <= m:
             # too few scores, or the median tail is >= 0.5 (nothing shared): scores stay as they are
             if m < min_regions:
@@ -83,7 +79,18 @@ def _common_kernel(score, det, value, rows, min_regions, looks, threshold_code,
                 if x == x:
                     out_local[i, r] = 1.0 - x
             continue
-        med = np.median(buf[:m])
+        # a split row (a shared shift: rare): its tails again in float64, for the median
+        buf = np.empty(m, np.float64)
+        k = 0
+        for r in range(n_reg):
+            x = score[i, r]
+            if x == x:
+                p = 1.0 - x
+                if det[i, r] != threshold_code:
+                    p = min(1.0, looks * p)
+                buf[k] = p
+                k += 1
+        med = np.median(buf)
         out_district[i, 0] = 1.0 - med
         best = np.inf
         code = 0
