@@ -117,13 +117,20 @@ class Fold:
     def n_rows(self) -> int:
         return len(self.subjects)
 
-    def apply(self, score, detector, value):
-        """Fold (n_indicators, n_regions) arrays to (n_rows, n_regions): score, detector, value, lead."""
+    def apply(self, score, detector, value, out: dict | None = None):
+        """Fold (n_indicators, n_regions) arrays to (n_rows, n_regions): score, detector, value, lead.
+
+        ``out``: a dict kept by the caller (one per level); its arrays are reused from one call to
+        the next when shapes and dtypes match (the results of the previous call are overwritten).
+        ``lead`` is int32 (an indicator row).
+        """
         n_reg = score.shape[1]
         shape = (self.n_rows, n_reg)
-        out_s = np.empty(shape, np.float32 if score.dtype == np.float32 else np.float64)
-        out_d = np.empty(shape, detector.dtype)
-        out_v = np.empty(shape, value.dtype)
-        lead = np.empty(shape, np.int64)
-        _fold_kernel(score, detector, value, self.ptr, self.members, out_s, out_d, out_v, lead)
-        return out_s, out_d, out_v, lead
+        dts = (np.float32 if score.dtype == np.float32 else np.float64, detector.dtype, value.dtype, np.int32)
+        bufs = None if out is None else out.get("fold")
+        if bufs is None or bufs[0].shape != shape or tuple(b.dtype for b in bufs) != tuple(np.dtype(d) for d in dts):
+            bufs = tuple(np.empty(shape, d) for d in dts)
+            if out is not None:
+                out["fold"] = bufs
+        _fold_kernel(score, detector, value, self.ptr, self.members, *bufs)
+        return bufs

@@ -272,7 +272,8 @@ class AlertManager:
                 nreg = self.hierarchy.size(level)
                 fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
                                                  detector.reshape(self.n_indicators, nreg),
-                                                 value.reshape(self.n_indicators, nreg))
+                                                 value.reshape(self.n_indicators, nreg),
+                                                 out=self._ws.setdefault(level, {}))
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
             idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}))
