@@ -32,3 +32,28 @@ def common_mode_reference(score, det, value, min_regions, looks, threshold_code)
         f = min(1.0, max(2.0 * med, 1e-12))
         local[i] = np.where(p / f >= 1.0, 0.0, 1.0 - p / f)
     return local, district, d_det, d_val
+
+
+def family_adjust_reference(local, det, district, district_det, rows, method, alpha, warn, threshold_code):
+    """:func:`engine.alerts.multiplicity.family_adjust` in plain numpy, with the exact BH over every tail.
+
+    Returns new (local, district) float64 score arrays and ``m``.
+    """
+    s = np.concatenate([local, district], axis=1).astype(np.float64)
+    d = np.concatenate([det, district_det], axis=1)
+    test = rows[:, None] & ~np.isnan(s) & (d != threshold_code)
+    p = 1.0 - s[test]
+    m = p.size
+    if method == "none" or m == 0:
+        q = p
+    elif method == "bonferroni":
+        q = m * p
+    else:
+        order = np.argsort(p, kind="mergesort")
+        step = p[order] * m / np.arange(1, m + 1)
+        q = np.empty(m)
+        q[order] = np.minimum.accumulate(step[::-1])[::-1]
+    if method != "none":
+        s[test] = 1.0 - np.minimum(1.0, q * (1.0 - warn) / alpha)
+    n = local.shape[1]
+    return s[:, :n], s[:, n:], m

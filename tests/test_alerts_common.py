@@ -51,7 +51,7 @@ def test_few_regions_and_nan():
 
 
 def test_config_looks():
-    assert AlertConfig().looks == 10.0
+    assert AlertConfig().looks == 4.0
     with pytest.raises(ValueError, match="looks"):
         AlertConfig(looks=0.5)
 

@@ -39,27 +39,31 @@ MIN_REGIONS = 5
 
 
 @njit(parallel=True)
-def _common_kernel(score, det, value, min_regions, looks, threshold_code,
+def _common_kernel(score, det, value, rows, min_regions, looks, threshold_code,
                    out_local, out_district, out_det, out_value):  # pragma: no cover - compiled
     n_ind, n_reg = score.shape
     for i in numba.prange(n_ind):
-        buf = np.empty(n_reg, np.float64)
-        # tail probabilities, Bonferroni over the looks behind a statistical score
+        if not rows[i]:
+            # a row that drives no alert: not judged (its scores are read by no one downstream)
+            out_district[i, 0] = np.nan
+            out_det[i, 0] = 0
+            out_value[i, 0] = np.nan
+            for r in range(n_reg):
+                out_local[i, r] = np.nan
+            continue
+        # tail probabilities, Bonferroni over the looks behind a statistical score; branch-free
+        # (NaN stays NaN and counts nowhere), so the loop vectorises whatever the NaN pattern
         m = 0
         low = 0
         for r in range(n_reg):
-            x = score[i, r]
-            if x == x:
-                p = 1.0 - x
-                if det[i, r] != threshold_code:
-                    p = min(1.0, looks * p)
-                out_local[i, r] = p
-                buf[m] = p
-                m += 1
-                if p < 0.5:
-                    low += 1
-            else:
-                out_local[i, r] = np.nan
+            p = 1.0 - np.float64(score[i, r])
+            lp = looks * p
+            if lp > 1.0:
+                lp = 1.0
+            q = p if det[i, r] == threshold_code else lp
+            out_local[i, r] = q
+            m += q == q
+            low += q < 0.5
         if m < min_regions or 2 * low <= m:
             # too few scores, or the median tail is >= 0.5 (nothing shared): scores stay as they are
             if m < min_regions:
@@ -75,7 +79,18 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
                 if x == x:
                     out_local[i, r] = 1.0 - x
             continue
-        med = np.median(buf[:m])
+        # a split row (a shared shift: rare): its tails again in float64, for the median
+        buf = np.empty(m, np.float64)
+        k = 0
+        for r in range(n_reg):
+            x = score[i, r]
+            if x == x:
+                p = 1.0 - x
+                if det[i, r] != threshold_code:
+                    p = min(1.0, looks * p)
+                buf[k] = p
+                k += 1
+        med = np.median(buf)
         out_district[i, 0] = 1.0 - med
         best = np.inf
         code = 0
@@ -100,7 +115,8 @@ def _common_kernel(score, det, value, min_regions, looks, threshold_code,
                 out_local[i, r] = 0.0 if x >= 1.0 else 1.0 - x
 
 
-def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS, looks: float = 1.0, out=None):
+def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS, looks: float = 1.0, out=None,
+                rows=None):
     """Split ``score`` (indicators x neighbourhoods) into local scores and a district column.
 
     Parameters
@@ -113,6 +129,12 @@ def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS
         Bonferroni factor on the tail probability of statistical scores (every code but the
         catalog ``threshold``): the number of tests whose maximum the score is (see
         :attr:`engine.alerts.config.AlertConfig.looks`). 1 leaves them as they are.
+    out : tuple, optional
+        The four output arrays of a previous call, reused.
+    rows : bool array (indicators,), optional
+        Rows to split (default all); the others come out NaN (no opinion). The runner passes the
+        rows that drive alerts (:attr:`engine.alerts.fold.Fold.drives`): the longer windows of a
+        subject (1,861 of the 2,926 indicators) are read by no alert, so they are not worked on.
 
     Returns
     -------
@@ -135,7 +157,10 @@ def common_mode(score, detector=None, value=None, min_regions: int = MIN_REGIONS
     if not looks >= 1.0:
         raise ValueError(f"looks must be >= 1, got {looks!r}")
     n = s.shape[0]
+    rows = np.ones(n, np.bool_) if rows is None else np.ascontiguousarray(rows, dtype=np.bool_)
+    if rows.shape != (n,):
+        raise ValueError(f"rows has shape {rows.shape}, expected ({n},)")
     if out is None:
         out = (np.empty_like(s), np.empty((n, 1), np.float32), np.empty((n, 1), np.int8), np.empty((n, 1), np.float32))
-    _common_kernel(s, d, v, int(min_regions), float(looks), DETECTOR_CODES["threshold"], *out)
+    _common_kernel(s, d, v, rows, int(min_regions), float(looks), DETECTOR_CODES["threshold"], *out)
     return out

@@ -190,15 +190,21 @@ class AlertConfig:
         has a 1 h one are its smoothed, lagging copies: they go to indices and reports);
         ``"all"`` lets every indicator of the subject drive it.
     looks : float
-        Bonferroni factor for multiplicity, used where neighbourhood scores are split into a
-        district and a local part (:func:`engine.alerts.common.common_mode`, as the scenario
-        runner does): the tail probability ``1 - score`` of a statistical score (every detector
-        but the catalog ``threshold``, whose levels are the operators' own rules) is multiplied
-        by it before the levels apply. One alert's score is the maximum of several tests: the
-        subject's indicators at its shortest window (1-4, :mod:`engine.alerts.fold`) times the
-        detectors behind each (seasonal or count, CUSUM, spatial, scan: up to 4), so about 10
-        looks per series and cycle. Default 10: WARN then needs a one-test tail of 0.001.
-        1 turns it off.
+        Bonferroni factor inside one indicator's score, used where neighbourhood scores are split
+        into a district and a local part (:func:`engine.alerts.common.common_mode`, as the
+        scenario runner does): the tail probability ``1 - score`` of a statistical score (every
+        detector but the catalog ``threshold``, whose levels are the operators' own rules) is
+        multiplied by it. An indicator's score is the maximum of the detectors behind it
+        (seasonal or count, CUSUM, spatial, scan): default 4. 1 turns it off.
+    multiplicity : {"bonferroni", "bh", "none"}
+        Control across the family of tests judged in one cycle (every driving indicator's
+        statistical score in every region and the district, :mod:`engine.alerts.multiplicity`),
+        applied after ``looks`` where the runner splits the scores: ``"bonferroni"`` (default)
+        bounds the chance of any false WARN in a cycle by ``family_alpha``; ``"bh"``
+        (Benjamini-Hochberg) the expected share of false ones among the cycle's WARNs.
+    family_alpha : float
+        The family-wise error rate (Bonferroni) or false discovery rate (BH) that maps to WARN
+        (default 0.05); CRITICAL at a tenth of it, CLEAR at five times it.
 
     Examples
     --------
@@ -231,7 +237,9 @@ class AlertConfig:
     record_blips: bool = False
     alert_per: str = "subject"
     alert_windows: str = "shortest"
-    looks: float = 10.0
+    looks: float = 4.0
+    multiplicity: str = "bonferroni"
+    family_alpha: float = 0.05
 
     def __post_init__(self):
         def integer(name, lo, hi=None):
@@ -271,6 +279,12 @@ class AlertConfig:
         if isinstance(self.looks, bool) or not isinstance(self.looks, numbers.Real) or not (1.0 <= self.looks < math.inf):
             raise ValueError(f"looks must be a number >= 1, got {self.looks!r}")
         object.__setattr__(self, "looks", float(self.looks))
+        if self.multiplicity not in ("bonferroni", "bh", "none"):
+            raise ValueError(f"multiplicity must be 'bonferroni', 'bh' or 'none', got {self.multiplicity!r}")
+        a = self.family_alpha
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0.0 < a < 1.0):
+            raise ValueError(f"family_alpha must be a number in (0, 1), got {a!r}")
+        object.__setattr__(self, "family_alpha", float(a))
         if self.alert_windows not in ("shortest", "all"):
             raise ValueError(f"alert_windows must be 'shortest' or 'all', got {self.alert_windows!r}")
         inhibit = (self.inhibit_by,) if isinstance(self.inhibit_by, str) else tuple(self.inhibit_by)

@@ -48,24 +48,31 @@ def subject_of(indicator_id: str) -> str:
 @njit
 def _fold_kernel(score, det, value, ptr, members, out_s, out_d, out_v, out_lead):  # pragma: no cover - compiled
     """Per subject row and region: the max score over the members (NaN only if all NaN), its code,
-    value and member; ties go to the first member in catalog order."""
+    value and member; ties go to the first member in catalog order.
+
+    Members outer, regions inner: each pass reads one contiguous score row (the regions of a
+    series were strided by a row's length when the members were the inner loop)."""
     n_rows = ptr.shape[0] - 1
     n_reg = score.shape[1]
     for g in range(n_rows):
         a, b = ptr[g], ptr[g + 1]
+        first = members[a]
         for r in range(n_reg):
-            best = np.nan
-            lead = members[a]
-            for m in range(a, b):
-                i = members[m]
+            out_s[g, r] = score[first, r]
+            out_lead[g, r] = first
+        for m in range(a + 1, b):
+            i = members[m]
+            for r in range(n_reg):
                 x = score[i, r]
+                best = out_s[g, r]
+                # replace when x is a number and the best so far is not >= it (NaN best: replaced)
                 if x == x and not (best >= x):
-                    best = x
-                    lead = i
-            out_s[g, r] = best
+                    out_s[g, r] = x
+                    out_lead[g, r] = i
+        for r in range(n_reg):
+            lead = out_lead[g, r]
             out_d[g, r] = det[lead, r]
             out_v[g, r] = value[lead, r]
-            out_lead[g, r] = lead
 
 
 class Fold:
@@ -110,13 +117,20 @@ class Fold:
     def n_rows(self) -> int:
         return len(self.subjects)
 
-    def apply(self, score, detector, value):
-        """Fold (n_indicators, n_regions) arrays to (n_rows, n_regions): score, detector, value, lead."""
+    def apply(self, score, detector, value, out: dict | None = None):
+        """Fold (n_indicators, n_regions) arrays to (n_rows, n_regions): score, detector, value, lead.
+
+        ``out``: a dict kept by the caller (one per level); its arrays are reused from one call to
+        the next when shapes and dtypes match (the results of the previous call are overwritten).
+        ``lead`` is int32 (an indicator row).
+        """
         n_reg = score.shape[1]
         shape = (self.n_rows, n_reg)
-        out_s = np.empty(shape, np.float32 if score.dtype == np.float32 else np.float64)
-        out_d = np.empty(shape, detector.dtype)
-        out_v = np.empty(shape, value.dtype)
-        lead = np.empty(shape, np.int64)
-        _fold_kernel(score, detector, value, self.ptr, self.members, out_s, out_d, out_v, lead)
-        return out_s, out_d, out_v, lead
+        dts = (np.float32 if score.dtype == np.float32 else np.float64, detector.dtype, value.dtype, np.int32)
+        bufs = None if out is None else out.get("fold")
+        if bufs is None or bufs[0].shape != shape or tuple(b.dtype for b in bufs) != tuple(np.dtype(d) for d in dts):
+            bufs = tuple(np.empty(shape, d) for d in dts)
+            if out is not None:
+                out["fold"] = bufs
+        _fold_kernel(score, detector, value, self.ptr, self.members, *bufs)
+        return bufs

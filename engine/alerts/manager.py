@@ -22,7 +22,7 @@ alert that has fired stays firing (flagged ``flapping``) rather than resolving a
 >>> cat = SimpleNamespace(indicators=full.indicators[:4], departments=full.departments, dimensions=full.dimensions)
 >>> city = City.synthetic(seed=1, neighbourhoods=6, streets=2, population=20_000)
 >>> am = AlertManager(cat, city, store=os.path.join(tempfile.mkdtemp(), "a.sqlite"),
-...                   config=AlertConfig(pending_cycles=2))
+...                   config=AlertConfig(pending_cycles=2, alert_per="indicator"))
 >>> score = np.full((4, 6), 0.5, np.float32); score[1, 2] = 0.995
 >>> [len(am.process(t * 900, score).notifications) for t in range(3)]
 [0, 1, 0]
@@ -272,7 +272,8 @@ class AlertManager:
                 nreg = self.hierarchy.size(level)
                 fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
                                                  detector.reshape(self.n_indicators, nreg),
-                                                 value.reshape(self.n_indicators, nreg))
+                                                 value.reshape(self.n_indicators, nreg),
+                                                 out=self._ws.setdefault(level, {}))
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
             idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}))

@@ -194,17 +194,24 @@ def _alert_day(manager, times, scores, dets, values, buf: list) -> None:
     """A day's cycles to the alert manager: the district's common part and each neighbourhood's own part.
 
     :func:`engine.alerts.common.common_mode` splits the neighbourhood scores (with the manager's
-    ``looks`` multiplicity factor); both levels go through ``process_cycle`` together, so a firing
-    district alert inhibits the same subject's neighbourhood alerts in the same cycle. ``buf``
-    keeps the split's output buffers from one call to the next.
+    ``looks``, the tests inside one score); :func:`engine.alerts.multiplicity.family_adjust` then
+    adjusts both levels for the family of tests judged this cycle (``multiplicity``,
+    ``family_alpha``); both levels go through ``process_cycle`` together, so a firing district
+    alert inhibits the same subject's neighbourhood alerts in the same cycle. ``buf`` keeps the
+    output and scratch buffers from one call to the next.
     """
     from engine.alerts.common import common_mode
+    from engine.alerts.multiplicity import family_adjust
 
+    cfg = manager.config
     for t in range(len(times)):
-        out = common_mode(scores[t], dets[t], values[t], looks=manager.config.looks, out=buf[0] if buf else None)
+        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
+                          rows=manager.fold.drives)
         if not buf:
-            buf.append(out)
+            buf.extend([out, {}])
         local, district, d_det, d_val = out
+        family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
+                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1])
         manager.process_cycle(times[t], {"district": (district, d_det, d_val),
                                          "neighbourhood": (local, dets[t], values[t])})
 
