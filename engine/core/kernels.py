@@ -137,7 +137,9 @@ def _advance_base(b, k, P, S):
     R = base_R[b]
     ro = base_offRow[b]
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        slot = (k - blk_W[bl]) % R
+        if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
+            continue
+        slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
         oN = base_offN[b] + slot * n
@@ -251,9 +253,10 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                     cm = c
                 if has_v and oS >= 0:
                     ringS[oS] += v
-                if d > 0:
+                if d > 0:  # blocks covering bucket j, and those it leaves at this cycle's add (W == d < R:
+                    # the add subtracts the whole leaving bucket, this record included)
                     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-                        if blk_W[bl] > d:
+                        if blk_W[bl] >= d:
                             wN[blk_offN[bl] + i] += 1
                             if has_v and blk_offS[bl] >= 0:
                                 wS[blk_offS[bl] + i] += v
@@ -358,28 +361,46 @@ def _add_base(b, k, P, S):
     R = base_R[b]
     slot = k % R
     oN = base_offN[b] + slot * n
-    full = rowc[base_offRow[b] + slot] != 0  # an empty bucket adds nothing
+    ro = base_offRow[b]
+    full = rowc[ro + slot] != 0  # an empty bucket adds nothing (its rows are zero)
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        if not full:
-            break
+        W = blk_W[bl]
+        on = slot * n  # the new bucket k
+        oo = ((k - W) % R) * n  # the leaving bucket k - W; W == R: subtracted in advance already
+        fused = W < R and rowc[ro + (k - W) % R] != 0
+        if not (full or fused):
+            continue
+        if not fused:
+            oo = -1
         wo = blk_offN[bl]
+        r = ringN[base_offN[b]:]
         for i in range(n):
-            wN[wo + i] += ringN[oN + i]
+            wN[wo + i] += r[on + i]
+            if oo >= 0:
+                wN[wo + i] -= r[oo + i]
         if blk_offP[bl] >= 0:
             wo = blk_offP[bl]
             for i in range(n):
-                if ringN[oN + i] > 0:
+                if r[on + i] > 0:
                     wP[wo + i] += 1
+                if oo >= 0 and r[oo + i] > 0:
+                    wP[wo + i] -= 1
         if blk_offS[bl] >= 0:
-            oS = base_offS[b] + slot * n
+            rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
-            for i in range(n):
-                wS[wo + i] += ringS[oS + i]
+            if oo >= 0:
+                for i in range(n):
+                    wS[wo + i] = (wS[wo + i] - rs[oo + i]) + rs[on + i]
+            else:
+                for i in range(n):
+                    wS[wo + i] += rs[on + i]
         if blk_offO[bl] >= 0:
-            oO = base_offO[b] + slot * n
+            ro2 = ringO[base_offO[b]:]
             wo = blk_offO[bl]
             for i in range(n):
-                wO[wo + i] += ringO[oO + i]
+                wO[wo + i] += ro2[on + i]
+                if oo >= 0:
+                    wO[wo + i] -= ro2[oo + i]
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         if not full:
             break
@@ -402,7 +423,10 @@ def _add_base(b, k, P, S):
         o = mm_off[mb]
         for i in range(n):
             run = mmRun[o + i]
-            if run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
+            vn = ring[on + i]
+            if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
+                mmRun[o + i] = vn
+            elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
                 acc = empty
                 for c in range(W):
                     v = ring[off + ((k - c) % Rm) * n + i]
@@ -412,13 +436,7 @@ def _add_base(b, k, P, S):
                     elif v < acc:
                         acc = v
                 mmRun[o + i] = acc
-            else:
-                v = ring[on + i]
-                if mx:
-                    if v > run:
-                        mmRun[o + i] = v
-                elif v < run:
-                    mmRun[o + i] = v
+            # else the extreme stays (the new bucket does not reach it, and it did not leave)
 
 
 @njit
@@ -524,39 +542,46 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
                 va[i] = wS[oS + i] / p if p > 0 else np.nan
         if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
             has_d = True
-            nrow = norm[nr]
-            if n == nreg:
+            if parts:  # the parts need it in vd; the value pass below reads the norm row itself
+                nrow = norm[nr]
                 for i in range(n):
-                    vd[i] = nrow[i]
-            else:
-                for i in range(n):
-                    vd[i] = nrow[ser_region[s0 + i]]
+                    vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
     if parts:
         _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
-    if scale and has_d:
+    # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
+    # series i is region i when the base covers every region (series are sorted by region)
+    dense = n == nreg
+    orow = out[tt, row]
+    if not dense:
+        orow[:] = np.nan  # regions without a series of this base
+    if not scale or (not has_d and mult == 1.0):
+        for i in range(n):
+            orow[i if dense else ser_region[s0 + i]] = va[i]
+    elif not has_d:
+        for i in range(n):
+            v = mult * va[i]
+            va[i] = v
+            orow[i if dense else ser_region[s0 + i]] = v
+    elif nr >= 0:
+        nrow = norm[nr]
+        for i in range(n):
+            r = i if dense else ser_region[s0 + i]
+            d = nrow[r]
+            v = mult * (va[i] / d) if d != 0.0 else np.nan
+            va[i] = v
+            orow[r] = v
+    else:
         for i in range(n):
             d = vd[i]
-            va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-    elif scale and mult != 1.0:
-        for i in range(n):
-            va[i] = mult * va[i]
-    orow = out[tt, row]
-    if n == nreg:  # series i is region i (series are sorted by region)
-        for i in range(n):
-            orow[i] = va[i]
-        if dd >= 0:
-            drow = D[tt, dd]
-            for i in range(n):
-                drow[i] = va[i]
-    else:  # regions without a series of this base are NaN
-        orow[:] = np.nan
-        for i in range(n):
-            orow[ser_region[s0 + i]] = va[i]
-        if dd >= 0:
-            drow = D[tt, dd]
+            v = mult * (va[i] / d) if d != 0.0 else np.nan
+            va[i] = v
+            orow[i if dense else ser_region[s0 + i]] = v
+    if dd >= 0:
+        drow = D[tt, dd]
+        if not dense:
             drow[:] = np.nan
-            for i in range(n):
-                drow[ser_region[s0 + i]] = va[i]
+        for i in range(n):
+            drow[i if dense else ser_region[s0 + i]] = va[i]
 
 
 @njit
