@@ -319,11 +319,12 @@ class Engine:
             D = self._dummy3
         if not parts:
             num = den = self._dummy3
-        K.run_cycles(k0, T, ncomp, self._parallel(),
-                     (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"]),
-                     (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"]),
-                     (sn["time"], sn["key"], sn["value"], sn["off"]),
-                     self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
+        run = K.run_cycles_par if self._parallel() else K.run_cycles
+        run(k0, T, ncomp,
+            (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True),  # events: a NaN value counts
+            (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False),  # readings: skipped
+            (sn["time"], sn["key"], sn["value"], sn["off"]),
+            self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
         self.state.last_cycle = k0 + T - 1
 
     def _scratch(self) -> np.ndarray:

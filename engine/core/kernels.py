@@ -7,8 +7,8 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 2. bin - events and readings add into their bucket's ring row (a late record into its own, older
    bucket, and straight into the running sums, running extremes and sorted windows that still
    cover it);
-3. snapshots - records update the latest value per entity, then each snapshot base aggregates
-   its entities into its bucket ``k``;
+3. snapshots - records update the latest value per entity; then (per base, right before its add)
+   each snapshot base aggregates its entities into its bucket ``k``;
 4. add - every block adds bucket ``k``; every sorted window inserts its mean; every running
    extreme takes it in, or is recomputed from the ring when the bucket that left held it;
 5. values - one output row per non-derived indicator (plus a float64 copy of the rows the
@@ -17,8 +17,16 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 :func:`run_cycles` runs steps 1-5 for ``T`` consecutive cycles in one call (a step is ``T = 1``;
 a replay chunk many), so a replay and successive steps execute the same operations in the same
 order and agree bit for bit. The plan arrays travel as one tuple ``P`` and the state arrays as
-one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS`). Each stage has a serial and a
-``prange`` driver over the same per-item function; the caller picks one by work size.
+one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS`). :func:`run_cycles_par` is the same
+loop with one ``prange`` driver (:func:`stage_par`) over the same per-item functions; the caller
+picks one by work size.
+
+Compile time (numba compiles a whole specialisation per distinct argument type, callees
+included): the parallel loop is a separate kernel (its ``prange`` driver costs about as much to
+compile as all serial code together), one value-row function serves every level, and
+constant flags are passed as run-time values (a literal ``True`` / ``0`` argument makes numba
+compile one copy of the callee per value). Specialisations left: count rings uint16 or int32
+(widened), output float32 or float64.
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -129,7 +137,9 @@ def _advance_base(b, k, P, S):
     R = base_R[b]
     ro = base_offRow[b]
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        slot = (k - blk_W[bl]) % R
+        if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
+            continue
+        slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
         oN = base_offN[b] + slot * n
@@ -191,13 +201,6 @@ def advance_ser(k, P, S):
         _advance_base(b, k, P, S)
 
 
-@njit(parallel=True)
-def advance_par(k, P, S):
-    """Stage 1 for every base, in parallel over bases."""
-    for b in prange(len(P[4])):
-        _advance_base(b, k, P, S)
-
-
 # ---------------------------------------------------------------------------------------------
 # 2. bin
 
@@ -250,9 +253,10 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                     cm = c
                 if has_v and oS >= 0:
                     ringS[oS] += v
-                if d > 0:
+                if d > 0:  # blocks covering bucket j, and those it leaves at this cycle's add (W == d < R:
+                    # the add subtracts the whole leaving bucket, this record included)
                     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-                        if blk_W[bl] > d:
+                        if blk_W[bl] >= d:
                             wN[blk_offN[bl] + i] += 1
                             if has_v and blk_offS[bl] >= 0:
                                 wS[blk_offS[bl] + i] += v
@@ -298,7 +302,8 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time):
 
 
 @njit
-def _snap_base(t, k, P, S):
+def _snap_base(b, k, P, S):
+    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -306,7 +311,6 @@ def _snap_base(t, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
-    b = snap_bases[t]
     n = base_ser0[b + 1] - base_ser0[b]
     s0 = base_ser0[b]
     slot = k % base_R[b]
@@ -338,20 +342,6 @@ def _snap_base(t, k, P, S):
             ringMax[oMax + i] = v
 
 
-@njit
-def snap_aggregate_ser(k, P, S):
-    """Aggregate each snapshot base's entities (latest values) into its bucket ``k``, one thread."""
-    for t in range(len(P[25])):
-        _snap_base(t, k, P, S)
-
-
-@njit(parallel=True)
-def snap_aggregate_par(k, P, S):
-    """Aggregate each snapshot base's entities into its bucket ``k``, in parallel over bases."""
-    for t in prange(len(P[25])):
-        _snap_base(t, k, P, S)
-
-
 # ---------------------------------------------------------------------------------------------
 # 4. add
 
@@ -365,32 +355,52 @@ def _add_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+    if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
+        _snap_base(b, k, P, S)
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     slot = k % R
     oN = base_offN[b] + slot * n
-    full = rowc[base_offRow[b] + slot] != 0  # an empty bucket adds nothing
+    ro = base_offRow[b]
+    full = rowc[ro + slot] != 0  # an empty bucket adds nothing (its rows are zero)
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        if not full:
-            break
+        W = blk_W[bl]
+        on = slot * n  # the new bucket k
+        oo = ((k - W) % R) * n  # the leaving bucket k - W; W == R: subtracted in advance already
+        fused = W < R and rowc[ro + (k - W) % R] != 0
+        if not (full or fused):
+            continue
+        if not fused:
+            oo = -1
         wo = blk_offN[bl]
+        r = ringN[base_offN[b]:]
         for i in range(n):
-            wN[wo + i] += ringN[oN + i]
+            wN[wo + i] += r[on + i]
+            if oo >= 0:
+                wN[wo + i] -= r[oo + i]
         if blk_offP[bl] >= 0:
             wo = blk_offP[bl]
             for i in range(n):
-                if ringN[oN + i] > 0:
+                if r[on + i] > 0:
                     wP[wo + i] += 1
+                if oo >= 0 and r[oo + i] > 0:
+                    wP[wo + i] -= 1
         if blk_offS[bl] >= 0:
-            oS = base_offS[b] + slot * n
+            rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
-            for i in range(n):
-                wS[wo + i] += ringS[oS + i]
+            if oo >= 0:
+                for i in range(n):
+                    wS[wo + i] = (wS[wo + i] - rs[oo + i]) + rs[on + i]
+            else:
+                for i in range(n):
+                    wS[wo + i] += rs[on + i]
         if blk_offO[bl] >= 0:
-            oO = base_offO[b] + slot * n
+            ro2 = ringO[base_offO[b]:]
             wo = blk_offO[bl]
             for i in range(n):
-                wO[wo + i] += ringO[oO + i]
+                wO[wo + i] += ro2[on + i]
+                if oo >= 0:
+                    wO[wo + i] -= ro2[oo + i]
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         if not full:
             break
@@ -413,7 +423,10 @@ def _add_base(b, k, P, S):
         o = mm_off[mb]
         for i in range(n):
             run = mmRun[o + i]
-            if run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
+            vn = ring[on + i]
+            if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
+                mmRun[o + i] = vn
+            elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
                 acc = empty
                 for c in range(W):
                     v = ring[off + ((k - c) % Rm) * n + i]
@@ -423,26 +436,13 @@ def _add_base(b, k, P, S):
                     elif v < acc:
                         acc = v
                 mmRun[o + i] = acc
-            else:
-                v = ring[on + i]
-                if mx:
-                    if v > run:
-                        mmRun[o + i] = v
-                elif v < run:
-                    mmRun[o + i] = v
+            # else the extreme stays (the new bucket does not reach it, and it did not leave)
 
 
 @njit
 def add_ser(k, P, S):
-    """Stage 4 for every base, one thread."""
+    """Stages 3b and 4 for every base, one thread."""
     for b in range(len(P[4])):
-        _add_base(b, k, P, S)
-
-
-@njit(parallel=True)
-def add_par(k, P, S):
-    """Stage 4 for every base, in parallel over bases."""
-    for b in prange(len(P[4])):
         _add_base(b, k, P, S)
 
 
@@ -450,109 +450,28 @@ def add_par(k, P, S):
 # 5. values
 
 
-@njit
-def _value_row(t, tt, P, S, out, D, num, den, parts):
-    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
-     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
-     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
-     snap_bases, mem_ptr, mem_cell, mem_ser,
-     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
-    nreg = out.shape[2]
-    row = ind_row[t]
-    code = ind_code[t]
-    b = ind_base[t]
-    s0 = base_ser0[b]
-    n = base_ser0[b + 1] - s0
-    nr = ind_norm[t]
-    mult = ind_mult[t]
-    dd = ind_d[row]
-    bl = ind_blk[t]
-    if n < nreg:  # regions without a series of this base
-        for r in range(nreg):
-            out[tt, row, r] = np.nan
-            if dd >= 0:
-                D[tt, dd, r] = np.nan
-            if parts:
-                num[tt, row, r] = np.nan
-                den[tt, row, r] = 0.0
-    if code == _C_MIN or code == _C_MAX:
-        o = mm_off[bl]
-        for i in range(n):
-            acc = mmRun[o + i]
-            val = acc if not math.isinf(acc) else np.nan
-            r = ser_region[s0 + i]
-            out[tt, row, r] = val
-            if dd >= 0:
-                D[tt, dd, r] = val
-            if parts:
-                num[tt, row, r] = val
-                den[tt, row, r] = 1.0
-        return
-    if code == _C_QUANT:
-        W = q_W[bl]
-        q = ind_q[t]
-        for i in range(n):
-            o = q_off[bl] + i * W
-            val = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
-            r = ser_region[s0 + i]
-            out[tt, row, r] = val
-            if dd >= 0:
-                D[tt, dd, r] = val
-            if parts:
-                num[tt, row, r] = val
-                den[tt, row, r] = 1.0
-        return
-    oN = blk_offN[bl]
-    oS = blk_offS[bl]
-    oO = blk_offO[bl]
-    oP = blk_offP[bl]
-    oA = blk_offN[ind_blk2[t]] if code == _C_EVSHARE else 0
-    dense = n == nreg  # then series i is region i (series are sorted by region)
+@njit(inline="always")
+def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
+    """Roll-up parts of one row: numerator ``va``, denominator ``vd`` (1 when not ``has_d``);
+    regions without a series of the base: NaN over 0."""
+    nrow = num[tt, row]
+    drow = den[tt, row]
+    if n < nreg:
+        nrow[:] = np.nan
+        drow[:] = 0.0
     for i in range(n):
-        r = i if dense else ser_region[s0 + i]
-        d = 1.0
-        if code == _C_COUNT:
-            a = float(wN[oN + i])
-        elif code == _C_EVSUM:
-            a = wS[oS + i]
-        elif code == _C_RDSUM:
-            a = wS[oS + i] if wN[oN + i] > 0 else np.nan
-        elif code == _C_MEAN:
-            a = wS[oS + i]
-            d = float(wN[oN + i])
-        elif code == _C_EVSHARE:
-            a = float(wN[oN + i])
-            d = float(wN[oA + i])
-        elif code == _C_SNSHARE:
-            a = float(wO[oO + i])
-            d = float(wN[oN + i])
-        else:  # _C_SNSUM
-            p = wP[oP + i]
-            a = wS[oS + i] / p if p > 0 else np.nan
-        if nr >= 0:
-            d = norm[nr, r]
-        if d == 0.0 or math.isnan(a):
-            val = np.nan
-        elif d == 1.0:
-            val = mult * a
-        else:
-            val = mult * (a / d)
-        # written out here, not through a helper: a call per value costs ~5x the value itself
-        out[tt, row, r] = val
-        if dd >= 0:
-            D[tt, dd, r] = val
-        if parts:
-            num[tt, row, r] = a
-            den[tt, row, r] = d
+        r = i if n == nreg else ser_region[s0 + i]
+        nrow[r] = va[i]
+        drow[r] = vd[i] if has_d else 1.0
 
 
 @njit(inline="always")
-def _value_row_fast(t, tt, P, S, out, D, scr):
-    """:func:`_value_row` without roll-up parts: per code one tight loop computes numerator ``a``
-    and denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
-    ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy)."""
+def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
+    """Output row of indicator ``t``: per code one tight loop computes numerator ``a`` and
+    denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
+    ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy).
+    With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
+    quantile: the value over 1; regions without a series: NaN over 0)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -572,12 +491,16 @@ def _value_row_fast(t, tt, P, S, out, D, scr):
     bl = ind_blk[t]
     va = scr[0]
     vd = scr[1]
+    has_d = False  # a denominator in vd (else 1)
+    scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
     if code == _C_MIN or code == _C_MAX:
+        scale = False
         o = mm_off[bl]
         for i in range(n):
             acc = mmRun[o + i]
             va[i] = acc if not math.isinf(acc) else np.nan
     elif code == _C_QUANT:
+        scale = False
         W = q_W[bl]
         q = ind_q[t]
         for i in range(n):
@@ -586,7 +509,6 @@ def _value_row_fast(t, tt, P, S, out, D, scr):
     else:
         oN = blk_offN[bl]
         oS = blk_offS[bl]
-        has_d = False
         if code == _C_COUNT:
             for i in range(n):
                 va[i] = float(wN[oN + i])
@@ -620,37 +542,46 @@ def _value_row_fast(t, tt, P, S, out, D, scr):
                 va[i] = wS[oS + i] / p if p > 0 else np.nan
         if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
             has_d = True
-            nrow = norm[nr]
-            if n == nreg:
+            if parts:  # the parts need it in vd; the value pass below reads the norm row itself
+                nrow = norm[nr]
                 for i in range(n):
-                    vd[i] = nrow[i]
-            else:
-                for i in range(n):
-                    vd[i] = nrow[ser_region[s0 + i]]
-        if has_d:
-            for i in range(n):
-                d = vd[i]
-                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-        elif mult != 1.0:
-            for i in range(n):
-                va[i] = mult * va[i]
+                    vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
+    if parts:
+        _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
+    # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
+    # series i is region i when the base covers every region (series are sorted by region)
+    dense = n == nreg
     orow = out[tt, row]
-    if n == nreg:  # series i is region i (series are sorted by region)
+    if not dense:
+        orow[:] = np.nan  # regions without a series of this base
+    if not scale or (not has_d and mult == 1.0):
         for i in range(n):
-            orow[i] = va[i]
-        if dd >= 0:
-            drow = D[tt, dd]
-            for i in range(n):
-                drow[i] = va[i]
-    else:  # regions without a series of this base are NaN
-        orow[:] = np.nan
+            orow[i if dense else ser_region[s0 + i]] = va[i]
+    elif not has_d:
         for i in range(n):
-            orow[ser_region[s0 + i]] = va[i]
-        if dd >= 0:
-            drow = D[tt, dd]
+            v = mult * va[i]
+            va[i] = v
+            orow[i if dense else ser_region[s0 + i]] = v
+    elif nr >= 0:
+        nrow = norm[nr]
+        for i in range(n):
+            r = i if dense else ser_region[s0 + i]
+            d = nrow[r]
+            v = mult * (va[i] / d) if d != 0.0 else np.nan
+            va[i] = v
+            orow[r] = v
+    else:
+        for i in range(n):
+            d = vd[i]
+            v = mult * (va[i] / d) if d != 0.0 else np.nan
+            va[i] = v
+            orow[i if dense else ser_region[s0 + i]] = v
+    if dd >= 0:
+        drow = D[tt, dd]
+        if not dense:
             drow[:] = np.nan
-            for i in range(n):
-                drow[ser_region[s0 + i]] = va[i]
+        for i in range(n):
+            drow[i if dense else ser_region[s0 + i]] = va[i]
 
 
 @njit
@@ -724,20 +655,34 @@ def values_ser(tt, P, S, out, D, num, den, parts, scr):
     """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread; ``scr``
     (threads, 2, regions) float64 scratch."""
     for t in range(len(P[29])):
-        if parts:
-            _value_row(t, tt, P, S, out, D, num, den, parts)
-        else:
-            _value_row_fast(t, tt, P, S, out, D, scr[0])
+        _value_row(t, tt, P, S, out, D, num, den, parts, scr[0])
+
+
+@njit
+def _value_row_call(t, tt, P, S, out, D, num, den, parts, scr):
+    """:func:`_value_row` as a called function: the ``prange`` body of :func:`stage_par` stays a
+    few calls (compile time; the call overhead, ~0.3 µs a row, only matters for short rows, and the
+    parallel driver runs for big cities only)."""
+    _value_row(t, tt, P, S, out, D, num, den, parts, scr)
+
+
+_ADVANCE, _ADD, _VALUES = range(3)
 
 
 @njit(parallel=True)
-def values_par(tt, P, S, out, D, num, den, parts, scr):
-    """Stage 5, in parallel over indicators (each thread its own slice of ``scr``)."""
-    for t in prange(len(P[29])):
-        if parts:
-            _value_row(t, tt, P, S, out, D, num, den, parts)
+def stage_par(stage, k, tt, P, S, out, D, num, den, parts, scr):
+    """The parallel driver of stage 1 (``stage`` 0: advance, per base), 3b + 4 (1: snapshots and
+    add, per base) or 5 (2: values of cycle ``tt``, per indicator; each thread its own slice of
+    ``scr``). One ``prange`` for the three: each costs ~15 s of compile time. ``stage`` must be
+    a run-time int (``np.int64(...)``), or numba compiles one copy per literal value."""
+    n = len(P[29]) if stage == _VALUES else len(P[4])
+    for i in prange(n):
+        if stage == _ADVANCE:
+            _advance_base(i, k, P, S)
+        elif stage == _ADD:
+            _add_base(i, k, P, S)
         else:
-            _value_row_fast(t, tt, P, S, out, D, scr[get_thread_id()])
+            _value_row_call(i, tt, P, S, out, D, num, den, parts, scr[get_thread_id()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,47 +690,57 @@ def values_par(tt, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, par, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
-    """Run cycles ``k0 .. k0 + T - 1``; compute the values of the last ``ncomp`` of them into
-    ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
+    """Run cycles ``k0 .. k0 + T - 1`` with the serial drivers; compute the values of the last
+    ``ncomp`` of them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
 
-    ``EV`` = (bucket, key, region, value, off) of the events sorted by arrival cycle, those of
-    cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1``; ``RD`` the same for readings; ``SN`` =
-    (time, cell, value, off) for snapshots. ``par`` picks the ``prange`` drivers. ``scr`` is the
-    value kernel's scratch, ``DP`` / ``stack`` the derived program and its stack
-    (:func:`derived_rows`), evaluated right after each cycle's values."""
-    ev_b, ev_k, ev_r, ev_v, ev_o = EV
-    rd_b, rd_k, rd_r, rd_v, rd_o = RD
-    sn_t, sn_c, sn_v, sn_o = SN
-    st_value = S[13]
-    st_time = S[14]
-    has_snap = len(P[25]) > 0
+    ``EV`` = (bucket, key, region, value, off, count_nan) of the events sorted by arrival cycle,
+    those of cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1`` (``count_nan``: see
+    :func:`bin_records`; a run-time bool, so events and readings share one compiled
+    :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
+    snapshots. ``scr`` is the value kernel's scratch, ``DP`` / ``stack`` the derived program and
+    its stack (:func:`derived_rows`), evaluated right after each cycle's values.
+
+    :func:`run_cycles_par` is the same loop with the ``prange`` drivers: a separate kernel, so
+    that the parallel drivers (most of the compile time) compile only where they run."""
     for t in range(T):
         k = k0 + t
-        if par:
-            advance_par(k, P, S)
-        else:
-            advance_ser(k, P, S)
-        if ev_o[t + 1] > ev_o[t]:
-            bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, True, P, S)
-        if rd_o[t + 1] > rd_o[t]:
-            bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, False, P, S)
-        if sn_o[t + 1] > sn_o[t]:
-            snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, st_value, st_time)
-        if has_snap:
-            if par:
-                snap_aggregate_par(k, P, S)
-            else:
-                snap_aggregate_ser(k, P, S)
-        if par:
-            add_par(k, P, S)
-        else:
-            add_ser(k, P, S)
+        advance_ser(k, P, S)
+        _bin_snap(k, t, EV, RD, SN, P, S)
+        add_ser(k, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
-            if par:
-                values_par(tt, P, S, out, D, num, den, parts, scr)
-            else:
-                values_ser(tt, P, S, out, D, num, den, parts, scr)
+            values_ser(tt, P, S, out, D, num, den, parts, scr)
             if len(DP[4]) > 0:
                 derived_rows(tt, DP, out, D, stack)
+
+
+@njit
+def run_cycles_par(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
+    """:func:`run_cycles` with the ``prange`` driver :func:`stage_par` (advance, snapshots + add,
+    values)."""
+    for t in range(T):
+        k = k0 + t
+        tt = t - (T - ncomp)
+        stage_par(np.int64(_ADVANCE), k, tt, P, S, out, D, num, den, parts, scr)
+        _bin_snap(k, t, EV, RD, SN, P, S)
+        stage_par(np.int64(_ADD), k, tt, P, S, out, D, num, den, parts, scr)
+        if tt >= 0:
+            stage_par(np.int64(_VALUES), k, tt, P, S, out, D, num, den, parts, scr)
+            if len(DP[4]) > 0:
+                derived_rows(tt, DP, out, D, stack)
+
+
+@njit
+def _bin_snap(k, t, EV, RD, SN, P, S):
+    """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings, apply
+    snapshot records to the latest values."""
+    ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
+    rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
+    sn_t, sn_c, sn_v, sn_o = SN
+    if ev_o[t + 1] > ev_o[t]:
+        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S)
+    if rd_o[t + 1] > rd_o[t]:
+        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S)
+    if sn_o[t + 1] > sn_o[t]:
+        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14])
