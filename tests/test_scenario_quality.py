@@ -26,7 +26,7 @@ def test_all_detected_and_all_matching():
 def test_wrong_region_time_or_indicator_do_not_match():
     q = detection_quality(fired([
         ("2020-03-01 08:45", "x.a.b.c", "N9"),      # wrong region
-        ("2020-03-01 13:00", "x.a.b.c", "N1"),      # after the end
+        ("2020-03-01 14:30", "x.a.b.c", "N1"),      # after the end and its 2 h of reports
         ("2020-03-01 09:00", "y.a.b.c", "N1"),      # wrong indicator
         ("2020-03-02 08:30", "y.a.b.c", "N2"),      # the one match
     ]), INC, CYCLE)
@@ -73,3 +73,10 @@ def test_an_alert_on_a_routine_event_is_true_but_recall_counts_injected_incident
     assert both["routine_alerts"] == 0 and both["precision"] == 1.0
     # only routine events: no recall to measure
     assert detection_quality(fired(rows), [gas], CYCLE)["recall"] is None
+
+
+def test_an_alert_just_after_the_end_is_the_incidents_for_precision_not_for_recall():
+    rows = [("2020-03-01 13:15", "x.a.b.c", "N1"), ("2020-03-02 08:30", "y.a.b.c", "N2")]
+    q = detection_quality(fired(rows), INC, CYCLE)
+    assert q["recall"] == 0.5 and q["precision"] == 1.0 and q["after_end_alerts"] == 1
+    assert detection_quality(fired(rows), INC, CYCLE, grace=None)["precision"] == 0.5

@@ -8,7 +8,8 @@
 - ``precision``: share of firing alerts (first firing of each alert) that match some incident in
   that sense; alerts that match none count against it.
 - ``median_detect_cycles``: cycles from an incident's start to its first matching alert (detected
-  incidents only).
+  incidents only). An alert up to ``grace`` (2 h) after an incident's end on its indicators and
+  regions counts as true for precision (the incident's last reports), not for recall.
 
 Routine events (``kind == "routine"`` in ``incidents``: the simulator's background outages and gas
 alarms, :data:`engine.sim.incidents.ROUTINE_FEEDS`) are real events of the city that a catalog rule
@@ -29,7 +30,7 @@ def _region_match(alert_region: str, regions: set, parents: dict) -> bool:
 
 
 def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Timedelta, parents: dict | None = None,
-                      match: str = "indicator") -> dict:
+                      match: str = "indicator", grace="2h") -> dict:
     """Recall, precision and time to detect of ``fired`` alerts against ``incidents``.
 
     Parameters
@@ -45,6 +46,11 @@ def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Time
         matches.
     match : {"indicator", "subject"}
         Compare indicator ids, or their subjects (for alerts per subject and region).
+    grace : Timedelta-like
+        For precision only: an alert that fires up to ``grace`` after an incident's end, on its
+        indicators and regions, is the incident's (its last reports: a ``count_1h`` window plus the
+        pending cycles); recall and the time to detect count alerts between start and end only.
+        ``None`` or 0: none.
 
     Examples
     --------
@@ -71,6 +77,9 @@ def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Time
     times = pd.to_datetime(fired["time"]).to_numpy() if len(fired) else np.array([], "datetime64[ns]")
     injected = [i for i in incidents if i.get("kind") != "routine"]
     routine = _routine_hits(fired, times, [i for i in incidents if i.get("kind") == "routine"], key, parents)
+    tails = [dict(inc, start=str(inc["end"]), end=str(pd.Timestamp(inc["end"]) + pd.Timedelta(grace)))
+             for inc in injected] if grace else []
+    tail = _routine_hits(fired, times, tails, key, parents)
     for inc in injected:
         start, end = pd.Timestamp(inc["start"]), pd.Timestamp(inc["end"])
         regions, inds = set(inc["regions"]), {key(i) for i in inc["indicators"]}
@@ -87,8 +96,9 @@ def detection_quality(fired: pd.DataFrame, incidents: list[dict], cycle: pd.Time
     return {
         "incidents": per_incident,
         "recall": (sum(p["detected"] for p in per_incident) / len(per_incident)) if per_incident else None,
-        "precision": float((matched_alert | routine).mean()) if len(fired) else None,
+        "precision": float((matched_alert | routine | tail).mean()) if len(fired) else None,
         "routine_alerts": int((routine & ~matched_alert).sum()),
+        "after_end_alerts": int((tail & ~matched_alert & ~routine).sum()),
         "median_detect_cycles": float(np.median(detected)) if detected else None,
         "firing_alerts": int(len(fired)),
     }

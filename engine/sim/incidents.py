@@ -75,6 +75,7 @@ DEFAULT_INDICATORS = {
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
                      "safety.public_safety.video_market_crowding.count_1h"),
     "water_main_burst": ("construction.lifelines.outage_pipe_burst.count_1h",
+                         "construction.lifelines.outage_water_outage.count_1h",
                          "construction.lifelines.water_pressure.min_1h",
                          "construction.lifelines.water_turbidity.mean_1h",
                          "livelihood.citizen_demands.tickets_water_outage.count_1h"),
