@@ -22,17 +22,25 @@ def lockdown(sc):
 
 
 def incidents(sc, day0: int = 1):
-    """The standard incident set (one of each kind), from ``day0`` on, 1 day apart."""
+    """The standard incident set (one of each kind), from ``day0`` on.
+
+    Each is placed where both the ``--quick`` city and the demo city have the data its indicators
+    need (``tests/test_scenario_incidents.py``): water meters in N0008, power meters in N0014, a
+    price feed in N0023, a venue in N0010; no neighbourhood of N0001..N0030 has a pharmacy or a wet
+    market in both cities, so ``mask_shortage`` and ``market_crowd`` take two neighbourhoods, one with
+    the site in each. The wet-market and fraud indicators are weekly series, silent for two weeks
+    of data (7 days of history + 7): those two come after the period's first week.
+    """
     start = pd.Timestamp(str(sc.sim.start))
 
     def at(day, hour):
         return str(start + pd.Timedelta(days=day0 + day, hours=hour))
 
-    sc.incident("water_main_burst", at(0, 9), at(0, 15), regions=["N0007"], magnitude=1.0)
-    sc.incident("power_outage", at(0, 19), at(0, 23), regions=["N0012"], magnitude=1.0)
-    sc.incident("market_crowd", at(1, 7), at(1, 10), regions=["N0003"], magnitude=2.5)
-    sc.incident("fraud_wave", at(2, 8), at(3, 8), regions=["N0021"], magnitude=1.0)
-    sc.incident("mask_shortage", at(3, 8), at(4, 20), regions=["N0016"], magnitude=1.0)
-    sc.incident("price_spike", at(4, 6), at(5, 6), regions=["N0025"], magnitude=1.0)
-    sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0009", "N0010", "N0011"], magnitude=30)
+    sc.incident("water_main_burst", at(0, 9), at(0, 15), regions=["N0008"], magnitude=1.0)
+    sc.incident("power_outage", at(0, 19), at(0, 23), regions=["N0014"], magnitude=1.0)
+    sc.incident("mask_shortage", at(3, 8), at(4, 20), regions=["N0016", "N0025"], magnitude=1.0)
+    sc.incident("price_spike", at(4, 6), at(5, 6), regions=["N0023"], magnitude=1.0)
+    sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0010", "N0009", "N0011"], magnitude=30)
+    sc.incident("market_crowd", at(9, 7), at(9, 10), regions=["N0003", "N0004"], magnitude=2.5)
+    sc.incident("fraud_wave", at(10, 8), at(11, 8), regions=["N0021"], magnitude=1.0)
     return sc

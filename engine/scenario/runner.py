@@ -175,7 +175,11 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     parents = dict(zip(city.regions.index, city.regions["street"]))
     first = _first_firing(alerts)
     fired = first[first["time"] >= period_start] if len(first) else first
-    quality = detection_quality(fired, incidents, cycle, parents, match=manager.config.alert_per)
+    # the simulator's background outages / gas alarms (drawn with the feeds above): true alerts, not incidents
+    routine = truth.routine_events() if hasattr(truth, "routine_events") else []
+    (out / "truth.json").write_text(json.dumps({"incidents": incidents, "routine": routine}, default=str,
+                                               ensure_ascii=False, indent=1))
+    quality = detection_quality(fired, incidents + routine, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
     quality["fired_before_period"] = int(len(first) - len(fired))
     summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)

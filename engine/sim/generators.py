@@ -41,6 +41,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from engine.sim.incidents import ROUTINE_FEEDS
 from engine.sim.feedkernels import CROWD_KINDS, crowd_signal, power_signal, road_signal, water_signal
 from engine.sim.noise import day_key, event_offsets, noisy_grid
 from engine.sim.policy import SECTORS, VENUE_KINDS
@@ -582,6 +583,13 @@ class _Day:
         if record:
             val = None if value is None else value(cat, reg, rng)
             self.buf.events(feed, cat, reg, off, value=val)
+            if feed in ROUTINE_FEEDS:
+                # the background events (first block of cells, not an incident's extras) are
+                # routine events of the city: the truth lists them for the detection quality
+                bg = cell < m.R * K
+                items = m.vocab.items[feed]
+                m.res.truth.record_routine(self.t, feed, [items[c] for c in cat[bg]],
+                                           np.asarray(m.res.region_ids)[reg[bg]], self.start + off[bg])
         return cat, reg, off, rng
 
 

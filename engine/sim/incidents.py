@@ -75,6 +75,7 @@ DEFAULT_INDICATORS = {
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
                      "safety.public_safety.video_market_crowding.count_1h"),
     "water_main_burst": ("construction.lifelines.outage_pipe_burst.count_1h",
+                         "construction.lifelines.outage_water_outage.count_1h",
                          "construction.lifelines.water_pressure.min_1h",
                          "construction.lifelines.water_turbidity.mean_1h",
                          "livelihood.citizen_demands.tickets_water_outage.count_1h"),
@@ -198,11 +199,54 @@ class Incident:
             raise ValueError(f"incident {self.kind} names indicator(s) not in the catalog: {bad}")
 
 
+ROUTINE_FEEDS = {
+    "utility_outages": "construction.lifelines.outage_{item}.count_1h",
+    "gas_alarms": "safety.public_safety.gas_{item}.count_1h",
+}
+"""Event feeds whose *background* events (the city's own outages, gas alarms; not an injected
+incident's) are recorded in :attr:`Truth.routine`, with the catalog indicator that counts each
+category: the catalog rules ``count_1h >= 1`` alert on a single event of these feeds, so an alert
+explained by one is a true alert, not a false one (:mod:`engine.scenario.quality`)."""
+
+ROUTINE_SPAN = pd.Timedelta("2h")
+"""How long a routine event explains an alert after its report: the ``count_1h`` window (1 h)
+plus the alert manager's pending cycles and a margin."""
+
+
 @dataclass
 class Truth:
-    """The incidents of a simulation, as resolved by it (``site`` filled in where it was chosen)."""
+    """The incidents of a simulation, as resolved by it (``site`` filled in where it was chosen).
+
+    ``routine`` collects the background events of :data:`ROUTINE_FEEDS` as the feed generators
+    draw them (``{(day, feed): records}``, so a day generated twice is recorded once); see
+    :meth:`routine_events`.
+    """
 
     incidents: list = field(default_factory=list)
+    routine: dict = field(default_factory=dict)
+
+    def record_routine(self, day: int, feed: str, items, regions, times_ns) -> None:
+        """Record one day's background events of ``feed`` (category names, region ids, event times
+        in ns since the epoch)."""
+        tmpl = ROUTINE_FEEDS[feed]
+        self.routine[(int(day), feed)] = [
+            (pd.Timestamp(int(t)), str(r), str(i), tmpl.format(item=i)) for i, r, t in zip(items, regions, times_ns)]
+
+    def routine_events(self) -> list:
+        """The recorded background events as truth records, sorted by time: ``kind`` "routine",
+        ``feed``, ``item``, ``start`` (the report), ``end`` (``start +`` :data:`ROUTINE_SPAN`),
+        ``regions``, ``indicators``.
+
+        >>> tr = Truth()
+        >>> tr.record_routine(0, "gas_alarms", ["leak"], ["N0008"], [pd.Timestamp("2020-02-24 10:05").value])
+        >>> ev = tr.routine_events()[0]
+        >>> ev["kind"], ev["end"], ev["indicators"]
+        ('routine', '2020-02-24T12:05:00', ['safety.public_safety.gas_leak.count_1h'])
+        """
+        rows = sorted(r + (feed,) for (_, feed), recs in self.routine.items() for r in recs)
+        return [{"kind": "routine", "feed": feed, "item": item, "start": t.isoformat(),
+                 "end": (t + ROUTINE_SPAN).isoformat(), "regions": [reg], "indicators": [ind]}
+                for t, reg, item, ind, feed in rows]
 
     def __len__(self):
         return len(self.incidents)
