@@ -54,7 +54,13 @@ def gammainc_p(a, x):
 
 
 def betainc(a, b, x):
-    """I_x(a, b) by integrating the beta density after t = u^4 (smooth at 0 for any a >= 1)."""
+    """I_x(a, b) by integrating the beta density after t = u^4 (smooth at 0 for any a >= 1).
+
+    Above x = 1/2 by the symmetry ``I_x(a, b) = 1 - I_{1-x}(b, a)``: the density's
+    ``(1 - t)^(b - 1)`` is steep near t = 1 for small b (Simpson was off by 1e-6 at a = 8,
+    b = 1.5, x = 0.999)."""
+    if x > 0.5:
+        return 1.0 - betainc(b, a, 1.0 - x)
     lb = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
     def f(u):
         if u <= 0.0:
@@ -126,6 +132,14 @@ def update_reference(V, phase_d, phase_w, det, par):
     """
     st = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) for k, v in det.state.arrays().items()}
     n_ind, n_reg = V.shape
+    # the engine keeps only the bad side's sum (and C- of two-sided rows): both sums here, the
+    # unkept side at 0 (it never enters a one-sided score)
+    down = det.direction == -1
+    both = np.flatnonzero(det.direction == 0)
+    st["cusum_pos"] = np.where(down[:, None], 0.0, st["cusum"])
+    st["cusum_neg"], neg_rows = np.zeros((n_ind, n_reg)), st["cusum_neg"]
+    st["cusum_neg"][down] = st["cusum"][down]
+    st["cusum_neg"][both] = neg_rows[det.both_slot[both]]
     score = np.full((n_ind, n_reg), np.nan)
     code = np.zeros((n_ind, n_reg), dtype=np.int64)
     for i in range(n_ind):
@@ -203,6 +217,9 @@ def update_reference(V, phase_d, phase_w, det, par):
                 s5 = t_score(d, det.direction[i])
                 if math.isnan(score[i, r]) or s5 > score[i, r]:
                     score[i, r], code[i, r] = s5, 5
+    st["cusum"] = np.where(down[:, None], st["cusum_neg"], st.pop("cusum_pos"))
+    neg_rows[det.both_slot[both]] = st["cusum_neg"][both]
+    st["cusum_neg"] = neg_rows
     return score, code, st
 
 

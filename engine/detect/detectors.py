@@ -49,6 +49,27 @@ def _timedelta(cycle) -> np.timedelta64:
     return np.timedelta64(int(td.value), "ns")
 
 
+def _steady_count(warmup, params) -> np.ndarray:
+    """Observed cycles after which a series is steady: warm and learning at its fixed rates.
+
+    The kernel's running-mean rate ``1 / (n + 1)`` (float32) yields to the level, spread and
+    scale rates once it is at or below the smallest of them; from then on, and once past
+    ``warmup``, the count changes nothing. A count that cannot be reached in the int16
+    counter gives ``NOBS_MAX + 1`` (never steady).
+
+    >>> from engine.detect.params import DetectorParams
+    >>> _steady_count(np.array([4, 1344]), DetectorParams()).tolist()   # 1 / (n + 1) <= 0.005 from n = 199
+    [199, 1344]
+    """
+    from engine.detect.kernels import NOBS_MAX
+
+    rate = min(np.float32(params.level_rate), np.float32(params.spread_rate), np.float32(params.scale_rate))
+    n = np.arange(NOBS_MAX + 1, dtype=np.float32)
+    ok = np.flatnonzero(np.float32(1.0) / (n + np.float32(1.0)) <= rate)
+    n_rate = int(ok[0]) if len(ok) else NOBS_MAX + 1
+    return np.maximum(np.asarray(warmup, dtype=np.int64), n_rate).astype(np.int32)
+
+
 def _as_time(t) -> np.datetime64:
     try:
         ts = pd.Timestamp(t)
@@ -207,7 +228,13 @@ class Detectors:
             self.zones = np.zeros((n_reg, 1), dtype=np.int32)
         self._table = clogc_table()
         self._par = self.params.vector()
-        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows)
+        # the two-sided indicators keep a second CUSUM (C-) row; the others only their bad side's
+        both = np.flatnonzero(self.direction == 0)
+        self.both_slot = np.full(n_ind, -1, dtype=np.int64)
+        self.both_slot[both] = np.arange(len(both))
+        self.nsat = _steady_count(self.warmup, self.params)
+        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows,
+                                         n_both=len(both))
 
     @property
     def n_ind(self) -> int:
@@ -309,8 +336,8 @@ class Detectors:
         scan_mu = np.empty((max(n_scan, 1), n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         update_kernel(v, int(dbin[0]), int(wbin[0]), self.season, self.direction, self.is_count, self.warn,
-                      self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
-                      s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                      self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
+                      s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                       score, det, expected, scale, baseline, self.scan_slot, scan_mu)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
@@ -381,8 +408,8 @@ class Detectors:
         scan_mu = np.empty((n_t, max(n_scan, 1), self.n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
-                   self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
-                   s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                   self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
+                   s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                    scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
