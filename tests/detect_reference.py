@@ -124,6 +124,12 @@ def threshold_score(x, warn, alarm):
     return 0.0
 
 
+def value_tag(x):
+    """The four bytes of float32 ``x`` XOR-folded (the engine's repeat tag)."""
+    b = np.array([x], dtype=np.float32).view(np.uint32)[0].tobytes()
+    return b[0] ^ b[1] ^ b[2] ^ b[3]
+
+
 def update_reference(V, phase_d, phase_w, det, par):
     """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
 
@@ -148,9 +154,15 @@ def update_reference(V, phase_d, phase_w, det, par):
         sh = st["shape"][i, ph] if season > 0 else 0.0
         z = np.full(n_reg, np.nan)
         deltas = []
+        # city rules: no score on a profile bin never visited (learning goes on)
+        judged = not (det.city_rules and season > 0 and st["visits"][i, ph] == 0)
         for r in range(n_reg):
             x = float(V[i, r])
             n = st["nobs"][i, r]
+            # a non-count series repeating its non-zero value exactly was not updated: scored, not learned
+            tag = value_tag(x) if not math.isnan(x) else st["last_tag"][i, r]
+            rep = det.city_rules and (not cnt) and not math.isnan(x) and n > 0 and np.float32(x) != 0 and tag == st["last_tag"][i, r]
+            st["last_tag"][i, r] = tag
             best, c = threshold_score(x, det.warn[i], det.alarm[i]), 4
             L, D, S = st["level"][i, r], st["spread"][i, r], st["scale"][i, r]
             sigma = max(SIGMA_PER_MAD * S, par["floor_spread"] * D + par["floor_level"] * abs(L) + 1e-12)
@@ -164,7 +176,7 @@ def update_reference(V, phase_d, phase_w, det, par):
                 continue
             warm = n >= det.warmup[i]
             zr = (x - mu) / sd
-            if warm:
+            if warm and judged:
                 s1 = count_score(x, mu, sigma ** 2, dirn, par["overdispersion"]) if cnt else t_score(zr, dirn)
                 if math.isnan(best) or s1 > best:
                     best, c = s1, (2 if cnt else 1)
@@ -172,12 +184,16 @@ def update_reference(V, phase_d, phase_w, det, par):
                 cap = par["cusum_cap"]
                 cp = min(max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"]), cap)
                 cn = min(max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"]), cap)
+                if rep:
+                    cp, cn = st["cusum_pos"][i, r], st["cusum_neg"][i, r]
                 st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
                 s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
                 if s3 > best:
                     best, c = s3, 3
                 z[r] = zr
             score[i, r], code[i, r] = best, (c if best > 0 else 0)
+            if rep:
+                continue
             res, dev = x - e, abs(x - L)
             if warm:
                 hub = par["huber"] * sigma
@@ -185,13 +201,16 @@ def update_reference(V, phase_d, phase_w, det, par):
                 dev = min(max(dev, D - hub), D + hub)
             rate = lambda a: max(a, 1.0 / (n + 1))  # noqa: E731
             bin_set = season > 0 and st["visits"][i, ph] >= 2
-            st["level"][i, r] = L + rate(par["level_rate"]) * res
-            st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
-            if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
-                st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
-            else:
-                st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
-            st["nobs"][i, r] = min(n + 1, 32767)
+            if judged or not warm:  # (warm on an unvisited bin: only the profile learns)
+                st["level"][i, r] = L + rate(par["level_rate"]) * res
+                st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
+                if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
+                    st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
+                elif det.city_rules and season > 0 and warm:     # a settling bin: the spread that scales it kept
+                    pass
+                else:
+                    st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+                st["nobs"][i, r] = min(n + 1, 32767)
             if season > 0 and D > 0:
                 if not bin_set:
                     c = 1e300

@@ -105,22 +105,33 @@ def _values(rng, det, t):
     return v
 
 
-@pytest.mark.parametrize("seed, fast", [(0, False), (1, False), (2, False), (3, True)])
-def test_update_equals_reference(seed, fast):
-    # fast: learning rates high enough that rows turn steady within the run (nobs frozen)
+@pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True)])
+def test_update_equals_reference(seed, fast, rules):
+    # fast: learning rates high enough that rows turn steady within the run (nobs frozen);
+    # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats)
     rng = np.random.default_rng(seed)
-    det = _random_detectors(rng, level_rate=0.2, spread_rate=0.25, scale_rate=0.3) if fast else _random_detectors(rng)
+    cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
+    det = _random_detectors(rng, city_rules=rules, **cfg)
     par = det.params.as_dict()
-    t0 = np.datetime64("2024-03-04T00:00")
-    for t in range(60):
+    # from a Saturday: with the rules, Monday's daily bins are unvisited (not scored), Tuesday's set
+    t0 = np.datetime64("2024-03-09T00:00")
+    prev = None
+    for t in range(84 if rules else 60):
         v = _values(rng, det, t)
+        if prev is not None:                            # held values (a feed that did not post)
+            held = rng.random(v.shape) < 0.2
+            v[held] = prev[held]
+        prev = v
         time = t0 + np.timedelta64(t, "h")
         d, w = phase_bins(np.array([time]), 60)
+        if rules:
+            d = d + 24 * (w // 24 >= 5)                 # weekend hours: the daily profile's second half
         r_score, r_code, r_state = ref.update_reference(v, int(d[0]), int(w[0]), det, par)
         score, code, _ = det.update(v, time)
         np.testing.assert_allclose(score, r_score, rtol=2e-6, atol=2e-6, equal_nan=True)
         agree = np.isclose(score, r_score, rtol=1e-9, atol=1e-9)  # exact ties may resolve differently
         assert (code[~agree | (code == r_code)] == r_code[~agree | (code == r_code)]).all()
+        np.testing.assert_array_equal(det.state.last_tag, r_state["last_tag"])
         for name in ("level", "spread", "scale", "cusum", "cusum_neg", "shape"):
             np.testing.assert_allclose(getattr(det.state, name), r_state[name].astype(np.float32), rtol=1e-5, atol=1e-5)
         # a steady row's counts are frozen at >= nsat (they no longer change anything)

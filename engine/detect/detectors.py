@@ -101,6 +101,12 @@ class Detectors:
         Width of the seasonal profile bins (60: hour-of-day / hour-of-week).
     spatial : bool
         Run the spatial-outlier detector.
+    city_rules : bool
+        The city feeds' rules (default on here, off in :meth:`from_spec`): daily profiles have
+        separate weekday and weekend halves, a seasonal series is not scored on a profile bin
+        it has never visited (a Monday after a weekend's history), and a non-count series that
+        repeats its non-zero value exactly has not been updated (a feed that posts daily): the
+        repeat is scored but not learned, so the model learns at the feed's cadence.
     **config
         Fields of :class:`DetectorParams` (``level_rate=0.01``, ``scan_replicas=999``...).
 
@@ -115,7 +121,7 @@ class Detectors:
     """
 
     def __init__(self, catalog, city, cycle: str = "15min", *, phase_minutes: int = 60,
-                 spatial: bool = True, **config):
+                 spatial: bool = True, city_rules: bool = True, **config):
         inds = list(catalog.indicators)
         if not inds:
             raise ValueError("catalog has no indicators")
@@ -131,14 +137,14 @@ class Detectors:
             cluster=[bool(i.get("cluster_scan")) for i in inds],
             adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
             phase_minutes=phase_minutes, spatial=spatial, config=config,
-            window=[i.get("window") for i in inds])
+            window=[i.get("window") for i in inds], city_rules=city_rules)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_spec(cls, *, direction, seasonality, count, n_reg: int, thresholds=None, cluster=None,
                   adjacency=None, xy=None, ids=None, region_ids=None, cycle: str = "15min",
                   phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, window=None,
-                  **config) -> "Detectors":
+                  city_rules: bool = False, **config) -> "Detectors":
         """Detectors for indicators described by plain lists (tests, single series, other catalogs).
 
         ``direction``: "up_bad" / "down_bad" / "both" per indicator; ``seasonality``: "none" /
@@ -146,7 +152,8 @@ class Detectors:
         ``{"warn": w, "alarm": a}`` per indicator; ``cluster``: scan flags (need ``adjacency``
         = (indptr, indices) and optionally ``xy`` centroids); ``window``: None or each
         indicator's rolling window (``"24h"``: its CUSUM is judged on the window, see
-        :func:`engine.detect.kernels._row_pass`).
+        :func:`engine.detect.kernels._row_pass`); ``city_rules``: see the class (off by default
+        here: the plain model, as :func:`engine.detect.score_series` runs it).
 
         >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
         >>> d.n_ind, d.n_reg, int(d.warmup[0])
@@ -160,12 +167,14 @@ class Detectors:
                     thresholds=thresholds if thresholds is not None else [None] * n,
                     cluster=cluster if cluster is not None else [False] * n,
                     adjacency=adjacency, xy=xy, cycle=cycle, phase_minutes=phase_minutes,
-                    spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window)
+                    spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window,
+                    city_rules=city_rules)
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
-               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None):
+               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None, city_rules=False):
         self.params = DetectorParams(**config)
+        self.city_rules = bool(city_rules)
         self.ids = list(ids)
         self.region_ids = list(region_ids)
         n_ind, n_reg = len(self.ids), len(self.region_ids)
@@ -273,6 +282,16 @@ class Detectors:
                              f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
         return t, cyc
 
+    def _phases(self, t):
+        """Profile bins of times ``t``: with ``city_rules`` daily profiles have separate weekday
+        and weekend halves (bin ``h`` Monday-Friday, ``per_day + h`` Saturday-Sunday: city life
+        differs), weekly ones the hour of the week."""
+        dbin, wbin = phase_bins(t, self.phase_minutes)
+        if not self.city_rules:
+            return dbin, wbin
+        per_day = 1440 // self.phase_minutes
+        return dbin + per_day * (wbin // per_day >= 5), wbin
+
     def _clusters(self, found, score_row_t=None):
         out = []
         for c, i in enumerate(self.scan_ind):
@@ -317,7 +336,7 @@ class Detectors:
         """
         v = self._check_values(values, 2)
         t, cyc = self._cycles([time])
-        dbin, wbin = phase_bins(t, self.phase_minutes)
+        dbin, wbin = self._phases(t)
         n_ind, n_reg = v.shape
         if out is None:
             score = np.empty((n_ind, n_reg), dtype=np.float32)
@@ -337,8 +356,9 @@ class Detectors:
         s = self.state
         update_kernel(v, int(dbin[0]), int(wbin[0]), self.season, self.direction, self.is_count, self.warn,
                       self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
-                      s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
-                      score, det, expected, scale, baseline, self.scan_slot, scan_mu)
+                      s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                      score, det, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
+                      self.city_rules)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
@@ -400,7 +420,7 @@ class Detectors:
         if n_t == 0:
             return (scores, dets, {"clusters": []}) if extra else (scores, dets)
         t, cyc = self._cycles(times)
-        dbin, wbin = phase_bins(t, self.phase_minutes)
+        dbin, wbin = self._phases(t)
         shape_b = v.shape if baseline else (n_t, self.n_ind, 0)
         expected = np.empty(shape_b, dtype=np.float32)
         scale = np.empty(shape_b, dtype=np.float32)
@@ -409,8 +429,9 @@ class Detectors:
         s = self.state
         run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
                    self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
-                   s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
-                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
+                   s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
+                   self.city_rules)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))

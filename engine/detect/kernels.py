@@ -37,7 +37,7 @@ from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
 from engine.detect.thresholds import threshold_score
 
-__all__ = ["CHUNK", "exp_neg", "exp_neg32", "run_kernel", "step_indicator", "update_kernel"]
+__all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
 NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
@@ -102,6 +102,14 @@ def _bits_f32(typingctx, i):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _f32_bits(typingctx, f):
+    """The int32 whose bits are the float32 ``f`` (vectorises: an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -136,13 +144,35 @@ def exp_neg32(y):
     return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
+@njit(inline="always")
+def value_tag(x):
+    """8-bit tag of a float32 value: its four bytes XOR-folded (equal values, equal tags;
+    two values differing in one byte always differ; others collide with probability 1/256,
+    which only costs that cycle's learning).
+
+    >>> import numpy as np
+    >>> value_tag(np.float32(0.56)) == value_tag(np.float32(0.56)), value_tag(np.float32(0.56)) == value_tag(np.float32(0.57))
+    (True, False)
+    """
+    b = _f32_bits(x)
+    return (b ^ (b >> np.int32(8)) ^ (b >> np.int32(16)) ^ (b >> np.int32(24))) & np.int32(0xFF)
+
+
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
-              L, D, S, CP, CN, N, nsat, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, held, par,
+              L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta``, their count, and the smallest observation
     count of the row after this cycle.
 
+    ``T`` (uint8 tags of each series' last value, :func:`value_tag`, kept up to date) or
+    None; with tags and ``held``, a non-count series whose non-zero value repeats its last one exactly has not been updated (a
+    feed that posts daily, held between posts): the repeat is scored against the model but
+    not learned from (level, spread, scale, CUSUM, count, shape unchanged), so the model is
+    learned at the feed's cadence and its scale is that of the changes between posts.
+    ``judge`` False: the row is not scored this cycle (NaN, CUSUM held) and, once warm, only
+    its profile bin learns (it has never been visited: without it a residual means nothing, and would
+    inflate the scale).
     ``CN`` is None for a one-sided row, ``N`` None for a steady row (every series observed at
     least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
     nor written and is taken as ``nsat``). Both are resolved at compile time (numba prunes
@@ -184,6 +214,11 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
     two_k = _2 * k / np.float32(span)
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
+    no_cnt = held and not is_count
+    unj = not judge
+    # city rules: while a bin is settling (seen once), a warm series keeps its spread, which
+    # scales the bin: a weekday's level carried in its first visit's bin stays where it was put
+    keep_d = held and seasonal and not clip_on
     nsat_f = np.float32(nsat)
     nmin = np.int32(NOBS_MAX)      # an integer min: a float one would not vectorise without nnan
     acc = _0
@@ -196,8 +231,17 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
         d = D[r]
         s = S[r]
         ok = xv == xv                                   # not missing
+        if T is not None:
+            t0 = T[r]
+            tg = value_tag(xv)
+            rep = ok & (n != _0) & (xv != _0) & (np.int32(t0) == tg) & no_cnt
+            T[r] = np.uint8(tg) if ok else t0
+        else:
+            rep = False
         first = n == _0
         warm = ok & (n >= warm_f) & (n != _0)          # bitwise: no branch (the loop vectorises)
+        sc_ok = warm & judge                            # scored (warm, and its bin has been seen)
+        hold = rep | (xv != xv) | (unj & warm)          # nothing to learn (but the profile bin)
         # baseline
         sigma = _SIG * s
         fl = f_spread * d + f_level * abs(l) + _TINY
@@ -240,21 +284,23 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
             cn = cn0 - zc - k
             cn = cn if cn > _0 else _0
             cn = cn if cn < cap else cap
+        cp = cp0 if rep else cp
+        cn = cn0 if rep else cn
         cx = cp if (cp > cn or not two) else cn
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
-        best = s1 if warm else _NAN
+        best = s1 if sc_ok else _NAN
         code = c1
         if sc3 > best:
             best = sc3
             code = _C_CUSUM
         score[r] = best
         det[r] = code if best > _0 else _C_NONE
-        z[r] = zr if warm else _NAN
-        mu_s[r] = mu if warm else _NAN
+        z[r] = zr if sc_ok else _NAN
+        mu_s[r] = mu if sc_ok else _NAN
         var_s[r] = var
         c3_s[r] = sc3
         # robust learning
@@ -283,12 +329,13 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
             nd = _0
             ns = _0
             nn = _1
-        if not ok:
+        nd = d if (keep_d & warm) else nd
+        if hold:
             nl = l
             nd = d
             ns = s
             nn = n
-        if not warm:
+        if not sc_ok:
             cp = cp0
             cn = cn0
         L[r] = nl
@@ -311,7 +358,7 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
         delta = delta if delta < cl else cl
         delta = delta if delta > -cl else -cl
         delta = delta if d > _0 else _0
-        use = seasonal and ok and (not first) and d > _0
+        use = seasonal & ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
         acc += delta if use else _0
         acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
         cnt += _1 if use else _0
@@ -329,14 +376,6 @@ def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
         if s != s or thr >= s:
             score[r] = thr
             det[r] = CODE_THRESHOLD if thr > 0.0 else 0
-
-
-@intrinsic
-def _f32_bits(typingctx, f):
-    """The int32 whose bits are the float32 ``f`` (vectorises: an LLVM bitcast)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], llvm_ir.IntType(32))
-    return types.int32(types.float32), codegen
 
 
 _SQRTHF = np.float32(0.707106781186547524)
@@ -511,12 +550,14 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 
 @njit
 def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
-          L, D, S, CP, CN, N, NL, nsat, shape, visits, adj_ptr, adj_idx, spatial,
+          L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
           z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
-          scan_mu, scan_on):  # pragma: no cover - compiled
+          scan_mu, scan_on, judge_unset, held):  # pragma: no cover - compiled
     """:func:`step_indicator` with the row pass's two compile-time cases: ``CN`` None (one-sided
     row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
-    pass). Returns the row's smallest observation count after this cycle."""
+    pass); ``judge_unset`` False: a seasonal row whose phase bin has never been visited is
+    not scored (no profile to judge it by: a weekday's hours after a weekend's history).
+    Returns the row's smallest observation count after this cycle."""
     n_reg = x.shape[0]
     sh = np.float64(shape[phase]) if season > 0 else 0.0
     v_ph = visits[phase] if season > 0 else 0
@@ -525,8 +566,9 @@ def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
         _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     seasonal = season > 0
     clip_on = v_ph >= 2
-    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
-                                      L, D, S, CP, CN, NL, nsat, z, mu_s, var_s, c3_s, score, det)
+    judge = judge_unset or not (seasonal and v_ph == 0)
+    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, held, par,
+                                      L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
@@ -560,17 +602,18 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
     ``var_s``, ``c3_s`` scratch of n_reg; ``score`` (float32), ``det`` (int8) and,
     when ``want_baseline``, ``expected`` / ``scale`` (float32) its output rows. The
     observation counts are always read and written (the catalog kernels skip them for
-    steady rows, :func:`update_kernel`).
+    steady rows, :func:`update_kernel`) and repeats are learned (no value tags: the catalog
+    kernels learn a non-count series at its feed's cadence, see :func:`_row_pass`).
     """
     _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
-          NOBS_MAX + 1, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
-          expected, scale, want_baseline, scan_mu, scan_on)
+          NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
+          expected, scale, want_baseline, scan_mu, scan_on, True, False)
 
 
 @njit
 def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-              both_slot, N, nsat, steady, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-              score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
+              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+              score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
     steady once every series has been observed ``nsat[i]`` cycles."""
     slot = scan_slot[i]
@@ -580,31 +623,33 @@ def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, 
     sty = steady[i]
     args = (season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i], S[i], CP[i])
     rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det, expected, scale,
-            want_baseline, scan_mu[srow], son)
+            want_baseline, scan_mu[srow], son, judge_unset, held)
     if b >= 0:
         if sty:
-            nm = _step(x, ph, *args, CN[b], N[i], None, nsat[i], *rest)
+            nm = _step(x, ph, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
         else:
-            nm = _step(x, ph, *args, CN[b], N[i], N[i], nsat[i], *rest)
+            nm = _step(x, ph, *args, CN[b], N[i], N[i], nsat[i], T[i], *rest)
     else:
         if sty:
-            nm = _step(x, ph, *args, None, N[i], None, nsat[i], *rest)
+            nm = _step(x, ph, *args, None, N[i], None, nsat[i], T[i], *rest)
         else:
-            nm = _step(x, ph, *args, None, N[i], N[i], nsat[i], *rest)
+            nm = _step(x, ph, *args, None, N[i], N[i], nsat[i], T[i], *rest)
     if not sty and nm >= nsat[i]:
         steady[i] = True
 
 
 @njit(parallel=True)
 def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
-                  L, D, S, CP, CN, both_slot, N, nsat, steady, shape, visits, adj_ptr, adj_idx, spatial,
-                  score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
+                  L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
+                  score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline).
 
     ``CP`` is each series' bad-side CUSUM, ``CN`` the C- rows of the two-sided indicators (row
     ``both_slot[i]``, -1: one-sided); ``steady[i]`` marks a row whose every series has been
     observed ``nsat[i]`` cycles (warm, fixed learning rates): its counts ``N`` are frozen, no
-    longer read or written (2 + 2 bytes a series less)."""
+    longer read or written (2 + 2 bytes a series less). ``judge_unset`` False: a seasonal row is
+    not scored on a profile bin it has never visited; ``held``: a non-count series' exact
+    repeat is not learned (see :func:`_row_pass`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     for ch in prange(n_chunks):
@@ -615,14 +660,14 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
             _step_row(i, V[i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-                      both_slot, N, nsat, steady, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                      score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu)
+                      both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+                      score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
 
 @njit(parallel=True)
 def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
-               L, D, S, CP, CN, both_slot, N, nsat, steady, shape, visits, adj_ptr, adj_idx, spatial,
-               score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
+               L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
+               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg)."""
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
@@ -633,6 +678,6 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
             _step_row(i, V[t, i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
-                      CN, both_slot, N, nsat, steady, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
+                      CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, score[t, i], det[t, i], expected[t, i], scale[t, i], want_baseline, scan_slot,
-                      scan_mu[t])
+                      scan_mu[t], judge_unset, held)

@@ -2,8 +2,9 @@
 
 Per series ``(indicator, region)`` (float32 unless said): ``level`` L, ``spread`` D,
 ``scale`` S, ``cusum`` (the CUSUM of the bad side: ``C+`` for ``up_bad`` and ``both``, ``C-``
-for ``down_bad``; the other side never enters a one-sided score) and ``nobs`` (int16, observed
-cycles, saturating) -- 18 bytes a series, 316 MB for the full catalog over 6,000
+for ``down_bad``; the other side never enters a one-sided score), ``nobs`` (int16, observed
+cycles, saturating) and ``last_tag`` (uint8: an 8-bit tag of the last value, to tell a feed's
+repeat from an update) -- 19 bytes a series, 334 MB for the full catalog over 6,000
 neighbourhoods. Per two-sided (``both``) indicator: ``cusum_neg``, its ``C-`` (row
 ``Detectors.both_slot[i]``; at least one row, unused when no indicator is two-sided). Per indicator:
 ``steady`` (bool: every series of the row has been observed ``Detectors.nsat[i]`` cycles -- warm,
@@ -18,7 +19,7 @@ of the last ``scan_windows`` observed and expected counts per region. Scalars: `
 >>> s.level.shape, s.level.dtype, s.nobs.dtype, s.scan_obs.shape, s.cusum_neg.shape
 ((2, 3), dtype('float32'), dtype('int16'), (1, 4, 3), (1, 3))
 >>> s.nbytes_per_series()
-18
+19
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import numpy as np
 
 __all__ = ["DetectorState"]
 
-_SERIES = ("level", "spread", "scale", "cusum", "nobs")
-_FORMAT = "cityvitals-detector-state-2"     # 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``
+_SERIES = ("level", "spread", "scale", "cusum", "nobs", "last_tag")
+_FORMAT = "cityvitals-detector-state-2"     # 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``, ``last_tag``
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DetectorState:
     cusum: np.ndarray
     cusum_neg: np.ndarray  # (max(n_both, 1), n_reg): C- of the two-sided indicators
     nobs: np.ndarray
+    last_tag: np.ndarray   # uint8: tag of the last value (kernels.value_tag)
     steady: np.ndarray     # bool (n_ind): the row's nobs are frozen (all >= nsat)
     shape: np.ndarray
     visits: np.ndarray
@@ -61,7 +63,8 @@ class DetectorState:
         f32 = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
         return cls(level=f32(n_ind, n_reg), spread=f32(n_ind, n_reg), scale=f32(n_ind, n_reg),
                    cusum=f32(n_ind, n_reg), cusum_neg=f32(max(int(n_both), 1), n_reg),
-                   nobs=np.zeros((n_ind, n_reg), dtype=np.int16), steady=np.zeros(n_ind, dtype=np.bool_),
+                   nobs=np.zeros((n_ind, n_reg), dtype=np.int16), last_tag=np.zeros((n_ind, n_reg), dtype=np.uint8),
+                   steady=np.zeros(n_ind, dtype=np.bool_),
                    shape=f32(n_ind, n_bins),
                    visits=np.zeros((n_ind, n_bins), dtype=np.int32),
                    scan_obs=f32(n_scan, windows, n_reg), scan_exp=f32(n_scan, windows, n_reg),
