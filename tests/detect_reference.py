@@ -161,7 +161,8 @@ def update_reference(V, phase_d, phase_w, det, par):
             n = st["nobs"][i, r]
             # a non-count series repeating its non-zero value exactly was not updated: scored, not learned
             tag = value_tag(x) if not math.isnan(x) else st["last_tag"][i, r]
-            rep = det.city_rules and (not cnt) and not math.isnan(x) and n > 0 and np.float32(x) != 0 and tag == st["last_tag"][i, r]
+            rep = (det.hold_mode[i] > 0 and (not cnt) and not math.isnan(x) and n > 0
+                   and (np.float32(x) != 0 or det.hold_mode[i] == 2) and tag == st["last_tag"][i, r])
             st["last_tag"][i, r] = tag
             best, c = threshold_score(x, det.warn[i], det.alarm[i]), 4
             L, D, S = st["level"][i, r], st["spread"][i, r], st["scale"][i, r]

@@ -105,8 +105,9 @@ class Detectors:
         The city feeds' rules (default on here, off in :meth:`from_spec`): daily profiles have
         separate weekday and weekend halves, a seasonal series is not scored on a profile bin
         it has never visited (a Monday after a weekend's history), and a non-count series that
-        repeats its non-zero value exactly has not been updated (a feed that posts daily): the
-        repeat is scored but not learned, so the model learns at the feed's cadence.
+        repeats its value exactly has not been updated (a feed that posts daily): the repeat is
+        scored but not learned, so the model learns at the feed's cadence (zero repeats of
+        rates -- counts normalised by population -- are learned: mostly zeros is their normal).
     **config
         Fields of :class:`DetectorParams` (``level_rate=0.01``, ``scan_replicas=999``...).
 
@@ -137,7 +138,8 @@ class Detectors:
             cluster=[bool(i.get("cluster_scan")) for i in inds],
             adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
             phase_minutes=phase_minutes, spatial=spatial, config=config,
-            window=[i.get("window") for i in inds], city_rules=city_rules)
+            window=[i.get("window") for i in inds], city_rules=city_rules,
+            rate=[i.get("aggregation") == "count" and i.get("normalisation", "none") != "none" for i in inds])
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -172,9 +174,14 @@ class Detectors:
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
-               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None, city_rules=False):
+               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None, city_rules=False,
+               rate=None):
         self.params = DetectorParams(**config)
         self.city_rules = bool(city_rules)
+        # held repeats (city rules): 2 any value, 1 non-zero only (rates of rare events, and
+        # indicators described without a catalog: mostly zeros, a zero repeat is information)
+        rate = [True] * len(ids) if rate is None else rate
+        self.hold_mode = np.array([(1 if r else 2) if city_rules else 0 for r in rate], dtype=np.uint8)
         self.ids = list(ids)
         self.region_ids = list(region_ids)
         n_ind, n_reg = len(self.ids), len(self.region_ids)
@@ -358,7 +365,7 @@ class Detectors:
                       self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
                       s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                       score, det, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
-                      self.city_rules)
+                      self.hold_mode)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
@@ -431,7 +438,7 @@ class Detectors:
                    self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
                    s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                    scores, dets, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
-                   self.city_rules)
+                   self.hold_mode)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))

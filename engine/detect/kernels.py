@@ -159,14 +159,15 @@ def value_tag(x):
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, held, par,
+def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
               L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta``, their count, and the smallest observation
     count of the row after this cycle.
 
     ``T`` (uint8 tags of each series' last value, :func:`value_tag`, kept up to date) or
-    None; with tags and ``held``, a non-count series whose non-zero value repeats its last one exactly has not been updated (a
+    None; with tags and ``hold_mode`` 1 (2), a non-count series whose non-zero (any) value
+    repeats its last one exactly has not been updated (a
     feed that posts daily, held between posts): the repeat is scored against the model but
     not learned from (level, spread, scale, CUSUM, count, shape unchanged), so the model is
     learned at the feed's cadence and its scale is that of the changes between posts.
@@ -214,11 +215,12 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
     two_k = _2 * k / np.float32(span)
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
-    no_cnt = held and not is_count
+    no_cnt = hold_mode > 0 and not is_count
+    any_val = hold_mode == 2                 # zero repeats held too (not a rate of rare events)
     unj = not judge
     # city rules: while a bin is settling (seen once), a warm series keeps its spread, which
     # scales the bin: a weekday's level carried in its first visit's bin stays where it was put
-    keep_d = held and seasonal and not clip_on
+    keep_d = hold_mode > 0 and seasonal and not clip_on
     nsat_f = np.float32(nsat)
     nmin = np.int32(NOBS_MAX)      # an integer min: a float one would not vectorise without nnan
     acc = _0
@@ -234,7 +236,7 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
         if T is not None:
             t0 = T[r]
             tg = value_tag(xv)
-            rep = ok & (n != _0) & (xv != _0) & (np.int32(t0) == tg) & no_cnt
+            rep = ok & (n != _0) & ((xv != _0) | any_val) & (np.int32(t0) == tg) & no_cnt
             T[r] = np.uint8(tg) if ok else t0
         else:
             rep = False
@@ -552,7 +554,7 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
           z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
-          scan_mu, scan_on, judge_unset, held):  # pragma: no cover - compiled
+          scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
     """:func:`step_indicator` with the row pass's two compile-time cases: ``CN`` None (one-sided
     row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
     pass); ``judge_unset`` False: a seasonal row whose phase bin has never been visited is
@@ -567,7 +569,7 @@ def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
     seasonal = season > 0
     clip_on = v_ph >= 2
     judge = judge_unset or not (seasonal and v_ph == 0)
-    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, held, par,
+    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
                                       L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
@@ -607,7 +609,7 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
     """
     _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
           NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
-          expected, scale, want_baseline, scan_mu, scan_on, True, False)
+          expected, scale, want_baseline, scan_mu, scan_on, True, 0)
 
 
 @njit
@@ -623,7 +625,7 @@ def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, 
     sty = steady[i]
     args = (season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i], S[i], CP[i])
     rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det, expected, scale,
-            want_baseline, scan_mu[srow], son, judge_unset, held)
+            want_baseline, scan_mu[srow], son, judge_unset, held[i])
     if b >= 0:
         if sty:
             nm = _step(x, ph, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
@@ -648,8 +650,8 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     ``both_slot[i]``, -1: one-sided); ``steady[i]`` marks a row whose every series has been
     observed ``nsat[i]`` cycles (warm, fixed learning rates): its counts ``N`` are frozen, no
     longer read or written (2 + 2 bytes a series less). ``judge_unset`` False: a seasonal row is
-    not scored on a profile bin it has never visited; ``held``: a non-count series' exact
-    repeat is not learned (see :func:`_row_pass`)."""
+    not scored on a profile bin it has never visited; ``held[i]`` (uint8): 1 a non-count
+    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     for ch in prange(n_chunks):
