@@ -105,19 +105,24 @@ def _values(rng, det, t):
     return v
 
 
-@pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True)])
+@pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True),
+                                               (4, False, 2)])
 def test_update_equals_reference(seed, fast, rules):
     # fast: learning rates high enough that rows turn steady within the run (nobs frozen);
     # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats)
     rng = np.random.default_rng(seed)
     cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
-    det = _random_detectors(rng, city_rules=rules, **cfg)
+    det = _random_detectors(rng, city_rules=bool(rules), **cfg)
+    if rules == 2:                                      # zero repeats held too (the catalog's non-rate rows)
+        det.hold_mode[:] = 2
     par = det.params.as_dict()
     # from a Saturday: with the rules, Monday's daily bins are unvisited (not scored), Tuesday's set
     t0 = np.datetime64("2024-03-09T00:00")
     prev = None
     for t in range(84 if rules else 60):
         v = _values(rng, det, t)
+        if rules == 2:
+            v[rng.random(v.shape) < 0.1] = 0.0          # exact zeros, some of them repeated
         if prev is not None:                            # held values (a feed that did not post)
             held = rng.random(v.shape) < 0.2
             v[held] = prev[held]
@@ -286,3 +291,23 @@ def test_vectorised_count_tail_equals_the_exact_one():
         tie = np.isclose(want, c3[50:], rtol=1e-5, atol=1e-6)
         want_code = np.where(best > 0, np.where(c3[50:] > want, 3, 2), 0)
         assert (code[50:][~tie] == want_code[~tie]).all()
+
+
+def test_city_rules_hold_modes_from_the_catalog():
+    from engine.catalog import Catalog
+    from engine.city import City
+
+    cat = Catalog.load()
+    ids = [i["id"] for i in cat.indicators]
+    price = ids.index("market.supervision.price_eggs.change_pct")
+    rate = next(k for k, i in enumerate(cat.indicators)
+                if i.get("aggregation") == "count" and i.get("normalisation", "none") != "none")
+
+    class Sub:
+        indicators = [cat.indicators[price], cat.indicators[rate]]
+
+    city = City.synthetic(seed=2, neighbourhoods=6, streets=2, population=20_000)
+    assert Detectors(Sub, city).hold_mode.tolist() == [2, 1]
+    assert Detectors(Sub, city, city_rules=False).hold_mode.tolist() == [0, 0]
+    assert Detectors.from_spec(direction=["both"], seasonality=["none"], count=[False], n_reg=2,
+                               city_rules=True).hold_mode.tolist() == [1]
