@@ -54,7 +54,13 @@ def gammainc_p(a, x):
 
 
 def betainc(a, b, x):
-    """I_x(a, b) by integrating the beta density after t = u^4 (smooth at 0 for any a >= 1)."""
+    """I_x(a, b) by integrating the beta density after t = u^4 (smooth at 0 for any a >= 1).
+
+    Above x = 1/2 by the symmetry ``I_x(a, b) = 1 - I_{1-x}(b, a)``: the density's
+    ``(1 - t)^(b - 1)`` is steep near t = 1 for small b (Simpson was off by 1e-6 at a = 8,
+    b = 1.5, x = 0.999)."""
+    if x > 0.5:
+        return 1.0 - betainc(b, a, 1.0 - x)
     lb = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
     def f(u):
         if u <= 0.0:
@@ -118,6 +124,12 @@ def threshold_score(x, warn, alarm):
     return 0.0
 
 
+def value_tag(x):
+    """The four bytes of float32 ``x`` XOR-folded (the engine's repeat tag)."""
+    b = np.array([x], dtype=np.float32).view(np.uint32)[0].tobytes()
+    return b[0] ^ b[1] ^ b[2] ^ b[3]
+
+
 def update_reference(V, phase_d, phase_w, det, par):
     """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
 
@@ -126,6 +138,14 @@ def update_reference(V, phase_d, phase_w, det, par):
     """
     st = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) for k, v in det.state.arrays().items()}
     n_ind, n_reg = V.shape
+    # the engine keeps only the bad side's sum (and C- of two-sided rows): both sums here, the
+    # unkept side at 0 (it never enters a one-sided score)
+    down = det.direction == -1
+    both = np.flatnonzero(det.direction == 0)
+    st["cusum_pos"] = np.where(down[:, None], 0.0, st["cusum"])
+    st["cusum_neg"], neg_rows = np.zeros((n_ind, n_reg)), st["cusum_neg"]
+    st["cusum_neg"][down] = st["cusum"][down]
+    st["cusum_neg"][both] = neg_rows[det.both_slot[both]]
     score = np.full((n_ind, n_reg), np.nan)
     code = np.zeros((n_ind, n_reg), dtype=np.int64)
     for i in range(n_ind):
@@ -134,9 +154,16 @@ def update_reference(V, phase_d, phase_w, det, par):
         sh = st["shape"][i, ph] if season > 0 else 0.0
         z = np.full(n_reg, np.nan)
         deltas = []
+        # city rules: no score on a profile bin never visited (learning goes on)
+        judged = not (det.city_rules and season > 0 and st["visits"][i, ph] == 0)
         for r in range(n_reg):
             x = float(V[i, r])
             n = st["nobs"][i, r]
+            # a non-count series repeating its non-zero value exactly was not updated: scored, not learned
+            tag = value_tag(x) if not math.isnan(x) else st["last_tag"][i, r]
+            rep = (det.hold_mode[i] > 0 and (not cnt) and not math.isnan(x) and n > 0
+                   and (np.float32(x) != 0 or det.hold_mode[i] == 2) and tag == st["last_tag"][i, r])
+            st["last_tag"][i, r] = tag
             best, c = threshold_score(x, det.warn[i], det.alarm[i]), 4
             L, D, S = st["level"][i, r], st["spread"][i, r], st["scale"][i, r]
             sigma = max(SIGMA_PER_MAD * S, par["floor_spread"] * D + par["floor_level"] * abs(L) + 1e-12)
@@ -150,7 +177,7 @@ def update_reference(V, phase_d, phase_w, det, par):
                 continue
             warm = n >= det.warmup[i]
             zr = (x - mu) / sd
-            if warm:
+            if warm and judged:
                 s1 = count_score(x, mu, sigma ** 2, dirn, par["overdispersion"]) if cnt else t_score(zr, dirn)
                 if math.isnan(best) or s1 > best:
                     best, c = s1, (2 if cnt else 1)
@@ -158,12 +185,16 @@ def update_reference(V, phase_d, phase_w, det, par):
                 cap = par["cusum_cap"]
                 cp = min(max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"]), cap)
                 cn = min(max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"]), cap)
+                if rep:
+                    cp, cn = st["cusum_pos"][i, r], st["cusum_neg"][i, r]
                 st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
                 s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
                 if s3 > best:
                     best, c = s3, 3
                 z[r] = zr
             score[i, r], code[i, r] = best, (c if best > 0 else 0)
+            if rep:
+                continue
             res, dev = x - e, abs(x - L)
             if warm:
                 hub = par["huber"] * sigma
@@ -171,13 +202,16 @@ def update_reference(V, phase_d, phase_w, det, par):
                 dev = min(max(dev, D - hub), D + hub)
             rate = lambda a: max(a, 1.0 / (n + 1))  # noqa: E731
             bin_set = season > 0 and st["visits"][i, ph] >= 2
-            st["level"][i, r] = L + rate(par["level_rate"]) * res
-            st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
-            if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
-                st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
-            else:
-                st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
-            st["nobs"][i, r] = min(n + 1, 32767)
+            if judged or not warm:  # (warm on an unvisited bin: only the profile learns)
+                st["level"][i, r] = L + rate(par["level_rate"]) * res
+                st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
+                if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
+                    st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
+                elif det.city_rules and season > 0 and warm:     # a settling bin: the spread that scales it kept
+                    pass
+                else:
+                    st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+                st["nobs"][i, r] = min(n + 1, 32767)
             if season > 0 and D > 0:
                 if not bin_set:
                     c = 1e300
@@ -203,6 +237,9 @@ def update_reference(V, phase_d, phase_w, det, par):
                 s5 = t_score(d, det.direction[i])
                 if math.isnan(score[i, r]) or s5 > score[i, r]:
                     score[i, r], code[i, r] = s5, 5
+    st["cusum"] = np.where(down[:, None], st["cusum_neg"], st.pop("cusum_pos"))
+    neg_rows[det.both_slot[both]] = st["cusum_neg"][both]
+    st["cusum_neg"] = neg_rows
     return score, code, st
 
 

@@ -79,7 +79,7 @@ def test_count_score(x, mu, vr, d):
 PAR = None
 
 
-def _random_detectors(rng, n_ind=7, n_reg=6, spatial=True):
+def _random_detectors(rng, n_ind=7, n_reg=6, spatial=True, **config):
     indptr = [0]
     indices = []
     for r in range(n_reg):  # a ring of regions plus a chord
@@ -92,7 +92,7 @@ def _random_detectors(rng, n_ind=7, n_reg=6, spatial=True):
     thr = [({"warn": 12.0, "alarm": 14.0} if k % 3 == 0 else None) for k in range(n_ind)]
     return Detectors.from_spec(direction=dirs, seasonality=seas, count=cnt.tolist(), thresholds=thr, n_reg=n_reg,
                                adjacency=(np.array(indptr), np.array(indices)), cycle="1h", spatial=spatial,
-                               warmup=5, warmup_cycles=None, phase_minutes=60)
+                               warmup=5, warmup_cycles=None, phase_minutes=60, **config)
 
 
 def _values(rng, det, t):
@@ -105,25 +105,47 @@ def _values(rng, det, t):
     return v
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_update_equals_reference(seed):
+@pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True),
+                                               (4, False, 2)])
+def test_update_equals_reference(seed, fast, rules):
+    # fast: learning rates high enough that rows turn steady within the run (nobs frozen);
+    # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats)
     rng = np.random.default_rng(seed)
-    det = _random_detectors(rng)
+    cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
+    det = _random_detectors(rng, city_rules=bool(rules), **cfg)
+    if rules == 2:                                      # zero repeats held too (the catalog's non-rate rows)
+        det.hold_mode[:] = 2
     par = det.params.as_dict()
-    t0 = np.datetime64("2024-03-04T00:00")
-    for t in range(60):
+    # from a Saturday: with the rules, Monday's daily bins are unvisited (not scored), Tuesday's set
+    t0 = np.datetime64("2024-03-09T00:00")
+    prev = None
+    for t in range(84 if rules else 60):
         v = _values(rng, det, t)
+        if rules == 2:
+            v[rng.random(v.shape) < 0.1] = 0.0          # exact zeros, some of them repeated
+        if prev is not None:                            # held values (a feed that did not post)
+            held = rng.random(v.shape) < 0.2
+            v[held] = prev[held]
+        prev = v
         time = t0 + np.timedelta64(t, "h")
         d, w = phase_bins(np.array([time]), 60)
+        if rules:
+            d = d + 24 * (w // 24 >= 5)                 # weekend hours: the daily profile's second half
         r_score, r_code, r_state = ref.update_reference(v, int(d[0]), int(w[0]), det, par)
         score, code, _ = det.update(v, time)
         np.testing.assert_allclose(score, r_score, rtol=2e-6, atol=2e-6, equal_nan=True)
         agree = np.isclose(score, r_score, rtol=1e-9, atol=1e-9)  # exact ties may resolve differently
         assert (code[~agree | (code == r_code)] == r_code[~agree | (code == r_code)]).all()
-        for name in ("level", "spread", "scale", "cusum_pos", "cusum_neg", "shape"):
+        np.testing.assert_array_equal(det.state.last_tag, r_state["last_tag"])
+        for name in ("level", "spread", "scale", "cusum", "cusum_neg", "shape"):
             np.testing.assert_allclose(getattr(det.state, name), r_state[name].astype(np.float32), rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(det.state.nobs, r_state["nobs"])
+        # a steady row's counts are frozen at >= nsat (they no longer change anything)
+        nsat = det.nsat[:, None]
+        np.testing.assert_array_equal(np.minimum(det.state.nobs, nsat), np.minimum(r_state["nobs"], nsat))
+        np.testing.assert_array_equal(det.state.nobs[~det.state.steady], r_state["nobs"][~det.state.steady])
+        assert (det.state.steady == (r_state["nobs"] >= nsat).all(axis=1)).all()
         np.testing.assert_array_equal(det.state.visits, r_state["visits"])
+    assert det.state.steady.any() == fast
 
 
 def test_run_equals_successive_updates_and_save_load(tmp_path):
@@ -241,3 +263,51 @@ def test_update_into_preallocated_outputs():
     assert a.state.equals(b.state)
     with pytest.raises(ValueError, match="out must be"):
         b.update(v, t0 + np.timedelta64(40, "h"), out=(out[0].astype(np.float64), out[1]))
+
+
+def test_vectorised_count_tail_equals_the_exact_one():
+    # the float32 pass (first 16 masses) against count_score (float64), every direction, Poisson and
+    # negative binomial; series beyond its range go to the exact scalar fallback
+    from engine.detect.kernels import _count_fallback, _count_vec_pass
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    mu = rng.uniform(0.1, 16.0, n).astype(np.float32)
+    var = (mu * rng.choice([0.5, 1.0, 1.4, 2.0, 4.0, 10.0], n)).astype(np.float32)
+    x = rng.poisson(mu * rng.uniform(0.2, 3.0, n)).astype(np.float32)
+    mu[:50] = np.nan                                     # not warm: left as the row pass scored them
+    c3 = rng.uniform(0.0, 0.999, n).astype(np.float32)
+    for direction in (1, -1, 0):
+        ms = mu.copy()
+        score = np.full(n, 0.5, np.float32)
+        code = np.full(n, 7, np.int8)
+        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code)
+        assert 0 < nfb < n - 50 and np.isfinite(ms).sum() == nfb
+        _count_fallback(x, direction, 1.5, ms, var, c3, score, code)
+        assert (score[:50] == 0.5).all() and (code[:50] == 7).all()
+        want = np.array([count_score(float(x[i]), float(mu[i]), float(var[i]), direction, 1.5) for i in range(50, n)])
+        best = np.maximum(want, c3[50:])
+        np.testing.assert_allclose(score[50:], best, rtol=2e-6, atol=2e-6)
+        tie = np.isclose(want, c3[50:], rtol=1e-5, atol=1e-6)
+        want_code = np.where(best > 0, np.where(c3[50:] > want, 3, 2), 0)
+        assert (code[50:][~tie] == want_code[~tie]).all()
+
+
+def test_city_rules_hold_modes_from_the_catalog():
+    from engine.catalog import Catalog
+    from engine.city import City
+
+    cat = Catalog.load()
+    ids = [i["id"] for i in cat.indicators]
+    price = ids.index("market.supervision.price_eggs.change_pct")
+    rate = next(k for k, i in enumerate(cat.indicators)
+                if i.get("aggregation") == "count" and i.get("normalisation", "none") != "none")
+
+    class Sub:
+        indicators = [cat.indicators[price], cat.indicators[rate]]
+
+    city = City.synthetic(seed=2, neighbourhoods=6, streets=2, population=20_000)
+    assert Detectors(Sub, city).hold_mode.tolist() == [2, 1]
+    assert Detectors(Sub, city, city_rules=False).hold_mode.tolist() == [0, 0]
+    assert Detectors.from_spec(direction=["both"], seasonality=["none"], count=[False], n_reg=2,
+                               city_rules=True).hold_mode.tolist() == [1]

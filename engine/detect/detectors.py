@@ -49,6 +49,27 @@ def _timedelta(cycle) -> np.timedelta64:
     return np.timedelta64(int(td.value), "ns")
 
 
+def _steady_count(warmup, params) -> np.ndarray:
+    """Observed cycles after which a series is steady: warm and learning at its fixed rates.
+
+    The kernel's running-mean rate ``1 / (n + 1)`` (float32) yields to the level, spread and
+    scale rates once it is at or below the smallest of them; from then on, and once past
+    ``warmup``, the count changes nothing. A count that cannot be reached in the int16
+    counter gives ``NOBS_MAX + 1`` (never steady).
+
+    >>> from engine.detect.params import DetectorParams
+    >>> _steady_count(np.array([4, 1344]), DetectorParams()).tolist()   # 1 / (n + 1) <= 0.005 from n = 199
+    [199, 1344]
+    """
+    from engine.detect.kernels import NOBS_MAX
+
+    rate = min(np.float32(params.level_rate), np.float32(params.spread_rate), np.float32(params.scale_rate))
+    n = np.arange(NOBS_MAX + 1, dtype=np.float32)
+    ok = np.flatnonzero(np.float32(1.0) / (n + np.float32(1.0)) <= rate)
+    n_rate = int(ok[0]) if len(ok) else NOBS_MAX + 1
+    return np.maximum(np.asarray(warmup, dtype=np.int64), n_rate).astype(np.int32)
+
+
 def _as_time(t) -> np.datetime64:
     try:
         ts = pd.Timestamp(t)
@@ -80,6 +101,13 @@ class Detectors:
         Width of the seasonal profile bins (60: hour-of-day / hour-of-week).
     spatial : bool
         Run the spatial-outlier detector.
+    city_rules : bool
+        The city feeds' rules (default on here, off in :meth:`from_spec`): daily profiles have
+        separate weekday and weekend halves, a seasonal series is not scored on a profile bin
+        it has never visited (a Monday after a weekend's history), and a non-count series that
+        repeats its value exactly has not been updated (a feed that posts daily): the repeat is
+        scored but not learned, so the model learns at the feed's cadence (zero repeats of
+        rates -- counts normalised by population -- are learned: mostly zeros is their normal).
     **config
         Fields of :class:`DetectorParams` (``level_rate=0.01``, ``scan_replicas=999``...).
 
@@ -94,7 +122,7 @@ class Detectors:
     """
 
     def __init__(self, catalog, city, cycle: str = "15min", *, phase_minutes: int = 60,
-                 spatial: bool = True, **config):
+                 spatial: bool = True, city_rules: bool = True, **config):
         inds = list(catalog.indicators)
         if not inds:
             raise ValueError("catalog has no indicators")
@@ -110,14 +138,15 @@ class Detectors:
             cluster=[bool(i.get("cluster_scan")) for i in inds],
             adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
             phase_minutes=phase_minutes, spatial=spatial, config=config,
-            window=[i.get("window") for i in inds])
+            window=[i.get("window") for i in inds], city_rules=city_rules,
+            rate=[i.get("aggregation") == "count" and i.get("normalisation", "none") != "none" for i in inds])
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_spec(cls, *, direction, seasonality, count, n_reg: int, thresholds=None, cluster=None,
                   adjacency=None, xy=None, ids=None, region_ids=None, cycle: str = "15min",
                   phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, window=None,
-                  **config) -> "Detectors":
+                  city_rules: bool = False, **config) -> "Detectors":
         """Detectors for indicators described by plain lists (tests, single series, other catalogs).
 
         ``direction``: "up_bad" / "down_bad" / "both" per indicator; ``seasonality``: "none" /
@@ -125,7 +154,8 @@ class Detectors:
         ``{"warn": w, "alarm": a}`` per indicator; ``cluster``: scan flags (need ``adjacency``
         = (indptr, indices) and optionally ``xy`` centroids); ``window``: None or each
         indicator's rolling window (``"24h"``: its CUSUM is judged on the window, see
-        :func:`engine.detect.kernels._row_pass`).
+        :func:`engine.detect.kernels._row_pass`); ``city_rules``: see the class (off by default
+        here: the plain model, as :func:`engine.detect.score_series` runs it).
 
         >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
         >>> d.n_ind, d.n_reg, int(d.warmup[0])
@@ -139,12 +169,19 @@ class Detectors:
                     thresholds=thresholds if thresholds is not None else [None] * n,
                     cluster=cluster if cluster is not None else [False] * n,
                     adjacency=adjacency, xy=xy, cycle=cycle, phase_minutes=phase_minutes,
-                    spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window)
+                    spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window,
+                    city_rules=city_rules)
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
-               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None):
+               xy, cycle, phase_minutes, spatial, config, warmup_cycles=None, window=None, city_rules=False,
+               rate=None):
         self.params = DetectorParams(**config)
+        self.city_rules = bool(city_rules)
+        # held repeats (city rules): 2 any value, 1 non-zero only (rates of rare events, and
+        # indicators described without a catalog: mostly zeros, a zero repeat is information)
+        rate = [True] * len(ids) if rate is None else rate
+        self.hold_mode = np.array([(1 if r else 2) if city_rules else 0 for r in rate], dtype=np.uint8)
         self.ids = list(ids)
         self.region_ids = list(region_ids)
         n_ind, n_reg = len(self.ids), len(self.region_ids)
@@ -207,7 +244,13 @@ class Detectors:
             self.zones = np.zeros((n_reg, 1), dtype=np.int32)
         self._table = clogc_table()
         self._par = self.params.vector()
-        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows)
+        # the two-sided indicators keep a second CUSUM (C-) row; the others only their bad side's
+        both = np.flatnonzero(self.direction == 0)
+        self.both_slot = np.full(n_ind, -1, dtype=np.int64)
+        self.both_slot[both] = np.arange(len(both))
+        self.nsat = _steady_count(self.warmup, self.params)
+        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows,
+                                         n_both=len(both))
 
     @property
     def n_ind(self) -> int:
@@ -245,6 +288,16 @@ class Detectors:
             raise ValueError(f"time {t[0]} is not after the last cycle scored "
                              f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
         return t, cyc
+
+    def _phases(self, t):
+        """Profile bins of times ``t``: with ``city_rules`` daily profiles have separate weekday
+        and weekend halves (bin ``h`` Monday-Friday, ``per_day + h`` Saturday-Sunday: city life
+        differs), weekly ones the hour of the week."""
+        dbin, wbin = phase_bins(t, self.phase_minutes)
+        if not self.city_rules:
+            return dbin, wbin
+        per_day = 1440 // self.phase_minutes
+        return dbin + per_day * (wbin // per_day >= 5), wbin
 
     def _clusters(self, found, score_row_t=None):
         out = []
@@ -290,7 +343,7 @@ class Detectors:
         """
         v = self._check_values(values, 2)
         t, cyc = self._cycles([time])
-        dbin, wbin = phase_bins(t, self.phase_minutes)
+        dbin, wbin = self._phases(t)
         n_ind, n_reg = v.shape
         if out is None:
             score = np.empty((n_ind, n_reg), dtype=np.float32)
@@ -309,9 +362,10 @@ class Detectors:
         scan_mu = np.empty((max(n_scan, 1), n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         update_kernel(v, int(dbin[0]), int(wbin[0]), self.season, self.direction, self.is_count, self.warn,
-                      self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
-                      s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
-                      score, det, expected, scale, baseline, self.scan_slot, scan_mu)
+                      self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
+                      s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                      score, det, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
+                      self.hold_mode)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
@@ -373,7 +427,7 @@ class Detectors:
         if n_t == 0:
             return (scores, dets, {"clusters": []}) if extra else (scores, dets)
         t, cyc = self._cycles(times)
-        dbin, wbin = phase_bins(t, self.phase_minutes)
+        dbin, wbin = self._phases(t)
         shape_b = v.shape if baseline else (n_t, self.n_ind, 0)
         expected = np.empty(shape_b, dtype=np.float32)
         scale = np.empty(shape_b, dtype=np.float32)
@@ -381,9 +435,10 @@ class Detectors:
         scan_mu = np.empty((n_t, max(n_scan, 1), self.n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
-                   self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum_pos,
-                   s.cusum_neg, s.nobs, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
-                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu)
+                   self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
+                   s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
+                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
+                   self.hold_mode)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))

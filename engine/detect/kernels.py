@@ -12,9 +12,10 @@ Speed (docs/detect.md): the row is scored in one branch-free pass over the regio
 (:func:`_row_pass`: every case -- missing value, first observation, warm-up, warm -- is
 computed and selected, so LLVM vectorises the loop; the t(4) tail is algebraic and the
 CUSUM's ``exp`` is the polynomial :func:`exp_neg`, exact to ~1e-12 on the capped CUSUM's
-range). The only per-series work that is not vectorised is the exact count tail
-(:func:`engine.detect.counts.count_score`), run in a second, scalar pass (:func:`_count_pass`)
-only where it can be non-zero: a count on the bad side of its expectation.
+range). The count tail runs in a second vectorised pass over count rows
+(:func:`_count_vec_pass`: the first 16 probability masses summed in float32); only counts
+or expectations beyond its range, on the bad side, go to the exact scalar tail
+(:func:`engine.detect.counts.count_score`, :func:`_count_fallback`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
 from engine.detect.thresholds import threshold_score
 
-__all__ = ["CHUNK", "exp_neg", "exp_neg32", "run_kernel", "step_indicator", "update_kernel"]
+__all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
 NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
@@ -101,6 +102,14 @@ def _bits_f32(typingctx, i):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def _f32_bits(typingctx, f):
+    """The int32 whose bits are the float32 ``f`` (vectorises: an LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -135,18 +144,48 @@ def exp_neg32(y):
     return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
+@njit(inline="always")
+def value_tag(x):
+    """8-bit tag of a float32 value: its four bytes XOR-folded (equal values, equal tags;
+    two values differing in one byte always differ; others collide with probability 1/256,
+    which only costs that cycle's learning).
+
+    >>> import numpy as np
+    >>> value_tag(np.float32(0.56)) == value_tag(np.float32(0.56)), value_tag(np.float32(0.56)) == value_tag(np.float32(0.57))
+    (True, False)
+    """
+    b = _f32_bits(x)
+    return (b ^ (b >> np.int32(8)) ^ (b >> np.int32(16)) ^ (b >> np.int32(24))) & np.int32(0xFF)
+
+
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
-              L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
+              L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
-    and of the clipped pushes ``shape + delta``, and their count.
+    and of the clipped pushes ``shape + delta``, their count, and the smallest observation
+    count of the row after this cycle.
+
+    ``T`` (uint8 tags of each series' last value, :func:`value_tag`, kept up to date) or
+    None; with tags and ``hold_mode`` 1 (2), a non-count series whose non-zero (any) value
+    repeats its last one exactly has not been updated (a
+    feed that posts daily, held between posts): the repeat is scored against the model but
+    not learned from (level, spread, scale, CUSUM, count, shape unchanged), so the model is
+    learned at the feed's cadence and its scale is that of the changes between posts.
+    ``judge`` False: the row is not scored this cycle (NaN, CUSUM held) and, once warm, only
+    its profile bin learns (it has never been visited: without it a residual means nothing, and would
+    inflate the scale).
+    ``CN`` is None for a one-sided row, ``N`` None for a steady row (every series observed at
+    least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
+    nor written and is taken as ``nsat``). Both are resolved at compile time (numba prunes
+    ``is None`` branches of arguments): four specialisations of one loop, each vectorised,
+    none touching memory it does not need.
 
     All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
     type in the loop, so LLVM vectorises it at full float32 width. The threshold detector
     is combined afterwards (:func:`_thr_pass`, rows with levels only). Count rows get their
     CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s`` / ``c3_s``
-    for :func:`_count_pass`.
+    for :func:`_count_vec_pass`.
     """
     n_reg = x.shape[0]
     a_level = np.float32(par[P_LEVEL_RATE])
@@ -168,24 +207,43 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
     lms_div = sh2 if sh2 > _1 else _1
     amp_k = a_amp * sh32 / lms_div
     dirf = np.float32(direction)
+    two = direction == 0
+    side = _1 if direction >= 0 else -_1       # the sign of the residual that moves CP
     # A rolling-window indicator's residuals overlap ``span`` cycles, so the long-run variance of
     # their sum is ``span`` times what the CUSUM assumes: its stationary tail exp(-2kC) is really
     # exp(-2kC / span).
     two_k = _2 * k / np.float32(span)
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
+    no_cnt = hold_mode > 0 and not is_count
+    any_val = hold_mode == 2                 # zero repeats held too (not a rate of rare events)
+    unj = not judge
+    # city rules: while a bin is settling (seen once), a warm series keeps its spread, which
+    # scales the bin: a weekday's level carried in its first visit's bin stays where it was put
+    keep_d = hold_mode > 0 and seasonal and not clip_on
+    nsat_f = np.float32(nsat)
+    nmin = np.int32(NOBS_MAX)      # an integer min: a float one would not vectorise without nnan
     acc = _0
     acc_u = _0
     cnt = _0
     for r in range(n_reg):
         xv = np.float32(x[r])
-        n = np.float32(N[r])
+        n = nsat_f if N is None else np.float32(N[r])
         l = L[r]
         d = D[r]
         s = S[r]
         ok = xv == xv                                   # not missing
+        if T is not None:
+            t0 = T[r]
+            tg = value_tag(xv)
+            rep = ok & (n != _0) & ((xv != _0) | any_val) & (np.int32(t0) == tg) & no_cnt
+            T[r] = np.uint8(tg) if ok else t0
+        else:
+            rep = False
         first = n == _0
-        warm = ok and n >= warm_f and not first
+        warm = ok & (n >= warm_f) & (n != _0)          # bitwise: no branch (the loop vectorises)
+        sc_ok = warm & judge                            # scored (warm, and its bin has been seen)
+        hold = rep | (xv != xv) | (unj & warm)          # nothing to learn (but the profile bin)
         # baseline
         sigma = _SIG * s
         fl = f_spread * d + f_level * abs(l) + _TINY
@@ -213,34 +271,38 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
             sc1 = _1 - _2 * tail
         else:
             sc1 = _1 - tail if dirf * zr > _0 else _0
-        # detector 3: CUSUM (capped)
+        # detector 3: CUSUM (capped); CP is the bad side's sum (C- of a down_bad row: on -z),
+        # CN the C- of a two-sided row
         zc = zr if zr < cclip else cclip
         zc = zc if zc > -cclip else -cclip
         cp0 = CP[r]
-        cn0 = CN[r]
-        cp = cp0 + zc - k
-        cn = cn0 - zc - k
+        cp = cp0 + side * zc - k
         cp = cp if cp > _0 else _0
-        cn = cn if cn > _0 else _0
         cp = cp if cp < cap else cap
-        cn = cn if cn < cap else cap
-        # one exp whatever the direction (the selects are loop-invariant)
-        cm = cp if cp > cn else cn
-        cx = cp if direction == 1 else (cn if direction == -1 else cm)
+        cn0 = _0
+        cn = _0
+        if CN is not None:
+            cn0 = CN[r]
+            cn = cn0 - zc - k
+            cn = cn if cn > _0 else _0
+            cn = cn if cn < cap else cap
+        cp = cp0 if rep else cp
+        cn = cn0 if rep else cn
+        cx = cp if (cp > cn or not two) else cn
         ex = exp_neg32(-two_k * cx)
-        sc3 = _1 - (ex if direction != 0 else _2 * ex)
+        sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
-        best = s1 if warm else _NAN
+        best = s1 if sc_ok else _NAN
         code = c1
         if sc3 > best:
             best = sc3
             code = _C_CUSUM
         score[r] = best
         det[r] = code if best > _0 else _C_NONE
-        z[r] = zr if warm else _NAN
-        mu_s[r] = mu if warm else _NAN
+        z[r] = zr if sc_ok else _NAN
+        mu_s[r] = mu if sc_ok else _NAN
         var_s[r] = var
         c3_s[r] = sc3
         # robust learning
@@ -269,20 +331,25 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
             nd = _0
             ns = _0
             nn = _1
-        if not ok:
+        nd = d if (keep_d & warm) else nd
+        if hold:
             nl = l
             nd = d
             ns = s
             nn = n
-        if not warm:
+        if not sc_ok:
             cp = cp0
             cn = cn0
         L[r] = nl
         D[r] = nd
         S[r] = ns
-        N[r] = np.int16(nn)
+        if N is not None:
+            ni = np.int16(nn)
+            N[r] = ni
+            nmin = min(nmin, np.int32(ni))
         CP[r] = cp
-        CN[r] = cn
+        if CN is not None:
+            CN[r] = cn
         # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
         # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
         # small D), clipped at cl / D
@@ -293,11 +360,11 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
         delta = delta if delta < cl else cl
         delta = delta if delta > -cl else -cl
         delta = delta if d > _0 else _0
-        use = seasonal and ok and (not first) and d > _0
+        use = seasonal & ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
         acc += delta if use else _0
         acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
         cnt += _1 if use else _0
-    return np.float64(acc), np.float64(acc_u), int(cnt)
+    return np.float64(acc), np.float64(acc_u), int(cnt), int(nmin)
 
 
 @njit
@@ -313,28 +380,138 @@ def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
             det[r] = CODE_THRESHOLD if thr > 0.0 else 0
 
 
+_SQRTHF = np.float32(0.707106781186547524)
+_LOG_P = (np.float32(7.0376836292e-2), np.float32(-1.1514610310e-1), np.float32(1.1676998740e-1),
+          np.float32(-1.2420140846e-1), np.float32(1.4249322787e-1), np.float32(-1.6668057665e-1),
+          np.float32(2.0000714765e-1), np.float32(-2.4999993993e-1), np.float32(3.3333331174e-1))
+
+
+@njit(fastmath=_FAST, inline="always")
+def log32(x):
+    """``log(x)`` for finite float32 ``x > 0`` (normal numbers), float32, relative error ~1e-7.
+
+    Cephes ``logf``: ``x = m 2**e`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits, a
+    degree-8 polynomial for ``log(m)``; no libm call, vectorises.
+
+    >>> import math, numpy as np
+    >>> max(abs(log32(np.float32(t)) - math.log(np.float32(t))) for t in (1e-30, 0.01, 0.5, 0.9999, 1.0, 3.0, 1e30)) < 1e-6
+    True
+    """
+    bits = _f32_bits(x)
+    e = np.float32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126))
+    m = _bits_f32((bits & np.int32(-2139095041)) | np.int32(0x3F000000))     # 0x807FFFFF: m in [0.5, 1)
+    low = m < _SQRTHF
+    e = e - _1 if low else e
+    m = (m + m - _1) if low else (m - _1)
+    z = m * m
+    c8, c7, c6, c5, c4, c3, c2, c1, c0 = _LOG_P
+    y = c8 * m + c7
+    y = y * m + c6
+    y = y * m + c5
+    y = y * m + c4
+    y = y * m + c3
+    y = y * m + c2
+    y = y * m + c1
+    y = y * m + c0
+    y = y * m * z
+    y = y + _LN2_LO * e
+    y = y - _05 * z
+    return m + y + _LN2_HI * e
+
+
+#: terms of the vectorised count tail: counts up to COUNT_TERMS - 1, expectations up to COUNT_MU
+COUNT_TERMS = 16
+COUNT_MU = np.float32(12.0)
+_INV_J = np.array([0.0] + [1.0 / j for j in range(1, COUNT_TERMS + 1)], dtype=np.float32)
+
+
+@njit(fastmath=_FAST)
+def _any_warm(mu_s):  # pragma: no cover - compiled
+    """Whether any series of the row is warm (``mu_s`` not NaN): a cold count row skips its tail."""
+    m = _0
+    for r in range(mu_s.shape[0]):
+        m += _0 if mu_s[r] != mu_s[r] else _1
+    return m > _0
+
+
+@njit(fastmath=_FAST, error_model="numpy")
+def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+    """Detector 2 over a count row, vectorised (float32), combined with the CUSUM; returns the
+    number of series left to :func:`_count_fallback` (marked by a non-NaN ``mu_s``).
+
+    The tail is the direct sum of the first :data:`COUNT_TERMS` probability masses,
+    ``pmf_0 = exp(-mu)`` (Poisson) or ``p**r`` (negative binomial, ``p = mu / var``,
+    ``r = mu p / (1 - p)``; :func:`log32`, :func:`exp_neg32`) and the ratio of successive masses,
+    each term added where it is inside the tail (a fixed trip count: the loop unrolls and
+    vectorises over the regions). Exact up to float32 rounding (~1e-6 absolute on a score) for a
+    count below :data:`COUNT_TERMS` and an expectation up to :data:`COUNT_MU`; the other warm
+    series on the bad side go to the float64 scalar pass. Runs before the threshold pass, as
+    the row pass does for the seasonal detector (the threshold still wins ties).
+    """
+    n_reg = x.shape[0]
+    od = np.float32(overdisp)
+    nfb = _0        # float32: an int64 count next to float32 lanes keeps the loop from vectorising
+    for r in range(n_reg):
+        mu = mu_s[r]
+        var = var_s[r]
+        c3 = c3_s[r]
+        xv = np.float32(x[r])
+        warm = mu == mu
+        kk = np.floor(xv + _05)
+        kk = kk if kk > _0 else _0
+        nb = var > od * mu
+        vv = var if nb else _2 * mu
+        p = mu / vv
+        q = _1 - p
+        rr = mu * p / q
+        a0 = rr * log32(p) if nb else -mu
+        pmf = exp_neg32(a0)
+        ca = q * (rr - _1) if nb else mu            # pmf_j = pmf_{j-1} (ca + cb j) / j
+        cb = q if nb else _0
+        s_lo = _0                                   # P(X <= k - 1)
+        s_k = _0                                    # P(X <= k)
+        for j in range(COUNT_TERMS):
+            jf = np.float32(j)
+            s_lo += pmf if jf < kk else _0
+            s_k += pmf if jf <= kk else _0
+            pmf = pmf * (ca + cb * np.float32(j + 1)) * _INV_J[j + 1]
+        if direction == 1:
+            bad = kk > mu
+            sc2 = s_lo if bad else _0
+        elif direction == -1:
+            bad = kk < mu
+            sc2 = _1 - s_k if bad else _0
+        else:
+            bad = True
+            hi = _1 - s_lo
+            pp = _2 * (s_k if s_k < hi else hi)
+            sc2 = _1 - pp if pp < _1 else _0
+        # (bitwise: short-circuit and/or branch, and the loop would not vectorise)
+        fb = warm & bad & ((kk > np.float32(COUNT_TERMS - 1)) | (mu > COUNT_MU) | (a0 < _M40))
+        best = sc2
+        code = _C_COUNT
+        if c3 > best:
+            best = c3
+            code = _C_CUSUM
+        code = code if best > _0 else _C_NONE
+        s_old = score[r]
+        d_old = det[r]
+        score[r] = best if warm else s_old
+        det[r] = code if warm else d_old
+        mu_s[r] = mu if fb else _NAN
+        nfb += _1 if fb else _0
+    return int(nfb)
+
+
 @njit
-def _count_pass(x, direction, has_thr, warn, alarm, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover
-    """The exact count tail where it can be non-zero, and the combination with the others."""
+def _count_fallback(x, direction, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+    """The exact count tail (float64) of the series :func:`_count_vec_pass` left (non-NaN ``mu_s``)."""
     for r in range(x.shape[0]):
         mu = np.float64(mu_s[r])
-        if not (mu == mu):                  # not warm or no value
+        if not (mu == mu):
             continue
-        xv = np.float64(x[r])
-        kk = math.floor(xv + 0.5)
-        if direction == 1 and not (kk > mu):
-            continue
-        if direction == -1 and not (kk < mu):
-            continue
-        sc2 = count_score(xv, mu, np.float64(var_s[r]), direction, overdisp)
-        best = math.nan
-        code = 0
-        if has_thr:
-            best = threshold_score(xv, warn, alarm)
-            code = CODE_THRESHOLD
-        if best != best or sc2 > best:
-            best = sc2
-            code = CODE_COUNT
+        best = count_score(np.float64(x[r]), mu, np.float64(var_s[r]), direction, overdisp)
+        code = CODE_COUNT
         sc3 = np.float64(c3_s[r])
         if sc3 > best:
             best = sc3
@@ -374,17 +551,15 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 
 
 @njit
-def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
-                   L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
-                   z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
-                   scan_mu, scan_on):  # pragma: no cover - compiled
-    """Score and learn one indicator at one cycle.
-
-    ``x`` (n_reg) are the values (NaN: no data); ``L, D, S, CP, CN, N`` the indicator's rows
-    of the state (updated in place); ``shape, visits`` its profile rows; ``z``, ``mu_s``,
-    ``var_s``, ``c3_s`` scratch of n_reg float64; ``score`` (float32), ``det`` (int8) and,
-    when ``want_baseline``, ``expected`` / ``scale`` (float32) its output rows.
-    """
+def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
+          L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
+          z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
+          scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
+    """:func:`step_indicator` with the row pass's two compile-time cases: ``CN`` None (one-sided
+    row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
+    pass); ``judge_unset`` False: a seasonal row whose phase bin has never been visited is
+    not scored (no profile to judge it by: a weekday's hours after a weekend's history).
+    Returns the row's smallest observation count after this cycle."""
     n_reg = x.shape[0]
     sh = np.float64(shape[phase]) if season > 0 else 0.0
     v_ph = visits[phase] if season > 0 else 0
@@ -393,12 +568,14 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
         _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     seasonal = season > 0
     clip_on = v_ph >= 2
-    acc, acc_u, cnt = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, par,
-                         L, D, S, CP, CN, N, z, mu_s, var_s, c3_s, score, det)
+    judge = judge_unset or not (seasonal and v_ph == 0)
+    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
+                                      L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    if is_count and _any_warm(mu_s):
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
+            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if has_thr:
         _thr_pass(x, warn, alarm, score, det)
-    if is_count:
-        _count_pass(x, direction, has_thr, warn, alarm, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if season > 0 and cnt > 0:
         v = visits[phase]
         r0 = 1.0 / (v + 1.0)
@@ -410,13 +587,71 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
         visits[phase] = v + 1 if v < VISITS_MAX else VISITS_MAX
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    return nmin
+
+
+@njit
+def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
+                   L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
+                   z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
+                   scan_mu, scan_on):  # pragma: no cover - compiled
+    """Score and learn one indicator at one cycle.
+
+    ``x`` (n_reg) are the values (NaN: no data); ``L, D, S, CP, N`` the indicator's rows
+    of the state (updated in place; ``CP`` the bad side's CUSUM, C- for ``direction`` -1),
+    ``CN`` the C- row of a two-sided (``direction`` 0) indicator (any row otherwise: its
+    values then never reach a score); ``shape, visits`` its profile rows; ``z``, ``mu_s``,
+    ``var_s``, ``c3_s`` scratch of n_reg; ``score`` (float32), ``det`` (int8) and,
+    when ``want_baseline``, ``expected`` / ``scale`` (float32) its output rows. The
+    observation counts are always read and written (the catalog kernels skip them for
+    steady rows, :func:`update_kernel`) and repeats are learned (no value tags: the catalog
+    kernels learn a non-count series at its feed's cadence, see :func:`_row_pass`).
+    """
+    _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
+          NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
+          expected, scale, want_baseline, scan_mu, scan_on, True, 0)
+
+
+@njit
+def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+              score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
+    """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
+    steady once every series has been observed ``nsat[i]`` cycles."""
+    slot = scan_slot[i]
+    srow = slot if slot >= 0 else 0
+    son = slot >= 0
+    b = both_slot[i]
+    sty = steady[i]
+    args = (season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i], S[i], CP[i])
+    rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det, expected, scale,
+            want_baseline, scan_mu[srow], son, judge_unset, held[i])
+    if b >= 0:
+        if sty:
+            nm = _step(x, ph, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
+        else:
+            nm = _step(x, ph, *args, CN[b], N[i], N[i], nsat[i], T[i], *rest)
+    else:
+        if sty:
+            nm = _step(x, ph, *args, None, N[i], None, nsat[i], T[i], *rest)
+        else:
+            nm = _step(x, ph, *args, None, N[i], N[i], nsat[i], T[i], *rest)
+    if not sty and nm >= nsat[i]:
+        steady[i] = True
 
 
 @njit(parallel=True)
 def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
-                  L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
-                  score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
-    """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline)."""
+                  L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
+                  score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
+    """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline).
+
+    ``CP`` is each series' bad-side CUSUM, ``CN`` the C- rows of the two-sided indicators (row
+    ``both_slot[i]``, -1: one-sided); ``steady[i]`` marks a row whose every series has been
+    observed ``nsat[i]`` cycles (warm, fixed learning rates): its counts ``N`` are frozen, no
+    longer read or written (2 + 2 bytes a series less). ``judge_unset`` False: a seasonal row is
+    not scored on a profile bin it has never visited; ``held[i]`` (uint8): 1 a non-count
+    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     for ch in prange(n_chunks):
@@ -426,19 +661,15 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
-            slot = scan_slot[i]
-            srow = slot if slot >= 0 else 0
-            son = slot >= 0
-            step_indicator(V[i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par,
-                           L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr, adj_idx,
-                           spatial, z, mu_s, var_s, c3_s, score[i], det[i], expected[i], scale[i], want_baseline,
-                           scan_mu[srow], son)
+            _step_row(i, V[i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+                      both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+                      score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
 
 @njit(parallel=True)
 def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
-               L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, spatial,
-               score, det, expected, scale, want_baseline, scan_slot, scan_mu):  # pragma: no cover
+               L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
+               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg)."""
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
@@ -446,12 +677,9 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
         c3_s = np.empty(n_reg, dtype=np.float32)
-        slot = scan_slot[i]
-        srow = slot if slot >= 0 else 0
-        son = slot >= 0
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
-            step_indicator(V[t, i], ph, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i],
-                           span[i], par, L[i], D[i], S[i], CP[i], CN[i], N[i], shape[i], visits[i], adj_ptr,
-                           adj_idx, spatial, z, mu_s, var_s, c3_s, score[t, i], det[t, i], expected[t, i],
-                           scale[t, i], want_baseline, scan_mu[t, srow], son)
+            _step_row(i, V[t, i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
+                      CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
+                      c3_s, score[t, i], det[t, i], expected[t, i], scale[t, i], want_baseline, scan_slot,
+                      scan_mu[t], judge_unset, held)

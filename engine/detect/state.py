@@ -1,18 +1,25 @@
 """The detectors' state: plain numpy arrays, saved and loaded bit for bit.
 
 Per series ``(indicator, region)`` (float32 unless said): ``level`` L, ``spread`` D,
-``scale`` S, ``cusum_pos`` / ``cusum_neg`` and ``nobs`` (int16, observed cycles, saturating)
--- 22 bytes a series, 343 MB for the full catalog over 6,000 neighbourhoods. Per indicator:
+``scale`` S, ``cusum`` (the CUSUM of the bad side: ``C+`` for ``up_bad`` and ``both``, ``C-``
+for ``down_bad``; the other side never enters a one-sided score), ``nobs`` (int16, observed
+cycles, saturating) and ``last_tag`` (uint8: an 8-bit tag of the last value, to tell a feed's
+repeat from an update) -- 19 bytes a series, 334 MB for the full catalog over 6,000
+neighbourhoods. Per two-sided (``both``) indicator: ``cusum_neg``, its ``C-`` (row
+``Detectors.both_slot[i]``; at least one row, unused when no indicator is two-sided). Per indicator:
+``steady`` (bool: every series of the row has been observed ``Detectors.nsat[i]`` cycles -- warm,
+learning at its fixed rates -- so the kernel no longer reads or writes its ``nobs``, which stay
+frozen at ``>= nsat``),
 ``shape`` (the shared seasonal profile, one float32 per hour-of-week bin) and ``visits``
 (int32 per bin). For the indicators the catalog marks for cluster scanning: ring buffers
 of the last ``scan_windows`` observed and expected counts per region. Scalars: ``cycle``
 (number of the last cycle scored, -1 before the first) and ``ring`` (ring position).
 
->>> s = DetectorState.empty(n_ind=2, n_reg=3, n_bins=168, n_scan=1, windows=4)
->>> s.level.shape, s.level.dtype, s.nobs.dtype, s.scan_obs.shape
-((2, 3), dtype('float32'), dtype('int16'), (1, 4, 3))
+>>> s = DetectorState.empty(n_ind=2, n_reg=3, n_bins=168, n_scan=1, windows=4, n_both=1)
+>>> s.level.shape, s.level.dtype, s.nobs.dtype, s.scan_obs.shape, s.cusum_neg.shape
+((2, 3), dtype('float32'), dtype('int16'), (1, 4, 3), (1, 3))
 >>> s.nbytes_per_series()
-22
+19
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ import numpy as np
 
 __all__ = ["DetectorState"]
 
-_SERIES = ("level", "spread", "scale", "cusum_pos", "cusum_neg", "nobs")
-_FORMAT = "cityvitals-detector-state-1"
+_SERIES = ("level", "spread", "scale", "cusum", "nobs", "last_tag")
+_FORMAT = "cityvitals-detector-state-2"     # 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``, ``last_tag``
 
 
 @dataclass
@@ -37,9 +44,11 @@ class DetectorState:
     level: np.ndarray
     spread: np.ndarray
     scale: np.ndarray
-    cusum_pos: np.ndarray
-    cusum_neg: np.ndarray
+    cusum: np.ndarray
+    cusum_neg: np.ndarray  # (max(n_both, 1), n_reg): C- of the two-sided indicators
     nobs: np.ndarray
+    last_tag: np.ndarray   # uint8: tag of the last value (kernels.value_tag)
+    steady: np.ndarray     # bool (n_ind): the row's nobs are frozen (all >= nsat)
     shape: np.ndarray
     visits: np.ndarray
     scan_obs: np.ndarray
@@ -48,15 +57,24 @@ class DetectorState:
     ring: np.ndarray       # int64[2]: next ring slot, filled slots
 
     @classmethod
-    def empty(cls, n_ind: int, n_reg: int, n_bins: int, n_scan: int = 0, windows: int = 1) -> "DetectorState":
-        """A fresh state (nothing learned yet)."""
+    def empty(cls, n_ind: int, n_reg: int, n_bins: int, n_scan: int = 0, windows: int = 1,
+              n_both: int = 0) -> "DetectorState":
+        """A fresh state (nothing learned yet); ``n_both`` two-sided indicators."""
         f32 = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
         return cls(level=f32(n_ind, n_reg), spread=f32(n_ind, n_reg), scale=f32(n_ind, n_reg),
-                   cusum_pos=f32(n_ind, n_reg), cusum_neg=f32(n_ind, n_reg),
-                   nobs=np.zeros((n_ind, n_reg), dtype=np.int16), shape=f32(n_ind, n_bins),
+                   cusum=f32(n_ind, n_reg), cusum_neg=f32(max(int(n_both), 1), n_reg),
+                   nobs=np.zeros((n_ind, n_reg), dtype=np.int16), last_tag=np.zeros((n_ind, n_reg), dtype=np.uint8),
+                   steady=np.zeros(n_ind, dtype=np.bool_),
+                   shape=f32(n_ind, n_bins),
                    visits=np.zeros((n_ind, n_bins), dtype=np.int32),
                    scan_obs=f32(n_scan, windows, n_reg), scan_exp=f32(n_scan, windows, n_reg),
                    cycle=np.full(1, -1, dtype=np.int64), ring=np.zeros(2, dtype=np.int64))
+
+    @property
+    def cusum_pos(self) -> np.ndarray:
+        """``cusum`` under its older name (kept for :mod:`engine.detect.series`, whose 1 x 1
+        detectors pass it to the kernel as the bad side's sum)."""
+        return self.cusum
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -65,7 +83,7 @@ class DetectorState:
         return DetectorState(**{k: v.copy() for k, v in self.arrays().items()})
 
     def nbytes_per_series(self) -> int:
-        """State bytes per (indicator, region) series."""
+        """State bytes per (indicator, region) series (``cusum_neg`` of the two-sided rows not included)."""
         return int(sum(getattr(self, n).itemsize for n in _SERIES))
 
     @property
@@ -114,6 +132,9 @@ class DetectorState:
             if getattr(state, n).shape != (n_ind, n_reg):
                 raise ValueError(f"detector state {str(path)!r}: {n} has shape {getattr(state, n).shape}, "
                                  f"expected {(n_ind, n_reg)}")
+        if state.cusum_neg.ndim != 2 or state.cusum_neg.shape[1] != n_reg:
+            raise ValueError(f"detector state {str(path)!r}: cusum_neg has shape {state.cusum_neg.shape}, "
+                             f"expected (n_both, {n_reg})")
         return state
 
     def describe(self) -> str:
