@@ -17,6 +17,7 @@ Memory stays bounded: one day of cycles is in flight at a time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -34,6 +35,35 @@ FOOTFALL_PREFIX = "market.commerce.entries_"
 FOOTFALL_SUFFIX = ".sum_24h"
 
 
+class Stages:
+    """Wall seconds spent in each stage of a run (``summary.json``'s ``stages_s``): where a run's time goes."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = _time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + _time.perf_counter() - t0
+
+    def timed_iter(self, name: str, it):
+        """``it``'s items, the time spent producing each counted to ``name``."""
+        it = iter(it)
+        while True:
+            with self(name):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+    def rounded(self) -> dict:
+        return {k: round(v, 2) for k, v in self.seconds.items()}
+
+
 def _append(ds, path: Path, first: bool) -> None:
     import zarr  # noqa: F401  (the engine xarray writes through)
 
@@ -47,19 +77,37 @@ def _append(ds, path: Path, first: bool) -> None:
         ds.to_zarr(path, append_dim="time", consolidated=True, zarr_format=2)
 
 
-def _coarsen(ds, store_every: str | None, cycle: pd.Timedelta):
+def store_factor(store_every: str | None, cycle: pd.Timedelta) -> int:
+    """Cycles per stored step: 1 without ``store_every``; checked (a multiple of the cycle that divides a day)."""
     if not store_every:
-        return ds
-    factor = pd.Timedelta(store_every) / cycle
+        return 1
+    try:
+        period = pd.Timedelta(store_every)
+    except ValueError:
+        raise ValueError(f"store_every={store_every!r}: expected a period such as '1h' or '30min'") from None
+    factor = period / cycle
     if factor < 1 or factor != int(factor) or (pd.Timedelta("1D") / cycle) % factor:
         raise ValueError(f"store_every={store_every!r}: expected a multiple of the cycle {cycle} that divides a day")
-    factor = int(factor)
+    return int(factor)
+
+
+def _coarsen(ds, factor: int):
+    """Stored steps of a day's ``value`` and ``score``: every cycle, or per period of ``factor`` cycles the
+    mean value and the highest score (the period's worst moment, which a mean would dilute), labelled by
+    the end of the period (:func:`engine.scenario.store.period_mean_max`: NaN skipped, a period with no
+    data stays NaN)."""
+    import xarray as xr
+
+    from engine.scenario.store import period_mean_max
+
     if factor == 1:
-        return ds
-    out = ds.coarsen(time=factor, boundary="trim").mean(keep_attrs=True)
-    # label each stored step by the end of the period it summarises
-    out = out.assign_coords(time=ds["time"].values[factor - 1::factor][: out.sizes["time"]])
-    return out
+        return ds[["value", "score"]].astype("float32")
+    n = ds.sizes["time"] // factor * factor
+    mean, top = period_mean_max(ds["value"].values, ds["score"].values, factor)
+    dims = ds["value"].dims
+    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims}
+    coords["time"] = ds["time"].values[factor - 1:n:factor]
+    return xr.Dataset({"value": (dims, mean), "score": (dims, top)}, coords=coords, attrs=ds.attrs)
 
 
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None) -> dict:
@@ -77,18 +125,21 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     from engine.sim import simulate
 
     t_start = _time.perf_counter()
+    stage = Stages()
+    cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
+    factor = store_factor(store_every, cycle)   # checked before anything runs
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     city = city if city is not None else scenario.build_city()
     catalog = Catalog.load()
-    cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
 
     # one continuous simulation: history_days of burn-in for the detectors, then the period
     sim = scenario.with_history()
     n_history = int(scenario.history_days)
-    results = [simulate(city, sim, seed=s) for s in scenario.seeds]
+    with stage("simulate"):
+        results = [simulate(city, sim, seed=s) for s in scenario.seeds]
     population = float(city.regions["population"].sum())
     period_start = pd.Timestamp(str(scenario.sim.start))
     curves = pd.concat([r.curves().assign(seed=r.seed) for r in results]).reset_index()
@@ -118,19 +169,27 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     economy = []
     bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
-    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), start=-n_history):
+    for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
+                            start=-n_history):
+        with stage("feeds"):
+            feeds = day.to_feeds()
         day_start = pd.Timestamp(day.date)
-        ds = engine.replay(day.to_feeds(), day_start + cycle, day_start + pd.Timedelta("1D"))
+        with stage("core_replay"):
+            ds = engine.replay(feeds, day_start + cycle, day_start + pd.Timedelta("1D"))
+        del feeds
         if d < 0:
             # burn-in: the detectors learn baselines from the history (not scored or stored), as
             # an operations centre's detectors have the feeds' past; the alert manager runs on its
             # last day, so an alert already open when the period starts is not a new one
             times = pd.DatetimeIndex(ds["time"].values)
             if d < -1:
-                detectors.learn(ds["value"].values, times)
+                with stage("detectors_learn"):
+                    detectors.learn(ds["value"].values, times)
             else:
-                scores, dets = detectors.run(ds["value"].values, times)
-                _alert_day(manager, times, scores, dets, ds["value"].values, split)
+                with stage("detectors"):
+                    scores, dets = detectors.run(ds["value"].values, times)
+                with stage("alerts"):
+                    _alert_day(manager, times, scores, dets, ds["value"].values, split)
             bar.advance()
             continue
         for k, v in ds.attrs.items():
@@ -138,12 +197,17 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
         values = ds["value"].values
         times = pd.DatetimeIndex(ds["time"].values)
-        scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
-        _alert_day(manager, times, scores, dets, values, split)
+        with stage("detectors"):
+            scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
+        with stage("alerts"):
+            _alert_day(manager, times, scores, dets, values, split)
         ds["score"] = (("time", "indicator", "region"), scores)
         ds["expected"] = (("time", "indicator", "region"), extra["expected"])
         ds["scale"] = (("time", "indicator", "region"), extra["scale"])
-        idx = index_plan.compute(ds)
+        with stage("indices"):
+            # indices at the stored steps only (the last cycle of each stored period): with
+            # store_every they are the period-end state, as the grades always were
+            idx = index_plan.compute(ds if factor == 1 else ds.isel(time=slice(factor - 1, None, factor)))
         last = values[-1]
         with np.errstate(invalid="ignore"):
             economy.append({
@@ -152,18 +216,17 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
                 "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
             })
-        store = _coarsen(ds[["value", "score"]], store_every, cycle)
-        _append(store.astype("float32"), out / "values.zarr", first=d == 0)
-        hidx = _coarsen(idx[["health"]], store_every, cycle)
-        hidx["health"] = hidx["health"].astype("float32")
-        # grades are categories: keep the grade at the end of each stored period
-        hidx["grade"] = idx["grade"].sel(time=hidx["time"])
-        _append(hidx, out / "indices.zarr", first=d == 0)
+        with stage("zarr"):
+            _append(_coarsen(ds, factor), out / "values.zarr", first=d == 0)
+            hidx = idx[["health", "grade"]]
+            hidx["health"] = hidx["health"].astype("float32")
+            _append(hidx, out / "indices.zarr", first=d == 0)
         bar.advance()
-    manager.flush(10)
-    alerts = _alerts_frame(manager, catalog, city)
-    manager.close()
-    alerts.to_parquet(out / "alerts.parquet")
+    with stage("alerts"):
+        manager.flush(10)
+        alerts = _alerts_frame(manager, catalog, city)
+        manager.close()
+        alerts.to_parquet(out / "alerts.parquet")
 
     eco = pd.DataFrame(economy)
     for raw, col in (("footfall_raw", "footfall"), ("power_raw", "power_use")):
@@ -178,15 +241,21 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     quality = detection_quality(fired, incidents, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
     quality["fired_before_period"] = int(len(first) - len(fired))
-    summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
+    with stage("summary"):
+        summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
+    summary["stages_s"] = stage.rounded()
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     try:
         from engine.report import render_report
     except ImportError:
         pass
     else:
-        render_report(out, city=city)
+        with stage("report"):
+            render_report(out, city=city)
+        # the report's time too (runtime_s is the run before it, as before)
+        summary["stages_s"] = stage.rounded()
+        (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     return summary
 
 
