@@ -17,19 +17,27 @@ import time
 from pathlib import Path
 
 
-def _timed_scan(seconds: dict):
-    """Wrap the detectors' scan kernel so that its time is counted apart (``seconds['scan']``)."""
+def _timed_scan(seconds: dict, dump: Path | None = None):
+    """Wrap the detectors' scan kernel so that its time is counted apart (``seconds['scan']``); with
+    ``dump``, save the scan's inputs of the first scored day there (``.npz``, the scanned rows only)."""
+    import numpy as np
+
     import engine.detect.detectors as dd
 
     inner = dd.scan_run_kernel
 
     def scan_run_kernel(*args):
-        t0 = time.perf_counter()
+        if dump is not None and int(args[7]) > 0 and not dump.exists():
+            V, ind = args[0], args[1]
+            np.savez(dump, V=V[:, ind], mu=args[2], obs=args[3], exp=args[4], ring=args[5], zones=args[6],
+                     replicas=args[7], seed=args[8], cycles=args[9], alpha=args[10])
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             return inner(*args)
         finally:
             key = "scan" if int(args[7]) > 0 else "scan_learn"   # replicas == 0: the burn-in's bookkeeping
             seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+            seconds["cpu_" + key] = seconds.get("cpu_" + key, 0.0) + time.process_time() - c0
 
     dd.scan_run_kernel = scan_run_kernel
 
@@ -62,13 +70,15 @@ def main(argv=None) -> int:
     ap.add_argument("--neighbourhoods", type=int, default=300)
     ap.add_argument("--store-every", default=None)
     ap.add_argument("--no-scan", action="store_true", help="no scan Monte Carlo (replicas 0)")
+    ap.add_argument("--cprofile", type=Path, default=None, help="write cProfile stats of the run there")
+    ap.add_argument("--dump-scan", type=Path, default=None, help="save the first scored day's scan inputs (.npz)")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from scenarios.staged_reopening import build
 
     scan_s: dict = {}
-    _timed_scan(scan_s)
+    _timed_scan(scan_s, args.dump_scan)
     sc = build(seed=0).quick(args.days)
     sc.history_days = args.history
     if args.neighbourhoods != 300:
@@ -78,32 +88,51 @@ def main(argv=None) -> int:
 
         inner = dd.scan_run_kernel
         dd.scan_run_kernel = lambda *a: inner(*a[:7], 0, *a[8:])
+    rss_by_day = []
+    import engine.progress as progress_mod
+
+    advance = progress_mod.Progress.advance
+
+    def advance_and_note(self, *a, **k):          # peak RSS after each replayed day
+        rss_by_day.append(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+        return advance(self, *a, **k)
+
+    progress_mod.Progress.advance = advance_and_note
     t0 = time.perf_counter()
-    summary = sc.run(args.out, store_every=args.store_every, progress=False)
+    if args.cprofile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        summary = prof.runcall(sc.run, args.out, store_every=args.store_every, progress=False)
+        prof.dump_stats(args.cprofile)
+    else:
+        summary = sc.run(args.out, store_every=args.store_every, progress=False)
     wall = time.perf_counter() - t0
-    stages = dict(json.loads((args.out / "summary.json").read_text())["stages_s"])
-    for k, v in scan_s.items():
-        stages[k] = round(v, 2)
-    if "scan" in stages:
-        stages["detectors"] = round(stages["detectors"] - stages["scan"], 2)
-    if "scan_learn" in stages:
-        stages["detectors_learn"] = round(stages["detectors_learn"] - stages["scan_learn"], 2)
+    saved = json.loads((args.out / "summary.json").read_text())
     cpd = 24 * 60 // sc.cycle_minutes
-    per_cycle = {}
     n_cycles = {"feeds": args.days + args.history, "core_replay": args.days + args.history,
                 "detectors_learn": max(args.history - 1, 0), "scan_learn": max(args.history - 1, 0),
                 "detectors": args.days + min(args.history, 1), "scan": args.days + min(args.history, 1),
                 "alerts": args.days + min(args.history, 1), "indices": args.days, "zarr": args.days}
-    for k, v in stages.items():
-        if n_cycles.get(k):
-            per_cycle[k] = round(1000 * v / (n_cycles[k] * cpd), 1)
-    full = extrapolate(stages, days=args.days, history=args.history, cycles_per_day=cpd)
+    report = {}
+    for kind, key, prefix in (("wall", "stages_s", ""), ("cpu", "stages_cpu_s", "cpu_")):
+        stages = dict(saved[key])
+        for k in ("scan", "scan_learn"):
+            if prefix + k in scan_s:
+                stages[k] = round(scan_s[prefix + k], 2)
+        if "scan" in stages:
+            stages["detectors"] = round(stages["detectors"] - stages["scan"], 2)
+        if "scan_learn" in stages:
+            stages["detectors_learn"] = round(stages["detectors_learn"] - stages["scan_learn"], 2)
+        per_cycle = {k: round(1000 * v / (n_cycles[k] * cpd), 1) for k, v in stages.items() if n_cycles.get(k)}
+        full = extrapolate(stages, days=args.days, history=args.history, cycles_per_day=cpd)
+        report[kind] = {"stages_s": stages, "ms_per_cycle": per_cycle, "extrapolated_60d_s": full,
+                        "extrapolated_60d_total_s": round(sum(full.values()), 0)}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"days": args.days, "history": args.history, "neighbourhoods": summary["city"]["neighbourhoods"],
-                      "wall_s": round(wall, 1), "stages_s": stages, "ms_per_cycle": per_cycle,
-                      "extrapolated_60d_s": full, "extrapolated_60d_total_s": round(sum(full.values()), 0),
-                      "peak_rss_gb": round(rss, 2), "alerts": summary["alerts"]["total"],
-                      "cpu_s": round(time.process_time(), 1)}, indent=1))
+                      "store_every": args.store_every, "wall_s": round(wall, 1), "cpu_s": round(time.process_time(), 1),
+                      **report, "peak_rss_gb": round(rss, 2), "peak_rss_gb_by_day": rss_by_day,
+                      "alerts": summary["alerts"]["total"]}, indent=1))
     return 0
 
 
