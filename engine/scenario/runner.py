@@ -12,7 +12,8 @@ The run folder (the contract ``engine.report`` and ``cityvitals compare`` read; 
 - ``truth.json``    the injected incidents; ``summary.json`` headline figures and detection quality;
 - ``report.html`` and ``figures/*.png`` (when :mod:`engine.report` is present).
 
-Memory stays bounded: one day of cycles is in flight at a time.
+Memory stays bounded: one day of values and half a day of scores, baselines and indices are in
+flight at a time (``PART_CYCLES``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ def _append(ds, path: Path, first: bool) -> None:
         ds.to_zarr(path, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
     else:
         ds.to_zarr(path, append_dim="time", consolidated=True, zarr_format=2)
+
+
+#: cycles a run keeps in flight after the core (detectors, alerts, indices, storage): half a day of
+#: 15-minute cycles; rounded to whole stored periods
+PART_CYCLES = 48
+
+
+def _parts(n_t: int, factor: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the parts of a day's ``n_t`` cycles: whole stored periods of ``factor`` cycles."""
+    step = factor * max(1, round(PART_CYCLES / factor))
+    return [(a, min(a + step, n_t)) for a in range(0, n_t, step)]
 
 
 def store_factor(store_every: str | None, cycle: pd.Timedelta) -> int:
@@ -180,50 +192,58 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         with stage("core_replay"):
             ds = engine.replay(feeds, day_start + cycle, day_start + pd.Timedelta("1D"))
         del feeds
-        if d < 0:
+        values = ds["value"].values
+        times = pd.DatetimeIndex(ds["time"].values)
+        if d < -1:
             # burn-in: the detectors learn baselines from the history (not scored or stored), as
-            # an operations centre's detectors have the feeds' past; the alert manager runs on its
-            # last day, so an alert already open when the period starts is not a new one
-            times = pd.DatetimeIndex(ds["time"].values)
-            if d < -1:
-                with stage("detectors_learn"):
-                    detectors.learn(ds["value"].values, times)
-            else:
-                with stage("detectors"):
-                    scores, dets = detectors.run(ds["value"].values, times)
-                with stage("alerts"):
-                    _alert_day(manager, times, scores, dets, ds["value"].values, split)
+            # an operations centre's detectors have the feeds' past; the alert manager runs on the
+            # history's last day, so an alert already open when the period starts is not a new one
+            with stage("detectors_learn"):
+                detectors.learn(values, times)
             bar.advance()
             continue
         for k, v in ds.attrs.items():
-            if k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
+            if d >= 0 and k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
-        values = ds["value"].values
-        times = pd.DatetimeIndex(ds["time"].values)
-        with stage("detectors"):
-            scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
-        with stage("alerts"):
-            _alert_day(manager, times, scores, dets, values, split)
-        ds["score"] = (("time", "indicator", "region"), scores)
-        ds["expected"] = (("time", "indicator", "region"), extra["expected"])
-        ds["scale"] = (("time", "indicator", "region"), extra["scale"])
-        with stage("indices"):
-            # indices at the stored steps only (the last cycle of each stored period): with
-            # store_every they are the period-end state, as the grades always were
-            idx = index_plan.compute(ds if factor == 1 else ds.isel(time=slice(factor - 1, None, factor)))
-        last = values[-1]
-        with np.errstate(invalid="ignore"):
-            economy.append({
-                "date": day_start,
-                "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
-                "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
-                "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
-            })
-        with stage("zarr"):
-            _append(_coarsen(ds, factor), out / "values.zarr", first=d == 0)
-            hidx = idx[["health", "grade"]]
-            hidx["health"] = hidx["health"].astype("float32")
-            _append(hidx, out / "indices.zarr", first=d == 0)
+        # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
+        # indices' float64 copies of one part at a time bound the memory (same results: each
+        # stage goes on from where the previous part left it)
+        for a, b in _parts(len(times), factor):
+            if d < 0:
+                with stage("detectors"):
+                    scores, dets = detectors.run(values[a:b], times[a:b])
+                with stage("alerts"):
+                    _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+                continue
+            with stage("detectors"):
+                scores, dets, extra = detectors.run(values[a:b], times[a:b], baseline=True, extra=True)
+            with stage("alerts"):
+                _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+            part = ds.isel(time=slice(a, b))
+            part["score"] = (("time", "indicator", "region"), scores)
+            part["expected"] = (("time", "indicator", "region"), extra["expected"])
+            part["scale"] = (("time", "indicator", "region"), extra["scale"])
+            del scores, dets, extra
+            with stage("indices"):
+                # indices at the stored steps only (the last cycle of each stored period): with
+                # store_every they are the period-end state, as the grades always were
+                idx = index_plan.compute(part if factor == 1 else part.isel(time=slice(factor - 1, None, factor)))
+            with stage("zarr"):
+                _append(_coarsen(part, factor), out / "values.zarr", first=d == 0 and a == 0)
+                hidx = idx[["health", "grade"]]
+                hidx["health"] = hidx["health"].astype("float32")
+                _append(hidx, out / "indices.zarr", first=d == 0 and a == 0)
+            del part, idx, hidx
+        if d >= 0:
+            last = values[-1]
+            with np.errstate(invalid="ignore"):
+                economy.append({
+                    "date": day_start,
+                    "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
+                    "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
+                    "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
+                })
+        del ds, values
         bar.advance()
     with stage("alerts"):
         manager.flush(10)
