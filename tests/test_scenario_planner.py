@@ -69,3 +69,14 @@ def test_history_runs_the_first_days_levers_before_the_period():
     assert make(history_days=0).with_history() is not None
     with pytest.raises(ValueError, match="history_days=-1"):
         make(history_days=-1)
+
+
+def test_demo_options(capsys, tmp_path):
+    from engine.cli import main
+    from engine.cli.scenario import DEMO_STORE_EVERY
+
+    assert main(["demo", "--days", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--days must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["demo", "--store-every", "7min", "--out", str(tmp_path / "d")]) == 2
+    assert "store_every='7min'" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert DEMO_STORE_EVERY == "1h"
