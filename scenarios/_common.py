@@ -34,5 +34,7 @@ def incidents(sc, day0: int = 1):
     sc.incident("fraud_wave", at(2, 8), at(3, 8), regions=["N0021"], magnitude=1.0)
     sc.incident("mask_shortage", at(3, 8), at(4, 20), regions=["N0016"], magnitude=1.0)
     sc.incident("price_spike", at(4, 6), at(5, 6), regions=["N0025"], magnitude=1.0)
-    sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0009", "N0010", "N0011"], magnitude=30)
+    # the site is the largest venue of the first region: N0010 has venues in the 300- and the
+    # 30-neighbourhood city (N0009 has none in either: a full run stopped on it before anything ran)
+    sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0010", "N0009", "N0011"], magnitude=30)
     return sc
