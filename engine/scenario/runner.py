@@ -154,6 +154,8 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
 
     Returns the summary (also written to ``summary.json``).
     """
+    import xarray as xr
+
     from engine.alerts import AlertManager, JsonlSink
     from engine.catalog import Catalog
     from engine.core import Engine
@@ -232,6 +234,8 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
         # indices' float64 copies of one part at a time bound the memory (same results: each
         # stage goes on from where the previous part left it)
+        stored_parts: list = []
+        index_parts: list = []
         for a, b in _parts(len(times), factor):
             if d < 0:
                 with stage("detectors"):
@@ -255,12 +259,20 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 idx = index_plan.compute(stored)
             del stored
             with stage("zarr"):
-                _append(_coarsen(part, factor), out / "values.zarr", first=d == 0 and a == 0)
+                stored_parts.append(_coarsen(part, factor))
                 hidx = idx[["health", "grade"]]
                 hidx["health"] = hidx["health"].astype("float32")
-                _append(hidx, out / "indices.zarr", first=d == 0 and a == 0)
+                index_parts.append(hidx)
             del part, idx, hidx
         if d >= 0:
+            # one append per day and store (an append's fixed cost is about that of compressing
+            # an hourly day of values)
+            with stage("zarr"):
+                for parts, name in ((stored_parts, "values.zarr"), (index_parts, "indices.zarr")):
+                    day_ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+                    _append(day_ds, out / name, first=d == 0)
+                    parts.clear()
+                del day_ds
             last = values[-1]
             with np.errstate(invalid="ignore"):
                 economy.append({
