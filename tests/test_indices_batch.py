@@ -102,6 +102,23 @@ def test_index_plan_is_reused_and_equals_compute_indices(cat):
     xr.testing.assert_identical(plan.compute(d1, at=t), compute_indices(d1, cat, city, cfg, at=t))
 
 
+def test_index_plan_work_arrays_are_reused_safely(cat):
+    """float32 inputs go through the plan's reused float64 work arrays: results as from float64 inputs,
+    whatever the order and size of the calls."""
+    city = City.synthetic(seed=4, neighbourhoods=20, streets=2, population=80_000)
+    regions = list(city.regions.index)
+    cfg = load_config().with_(history_min=2, peers_min=3)
+    plan = IndexPlan(cat, city, cfg)
+    d1 = replay(cat, seed=1, T=4, regions=regions).astype("float32")
+    d2 = replay(cat, seed=2, T=2, n_ind=30, regions=regions[:12]).astype("float32")
+    first = plan.compute(d1)
+    for ds in (d2, d1.isel(time=slice(1, None, 2)), d1):
+        got = plan.compute(ds)
+        xr.testing.assert_identical(got, compute_indices(ds.astype("float64"), cat, city, cfg))
+    xr.testing.assert_identical(first, plan.compute(d1))                 # an earlier result is not overwritten
+    assert set(plan._scratch) == {"value", "expected", "scale"}
+
+
 @pytest.mark.parametrize("geometric", [False, True])
 def test_table_group_sums_match_reference(cat, geometric):
     rng = np.random.default_rng(9)

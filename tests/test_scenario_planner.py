@@ -69,3 +69,37 @@ def test_history_runs_the_first_days_levers_before_the_period():
     assert make(history_days=0).with_history() is not None
     with pytest.raises(ValueError, match="history_days=-1"):
         make(history_days=-1)
+
+
+def test_demo_options(capsys, tmp_path):
+    from engine.cli import main
+    from engine.cli.scenario import DEMO_STORE_EVERY
+
+    assert main(["demo", "--days", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--days must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["demo", "--store-every", "7min", "--out", str(tmp_path / "d")]) == 2
+    assert "store_every='7min'" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert DEMO_STORE_EVERY == "1h"
+
+
+def test_bundled_incidents_resolve_on_both_cities():
+    """Every incident of the bundled scripts finds its site on the demo's and the quick city (the sim
+    checks it when the run starts: a 60-day run used to stop on the venue cluster)."""
+    import sys
+    from pathlib import Path
+
+    from engine.city import City
+    from engine.scenario.script import QUICK_CITY
+    from engine.sim.mobility import VENUE_KINDS
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scenarios.staged_reopening import build
+
+    sc = build(seed=0)
+    venue = [i for i in sc.sim.incidents if i.kind == "venue_cluster"]
+    assert venue
+    for kw in ({}, QUICK_CITY):
+        sites = City.synthetic(**kw).sites
+        regions = set(sites.loc[sites["kind"].isin(VENUE_KINDS), "region"])
+        for inc in venue:
+            assert inc.site is not None or inc.regions[0] in regions, (kw, inc.regions)

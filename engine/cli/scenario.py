@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 
+#: what the demo stores by default: hourly aggregates. Every cycle of 60 days x 2,926 indicators x 300
+#: neighbourhoods is 20 GB of float32 per variable before compression (~6 GB of values and scores on
+#: disk, and several seconds of compression per simulated day); hourly keeps a quarter of it and the
+#: indices at each hour's end (docs/report.md, "What a run stores").
+DEMO_STORE_EVERY = "1h"
+
+
 def register(sub) -> None:
     from engine.scenario.script import QUICK_DAYS
 
@@ -23,7 +30,11 @@ def register(sub) -> None:
     dm.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     dm.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     dm.add_argument("--quick", action="store_true", help=f"a small, fast version ({QUICK_DAYS} days, 30 neighbourhoods)")
-    dm.add_argument("--store-every", default=None, metavar="PERIOD", help="keep time-means over PERIOD (e.g. 1h)")
+    dm.add_argument("--store-every", default=DEMO_STORE_EVERY, metavar="PERIOD",
+                    help=f"store per PERIOD the mean value and the highest score (default {DEMO_STORE_EVERY}; "
+                         "15min keeps every cycle: ~110 MB a day compressed at 300 neighbourhoods)")
+    dm.add_argument("--days", type=int, default=None, metavar="N",
+                    help="only the first N days of the period (full city and catalog; default: all 60)")
     dm.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
     dm.set_defaults(handler=_demo)
 
@@ -32,7 +43,7 @@ def _common(p, quick_days: int) -> None:
     p.add_argument("--out", required=True, type=Path, help="the run folder to write (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     p.add_argument("--quick", action="store_true", help=f"a small, fast version ({quick_days} days, 30 neighbourhoods)")
-    p.add_argument("--store-every", default=None, metavar="PERIOD", help="keep time-means over PERIOD (e.g. 1h)")
+    p.add_argument("--store-every", default=None, metavar="PERIOD", help="store per PERIOD (e.g. 1h) the mean value, the highest score and the indices at its end")
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
 
 
@@ -80,4 +91,15 @@ def _replay(args) -> int:
 def _demo(args) -> int:
     from scenarios.staged_reopening import build
 
+    days = args.days
+    if days is not None:
+        if days < 1:
+            print(f"cityvitals: --days must be >= 1, got {days}", file=sys.stderr)
+            return 2
+
+        def build_days(seed=0, _build=build):
+            sc = _build(seed=seed)
+            return sc.quick(days) if days < sc.days else sc
+
+        return _run(build_days, args)
     return _run(build, args)

@@ -373,6 +373,19 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
             found[q, f] = math.nan
     if fill <= 0:
         return 0
+    # most indicators count rare events: with no count in the windows no zone can exceed its expectation
+    W = obs.shape[0]
+    any_count = False
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            if obs[slot, r] > 0.0:
+                any_count = True
+                break
+        if any_count:
+            break
+    if not any_count:
+        return 0
     Cz = np.empty((n_reg, K, fill))
     Mz = np.empty((n_reg, K, fill))
     Mw = np.empty((fill, n_reg))

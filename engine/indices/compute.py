@@ -127,6 +127,20 @@ class IndexPlan:
         self._hier = (None, None)
         self._coords = (None, None)
         self._groups = (None, None)
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def scratch(self, name: str, shape: tuple) -> np.ndarray:
+        """A float64 work array of ``shape`` kept from one call to the next (grown when too small).
+
+        A run that computes indices day after day would otherwise map fresh pages for its float64
+        copies of the values and baselines every call; first-touch page faults cost seconds per GB
+        on some virtual machines. The array is overwritten by the next call that asks for ``name``.
+        """
+        n = int(np.prod(shape))
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < n:
+            buf = self._scratch[name] = np.empty(n)
+        return buf[:n].reshape(shape)
 
     @staticmethod
     def _same(cached, labels: pd.Index) -> bool:
@@ -216,8 +230,9 @@ class Prepared:
         self.group_of, self.group_w, self.totals = plan.groups(self.spec)
         self.geometric = self.cfg.method == "geometric"
 
-    def _cycles(self, da, cycles: list) -> np.ndarray:
-        """(k, n_indicator, n_region) float64 array of ``cycles`` (a view when possible)."""
+    def _cycles(self, da, cycles: list, scratch: str | None = None) -> np.ndarray:
+        """(k, n_indicator, n_region) float64 array of ``cycles`` (a view when possible; else a copy,
+        into the plan's reused work array ``scratch`` when given)."""
         if not self.has_time:
             return np.ascontiguousarray(da.values, dtype=np.float64)[None]
         c0 = cycles[0]
@@ -225,7 +240,12 @@ class Prepared:
             x = da.isel(time=slice(c0, c0 + len(cycles)))
         else:
             x = da.isel(time=cycles)
-        return np.ascontiguousarray(x.values, dtype=np.float64)
+        x = x.values
+        if scratch is None or (x.dtype == np.float64 and x.flags.c_contiguous):
+            return np.ascontiguousarray(x, dtype=np.float64)
+        out = self.plan.scratch(scratch, x.shape)
+        np.copyto(out, x)
+        return out
 
     def _history(self, cycles: list, e1: np.ndarray | None, s1: np.ndarray | None):
         """History baselines ``e2, s2`` (H, ni, nr) and ``hpos`` (k,) for the cycles that need one:
@@ -263,11 +283,13 @@ class Prepared:
         cfg = self.cfg
         geometric = self.geometric if geometric is None else geometric
         cl = _cycle_list(cycles)
-        v = self._cycles(self.value, cl)
+        # without the deficits nothing of these copies outlives the call: reuse the plan's work arrays
+        reuse = not want_deficit
+        v = self._cycles(self.value, cl, "value" if reuse else None)
         k, ni, nr = v.shape
         has1 = self.expected is not None
-        e1 = self._cycles(self.expected, cl) if has1 else _EMPTY3
-        s1 = self._cycles(self.scale, cl) if has1 else _EMPTY3
+        e1 = self._cycles(self.expected, cl, "expected" if reuse else None) if has1 else _EMPTY3
+        s1 = self._cycles(self.scale, cl, "scale" if reuse else None) if has1 else _EMPTY3
         e2, s2, hpos = self._history(cl, e1 if has1 else None, s1 if has1 else None)
         peer_e = np.full((k, ni), np.nan)
         peer_s = np.full((k, ni), np.nan)

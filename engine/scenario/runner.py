@@ -12,11 +12,13 @@ The run folder (the contract ``engine.report`` and ``cityvitals compare`` read; 
 - ``truth.json``    the injected incidents; ``summary.json`` headline figures and detection quality;
 - ``report.html`` and ``figures/*.png`` (when :mod:`engine.report` is present).
 
-Memory stays bounded: one day of cycles is in flight at a time.
+Memory stays bounded: one day of values and half a day of scores, baselines and indices are in
+flight at a time (``PART_CYCLES``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -34,6 +36,38 @@ FOOTFALL_PREFIX = "market.commerce.entries_"
 FOOTFALL_SUFFIX = ".sum_24h"
 
 
+class Stages:
+    """Seconds spent in each stage of a run: wall (``summary.json``'s ``stages_s``) and CPU of all the
+    process's threads (``stages_cpu_s``; on a shared machine the wall time also counts waiting)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0, c0 = _time.perf_counter(), _time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + _time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + _time.process_time() - c0
+
+    def timed_iter(self, name: str, it):
+        """``it``'s items, the time spent producing each counted to ``name``."""
+        it = iter(it)
+        while True:
+            with self(name):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+    def rounded(self, cpu: bool = False) -> dict:
+        return {k: round(v, 2) for k, v in (self.cpu if cpu else self.seconds).items()}
+
+
 def _append(ds, path: Path, first: bool) -> None:
     import zarr  # noqa: F401  (the engine xarray writes through)
 
@@ -44,22 +78,75 @@ def _append(ds, path: Path, first: bool) -> None:
             encoding[name] = {"chunks": chunks}
         ds.to_zarr(path, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
     else:
+        # coordinates without time (indicator and region labels and names) are in the store
+        # already: rewriting them every append cost a third of its time
+        ds = ds.drop_vars([k for k, v in ds.coords.items() if "time" not in v.dims])
         ds.to_zarr(path, append_dim="time", consolidated=True, zarr_format=2)
 
 
-def _coarsen(ds, store_every: str | None, cycle: pd.Timedelta):
+#: cycles a run keeps in flight after the core (detectors, alerts, indices, storage): half a day of
+#: 15-minute cycles; rounded to whole stored periods
+PART_CYCLES = 48
+
+
+def _parts(n_t: int, factor: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the parts of a day's ``n_t`` cycles: whole stored periods of ``factor`` cycles."""
+    step = factor * max(1, round(PART_CYCLES / factor))
+    return [(a, min(a + step, n_t)) for a in range(0, n_t, step)]
+
+
+def _detect_part(detectors, values, times, factor: int):
+    """Scores and detector codes of every cycle, and the baselines (expected, scale) of the stored
+    cycles only (each period's last): the indices need no others, and the detectors' baseline
+    output costs ~30 % of their time. The same scores as one call (``run`` == successive updates).
+    """
+    if factor == 1:
+        scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
+        return scores, dets, extra["expected"], extra["scale"]
+    n = len(times)
+    scores = np.empty(values.shape, dtype=np.float32)
+    dets = np.empty(values.shape, dtype=np.int8)
+    expected = np.empty((n // factor,) + values.shape[1:], dtype=np.float32)
+    scale = np.empty_like(expected)
+    for j in range(n // factor):
+        a, z = j * factor, (j + 1) * factor - 1          # cycles a .. z - 1 plain, z with its baseline
+        scores[a:z], dets[a:z] = detectors.run(values[a:z], times[a:z])
+        s, dt, extra = detectors.run(values[z:z + 1], times[z:z + 1], baseline=True, extra=True)
+        scores[z], dets[z], expected[j], scale[j] = s[0], dt[0], extra["expected"][0], extra["scale"][0]
+    return scores, dets, expected, scale
+
+
+def store_factor(store_every: str | None, cycle: pd.Timedelta) -> int:
+    """Cycles per stored step: 1 without ``store_every``; checked (a multiple of the cycle that divides a day)."""
     if not store_every:
-        return ds
-    factor = pd.Timedelta(store_every) / cycle
+        return 1
+    try:
+        period = pd.Timedelta(store_every)
+    except ValueError:
+        raise ValueError(f"store_every={store_every!r}: expected a period such as '1h' or '30min'") from None
+    factor = period / cycle
     if factor < 1 or factor != int(factor) or (pd.Timedelta("1D") / cycle) % factor:
         raise ValueError(f"store_every={store_every!r}: expected a multiple of the cycle {cycle} that divides a day")
-    factor = int(factor)
+    return int(factor)
+
+
+def _coarsen(ds, factor: int):
+    """Stored steps of a day's ``value`` and ``score``: every cycle, or per period of ``factor`` cycles the
+    mean value and the highest score (the period's worst moment, which a mean would dilute), labelled by
+    the end of the period (:func:`engine.scenario.store.period_mean_max`: NaN skipped, a period with no
+    data stays NaN)."""
+    import xarray as xr
+
+    from engine.scenario.store import period_mean_max
+
     if factor == 1:
-        return ds
-    out = ds.coarsen(time=factor, boundary="trim").mean(keep_attrs=True)
-    # label each stored step by the end of the period it summarises
-    out = out.assign_coords(time=ds["time"].values[factor - 1::factor][: out.sizes["time"]])
-    return out
+        return ds[["value", "score"]].astype("float32")
+    n = ds.sizes["time"] // factor * factor
+    mean, top = period_mean_max(ds["value"].values, ds["score"].values, factor)
+    dims = ds["value"].dims
+    coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims}
+    coords["time"] = ds["time"].values[factor - 1:n:factor]
+    return xr.Dataset({"value": (dims, mean), "score": (dims, top)}, coords=coords, attrs=ds.attrs)
 
 
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None) -> dict:
@@ -67,6 +154,8 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
 
     Returns the summary (also written to ``summary.json``).
     """
+    import xarray as xr
+
     from engine.alerts import AlertManager, JsonlSink
     from engine.catalog import Catalog
     from engine.core import Engine
@@ -77,18 +166,21 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     from engine.sim import simulate
 
     t_start = _time.perf_counter()
+    stage = Stages()
+    cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
+    factor = store_factor(store_every, cycle)   # checked before anything runs
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     city = city if city is not None else scenario.build_city()
     catalog = Catalog.load()
-    cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
 
     # one continuous simulation: history_days of burn-in for the detectors, then the period
     sim = scenario.with_history()
     n_history = int(scenario.history_days)
-    results = [simulate(city, sim, seed=s) for s in scenario.seeds]
+    with stage("simulate"):
+        results = [simulate(city, sim, seed=s) for s in scenario.seeds]
     population = float(city.regions["population"].sum())
     period_start = pd.Timestamp(str(scenario.sim.start))
     curves = pd.concat([r.curves().assign(seed=r.seed) for r in results]).reset_index()
@@ -118,52 +210,84 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     economy = []
     bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
-    for d, day in enumerate(main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), start=-n_history):
+    for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
+                            start=-n_history):
+        with stage("feeds"):
+            feeds = day.to_feeds()
         day_start = pd.Timestamp(day.date)
-        ds = engine.replay(day.to_feeds(), day_start + cycle, day_start + pd.Timedelta("1D"))
-        if d < 0:
+        with stage("core_replay"):
+            ds = engine.replay(feeds, day_start + cycle, day_start + pd.Timedelta("1D"))
+        del feeds
+        values = ds["value"].values
+        times = pd.DatetimeIndex(ds["time"].values)
+        if d < -1:
             # burn-in: the detectors learn baselines from the history (not scored or stored), as
-            # an operations centre's detectors have the feeds' past; the alert manager runs on its
-            # last day, so an alert already open when the period starts is not a new one
-            times = pd.DatetimeIndex(ds["time"].values)
-            if d < -1:
-                detectors.learn(ds["value"].values, times)
-            else:
-                scores, dets = detectors.run(ds["value"].values, times)
-                _alert_day(manager, times, scores, dets, ds["value"].values, split)
+            # an operations centre's detectors have the feeds' past; the alert manager runs on the
+            # history's last day, so an alert already open when the period starts is not a new one
+            with stage("detectors_learn"):
+                detectors.learn(values, times)
             bar.advance()
             continue
         for k, v in ds.attrs.items():
-            if k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
+            if d >= 0 and k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
-        values = ds["value"].values
-        times = pd.DatetimeIndex(ds["time"].values)
-        scores, dets, extra = detectors.run(values, times, baseline=True, extra=True)
-        _alert_day(manager, times, scores, dets, values, split)
-        ds["score"] = (("time", "indicator", "region"), scores)
-        ds["expected"] = (("time", "indicator", "region"), extra["expected"])
-        ds["scale"] = (("time", "indicator", "region"), extra["scale"])
-        idx = index_plan.compute(ds)
-        last = values[-1]
-        with np.errstate(invalid="ignore"):
-            economy.append({
-                "date": day_start,
-                "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
-                "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
-                "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
-            })
-        store = _coarsen(ds[["value", "score"]], store_every, cycle)
-        _append(store.astype("float32"), out / "values.zarr", first=d == 0)
-        hidx = _coarsen(idx[["health"]], store_every, cycle)
-        hidx["health"] = hidx["health"].astype("float32")
-        # grades are categories: keep the grade at the end of each stored period
-        hidx["grade"] = idx["grade"].sel(time=hidx["time"])
-        _append(hidx, out / "indices.zarr", first=d == 0)
+        # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
+        # indices' float64 copies of one part at a time bound the memory (same results: each
+        # stage goes on from where the previous part left it)
+        stored_parts: list = []
+        index_parts: list = []
+        for a, b in _parts(len(times), factor):
+            if d < 0:
+                with stage("detectors"):
+                    scores, dets = detectors.run(values[a:b], times[a:b])
+                with stage("alerts"):
+                    _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+                continue
+            with stage("detectors"):
+                scores, dets, expected, scale = _detect_part(detectors, values[a:b], times[a:b], factor)
+            with stage("alerts"):
+                _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+            part = ds.isel(time=slice(a, b))
+            part["score"] = (("time", "indicator", "region"), scores)
+            # indices at the stored steps only (the last cycle of each stored period): with
+            # store_every they are the period-end state, as the grades always were
+            stored = part.isel(time=slice(factor - 1, None, factor)) if factor > 1 else part
+            stored["expected"] = (("time", "indicator", "region"), expected)
+            stored["scale"] = (("time", "indicator", "region"), scale)
+            del scores, dets, expected, scale
+            with stage("indices"):
+                idx = index_plan.compute(stored)
+            del stored
+            with stage("zarr"):
+                stored_parts.append(_coarsen(part, factor))
+                hidx = idx[["health", "grade"]]
+                hidx["health"] = hidx["health"].astype("float32")
+                index_parts.append(hidx)
+            del part, idx, hidx
+        if d >= 0:
+            # one append per day and store (an append's fixed cost is about that of compressing
+            # an hourly day of values)
+            with stage("zarr"):
+                for parts, name in ((stored_parts, "values.zarr"), (index_parts, "indices.zarr")):
+                    day_ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+                    _append(day_ds, out / name, first=d == 0)
+                    parts.clear()
+                del day_ds
+            last = values[-1]
+            with np.errstate(invalid="ignore"):
+                economy.append({
+                    "date": day_start,
+                    "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
+                    "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
+                    "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
+                })
+        del ds, values
         bar.advance()
-    manager.flush(10)
-    alerts = _alerts_frame(manager, catalog, city)
-    manager.close()
-    alerts.to_parquet(out / "alerts.parquet")
+    with stage("alerts"):
+        manager.flush(10)
+        alerts = _alerts_frame(manager, catalog, city)
+        manager.close()
+        alerts.to_parquet(out / "alerts.parquet")
 
     eco = pd.DataFrame(economy)
     for raw, col in (("footfall_raw", "footfall"), ("power_raw", "power_use")):
@@ -182,15 +306,23 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     quality = detection_quality(fired, incidents + routine, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
     quality["fired_before_period"] = int(len(first) - len(fired))
-    summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
+    with stage("summary"):
+        summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
+    summary["stages_s"] = stage.rounded()
+    summary["stages_cpu_s"] = stage.rounded(cpu=True)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     try:
         from engine.report import render_report
     except ImportError:
         pass
     else:
-        render_report(out, city=city)
+        with stage("report"):
+            render_report(out, city=city)
+        # the report's time too (runtime_s is the run before it, as before)
+        summary["stages_s"] = stage.rounded()
+        summary["stages_cpu_s"] = stage.rounded(cpu=True)
+        (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     return summary
 
 

@@ -26,7 +26,7 @@ def parser(description: str = "") -> argparse.ArgumentParser:
                     help=f"a small, fast version for tests ({QUICK_DAYS} days after {QUICK_HISTORY_DAYS} of history, "
                          "30 neighbourhoods)")
     ap.add_argument("--store-every", default=None, metavar="PERIOD",
-                    help="keep time-means over PERIOD (e.g. 1h) instead of every cycle")
+                    help="store per PERIOD (e.g. 1h) the mean value, the highest score and the indices at its end, instead of every cycle")
     ap.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
     return ap
 

@@ -1,0 +1,140 @@
+"""Where a scenario run's time goes: the demo's stages over a few days, extrapolated to the full run.
+
+``python3 -m engine.scenario.profile --days 2 --history 2 --out DIR`` runs the staged reopening
+(the demo's scenario) at full size for ``--days`` days after ``--history`` days of history, and
+prints the wall seconds of each stage (``summary.json``'s ``stages_s``, the space-time scan's
+Monte Carlo split out of the detectors), the seconds per cycle, an extrapolation to the demo
+(60 days after 7 of history) and the peak RSS. Figures are wall time: state the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _timed_scan(seconds: dict, dump: Path | None = None):
+    """Wrap the detectors' scan kernel so that its time is counted apart (``seconds['scan']``); with
+    ``dump``, save the scan's inputs of the first scored day there (``.npz``, the scanned rows only)."""
+    import numpy as np
+
+    import engine.detect.detectors as dd
+
+    inner = dd.scan_run_kernel
+
+    def scan_run_kernel(*args):
+        if dump is not None and int(args[7]) > 0 and not dump.exists():
+            V, ind = args[0], args[1]
+            np.savez(dump, V=V[:, ind], mu=args[2], obs=args[3], exp=args[4], ring=args[5], zones=args[6],
+                     replicas=args[7], seed=args[8], cycles=args[9], alpha=args[10])
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return inner(*args)
+        finally:
+            key = "scan" if int(args[7]) > 0 else "scan_learn"   # replicas == 0: the burn-in's bookkeeping
+            seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+            seconds["cpu_" + key] = seconds.get("cpu_" + key, 0.0) + time.process_time() - c0
+
+    dd.scan_run_kernel = scan_run_kernel
+
+
+def extrapolate(stages: dict, *, days: int, history: int, cycles_per_day: int, full_days: int = 60,
+                full_history: int = 7) -> dict:
+    """Seconds of each stage scaled to ``full_days`` after ``full_history`` days of history.
+
+    Stages that run on every replayed day (feeds, core replay) scale with all days; the burn-in's
+    detectors with the history days less one; detectors, scan, alerts with the period plus the
+    history's last day (the alert manager's warm-up); indices and Zarr with the period; the rest
+    (simulation, summary, report) is counted once (an underestimate for the report, which reads
+    the whole run).
+    """
+    scale_all = (full_days + full_history) / (days + history)
+    scale_learn = (full_history - 1) / max(history - 1, 1)
+    scale_scored = (full_days + min(full_history, 1)) / (days + min(history, 1))
+    scale_period = full_days / days
+    rule = {"feeds": scale_all, "core_replay": scale_all, "detectors_learn": scale_learn, "scan_learn": scale_learn,
+            "detectors": scale_scored, "scan": scale_scored, "alerts": scale_scored,
+            "indices": scale_period, "zarr": scale_period}
+    return {k: round(v * rule.get(k, 1.0), 1) for k, v in stages.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--days", type=int, default=2, help="days of the period to run (default 2)")
+    ap.add_argument("--history", type=int, default=2, help="days of history before it (default 2; the demo has 7)")
+    ap.add_argument("--neighbourhoods", type=int, default=300)
+    ap.add_argument("--store-every", default=None)
+    ap.add_argument("--no-scan", action="store_true", help="no scan Monte Carlo (replicas 0)")
+    ap.add_argument("--cprofile", type=Path, default=None, help="write cProfile stats of the run there")
+    ap.add_argument("--dump-scan", type=Path, default=None, help="save the first scored day's scan inputs (.npz)")
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from scenarios.staged_reopening import build
+
+    scan_s: dict = {}
+    _timed_scan(scan_s, args.dump_scan)
+    sc = build(seed=0).quick(args.days)
+    sc.history_days = args.history
+    if args.neighbourhoods != 300:
+        sc.city = dict(neighbourhoods=args.neighbourhoods)
+    if args.no_scan:
+        import engine.detect.detectors as dd
+
+        inner = dd.scan_run_kernel
+        dd.scan_run_kernel = lambda *a: inner(*a[:7], 0, *a[8:])
+    rss_by_day = []
+    import engine.progress as progress_mod
+
+    advance = progress_mod.Progress.advance
+
+    def advance_and_note(self, *a, **k):          # peak RSS after each replayed day
+        rss_by_day.append(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+        return advance(self, *a, **k)
+
+    progress_mod.Progress.advance = advance_and_note
+    t0 = time.perf_counter()
+    if args.cprofile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        summary = prof.runcall(sc.run, args.out, store_every=args.store_every, progress=False)
+        prof.dump_stats(args.cprofile)
+    else:
+        summary = sc.run(args.out, store_every=args.store_every, progress=False)
+    wall = time.perf_counter() - t0
+    saved = json.loads((args.out / "summary.json").read_text())
+    cpd = 24 * 60 // sc.cycle_minutes
+    n_cycles = {"feeds": args.days + args.history, "core_replay": args.days + args.history,
+                "detectors_learn": max(args.history - 1, 0), "scan_learn": max(args.history - 1, 0),
+                "detectors": args.days + min(args.history, 1), "scan": args.days + min(args.history, 1),
+                "alerts": args.days + min(args.history, 1), "indices": args.days, "zarr": args.days}
+    report = {}
+    for kind, key, prefix in (("wall", "stages_s", ""), ("cpu", "stages_cpu_s", "cpu_")):
+        stages = dict(saved[key])
+        for k in ("scan", "scan_learn"):
+            if prefix + k in scan_s:
+                stages[k] = round(scan_s[prefix + k], 2)
+        if "scan" in stages:
+            stages["detectors"] = round(stages["detectors"] - stages["scan"], 2)
+        if "scan_learn" in stages:
+            stages["detectors_learn"] = round(stages["detectors_learn"] - stages["scan_learn"], 2)
+        per_cycle = {k: round(1000 * v / (n_cycles[k] * cpd), 1) for k, v in stages.items() if n_cycles.get(k)}
+        full = extrapolate(stages, days=args.days, history=args.history, cycles_per_day=cpd)
+        report[kind] = {"stages_s": stages, "ms_per_cycle": per_cycle, "extrapolated_60d_s": full,
+                        "extrapolated_60d_total_s": round(sum(full.values()), 0)}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"days": args.days, "history": args.history, "neighbourhoods": summary["city"]["neighbourhoods"],
+                      "store_every": args.store_every, "wall_s": round(wall, 1), "cpu_s": round(time.process_time(), 1),
+                      **report, "peak_rss_gb": round(rss, 2), "peak_rss_gb_by_day": rss_by_day,
+                      "alerts": summary["alerts"]["total"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
