@@ -1,7 +1,8 @@
 """Detector update per cycle: the full catalog x 6,000 neighbourhoods (heavy) and a light size.
 
-Engine: ``Detectors.update`` -> ``engine.detect.kernels.update_kernel`` (detectors 1-5, parallel
-over indicators), writing into score / code buffers reused from cycle to cycle (``out=``, as a
+Engine: ``Detectors.update`` -> ``engine.detect.kernels.update_kernel`` (detectors 1-4, parallel
+over indicators; built with ``spatial=False`` and no scan, so the spatial outlier (5), which the
+catalog's ``Detectors`` runs, is NOT in these figures: docs/STATUS.md, "Detectors in a run"), writing into score / code buffers reused from cycle to cycle (``out=``, as a
 cycle loop does; fresh outputs add their first-touch page faults, ``-k fresh``).
 Two states: ``catalog-x-6000`` six cycles after a cold start (every series still counts its
 observations; the seasonal and most count series are in warm-up, so they skip the count tail),
