@@ -59,6 +59,16 @@ def _case(seed, n=18, fill=3, W=4, planted=False, special=False):
     return obs, exp, zones
 
 
+def _assert_matches_reference(found, want, alpha):
+    """The engine's clusters are the reference's; p-values equal except screened clusters (engine
+    p = 1, no replicas), which the reference's full Monte Carlo finds not significant."""
+    np.testing.assert_array_equal(found[:, [0, 2, 3, 4]], want[:, [0, 2, 3, 4]])
+    screened = found[:, 1] == 1.0
+    np.testing.assert_array_equal(found[~screened, 1], want[~screened, 1])
+    assert (want[screened, 1] > alpha).all()
+    return screened
+
+
 @pytest.mark.parametrize("seed,planted,special,fill", [(0, False, False, 3), (1, True, False, 3), (2, True, True, 3),
                                                        (3, False, True, 2), (4, True, False, 1), (5, False, False, 4)])
 def test_monte_carlo_matches_reference(seed, planted, special, fill):
@@ -71,7 +81,7 @@ def test_monte_carlo_matches_reference(seed, planted, special, fill):
     scan_indicator(_ring_buffer(obs, W, pos), _ring_buffer(exp, W, pos), pos, fill, zones, R, s, alpha,
                    score, det, found, TABLE)
     want = ref.scan_reference(obs, exp, [[int(v) for v in z if v >= 0] for z in zones], R, int(s), alpha, TABLE)
-    np.testing.assert_array_equal(found, want)
+    _assert_matches_reference(found, want, alpha)
     if planted:
         assert found[0, 1] <= 0.01
     for q in range(MAX_CLUSTERS):                              # significant clusters score 1 - p
@@ -235,3 +245,71 @@ def test_kernel_matches_scan_indicator():
         np.testing.assert_array_equal(f, found[c])
         np.testing.assert_array_equal(s1, score[i])
         np.testing.assert_array_equal(d1, det[i])
+
+
+def _single_region_exceedance(exp_newest_first, L, n_rep, rng):
+    """Monte Carlo of P(some region and window has LLR >= L): single-region zones only, numpy."""
+    fill, n = exp_newest_first.shape
+    m = exp_newest_first.astype(np.float64)
+    M = np.cumsum(m, axis=0)
+    hits = 0
+    for _ in range(n_rep // 500):
+        X = np.cumsum(rng.poisson(m, size=(500, fill, n)), axis=1).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Lr = np.where((X > M) & (M > 0), X * np.log(X / M) - (X - M), 0.0)
+        hits += int((Lr.reshape(500, -1).max(axis=1) >= L - 1e-9).sum())
+    return hits / (n_rep // 500 * 500)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_screen_bound_is_the_single_region_probability(seed):
+    """The screen's bound equals P(a single-region zone reaches L) (Monte Carlo, 20,000 draws),
+    which is at most the probability that the replica max (every zone) reaches L."""
+    from engine.detect.scan import SCREEN_CAP, _exceed_lower_bound
+
+    rng = np.random.default_rng(seed)
+    n, fill = 25, 4
+    exp = rng.choice([0.1, 0.1, 0.1, 0.3, 1.2, 4.0], size=(fill, n)).astype(np.float32)   # newest first
+    exp[:, 3] = 0.0
+    mcell = exp.T.astype(np.float64).ravel()                   # i = r * fill + w
+    Mcell = np.cumsum(exp.T.astype(np.float64), axis=1).ravel()
+    single = np.ones(n, dtype=np.bool_)
+    for L in (2.0, 4.5, 7.0):
+        b = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, np.empty(fill), np.empty(SCREEN_CAP),
+                                np.empty(SCREEN_CAP))
+        est = _single_region_exceedance(exp, L, 20_000, rng)
+        assert abs(b - est) <= 4 * math.sqrt(max(est * (1 - est), 1e-4) / 20_000), (L, b, est)
+
+
+def test_screen_level():
+    from engine.detect.scan import SCREEN_EPS, _binom_cdf, screen_level
+
+    for R, alpha in ((999, 0.05), (199, 0.05), (99, 0.05), (999, 0.01), (19, 0.5)):
+        h = sequential_h(R, alpha)
+        pi0 = screen_level(R, alpha)
+        assert alpha < pi0 < 1
+        assert _binom_cdf(h - 1, R, pi0) <= SCREEN_EPS < _binom_cdf(h - 1, R, pi0 * 0.97)
+        exact = sum(math.comb(R, k) * pi0 ** k * (1 - pi0) ** (R - k) for k in range(h))
+        assert exact == pytest.approx(_binom_cdf(h - 1, R, pi0), rel=1e-9)
+    assert screen_level(99, 1.0) == math.inf                 # no cluster ever stops: no screen
+    assert 0.08 < screen_level(999, 0.05) < 0.1
+
+
+def test_screen_keeps_the_full_tests_decisions():
+    """Screened clusters: the full 999-replica test (reference, every replica) finds p > alpha;
+    the others keep their p-values exactly. Low counts over floored expectations, as in a run."""
+    n, fill, W, pos, R, alpha = 16, 3, 4, 2, 999, 0.05
+    zones = _zones(n, 4)
+    screened_any = False
+    for seed in range(3):
+        rng = np.random.default_rng(40 + seed)
+        exp = np.full((fill, n), 0.1, dtype=np.float32)
+        exp[:, rng.integers(0, n, 3)] = 0.6
+        obs = rng.poisson(exp * 1.5).astype(np.float32)
+        obs[0, rng.integers(0, n)] += 2
+        found = np.empty((MAX_CLUSTERS, 5))
+        scan_indicator(_ring_buffer(obs, W, pos), _ring_buffer(exp, W, pos), pos, fill, zones, R, np.uint64(seed),
+                       alpha, np.full(n, np.nan, np.float32), np.zeros(n, np.int8), found, TABLE)
+        want = ref.scan_reference(obs, exp, [[int(v) for v in z if v >= 0] for z in zones], R, seed, alpha, TABLE)
+        screened_any |= _assert_matches_reference(found, want, alpha).any()
+    assert screened_any

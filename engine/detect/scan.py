@@ -21,6 +21,19 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   ``alpha``, are those of the full ``R``-replica test (under the null ``P(p <= alpha) <=
   alpha``; ``tests/test_detect_scan.py`` checks it). The replicas of an indicator end when
   all its clusters have stopped.
+* before any replica, a screen: ``pi``, the probability that a replica's max LLR reaches a
+  cluster's, is at least that of the single-region zones alone, and regions are independent,
+  so ``pi >= 1 - prod_r (1 - e_r)`` with ``e_r`` the probability that some window of region
+  ``r`` reaches it (exact, a recursion over the windows: :func:`_exceed_lower_bound`). A
+  cluster whose bound is at least ``pi0`` (:func:`screen_level`: the full test, ``E ~ Bin(R,
+  pi)``, would call it significant with probability <= :data:`SCREEN_EPS` = 1e-6 for every
+  ``pi >= pi0``; 0.089 at 999 replicas and alpha 0.05) gets no replicas and ``p = 1``. The
+  screen only ever declares "not significant", so the test stays at level alpha; its
+  decisions differ from the full test's with probability <= 1e-6 per screened cluster (in
+  practice far less: the bound of a screened cluster is mostly well above ``pi0``); the p-values of
+  every other cluster are unchanged. The screen goes from the lowest LLR up (the bound falls as
+  the LLR rises): the clusters still tested set ``T`` below. On the 60-day demo most clusters
+  are chance counts over floored expectations (p ~ 0.2-1) that each cost 50-700 replicas before.
 * a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
   ``#{k: u > F[k]}``), cells (region x window) whose count cannot give any zone through them
@@ -60,7 +73,7 @@ from numba import prange
 from engine.config import njit
 
 __all__ = ["MAX_CLUSTERS", "build_zones", "llr", "scan_indicator", "scan_run_kernel", "scan_update_kernel",
-           "sequential_h"]
+           "screen_level", "sequential_h"]
 
 #: clusters reported per indicator and cycle (the most likely and non-overlapping secondaries)
 MAX_CLUSTERS = 3
@@ -331,6 +344,148 @@ def _seq_h(replicas, alpha):  # pragma: no cover - compiled
     return int(math.floor(alpha * replicas)) + 1
 
 
+#: a cluster is screened out (declared not significant without Monte Carlo) only where the full
+#: test would call it significant with at most this probability
+SCREEN_EPS = 1e-6
+#: counts tracked per region by the screen's bound (larger thresholds are left out of it)
+SCREEN_CAP = 64
+
+
+@njit
+def _binom_cdf(k, n, p):  # pragma: no cover - compiled
+    """``P(Bin(n, p) <= k)``, summed in logs (no underflow of the first terms)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lt = n * math.log1p(-p)
+    lr = math.log(p) - math.log1p(-p)
+    total = 0.0
+    for j in range(k + 1):
+        total += math.exp(lt)
+        lt += math.log((n - j) / (j + 1.0)) + lr
+    return total if total < 1.0 else 1.0
+
+
+@njit
+def _screen_level(replicas, alpha):  # pragma: no cover - compiled
+    """Smallest exceedance probability ``pi0`` at which the full ``R``-replica test is significant
+    (``E <= h - 1`` exceedances, ``E ~ Bin(R, pi)``) with probability at most :data:`SCREEN_EPS`
+    for every ``pi >= pi0``. ``inf`` where no replica count can stop a cluster (``h > R``)."""
+    h = _seq_h(replicas, alpha)
+    if h > replicas:
+        return math.inf
+    lo = alpha
+    hi = 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if _binom_cdf(h - 1, replicas, mid) <= SCREEN_EPS:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def screen_level(replicas: int, alpha: float) -> float:
+    """Python face of :func:`_screen_level` (999 replicas, alpha 0.05: ~0.092)."""
+    return float(_screen_level(int(replicas), float(alpha)))
+
+
+@njit
+def _count_for(M, L, table):  # pragma: no cover - compiled
+    """Smallest whole count whose LLR against ``M`` (the replicas' formula) is ``>= L``; inf if none."""
+    if M <= 0.0 or not (L > 0.0):
+        return math.inf
+    lm = math.log(M)
+    c = math.ceil(_threshold(M, lm, L, table))
+    if c < 1.0:
+        c = 1.0
+    while _llr_t(c, M, lm, table) < L:
+        c += 1.0
+    return c
+
+
+@njit
+def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  # pragma: no cover - compiled
+    """A lower bound of the probability that a replica's max LLR is ``>= L``.
+
+    The replica max is at least that of the single-region zones; the regions' counts are
+    independent, so ``P(max >= L) >= 1 - prod_r (1 - e_r)``, ``e_r`` the probability that some
+    window of region ``r`` (cumulative counts of its cells, Poisson with the cells' means) has
+    ``LLR >= L``, computed exactly by a recursion over the windows on the count (up to
+    :data:`SCREEN_CAP`; beyond it, and for regions with a cell drawn from the normal
+    approximation, the events are left out: the bound only gets lower). ``single[r]``: region
+    ``r`` is a zone of its own.
+    """
+    n_reg = single.shape[0]
+    log_none = 0.0
+    prev = -1                      # regions with the same cell means as the last one bounded share its e_r
+    prev_e = 0.0
+    for r in range(n_reg):
+        if not single[r]:
+            continue
+        if prev >= 0:
+            same = True
+            for w in range(fill):
+                if mcell[r * fill + w] != mcell[prev * fill + w]:
+                    same = False
+                    break
+            if same:
+                if prev_e > 0.0:
+                    log_none += math.log1p(-prev_e)
+                continue
+        prev = r
+        prev_e = 0.0
+        cmax = 0.0
+        skip = False
+        for w in range(fill):
+            i = r * fill + w
+            if mcell[i] > NORMAL_ABOVE:
+                skip = True
+            thr[w] = _count_for(Mcell[i], L, table)
+            if thr[w] < math.inf and thr[w] > cmax:
+                cmax = thr[w]
+        if skip or cmax == 0.0:
+            continue
+        cap = int(cmax) if cmax < SCREEN_CAP else SCREEN_CAP
+        for c in range(cap):
+            dist[c] = 0.0
+        dist[0] = 1.0
+        exc = 0.0
+        for w in range(fill):
+            m = mcell[r * fill + w]
+            for c in range(cap):
+                new[c] = 0.0
+            for c in range(cap):
+                d = dist[c]
+                if d == 0.0:
+                    continue
+                pk = math.exp(-m) if m > 0.0 else 1.0
+                cdf = 0.0
+                k = 0
+                while True:
+                    t = c + k
+                    if t >= thr[w]:
+                        tail = 1.0 - cdf
+                        exc += d * (tail if tail > 0.0 else 0.0)
+                        break
+                    if t >= cap or (m <= 0.0 and k > 0):
+                        break
+                    new[t] += d * pk
+                    cdf += pk
+                    k += 1
+                    pk *= m / k
+            for c in range(cap):
+                dist[c] = new[c]
+        if exc >= 1.0:
+            return 1.0
+        prev_e = exc
+        log_none += math.log1p(-exc)
+    return -math.expm1(log_none)
+
+
 @njit
 def _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw):  # pragma: no cover - compiled
     """Observed / expected counts per (zone, size, window): ``Cz``, ``Mz`` (n_reg, K, fill);
@@ -435,12 +590,57 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
 
 
 @njit
+def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pragma: no cover - compiled
+    """The screen of :func:`_monte_carlo`: from the lowest LLR up, a cluster whose exceedance
+    probability has a lower bound (:func:`_exceed_lower_bound`) of at least
+    :func:`_screen_level` gets no replicas and ``p = 1`` (field 1: not significant; 1 keeps
+    every reported p a valid, conservative p-value). Returns the number of clusters left to
+    test (the first ones, highest LLRs)."""
+    pi0 = _screen_level(replicas, alpha)
+    if not (pi0 < 1.0):
+        return nfound
+    n_reg = zones.shape[0]
+    W = exp.shape[0]
+    ncell = n_reg * fill
+    mcell = np.empty(ncell)
+    Mcell = np.empty(ncell)
+    for r in range(n_reg):
+        acc = 0.0
+        for w in range(fill):
+            m = np.float64(exp[(pos - 1 - w) % W, r])
+            acc = m if w == 0 else acc + m          # as _zone_sums' Mw
+            mcell[r * fill + w] = m
+            Mcell[r * fill + w] = acc
+    single = np.zeros(n_reg, dtype=np.bool_)
+    for zc in range(n_reg):
+        if zones[zc, 0] >= 0:
+            single[zones[zc, 0]] = True
+    thr = np.empty(fill)
+    dist = np.empty(SCREEN_CAP)
+    new = np.empty(SCREEN_CAP)
+    active = nfound
+    while active > 0:
+        lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new)
+        if lb_p < pi0:
+            break
+        found[active - 1, 1] = 1.0
+        active -= 1
+    return active
+
+
+@njit
 def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats):  # pragma: no cover
     """p-values of the ``nfound`` clusters in ``found`` (field 1), see the module docstring.
 
     ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated."""
     n_reg, K = zones.shape
     W = exp.shape[0]
+    # the screen: clusters (from the lowest LLR up) whose exceedance probability is surely high
+    # enough that the full test would not call them significant get no replicas
+    tested = _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table)
+    active = tested
+    if active == 0:
+        return
     Cz = np.empty((n_reg, K, fill))
     Mz = np.empty((n_reg, K, fill))
     Mw = np.empty((fill, n_reg))
@@ -484,7 +684,6 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             r = zones[zc, s]
             mzone[nxt[r]] = zc
             nxt[r] += 1
-    active = nfound
     T = found[active - 1, 0]
     hot = np.empty(ncell)
     _hot_bounds(Mcell, T / K, hot, table)
@@ -550,7 +749,7 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             T = found[active - 1, 0]
             _hot_bounds(Mcell, T / K, hot, table)
             ver += 1
-    for q in range(nfound):
+    for q in range(tested):
         if stopped[q] > 0:
             found[q, 1] = h / stopped[q]
         else:

@@ -42,6 +42,60 @@ def _timed_scan(seconds: dict, dump: Path | None = None):
     dd.scan_run_kernel = scan_run_kernel
 
 
+def dump_days(out: Path, days: list[int], *, history: int = 7, period: int = 60, start_cycle: int = 32,
+              n_cycles: int = 32, seed: int = 0) -> list[Path]:
+    """Save the detectors' inputs at chosen days of the demo, to time :meth:`Detectors.update` on them.
+
+    Runs the demo's simulation and core replay (``period`` days after ``history``), the detectors
+    learning every cycle (:meth:`Detectors.learn`: the state moves as in a run, without the scan's
+    Monte Carlo, so the whole period costs minutes). For each period day ``d`` in ``days``
+    (0-based), after learning its first ``start_cycle`` cycles, writes ``out/day{d:02d}.npz``: the
+    next ``n_cycles`` cycles' values and times, and ``out/day{d:02d}.state.npz``: the
+    state before them (:meth:`Detectors.save`). Returns the ``.npz`` paths of the values.
+    """
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from engine.catalog import Catalog
+    from engine.core import Engine
+    from engine.detect import Detectors
+    from engine.sim import simulate
+    from scenarios.staged_reopening import build
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sc = build(seed=seed).quick(period)
+    sc.history_days = history
+    city = sc.build_city()
+    catalog = Catalog.load()
+    cycle = pd.Timedelta(minutes=sc.cycle_minutes)
+    result = simulate(city, sc.with_history(), seed=sc.seeds[0])
+    engine = Engine(city, catalog, cycle=sc.cycle)
+    detectors = Detectors(catalog, city, cycle=sc.cycle)
+    want = sorted(set(int(d) for d in days))
+    written = []
+    for d, day in enumerate(result.feeds_by_day(cycle_minutes=sc.cycle_minutes), start=-history):
+        if d > want[-1]:
+            break
+        day_start = pd.Timestamp(day.date)
+        ds = engine.replay(day.to_feeds(), day_start + cycle, day_start + pd.Timedelta("1D"))
+        values = ds["value"].values
+        times = pd.DatetimeIndex(ds["time"].values)
+        if d in want:
+            a, b = start_cycle, start_cycle + n_cycles
+            detectors.learn(values[:a], times[:a])
+            path = out / f"day{d:02d}.npz"
+            detectors.save(out / f"day{d:02d}.state.npz")
+            np.savez(path, values=values[a:b], times=times[a:b].values.astype("datetime64[ns]"))
+            written.append(path)
+            detectors.learn(values[a:], times[a:])
+        else:
+            detectors.learn(values, times)
+        print(f"day {d}: {day_start.date()}", file=sys.stderr, flush=True)
+    return written
+
+
 def extrapolate(stages: dict, *, days: int, history: int, cycles_per_day: int, full_days: int = 60,
                 full_history: int = 7) -> dict:
     """Seconds of each stage scaled to ``full_days`` after ``full_history`` days of history.
@@ -72,7 +126,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-scan", action="store_true", help="no scan Monte Carlo (replicas 0)")
     ap.add_argument("--cprofile", type=Path, default=None, help="write cProfile stats of the run there")
     ap.add_argument("--dump-scan", type=Path, default=None, help="save the first scored day's scan inputs (.npz)")
+    ap.add_argument("--dump-days", default=None, metavar="D1,D2,...",
+                    help="instead of profiling: save the detectors' state and 32 cycles of values at these "
+                         "period days (0-based) of the full demo into --out (see dump_days)")
     args = ap.parse_args(argv)
+    if args.dump_days:
+        for path in dump_days(args.out, [int(x) for x in args.dump_days.split(",")]):
+            print(path)
+        return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from scenarios.staged_reopening import build
