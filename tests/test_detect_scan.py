@@ -155,6 +155,39 @@ def test_table_draws_equal_the_inversion():
                 assert k[r * fill + w] == v
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_draws_equal_the_table_draws(seed):
+    """The replicas' whole-number draws (non-zero cells only) are the table draws, cell for cell."""
+    from engine.detect.scan import _draw_sparse, _int_table
+
+    rng = np.random.default_rng(seed)
+    n, fill = 60, 4
+    exp = rng.choice([0.0, 0.004, 0.1, 0.1, 0.7, 3.0], size=(fill, n)).astype(np.float32)
+    exp[0, :3] = [55.0, 20.0, 45.0]                    # normal approximation, past the table
+    ncell = n * fill
+    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
+    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
+    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
+    Q = np.empty((J, ncell), dtype=np.int64)
+    _int_table(F, J, Q)
+    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    seed64 = np.uint64(99 + seed)
+    ks = np.zeros(ncell)
+    qv, nz = np.empty(ncell, dtype=np.int64), np.empty(ncell + len(special), dtype=np.int64)
+    tails = 0
+    for rep in range(400):
+        base = np.uint64(rep) * np.uint64(U)
+        kd = np.empty(ncell)
+        _draw_replica(seed64, base, mcell, off, F, plast, J, special, np.empty(ncell), kd)
+        nnz = _draw_sparse(seed64, base, mcell, off, F, Q, plast, J, special, qv, ks, nz)
+        np.testing.assert_array_equal(ks, kd)
+        assert set(np.flatnonzero(kd).tolist()) <= set(nz[:nnz].tolist())
+        tails += int((kd >= J).sum())
+        ks[nz[:nnz]] = 0.0                              # the caller clears what was written
+        assert not ks.any()
+    assert tails > 0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_count_thresholds(seed):
     rng = np.random.default_rng(seed)

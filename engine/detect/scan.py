@@ -267,6 +267,57 @@ def _draw_replica(seed, base, mcell, off, F, plast, J, special, u, k):  # pragma
         k[i] = _normal_count(mcell[i], u[i], _uniform_at(seed, base + off[i] + np.uint64(1)))
 
 
+#: the uniforms are ``q * 2**-53`` for whole ``q`` in 1 .. 2**53 (``1 / 9007199254740993.0`` rounds
+#: to ``2**-53``), so ``u > F`` exactly when ``q > floor(F * 2**53)``
+_UNIT = 1.0 / 9007199254740993.0
+_TWO53 = 9007199254740992.0
+
+
+@njit
+def _int_table(F, J, Q):  # pragma: no cover - compiled
+    """``Q[j, i] = floor(F[j, i] * 2**53)``: ``u > F[j, i]`` as a whole-number comparison."""
+    for j in range(J):
+        for i in range(F.shape[1]):
+            Q[j, i] = np.int64(math.floor(F[j, i] * _TWO53))
+
+
+@njit
+def _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, k, nz):  # pragma: no cover - compiled
+    """The draws of :func:`_draw_replica` (same uniforms, same counts), written where non-zero.
+
+    The uniforms as whole numbers (``qv``, one vectorised pass), the cells over their first
+    table entry (a count above 0: a few % of the cells of low-count series) into ``nz``, and
+    only their counts into ``k`` (which must be zero elsewhere: the caller clears what it
+    read), followed by the normal-approximation cells (``special``). Returns the entries of ``nz``.
+    """
+    n = qv.shape[0]
+    for i in range(n):
+        z = _mix(seed + (base + off[i] + np.uint64(1)) * np.uint64(_GAMMA))
+        qv[i] = np.int64(z >> np.uint64(11)) + 1
+    nnz = 0
+    Q0 = Q[0]
+    for i in range(n):
+        if qv[i] > Q0[i]:
+            nz[nnz] = i
+            nnz += 1
+    for t in range(nnz):
+        i = nz[t]
+        q = qv[i]
+        j = 1
+        while j < J and q > Q[j, i]:
+            j += 1
+        if j == J:
+            k[i] = _draw_tail(q * _UNIT, mcell[i], J - 1, plast[i], F[J - 1, i])
+        else:
+            k[i] = float(j)
+    for t in range(special.shape[0]):
+        i = special[t]
+        k[i] = _normal_count(mcell[i], qv[i] * _UNIT, _uniform_at(seed, base + off[i] + np.uint64(1)))
+        nz[nnz] = i
+        nnz += 1
+    return nnz
+
+
 @njit
 def _xlogx(c, table):  # pragma: no cover - compiled
     ic = int(c)
@@ -690,15 +741,31 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
     lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
     lbver = np.full(ncell, -1, dtype=np.int64)
     ver = 0
-    u = np.empty(ncell)
-    kc = np.empty(ncell)
-    Cr = np.empty(ncell)
+    Q = np.empty((J, ncell), dtype=np.int64)
+    _int_table(F, J, Q)
+    qv = np.empty(ncell, dtype=np.int64)
+    kc = np.zeros(ncell)                    # counts and cumulative counts: zero but in the regions drawn
+    Cr = np.zeros(ncell)
+    nz = np.empty(ncell + nspecial, dtype=np.int64)
+    touched = np.empty(n_reg, dtype=np.int64)
+    rmark = np.full(n_reg, -1, dtype=np.int64)
     hot_list = np.empty(ncell, dtype=np.int64)
     mark = np.full(ncell, -1, dtype=np.int64)
     for rep in range(replicas):
-        _draw_replica(seed, np.uint64(rep) * np.uint64(U), mcell, off, F, plast, J, special, u, kc)
+        base = np.uint64(rep) * np.uint64(U)
+        nnz = _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, kc, nz)
+        ntouch = 0
+        for t in range(nnz):
+            r = nz[t] // fill
+            if rmark[r] != rep:
+                rmark[r] = rep
+                touched[ntouch] = r
+                ntouch += 1
+        if nspecial > 0:
+            touched[:ntouch].sort()
         nhot = 0
-        for r in range(n_reg):
+        for t in range(ntouch):
+            r = touched[t]
             acc = 0.0
             for w in range(fill):
                 i = r * fill + w
@@ -736,6 +803,11 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
                             rmax = v
             if rmax >= top:
                 break
+        for t in range(ntouch):
+            r = touched[t]
+            for w in range(fill):
+                kc[r * fill + w] = 0.0
+                Cr[r * fill + w] = 0.0
         for q in range(active):
             if rmax >= found[q, 0]:
                 exceed[q] += 1
