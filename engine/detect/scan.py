@@ -453,9 +453,11 @@ def _count_for(M, L, table):  # pragma: no cover - compiled
     c = math.ceil(_threshold(M, lm, L, table))
     if c < 1.0:
         c = 1.0
-    while _llr_t(c, M, lm, table) < L:
+    for _ in range(SCREEN_CAP):         # the threshold is within a count of it but where rounding
+        if _llr_t(c, M, lm, table) >= L:   # swamps the formula (huge M): then left out (inf)
+            return c
         c += 1.0
-    return c
+    return math.inf
 
 
 @njit
@@ -489,16 +491,19 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  
                 continue
         prev = r
         prev_e = 0.0
-        cmax = 0.0
         skip = False
         for w in range(fill):
-            i = r * fill + w
-            if mcell[i] > NORMAL_ABOVE:
+            if mcell[r * fill + w] > NORMAL_ABOVE:
                 skip = True
+        if skip:
+            continue
+        cmax = 0.0
+        for w in range(fill):
+            i = r * fill + w
             thr[w] = _count_for(Mcell[i], L, table)
             if thr[w] < math.inf and thr[w] > cmax:
                 cmax = thr[w]
-        if skip or cmax == 0.0:
+        if cmax == 0.0:
             continue
         cap = int(cmax) if cmax < SCREEN_CAP else SCREEN_CAP
         for c in range(cap):
