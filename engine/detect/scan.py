@@ -36,7 +36,9 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   are chance counts over floored expectations (p ~ 0.2-1) that each cost 50-700 replicas before.
 * a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
-  ``#{k: u > F[k]}``), cells (region x window) whose count cannot give any zone through them
+  ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
+  ``q`` with ``floor(F[k] * 2**53)`` and count only the cells past ``F[0]``, a few % of the
+  cells of low-count series: :func:`_draw_sparse`, the same draws), cells (region x window) whose count cannot give any zone through them
   an LLR of ``T`` (the LLR is subadditive over regions, so a zone of ``K`` regions reaching
   ``T`` has a region reaching ``T / K``; :func:`_hot_bounds`) are skipped, and the zones through
   the others compare their counts with the count ``T`` needs (:func:`_threshold`) before any
