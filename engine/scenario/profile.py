@@ -5,6 +5,11 @@
 prints the wall seconds of each stage (``summary.json``'s ``stages_s``, the space-time scan's
 Monte Carlo split out of the detectors), the seconds per cycle, an extrapolation to the demo
 (60 days after 7 of history) and the peak RSS. Figures are wall time: state the machine's load.
+
+``python3 -m engine.scenario.profile --dump-days 0,15,30,45,58 --out DIR`` instead saves the
+detectors' state and 32 cycles of values at those days of the full demo (:func:`dump_days`, ~7 s
+a day): the detector stage late in the run can then be timed on its own (docs/detect.md,
+"Detectors in a run").
 """
 
 from __future__ import annotations
