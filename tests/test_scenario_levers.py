@@ -113,29 +113,41 @@ def test_partial_first_day_teaches_a_weekly_count_a_wrong_week():
 
 
 @pytest.mark.slow
-def test_run_relearns_on_the_lever_day(tmp_path):
-    """A 2-day quick run with everything reopening on its second day: the summary lists the day and
-    the moved indicators are unscored (re-learning) at its start, scored the day before."""
-    import xarray as xr
-
+def test_run_relearns_on_the_lever_day(tmp_path, monkeypatch):
+    """A 2-day quick run with every sector reopening on its second day: the runner resets the moved
+    indicators' series once, between the last cycle of the day before and the lever day's first,
+    and lists the day in the summary."""
     from engine import Scenario
+    from engine.detect import rebaseline as module
     from scenarios._common import lockdown
 
-    sc = Scenario("lever_day", "2020-02-24", 2, city=dict(neighbourhoods=30, streets=4, population=100_000),
-                  history_days=1)
+    calls = []
+    real = module.rebaseline
+
+    def spy(detectors, indicators, regions=None, **kw):
+        last = int(detectors.state.cycle[0])
+        out = real(detectors, indicators, regions, **kw)
+        calls.append((last, np.asarray(indicators).copy(), regions, detectors.state.nobs[indicators].copy(), kw))
+        return out
+
+    monkeypatch.setattr(module, "rebaseline", spy)
+    # a Wednesday: the two history days are weekdays
+    sc = Scenario("lever_day", "2020-02-26", 2, city=dict(neighbourhoods=30, streets=4, population=100_000),
+                  history_days=2)
     lockdown(sc)
-    sc.at("2020-02-25", sector_share=1.0)
+    sc.at("2020-02-27", sector_share=1.0)
     summary = sc.run(tmp_path / "run", store_every="1h", progress=False)
     done = summary["detection"]["rebaselined"]
-    assert [r["date"] for r in done] == ["2020-02-25"] and done[0]["levers"] == ["sector_share"]
+    assert [r["date"] for r in done] == ["2020-02-27"] and done[0]["levers"] == ["sector_share"]
     assert done[0]["series"] == done[0]["indicators"] * 30
-    cat = Catalog.load()
-    fill = dict(zip((i["id"] for i in cat.indicators), window_fill_minutes(cat.indicators)))
-    rows = rebaseline_plan(sc.with_history().timeline, [i["id"] for i in cat.indicators], since=sc.sim.start)
-    moved = [cat.indicators[k]["id"] for k in rows[np.datetime64("2020-02-25")][1]]
-    plain = [i for i in moved if not cat.table().loc[i, "thresholds"] and fill[i] == 0]
-    v = xr.open_zarr(tmp_path / "run" / "values.zarr")
-    before = v["score"].sel(indicator=plain, time="2020-02-24T23:00").values
-    after = v["score"].sel(indicator=plain, time="2020-02-25T02:00").values
-    assert np.isfinite(before).any()                  # judged the day before
-    assert np.isnan(after).all()                      # re-learning (warm-up) after the change
+    assert len(calls) == 1
+    last, rows, regions, nobs, kw = calls[0]
+    ids = [i["id"] for i in Catalog.load().indicators]
+    plan = rebaseline_plan(sc.with_history().timeline, ids, since=sc.sim.start)
+    assert np.array_equal(rows, plan[np.datetime64("2020-02-27")][1]) and regions is None
+    cycle = np.timedelta64(15, "m").astype("timedelta64[ns]").astype(np.int64)
+    assert last == np.datetime64("2020-02-27T00:00", "ns").astype(np.int64) // cycle   # the day before's last cycle
+    assert (nobs == 0).all() and kw["fresh"] is not None
+    off = Scenario("lever_day", "2020-02-26", 2, rebaseline_levers=False)
+    off.at("2020-02-27", sector_share=1.0)
+    assert off.rebaseline_levers is False
