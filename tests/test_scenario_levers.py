@@ -63,15 +63,17 @@ def test_epidemic_only_levers_move_nothing_and_unknown_levers_are_refused(ids):
 
 def test_window_fill_of_the_catalog():
     cat = Catalog.load()
-    fill = window_fill_minutes(cat.indicators)
+    fill = window_fill_minutes(cat.indicators, cat.feeds)
     by_id = dict(zip((i["id"] for i in cat.indicators), fill))
     assert by_id["livelihood.essential_supplies.service_elderly_visit.count_24h"] == 1440
-    assert by_id["safety.epidemic.population_inflow.vs_7d"] == 7 * 1440          # derived from a 7-day sum
+    assert by_id["safety.public_safety.fire_all.count_1h"] == 60
+    assert by_id["safety.epidemic.hospital_staff_absent.sum_7d"] == 0            # a snapshot sum: a time average
     assert by_id["construction.lifelines.water_pressure.mean_1h"] == 0          # a mean of a partial window is a mean
     assert by_id["construction.lifelines.water_pressure.vs_7d"] == 0
     for ind, f in zip(cat.indicators, fill):
-        if ind.get("aggregation") in ("count", "sum"):
-            assert f > 0, ind["id"]
+        kind = cat.feeds[ind["feed"]]["kind"]
+        assert (f > 0) == ((kind, ind["aggregation"]) in (("events", "count"), ("events", "sum"), ("readings", "sum"))) \
+            or ind["aggregation"] == "derived", ind["id"]
 
 
 def test_mask_partial_windows_keeps_the_input_and_masks_by_row():

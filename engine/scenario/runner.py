@@ -212,7 +212,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     rebaselined = []
     # rolling sums and counts over the replay's start are not complete windows: the detectors
     # do not learn them (engine.scenario.windows)
-    fill = window_fill_minutes(catalog.indicators) if getattr(scenario, "full_windows", True) else None
+    fill = window_fill_minutes(catalog.indicators, catalog.feeds) if getattr(scenario, "full_windows", True) else None
     replay_start = None
     manager = AlertManager(catalog, city, store=out / "alerts.sqlite", sinks=[JsonlSink(out / "alerts.jsonl")])
     split: list = []  # common_mode's output buffers, reused every cycle

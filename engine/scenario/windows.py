@@ -10,8 +10,8 @@ regions when the replay started on a Wednesday, none when its first day was with
 ``docs/alerts.md``). An operations centre's detectors only see complete windows.
 
 :func:`window_fill_minutes` gives, per indicator, how many minutes of replay its value needs
-before it is a complete window: the window of an extensive aggregation (``count``, ``sum``:
-they grow with the window), the longest such window among the indicators a derived indicator's
+before it is a complete window: the window of an extensive aggregation (counts and sums of
+events, sums of readings: they grow with the window; a snapshot feed's sum is a time average), the longest such window among the indicators a derived indicator's
 formula reads, 0 for the others (a mean, a share, a maximum of a partial window is still an
 estimate of the same quantity). :func:`mask_partial_windows` writes NaN (no data: the detectors
 hold their state) over those rows while their windows are partial.
@@ -25,26 +25,30 @@ import numpy as np
 
 __all__ = ["EXTENSIVE", "window_fill_minutes", "mask_partial_windows"]
 
-#: aggregations whose value grows with the part of the window seen (a partial window is biased low)
-EXTENSIVE = ("count", "sum")
+#: (feed kind, aggregation) whose value grows with the part of the window seen (a partial window is
+#: biased low): counts and sums of events, sums of readings. A snapshot feed's ``sum`` is the sum over
+#: the region's entities of their latest values, time-averaged over the window: not extensive.
+EXTENSIVE = (("events", "count"), ("events", "sum"), ("readings", "sum"))
 
 _ID = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+){3}")
 
 
-def window_fill_minutes(indicators) -> np.ndarray:
+def window_fill_minutes(indicators, feeds: dict) -> np.ndarray:
     """Minutes of replay each indicator's value needs to be a complete window (float64, per row).
 
-    ``indicators``: the catalog's indicator dicts in row order (``id``, ``aggregation``,
-    ``window``, ``formula``).
+    ``indicators``: the catalog's indicator dicts in row order (``id``, ``feed``, ``aggregation``,
+    ``window``, ``formula``); ``feeds``: the catalog's feeds (``{feed: {"kind": ...}}``).
 
-    >>> inds = [{"id": "a.b.c.count_24h", "aggregation": "count", "window": "24h"},
-    ...         {"id": "a.b.c.mean_7d", "aggregation": "mean", "window": "7d"},
-    ...         {"id": "a.b.c.sum_7d", "aggregation": "sum", "window": "7d"},
-    ...         {"id": "a.b.c.vs_7d", "aggregation": "derived", "window": "1h",
+    >>> feeds = {"ev": {"kind": "events"}, "rd": {"kind": "readings"}, "sn": {"kind": "snapshots"}}
+    >>> inds = [{"id": "a.b.c.count_24h", "feed": "ev", "aggregation": "count", "window": "24h"},
+    ...         {"id": "a.b.c.mean_7d", "feed": "rd", "aggregation": "mean", "window": "7d"},
+    ...         {"id": "a.b.c.sum_7d", "feed": "rd", "aggregation": "sum", "window": "7d"},
+    ...         {"id": "a.b.c.vs_7d", "feed": "rd", "aggregation": "derived", "window": "1h",
     ...          "formula": "100 * a.b.c.count_24h / a.b.c.sum_7d"},
-    ...         {"id": "a.b.c.ratio", "aggregation": "derived", "window": "1h", "formula": "a.b.c.vs_7d / 2"}]
-    >>> window_fill_minutes(inds).tolist()
-    [1440.0, 0.0, 10080.0, 10080.0, 10080.0]
+    ...         {"id": "a.b.c.ratio", "feed": "rd", "aggregation": "derived", "window": "1h", "formula": "a.b.c.vs_7d / 2"},
+    ...         {"id": "a.b.d.sum_7d", "feed": "sn", "aggregation": "sum", "window": "7d"}]
+    >>> window_fill_minutes(inds, feeds).tolist()
+    [1440.0, 0.0, 10080.0, 10080.0, 10080.0, 0.0]
     """
     from engine.catalog.vocab import window_minutes
 
@@ -57,7 +61,8 @@ def window_fill_minutes(indicators) -> np.ndarray:
             return out[k]
         ind = inds[k]
         agg = ind.get("aggregation")
-        if agg in EXTENSIVE and ind.get("window"):
+        kind = (feeds.get(ind.get("feed")) or {}).get("kind")
+        if (kind, agg) in EXTENSIVE and ind.get("window"):
             v = float(window_minutes(ind["window"]))
         elif agg == "derived" and ind.get("formula"):
             refs = [pos[r] for r in _ID.findall(str(ind["formula"])) if r in pos and pos[r] not in seen]
