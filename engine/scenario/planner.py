@@ -46,6 +46,13 @@ class Scenario:
         levers in force on the first day, without incidents; nothing of it is scored, alerted
         or stored. Default 7 (one week: the 7-day windows are full and every hour of the week
         has been seen once). 0 starts cold.
+    rebaseline_levers : bool
+        On each day a policy lever changes, the detectors re-learn the baselines of the
+        indicators it moves (:mod:`engine.scenario.levers`) instead of alarming on the planned
+        change (default True; False keeps the old baselines, to compare).
+    full_windows : bool
+        The detectors see a rolling count or sum only once the replay has covered its whole
+        window (NaN before: :mod:`engine.scenario.windows`); default True, False to compare.
 
     Examples
     --------
@@ -70,6 +77,8 @@ class Scenario:
     initial_infections: object = 20
     mode: str = "stochastic"
     history_days: int = 7
+    rebaseline_levers: bool = True
+    full_windows: bool = True
     sim: SimScenario = field(init=False, repr=False)
 
     def __post_init__(self):

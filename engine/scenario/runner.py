@@ -160,8 +160,11 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     from engine.catalog import Catalog
     from engine.core import Engine
     from engine.detect import Detectors
+    from engine.detect.rebaseline import rebaseline
     from engine.indices import IndexPlan, load_config
     from engine.progress import Progress
+    from engine.scenario.levers import rebaseline_plan
+    from engine.scenario.windows import mask_partial_windows, window_fill_minutes
     from engine.scenario.quality import detection_quality
     from engine.sim import simulate
 
@@ -201,6 +204,16 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     index_plan = IndexPlan(catalog, city, index_config)   # catalog/city arrays built once per run
     engine = Engine(city, catalog, cycle=scenario.cycle)
     detectors = Detectors(catalog, city, cycle=scenario.cycle)
+    # scheduled policy changes: on the day a lever changes, the series it moves re-learn their
+    # baselines from a fresh start (engine.scenario.levers; docs/alerts.md)
+    fresh_state = detectors.state.copy()
+    relearn = rebaseline_plan(sim.timeline, detectors.ids, since=period_start) \
+        if getattr(scenario, "rebaseline_levers", True) else {}
+    rebaselined = []
+    # rolling sums and counts over the replay's start are not complete windows: the detectors
+    # do not learn them (engine.scenario.windows)
+    fill = window_fill_minutes(catalog.indicators, catalog.feeds) if getattr(scenario, "full_windows", True) else None
+    replay_start = None
     manager = AlertManager(catalog, city, store=out / "alerts.sqlite", sinks=[JsonlSink(out / "alerts.jsonl")])
     split: list = []  # common_mode's output buffers, reused every cycle
     ids = list(engine.plan.indicator_ids)
@@ -220,14 +233,24 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         del feeds
         values = ds["value"].values
         times = pd.DatetimeIndex(ds["time"].values)
+        if replay_start is None:
+            replay_start = np.datetime64(day_start, "m")
+        seen = values if fill is None else mask_partial_windows(values, times.values, replay_start, fill)
         if d < -1:
             # burn-in: the detectors learn baselines from the history (not scored or stored), as
             # an operations centre's detectors have the feeds' past; the alert manager runs on the
             # history's last day, so an alert already open when the period starts is not a new one
             with stage("detectors_learn"):
-                detectors.learn(values, times)
+                detectors.learn(seen, times)
             bar.advance()
             continue
+        lever_day = np.datetime64(day_start.date(), "D")
+        if d >= 0 and lever_day in relearn:
+            levers, rows = relearn[lever_day]
+            with stage("detectors"):
+                done = rebaseline(detectors, rows, None, fresh=fresh_state)
+            rebaselined.append({"date": str(lever_day), "levers": sorted(levers), "indicators": done["indicators"],
+                                "series": done["series"]})
         for k, v in ds.attrs.items():
             if d >= 0 and k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
                 quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
@@ -239,12 +262,12 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         for a, b in _parts(len(times), factor):
             if d < 0:
                 with stage("detectors"):
-                    scores, dets = detectors.run(values[a:b], times[a:b])
+                    scores, dets = detectors.run(seen[a:b], times[a:b])
                 with stage("alerts"):
                     _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
                 continue
             with stage("detectors"):
-                scores, dets, expected, scale = _detect_part(detectors, values[a:b], times[a:b], factor)
+                scores, dets, expected, scale = _detect_part(detectors, seen[a:b], times[a:b], factor)
             with stage("alerts"):
                 _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
             part = ds.isel(time=slice(a, b))
@@ -281,7 +304,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                     "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
                     "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
                 })
-        del ds, values
+        del ds, values, seen
         bar.advance()
     with stage("alerts"):
         manager.flush(10)
@@ -306,6 +329,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     quality = detection_quality(fired, incidents + routine, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
     quality["fired_before_period"] = int(len(first) - len(fired))
+    quality["rebaselined"] = rebaselined
     with stage("summary"):
         summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
