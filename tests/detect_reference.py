@@ -402,8 +402,9 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
     """:func:`update_reference` with the weekly rows' daily fallback (``par["weekly_fallback"]``,
     city rules): the profile row holds the hour-of-week bins, then 2 x per_day daily bins; a
     weekly row whose hour-of-week bin has had fewer than ceil(warmup / per_week) visits is
-    judged and learned against its daily bin (the weekly bin learns alongside), and its series
-    are warm after ceil(warmup / 7) observations.
+    judged and learned against its daily bin (the weekly bin learns alongside) by the value's own
+    tail only (its CUSUM held: a daily profile cannot know a weekday's level, and a day's offset is
+    no incident), and its series are warm after ceil(warmup / 7) observations.
 
     ``det`` is an engine Detectors (only its configuration arrays and a *copy* of its state
     are used); returns (score, code, new_state_arrays).
@@ -468,10 +469,11 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
                 cn = min(max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"]), cap)
                 if rep:
                     cp, cn = st["cusum_pos"][i, r], st["cusum_neg"][i, r]
-                st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
-                s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
-                if s3 > best:
-                    best, c = s3, 3
+                if ph2 is None:          # no CUSUM against the daily fallback of a weekly row (held)
+                    st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
+                    s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
+                    if s3 > best:
+                        best, c = s3, 3
                 z[r] = zr
             score[i, r], code[i, r] = best, (c if best > 0 else 0)
             if rep:

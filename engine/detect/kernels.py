@@ -169,7 +169,11 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     non-seasonal row (no profile: the shape push and ``1 / D`` are compiled out). ``sh2`` is
     None, or the weekly bin of a weekly row judged by its daily fallback profile
     (:func:`_step`): that bin learns alongside (its own delta, clipped once ``clip2``) so it
-    is ready when it takes over; its sums are the second pair returned (0 when None).
+    is ready when it takes over; its sums are the second pair returned (0 when None). Against
+    the fallback the CUSUM is held and not scored: a daily profile cannot know a weekday's
+    level (a Friday 15 % above the weekday mean is a day-long "shift": 17 % of a clean weekly
+    series' cycles >= WARN in its first two weeks with it, none without), so only the value's
+    own tail judges it.
 
     ``T`` (uint8 tags of each series' last value, :func:`value_tag`, kept up to date) or
     None; with tags and ``hold_mode`` 1 (2), a non-count series whose non-zero (any) value
@@ -303,6 +307,8 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
+        if sh2 is not None:          # the daily fallback of a weekly row: no CUSUM (see the docstring)
+            sc3 = _0
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
         best = s1 if sc_ok else _NAN
@@ -348,7 +354,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             nd = d
             ns = s
             nn = n
-        if not sc_ok:
+        if (not sc_ok) or (sh2 is not None):
             cp = cp0
             cn = cn0
         L[r] = nl
@@ -589,8 +595,9 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     after a seventh of the weekly warm-up (the daily profile's: ``warmup_seasons`` days),
     and until the weekly bin has had ``ceil(warmup / per_week)`` visits (``warmup_seasons``
     weeks of that bin's cycles) the row is judged and learned against its daily
-    (weekday / weekend) fallback bin, while the weekly bin learns alongside; then the weekly
-    bin takes over (the daily bins no longer learn).
+    (weekday / weekend) fallback bin, by the seasonal detector alone (CUSUM held, see
+    :func:`_row_pass`), while the weekly bin learns alongside; then the weekly bin takes over
+    (the daily bins no longer learn).
     Returns the row's smallest observation count after this cycle."""
     n_reg = x.shape[0]
     seasonal = season > 0
