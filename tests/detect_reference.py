@@ -404,7 +404,8 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
     weekly row whose hour-of-week bin has had fewer than ceil(warmup / per_week) visits is
     judged and learned against its daily bin (the weekly bin learns alongside) by the value's own
     tail only (its CUSUM held: a daily profile cannot know a weekday's level, and a day's offset is
-    no incident), and its series are warm after ceil(warmup / 7) observations.
+    no incident), and its series are warm after ceil(warmup / 7) observations. With the city
+    rules a region's push on a bin being set (first two visits) is clipped at 64 of its spreads.
 
     ``det`` is an engine Detectors (only its configuration arrays and a *copy* of its state
     are used); returns (score, code, new_state_arrays).
@@ -495,9 +496,10 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
                 else:
                     st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
                 st["nobs"][i, r] = min(n + 1, 32767)
+            big = 64.0 if det.city_rules else 1e300    # city rules: bounded pushes while a bin is set
             if season > 0 and D > 0:
                 if not bin_set:
-                    c = 1e300
+                    c = big
                 elif warm:
                     c = min(par["shape_clip"] * sigma / D, par["shape_clip"])
                 else:
@@ -505,7 +507,7 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
                 deltas.append(min(max((x - L) / D - sh, -c), c))
                 if ph2 is not None:
                     if st["visits"][i, ph2] < 2:
-                        c2 = 1e300
+                        c2 = big
                     elif warm:
                         c2 = min(par["shape_clip"] * sigma / D, par["shape_clip"])
                     else:

@@ -55,6 +55,11 @@ _C_NONE, _C_SEASONAL, _C_COUNT, _C_CUSUM = np.int8(0), np.int8(CODE_SEASONAL), n
 _TINY = np.float32(1e-12)
 _SIG = np.float32(SIGMA_PER_MAD)
 _BIG = np.float32(1e30)          # no shape clip (times a spread: stays finite, 0 for a zero spread)
+#: city rules: the largest push of one region on a profile bin while the bin is being set (in its
+#: spreads ``D``; a profile peaking once a day in 15-minute bins reaches ~50): a region whose spread
+#: is still ~0 (a sparse count of zeros, then a 1) pushed ~1e12 before, and the shared bin with it
+SHAPE_PUSH_MAX = 64.0
+_PMAX = np.float32(SHAPE_PUSH_MAX)
 _AMAX = np.float32(1e6)          # |z| cap in the t(4) tail (its tail there is ~1e-24: score 1)
 
 
@@ -212,8 +217,9 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     shclip = np.float32(par[P_SHAPE_CLIP])
     seasonal = sh is not None
     lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
-    sclip_d = shclip if clip_on else _BIG
-    sclip2 = shclip if clip2 else _BIG
+    big = _PMAX if hold_mode > 0 else _BIG      # city rules: a bin being set takes bounded pushes
+    sclip_d = shclip if clip_on else big
+    sclip2 = shclip if clip2 else big
     sh32 = _0 if sh is None else np.float32(sh)
     sh2_32 = _0 if sh2 is None else np.float32(sh2)
     shsq = sh32 * sh32
