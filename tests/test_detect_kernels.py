@@ -112,13 +112,13 @@ def test_update_equals_reference(seed, fast, rules):
     # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats,
     # weekly rows judged by their daily fallback profile until their weekly bins are learned);
     # 3: one-week weekly warm-up over 200 cycles (the weekly bins take over from the fallback);
-    # 4: the fallback off
+    # 4: the fallback off (the default)
     rng = np.random.default_rng(seed)
     cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
     if rules == 3:
         cfg["warmup_seasons"] = 1
-    if rules == 4:
-        cfg["weekly_fallback"] = False
+    if rules in (1, 2, 3):
+        cfg["weekly_fallback"] = True
     det = _random_detectors(rng, city_rules=bool(rules), **cfg)
     if rules == 2:                                      # zero repeats held too (the catalog's non-rate rows)
         det.hold_mode[:] = 2

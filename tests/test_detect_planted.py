@@ -276,7 +276,7 @@ def _weekly(rng, n_t, n_reg):
 
 
 def _weekly_det(**kw):
-    return _det(seasonality="weekly", n_reg=20, city_rules=True, **kw)
+    return _det(seasonality="weekly", n_reg=20, city_rules=True, **{"weekly_fallback": True, **kw})
 
 
 def test_weekly_series_judged_by_its_daily_profile_during_warm_up():

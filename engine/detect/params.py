@@ -92,7 +92,9 @@ class DetectorParams:
         is judged against a daily (weekday / weekend) profile learned alongside until its
         hour-of-week bin has been visited in ``warmup_seasons`` weeks, and is warm after
         ``warmup_seasons`` days instead of weeks (a seventh of its warm-up): an incident in
-        the first weeks is still scored. False: a weekly series waits for its weekly warm-up.
+        the first weeks is still scored. False (default): a weekly series waits for its weekly
+        warm-up. Off by default: on the demo's data it scores many more series early and their
+        extreme tails with them (docs/detect.md, "Kernels, 2026-11-29").
     scan_replicas : int
         Monte Carlo replicas of the space-time scan (p-values in steps of 1/(R+1)).
     scan_max_zone : int
@@ -123,7 +125,7 @@ class DetectorParams:
     spatial_min_neighbours: int = 2
     warmup: int = 16
     warmup_seasons: int = 2
-    weekly_fallback: bool = True
+    weekly_fallback: bool = False
     scan_replicas: int = 999
     scan_max_zone: int = 6
     scan_windows: int = 4
