@@ -106,12 +106,19 @@ def _values(rng, det, t):
 
 
 @pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True),
-                                               (4, False, 2)])
+                                               (4, False, 2), (5, False, 3), (6, False, 4)])
 def test_update_equals_reference(seed, fast, rules):
     # fast: learning rates high enough that rows turn steady within the run (nobs frozen);
-    # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats)
+    # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats,
+    # weekly rows judged by their daily fallback profile until their weekly bins are learned);
+    # 3: one-week weekly warm-up over 200 cycles (the weekly bins take over from the fallback);
+    # 4: the fallback off (the default)
     rng = np.random.default_rng(seed)
     cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
+    if rules == 3:
+        cfg["warmup_seasons"] = 1
+    if rules in (1, 2, 3):
+        cfg["weekly_fallback"] = True
     det = _random_detectors(rng, city_rules=bool(rules), **cfg)
     if rules == 2:                                      # zero repeats held too (the catalog's non-rate rows)
         det.hold_mode[:] = 2
@@ -119,7 +126,8 @@ def test_update_equals_reference(seed, fast, rules):
     # from a Saturday: with the rules, Monday's daily bins are unvisited (not scored), Tuesday's set
     t0 = np.datetime64("2024-03-09T00:00")
     prev = None
-    for t in range(84 if rules else 60):
+    weekly_scored = 0
+    for t in range(200 if rules == 3 else 84 if rules else 60):
         v = _values(rng, det, t)
         if rules == 2:
             v[rng.random(v.shape) < 0.1] = 0.0          # exact zeros, some of them repeated
@@ -131,7 +139,7 @@ def test_update_equals_reference(seed, fast, rules):
         d, w = phase_bins(np.array([time]), 60)
         if rules:
             d = d + 24 * (w // 24 >= 5)                 # weekend hours: the daily profile's second half
-        r_score, r_code, r_state = ref.update_reference(v, int(d[0]), int(w[0]), det, par)
+        r_score, r_code, r_state = ref.update_reference_fallback(v, int(d[0]), int(w[0]), det, par)
         score, code, _ = det.update(v, time)
         np.testing.assert_allclose(score, r_score, rtol=2e-6, atol=2e-6, equal_nan=True)
         agree = np.isclose(score, r_score, rtol=1e-9, atol=1e-9)  # exact ties may resolve differently
@@ -145,7 +153,12 @@ def test_update_equals_reference(seed, fast, rules):
         np.testing.assert_array_equal(det.state.nobs[~det.state.steady], r_state["nobs"][~det.state.steady])
         assert (det.state.steady == (r_state["nobs"] >= nsat).all(axis=1)).all()
         np.testing.assert_array_equal(det.state.visits, r_state["visits"])
+        weekly_scored += int(np.isfinite(score[det.season == 2]).sum())
     assert det.state.steady.any() == fast
+    if rules in (1, 2, 3) and (det.season == 2).any():      # the fallback scores weekly rows within the run
+        assert weekly_scored > 0
+    if rules == 3:                                          # ... and the weekly bins took over
+        assert (det.state.visits[det.season == 2, :168] >= 1).all()
 
 
 def test_run_equals_successive_updates_and_save_load(tmp_path):

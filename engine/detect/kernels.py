@@ -30,8 +30,8 @@ from numba.extending import intrinsic
 from engine.config import njit
 from engine.detect.counts import count_score
 from engine.detect.params import (
-    P_AMP_RATE, P_CUSUM_CAP, P_CUSUM_CLIP, P_CUSUM_K, P_FLOOR_LEVEL, P_FLOOR_SPREAD, P_HUBER, P_LEVEL_RATE, P_MU_FLOOR,
-    P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
+    P_AMP_RATE, P_CUSUM_CAP, P_CUSUM_CLIP, P_CUSUM_K, P_FALLBACK, P_FLOOR_LEVEL, P_FLOOR_SPREAD, P_HUBER, P_LEVEL_RATE,
+    P_MU_FLOOR, P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
@@ -55,6 +55,11 @@ _C_NONE, _C_SEASONAL, _C_COUNT, _C_CUSUM = np.int8(0), np.int8(CODE_SEASONAL), n
 _TINY = np.float32(1e-12)
 _SIG = np.float32(SIGMA_PER_MAD)
 _BIG = np.float32(1e30)          # no shape clip (times a spread: stays finite, 0 for a zero spread)
+#: city rules: the largest push of one region on a profile bin while the bin is being set (in its
+#: spreads ``D``; a profile peaking once a day in 15-minute bins reaches ~50): a region whose spread
+#: is still ~0 (a sparse count of zeros, then a 1) pushed ~1e12 before, and the shared bin with it
+SHAPE_PUSH_MAX = 64.0
+_PMAX = np.float32(SHAPE_PUSH_MAX)
 _AMAX = np.float32(1e6)          # |z| cap in the t(4) tail (its tail there is ~1e-24: score 1)
 
 
@@ -159,11 +164,21 @@ def value_tag(x):
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
+def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode, par,
               L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
-    and of the clipped pushes ``shape + delta``, their count, and the smallest observation
-    count of the row after this cycle.
+    and of the clipped pushes ``shape + delta`` (for the judging bin, then for ``sh2``'s), their
+    count, and the smallest observation count of the row after this cycle.
+
+    ``sh`` is the profile bin the row is judged and learned against (float32), or None for a
+    non-seasonal row (no profile: the shape push and ``1 / D`` are compiled out). ``sh2`` is
+    None, or the weekly bin of a weekly row judged by its daily fallback profile
+    (:func:`_step`): that bin learns alongside (its own delta, clipped once ``clip2``) so it
+    is ready when it takes over; its sums are the second pair returned (0 when None). Against
+    the fallback the CUSUM is held and not scored: a daily profile cannot know a weekday's
+    level (a Friday 15 % above the weekday mean is a day-long "shift": 17 % of a clean weekly
+    series' cycles >= WARN in its first two weeks with it, none without), so only the value's
+    own tail judges it.
 
     ``T`` (uint8 tags of each series' last value, :func:`value_tag`, kept up to date) or
     None; with tags and ``hold_mode`` 1 (2), a non-count series whose non-zero (any) value
@@ -200,11 +215,15 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
     f_level = np.float32(par[P_FLOOR_LEVEL])
     mu_floor = np.float32(par[P_MU_FLOOR])
     shclip = np.float32(par[P_SHAPE_CLIP])
+    seasonal = sh is not None
     lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
-    sclip_d = shclip if clip_on else _BIG
-    sh32 = np.float32(sh)
-    sh2 = sh32 * sh32
-    lms_div = sh2 if sh2 > _1 else _1
+    big = _PMAX if hold_mode > 0 else _BIG      # city rules: a bin being set takes bounded pushes
+    sclip_d = shclip if clip_on else big
+    sclip2 = shclip if clip2 else big
+    sh32 = _0 if sh is None else np.float32(sh)
+    sh2_32 = _0 if sh2 is None else np.float32(sh2)
+    shsq = sh32 * sh32
+    lms_div = shsq if shsq > _1 else _1
     amp_k = a_amp * sh32 / lms_div
     dirf = np.float32(direction)
     two = direction == 0
@@ -225,6 +244,8 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
     nmin = np.int32(NOBS_MAX)      # an integer min: a float one would not vectorise without nnan
     acc = _0
     acc_u = _0
+    acc2 = _0
+    acc2_u = _0
     cnt = _0
     for r in range(n_reg):
         xv = np.float32(x[r])
@@ -292,6 +313,8 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
+        if sh2 is not None:          # the daily fallback of a weekly row: no CUSUM (see the docstring)
+            sc3 = _0
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
         best = s1 if sc_ok else _NAN
@@ -337,7 +360,7 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
             nd = d
             ns = s
             nn = n
-        if not sc_ok:
+        if (not sc_ok) or (sh2 is not None):
             cp = cp0
             cn = cn0
         L[r] = nl
@@ -350,21 +373,32 @@ def _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge
         CP[r] = cp
         if CN is not None:
             CN[r] = cn
-        # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
-        # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
-        # small D), clipped at cl / D
-        inv_d = _1 / d
-        cl = shclip * sigma * inv_d if (warm and clip_on) else sclip_d
-        cl = cl if cl < sclip_d else sclip_d
-        delta = (xv - l) * inv_d - sh32
-        delta = delta if delta < cl else cl
-        delta = delta if delta > -cl else -cl
-        delta = delta if d > _0 else _0
-        use = seasonal & ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
-        acc += delta if use else _0
-        acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
-        cnt += _1 if use else _0
-    return np.float64(acc), np.float64(acc_u), int(cnt), int(nmin)
+        if sh is not None:
+            # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
+            # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
+            # small D), clipped at cl / D
+            inv_d = _1 / d
+            dx = (xv - l) * inv_d
+            cl = shclip * sigma * inv_d if (warm and clip_on) else sclip_d
+            cl = cl if cl < sclip_d else sclip_d
+            delta = dx - sh32
+            delta = delta if delta < cl else cl
+            delta = delta if delta > -cl else -cl
+            delta = delta if d > _0 else _0
+            use = ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
+            acc += delta if use else _0
+            acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
+            cnt += _1 if use else _0
+            if sh2 is not None:
+                c2 = shclip * sigma * inv_d if (warm and clip2) else sclip2
+                c2 = c2 if c2 < sclip2 else sclip2
+                delta2 = dx - sh2_32
+                delta2 = delta2 if delta2 < c2 else c2
+                delta2 = delta2 if delta2 > -c2 else -c2
+                delta2 = delta2 if d > _0 else _0
+                acc2 += delta2 if use else _0
+                acc2_u += delta2 + sh2_32 if use else _0
+    return np.float64(acc), np.float64(acc_u), np.float64(acc2), np.float64(acc2_u), int(cnt), int(nmin)
 
 
 @njit
@@ -551,43 +585,84 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 
 
 @njit
-def _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par,
+def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
           z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
           scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
-    """:func:`step_indicator` with the row pass's two compile-time cases: ``CN`` None (one-sided
+    """:func:`step_indicator` with the row pass's compile-time cases: ``CN`` None (one-sided
     row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
-    pass); ``judge_unset`` False: a seasonal row whose phase bin has never been visited is
-    not scored (no profile to judge it by: a weekday's hours after a weekend's history).
+    pass), and non-seasonal / seasonal / weekly-with-fallback rows; ``judge_unset`` False: a
+    seasonal row whose phase bin has never been visited is not scored (no profile to judge it
+    by: a weekday's hours after a weekend's history).
+
+    **Weekly fallback** (``phase_fb >= 0``: a weekly row, its daily bin ``phase_fb``; the
+    profile row then holds the ``per_week`` hour-of-week bins followed by ``2 per_day`` daily
+    fallback bins, see :class:`engine.detect.state.DetectorState`): the row's series are warm
+    after a seventh of the weekly warm-up (the daily profile's: ``warmup_seasons`` days),
+    and until the weekly bin has had ``ceil(warmup / per_week)`` visits (``warmup_seasons``
+    weeks of that bin's cycles) the row is judged and learned against its daily
+    (weekday / weekend) fallback bin, by the seasonal detector alone (CUSUM held, see
+    :func:`_row_pass`), while the weekly bin learns alongside; then the weekly bin takes over
+    (the daily bins no longer learn).
     Returns the row's smallest observation count after this cycle."""
     n_reg = x.shape[0]
-    sh = np.float64(shape[phase]) if season > 0 else 0.0
-    v_ph = visits[phase] if season > 0 else 0
+    seasonal = season > 0
+    p_use = phase
+    p2 = -1
+    wu = warmup
+    if seasonal and phase_fb >= 0:
+        width = shape.shape[0]
+        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
+        kw = (warmup + base - 1) // base
+        wu = (warmup + 6) // 7
+        if visits[phase] < kw:
+            p_use = base + phase_fb
+            p2 = phase
+    sh = np.float64(shape[p_use]) if seasonal else 0.0
+    v_ph = visits[p_use] if seasonal else 0
     has_thr = not math.isnan(warn)
     if want_baseline or scan_on:
-        _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
-    seasonal = season > 0
+        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     clip_on = v_ph >= 2
     judge = judge_unset or not (seasonal and v_ph == 0)
-    acc, acc_u, cnt, nmin = _row_pass(x, sh, direction, is_count, warmup, span, seasonal, clip_on, judge, hold_mode, par,
-                                      L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    if not seasonal:
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, None, None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
+            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    elif p2 < 0:
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
+            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    else:
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), shape[p2], direction, is_count, wu, span, clip_on, visits[p2] >= 2, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if has_thr:
         _thr_pass(x, warn, alarm, score, det)
-    if season > 0 and cnt > 0:
-        v = visits[phase]
-        r0 = 1.0 / (v + 1.0)
-        rt = r0 if r0 > par[P_SHAPE_RATE] else par[P_SHAPE_RATE]
-        if v == 1:                         # the second visit overwrites the first (rt = 1)
-            shape[phase] = acc_u / cnt     # = sh + acc / cnt, without float32 cancellation
-        else:
-            shape[phase] = sh + rt * (acc / cnt)
-        visits[phase] = v + 1 if v < VISITS_MAX else VISITS_MAX
+    if seasonal and cnt > 0:
+        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
+        if p2 >= 0:
+            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
     return nmin
+
+
+@njit(inline="always")
+def _learn_bin(shape, visits, p, acc, acc_u, cnt, shape_rate):  # pragma: no cover - compiled
+    """Profile bin ``p`` follows the row's mean push (sums ``acc``, ``acc_u`` of ``cnt`` regions)."""
+    sh = np.float64(shape[p])
+    v = visits[p]
+    r0 = 1.0 / (v + 1.0)
+    rt = r0 if r0 > shape_rate else shape_rate
+    if v == 1:                         # the second visit overwrites the first (rt = 1)
+        shape[p] = acc_u / cnt         # = sh + acc / cnt, without float32 cancellation
+    else:
+        shape[p] = sh + rt * (acc / cnt)
+    visits[p] = v + 1 if v < VISITS_MAX else VISITS_MAX
 
 
 @njit
@@ -607,17 +682,20 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
     steady rows, :func:`update_kernel`) and repeats are learned (no value tags: the catalog
     kernels learn a non-count series at its feed's cadence, see :func:`_row_pass`).
     """
-    _step(x, phase, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
+    _step(x, phase, -1, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
           NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
           expected, scale, want_baseline, scan_mu, scan_on, True, 0)
 
 
 @njit
-def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
               both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
-    steady once every series has been observed ``nsat[i]`` cycles."""
+    steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
+    rules (``judge_unset`` False) with ``weekly_fallback`` on and a profile row laid out with
+    its daily fallback bins (width ``9 per_day``) gets the fallback (:func:`_step`) on daily bin ``phd``."""
+    fbp = phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
     slot = scan_slot[i]
     srow = slot if slot >= 0 else 0
     son = slot >= 0
@@ -628,14 +706,14 @@ def _step_row(i, x, ph, season, direction, is_count, warn, alarm, warmup, span, 
             want_baseline, scan_mu[srow], son, judge_unset, held[i])
     if b >= 0:
         if sty:
-            nm = _step(x, ph, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
+            nm = _step(x, ph, fbp, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
         else:
-            nm = _step(x, ph, *args, CN[b], N[i], N[i], nsat[i], T[i], *rest)
+            nm = _step(x, ph, fbp, *args, CN[b], N[i], N[i], nsat[i], T[i], *rest)
     else:
         if sty:
-            nm = _step(x, ph, *args, None, N[i], None, nsat[i], T[i], *rest)
+            nm = _step(x, ph, fbp, *args, None, N[i], None, nsat[i], T[i], *rest)
         else:
-            nm = _step(x, ph, *args, None, N[i], N[i], nsat[i], T[i], *rest)
+            nm = _step(x, ph, fbp, *args, None, N[i], N[i], nsat[i], T[i], *rest)
     if not sty and nm >= nsat[i]:
         steady[i] = True
 
@@ -661,7 +739,7 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
-            _step_row(i, V[i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+            _step_row(i, V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
                       both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
                       score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
@@ -679,7 +757,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
-            _step_row(i, V[t, i], ph, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
+            _step_row(i, V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, score[t, i], det[t, i], expected[t, i], scale[t, i], want_baseline, scan_slot,
                       scan_mu[t], judge_unset, held)

@@ -87,6 +87,14 @@ class DetectorParams:
         season's length in cycles. Default 2: a profile bin is set by its first two visits
         (the second overwrites the first, learned while the level was still settling), so
         one season leaves every bin judged on a single, unsettled visit.
+    weekly_fallback : bool
+        With the city rules (:class:`engine.detect.Detectors`), a weekly (hour-of-week) series
+        is judged against a daily (weekday / weekend) profile learned alongside until its
+        hour-of-week bin has been visited in ``warmup_seasons`` weeks, and is warm after
+        ``warmup_seasons`` days instead of weeks (a seventh of its warm-up): an incident in
+        the first weeks is still scored. False (default): a weekly series waits for its weekly
+        warm-up. Off by default: on the demo's data it scores many more series early and their
+        extreme tails with them (docs/detect.md, "Kernels, 2026-11-29").
     scan_replicas : int
         Monte Carlo replicas of the space-time scan (p-values in steps of 1/(R+1)).
     scan_max_zone : int
@@ -117,6 +125,7 @@ class DetectorParams:
     spatial_min_neighbours: int = 2
     warmup: int = 16
     warmup_seasons: int = 2
+    weekly_fallback: bool = False
     scan_replicas: int = 999
     scan_max_zone: int = 6
     scan_windows: int = 4
@@ -143,6 +152,8 @@ class DetectorParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if not isinstance(self.weekly_fallback, (bool, np.bool_)):
+            raise ValueError(f"weekly_fallback must be True or False, got {self.weekly_fallback!r}")
         if not (0.0 < self.scan_alpha <= 1.0):
             raise ValueError(f"scan_alpha must be in (0, 1], got {self.scan_alpha!r}")
 
@@ -160,10 +171,10 @@ class DetectorParams:
 
 _VECTOR = ["level_rate", "spread_rate", "scale_rate", "shape_rate", "shape_clip", "huber",
            "cusum_k", "cusum_clip", "floor_spread", "floor_level", "count_mu_floor",
-           "overdispersion", "spatial_min_neighbours", "cusum_cap", "amplitude_rate"]
+           "overdispersion", "spatial_min_neighbours", "cusum_cap", "amplitude_rate", "weekly_fallback"]
 (P_LEVEL_RATE, P_SPREAD_RATE, P_SCALE_RATE, P_SHAPE_RATE, P_SHAPE_CLIP, P_HUBER, P_CUSUM_K,
  P_CUSUM_CLIP, P_FLOOR_SPREAD, P_FLOOR_LEVEL, P_MU_FLOOR, P_OVERDISP, P_SPATIAL_MIN, P_CUSUM_CAP,
- P_AMP_RATE) = range(len(_VECTOR))
+ P_AMP_RATE, P_FALLBACK) = range(len(_VECTOR))
 
 
 @dataclass(frozen=True)

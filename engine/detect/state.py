@@ -10,8 +10,9 @@ neighbourhoods. Per two-sided (``both``) indicator: ``cusum_neg``, its ``C-`` (r
 ``steady`` (bool: every series of the row has been observed ``Detectors.nsat[i]`` cycles -- warm,
 learning at its fixed rates -- so the kernel no longer reads or writes its ``nobs``, which stay
 frozen at ``>= nsat``),
-``shape`` (the shared seasonal profile, one float32 per hour-of-week bin) and ``visits``
-(int32 per bin). For the indicators the catalog marks for cluster scanning: ring buffers
+``shape`` (the shared seasonal profile, one float32 per hour-of-week bin, then -- for a
+weekly row's daily fallback, :func:`engine.detect.kernels._step` -- ``2 per_day`` daily bins,
+weekday then weekend: ``9 per_day`` floats, 216 for hourly bins) and ``visits`` (int32 per bin). For the indicators the catalog marks for cluster scanning: ring buffers
 of the last ``scan_windows`` observed and expected counts per region. Scalars: ``cycle``
 (number of the last cycle scored, -1 before the first) and ``ring`` (ring position).
 
@@ -34,7 +35,9 @@ import numpy as np
 __all__ = ["DetectorState"]
 
 _SERIES = ("level", "spread", "scale", "cusum", "nobs", "last_tag")
-_FORMAT = "cityvitals-detector-state-2"     # 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``, ``last_tag``
+# 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``, ``last_tag``;
+# 3: ``shape`` / ``visits`` widened by the daily fallback bins of weekly rows
+_FORMAT = "cityvitals-detector-state-3"
 
 
 @dataclass
@@ -59,7 +62,16 @@ class DetectorState:
     @classmethod
     def empty(cls, n_ind: int, n_reg: int, n_bins: int, n_scan: int = 0, windows: int = 1,
               n_both: int = 0) -> "DetectorState":
-        """A fresh state (nothing learned yet); ``n_both`` two-sided indicators."""
+        """A fresh state (nothing learned yet); ``n_both`` two-sided indicators.
+
+        ``n_bins`` hour-of-week bins (a multiple of 7: ``7 per_day``) get ``2 per_day`` daily
+        fallback bins after them (``shape`` and ``visits`` of width ``9 per_day``); any other
+        ``n_bins`` is taken as is (no fallback bins).
+
+        >>> DetectorState.empty(1, 2, 168).shape.shape, DetectorState.empty(1, 2, 24).shape.shape
+        ((1, 216), (1, 24))
+        """
+        n_bins = int(n_bins) + (2 * (int(n_bins) // 7) if int(n_bins) % 7 == 0 else 0)
         f32 = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
         return cls(level=f32(n_ind, n_reg), spread=f32(n_ind, n_reg), scale=f32(n_ind, n_reg),
                    cusum=f32(n_ind, n_reg), cusum_neg=f32(max(int(n_both), 1), n_reg),
