@@ -48,9 +48,13 @@ P_FIELDS = ("map_ptr", "map_base", "lookup", "base_ser0", "base_R", "base_Rm", "
             "base_mm_ptr", "mm_W", "mm_stat", "mm_off", "base_q_ptr", "q_W", "q_off", "q_noff",
             "snap_bases", "mem_ptr", "mem_cell", "mem_ser",
             "ind_row", "ind_code", "ind_base", "ind_blk", "ind_blk2", "ind_norm", "ind_q", "ind_mult", "ser_region",
-            "norm", "ind_d", "base_offRow")
+            "norm", "ind_d", "base_offRow", "ser_mptr", "cell_mptr", "cell_mem")
 S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "wP", "mmRun", "qv", "qn", "cmax",
             "st_value", "st_time", "rowc")
+#: scratch after the state arrays in ``S`` (held by the engine, not saved: a fresh or loaded state
+#: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
+#: snapshot base last aggregated, and a flag per series whose members' latest values changed since
+S_SCRATCH = ("snap_k", "sdirty")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,8 +135,9 @@ def _advance_base(b, k, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     ro = base_offRow[b]
@@ -174,7 +179,9 @@ def _advance_base(b, k, P, S):
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
     slot = k % R
-    if rowc[ro + slot] != 0:  # rows of empty buckets are zero already
+    # rows of empty buckets are zero already; a snapshot base writes its whole row when it
+    # aggregates (from the previous bucket's row when it can, see _snap_base)
+    if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
         rowc[ro + slot] = 0
         o = base_offN[b] + slot * n
         ringN[o:o + n] = 0
@@ -217,8 +224,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     cm = cmax[0]
     for r in range(lo, hi):
         j = bucket[r]
@@ -292,46 +300,37 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
 
 
 @njit
-def snap_apply(lo, hi, time, cell, value, st_value, st_time):
-    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins."""
+def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem, mem_ser, sdirty):
+    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins.
+    A cell whose value changes (bit for bit: a NaN stays a NaN, 0.0 and -0.0 differ) flags every
+    series it is a member of in ``sdirty`` (re-aggregated by :func:`_snap_base`)."""
     for r in range(lo, hi):
         c = cell[r]
         if time[r] >= st_time[c]:
             st_time[c] = time[r]
-            st_value[c] = value[r]
+            old = st_value[c]
+            v = value[r]
+            st_value[c] = v
+            if math.isnan(old) and math.isnan(v):
+                continue
+            if old == v and math.copysign(1.0, old) == math.copysign(1.0, v):
+                continue
+            for m in range(cell_mptr[c], cell_mptr[c + 1]):
+                sdirty[mem_ser[cell_mem[m]]] = 1
 
 
-@njit
-def _snap_base(b, k, P, S):
-    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``."""
-    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
-     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
-     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
-     snap_bases, mem_ptr, mem_cell, mem_ser,
-     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
-    n = base_ser0[b + 1] - base_ser0[b]
-    s0 = base_ser0[b]
-    slot = k % base_R[b]
-    oN = base_offN[b] + slot * n
-    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
-    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
-    oMin = -1
-    oMax = -1
-    if base_Rm[b] > 0:
-        sm = k % base_Rm[b]
-        if base_offMin[b] >= 0:
-            oMin = base_offMin[b] + sm * n
-        if base_offMax[b] >= 0:
-            oMax = base_offMax[b] + sm * n
-    for m in range(mem_ptr[b], mem_ptr[b + 1]):
+@njit(inline="always")
+def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
+                 ringMax):
+    """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
+    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf; returns
+    the members with a value (the count)."""
+    c = 0
+    for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
         if math.isnan(v):
             continue
-        i = mem_ser[m] - s0
-        ringN[oN + i] += 1
-        rowc[base_offRow[b] + slot] += 1
+        c += 1
         if oS >= 0:
             ringS[oS + i] += v
         if oO >= 0 and v == 1.0:
@@ -340,6 +339,94 @@ def _snap_base(b, k, P, S):
             ringMin[oMin + i] = v
         if oMax >= 0 and v > ringMax[oMax + i]:
             ringMax[oMax + i] = v
+    ringN[oN + i] = c
+    return c
+
+
+@njit
+def _snap_base(b, k, P, S):
+    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``.
+
+    When the base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
+    only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
+    series is aggregated. Both give the same numbers bit for bit: each series adds its members'
+    values in the same order (members sorted by series, stable)."""
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
+    n = base_ser0[b + 1] - base_ser0[b]
+    s0 = base_ser0[b]
+    R = base_R[b]
+    slot = k % R
+    ro = base_offRow[b]
+    oN = base_offN[b] + slot * n
+    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
+    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
+    Rm = base_Rm[b]
+    oMin = -1
+    oMax = -1
+    if Rm > 0:
+        sm = k % Rm
+        if base_offMin[b] >= 0:
+            oMin = base_offMin[b] + sm * n
+        if base_offMax[b] >= 0:
+            oMax = base_offMax[b] + sm * n
+    if snap_k[b] == k - 1:
+        if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
+            ps = (k - 1) % R
+            pN = base_offN[b] + ps * n
+            ringN[oN:oN + n] = ringN[pN:pN + n]
+            if oS >= 0:
+                pS = base_offS[b] + ps * n
+                ringS[oS:oS + n] = ringS[pS:pS + n]
+            if oO >= 0:
+                pO = base_offO[b] + ps * n
+                ringO[oO:oO + n] = ringO[pO:pO + n]
+            rowc[ro + slot] = rowc[ro + ps]
+        if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
+            pm = (k - 1) % Rm
+            if oMin >= 0:
+                pMin = base_offMin[b] + pm * n
+                ringMin[oMin:oMin + n] = ringMin[pMin:pMin + n]
+            if oMax >= 0:
+                pMax = base_offMax[b] + pm * n
+                ringMax[oMax:oMax + n] = ringMax[pMax:pMax + n]
+        for i in range(n):
+            if sdirty[s0 + i] == 0:
+                continue
+            sdirty[s0 + i] = 0
+            rowc[ro + slot] -= ringN[oN + i]
+            if oS >= 0:
+                ringS[oS + i] = 0.0
+            if oO >= 0:
+                ringO[oO + i] = 0
+            if oMin >= 0:
+                ringMin[oMin + i] = np.inf
+            if oMax >= 0:
+                ringMax[oMax + i] = -np.inf
+            rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                                            ringN, ringS, ringO, ringMin, ringMax)
+    else:
+        if oS >= 0:
+            ringS[oS:oS + n] = 0.0
+        if oO >= 0:
+            ringO[oO:oO + n] = 0
+        if oMin >= 0:
+            ringMin[oMin:oMin + n] = np.inf
+        if oMax >= 0:
+            ringMax[oMax:oMax + n] = -np.inf
+        tot = 0
+        for i in range(n):
+            sdirty[s0 + i] = 0
+            tot += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                                ringN, ringS, ringO, ringMin, ringMax)
+        rowc[ro + slot] = tot
+    snap_k[b] = k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +440,9 @@ def _add_base(b, k, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
         _snap_base(b, k, P, S)
     n = base_ser0[b + 1] - base_ser0[b]
@@ -477,8 +565,9 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     nreg = out.shape[2]
     row = ind_row[t]
     code = ind_code[t]
@@ -743,4 +832,4 @@ def _bin_snap(k, t, EV, RD, SN, P, S):
     if rd_o[t + 1] > rd_o[t]:
         bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S)
     if sn_o[t + 1] > sn_o[t]:
-        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14])
+        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
