@@ -69,6 +69,19 @@ def _populate(arr: np.ndarray):
     return th
 
 
+_POOLS: dict = {}
+
+
+def _thread_pool(n: int):
+    """A process-wide pool of ``n`` threads for the threaded cycle driver (one per size)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOLS.get(n)
+    if pool is None:
+        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
+    return pool
+
+
 def to_ns(at) -> int:
     """A timestamp (str, datetime, numpy or pandas, or int ns) as int ns since the epoch (UTC).
 
@@ -142,6 +155,8 @@ class Engine:
         self._snap_k = np.full(p.n_bases, -1, np.int64)
         self._sdirty = np.zeros(p.n_series, np.uint8)
         self._scratch_for = None
+        self._all_bases = np.arange(p.n_bases, dtype=np.int64)
+        self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -276,8 +291,8 @@ class Engine:
 
     # ------------------------------------------------------------------ kernels
     def _parallel(self) -> bool:
-        """Whether the cycle kernels run their ``prange`` drivers: only for big cities and more
-        than one numba thread (on small sizes, or with other processes on the cores, thread
+        """Whether the cycles run on the threaded driver (:meth:`_run_threads`): only for big
+        cities and more than one numba thread (on small sizes, or with other processes on the cores, thread
         start-up and contention cost more than the work); ``CITYVITALS_CORE_PARALLEL`` = 0 / 1
         forces it."""
         env = os.environ.get("CITYVITALS_CORE_PARALLEL", "auto").strip().lower()
@@ -328,21 +343,69 @@ class Engine:
             D = self._dummy3
         if not parts:
             num = den = self._dummy3
-        run = K.run_cycles_par if self._parallel() else K.run_cycles
-        run(k0, T, ncomp,
-            (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True),  # events: a NaN value counts
-            (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False),  # readings: skipped
-            (sn["time"], sn["key"], sn["value"], sn["off"]),
-            self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
+        EV = (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True)  # events: a NaN value counts
+        RD = (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False)  # readings: skipped
+        SN = (sn["time"], sn["key"], sn["value"], sn["off"])
+        if self._parallel():
+            self._run_threads(k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts)
+        else:
+            K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, out, D, num, den, parts, self._scratch(1)[0],
+                         self._DP, self._stack, self._all_bases, self._all_rows)
         self.state.last_cycle = k0 + T - 1
 
-    def _scratch(self) -> np.ndarray:
-        """Float64 scratch of the value kernel: (threads, 2, regions), kept between calls."""
+    def _shares(self, parts: int) -> tuple:
+        """(bases, rows): ``parts`` contiguous shares of the bases and of the indicator positions,
+        each about the same work (series touched, weighted by the blocks, extremes and sorted
+        windows of a base; a row's series), for the threaded driver."""
+        if getattr(self, "_shares_for", None) == parts:
+            return self._shares_cache
+        p = self.plan
+        nser = np.diff(p.base_ser0).astype(np.float64)
+        w_base = nser * (1 + np.diff(p.base_blk_ptr) + np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
+            + np.diff(p.mem_ptr)
+        w_row = nser[p.ind_base] + 1
+
+        def split(w, idx):
+            cum = np.cumsum(w)
+            cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts) if len(w) else []
+            return [x for x in np.split(idx, cuts) if len(x)]
+
+        self._shares_cache = (split(w_base, self._all_bases), split(w_row, self._all_rows))
+        self._shares_for = parts
+        return self._shares_cache
+
+    def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts) -> None:
+        """:func:`kernels.run_cycles` with stages 1, 3b + 4 and 5 of each cycle split over the
+        numba thread count of Python threads (the kernels release the GIL), four shares a thread;
+        stage 2 / 3a (binning, snapshot records) and the derived rows stay on this thread."""
         import numba
 
-        nt = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < this
-        if getattr(self, "_scr", None) is None or self._scr.shape[0] < nt:
-            self._scr = np.empty((nt, 2, self.plan.n_regions), np.float64)
+        nt = numba.get_num_threads()
+        pool = _thread_pool(nt)
+        bases, rows = self._shares(4 * nt)
+        scr = self._scratch(len(rows))
+        P = self._P
+
+        def run(calls):
+            for f in [pool.submit(*c) for c in calls]:
+                f.result()
+
+        for t in range(T):
+            k = k0 + t
+            tt = t - (T - ncomp)
+            run([(K.advance_bases, k, b, P, S) for b in bases])
+            K.bin_snap(k, t, EV, RD, SN, P, S)
+            run([(K.add_bases, k, b, P, S) for b in bases])
+            if tt >= 0:
+                run([(K.values_rows, tt, r, P, S, out, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
+                if len(self._DP[4]) > 0:
+                    K.derived_rows(tt, self._DP, out, D, self._stack)
+
+    def _scratch(self, m: int) -> np.ndarray:
+        """Float64 scratch of the value kernel: (at least ``m``, 2, regions), one (2, regions)
+        slice per concurrent call, kept between calls."""
+        if getattr(self, "_scr", None) is None or self._scr.shape[0] < m:
+            self._scr = np.empty((m, 2, self.plan.n_regions), np.float64)
         return self._scr
 
     def _no_records(self, T: int) -> dict:

@@ -17,16 +17,20 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 :func:`run_cycles` runs steps 1-5 for ``T`` consecutive cycles in one call (a step is ``T = 1``;
 a replay chunk many), so a replay and successive steps execute the same operations in the same
 order and agree bit for bit. The plan arrays travel as one tuple ``P`` and the state arrays as
-one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS`). :func:`run_cycles_par` is the same
-loop with one ``prange`` driver (:func:`stage_par`) over the same per-item functions; the caller
-picks one by work size.
+one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS` + :data:`S_SCRATCH`). For big
+cities the engine runs the same stage functions (:func:`advance_bases`, :func:`bin_snap`,
+:func:`add_bases`, :func:`values_rows`, :func:`derived_rows`) cycle by cycle from Python, each
+of stages 1, 3b + 4 and 5 split over threads by bases or rows (the kernels release the GIL);
+each base and row is computed by one thread with the same operations, so the numbers are the
+same bit for bit.
 
 Compile time (numba compiles a whole specialisation per distinct argument type, callees
-included): the parallel loop is a separate kernel (its ``prange`` driver costs about as much to
-compile as all serial code together), one value-row function serves every level, and
-constant flags are passed as run-time values (a literal ``True`` / ``0`` argument makes numba
-compile one copy of the callee per value). Specialisations left: count rings uint16 or int32
-(widened), output float32 or float64.
+included): there is no ``prange`` kernel (it compiled its callees a second time, ~49 s CPU on
+the development machine); the threaded driver calls the serial stage functions, which
+``run_cycles`` compiles anyway; one value-row function serves every level, and constant flags
+are passed as run-time values (a literal ``True`` / ``0`` argument makes numba compile one copy
+of the callee per value). Specialisations left: count rings uint16 or int32 (widened), output
+float32 or float64.
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -36,8 +40,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_thread_id, prange
-
 from engine.config import njit
 
 # value codes (see engine.core.plan)
@@ -202,10 +204,10 @@ def _advance_base(b, k, P, S):
 
 
 @njit
-def advance_ser(k, P, S):
-    """Stage 1 for every base, one thread."""
-    for b in range(len(P[4])):
-        _advance_base(b, k, P, S)
+def advance_bases(k, bases, P, S):
+    """Stage 1 for the bases listed in ``bases`` (all of them, or one thread's share)."""
+    for j in range(len(bases)):
+        _advance_base(bases[j], k, P, S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,10 +530,10 @@ def _add_base(b, k, P, S):
 
 
 @njit
-def add_ser(k, P, S):
-    """Stages 3b and 4 for every base, one thread."""
-    for b in range(len(P[4])):
-        _add_base(b, k, P, S)
+def add_bases(k, bases, P, S):
+    """Stages 3b and 4 for the bases listed in ``bases`` (all of them, or one thread's share)."""
+    for j in range(len(bases)):
+        _add_base(bases[j], k, P, S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,38 +742,12 @@ def derived_rows(tt, DP, out, D, stack):
 
 
 @njit
-def values_ser(tt, P, S, out, D, num, den, parts, scr):
-    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread; ``scr``
-    (threads, 2, regions) float64 scratch."""
-    for t in range(len(P[29])):
-        _value_row(t, tt, P, S, out, D, num, den, parts, scr[0])
-
-
-@njit
-def _value_row_call(t, tt, P, S, out, D, num, den, parts, scr):
-    """:func:`_value_row` as a called function: the ``prange`` body of :func:`stage_par` stays a
-    few calls (compile time; the call overhead, ~0.3 µs a row, only matters for short rows, and the
-    parallel driver runs for big cities only)."""
-    _value_row(t, tt, P, S, out, D, num, den, parts, scr)
-
-
-_ADVANCE, _ADD, _VALUES = range(3)
-
-
-@njit(parallel=True)
-def stage_par(stage, k, tt, P, S, out, D, num, den, parts, scr):
-    """The parallel driver of stage 1 (``stage`` 0: advance, per base), 3b + 4 (1: snapshots and
-    add, per base) or 5 (2: values of cycle ``tt``, per indicator; each thread its own slice of
-    ``scr``). One ``prange`` for the three: each costs ~15 s of compile time. ``stage`` must be
-    a run-time int (``np.int64(...)``), or numba compiles one copy per literal value."""
-    n = len(P[29]) if stage == _VALUES else len(P[4])
-    for i in prange(n):
-        if stage == _ADVANCE:
-            _advance_base(i, k, P, S)
-        elif stage == _ADD:
-            _add_base(i, k, P, S)
-        else:
-            _value_row_call(i, tt, P, S, out, D, num, den, parts, scr[get_thread_id()])
+def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
+    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
+    listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
+    (2, regions) float64 scratch of this call alone."""
+    for j in range(len(rows)):
+        _value_row(rows[j], tt, P, S, out, D, num, den, parts, scr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -779,49 +755,34 @@ def stage_par(stage, k, tt, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
-    """Run cycles ``k0 .. k0 + T - 1`` with the serial drivers; compute the values of the last
-    ``ncomp`` of them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack, bases, rows):
+    """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
+    them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
 
     ``EV`` = (bucket, key, region, value, off, count_nan) of the events sorted by arrival cycle,
     those of cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1`` (``count_nan``: see
     :func:`bin_records`; a run-time bool, so events and readings share one compiled
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
-    snapshots. ``scr`` is the value kernel's scratch, ``DP`` / ``stack`` the derived program and
-    its stack (:func:`derived_rows`), evaluated right after each cycle's values.
+    snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
+    program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
+    ``bases`` / ``rows``: every base / indicator position (``arange``).
 
-    :func:`run_cycles_par` is the same loop with the ``prange`` drivers: a separate kernel, so
-    that the parallel drivers (most of the compile time) compile only where they run."""
+    The threaded driver (:meth:`engine.core.engine.Engine._run_threads`) runs the same stage
+    functions cycle by cycle from Python, each stage split over threads by bases or rows."""
     for t in range(T):
         k = k0 + t
-        advance_ser(k, P, S)
-        _bin_snap(k, t, EV, RD, SN, P, S)
-        add_ser(k, P, S)
+        advance_bases(k, bases, P, S)
+        bin_snap(k, t, EV, RD, SN, P, S)
+        add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
-            values_ser(tt, P, S, out, D, num, den, parts, scr)
+            values_rows(tt, rows, P, S, out, D, num, den, parts, scr)
             if len(DP[4]) > 0:
                 derived_rows(tt, DP, out, D, stack)
 
 
 @njit
-def run_cycles_par(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
-    """:func:`run_cycles` with the ``prange`` driver :func:`stage_par` (advance, snapshots + add,
-    values)."""
-    for t in range(T):
-        k = k0 + t
-        tt = t - (T - ncomp)
-        stage_par(np.int64(_ADVANCE), k, tt, P, S, out, D, num, den, parts, scr)
-        _bin_snap(k, t, EV, RD, SN, P, S)
-        stage_par(np.int64(_ADD), k, tt, P, S, out, D, num, den, parts, scr)
-        if tt >= 0:
-            stage_par(np.int64(_VALUES), k, tt, P, S, out, D, num, den, parts, scr)
-            if len(DP[4]) > 0:
-                derived_rows(tt, DP, out, D, stack)
-
-
-@njit
-def _bin_snap(k, t, EV, RD, SN, P, S):
+def bin_snap(k, t, EV, RD, SN, P, S):
     """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings, apply
     snapshot records to the latest values."""
     ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
