@@ -321,12 +321,12 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem
                 sdirty[mem_ser[cell_mem[m]]] = 1
 
 
-@njit(inline="always")
+@njit
 def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
                  ringMax):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
-    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf; returns
-    the members with a value (the count)."""
+    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
+    cell is overwritten); returns the members with a value (the count)."""
     c = 0
     for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
@@ -378,56 +378,53 @@ def _snap_base(b, k, P, S):
             oMin = base_offMin[b] + sm * n
         if base_offMax[b] >= 0:
             oMax = base_offMax[b] + sm * n
-    if snap_k[b] == k - 1:
+    inc = snap_k[b] == k - 1
+    if inc:  # (element loops, not slice assignments: numba's array-to-array setitem costs
+        # seconds of compile time per dtype)
         if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
             ps = (k - 1) % R
             pN = base_offN[b] + ps * n
-            ringN[oN:oN + n] = ringN[pN:pN + n]
+            for i in range(n):
+                ringN[oN + i] = ringN[pN + i]
             if oS >= 0:
                 pS = base_offS[b] + ps * n
-                ringS[oS:oS + n] = ringS[pS:pS + n]
+                for i in range(n):
+                    ringS[oS + i] = ringS[pS + i]
             if oO >= 0:
                 pO = base_offO[b] + ps * n
-                ringO[oO:oO + n] = ringO[pO:pO + n]
+                for i in range(n):
+                    ringO[oO + i] = ringO[pO + i]
             rowc[ro + slot] = rowc[ro + ps]
         if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
             pm = (k - 1) % Rm
             if oMin >= 0:
                 pMin = base_offMin[b] + pm * n
-                ringMin[oMin:oMin + n] = ringMin[pMin:pMin + n]
+                for i in range(n):
+                    ringMin[oMin + i] = ringMin[pMin + i]
             if oMax >= 0:
                 pMax = base_offMax[b] + pm * n
-                ringMax[oMax:oMax + n] = ringMax[pMax:pMax + n]
-        for i in range(n):
-            if sdirty[s0 + i] == 0:
+                for i in range(n):
+                    ringMax[oMax + i] = ringMax[pMax + i]
+    # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
+    # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
+    # count in rowc
+    for i in range(n):
+        if sdirty[s0 + i] == 0:
+            if inc:
                 continue
+        else:
             sdirty[s0 + i] = 0
-            rowc[ro + slot] -= ringN[oN + i]
-            if oS >= 0:
-                ringS[oS + i] = 0.0
-            if oO >= 0:
-                ringO[oO + i] = 0
-            if oMin >= 0:
-                ringMin[oMin + i] = np.inf
-            if oMax >= 0:
-                ringMax[oMax + i] = -np.inf
-            rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                                            ringN, ringS, ringO, ringMin, ringMax)
-    else:
+        rowc[ro + slot] -= ringN[oN + i]
         if oS >= 0:
-            ringS[oS:oS + n] = 0.0
+            ringS[oS + i] = 0.0
         if oO >= 0:
-            ringO[oO:oO + n] = 0
+            ringO[oO + i] = 0
         if oMin >= 0:
-            ringMin[oMin:oMin + n] = np.inf
+            ringMin[oMin + i] = np.inf
         if oMax >= 0:
-            ringMax[oMax:oMax + n] = -np.inf
-        tot = 0
-        for i in range(n):
-            sdirty[s0 + i] = 0
-            tot += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                                ringN, ringS, ringO, ringMin, ringMax)
-        rowc[ro + slot] = tot
+            ringMax[oMax + i] = -np.inf
+        rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                                        ringN, ringS, ringO, ringMin, ringMax)
     snap_k[b] = k
 
 
