@@ -235,3 +235,116 @@ def test_derived_kernel_equals_formula_evaluation():
         K.derived_rows(0, tuple(DP), out, D, np.empty((depth, nreg)))
         np.testing.assert_array_equal(D[0], ref[dp.compact_rows])
         np.testing.assert_array_equal(out[0, dp.rows], ref[dp.rows].astype(np.float32))
+
+
+def _concat(steps) -> Records:
+    """The records of all ``steps`` as one batch (for replays)."""
+    r0 = steps[0][1]
+    cols = {"events": ("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value"),
+            "readings": ("rd_time", "rd_feed", "rd_metric", "rd_emitter", "rd_kind", "rd_region", "rd_value"),
+            "snapshots": ("sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region", "sn_value")}
+    return Records.build(r0.feed_ids, **{g: {n: np.concatenate([getattr(r, n) for _, r in steps]) for n in names}
+                                         for g, names in cols.items()})
+
+
+def test_replay_into_a_reused_buffer_equals_a_fresh_output(city, catalog):
+    """``replay(out=...)``: the returned values are the buffer, equal to a replay into a fresh
+    output, when one buffer is reused for consecutive periods (finest and street level); a wrong
+    buffer is refused before anything runs."""
+    allrec = _concat(random_steps(city, catalog, K0, 8, seed=21))
+    for level in (None, "street"):
+        fresh = Engine(city, catalog)
+        want1 = fresh.replay(allrec, K0 * C, (K0 + 3) * C, level=level).value.values.copy()
+        want2 = fresh.replay(allrec, (K0 + 4) * C, (K0 + 7) * C, level=level).value.values
+        eng = Engine(city, catalog)
+        buf = eng.output_buffer(K0 * C, (K0 + 3) * C, level=level)
+        buf[:] = -7.0  # stale contents must all be overwritten
+        got1 = eng.replay(allrec, K0 * C, (K0 + 3) * C, level=level, out=buf).value.values
+        assert np.shares_memory(got1, buf) and np.array_equal(got1, want1, equal_nan=True)
+        got2 = eng.replay(allrec, (K0 + 4) * C, (K0 + 7) * C, level=level, out=buf).value.values
+        assert np.shares_memory(got2, buf) and np.array_equal(got2, want2, equal_nan=True)
+        assert eng.state.equals(fresh.state)
+    eng = Engine(city, catalog)
+    buf = eng.output_buffer(K0 * C, (K0 + 3) * C)
+    with pytest.raises(ValueError, match=r"shape \(3, "):
+        eng.replay(allrec, K0 * C, (K0 + 3) * C, out=buf[:3])
+    with pytest.raises(ValueError, match="dtype float64"):
+        eng.replay(allrec, K0 * C, (K0 + 3) * C, out=buf.astype(np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        eng.replay(allrec, K0 * C, (K0 + 3) * C, out=np.empty(buf.shape[::-1], buf.dtype).T)
+    with pytest.raises(TypeError, match="list"):
+        eng.replay(allrec, K0 * C, (K0 + 3) * C, out=buf.tolist())
+    assert eng.state.last_cycle == -1  # nothing ran
+
+
+def _snapshot_bucket_reference(eng: Engine) -> list:
+    """(base, what, kernel row, reference row) for the last cycle's bucket of every snapshot base,
+    aggregated from the latest values by a plain loop over the members in entity order (sum from
+    +0.0, count, count of 1.0, minimum / maximum keeping the first of equal values)."""
+    p, s = eng.plan, eng.state
+    k = s.last_cycle
+    nser = np.diff(p.base_ser0)
+    res = []
+    for b in range(p.n_bases):
+        lo, hi = p.mem_ptr[b], p.mem_ptr[b + 1]
+        if hi == lo:
+            continue
+        n, s0 = nser[b], p.base_ser0[b]
+        N, S, O = np.zeros(n, np.int64), np.zeros(n), np.zeros(n, np.int64)
+        MN, MX = np.full(n, np.inf), np.full(n, -np.inf)
+        for m in range(lo, hi):
+            v = float(s.st_value[p.mem_cell[m]])
+            if np.isnan(v):
+                continue
+            i = p.mem_ser[m] - s0
+            N[i] += 1
+            S[i] = S[i] + v
+            O[i] += v == 1.0
+            if v < MN[i]:
+                MN[i] = v
+            if v > MX[i]:
+                MX[i] = v
+        slot = k % p.base_R[b]
+        rows = [("N", s.ringN, p.base_offN[b], slot, N)]
+        if p.base_offS[b] >= 0:
+            rows.append(("S", s.ringS, p.base_offS[b], slot, S))
+        if p.base_offO[b] >= 0:
+            rows.append(("O", s.ringO, p.base_offO[b], slot, O))
+        if p.base_Rm[b] > 0:
+            sm = k % p.base_Rm[b]
+            if p.base_offMin[b] >= 0:
+                rows.append(("min", s.ringMin, p.base_offMin[b], sm, MN))
+            if p.base_offMax[b] >= 0:
+                rows.append(("max", s.ringMax, p.base_offMax[b], sm, MX))
+        for what, ring, off, sl, want in rows:
+            res.append((b, what, ring[off + sl * n: off + (sl + 1) * n], want))
+        res.append((b, "rowc", s.rowc[p.base_offRow[b] + slot], N.sum()))
+    return res
+
+
+def test_snapshot_buckets_from_changed_series_equal_a_full_aggregation(city, catalog, tmp_path):
+    """Snapshot buckets are the previous bucket with only the series whose members changed
+    aggregated again: over 40 cycles of snapshot records (values flipping between numbers, 0.0,
+    -0.0 and NaN; an empty cycle now and then; a save / load mid-way) every snapshot bucket equals
+    a plain-loop aggregation of the latest values, bit for bit (sign of zero included), and the
+    values and state equal an engine that aggregates every series every cycle."""
+    steps = random_steps(city, catalog, K0, 40, seed=22, n_ev=3, n_rd=3, n_sn=30)
+    rng = np.random.default_rng(23)
+    for _, rec in steps:
+        u = rng.random(len(rec.sn_value))
+        rec.sn_value[:] = np.where(u < 0.15, np.nan, np.where(u < 0.3, -0.0, np.where(u < 0.4, 0.0, rec.sn_value)))
+    inc, full = Engine(city, catalog, dtype="float64"), Engine(city, catalog, dtype="float64")
+    for i, (k, rec) in enumerate(steps):
+        if i % 9 == 4:
+            rec = Records.build(rec.feed_ids)
+        if i == 20:  # a loaded state: one full aggregation, same numbers
+            inc.save_state(tmp_path / "mid.npz")
+            inc.load_state(tmp_path / "mid.npz")
+        full._scratch_for = None  # forget the previous buckets: every series aggregated again
+        a = inc.step(rec, at=k * C).value.values
+        b = full.step(rec, at=k * C).value.values
+        assert np.array_equal(a, b, equal_nan=True), i
+        for base, what, got, want in _snapshot_bucket_reference(inc):
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want)), (i, base, what)
+        assert inc.state.equals(full.state), i
+    assert int(inc._snap_k.max()) == steps[-1][0]

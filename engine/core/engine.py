@@ -69,6 +69,19 @@ def _populate(arr: np.ndarray):
     return th
 
 
+_POOLS: dict = {}
+
+
+def _thread_pool(n: int):
+    """A process-wide pool of ``n`` threads for the threaded cycle driver (one per size)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOLS.get(n)
+    if pool is None:
+        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
+    return pool
+
+
 def to_ns(at) -> int:
     """A timestamp (str, datetime, numpy or pandas, or int ns) as int ns since the epoch (UTC).
 
@@ -137,6 +150,13 @@ class Engine:
         extra = {"snap_bases": snap_bases, "ind_d": self.derived.compact_pos}
         self._P = tuple(extra[f] if f in extra else getattr(p, f) for f in K.P_FIELDS)
         self._dummy3 = np.zeros((1, 1, 1), np.float64)
+        # kernel scratch after the state arrays (kernels.S_SCRATCH), reset whenever the state
+        # object is replaced (a loaded state aggregates its snapshots in full once)
+        self._snap_k = np.full(p.n_bases, -1, np.int64)
+        self._sdirty = np.zeros(p.n_series, np.uint8)
+        self._scratch_for = None
+        self._all_bases = np.arange(p.n_bases, dtype=np.int64)
+        self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -271,8 +291,8 @@ class Engine:
 
     # ------------------------------------------------------------------ kernels
     def _parallel(self) -> bool:
-        """Whether the cycle kernels run their ``prange`` drivers: only for big cities and more
-        than one numba thread (on small sizes, or with other processes on the cores, thread
+        """Whether the cycles run on the threaded driver (:meth:`_run_threads`): only for big
+        cities and more than one numba thread (on small sizes, or with other processes on the cores, thread
         start-up and contention cost more than the work); ``CITYVITALS_CORE_PARALLEL`` = 0 / 1
         forces it."""
         env = os.environ.get("CITYVITALS_CORE_PARALLEL", "auto").strip().lower()
@@ -288,7 +308,11 @@ class Engine:
 
         if not s.count_wide and int(s.cmax[0]) + most_per_bucket > COUNT16_MAX:
             s.widen()  # a bucket could pass 65,535: int32 counts from now on (values unchanged)
-        return tuple(getattr(s, f) for f in K.S_FIELDS)
+        if self._scratch_for is not s:
+            self._snap_k[:] = -1
+            self._sdirty[:] = 0
+            self._scratch_for = s
+        return tuple(getattr(s, f) for f in K.S_FIELDS) + (self._snap_k, self._sdirty)
 
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
@@ -319,21 +343,69 @@ class Engine:
             D = self._dummy3
         if not parts:
             num = den = self._dummy3
-        run = K.run_cycles_par if self._parallel() else K.run_cycles
-        run(k0, T, ncomp,
-            (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True),  # events: a NaN value counts
-            (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False),  # readings: skipped
-            (sn["time"], sn["key"], sn["value"], sn["off"]),
-            self._P, S, out, D, num, den, parts, self._scratch(), self._DP, self._stack)
+        EV = (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True)  # events: a NaN value counts
+        RD = (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False)  # readings: skipped
+        SN = (sn["time"], sn["key"], sn["value"], sn["off"])
+        if self._parallel():
+            self._run_threads(k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts)
+        else:
+            K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, out, D, num, den, parts, self._scratch(1)[0],
+                         self._DP, self._stack, self._all_bases, self._all_rows)
         self.state.last_cycle = k0 + T - 1
 
-    def _scratch(self) -> np.ndarray:
-        """Float64 scratch of the value kernel: (threads, 2, regions), kept between calls."""
+    def _shares(self, parts: int) -> tuple:
+        """(bases, rows): ``parts`` contiguous shares of the bases and of the indicator positions,
+        each about the same work (series touched, weighted by the blocks, extremes and sorted
+        windows of a base; a row's series), for the threaded driver."""
+        if getattr(self, "_shares_for", None) == parts:
+            return self._shares_cache
+        p = self.plan
+        nser = np.diff(p.base_ser0).astype(np.float64)
+        w_base = nser * (1 + np.diff(p.base_blk_ptr) + np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
+            + np.diff(p.mem_ptr)
+        w_row = nser[p.ind_base] + 1
+
+        def split(w, idx):
+            cum = np.cumsum(w)
+            cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts) if len(w) else []
+            return [x for x in np.split(idx, cuts) if len(x)]
+
+        self._shares_cache = (split(w_base, self._all_bases), split(w_row, self._all_rows))
+        self._shares_for = parts
+        return self._shares_cache
+
+    def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts) -> None:
+        """:func:`kernels.run_cycles` with stages 1, 3b + 4 and 5 of each cycle split over the
+        numba thread count of Python threads (the kernels release the GIL), four shares a thread;
+        stage 2 / 3a (binning, snapshot records) and the derived rows stay on this thread."""
         import numba
 
-        nt = numba.config.NUMBA_NUM_THREADS  # numba.get_thread_id() < this
-        if getattr(self, "_scr", None) is None or self._scr.shape[0] < nt:
-            self._scr = np.empty((nt, 2, self.plan.n_regions), np.float64)
+        nt = numba.get_num_threads()
+        pool = _thread_pool(nt)
+        bases, rows = self._shares(4 * nt)
+        scr = self._scratch(len(rows))
+        P = self._P
+
+        def run(calls):
+            for f in [pool.submit(*c) for c in calls]:
+                f.result()
+
+        for t in range(T):
+            k = k0 + t
+            tt = t - (T - ncomp)
+            run([(K.advance_bases, k, b, P, S) for b in bases])
+            K.bin_snap(k, t, EV, RD, SN, P, S)
+            run([(K.add_bases, k, b, P, S) for b in bases])
+            if tt >= 0:
+                run([(K.values_rows, tt, r, P, S, out, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
+                if len(self._DP[4]) > 0:
+                    K.derived_rows(tt, self._DP, out, D, self._stack)
+
+    def _scratch(self, m: int) -> np.ndarray:
+        """Float64 scratch of the value kernel: (at least ``m``, 2, regions), one (2, regions)
+        slice per concurrent call, kept between calls."""
+        if getattr(self, "_scr", None) is None or self._scr.shape[0] < m:
+            self._scr = np.empty((m, 2, self.plan.n_regions), np.float64)
         return self._scr
 
     def _no_records(self, T: int) -> dict:
@@ -414,7 +486,33 @@ class Engine:
         self.last_counts = attrs
         return make_dataset(V, self._coords, labels, level, attrs=attrs, index_cache=self._index_cache)
 
-    def replay(self, feeds, start, end, level: str | None = None):
+    def output_buffer(self, start, end, level: str | None = None) -> np.ndarray:
+        """An uninitialised array for :meth:`replay`'s ``out``: (cycles from ``start`` to ``end``,
+        indicators, regions of ``level``) in the engine's dtype.
+
+        >>> from engine import City, Catalog
+        >>> eng = Engine(City.synthetic(seed=1, neighbourhoods=12, streets=3, population=30_000), Catalog.load())
+        >>> buf = eng.output_buffer("2020-02-01 00:15", "2020-02-01 01:00", level="street")
+        >>> buf.shape[0], buf.shape[1] == len(eng.plan.indicator_ids), buf.shape[2], buf.dtype
+        (4, True, 3, dtype('float32'))
+        """
+        k0, k1 = self._cycle_of(start), self._cycle_of(end)
+        if k1 < k0:
+            raise ValueError(f"end {end!r} is before start {start!r}")
+        _, _, labels = self._level(level)
+        return np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
+
+    def _check_out(self, out, shape: tuple) -> None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+        if out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, expected {shape} (cycles, indicators, regions)")
+        if out.dtype != self.dtype:
+            raise ValueError(f"out has dtype {out.dtype}, expected the engine's {self.dtype}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable")
+
+    def replay(self, feeds, start, end, level: str | None = None, out: np.ndarray | None = None):
         """Compute every cycle from ``start`` to ``end`` (both cycle ends, inclusive).
 
         Equal, number for number, to successive :meth:`step` calls where the first step gets every
@@ -422,6 +520,21 @@ class Engine:
         already computed cycles continues from them (records of those cycles are skipped), so a
         long period can be replayed in chunks with the same result. Runs the cycles in chunks of
         up to :data:`REPLAY_CHUNK_BYTES` of float64 scratch, one kernel call per chunk.
+
+        Parameters
+        ----------
+        feeds : engine.Feeds or encoded records
+        start, end : timestamp
+            The first and last cycle end.
+        level : str, optional
+            As in :meth:`step`.
+        out : numpy.ndarray, optional
+            Where to write the values: (cycles, indicators, regions of ``level``) in the engine's
+            dtype, C-contiguous (:meth:`output_buffer`, or the ``value`` of an earlier replay of as
+            many cycles that is no longer needed). The returned ``value`` is this array, no copy.
+            A caller replaying period by period (a day at a time) that reuses one buffer saves the
+            first-touch page faults of a fresh output each period (on some VMs seconds per GB,
+            system time); the values are the same.
 
         Returns
         -------
@@ -432,6 +545,8 @@ class Engine:
         if k1 < k0:
             raise ValueError(f"end {end!r} is before start {start!r}")
         level, g, labels = self._level(level)
+        if out is not None:
+            self._check_out(out, (k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)))
         rec, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
         self._check(rec)
         last = self.state.last_cycle
@@ -444,8 +559,12 @@ class Engine:
         p = self.plan
         nind, nreg = len(p.indicator_ids), p.n_regions
         fine = g is None
-        out_all = np.empty((T, nind, len(labels)), self.dtype)
-        populating = _populate(out_all)
+        if out is None:
+            out_all = np.empty((T, nind, len(labels)), self.dtype)
+            populating = _populate(out_all)
+        else:  # a reused buffer: its pages are mapped already
+            out_all = out
+            populating = None
         counts: dict = {}
         # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
         bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
@@ -474,11 +593,11 @@ class Engine:
             if fine:
                 if Dfine is None:
                     Dfine = np.empty((chunk, len(self.derived.compact_rows), nreg), np.float64)
-                out, D, num, den = out_all[t0:t1], Dfine[:n], None, None
+                dst, D, num, den = out_all[t0:t1], Dfine[:n], None, None
             else:
-                out, D, num, den = (x[:n] for x in bufs)
-            self._run(k0 + t0, n, n, grp, out, D, num, den)
-            self._finish(out, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
+                dst, D, num, den = (x[:n] for x in bufs)
+            self._run(k0 + t0, n, n, grp, dst, D, num, den)
+            self._finish(dst, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
         if populating is not None:
             populating.join()
         counts["core.after_end"] = int(sum(len(d["bucket"]) - bounds[gn][-1] for gn, d in prep.items()))

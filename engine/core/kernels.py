@@ -17,16 +17,20 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 :func:`run_cycles` runs steps 1-5 for ``T`` consecutive cycles in one call (a step is ``T = 1``;
 a replay chunk many), so a replay and successive steps execute the same operations in the same
 order and agree bit for bit. The plan arrays travel as one tuple ``P`` and the state arrays as
-one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS`). :func:`run_cycles_par` is the same
-loop with one ``prange`` driver (:func:`stage_par`) over the same per-item functions; the caller
-picks one by work size.
+one tuple ``S`` (orders: :data:`P_FIELDS`, :data:`S_FIELDS` + :data:`S_SCRATCH`). For big
+cities the engine runs the same stage functions (:func:`advance_bases`, :func:`bin_snap`,
+:func:`add_bases`, :func:`values_rows`, :func:`derived_rows`) cycle by cycle from Python, each
+of stages 1, 3b + 4 and 5 split over threads by bases or rows (the kernels release the GIL);
+each base and row is computed by one thread with the same operations, so the numbers are the
+same bit for bit.
 
 Compile time (numba compiles a whole specialisation per distinct argument type, callees
-included): the parallel loop is a separate kernel (its ``prange`` driver costs about as much to
-compile as all serial code together), one value-row function serves every level, and
-constant flags are passed as run-time values (a literal ``True`` / ``0`` argument makes numba
-compile one copy of the callee per value). Specialisations left: count rings uint16 or int32
-(widened), output float32 or float64.
+included): there is no ``prange`` kernel (it compiled its callees a second time, ~49 s CPU on
+the development machine); the threaded driver calls the serial stage functions, which
+``run_cycles`` compiles anyway; one value-row function serves every level, and constant flags
+are passed as run-time values (a literal ``True`` / ``0`` argument makes numba compile one copy
+of the callee per value). Specialisations left: count rings uint16 or int32 (widened), output
+float32 or float64.
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -36,8 +40,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_thread_id, prange
-
 from engine.config import njit
 
 # value codes (see engine.core.plan)
@@ -48,9 +50,13 @@ P_FIELDS = ("map_ptr", "map_base", "lookup", "base_ser0", "base_R", "base_Rm", "
             "base_mm_ptr", "mm_W", "mm_stat", "mm_off", "base_q_ptr", "q_W", "q_off", "q_noff",
             "snap_bases", "mem_ptr", "mem_cell", "mem_ser",
             "ind_row", "ind_code", "ind_base", "ind_blk", "ind_blk2", "ind_norm", "ind_q", "ind_mult", "ser_region",
-            "norm", "ind_d", "base_offRow")
+            "norm", "ind_d", "base_offRow", "ser_mptr", "cell_mptr", "cell_mem")
 S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "wP", "mmRun", "qv", "qn", "cmax",
             "st_value", "st_time", "rowc")
+#: scratch after the state arrays in ``S`` (held by the engine, not saved: a fresh or loaded state
+#: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
+#: snapshot base last aggregated, and a flag per series whose members' latest values changed since
+S_SCRATCH = ("snap_k", "sdirty")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,8 +137,9 @@ def _advance_base(b, k, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     ro = base_offRow[b]
@@ -174,7 +181,9 @@ def _advance_base(b, k, P, S):
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
     slot = k % R
-    if rowc[ro + slot] != 0:  # rows of empty buckets are zero already
+    # rows of empty buckets are zero already; a snapshot base writes its whole row when it
+    # aggregates (from the previous bucket's row when it can, see _snap_base)
+    if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
         rowc[ro + slot] = 0
         o = base_offN[b] + slot * n
         ringN[o:o + n] = 0
@@ -195,10 +204,10 @@ def _advance_base(b, k, P, S):
 
 
 @njit
-def advance_ser(k, P, S):
-    """Stage 1 for every base, one thread."""
-    for b in range(len(P[4])):
-        _advance_base(b, k, P, S)
+def advance_bases(k, bases, P, S):
+    """Stage 1 for the bases listed in ``bases`` (all of them, or one thread's share)."""
+    for j in range(len(bases)):
+        _advance_base(bases[j], k, P, S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,8 +226,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     cm = cmax[0]
     for r in range(lo, hi):
         j = bucket[r]
@@ -292,46 +302,37 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
 
 
 @njit
-def snap_apply(lo, hi, time, cell, value, st_value, st_time):
-    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins."""
+def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem, mem_ser, sdirty):
+    """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins.
+    A cell whose value changes (bit for bit: a NaN stays a NaN, 0.0 and -0.0 differ) flags every
+    series it is a member of in ``sdirty`` (re-aggregated by :func:`_snap_base`)."""
     for r in range(lo, hi):
         c = cell[r]
         if time[r] >= st_time[c]:
             st_time[c] = time[r]
-            st_value[c] = value[r]
+            old = st_value[c]
+            v = value[r]
+            st_value[c] = v
+            if math.isnan(old) and math.isnan(v):
+                continue
+            if old == v and math.copysign(1.0, old) == math.copysign(1.0, v):
+                continue
+            for m in range(cell_mptr[c], cell_mptr[c + 1]):
+                sdirty[mem_ser[cell_mem[m]]] = 1
 
 
 @njit
-def _snap_base(b, k, P, S):
-    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``."""
-    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
-     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
-     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
-     snap_bases, mem_ptr, mem_cell, mem_ser,
-     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
-    n = base_ser0[b + 1] - base_ser0[b]
-    s0 = base_ser0[b]
-    slot = k % base_R[b]
-    oN = base_offN[b] + slot * n
-    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
-    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
-    oMin = -1
-    oMax = -1
-    if base_Rm[b] > 0:
-        sm = k % base_Rm[b]
-        if base_offMin[b] >= 0:
-            oMin = base_offMin[b] + sm * n
-        if base_offMax[b] >= 0:
-            oMax = base_offMax[b] + sm * n
-    for m in range(mem_ptr[b], mem_ptr[b + 1]):
+def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
+                 ringMax):
+    """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
+    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
+    cell is overwritten); returns the members with a value (the count)."""
+    c = 0
+    for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
         if math.isnan(v):
             continue
-        i = mem_ser[m] - s0
-        ringN[oN + i] += 1
-        rowc[base_offRow[b] + slot] += 1
+        c += 1
         if oS >= 0:
             ringS[oS + i] += v
         if oO >= 0 and v == 1.0:
@@ -340,6 +341,91 @@ def _snap_base(b, k, P, S):
             ringMin[oMin + i] = v
         if oMax >= 0 and v > ringMax[oMax + i]:
             ringMax[oMax + i] = v
+    ringN[oN + i] = c
+    return c
+
+
+@njit
+def _snap_base(b, k, P, S):
+    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``.
+
+    When the base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
+    only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
+    series is aggregated. Both give the same numbers bit for bit: each series adds its members'
+    values in the same order (members sorted by series, stable)."""
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
+    n = base_ser0[b + 1] - base_ser0[b]
+    s0 = base_ser0[b]
+    R = base_R[b]
+    slot = k % R
+    ro = base_offRow[b]
+    oN = base_offN[b] + slot * n
+    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
+    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
+    Rm = base_Rm[b]
+    oMin = -1
+    oMax = -1
+    if Rm > 0:
+        sm = k % Rm
+        if base_offMin[b] >= 0:
+            oMin = base_offMin[b] + sm * n
+        if base_offMax[b] >= 0:
+            oMax = base_offMax[b] + sm * n
+    inc = snap_k[b] == k - 1
+    if inc:  # (element loops, not slice assignments: numba's array-to-array setitem costs
+        # seconds of compile time per dtype)
+        if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
+            ps = (k - 1) % R
+            pN = base_offN[b] + ps * n
+            for i in range(n):
+                ringN[oN + i] = ringN[pN + i]
+            if oS >= 0:
+                pS = base_offS[b] + ps * n
+                for i in range(n):
+                    ringS[oS + i] = ringS[pS + i]
+            if oO >= 0:
+                pO = base_offO[b] + ps * n
+                for i in range(n):
+                    ringO[oO + i] = ringO[pO + i]
+            rowc[ro + slot] = rowc[ro + ps]
+        if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
+            pm = (k - 1) % Rm
+            if oMin >= 0:
+                pMin = base_offMin[b] + pm * n
+                for i in range(n):
+                    ringMin[oMin + i] = ringMin[pMin + i]
+            if oMax >= 0:
+                pMax = base_offMax[b] + pm * n
+                for i in range(n):
+                    ringMax[oMax + i] = ringMax[pMax + i]
+    # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
+    # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
+    # count in rowc
+    for i in range(n):
+        if sdirty[s0 + i] == 0:
+            if inc:
+                continue
+        else:
+            sdirty[s0 + i] = 0
+        rowc[ro + slot] -= ringN[oN + i]
+        if oS >= 0:
+            ringS[oS + i] = 0.0
+        if oO >= 0:
+            ringO[oO + i] = 0
+        if oMin >= 0:
+            ringMin[oMin + i] = np.inf
+        if oMax >= 0:
+            ringMax[oMax + i] = -np.inf
+        rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                                        ringN, ringS, ringO, ringMin, ringMax)
+    snap_k[b] = k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +439,9 @@ def _add_base(b, k, P, S):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
         _snap_base(b, k, P, S)
     n = base_ser0[b + 1] - base_ser0[b]
@@ -440,10 +527,10 @@ def _add_base(b, k, P, S):
 
 
 @njit
-def add_ser(k, P, S):
-    """Stages 3b and 4 for every base, one thread."""
-    for b in range(len(P[4])):
-        _add_base(b, k, P, S)
+def add_bases(k, bases, P, S):
+    """Stages 3b and 4 for the bases listed in ``bases`` (all of them, or one thread's share)."""
+    for j in range(len(bases)):
+        _add_base(bases[j], k, P, S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,8 +564,9 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
      snap_bases, mem_ptr, mem_cell, mem_ser,
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc) = S
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty) = S
     nreg = out.shape[2]
     row = ind_row[t]
     code = ind_code[t]
@@ -651,38 +739,12 @@ def derived_rows(tt, DP, out, D, stack):
 
 
 @njit
-def values_ser(tt, P, S, out, D, num, den, parts, scr):
-    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``), one thread; ``scr``
-    (threads, 2, regions) float64 scratch."""
-    for t in range(len(P[29])):
-        _value_row(t, tt, P, S, out, D, num, den, parts, scr[0])
-
-
-@njit
-def _value_row_call(t, tt, P, S, out, D, num, den, parts, scr):
-    """:func:`_value_row` as a called function: the ``prange`` body of :func:`stage_par` stays a
-    few calls (compile time; the call overhead, ~0.3 µs a row, only matters for short rows, and the
-    parallel driver runs for big cities only)."""
-    _value_row(t, tt, P, S, out, D, num, den, parts, scr)
-
-
-_ADVANCE, _ADD, _VALUES = range(3)
-
-
-@njit(parallel=True)
-def stage_par(stage, k, tt, P, S, out, D, num, den, parts, scr):
-    """The parallel driver of stage 1 (``stage`` 0: advance, per base), 3b + 4 (1: snapshots and
-    add, per base) or 5 (2: values of cycle ``tt``, per indicator; each thread its own slice of
-    ``scr``). One ``prange`` for the three: each costs ~15 s of compile time. ``stage`` must be
-    a run-time int (``np.int64(...)``), or numba compiles one copy per literal value."""
-    n = len(P[29]) if stage == _VALUES else len(P[4])
-    for i in prange(n):
-        if stage == _ADVANCE:
-            _advance_base(i, k, P, S)
-        elif stage == _ADD:
-            _add_base(i, k, P, S)
-        else:
-            _value_row_call(i, tt, P, S, out, D, num, den, parts, scr[get_thread_id()])
+def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
+    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
+    listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
+    (2, regions) float64 scratch of this call alone."""
+    for j in range(len(rows)):
+        _value_row(rows[j], tt, P, S, out, D, num, den, parts, scr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,49 +752,34 @@ def stage_par(stage, k, tt, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
-    """Run cycles ``k0 .. k0 + T - 1`` with the serial drivers; compute the values of the last
-    ``ncomp`` of them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack, bases, rows):
+    """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
+    them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
 
     ``EV`` = (bucket, key, region, value, off, count_nan) of the events sorted by arrival cycle,
     those of cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1`` (``count_nan``: see
     :func:`bin_records`; a run-time bool, so events and readings share one compiled
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
-    snapshots. ``scr`` is the value kernel's scratch, ``DP`` / ``stack`` the derived program and
-    its stack (:func:`derived_rows`), evaluated right after each cycle's values.
+    snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
+    program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
+    ``bases`` / ``rows``: every base / indicator position (``arange``).
 
-    :func:`run_cycles_par` is the same loop with the ``prange`` drivers: a separate kernel, so
-    that the parallel drivers (most of the compile time) compile only where they run."""
+    The threaded driver (:meth:`engine.core.engine.Engine._run_threads`) runs the same stage
+    functions cycle by cycle from Python, each stage split over threads by bases or rows."""
     for t in range(T):
         k = k0 + t
-        advance_ser(k, P, S)
-        _bin_snap(k, t, EV, RD, SN, P, S)
-        add_ser(k, P, S)
+        advance_bases(k, bases, P, S)
+        bin_snap(k, t, EV, RD, SN, P, S)
+        add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
-            values_ser(tt, P, S, out, D, num, den, parts, scr)
+            values_rows(tt, rows, P, S, out, D, num, den, parts, scr)
             if len(DP[4]) > 0:
                 derived_rows(tt, DP, out, D, stack)
 
 
 @njit
-def run_cycles_par(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack):
-    """:func:`run_cycles` with the ``prange`` driver :func:`stage_par` (advance, snapshots + add,
-    values)."""
-    for t in range(T):
-        k = k0 + t
-        tt = t - (T - ncomp)
-        stage_par(np.int64(_ADVANCE), k, tt, P, S, out, D, num, den, parts, scr)
-        _bin_snap(k, t, EV, RD, SN, P, S)
-        stage_par(np.int64(_ADD), k, tt, P, S, out, D, num, den, parts, scr)
-        if tt >= 0:
-            stage_par(np.int64(_VALUES), k, tt, P, S, out, D, num, den, parts, scr)
-            if len(DP[4]) > 0:
-                derived_rows(tt, DP, out, D, stack)
-
-
-@njit
-def _bin_snap(k, t, EV, RD, SN, P, S):
+def bin_snap(k, t, EV, RD, SN, P, S):
     """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings, apply
     snapshot records to the latest values."""
     ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
@@ -743,4 +790,4 @@ def _bin_snap(k, t, EV, RD, SN, P, S):
     if rd_o[t + 1] > rd_o[t]:
         bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S)
     if sn_o[t + 1] > sn_o[t]:
-        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14])
+        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])

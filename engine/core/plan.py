@@ -139,7 +139,10 @@ class Plan:
     snap_size: int
     mem_ptr: np.ndarray            # int64 [B + 1] members of snapshot bases
     mem_cell: np.ndarray           # int64 state cell of each member
-    mem_ser: np.ndarray            # int32 series of each member
+    mem_ser: np.ndarray            # int32 series of each member (members sorted by series)
+    ser_mptr: np.ndarray           # int64 [n_series + 1]: members of series s (CSR)
+    cell_mptr: np.ndarray          # int64 [snap_size + 1]: members of each snapshot cell (CSR) ...
+    cell_mem: np.ndarray           # int64 ... as member positions
     # indicators (rows of the output; derived rows are filled by engine.core.derived)
     ind_row: np.ndarray            # output row of each non-derived indicator
     ind_code: np.ndarray
@@ -531,6 +534,20 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
     mem_ser = np.concatenate(msers).astype(np.int32) if msers else np.zeros(0, np.int32)
     # most snapshot entities of one series: bounds a snapshot base's per-cycle count
     max_members = int(np.bincount(mem_ser).max()) if len(mem_ser) else 0
+    # members grouped by series (series numbers grow with the base, so each base's members stay
+    # in mem_ptr's range; the sort is stable, so each series adds its entities in the same order
+    # as before and its sums are unchanged): series s aggregates members ser_mptr[s] ..
+    # ser_mptr[s + 1] - 1, and the cells whose value changed re-aggregate only their series
+    n_ser = int(ser0[-1]) if len(ser0) else 0
+    if len(mem_ser) and int(mem_ser.min()) < 0:
+        raise ValueError("a snapshot member without a series (internal: lookup of its region is -1)")
+    o = np.argsort(mem_ser, kind="stable")
+    mem_cell, mem_ser = mem_cell[o], mem_ser[o]
+    ser_mptr = np.zeros(n_ser + 1, dtype=np.int64)
+    ser_mptr[1:] = np.cumsum(np.bincount(mem_ser, minlength=n_ser))
+    cell_mem = np.argsort(mem_cell, kind="stable").astype(np.int64)  # cell -> its members (CSR)
+    cell_mptr = np.zeros(ssize + 1, dtype=np.int64)
+    cell_mptr[1:] = np.cumsum(np.bincount(mem_cell, minlength=ssize)) if len(mem_cell) else 0
 
     # ------------------------------------------------------------ normalisation rows
     pop = city.regions["population"].to_numpy(np.float64)
@@ -638,7 +655,8 @@ def compile_plan(city, catalog, cycle: str = "15min") -> Plan:
         q_off=np.array(q_off, np.int64), q_noff=np.array(q_noff, np.int64), q_size=int(q_size),
         q_nsize=int(q_nsize), max_members=max_members, key_off=key_off, key_ncat=key_ncat, key_nsub=key_nsub,
         map_ptr=map_ptr, map_base=map_base, snap_off=snap_off, snap_nent=snap_nent, snap_size=int(ssize),
-        mem_ptr=mem_ptr, mem_cell=mem_cell, mem_ser=mem_ser,
+        mem_ptr=mem_ptr, mem_cell=mem_cell, mem_ser=mem_ser, ser_mptr=ser_mptr, cell_mptr=cell_mptr,
+        cell_mem=cell_mem,
         ind_row=ind_row, ind_code=ind_code, ind_base=ind_base, ind_blk=ind_blk, ind_blk2=ind_blk2,
         ind_W=ind_W, ind_norm=ind_norm, ind_q=ind_q, ind_mult=ind_mult, norm=norm, rollup=rollup,
         derived_ids=derived_ids, fingerprint=h.hexdigest()[:16],
