@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -57,3 +58,32 @@ def test_store_every_keeps_hourly_means(tmp_path):
     values = xr.open_zarr(tmp_path / "hourly" / "values.zarr")
     assert values.sizes["time"] == 24
     assert str(values["time"].values[0])[:16] == "2020-02-24T01:00"
+
+
+def test_reused_replay_buffer_leaves_every_stored_value_as_a_fresh_replay_gives(tmp_path, monkeypatch):
+    # the runner replays each day into one reused buffer: a view of an earlier day kept past its
+    # day would be overwritten by the next one, so the run is compared with one where every day
+    # is replayed into a fresh array (history and period both span several days)
+    from engine.core.engine import Engine
+
+    script = next(p for p in SCRIPTS if p.stem == "staged_reopening")
+    sc = prepare(load_build(script), seed=0, quick=True).quick(2)
+    sc.city = dict(neighbourhoods=12, streets=2, population=40_000)
+    sc.sim.incidents.clear()  # they name regions of the quick city (30 neighbourhoods)
+    sc.run(tmp_path / "reused", progress=False)
+    replay = Engine.replay
+    calls = []
+
+    def fresh(self, feeds, start, end, level=None, out=None):
+        calls.append(out is not None)
+        return replay(self, feeds, start, end, level)
+
+    monkeypatch.setattr(Engine, "replay", fresh)
+    sc.run(tmp_path / "fresh", progress=False)
+    assert len(calls) >= 4 and all(calls)  # the runner did pass a buffer, every day
+    a = xr.open_zarr(tmp_path / "reused" / "values.zarr").load()
+    b = xr.open_zarr(tmp_path / "fresh" / "values.zarr").load()
+    assert a.sizes["time"] == 2 * 96
+    xr.testing.assert_identical(a, b)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "reused" / "alerts.parquet"),
+                                  pd.read_parquet(tmp_path / "fresh" / "alerts.parquet"))

@@ -140,7 +140,7 @@ def _coarsen(ds, factor: int):
     from engine.scenario.store import period_mean_max
 
     if factor == 1:
-        return ds[["value", "score"]].astype("float32")
+        return ds[["value", "score"]].astype("float32", copy=True)  # a copy: the value buffer is reused
     n = ds.sizes["time"] // factor * factor
     mean, top = period_mean_max(ds["value"].values, ds["score"].values, factor)
     dims = ds["value"].dims
@@ -223,13 +223,20 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     economy = []
     bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
+    buf = None
     for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
                             start=-n_history):
         with stage("feeds"):
             feeds = day.to_feeds()
         day_start = pd.Timestamp(day.date)
         with stage("core_replay"):
-            ds = engine.replay(feeds, day_start + cycle, day_start + pd.Timedelta("1D"))
+            # one output buffer for every day of the run: a fresh day's output (337 MB at the
+            # demo's size) costs more in first-touch page faults than the replay computes
+            # (docs/core.md, round 4); nothing keeps a view of a day's values past its day
+            day_end = day_start + pd.Timedelta("1D")
+            if buf is None:
+                buf = engine.output_buffer(day_start + cycle, day_end)
+            ds = engine.replay(feeds, day_start + cycle, day_end, out=buf)
         del feeds
         values = ds["value"].values
         times = pd.DatetimeIndex(ds["time"].values)
