@@ -355,6 +355,14 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             ns = _0
             nn = _1
         nd = d if (keep_d & warm) else nd
+        if is_count:
+            # a count's level (its expected count off the profile) is >= 0, and its spread -- the
+            # unit of the shared shape -- at least the Poisson spread sqrt(max(level, mu_floor)):
+            # a series of zeros has D ~ 0, and a push (x - L) / D of its first event would be ~1e12
+            nl = nl if nl > _0 else _0
+            pf = nl if nl > mu_floor else mu_floor
+            pf = math.sqrt(pf)
+            nd = nd if nd > pf else pf
         if hold:
             nl = l
             nd = d
