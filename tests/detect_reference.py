@@ -130,6 +130,13 @@ def value_tag(x):
     return b[0] ^ b[1] ^ b[2] ^ b[3]
 
 
+def _count_floors(st, i, r, par):
+    """A count series' learned state: its level (expected count off the profile) at least 0, its
+    spread (the shape's unit) at least the Poisson spread ``sqrt(max(level, count_mu_floor))``."""
+    st["level"][i, r] = max(st["level"][i, r], 0.0)
+    st["spread"][i, r] = max(st["spread"][i, r], math.sqrt(max(st["level"][i, r], par["count_mu_floor"])))
+
+
 def update_reference(V, phase_d, phase_w, det, par):
     """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
 
@@ -173,6 +180,8 @@ def update_reference(V, phase_d, phase_w, det, par):
             if math.isnan(x) or n == 0:
                 if not math.isnan(x):
                     st["level"][i, r], st["spread"][i, r], st["scale"][i, r], st["nobs"][i, r] = x, 0.0, 0.0, 1
+                    if cnt:
+                        _count_floors(st, i, r, par)
                 score[i, r], code[i, r] = best, (c if best > 0 else 0)
                 continue
             warm = n >= det.warmup[i]
@@ -211,6 +220,8 @@ def update_reference(V, phase_d, phase_w, det, par):
                     pass
                 else:
                     st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+                if cnt:
+                    _count_floors(st, i, r, par)
                 st["nobs"][i, r] = min(n + 1, 32767)
             if season > 0 and D > 0:
                 if not bin_set:
@@ -456,6 +467,8 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
             if math.isnan(x) or n == 0:
                 if not math.isnan(x):
                     st["level"][i, r], st["spread"][i, r], st["scale"][i, r], st["nobs"][i, r] = x, 0.0, 0.0, 1
+                    if cnt:
+                        _count_floors(st, i, r, par)
                 score[i, r], code[i, r] = best, (c if best > 0 else 0)
                 continue
             warm = n >= warmup
@@ -495,6 +508,8 @@ def update_reference_fallback(V, phase_d, phase_w, det, par):
                     pass
                 else:
                     st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
+                if cnt:
+                    _count_floors(st, i, r, par)
                 st["nobs"][i, r] = min(n + 1, 32767)
             big = 64.0 if det.city_rules else 1e300    # city rules: bounded pushes while a bin is set
             if season > 0 and D > 0:

@@ -201,6 +201,14 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     is combined afterwards (:func:`_thr_pass`, rows with levels only). Count rows get their
     CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s`` / ``c3_s``
     for :func:`_count_vec_pass`.
+
+    **Count rows** learn on the count's own terms: the level (the expected count off the
+    profile) is kept ``>= 0``, and the spread ``D`` -- the unit of the shared profile -- at least
+    the Poisson spread ``sqrt(max(level, count_mu_floor))``. Every test of the row (count tail,
+    z of the CUSUM and the spatial pass) sees the expectation floored at ``count_mu_floor`` and a
+    variance at least that expectation. Without the floors a sparse count's ``D`` is ~0 (a run of
+    zeros), its first event pushes the shared bin by ``(x - L) / D`` spreads, and the level
+    follows the bin below zero (docs/detect.md, "Count rows, 2026-11-29").
     """
     n_reg = x.shape[0]
     a_level = np.float32(par[P_LEVEL_RATE])
@@ -355,6 +363,14 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             ns = _0
             nn = _1
         nd = d if (keep_d & warm) else nd
+        if is_count:
+            # a count's level (its expected count off the profile) is >= 0, and its spread -- the
+            # unit of the shared shape -- at least the Poisson spread sqrt(max(level, mu_floor)):
+            # a series of zeros has D ~ 0, and a push (x - L) / D of its first event would be ~1e12
+            nl = nl if nl > _0 else _0
+            pf = nl if nl > mu_floor else mu_floor
+            pf = math.sqrt(pf)
+            nd = nd if nd > pf else pf
         if hold:
             nl = l
             nd = d

@@ -71,8 +71,11 @@ class DetectorParams:
         The standard deviation is at least ``floor_spread * D + floor_level * |level|``
         (a flat or perfectly periodic series does not get an infinitely small scale).
     count_mu_floor : float
-        Smallest expected count per cycle used by the count detector (an event in a
-        series that has been all zeros is surprising, not infinitely so).
+        Smallest expected count per cycle used by every test of a count row (the count tail,
+        the z of the CUSUM and of the spatial pass): an event in a series that has been all
+        zeros is surprising, not infinitely so. It also floors a count's spread ``D`` (the
+        unit of its profile) at the Poisson spread ``sqrt(max(level, count_mu_floor))``; a
+        count's level is kept ``>= 0``.
     overdispersion : float
         A count series whose variance exceeds ``overdispersion * mean`` is tested with
         a negative binomial of that variance; otherwise with a Poisson.
