@@ -137,123 +137,6 @@ def _count_floors(st, i, r, par):
     st["spread"][i, r] = max(st["spread"][i, r], math.sqrt(max(st["level"][i, r], par["count_mu_floor"])))
 
 
-def update_reference(V, phase_d, phase_w, det, par):
-    """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
-
-    ``det`` is an engine Detectors (only its configuration arrays and a *copy* of its state
-    are used); returns (score, code, new_state_arrays).
-    """
-    st = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) for k, v in det.state.arrays().items()}
-    n_ind, n_reg = V.shape
-    # the engine keeps only the bad side's sum (and C- of two-sided rows): both sums here, the
-    # unkept side at 0 (it never enters a one-sided score)
-    down = det.direction == -1
-    both = np.flatnonzero(det.direction == 0)
-    st["cusum_pos"] = np.where(down[:, None], 0.0, st["cusum"])
-    st["cusum_neg"], neg_rows = np.zeros((n_ind, n_reg)), st["cusum_neg"]
-    st["cusum_neg"][down] = st["cusum"][down]
-    st["cusum_neg"][both] = neg_rows[det.both_slot[both]]
-    score = np.full((n_ind, n_reg), np.nan)
-    code = np.zeros((n_ind, n_reg), dtype=np.int64)
-    for i in range(n_ind):
-        season, dirn, cnt = det.season[i], det.direction[i], det.is_count[i]
-        ph = phase_w if season == 2 else phase_d
-        sh = st["shape"][i, ph] if season > 0 else 0.0
-        z = np.full(n_reg, np.nan)
-        deltas = []
-        # city rules: no score on a profile bin never visited (learning goes on)
-        judged = not (det.city_rules and season > 0 and st["visits"][i, ph] == 0)
-        for r in range(n_reg):
-            x = float(V[i, r])
-            n = st["nobs"][i, r]
-            # a non-count series repeating its non-zero value exactly was not updated: scored, not learned
-            tag = value_tag(x) if not math.isnan(x) else st["last_tag"][i, r]
-            rep = (det.hold_mode[i] > 0 and (not cnt) and not math.isnan(x) and n > 0
-                   and (np.float32(x) != 0 or det.hold_mode[i] == 2) and tag == st["last_tag"][i, r])
-            st["last_tag"][i, r] = tag
-            best, c = threshold_score(x, det.warn[i], det.alarm[i]), 4
-            L, D, S = st["level"][i, r], st["spread"][i, r], st["scale"][i, r]
-            sigma = max(SIGMA_PER_MAD * S, par["floor_spread"] * D + par["floor_level"] * abs(L) + 1e-12)
-            e = L + D * sh
-            mu = max(e, par["count_mu_floor"]) if cnt else e
-            sd = math.sqrt(max(sigma ** 2, mu)) if cnt else sigma
-            if math.isnan(x) or n == 0:
-                if not math.isnan(x):
-                    st["level"][i, r], st["spread"][i, r], st["scale"][i, r], st["nobs"][i, r] = x, 0.0, 0.0, 1
-                    if cnt:
-                        _count_floors(st, i, r, par)
-                score[i, r], code[i, r] = best, (c if best > 0 else 0)
-                continue
-            warm = n >= det.warmup[i]
-            zr = (x - mu) / sd
-            if warm and judged:
-                s1 = count_score(x, mu, sigma ** 2, dirn, par["overdispersion"]) if cnt else t_score(zr, dirn)
-                if math.isnan(best) or s1 > best:
-                    best, c = s1, (2 if cnt else 1)
-                zc = min(max(zr, -par["cusum_clip"]), par["cusum_clip"])
-                cap = par["cusum_cap"]
-                cp = min(max(0.0, st["cusum_pos"][i, r] + zc - par["cusum_k"]), cap)
-                cn = min(max(0.0, st["cusum_neg"][i, r] - zc - par["cusum_k"]), cap)
-                if rep:
-                    cp, cn = st["cusum_pos"][i, r], st["cusum_neg"][i, r]
-                st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
-                s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
-                if s3 > best:
-                    best, c = s3, 3
-                z[r] = zr
-            score[i, r], code[i, r] = best, (c if best > 0 else 0)
-            if rep:
-                continue
-            res, dev = x - e, abs(x - L)
-            if warm:
-                hub = par["huber"] * sigma
-                res = min(max(res, -hub), hub)
-                dev = min(max(dev, D - hub), D + hub)
-            rate = lambda a: max(a, 1.0 / (n + 1))  # noqa: E731
-            bin_set = season > 0 and st["visits"][i, ph] >= 2
-            if judged or not warm:  # (warm on an unvisited bin: only the profile learns)
-                st["level"][i, r] = L + rate(par["level_rate"]) * res
-                st["scale"][i, r] = S + rate(par["scale_rate"]) * (abs(res) - S)
-                if bin_set and warm and par["amplitude_rate"] > 0:   # D = the region's amplitude, robust LMS
-                    st["spread"][i, r] = max(D + par["amplitude_rate"] * res * sh / max(sh * sh, 1.0), 0.0)
-                elif det.city_rules and season > 0 and warm:     # a settling bin: the spread that scales it kept
-                    pass
-                else:
-                    st["spread"][i, r] = D + rate(par["spread_rate"]) * (dev - D)
-                if cnt:
-                    _count_floors(st, i, r, par)
-                st["nobs"][i, r] = min(n + 1, 32767)
-            if season > 0 and D > 0:
-                if not bin_set:
-                    c = 1e300
-                elif warm:
-                    c = min(par["shape_clip"] * sigma / D, par["shape_clip"])
-                else:
-                    c = par["shape_clip"]
-                deltas.append(min(max((x - L) / D - sh, -c), c))
-        if deltas:
-            v = st["visits"][i, ph]
-            rt = 1.0 if v == 1 else max(par["shape_rate"], 1.0 / (v + 1))    # visit 2 overwrites visit 1
-            st["shape"][i, ph] = sh + rt * (sum(deltas) / len(deltas))
-            st["visits"][i, ph] = v + 1
-        if det.spatial and n_reg > 1:
-            for r in range(n_reg):
-                if math.isnan(z[r]):
-                    continue
-                nb = [z[j] for j in det.adj_idx[det.adj_ptr[r]:det.adj_ptr[r + 1]] if not math.isnan(z[j])]
-                if len(nb) < par["spatial_min_neighbours"]:
-                    continue
-                clip = lambda q: min(max(q, -6.0), 6.0)  # noqa: E731
-                d = (clip(z[r]) - sum(clip(q) for q in nb) / len(nb)) / math.sqrt(1 + 1 / len(nb))
-                s5 = t_score(d, det.direction[i])
-                if math.isnan(score[i, r]) or s5 > score[i, r]:
-                    score[i, r], code[i, r] = s5, 5
-    st["cusum"] = np.where(down[:, None], st["cusum_neg"], st.pop("cusum_pos"))
-    neg_rows[det.both_slot[both]] = st["cusum_neg"][both]
-    st["cusum_neg"] = neg_rows
-    return score, code, st
-
-
 # ----------------------------------------------------------------------------- scan
 
 def zones_reference(indptr, indices, x, y, K):
@@ -409,9 +292,10 @@ def scan_reference(obs, exp, zones, replicas, seed, alpha, table, max_clusters=3
     return found
 
 
-def update_reference_fallback(V, phase_d, phase_w, det, par):
-    """:func:`update_reference` with the weekly rows' daily fallback (``par["weekly_fallback"]``,
-    city rules): the profile row holds the hour-of-week bins, then 2 x per_day daily bins; a
+def update_reference(V, phase_d, phase_w, det, par):
+    """One cycle of detectors 1-5 for every series, one at a time; mutates ``det.state`` copies.
+
+    With the weekly rows' daily fallback (``par["weekly_fallback"]``, city rules): the profile row holds the hour-of-week bins, then 2 x per_day daily bins; a
     weekly row whose hour-of-week bin has had fewer than ceil(warmup / per_week) visits is
     judged and learned against its daily bin (the weekly bin learns alongside) by the value's own
     tail only (its CUSUM held: a daily profile cannot know a weekday's level, and a day's offset is

@@ -139,7 +139,7 @@ def test_update_equals_reference(seed, fast, rules):
         d, w = phase_bins(np.array([time]), 60)
         if rules:
             d = d + 24 * (w // 24 >= 5)                 # weekend hours: the daily profile's second half
-        r_score, r_code, r_state = ref.update_reference_fallback(v, int(d[0]), int(w[0]), det, par)
+        r_score, r_code, r_state = ref.update_reference(v, int(d[0]), int(w[0]), det, par)
         score, code, _ = det.update(v, time)
         np.testing.assert_allclose(score, r_score, rtol=2e-6, atol=2e-6, equal_nan=True)
         agree = np.isclose(score, r_score, rtol=1e-9, atol=1e-9)  # exact ties may resolve differently

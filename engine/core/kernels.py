@@ -383,28 +383,18 @@ def _snap_base(b, k, P, S):
         # seconds of compile time per dtype)
         if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
             ps = (k - 1) % R
-            pN = base_offN[b] + ps * n
-            for i in range(n):
-                ringN[oN + i] = ringN[pN + i]
+            _copy_run(ringN, oN, base_offN[b] + ps * n, n)
             if oS >= 0:
-                pS = base_offS[b] + ps * n
-                for i in range(n):
-                    ringS[oS + i] = ringS[pS + i]
+                _copy_run(ringS, oS, base_offS[b] + ps * n, n)
             if oO >= 0:
-                pO = base_offO[b] + ps * n
-                for i in range(n):
-                    ringO[oO + i] = ringO[pO + i]
+                _copy_run(ringO, oO, base_offO[b] + ps * n, n)
             rowc[ro + slot] = rowc[ro + ps]
         if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
             pm = (k - 1) % Rm
             if oMin >= 0:
-                pMin = base_offMin[b] + pm * n
-                for i in range(n):
-                    ringMin[oMin + i] = ringMin[pMin + i]
+                _copy_run(ringMin, oMin, base_offMin[b] + pm * n, n)
             if oMax >= 0:
-                pMax = base_offMax[b] + pm * n
-                for i in range(n):
-                    ringMax[oMax + i] = ringMax[pMax + i]
+                _copy_run(ringMax, oMax, base_offMax[b] + pm * n, n)
     # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
     # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
     # count in rowc
@@ -535,6 +525,14 @@ def add_bases(k, bases, P, S):
 
 # ---------------------------------------------------------------------------------------------
 # 5. values
+
+
+@njit(inline="always")
+def _copy_run(ring, dst, src, n):  # pragma: no cover - compiled
+    """``ring[dst:dst + n] = ring[src:src + n]`` as an element loop (numba's array-to-array
+    setitem costs seconds of compile time per dtype)."""
+    for i in range(n):
+        ring[dst + i] = ring[src + i]
 
 
 @njit(inline="always")

@@ -163,6 +163,17 @@ def value_tag(x):
     return (b ^ (b >> np.int32(8)) ^ (b >> np.int32(16)) ^ (b >> np.int32(24))) & np.int32(0xFF)
 
 
+@njit(inline="always")
+def _push(dx, sh, cl, cl_max, d):  # pragma: no cover - compiled
+    """A region's push on profile bin ``sh``: ``dx - sh`` clipped at +-min(``cl``, ``cl_max``),
+    0 without a spread ``d``."""
+    cl = cl if cl < cl_max else cl_max
+    delta = dx - sh
+    delta = delta if delta < cl else cl
+    delta = delta if delta > -cl else -cl
+    return delta if d > _0 else _0
+
+
 @njit(fastmath=_FAST, error_model="numpy")
 def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode, par,
               L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
@@ -395,23 +406,13 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             # small D), clipped at cl / D
             inv_d = _1 / d
             dx = (xv - l) * inv_d
-            cl = shclip * sigma * inv_d if (warm and clip_on) else sclip_d
-            cl = cl if cl < sclip_d else sclip_d
-            delta = dx - sh32
-            delta = delta if delta < cl else cl
-            delta = delta if delta > -cl else -cl
-            delta = delta if d > _0 else _0
+            delta = _push(dx, sh32, shclip * sigma * inv_d if (warm and clip_on) else sclip_d, sclip_d, d)
             use = ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
             acc += delta if use else _0
             acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
             cnt += _1 if use else _0
             if sh2 is not None:
-                c2 = shclip * sigma * inv_d if (warm and clip2) else sclip2
-                c2 = c2 if c2 < sclip2 else sclip2
-                delta2 = dx - sh2_32
-                delta2 = delta2 if delta2 < c2 else c2
-                delta2 = delta2 if delta2 > -c2 else -c2
-                delta2 = delta2 if d > _0 else _0
+                delta2 = _push(dx, sh2_32, shclip * sigma * inv_d if (warm and clip2) else sclip2, sclip2, d)
                 acc2 += delta2 if use else _0
                 acc2_u += delta2 + sh2_32 if use else _0
     return np.float64(acc), np.float64(acc_u), np.float64(acc2), np.float64(acc2_u), int(cnt), int(nmin)
