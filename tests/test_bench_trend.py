@@ -65,6 +65,10 @@ def run_pytest(folder: Path, *args: str, env_extra: dict | None = None) -> subpr
 
     env = dict(os.environ, PYTHONPATH=str(REPO), CITYVITALS_FLOOR_MIB="4")
     env.pop("CITYVITALS_BENCH_HEAVY", None)
+    # Under pytest-xdist the worker's variables would make the inner run think it is a worker too
+    # (pytest-benchmark then saves nothing).
+    for key in [k for k in env if k.startswith("PYTEST_XDIST") or k == "PYTEST_CURRENT_TEST"]:
+        env.pop(key)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
