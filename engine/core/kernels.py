@@ -29,8 +29,9 @@ included): there is no ``prange`` kernel (it compiled its callees a second time,
 the development machine); the threaded driver calls the serial stage functions, which
 ``run_cycles`` compiles anyway; one value-row function serves every level, and constant flags
 are passed as run-time values (a literal ``True`` / ``0`` argument makes numba compile one copy
-of the callee per value). Specialisations left: count rings uint16 or int32 (widened), output
-float32 or float64.
+of the callee per value). Specialisations left: count rings uint16 or int32 (widened); the output
+goes through a (float32, float64) pair of arrays, one of them empty or a sink, so either output
+dtype runs the same specialisation.
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -60,10 +61,46 @@ S_SCRATCH = ("snap_k", "sdirty")
 
 
 # ---------------------------------------------------------------------------------------------
-# sorted windows (quantiles)
+# 0. records: checks, buckets and kernel keys in one pass
 
 
 @njit
+def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, alim, blo, bhi, add, nreg,
+                bucket, key, reg):
+    """Bucket ``ceil(time / cycle_ns)``, kernel key ``off[f] + a * mul[f] + b + add`` and the region
+    as int64 of every record of one group (events, readings or snapshots of feed ``f``), into
+    ``bucket``, ``key``, ``reg``. Returns (valid, sorted): ``valid`` is False when a record's feed
+    is not a position of ``feed_kind`` or not of kind ``kind``, ``a`` is outside ``0 .. alim[f] - 1``,
+    ``b`` outside ``blo .. bhi[f] - 1``, or (``nreg >= 0``) its region outside ``0 .. nreg - 1``
+    (then the outputs are partly written and the caller reports the bad value); ``sorted``: the
+    buckets are in ascending order."""
+    nf = len(feed_kind)
+    srt = True
+    prev = np.iinfo(np.int64).min
+    for r in range(len(time)):
+        f = feed[r]
+        if f < 0 or f >= nf or feed_kind[f] != kind:
+            return False, srt
+        x = a[r]
+        y = b[r]
+        g = region[r]
+        if x < 0 or x >= alim[f] or y < blo or y >= bhi[f] or (nreg >= 0 and (g < 0 or g >= nreg)):
+            return False, srt
+        t = -((-time[r]) // cycle_ns)
+        if t < prev:
+            srt = False
+        prev = t
+        bucket[r] = t
+        key[r] = off[f] + x * mul[f] + y + add
+        reg[r] = g
+    return True, srt
+
+
+# ---------------------------------------------------------------------------------------------
+# sorted windows (quantiles)
+
+
+@njit(inline="always")
 def sorted_insert(x, o, n, v):
     """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
     The caller guarantees room for one more value."""
@@ -85,7 +122,7 @@ def sorted_insert(x, o, n, v):
     return n + 1
 
 
-@njit
+@njit(inline="always")
 def sorted_delete(x, o, n, v):
     """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
     new length (``n`` when ``v`` is not there)."""
@@ -108,7 +145,7 @@ def sorted_delete(x, o, n, v):
     return n - 1
 
 
-@njit
+@njit(inline="always")
 def quantile_sorted(x, n, q):
     """Linear-interpolation quantile of the sorted ``x[:n]`` (numpy's default method)."""
     if n == 0:
@@ -130,7 +167,7 @@ def quantile_sorted(x, n, q):
 # 1. advance
 
 
-@njit
+@njit(inline="always")
 def _advance_base(b, k, P, S):
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
@@ -321,7 +358,7 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem
                 sdirty[mem_ser[cell_mem[m]]] = 1
 
 
-@njit
+@njit(inline="always")
 def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
                  ringMax):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
@@ -345,7 +382,7 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
     return c
 
 
-@njit
+@njit(inline="always")
 def _snap_base(b, k, P, S):
     """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``.
 
@@ -422,7 +459,7 @@ def _snap_base(b, k, P, S):
 # 4. add
 
 
-@njit
+@njit(inline="always")
 def _add_base(b, k, P, S):
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
@@ -551,10 +588,11 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 
 @njit(inline="always")
-def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
+def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
     """Output row of indicator ``t``: per code one tight loop computes numerator ``a`` and
     denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
     ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy).
+    ``O`` = (float32 output, float64 output): see :func:`run_cycles`.
     With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
     quantile: the value over 1; regions without a series: NaN over 0)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
@@ -565,7 +603,9 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
      snap_k, sdirty) = S
-    nreg = out.shape[2]
+    out, out64 = O
+    wide = out64.shape[0] > 0
+    nreg = scr.shape[1]
     row = ind_row[t]
     code = ind_code[t]
     b = ind_base[t]
@@ -637,7 +677,7 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
     # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
     # series i is region i when the base covers every region (series are sorted by region)
     dense = n == nreg
-    orow = out[tt, row]
+    orow = out[0, 0] if wide else out[tt, row]  # float64 output: the float32 row is a sink
     if not dense:
         orow[:] = np.nan  # regions without a series of this base
     if not scale or (not has_d and mult == 1.0):
@@ -662,6 +702,12 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
             v = mult * (va[i] / d) if d != 0.0 else np.nan
             va[i] = v
             orow[i if dense else ser_region[s0 + i]] = v
+    if wide:  # va holds every value in float64
+        o64 = out64[tt, row]
+        if not dense:
+            o64[:] = np.nan
+        for i in range(n):
+            o64[i if dense else ser_region[s0 + i]] = va[i]
     if dd >= 0:
         drow = D[tt, dd]
         if not dense:
@@ -671,13 +717,16 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def derived_rows(tt, DP, out, D, stack):
+def derived_rows(tt, DP, O, D, stack):
     """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
     (rows in dependency order, each a stack program over whole region vectors; see
-    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and ``out[tt]``.
+    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and the output ``O[0][tt]``
+    (float32), or ``O[1][tt]`` (float64) when that one is not empty.
     ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
     evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
     ops, arg, consts, ptr, out_row, d_pos = DP
+    out, out64 = O
+    wide = out64.shape[0] > 0
     nreg = D.shape[2]
     Dt = D[tt]
     for j in range(len(out_row)):
@@ -730,19 +779,25 @@ def derived_rows(tt, DP, out, D, stack):
                             x[r] = y[r]
         res = stack[0]
         drow = Dt[d_pos[j]]
-        orow = out[tt, out_row[j]]
-        for r in range(nreg):
-            drow[r] = res[r]
-            orow[r] = res[r]
+        if wide:
+            o64 = out64[tt, out_row[j]]
+            for r in range(nreg):
+                drow[r] = res[r]
+                o64[r] = res[r]
+        else:
+            orow = out[tt, out_row[j]]
+            for r in range(nreg):
+                drow[r] = res[r]
+                orow[r] = res[r]
 
 
 @njit
-def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
-    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
+def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
+    """Stage 5 into the output ``O`` (see :func:`run_cycles`) at ``tt`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
     listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
     (2, regions) float64 scratch of this call alone."""
     for j in range(len(rows)):
-        _value_row(rows[j], tt, P, S, out, D, num, den, parts, scr)
+        _value_row(rows[j], tt, P, S, O, D, num, den, parts, scr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,9 +805,14 @@ def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack, bases, rows):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
-    them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+    them into the output at ``t - (T - ncomp)`` (and ``D``, ``num``, ``den``).
+
+    ``O`` = (``out``, ``out64``): a float32 output and a float64 one, always both, so that one
+    compiled specialisation serves either output dtype. When ``out64`` is empty (``shape[0] ==
+    0``) the values go into ``out`` (rounded once from float64); else into ``out64`` and ``out``
+    is a (1, 1, regions) sink the value loops write through.
 
     ``EV`` = (bucket, key, region, value, off, count_nan) of the events sorted by arrival cycle,
     those of cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1`` (``count_nan``: see
@@ -771,9 +831,9 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP,
         add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
-            values_rows(tt, rows, P, S, out, D, num, den, parts, scr)
+            values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
             if len(DP[4]) > 0:
-                derived_rows(tt, DP, out, D, stack)
+                derived_rows(tt, DP, O, D, stack)
 
 
 @njit
