@@ -154,6 +154,9 @@ class Engine:
         # (kernels.run_cycles): an empty float64 output, and a float32 sink row for float64 outputs
         self._no64 = np.zeros((0, 1, 1), np.float64)
         self._sink32 = np.zeros((1, 1, p.n_regions), np.float32)
+        # the count rings' pair (uint16, int32), one of them empty (kernels.S_WIDE)
+        self._no16 = np.zeros(0, np.uint16)
+        self._no32 = np.zeros(0, np.int32)
         # kernel scratch after the state arrays (kernels.S_SCRATCH), reset whenever the state
         # object is replaced (a loaded state aggregates its snapshots in full once)
         self._snap_k = np.full(p.n_bases, -1, np.int64)
@@ -329,7 +332,13 @@ class Engine:
             self._snap_k[:] = -1
             self._sdirty[:] = 0
             self._scratch_for = s
-        return tuple(getattr(s, f) for f in K.S_FIELDS) + (self._snap_k, self._sdirty)
+        arrs = {f: getattr(s, f) for f in K.S_FIELDS}
+        if s.count_wide:  # int32 rings travel in the S_WIDE slots, the uint16 ones empty (one specialisation)
+            wide = (arrs["ringN"], arrs["ringO"])
+            arrs["ringN"] = arrs["ringO"] = self._no16
+        else:
+            wide = (self._no32, self._no32)
+        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty) + wide
 
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)

@@ -29,9 +29,9 @@ included): there is no ``prange`` kernel (it compiled its callees a second time,
 the development machine); the threaded driver calls the serial stage functions, which
 ``run_cycles`` compiles anyway; one value-row function serves every level, and constant flags
 are passed as run-time values (a literal ``True`` / ``0`` argument makes numba compile one copy
-of the callee per value). Specialisations left: count rings uint16 or int32 (widened); the output
-goes through a (float32, float64) pair of arrays, one of them empty or a sink, so either output
-dtype runs the same specialisation.
+of the callee per value). One specialisation serves every engine: the output goes through a
+(float32, float64) pair of arrays, one of them empty or a sink, and the count rings through a
+(uint16, int32) pair, one of them empty (:data:`S_WIDE`).
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -58,6 +58,11 @@ S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "
 #: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
 #: snapshot base last aggregated, and a flag per series whose members' latest values changed since
 S_SCRATCH = ("snap_k", "sdirty")
+#: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
+#: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
+#: travel side by side, so one compiled specialisation serves both: each ring access branches on
+#: ``wide`` (the hot loops once per row, through a helper inlined for each width)
+S_WIDE = ("ringN32", "ringO32")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +169,56 @@ def quantile_sorted(x, n, q):
 
 
 # ---------------------------------------------------------------------------------------------
+# count rings of either width (uint16, or int32 once widened: see S_WIDE)
+
+
+@njit(inline="always")
+def _cnt(a16, a32, wide, o):  # pragma: no cover - compiled
+    """Count cell ``o`` of the ring pair (``a32`` when ``wide``, else ``a16``)."""
+    if wide:
+        return np.int64(a32[o])
+    return np.int64(a16[o])
+
+
+@njit(inline="always")
+def _cnt_set(a16, a32, wide, o, v):  # pragma: no cover - compiled
+    """Set count cell ``o`` of the ring pair to ``v``."""
+    if wide:
+        a32[o] = v
+    else:
+        a16[o] = v
+
+
+@njit(inline="always")
+def _ring_out(w, ring, o, wo, n, pos):  # pragma: no cover - compiled
+    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive)."""
+    if pos:
+        for i in range(n):
+            if ring[o + i] > 0:
+                w[wo + i] -= 1
+    else:
+        for i in range(n):
+            w[wo + i] -= ring[o + i]
+
+
+@njit(inline="always")
+def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
+    """``w[wo:wo + n] += r[on:on + n]`` minus ``r[oo:oo + n]`` when ``oo >= 0`` (``pos``: plus /
+    minus 1 where the ring cell is positive)."""
+    if pos:
+        for i in range(n):
+            if r[on + i] > 0:
+                w[wo + i] += 1
+            if oo >= 0 and r[oo + i] > 0:
+                w[wo + i] -= 1
+    else:
+        for i in range(n):
+            w[wo + i] += r[on + i]
+            if oo >= 0:
+                w[wo + i] -= r[oo + i]
+
+
+# ---------------------------------------------------------------------------------------------
 # 1. advance
 
 
@@ -176,7 +231,8 @@ def _advance_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     ro = base_offRow[b]
@@ -187,14 +243,15 @@ def _advance_base(b, k, P, S):
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
         oN = base_offN[b] + slot * n
-        wo = blk_offN[bl]
-        for i in range(n):
-            wN[wo + i] -= ringN[oN + i]
+        if wide:
+            _ring_out(wN, ringN32, oN, blk_offN[bl], n, False)
+        else:
+            _ring_out(wN, ringN, oN, blk_offN[bl], n, False)
         if blk_offP[bl] >= 0:
-            wo = blk_offP[bl]
-            for i in range(n):
-                if ringN[oN + i] > 0:
-                    wP[wo + i] -= 1
+            if wide:
+                _ring_out(wP, ringN32, oN, blk_offP[bl], n, True)
+            else:
+                _ring_out(wP, ringN, oN, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
             oS = base_offS[b] + slot * n
             wo = blk_offS[bl]
@@ -202,9 +259,10 @@ def _advance_base(b, k, P, S):
                 wS[wo + i] -= ringS[oS + i]
         if blk_offO[bl] >= 0:
             oO = base_offO[b] + slot * n
-            wo = blk_offO[bl]
-            for i in range(n):
-                wO[wo + i] -= ringO[oO + i]
+            if wide:
+                _ring_out(wO, ringO32, oO, blk_offO[bl], n, False)
+            else:
+                _ring_out(wO, ringO, oO, blk_offO[bl], n, False)
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         W = q_W[qb]
         slot = (k - W) % R
@@ -213,7 +271,7 @@ def _advance_base(b, k, P, S):
         oN = base_offN[b] + slot * n
         oS = base_offS[b] + slot * n
         for i in range(n):
-            c = ringN[oN + i]
+            c = _cnt(ringN, ringN32, wide, oN + i)
             if c > 0:
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
@@ -223,13 +281,19 @@ def _advance_base(b, k, P, S):
     if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
         rowc[ro + slot] = 0
         o = base_offN[b] + slot * n
-        ringN[o:o + n] = 0
+        if wide:
+            ringN32[o:o + n] = 0
+        else:
+            ringN[o:o + n] = 0
         if base_offS[b] >= 0:
             o = base_offS[b] + slot * n
             ringS[o:o + n] = 0.0
         if base_offO[b] >= 0:
             o = base_offO[b] + slot * n
-            ringO[o:o + n] = 0
+            if wide:
+                ringO32[o:o + n] = 0
+            else:
+                ringO[o:o + n] = 0
     if base_Rm[b] > 0:
         slot = k % base_Rm[b]
         if base_offMin[b] >= 0:
@@ -265,7 +329,8 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
     for r in range(lo, hi):
         j = bucket[r]
@@ -288,13 +353,14 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                 slot = j % R
                 oN = base_offN[b] + slot * n + i
                 oS = base_offS[b] + slot * n + i if base_offS[b] >= 0 else -1
+                c = _cnt(ringN, ringN32, wide, oN)
                 if d > 0:  # sorted windows holding bucket j: take its old mean out
                     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
-                        if d < q_W[qb] and ringN[oN] > 0:
+                        if d < q_W[qb] and c > 0:
                             qc = q_noff[qb] + i
-                            qn[qc] = sorted_delete(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
-                c = ringN[oN] + 1
-                ringN[oN] = c
+                            qn[qc] = sorted_delete(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
+                c += 1
+                _cnt_set(ringN, ringN32, wide, oN, c)
                 rowc[base_offRow[b] + slot] += 1
                 if c > cm:
                     cm = c
@@ -310,7 +376,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
                         if d < q_W[qb]:  # ... and its new mean in
                             qc = q_noff[qb] + i
-                            qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
+                            qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
             Rm = base_Rm[b]
             if has_v and d < Rm:
                 slot = j % Rm
@@ -360,7 +426,7 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem
 
 @njit(inline="always")
 def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
-                 ringMax):
+                 ringMax, ringN32, ringO32, wide):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
     ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
     cell is overwritten); returns the members with a value (the count)."""
@@ -373,12 +439,12 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
         if oS >= 0:
             ringS[oS + i] += v
         if oO >= 0 and v == 1.0:
-            ringO[oO + i] += 1
+            _cnt_set(ringO, ringO32, wide, oO + i, _cnt(ringO, ringO32, wide, oO + i) + 1)
         if oMin >= 0 and v < ringMin[oMin + i]:
             ringMin[oMin + i] = v
         if oMax >= 0 and v > ringMax[oMax + i]:
             ringMax[oMax + i] = v
-    ringN[oN + i] = c
+    _cnt_set(ringN, ringN32, wide, oN + i, c)
     return c
 
 
@@ -397,7 +463,8 @@ def _snap_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     s0 = base_ser0[b]
     R = base_R[b]
@@ -420,11 +487,17 @@ def _snap_base(b, k, P, S):
         # seconds of compile time per dtype)
         if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
             ps = (k - 1) % R
-            _copy_run(ringN, oN, base_offN[b] + ps * n, n)
+            if wide:
+                _copy_run(ringN32, oN, base_offN[b] + ps * n, n)
+            else:
+                _copy_run(ringN, oN, base_offN[b] + ps * n, n)
             if oS >= 0:
                 _copy_run(ringS, oS, base_offS[b] + ps * n, n)
             if oO >= 0:
-                _copy_run(ringO, oO, base_offO[b] + ps * n, n)
+                if wide:
+                    _copy_run(ringO32, oO, base_offO[b] + ps * n, n)
+                else:
+                    _copy_run(ringO, oO, base_offO[b] + ps * n, n)
             rowc[ro + slot] = rowc[ro + ps]
         if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
             pm = (k - 1) % Rm
@@ -441,17 +514,17 @@ def _snap_base(b, k, P, S):
                 continue
         else:
             sdirty[s0 + i] = 0
-        rowc[ro + slot] -= ringN[oN + i]
+        rowc[ro + slot] -= _cnt(ringN, ringN32, wide, oN + i)
         if oS >= 0:
             ringS[oS + i] = 0.0
         if oO >= 0:
-            ringO[oO + i] = 0
+            _cnt_set(ringO, ringO32, wide, oO + i, 0)
         if oMin >= 0:
             ringMin[oMin + i] = np.inf
         if oMax >= 0:
             ringMax[oMax + i] = -np.inf
         rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                                        ringN, ringS, ringO, ringMin, ringMax)
+                                        ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
     snap_k[b] = k
 
 
@@ -468,7 +541,8 @@ def _add_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
         _snap_base(b, k, P, S)
     n = base_ser0[b + 1] - base_ser0[b]
@@ -486,19 +560,16 @@ def _add_base(b, k, P, S):
             continue
         if not fused:
             oo = -1
-        wo = blk_offN[bl]
-        r = ringN[base_offN[b]:]
-        for i in range(n):
-            wN[wo + i] += r[on + i]
-            if oo >= 0:
-                wN[wo + i] -= r[oo + i]
-        if blk_offP[bl] >= 0:
-            wo = blk_offP[bl]
-            for i in range(n):
-                if r[on + i] > 0:
-                    wP[wo + i] += 1
-                if oo >= 0 and r[oo + i] > 0:
-                    wP[wo + i] -= 1
+        if wide:
+            r32 = ringN32[base_offN[b]:]
+            _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
+            if blk_offP[bl] >= 0:
+                _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
+        else:
+            r = ringN[base_offN[b]:]
+            _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
+            if blk_offP[bl] >= 0:
+                _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
             rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
@@ -509,19 +580,17 @@ def _add_base(b, k, P, S):
                 for i in range(n):
                     wS[wo + i] += rs[on + i]
         if blk_offO[bl] >= 0:
-            ro2 = ringO[base_offO[b]:]
-            wo = blk_offO[bl]
-            for i in range(n):
-                wO[wo + i] += ro2[on + i]
-                if oo >= 0:
-                    wO[wo + i] -= ro2[oo + i]
+            if wide:
+                _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+            else:
+                _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         if not full:
             break
         W = q_W[qb]
         oS = base_offS[b] + slot * n
         for i in range(n):
-            c = ringN[oN + i]
+            c = _cnt(ringN, ringN32, wide, oN + i)
             if c > 0:
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
@@ -602,7 +671,7 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
