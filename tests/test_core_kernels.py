@@ -232,9 +232,12 @@ def test_derived_kernel_equals_formula_evaluation():
         *DP, depth = dp.program()
         D = np.ascontiguousarray(V[dp.compact_rows][None])
         out = np.full((1, len(indicators), nreg), -1.0, np.float32)
-        K.derived_rows(0, tuple(DP), out, D, np.empty((depth, nreg)))
+        K.derived_rows(0, tuple(DP), (out, np.zeros((0, 1, 1))), D, np.empty((depth, nreg)))
         np.testing.assert_array_equal(D[0], ref[dp.compact_rows])
         np.testing.assert_array_equal(out[0, dp.rows], ref[dp.rows].astype(np.float32))
+        out64 = np.full((1, len(indicators), nreg), -1.0)  # a float64 output (the same specialisation)
+        K.derived_rows(0, tuple(DP), (out * 0, out64), D.copy(), np.empty((depth, nreg)))
+        np.testing.assert_array_equal(out64[0, dp.rows], ref[dp.rows])
 
 
 def _concat(steps) -> Records:

@@ -150,6 +150,13 @@ class Engine:
         extra = {"snap_bases": snap_bases, "ind_d": self.derived.compact_pos}
         self._P = tuple(extra[f] if f in extra else getattr(p, f) for f in K.P_FIELDS)
         self._dummy3 = np.zeros((1, 1, 1), np.float64)
+        # the kernels' output pair (float32, float64), one specialisation for both dtypes
+        # (kernels.run_cycles): an empty float64 output, and a float32 sink row for float64 outputs
+        self._no64 = np.zeros((0, 1, 1), np.float64)
+        self._sink32 = np.zeros((1, 1, p.n_regions), np.float32)
+        # the count rings' pair (uint16, int32), one of them empty (kernels.S_WIDE)
+        self._no16 = np.zeros(0, np.uint16)
+        self._no32 = np.zeros(0, np.int32)
         # kernel scratch after the state arrays (kernels.S_SCRATCH), reset whenever the state
         # object is replaced (a loaded state aggregates its snapshots in full once)
         self._snap_k = np.full(p.n_bases, -1, np.int64)
@@ -168,6 +175,17 @@ class Engine:
         self._late_ns = p.feed_lateness_cycles * p.cycle_ns
         self.last_counts: dict = {}
         self._coords = indicator_coords(catalog.indicators)
+        nfield = np.array([len(catalog.feeds[x].get("fields") or {}) for x in p.feed_ids], np.int64)
+        # per group: (time, feed, a, b, region, value fields; kind, key offset, multiplier of a,
+        # bound of a, lowest b, bound of b, added to the key, regions checked) for kernels.record_keys
+        self._groups = {
+            "ev": (("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value"), KIND_EVENTS,
+                   p.key_off, p.key_nsub, p.key_ncat, -1, p.key_nsub - 1, 1, p.n_regions),
+            "rd": (("rd_time", "rd_feed", "rd_metric", "rd_kind", "rd_region", "rd_value"), KIND_READINGS,
+                   p.key_off, p.key_nsub, p.key_ncat, -1, p.key_nsub - 1, 1, p.n_regions),
+            "sn": (("sn_time", "sn_feed", "sn_field", "sn_entity", "sn_region", "sn_value"), KIND_SNAPSHOTS,
+                   p.snap_off, p.snap_nent, nfield, 0, p.snap_nent, 0, -1),
+        }
 
     # ------------------------------------------------------------------ state
     def save_state(self, path) -> None:
@@ -250,27 +268,29 @@ class Engine:
                     raise ValueError(f"{name} {arr[i]} out of range for feed {p.feed_ids[f[i]]!r} (0..{lim[i] - 1})")
 
     def _prepare(self, rec: Records) -> dict:
-        """Buckets and kernel keys of every record, sorted by bucket (stable)."""
+        """Buckets and kernel keys of every record, sorted by bucket (stable); the records are
+        checked in the same pass (:func:`kernels.record_keys`), and a bad one is reported by
+        :meth:`_check` (the bad value named) before anything runs."""
         p = self.plan
-        c = p.cycle_ns
-
-        def by_bucket(time, feed, key, region, value):
-            bucket = -((-time) // c)
-            key = key.astype(np.int64, copy=False)
-            region = region.astype(np.int64, copy=False)
-            if len(bucket) < 2 or bool((bucket[1:] >= bucket[:-1]).all()):  # already in bucket order
-                return dict(bucket=bucket, time=time, feed=feed, key=key, region=region, value=value)
-            o = np.argsort(bucket, kind="stable")
-            return dict(bucket=bucket[o], time=time[o], feed=feed[o], key=key[o], region=region[o], value=value[o])
-
-        return {
-            "ev": by_bucket(rec.ev_time, rec.ev_feed, p.key_off[rec.ev_feed] + rec.ev_category.astype(np.int64)
-                            * p.key_nsub[rec.ev_feed] + rec.ev_channel + 1, rec.ev_region, rec.ev_value),
-            "rd": by_bucket(rec.rd_time, rec.rd_feed, p.key_off[rec.rd_feed] + rec.rd_metric.astype(np.int64)
-                            * p.key_nsub[rec.rd_feed] + rec.rd_kind + 1, rec.rd_region, rec.rd_value),
-            "sn": by_bucket(rec.sn_time, rec.sn_feed, p.snap_off[rec.sn_feed] + rec.sn_field.astype(np.int64)
-                            * p.snap_nent[rec.sn_feed] + rec.sn_entity, rec.sn_region, rec.sn_value),
-        }
+        if rec.feed_ids and list(rec.feed_ids) != list(p.feed_ids):
+            self._check(rec)
+        fk = p.feed_kind.astype(np.int64)
+        out = {}
+        for g, (names, kind, off, mul, alim, blo, bhi, add, nreg) in self._groups.items():
+            time, feed, a, b, region, value = (getattr(rec, n) for n in names)
+            n = len(time)
+            bucket, key, reg = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            ok, srt = K.record_keys(time, feed, a, b, region, p.cycle_ns, fk, kind, off, mul, alim, blo, bhi, add,
+                                    nreg, bucket, key, reg)
+            if not ok:
+                self._check(rec)  # raises, naming the bad value
+                raise ValueError(f"bad {g} records")  # (not reached: _check finds what record_keys did)
+            d = dict(bucket=bucket, time=time, feed=feed, key=key, region=reg, value=value)
+            if not srt:
+                o = np.argsort(bucket, kind="stable")
+                d = {c: v[o] for c, v in d.items()}
+            out[g] = d
+        return out
 
     @staticmethod
     def _take(group: dict, sel) -> dict:
@@ -312,7 +332,13 @@ class Engine:
             self._snap_k[:] = -1
             self._sdirty[:] = 0
             self._scratch_for = s
-        return tuple(getattr(s, f) for f in K.S_FIELDS) + (self._snap_k, self._sdirty)
+        arrs = {f: getattr(s, f) for f in K.S_FIELDS}
+        if s.count_wide:  # int32 rings travel in the S_WIDE slots, the uint16 ones empty (one specialisation)
+            wide = (arrs["ringN"], arrs["ringO"])
+            arrs["ringN"] = arrs["ringO"] = self._no16
+        else:
+            wide = (self._no32, self._no32)
+        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty) + wide
 
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
@@ -339,17 +365,21 @@ class Engine:
         S = self._state_tuple(max(self._most_per_cell(ev), self._most_per_cell(rd)))
         parts = num is not None
         if out is None:
-            out = self._dummy3
+            O = (self._sink32, self._no64)
             D = self._dummy3
+        elif out.dtype == np.float32:
+            O = (out, self._no64)
+        else:
+            O = (self._sink32, out)
         if not parts:
             num = den = self._dummy3
         EV = (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True)  # events: a NaN value counts
         RD = (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False)  # readings: skipped
         SN = (sn["time"], sn["key"], sn["value"], sn["off"])
         if self._parallel():
-            self._run_threads(k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts)
+            self._run_threads(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
         else:
-            K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, out, D, num, den, parts, self._scratch(1)[0],
+            K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, O, D, num, den, parts, self._scratch(1)[0],
                          self._DP, self._stack, self._all_bases, self._all_rows)
         self.state.last_cycle = k0 + T - 1
 
@@ -374,7 +404,7 @@ class Engine:
         self._shares_for = parts
         return self._shares_cache
 
-    def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, out, D, num, den, parts) -> None:
+    def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
         """:func:`kernels.run_cycles` with stages 1, 3b + 4 and 5 of each cycle split over the
         numba thread count of Python threads (the kernels release the GIL), four shares a thread;
         stage 2 / 3a (binning, snapshot records) and the derived rows stay on this thread."""
@@ -397,9 +427,9 @@ class Engine:
             K.bin_snap(k, t, EV, RD, SN, P, S)
             run([(K.add_bases, k, b, P, S) for b in bases])
             if tt >= 0:
-                run([(K.values_rows, tt, r, P, S, out, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
+                run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
                 if len(self._DP[4]) > 0:
-                    K.derived_rows(tt, self._DP, out, D, self._stack)
+                    K.derived_rows(tt, self._DP, O, D, self._stack)
 
     def _scratch(self, m: int) -> np.ndarray:
         """Float64 scratch of the value kernel: (at least ``m``, 2, regions), one (2, regions)
@@ -469,10 +499,10 @@ class Engine:
         k = self._cycle_of(at)
         level, g, labels = self._level(level)
         rec, qcounts = self._encode(feeds, k * self.plan.cycle_ns)
-        self._check(rec)
+        prep = self._prepare(rec)  # checks the records first
         self._advance_to(k)
         counts: dict = {}
-        batch = self._admit(self._prepare(rec), k, counts)
+        batch = self._admit(prep, k, counts)
         for d in batch.values():
             d["off"] = np.array([0, len(d["bucket"])], np.int64)
         fine = g is None
@@ -548,10 +578,9 @@ class Engine:
         if out is not None:
             self._check_out(out, (k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)))
         rec, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
-        self._check(rec)
+        prep = self._prepare(rec)  # checks the records first
         last = self.state.last_cycle
         self._advance_to(k0)
-        prep = self._prepare(rec)
         if last >= 0:  # a continued replay: records of cycles already computed were seen then
             lo = {gn: int(np.searchsorted(d["bucket"], last, side="right")) for gn, d in prep.items()}
             prep = {gn: self._take(d, slice(lo[gn], None)) for gn, d in prep.items()}

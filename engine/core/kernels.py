@@ -29,8 +29,9 @@ included): there is no ``prange`` kernel (it compiled its callees a second time,
 the development machine); the threaded driver calls the serial stage functions, which
 ``run_cycles`` compiles anyway; one value-row function serves every level, and constant flags
 are passed as run-time values (a literal ``True`` / ``0`` argument makes numba compile one copy
-of the callee per value). Specialisations left: count rings uint16 or int32 (widened), output
-float32 or float64.
+of the callee per value). One specialisation serves every engine: the output goes through a
+(float32, float64) pair of arrays, one of them empty or a sink, and the count rings through a
+(uint16, int32) pair, one of them empty (:data:`S_WIDE`).
 
 Checks live in the Python callers (:mod:`engine.core.engine`); kernels trust their inputs.
 """
@@ -57,13 +58,54 @@ S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "
 #: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
 #: snapshot base last aggregated, and a flag per series whose members' latest values changed since
 S_SCRATCH = ("snap_k", "sdirty")
+#: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
+#: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
+#: travel side by side, so one compiled specialisation serves both: each ring access branches on
+#: ``wide`` (the hot loops once per row, through a helper inlined for each width)
+S_WIDE = ("ringN32", "ringO32")
+
+
+# ---------------------------------------------------------------------------------------------
+# 0. records: checks, buckets and kernel keys in one pass
+
+
+@njit
+def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, alim, blo, bhi, add, nreg,
+                bucket, key, reg):
+    """Bucket ``ceil(time / cycle_ns)``, kernel key ``off[f] + a * mul[f] + b + add`` and the region
+    as int64 of every record of one group (events, readings or snapshots of feed ``f``), into
+    ``bucket``, ``key``, ``reg``. Returns (valid, sorted): ``valid`` is False when a record's feed
+    is not a position of ``feed_kind`` or not of kind ``kind``, ``a`` is outside ``0 .. alim[f] - 1``,
+    ``b`` outside ``blo .. bhi[f] - 1``, or (``nreg >= 0``) its region outside ``0 .. nreg - 1``
+    (then the outputs are partly written and the caller reports the bad value); ``sorted``: the
+    buckets are in ascending order."""
+    nf = len(feed_kind)
+    srt = True
+    prev = np.iinfo(np.int64).min
+    for r in range(len(time)):
+        f = feed[r]
+        if f < 0 or f >= nf or feed_kind[f] != kind:
+            return False, srt
+        x = a[r]
+        y = b[r]
+        g = region[r]
+        if x < 0 or x >= alim[f] or y < blo or y >= bhi[f] or (nreg >= 0 and (g < 0 or g >= nreg)):
+            return False, srt
+        t = -((-time[r]) // cycle_ns)
+        if t < prev:
+            srt = False
+        prev = t
+        bucket[r] = t
+        key[r] = off[f] + x * mul[f] + y + add
+        reg[r] = g
+    return True, srt
 
 
 # ---------------------------------------------------------------------------------------------
 # sorted windows (quantiles)
 
 
-@njit
+@njit(inline="always")
 def sorted_insert(x, o, n, v):
     """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
     The caller guarantees room for one more value."""
@@ -85,7 +127,7 @@ def sorted_insert(x, o, n, v):
     return n + 1
 
 
-@njit
+@njit(inline="always")
 def sorted_delete(x, o, n, v):
     """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
     new length (``n`` when ``v`` is not there)."""
@@ -108,7 +150,7 @@ def sorted_delete(x, o, n, v):
     return n - 1
 
 
-@njit
+@njit(inline="always")
 def quantile_sorted(x, n, q):
     """Linear-interpolation quantile of the sorted ``x[:n]`` (numpy's default method)."""
     if n == 0:
@@ -127,10 +169,60 @@ def quantile_sorted(x, n, q):
 
 
 # ---------------------------------------------------------------------------------------------
+# count rings of either width (uint16, or int32 once widened: see S_WIDE)
+
+
+@njit(inline="always")
+def _cnt(a16, a32, wide, o):  # pragma: no cover - compiled
+    """Count cell ``o`` of the ring pair (``a32`` when ``wide``, else ``a16``)."""
+    if wide:
+        return np.int64(a32[o])
+    return np.int64(a16[o])
+
+
+@njit(inline="always")
+def _cnt_set(a16, a32, wide, o, v):  # pragma: no cover - compiled
+    """Set count cell ``o`` of the ring pair to ``v``."""
+    if wide:
+        a32[o] = v
+    else:
+        a16[o] = v
+
+
+@njit(inline="always")
+def _ring_out(w, ring, o, wo, n, pos):  # pragma: no cover - compiled
+    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive)."""
+    if pos:
+        for i in range(n):
+            if ring[o + i] > 0:
+                w[wo + i] -= 1
+    else:
+        for i in range(n):
+            w[wo + i] -= ring[o + i]
+
+
+@njit(inline="always")
+def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
+    """``w[wo:wo + n] += r[on:on + n]`` minus ``r[oo:oo + n]`` when ``oo >= 0`` (``pos``: plus /
+    minus 1 where the ring cell is positive)."""
+    if pos:
+        for i in range(n):
+            if r[on + i] > 0:
+                w[wo + i] += 1
+            if oo >= 0 and r[oo + i] > 0:
+                w[wo + i] -= 1
+    else:
+        for i in range(n):
+            w[wo + i] += r[on + i]
+            if oo >= 0:
+                w[wo + i] -= r[oo + i]
+
+
+# ---------------------------------------------------------------------------------------------
 # 1. advance
 
 
-@njit
+@njit(inline="always")
 def _advance_base(b, k, P, S):
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
@@ -139,7 +231,8 @@ def _advance_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     ro = base_offRow[b]
@@ -150,14 +243,15 @@ def _advance_base(b, k, P, S):
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
         oN = base_offN[b] + slot * n
-        wo = blk_offN[bl]
-        for i in range(n):
-            wN[wo + i] -= ringN[oN + i]
+        if wide:
+            _ring_out(wN, ringN32, oN, blk_offN[bl], n, False)
+        else:
+            _ring_out(wN, ringN, oN, blk_offN[bl], n, False)
         if blk_offP[bl] >= 0:
-            wo = blk_offP[bl]
-            for i in range(n):
-                if ringN[oN + i] > 0:
-                    wP[wo + i] -= 1
+            if wide:
+                _ring_out(wP, ringN32, oN, blk_offP[bl], n, True)
+            else:
+                _ring_out(wP, ringN, oN, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
             oS = base_offS[b] + slot * n
             wo = blk_offS[bl]
@@ -165,9 +259,10 @@ def _advance_base(b, k, P, S):
                 wS[wo + i] -= ringS[oS + i]
         if blk_offO[bl] >= 0:
             oO = base_offO[b] + slot * n
-            wo = blk_offO[bl]
-            for i in range(n):
-                wO[wo + i] -= ringO[oO + i]
+            if wide:
+                _ring_out(wO, ringO32, oO, blk_offO[bl], n, False)
+            else:
+                _ring_out(wO, ringO, oO, blk_offO[bl], n, False)
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         W = q_W[qb]
         slot = (k - W) % R
@@ -176,7 +271,7 @@ def _advance_base(b, k, P, S):
         oN = base_offN[b] + slot * n
         oS = base_offS[b] + slot * n
         for i in range(n):
-            c = ringN[oN + i]
+            c = _cnt(ringN, ringN32, wide, oN + i)
             if c > 0:
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
@@ -186,13 +281,19 @@ def _advance_base(b, k, P, S):
     if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
         rowc[ro + slot] = 0
         o = base_offN[b] + slot * n
-        ringN[o:o + n] = 0
+        if wide:
+            ringN32[o:o + n] = 0
+        else:
+            ringN[o:o + n] = 0
         if base_offS[b] >= 0:
             o = base_offS[b] + slot * n
             ringS[o:o + n] = 0.0
         if base_offO[b] >= 0:
             o = base_offO[b] + slot * n
-            ringO[o:o + n] = 0
+            if wide:
+                ringO32[o:o + n] = 0
+            else:
+                ringO[o:o + n] = 0
     if base_Rm[b] > 0:
         slot = k % base_Rm[b]
         if base_offMin[b] >= 0:
@@ -228,7 +329,8 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
     for r in range(lo, hi):
         j = bucket[r]
@@ -251,13 +353,14 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                 slot = j % R
                 oN = base_offN[b] + slot * n + i
                 oS = base_offS[b] + slot * n + i if base_offS[b] >= 0 else -1
+                c = _cnt(ringN, ringN32, wide, oN)
                 if d > 0:  # sorted windows holding bucket j: take its old mean out
                     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
-                        if d < q_W[qb] and ringN[oN] > 0:
+                        if d < q_W[qb] and c > 0:
                             qc = q_noff[qb] + i
-                            qn[qc] = sorted_delete(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
-                c = ringN[oN] + 1
-                ringN[oN] = c
+                            qn[qc] = sorted_delete(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
+                c += 1
+                _cnt_set(ringN, ringN32, wide, oN, c)
                 rowc[base_offRow[b] + slot] += 1
                 if c > cm:
                     cm = c
@@ -273,7 +376,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
                         if d < q_W[qb]:  # ... and its new mean in
                             qc = q_noff[qb] + i
-                            qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / ringN[oN])
+                            qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
             Rm = base_Rm[b]
             if has_v and d < Rm:
                 slot = j % Rm
@@ -321,9 +424,9 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem
                 sdirty[mem_ser[cell_mem[m]]] = 1
 
 
-@njit
+@njit(inline="always")
 def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
-                 ringMax):
+                 ringMax, ringN32, ringO32, wide):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
     ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
     cell is overwritten); returns the members with a value (the count)."""
@@ -336,16 +439,16 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
         if oS >= 0:
             ringS[oS + i] += v
         if oO >= 0 and v == 1.0:
-            ringO[oO + i] += 1
+            _cnt_set(ringO, ringO32, wide, oO + i, _cnt(ringO, ringO32, wide, oO + i) + 1)
         if oMin >= 0 and v < ringMin[oMin + i]:
             ringMin[oMin + i] = v
         if oMax >= 0 and v > ringMax[oMax + i]:
             ringMax[oMax + i] = v
-    ringN[oN + i] = c
+    _cnt_set(ringN, ringN32, wide, oN + i, c)
     return c
 
 
-@njit
+@njit(inline="always")
 def _snap_base(b, k, P, S):
     """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``.
 
@@ -360,7 +463,8 @@ def _snap_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     s0 = base_ser0[b]
     R = base_R[b]
@@ -383,11 +487,17 @@ def _snap_base(b, k, P, S):
         # seconds of compile time per dtype)
         if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
             ps = (k - 1) % R
-            _copy_run(ringN, oN, base_offN[b] + ps * n, n)
+            if wide:
+                _copy_run(ringN32, oN, base_offN[b] + ps * n, n)
+            else:
+                _copy_run(ringN, oN, base_offN[b] + ps * n, n)
             if oS >= 0:
                 _copy_run(ringS, oS, base_offS[b] + ps * n, n)
             if oO >= 0:
-                _copy_run(ringO, oO, base_offO[b] + ps * n, n)
+                if wide:
+                    _copy_run(ringO32, oO, base_offO[b] + ps * n, n)
+                else:
+                    _copy_run(ringO, oO, base_offO[b] + ps * n, n)
             rowc[ro + slot] = rowc[ro + ps]
         if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
             pm = (k - 1) % Rm
@@ -404,17 +514,17 @@ def _snap_base(b, k, P, S):
                 continue
         else:
             sdirty[s0 + i] = 0
-        rowc[ro + slot] -= ringN[oN + i]
+        rowc[ro + slot] -= _cnt(ringN, ringN32, wide, oN + i)
         if oS >= 0:
             ringS[oS + i] = 0.0
         if oO >= 0:
-            ringO[oO + i] = 0
+            _cnt_set(ringO, ringO32, wide, oO + i, 0)
         if oMin >= 0:
             ringMin[oMin + i] = np.inf
         if oMax >= 0:
             ringMax[oMax + i] = -np.inf
         rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                                        ringN, ringS, ringO, ringMin, ringMax)
+                                        ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
     snap_k[b] = k
 
 
@@ -422,7 +532,7 @@ def _snap_base(b, k, P, S):
 # 4. add
 
 
-@njit
+@njit(inline="always")
 def _add_base(b, k, P, S):
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
@@ -431,7 +541,8 @@ def _add_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
+     snap_k, sdirty, ringN32, ringO32) = S
+    wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
         _snap_base(b, k, P, S)
     n = base_ser0[b + 1] - base_ser0[b]
@@ -449,19 +560,16 @@ def _add_base(b, k, P, S):
             continue
         if not fused:
             oo = -1
-        wo = blk_offN[bl]
-        r = ringN[base_offN[b]:]
-        for i in range(n):
-            wN[wo + i] += r[on + i]
-            if oo >= 0:
-                wN[wo + i] -= r[oo + i]
-        if blk_offP[bl] >= 0:
-            wo = blk_offP[bl]
-            for i in range(n):
-                if r[on + i] > 0:
-                    wP[wo + i] += 1
-                if oo >= 0 and r[oo + i] > 0:
-                    wP[wo + i] -= 1
+        if wide:
+            r32 = ringN32[base_offN[b]:]
+            _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
+            if blk_offP[bl] >= 0:
+                _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
+        else:
+            r = ringN[base_offN[b]:]
+            _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
+            if blk_offP[bl] >= 0:
+                _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
             rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
@@ -472,19 +580,17 @@ def _add_base(b, k, P, S):
                 for i in range(n):
                     wS[wo + i] += rs[on + i]
         if blk_offO[bl] >= 0:
-            ro2 = ringO[base_offO[b]:]
-            wo = blk_offO[bl]
-            for i in range(n):
-                wO[wo + i] += ro2[on + i]
-                if oo >= 0:
-                    wO[wo + i] -= ro2[oo + i]
+            if wide:
+                _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+            else:
+                _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
         if not full:
             break
         W = q_W[qb]
         oS = base_offS[b] + slot * n
         for i in range(n):
-            c = ringN[oN + i]
+            c = _cnt(ringN, ringN32, wide, oN + i)
             if c > 0:
                 qc = q_noff[qb] + i
                 qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
@@ -551,10 +657,11 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 
 @njit(inline="always")
-def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
+def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
     """Output row of indicator ``t``: per code one tight loop computes numerator ``a`` and
     denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
     ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy).
+    ``O`` = (float32 output, float64 output): see :func:`run_cycles`.
     With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
     quantile: the value over 1; regions without a series: NaN over 0)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
@@ -564,8 +671,10 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty) = S
-    nreg = out.shape[2]
+     snap_k, sdirty, ringN32, ringO32) = S
+    out, out64 = O
+    wide = out64.shape[0] > 0
+    nreg = scr.shape[1]
     row = ind_row[t]
     code = ind_code[t]
     b = ind_base[t]
@@ -637,7 +746,7 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
     # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
     # series i is region i when the base covers every region (series are sorted by region)
     dense = n == nreg
-    orow = out[tt, row]
+    orow = out[0, 0] if wide else out[tt, row]  # float64 output: the float32 row is a sink
     if not dense:
         orow[:] = np.nan  # regions without a series of this base
     if not scale or (not has_d and mult == 1.0):
@@ -662,6 +771,12 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
             v = mult * (va[i] / d) if d != 0.0 else np.nan
             va[i] = v
             orow[i if dense else ser_region[s0 + i]] = v
+    if wide:  # va holds every value in float64
+        o64 = out64[tt, row]
+        if not dense:
+            o64[:] = np.nan
+        for i in range(n):
+            o64[i if dense else ser_region[s0 + i]] = va[i]
     if dd >= 0:
         drow = D[tt, dd]
         if not dense:
@@ -671,13 +786,16 @@ def _value_row(t, tt, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def derived_rows(tt, DP, out, D, stack):
+def derived_rows(tt, DP, O, D, stack):
     """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
     (rows in dependency order, each a stack program over whole region vectors; see
-    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and ``out[tt]``.
+    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and the output ``O[0][tt]``
+    (float32), or ``O[1][tt]`` (float64) when that one is not empty.
     ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
     evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
     ops, arg, consts, ptr, out_row, d_pos = DP
+    out, out64 = O
+    wide = out64.shape[0] > 0
     nreg = D.shape[2]
     Dt = D[tt]
     for j in range(len(out_row)):
@@ -730,19 +848,25 @@ def derived_rows(tt, DP, out, D, stack):
                             x[r] = y[r]
         res = stack[0]
         drow = Dt[d_pos[j]]
-        orow = out[tt, out_row[j]]
-        for r in range(nreg):
-            drow[r] = res[r]
-            orow[r] = res[r]
+        if wide:
+            o64 = out64[tt, out_row[j]]
+            for r in range(nreg):
+                drow[r] = res[r]
+                o64[r] = res[r]
+        else:
+            orow = out[tt, out_row[j]]
+            for r in range(nreg):
+                drow[r] = res[r]
+                orow[r] = res[r]
 
 
 @njit
-def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
-    """Stage 5 into ``out[tt]`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
+def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
+    """Stage 5 into the output ``O`` (see :func:`run_cycles`) at ``tt`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
     listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
     (2, regions) float64 scratch of this call alone."""
     for j in range(len(rows)):
-        _value_row(rows[j], tt, P, S, out, D, num, den, parts, scr)
+        _value_row(rows[j], tt, P, S, O, D, num, den, parts, scr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,9 +874,14 @@ def values_rows(tt, rows, P, S, out, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP, stack, bases, rows):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
-    them into ``out[t - (T - ncomp)]`` (and ``D``, ``num``, ``den``).
+    them into the output at ``t - (T - ncomp)`` (and ``D``, ``num``, ``den``).
+
+    ``O`` = (``out``, ``out64``): a float32 output and a float64 one, always both, so that one
+    compiled specialisation serves either output dtype. When ``out64`` is empty (``shape[0] ==
+    0``) the values go into ``out`` (rounded once from float64); else into ``out64`` and ``out``
+    is a (1, 1, regions) sink the value loops write through.
 
     ``EV`` = (bucket, key, region, value, off, count_nan) of the events sorted by arrival cycle,
     those of cycle ``k0 + t`` being ``off[t] .. off[t + 1] - 1`` (``count_nan``: see
@@ -771,9 +900,9 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, out, D, num, den, parts, scr, DP,
         add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
-            values_rows(tt, rows, P, S, out, D, num, den, parts, scr)
+            values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
             if len(DP[4]) > 0:
-                derived_rows(tt, DP, out, D, stack)
+                derived_rows(tt, DP, O, D, stack)
 
 
 @njit
