@@ -1007,6 +1007,8 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
     Returns the replicas run.
     """
     seed = np.uint64(seed)
+    stride = np.int64(stride)           # not a literal (the default): one specialisation of the callees
+    tail = np.bool_(tail)
     W, n_reg = obs.shape
     ends = np.empty(W + 1, dtype=np.int64)
     ncmax = _window_ends((W - 1) // stride + 1, ends)
@@ -1122,7 +1124,7 @@ def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, se
     pos = ring[0]
     fill = ring[1] + 1 if ring[1] < W else W
     _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                score, det, found, table, stride, tail)
+                score, det, found, table, np.int64(stride), np.bool_(tail))
     ring[0] = (pos + 1) % W
     ring[1] = fill
 
@@ -1138,7 +1140,7 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     for t in range(V.shape[0]):
         fill = fill + 1 if fill < W else W
         _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
-                    score[t], det[t], found[t], table, stride, tail)
+                    score[t], det[t], found[t], table, np.int64(stride), np.bool_(tail))
         pos = (pos + 1) % W
     ring[0] = pos
     ring[1] = fill
