@@ -4,8 +4,15 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
 
 * candidate zones are groups of adjacent neighbourhoods: for each centre, the centre
   plus, one at a time, the adjacent region nearest to the centre (up to ``scan_max_zone``
-  regions; :func:`build_zones`); time windows are the last 1 .. ``scan_windows`` cycles
-  ending now (prospective: only clusters still going on);
+  regions; :func:`build_zones`); time windows end now (prospective: only clusters still going
+  on) and are made of the ring's *disjoint* counts: an indicator that counts over ``stride``
+  cycles (a ``count_1h`` at 15-minute cycles: 4) has disjoint counts in the slots ``stride``
+  apart, and the windows are the last 1, 2, 3, 4, 6, 8, 12, 16, ... of them up to all the ring
+  holds (:func:`_window_ends`; a cell is the sum of the counts between two window ends,
+  :func:`_cells`). ``stride`` 1 (the default) scans consecutive slots: right for counts over one
+  cycle; for a ``count_1h`` at 15-minute cycles the windows then overlap, an event is counted up
+  to 4 times, and the Poisson null of the replicas is wrong (measured: 64-75 % of clean cycles
+  at p <= 0.05; ``tests/test_detect_scan.py``);
 * for a zone Z and window W, with ``c`` the observed and ``m`` the expected count (the
   seasonal baseline) summed over Z x W, the log-likelihood ratio of "rate raised in Z x W"
   against "rate as expected" is ``LLR = c log(c / m) - (c - m)`` when ``c > m``, else 0
@@ -45,6 +52,15 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   LLR is computed. The replica max is exact wherever it is >= ``T``: same p-values as
   scanning everything. Observed and replica LLRs use one formula, so a replica equal to
   the observed counts counts as an exceedance.
+* tail p-values (``tail=True``, for disjoint cells only): a cluster that no replica reached has
+  only ``p <= 1 / (R + 1)`` from the Monte Carlo. Its p is then ``min(1 / (R + 1), U)`` with ``U``
+  the union bound over the zone-windows, ``sum P(C_zw >= c_zw)`` (Poisson tails of the counts that
+  reach its LLR; each term at most ``exp(-LLR)``, Chernoff), an upper bound of ``P(max >= LLR)``
+  under the null at any level: ``P(p <= u) <= u`` still holds for every ``u`` (below ``1 / (R +
+  1)`` only ``U`` can make ``p <= u``; above it, as the Monte Carlo). Without it the smallest p
+  is 0.001, which no family-wise correction over a city's series lets through (the alert
+  manager needs ~4e-8 at 300 neighbourhoods). The exact tails are summed only where the
+  Chernoff sum ``N exp(-LLR)`` is already below ``1 / (R + 1)`` (a few ms a cluster at 64 hours).
 * regions of a cluster with ``p <= scan_alpha`` score ``1 - p`` (detector code 6) where
   that beats their other detectors. With 999 replicas the smallest p is 0.001, i.e. a
   score of :data:`engine.levels.CRITICAL`.
@@ -687,10 +703,12 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
 
 
 @njit
-def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats):  # pragma: no cover
+def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats, tail):  # pragma: no cover
     """p-values of the ``nfound`` clusters in ``found`` (field 1), see the module docstring.
 
-    ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated."""
+    ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated. ``tail``: a
+    cluster no replica reached gets ``min(1 / (R + 1), U)``, ``U`` the union bound of
+    :func:`_tail_bound` (valid where the cells are independent Poisson counts under the null)."""
     n_reg, K = zones.shape
     W = exp.shape[0]
     # the screen: clusters (from the lowest LLR up) whose exceedance probability is surely high
@@ -828,11 +846,135 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             T = found[active - 1, 0]
             _hot_bounds(Mcell, T / K, hot, table)
             ver += 1
+    floor_p = 1.0 / (replicas + 1.0)
     for q in range(tested):
         if stopped[q] > 0:
             found[q, 1] = h / stopped[q]
-        else:
+        elif exceed[q] > 0 or not tail:
             found[q, 1] = (1.0 + exceed[q]) / (replicas + 1.0)
+        else:
+            # no replica reached it: the Monte Carlo only says p <= 1 / (R + 1); the union bound
+            # over the zone-windows (valid at any level) says how far below
+            found[q, 1] = floor_p
+            if _tail_bound(Mz, nsize, fill, found[q, 0], True, table) < floor_p:
+                u = _tail_bound(Mz, nsize, fill, found[q, 0], False, table)
+                if u < floor_p:
+                    found[q, 1] = u
+
+
+@njit
+def _window_ends(n_cnt, ends):  # pragma: no cover - compiled
+    """Window lengths (in counts, newest first) into ``ends``: 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
+    below ``n_cnt``, then ``n_cnt`` itself (the longest window is all the ring holds). Returns
+    how many. ``ends`` needs :func:`n_windows` ``(n_cnt)`` entries."""
+    nc = 0
+    a = 1
+    while a < n_cnt:
+        ends[nc] = a
+        nc += 1
+        if a < 4:
+            a += 1
+        elif (a & (a - 1)) == 0:
+            a += a // 2             # 4 -> 6, 8 -> 12, ...
+        else:
+            a = (a // 3) * 4        # 6 -> 8, 12 -> 16, ...
+    if n_cnt >= 1:
+        ends[nc] = n_cnt
+        nc += 1
+    return nc
+
+
+def n_windows(n_cnt: int) -> int:
+    """Windows the scan tries with ``n_cnt`` disjoint counts in its ring (``0`` for none).
+
+    >>> [n_windows(k) for k in (1, 4, 5, 6, 16, 24, 64)]
+    [1, 4, 5, 5, 8, 9, 12]
+    """
+    ends = np.zeros(max(int(n_cnt), 1) + 1, dtype=np.int64)
+    return int(_window_ends(int(n_cnt), ends))
+
+
+def window_lengths(n_cnt: int) -> list:
+    """The window lengths (in counts) of :func:`n_windows`.
+
+    >>> window_lengths(24)
+    [1, 2, 3, 4, 6, 8, 12, 16, 24]
+    """
+    ends = np.zeros(max(int(n_cnt), 1) + 1, dtype=np.int64)
+    return ends[:_window_ends(int(n_cnt), ends)].tolist()
+
+
+@njit
+def _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c):  # pragma: no cover - compiled
+    """The scan's cells from a ring of counts: ``obs`` / ``exp`` (W, n_reg), slot ``pos - 1`` the
+    newest, ``fill`` slots valid, one slot a cycle; the indicator counts over ``stride`` cycles
+    (a ``count_1h`` at 15-minute cycles: 4), so the slots ``pos - 1 - stride j`` (j = 0, 1, ...)
+    hold disjoint counts. Cell ``w`` sums counts ``ends[w - 1] .. ends[w] - 1`` (:func:`_window_ends`),
+    so window ``w`` (cells 0..w) is the last ``ends[w]`` counts. Written newest cell last:
+    row ``nc - 1 - w`` of ``obs_c`` / ``exp_c`` (float64), the layout :func:`_observe` and
+    :func:`_monte_carlo` read with ``pos = fill = nc``. Returns ``nc`` (0 when ``fill`` is 0)."""
+    if fill <= 0:
+        return 0
+    W = obs.shape[0]
+    n_reg = obs.shape[1]
+    nc = _window_ends((fill - 1) // stride + 1, ends)
+    j0 = 0
+    for w in range(nc):
+        j1 = ends[w]
+        row = nc - 1 - w
+        for r in range(n_reg):
+            so = 0.0
+            se = 0.0
+            for j in range(j0, j1):
+                slot = (pos - 1 - stride * j) % W
+                so += np.float64(obs[slot, r])
+                se += np.float64(exp[slot, r])
+            obs_c[row, r] = so
+            exp_c[row, r] = se
+        j0 = j1
+    return nc
+
+
+@njit
+def _poisson_sf(c, m):  # pragma: no cover - compiled
+    """``P(X >= c)`` for ``X ~ Poisson(m)``, ``c > m > 0`` (terms summed from ``c`` up, in logs)."""
+    t = math.exp(c * math.log(m) - m - math.lgamma(c + 1.0))
+    total = t
+    k = c
+    while t > 1e-17 * total:
+        k += 1.0
+        t *= m / k
+        total += t
+    return total if total < 1.0 else 1.0
+
+
+@njit
+def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover - compiled
+    """An upper bound of ``P(replica max LLR >= L)`` under the Poisson null (every cell Poisson with
+    its expectation, independent): the union over the zone-windows, ``sum P(C_zw >= c_zw)`` with
+    ``c_zw`` the smallest count reaching ``L`` against ``M_zw``. Each term is at most ``exp(-L)``
+    (Chernoff: ``P(C >= c) <= exp(-LLR(c, M))``), so ``N exp(-L)`` (``N`` zone-windows with
+    ``M > 0``) is returned when ``chernoff_only``, the exact terms otherwise (a term whose count
+    cannot be resolved keeps its Chernoff bound)."""
+    n_reg = Mz.shape[0]
+    e = math.exp(-L)
+    total = 0.0
+    for zc in range(n_reg):
+        for s in range(nsize[zc]):
+            for w in range(fill):
+                m = Mz[zc, s, w]
+                if m <= 0.0:
+                    continue
+                if chernoff_only:
+                    total += e
+                    continue
+                c = _count_for(m, L, table)
+                if c < math.inf:
+                    t = _poisson_sf(c, m)
+                    total += t if t < e else e
+                else:
+                    total += e
+    return total if total < 1.0 else 1.0
 
 
 @njit
@@ -850,23 +992,44 @@ def _mark(found, nfound, zones, alpha, score, det):  # pragma: no cover - compil
 
 
 @njit
-def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table):  # pragma: no cover
+def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table,
+                   stride=1, tail=False):  # pragma: no cover
     """Scan one indicator at one cycle.
 
     ``obs``/``exp`` (W, n_reg): ring buffers of observed / expected counts (0 where unknown),
-    slot ``pos - 1`` the newest, ``fill`` slots valid; ``zones`` (n_reg, K); ``seed`` uint64
-    (already mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5) and raises
-    ``score`` / ``det`` (this indicator's rows) for significant clusters. Returns the
-    replicas run.
+    slot ``pos - 1`` the newest, ``fill`` slots valid, one slot a cycle; ``stride``: cycles one
+    count spans (a ``count_1h`` at 15-minute cycles: 4; the scan's cells are the disjoint counts
+    ``stride`` slots apart, :func:`_cells`); ``tail``: p-values below ``1 / (R + 1)`` from the
+    union bound where no replica reached a cluster (only where the cells are disjoint counts, so
+    that the Poisson null holds: see the module docstring); ``zones`` (n_reg, K); ``seed`` uint64 (already
+    mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5; field 4 the window in
+    cycles) and raises ``score`` / ``det`` (this indicator's rows) for significant clusters.
+    Returns the replicas run.
     """
     seed = np.uint64(seed)
-    nfound = _observe(obs, exp, pos, fill, zones, found, table)
+    stride = np.int64(stride)           # not a literal (the default): one specialisation of the callees
+    tail = np.bool_(tail)
+    W, n_reg = obs.shape
+    ends = np.empty(W + 1, dtype=np.int64)
+    ncmax = _window_ends((W - 1) // stride + 1, ends)
+    obs_c = np.empty((ncmax, n_reg))
+    exp_c = np.empty((ncmax, n_reg))
+    nc = _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c)
+    nfound = _observe(obs_c, exp_c, nc, nc, zones, found, table)
     if nfound == 0:
         return 0
     stats = np.zeros(3, dtype=np.int64)
-    _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats)
+    _monte_carlo(exp_c, nc, nc, zones, replicas, seed, alpha, found, nfound, table, stats, tail)
     _mark(found, nfound, zones, alpha, score, det)
+    _window_cycles(found, nfound, ends, stride)
     return stats[0]
+
+
+@njit
+def _window_cycles(found, nfound, ends, stride):  # pragma: no cover - compiled
+    """Field 4 of the clusters: cell number (1-based) -> the window's length in cycles."""
+    for q in range(nfound):
+        found[q, 4] = ends[int(found[q, 4]) - 1] * stride
 
 
 @njit
@@ -898,19 +1061,27 @@ def clogc_table(n: int = _CLOGC) -> np.ndarray:
 
 @njit(parallel=True)
 def _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                score, det, found, table):  # pragma: no cover - compiled
-    """One cycle, every scanned indicator: push the cycle into slot ``pos`` of the rings, find
-    the clusters (``prange`` over indicators), then test them (``prange`` over the indicators
-    ranked by observed LLR, in bit-reversed rank order so that the contiguous block of
-    iterations each thread gets holds large and small LLRs alike: significant clusters run
-    all their replicas, the others stop early)."""
+                score, det, found, table, stride, tail):  # pragma: no cover - compiled
+    """One cycle, every scanned indicator: push the cycle into slot ``pos`` of the rings, form
+    the cells (:func:`_cells`) and find the clusters (``prange`` over indicators), then test them
+    (``prange`` over the indicators ranked by observed LLR, in bit-reversed rank order so that
+    the contiguous block of iterations each thread gets holds large and small LLRs alike:
+    significant clusters run all their replicas, the others stop early)."""
     n_scan = scan_ind.shape[0]
+    W, n_reg = obs.shape[1], obs.shape[2]
+    ends = np.empty(W + 1, dtype=np.int64)
+    ncmax = _window_ends((W - 1) // stride + 1, ends)
+    obs_c = np.empty((n_scan, ncmax, n_reg))
+    exp_c = np.empty((n_scan, ncmax, n_reg))
+    ncs = np.zeros(n_scan, dtype=np.int64)
     llr0 = np.empty(n_scan)
     nf = np.zeros(n_scan, dtype=np.int64)
     for c in prange(n_scan):
         i = scan_ind[c]
         _push(V[i], scan_mu[c], obs[c], exp[c], pos)
-        nf[c] = _observe(obs[c], exp[c], pos + 1, fill, zones, found[c], table)
+        e = np.empty(W + 1, dtype=np.int64)
+        ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, e, obs_c[c], exp_c[c])
+        nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, found[c], table)
         llr0[c] = found[c, 0, 0] if nf[c] > 0 else -1.0
     order = np.argsort(-llr0, kind="mergesort")
     bits = 0
@@ -925,9 +1096,14 @@ def _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed
             continue
         i = scan_ind[c]
         stats = np.zeros(3, dtype=np.int64)
-        _monte_carlo(exp[c], pos + 1, fill, zones, replicas, _seed(seed, i, cycle), alpha, found[c], nf[c],
-                     table, stats)
+        _monte_carlo(exp_c[c], ncs[c], ncs[c], zones, replicas, _seed(seed, i, cycle), alpha, found[c], nf[c],
+                     table, stats, tail)
         _mark(found[c], nf[c], zones, alpha, score[i], det[i])
+    if fill > 0:
+        _window_ends((fill - 1) // stride + 1, ends)
+        for c in range(n_scan):
+            if nf[c] > 0:
+                _window_cycles(found[c], nf[c], ends, stride)
 
 
 @njit
@@ -941,20 +1117,21 @@ def _bitrev(p, bits):  # pragma: no cover - compiled
 
 @njit
 def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycle, alpha,
-                       score, det, found, table):  # pragma: no cover - compiled
-    """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``)."""
+                       score, det, found, table, stride=1, tail=False):  # pragma: no cover - compiled
+    """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``);
+    ``stride``, ``tail``: as :func:`scan_indicator`."""
     W = obs.shape[1]
     pos = ring[0]
     fill = ring[1] + 1 if ring[1] < W else W
     _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                score, det, found, table)
+                score, det, found, table, np.int64(stride), np.bool_(tail))
     ring[0] = (pos + 1) % W
     ring[1] = fill
 
 
 @njit
 def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycles, alpha,
-                    score, det, found, table):  # pragma: no cover - compiled
+                    score, det, found, table, stride=1, tail=False):  # pragma: no cover - compiled
     """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t);
     cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates)."""
     W = obs.shape[1]
@@ -963,7 +1140,7 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     for t in range(V.shape[0]):
         fill = fill + 1 if fill < W else W
         _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
-                    score[t], det[t], found[t], table)
+                    score[t], det[t], found[t], table, np.int64(stride), np.bool_(tail))
         pos = (pos + 1) % W
     ring[0] = pos
     ring[1] = fill

@@ -1,0 +1,93 @@
+"""Slow, obvious references for the scan's cells and its tail p-values (engine/detect/scan.py).
+
+* :func:`cells_reference`: the disjoint counts of a ring sampled every cycle (a count over
+  ``stride`` cycles, newest first), grouped into the scan's cells (window lengths 1, 2, 3, 4, 6,
+  8, 12, ... counts, then all of them).
+* :func:`tail_bound_reference`: the union bound of ``P(max LLR >= L)`` over every zone-window,
+  Poisson tails from scipy.
+* :func:`scan_reference_cells`: :func:`detect_reference.scan_reference` on those cells, with the
+  p-values of clusters no replica reached refined by the bound, and the window in cycles -- what
+  :func:`engine.detect.scan.scan_indicator` must return.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import poisson
+
+import detect_reference as ref
+
+
+def window_lengths_reference(n_cnt):
+    """1, 2, 3, 4, then alternately x1.5 and x4/3 (6, 8, 12, 16, 24, ...), below ``n_cnt``; then ``n_cnt``."""
+    out, a = [], 1
+    while a < n_cnt:
+        out.append(a)
+        a = a + 1 if a < 4 else (a * 3 // 2 if a & (a - 1) == 0 else a * 4 // 3)
+    return out + [n_cnt] if n_cnt >= 1 else out
+
+
+def cells_reference(obs, exp, stride):
+    """``obs``, ``exp``: (fill, n), row 0 the newest cycle. Returns (cells_obs, cells_exp, lengths):
+    cells (nc, n) float64 newest first, cell ``w`` the sum of the counts at rows ``stride j`` for
+    ``j`` in ``lengths[w - 1] .. lengths[w] - 1``."""
+    fill, n = obs.shape
+    n_cnt = (fill - 1) // stride + 1 if fill else 0
+    lengths = window_lengths_reference(n_cnt)
+    co = np.zeros((len(lengths), n))
+    ce = np.zeros((len(lengths), n))
+    j0 = 0
+    for w, j1 in enumerate(lengths):
+        for r in range(n):
+            so = se = 0.0
+            for j in range(j0, j1):
+                so += float(obs[stride * j, r])
+                se += float(exp[stride * j, r])
+            co[w, r], ce[w, r] = so, se
+        j0 = j1
+    return co, ce, lengths
+
+
+def _llr(c, m):
+    return c * math.log(c / m) - (c - m) if (c > m and m > 0) else 0.0
+
+
+def tail_bound_reference(cells_exp, zones, L):
+    """``sum`` over zones (every prefix of every list in ``zones``) and windows (cumulative cells) of
+    ``P(Poisson(M) >= c)``, ``c`` the smallest count whose LLR against ``M`` reaches ``L``; each term
+    at most ``exp(-L)`` (Chernoff), the sum at most 1. Also returns the Chernoff sum ``N exp(-L)``."""
+    M = np.cumsum(cells_exp, axis=0)
+    exact = chern = 0.0
+    for z in zones:
+        for s in range(1, len(z) + 1):
+            for w in range(M.shape[0]):
+                m = float(M[w, z[:s]].sum())
+                if m <= 0:
+                    continue
+                c = math.floor(m) + 1
+                while _llr(c, m) < L - 1e-9 * max(1.0, abs(L)):
+                    c += 1
+                exact += min(float(poisson.sf(c - 1, m)), math.exp(-L))
+                chern += math.exp(-L)
+    return min(exact, 1.0), min(chern, 1.0)
+
+
+def scan_reference_cells(obs, exp, zones, replicas, seed, alpha, table, stride=1, tail=False):
+    """What ``scan_indicator`` returns for a ring whose newest ``fill`` cycles are ``obs``, ``exp``
+    (row 0 the newest): the reference scan of the cells; with ``tail``, a cluster that no replica
+    reached (``p = 1 / (R + 1)``, not stopped) gets ``min(1 / (R + 1), bound)`` where the Chernoff sum is
+    below ``1 / (R + 1)``; the window in cycles."""
+    co, ce, lengths = cells_reference(obs, exp, stride)
+    want = ref.scan_reference(co, ce, zones, replicas, seed, alpha, table)
+    floor_p = 1.0 / (replicas + 1.0)
+    for q in range(want.shape[0]):
+        if np.isnan(want[q, 0]):
+            continue
+        if tail and want[q, 1] == floor_p:
+            exact, chern = tail_bound_reference(ce, zones, want[q, 0])
+            if chern < floor_p and exact < floor_p:
+                want[q, 1] = exact
+        want[q, 4] = lengths[int(want[q, 4]) - 1] * stride
+    return want
