@@ -43,7 +43,8 @@ POWER = next(r for r in FREE if r != WATER and ((_SENS.kind == "power_meter") & 
 CLUSTER = _region_with("mall", USED | {WATER, POWER})
 FRAUD = [r for r in FREE if r not in (WATER, POWER, CLUSTER)][:6]
 _K = REG.index(CLUSTER)
-CLUSTER_REGIONS = [CLUSTER] + list(CITY.regions.index[CITY.adj_indices[CITY.adj_indptr[_K]:CITY.adj_indptr[_K + 1]]])[:2]
+_ADJ = CITY.adj_indices[CITY.adj_indptr[_K]:CITY.adj_indptr[_K + 1]]
+CLUSTER_REGIONS = [CLUSTER] + list(CITY.regions.index[_ADJ][:2])      # the cluster's three neighbourhoods
 CLUSTER_WINDOW = ("2020-02-04 18:00", "2020-02-07 18:00")
 
 

@@ -26,7 +26,9 @@ hotline tickets by taxonomy sub-class (``fever_symptoms`` base 0.6 + 0.35 per sy
 ``early_reopening`` base 0.2 x (0.3 + 2 share + 25 d14); ``wage_arrears`` with days closed;
 ``mask_shortage`` with mask demand), police incidents (theft with activity, burglary with empty
 homes, disputes with time at home), fires, accidents (traffic), fever-clinic visits (background
-fever + 70 % of symptom onsets), case reports with a reporting delay, arrivals, quarantine; road
+fever + 70 % of symptom onsets; a ``venue_cluster``'s cases all present, in their regions and timed
+inside its window: :meth:`FeedModel.cluster_presenting`), case reports with a reporting delay,
+arrivals, quarantine; road
 speeds and volumes from ``activity``, power, water and gas loads from residents at home and jobs
 open; crowd counts at venues from the simulated visitors and occupancy; prices; mask stock;
 enterprise, shop, gate, school, hospital and population snapshots. Incidents add their effects
