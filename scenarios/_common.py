@@ -40,8 +40,11 @@ def incidents(sc, day0: int = 1):
     sc.incident("power_outage", at(0, 19), at(0, 23), regions=["N0014"], magnitude=1.0)
     sc.incident("mask_shortage", at(3, 8), at(4, 20), regions=["N0016", "N0025"], magnitude=1.0)
     sc.incident("price_spike", at(4, 6), at(5, 6), regions=["N0023"], magnitude=1.0)
-    # the site is the largest venue of the first region: N0010 has venues in the 300- and the
-    # 30-neighbourhood city (N0009 has none in either: a full run stopped on it before anything ran)
+    # 30 cases linked to the venue present at the fever clinics of the three neighbourhoods over
+    # the 72 hours (a triangular curve peaking half-way; engine.sim.run.cluster_share), as clinical
+    # onsets of the epidemic: fever visits, fever-symptom tickets and confirmed cases where and when
+    # the truth says. The site (truth only) is the largest venue of the first region: N0010 has
+    # venues in the 300- and the 30-neighbourhood city (N0009 has none in either)
     sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0010", "N0009", "N0011"], magnitude=30)
     sc.incident("market_crowd", at(9, 7), at(9, 10), regions=["N0003", "N0004"], magnitude=2.5)
     sc.incident("fraud_wave", at(10, 8), at(11, 8), regions=["N0021"], magnitude=1.0)

@@ -42,6 +42,10 @@ WATER = next(r for r in FREE if ((_SENS.kind == "water_meter") & (_SENS.region =
 POWER = next(r for r in FREE if r != WATER and ((_SENS.kind == "power_meter") & (_SENS.region == r)).any())
 CLUSTER = _region_with("mall", USED | {WATER, POWER})
 FRAUD = [r for r in FREE if r not in (WATER, POWER, CLUSTER)][:6]
+_K = REG.index(CLUSTER)
+_ADJ = CITY.adj_indices[CITY.adj_indptr[_K]:CITY.adj_indptr[_K + 1]]
+CLUSTER_REGIONS = [CLUSTER] + list(CITY.regions.index[_ADJ][:2])      # the cluster's three neighbourhoods
+CLUSTER_WINDOW = ("2020-02-04 18:00", "2020-02-07 18:00")
 
 
 def base_scenario(days=8, **at):
@@ -60,7 +64,7 @@ def with_incidents(sc):
     sc.incident("mask_shortage", "2020-02-05", "2020-02-08", regions=PHARM_REGIONS)
     sc.incident("price_spike", "2020-02-05", "2020-02-07", regions=PRICE_REGIONS)
     sc.incident("market_crowd", "2020-02-06 07:00", "2020-02-06 11:00", regions=[MARKET_REGION], magnitude=2.5)
-    sc.incident("venue_cluster", "2020-02-04 18:00", "2020-02-04 22:00", regions=[CLUSTER], magnitude=60)
+    sc.incident("venue_cluster", *CLUSTER_WINDOW, regions=CLUSTER_REGIONS, magnitude=60)
     return sc
 
 
@@ -502,21 +506,42 @@ def test_market_crowd(runs):
 
 
 def test_venue_cluster(runs):
+    """The cluster's ``magnitude`` cases present at the fever clinics of its regions inside its window
+    (a triangular curve over the 72 hours), a share of them call the hotline and get confirmed; the
+    SEIR counts them as clinical onsets."""
     res, inc, twin = runs
-    k = REG.index(CLUSTER)
-    adj = CITY.regions.index[CITY.adj_indices[CITY.adj_indptr[k]:CITY.adj_indptr[k + 1]]]
-    near = [CLUSTER] + list(adj)
-    w = ("2020-02-07", "2020-02-10 23:59")
-    visits = [sum(_ev(d, "fever_clinic_visits", c, near, *w) for c in ("child", "adult", "elderly"))
-              for d in (inc, twin)]
-    assert visits[0] > visits[1] + 5
-    assert _ev(inc, "epidemic_reports", "confirmed", REG, *w) > _ev(twin, "epidemic_reports", "confirmed", REG, *w) + 3
-    a, b = _both(inc, twin, "hotline_tickets", "fever_symptoms", near, w)
-    assert a > b
-    # reports lag the infections: the first days after the cluster look like the twin
-    early = ("2020-02-04", "2020-02-05 23:59")
-    a, b = _both(inc, twin, "epidemic_reports", "confirmed", REG, early)
-    assert a <= b + 2
+    ages = ("child", "adult", "elderly")
+    w = CLUSTER_WINDOW
+
+    def visits(day, regions, start, end):
+        return sum(_ev(day, "fever_clinic_visits", c, regions, start, end) for c in ages)
+
+    # the simulation: 60 cases over the window's days, in its regions only, as onsets
+    cl = res.cluster_cases
+    assert cl.sum() == pytest.approx(60)
+    outside = [REG.index(r) for r in REG if r not in CLUSTER_REGIONS]
+    assert cl[:, outside].sum() == 0 and cl[[0, 5, 6, 7]].sum() == 0      # days 1-4 (4-7 Feb) only
+    np.testing.assert_allclose(cl.sum(axis=(1, 2))[1:5], 60 * np.array([2, 48, 76, 18]) / 144)  # 6 h, 24, 24, 18
+    assert (res.new_onsets >= cl - 1e-12).all()
+    # the feeds' cluster component: timed inside the window only (weights per 15-minute cycle)
+    model = generators.FeedModel.for_result(res)
+    for t in range(res.dates.size):
+        cases, when = model.cluster_presenting(t)
+        cyc = pd.Timestamp(res.dates[t]) + pd.to_timedelta(np.arange(when.size) * 15, "min")
+        assert (when[(cyc + pd.Timedelta("15min") <= pd.Timestamp(w[0])) | (cyc >= pd.Timestamp(w[1]))] == 0).all()
+        np.testing.assert_allclose(cases, model.cluster[t])
+    # the events: ~60 more fever clinic visits in its regions inside the window than the twin (the
+    # cluster's Poisson(60), sd 7.7, plus what the news adds to the background: the city's alarm
+    # rises with the cases found; tolerance -25 % / +50 %), and none before the window's first day
+    a, b = visits(inc, CLUSTER_REGIONS, *w), visits(twin, CLUSTER_REGIONS, *w)
+    assert 45 <= a - b <= 90, (a, b)
+    day0 = ("2020-02-03", "2020-02-03 23:59")
+    assert visits(inc, REG, *day0) == visits(twin, REG, *day0)
+    # a share of them call the hotline (0.35 each, + the worried visitors) and are confirmed
+    a, b = _both(inc, twin, "hotline_tickets", "fever_symptoms", CLUSTER_REGIONS, w)
+    assert a > b + 10
+    a, b = _both(inc, twin, "epidemic_reports", "confirmed", CLUSTER_REGIONS, ("2020-02-04", "2020-02-10 23:59"))
+    assert a > b + 20                         # testing 0.5: (0.5 + 0.3 x 0.5) x 60 = 39 expected
     site = res.truth.to_frame().set_index("kind").loc["venue_cluster", "site"]
     assert site in set(CITY.sites.index[CITY.sites.region == CLUSTER])
 

@@ -116,15 +116,33 @@ def test_testing_detects_share_of_onsets():
 
 
 def test_incidents_cluster_and_crowd_with_truth():
-    sc = scenario(days=20, initial_infections=0)
-    sc.incident("venue_cluster", "2020-02-05 18:00", "2020-02-06", regions=["R001"],
+    sc = scenario(days=20, initial_infections=0).at("2020-02-01", testing=0.6)
+    sc.incident("venue_cluster", "2020-02-05 18:00", "2020-02-07 06:00", regions=["R001", "R002"],
                 indicators=["safety.epidemic.fever_clinic_visits.per10k_24h"], magnitude=30)
     sc.incident("market_crowd", "2020-02-10 07:00", "2020-02-10 11:00", regions=["R002"],
                 indicators=["safety.public.crowding.max_1h"], magnitude=3.0)
     sc.incident("water_main_burst", "2020-02-12", "2020-02-13", regions=["R000"],
                 indicators=["construction.lifelines.water_pressure.min_1h"])
     res = simulate(CITY, sc)
-    assert res.imported[4].sum() == pytest.approx(30) and res.imported.sum() == pytest.approx(30)
+    # the cluster's 30 cases present in its window (18:00 on the 5th to 06:00 on the 7th: a
+    # triangular curve, 2 (6/36)^2 = 1/18 on the 5th, 16/18 on the 6th, 1/18 on the 7th) in its
+    # regions, by residents
+    cl = res.cluster_cases
+    np.testing.assert_allclose(cl.sum(axis=(1, 2)), 30 * np.eye(20)[4:7].T @ np.array([1, 16, 1]) / 18, atol=1e-9)
+    n = res.arrays.n
+    np.testing.assert_allclose(cl[5], 30 * 16 / 18 * n * (np.arange(len(n)) >= 1)[:, None]
+                               * (np.arange(len(n)) <= 2)[:, None] / n[1:3].sum(), atol=1e-9)
+    assert res.imported.sum() == 0
+    # they are clinical cases of the epidemic: onsets of their day, tested at the day's rate
+    assert res.new_onsets[:4].sum() == 0 and (res.new_onsets >= cl - 1e-12).all()
+    assert res.new_onsets[4:7].sum() == pytest.approx(30, rel=0.05)     # (+ the first secondary onsets)
+    np.testing.assert_allclose(res.new_detected, 0.6 * res.new_onsets, rtol=1e-12, atol=1e-12)   # testing 0.6
+    assert res.totals()["cumulative_infections"].iloc[6] >= 30 - 1e-9
+    np.testing.assert_allclose(res.state.sum(axis=3), np.broadcast_to(CITY.age, res.state.shape[:3]))
+    st = simulate(CITY, sc, seed=4, mode="stochastic")
+    assert st.cluster_cases.sum() == 30 and np.array_equal(st.cluster_cases, np.round(st.cluster_cases))
+    assert st.cluster_cases[:, [0, 3]].sum() == 0 and st.cluster_cases[[*range(4), *range(7, 20)]].sum() == 0
+    np.testing.assert_array_equal(st.cluster_cases, simulate(CITY, sc, seed=4, mode="stochastic").cluster_cases)
     truth = res.truth.to_frame()
     assert truth["kind"].tolist() == ["venue_cluster", "market_crowd", "water_main_burst"]
     site = truth["site"][0]

@@ -26,7 +26,9 @@ hotline tickets by taxonomy sub-class (``fever_symptoms`` base 0.6 + 0.35 per sy
 ``early_reopening`` base 0.2 x (0.3 + 2 share + 25 d14); ``wage_arrears`` with days closed;
 ``mask_shortage`` with mask demand), police incidents (theft with activity, burglary with empty
 homes, disputes with time at home), fires, accidents (traffic), fever-clinic visits (background
-fever + 70 % of symptom onsets), case reports with a reporting delay, arrivals, quarantine; road
+fever + 70 % of symptom onsets; a ``venue_cluster``'s cases all present, in their regions and timed
+inside its window: :meth:`FeedModel.cluster_presenting`), case reports with a reporting delay,
+arrivals, quarantine; road
 speeds and volumes from ``activity``, power, water and gas loads from residents at home and jobs
 open; crowd counts at venues from the simulated visitors and occupancy; prices; mask stock;
 enterprise, shop, gate, school, hospital and population snapshots. Incidents add their effects
@@ -327,6 +329,8 @@ class FeedModel:
         self.clinical = st[..., 3].sum(axis=2)
         on = res.new_onsets
         self.onsets = np.stack([on[..., g].sum(axis=2) for g in (CHILD, ADULT, ELDERLY)], axis=2)   # (T, R, 3)
+        cl = res.cluster_cases if getattr(res, "cluster_cases", None) is not None else np.zeros_like(on)
+        self.cluster = np.stack([cl[..., g].sum(axis=2) for g in (CHILD, ADULT, ELDERLY)], axis=2)  # (T, R, 3)
         found = res.new_detected + HOSPITAL_CONFIRM * np.maximum(res.new_onsets - res.new_detected, 0.0)
         conf = np.zeros_like(found)
         for k, w in enumerate(REPORT_DELAY[:T]):
@@ -446,6 +450,21 @@ class FeedModel:
             m = inc.magnitude if cap is None else min(inc.magnitude, cap)
             out[:, pos] += m * cover[:, None]
         return out if cap is None else np.minimum(out, cap)
+
+    def cluster_presenting(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``venue_cluster`` cases presenting on day ``t``: ``(cases (R, 3) by age group, weight
+        (C,))``, the cases the simulation seeded that day (:attr:`SimResult.cluster_cases`) and their
+        timing over the day's cycles (:func:`engine.sim.run.cluster_share` of the incidents under
+        way, weighted by magnitude; zero outside their windows)."""
+        from engine.sim.run import cluster_share
+
+        day0 = np.datetime64(self.res.dates[0], "ns").astype(np.int64)
+        edges = day0 + t * NS_DAY + np.arange(self.C + 1, dtype=np.int64) * self.cycle * NS_MIN
+        weight = np.zeros(self.C)
+        for inc in self.res.truth:
+            if inc.kind == "venue_cluster":
+                weight += inc.magnitude * cluster_share(inc, edges)
+        return self.cluster[t], weight
 
     # ------------------------------------------------------------------------------ one day
     def day(self, t: int, rows: dict | None = None) -> dict:
@@ -605,7 +624,9 @@ def gen_hotline(d: _Day):
     mult = np.ones((m.R, len(items)))
     col = {i: k for k, i in enumerate(items)}
     alarm, lock = m.alarm[t], m.lock[t]
-    onsets = m.onsets[t].sum(axis=1)
+    cases, when = m.cluster_presenting(t)
+    cases = cases.sum(axis=1)
+    onsets = m.onsets[t].sum(axis=1) - cases              # the cluster's cases are timed in its window (below)
     home, act, share = m.home[t], m.activity[t], m.share[t]
     wage = (1.0 - share) * np.minimum(1.0, m.closed_days[t] / 30.0)
     mask_need = (1.0 - m.masks[t]) * (1.0 + alarm)
@@ -642,6 +663,11 @@ def gen_hotline(d: _Day):
             x = np.zeros_like(rates)
             x[pos, col[item]] = factor * inc.magnitude * rates[pos, col[item]] * cover.mean()
             extra.append((x, cover * prof))
+    if cases.sum() > 0 and when.sum() > 0:                    # the venue cluster's cases, as onsets are
+        x = np.zeros_like(rates)
+        x[:, col["fever_symptoms"]] = 0.35 * cases
+        x[:, col["suspected_case"]] = 0.1 * cases
+        extra.append((x, when))
     for inc, pos, cover in m.active(t, "venue_cluster"):      # visitors worried after the news
         x = np.zeros_like(rates)
         x[pos, col["fever_symptoms"]] = 2.0 * rates[pos, col["fever_symptoms"]] * cover.mean()
@@ -832,13 +858,22 @@ def gen_epidemic_events(d: _Day):
     items = m.vocab.items["fever_clinic_visits"]
     col = {i: k for k, i in enumerate(items)}
     bg = np.array([1.2, 0.6, 0.9])
-    visits = m.n_group / 1e4 * bg[None, :] * (1 + 1.5 * m.alarm[t]) + 0.7 * m.onsets[t]      # (R, 3)
-    rates = np.zeros((m.R, len(items)))
-    rates[:, col["child"]], rates[:, col["adult"]], rates[:, col["elderly"]] = visits.T
-    tot = visits.sum(axis=1)
-    rates[:, col["sampled"]] = tot * (0.3 + 0.6 * m.testing[t])
-    rates[:, col["positive_screen"]] = 0.6 * m.onsets[t].sum(axis=1) * (0.4 + 0.6 * m.testing[t]) + 0.002 * tot
-    d.emit("fever_clinic_visits", rates, ["clinic"] * len(items))
+    # (a venue cluster's cases all present, at the clinics of its regions, timed in its window)
+    cases, when = m.cluster_presenting(t)
+    onsets = m.onsets[t] - cases
+    visits = m.n_group / 1e4 * bg[None, :] * (1 + 1.5 * m.alarm[t]) + 0.7 * onsets      # (R, 3)
+
+    def clinic_rates(visits, onsets):
+        rates = np.zeros((m.R, len(items)))
+        rates[:, col["child"]], rates[:, col["adult"]], rates[:, col["elderly"]] = visits.T
+        tot = visits.sum(axis=1)
+        rates[:, col["sampled"]] = tot * (0.3 + 0.6 * m.testing[t])
+        rates[:, col["positive_screen"]] = 0.6 * onsets.sum(axis=1) * (0.4 + 0.6 * m.testing[t]) + 0.002 * tot
+        return rates, tot
+
+    rates, tot = clinic_rates(visits, onsets)
+    extra = [(clinic_rates(cases, cases)[0], when)] if cases.sum() > 0 and when.sum() > 0 else []
+    d.emit("fever_clinic_visits", rates, ["clinic"] * len(items), extra=extra)
     # case reports with delay, by age
     conf = m.confirm_exp[t]                                                  # (R, 16)
     items = m.vocab.items["epidemic_reports"]

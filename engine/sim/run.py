@@ -168,6 +168,8 @@ class SimResult:
     workers_home, workers_at : (T, R) active commuters by home and by work neighbourhood
     venue_visitors, venue_occupancy : (T, V) visitors per day and peak occupancy (share of capacity)
     venue_admitted : (T, V) share of the demand admitted under the occupancy cap (1 = no queue)
+    cluster_cases : (T, R, 16) the ``venue_cluster`` incidents' cases presenting each day (seeded as
+        clinical, C, at the start of the day and counted in ``new_onsets``; see :func:`cluster_share`)
     sector_share : (T, 20) reopened share of each sector
     levers : DataFrame, one row per day, every lever
     truth : Truth, the injected incidents
@@ -200,6 +202,7 @@ class SimResult:
     compartments: tuple = COMPARTMENTS
     age_bands: tuple = AGE_BANDS
     venue_admitted: np.ndarray | None = field(default=None, repr=False)
+    cluster_cases: np.ndarray | None = field(default=None, repr=False)
     city: object = field(default=None, repr=False)
     arrays: CityArrays | None = field(default=None, repr=False)
 
@@ -318,6 +321,50 @@ def _venue_demand(arr: CityArrays, sc: Scenario) -> tuple[np.ndarray, list]:
     return demand, resolved
 
 
+def cluster_share(inc: Incident, edges_ns) -> np.ndarray:
+    """Share of a ``venue_cluster``'s cases presenting between consecutive ``edges_ns`` (ns since
+    the epoch, increasing): a triangular epidemic curve over the incident's window, rising from its
+    start to a peak half-way and falling to zero at its end (a point-source cluster: the cases
+    caught at the venue fall ill over a few days, most of them in the middle); an instant incident
+    presents all at once. The shares of edges spanning the window sum to 1.
+
+    >>> inc = Incident("venue_cluster", "2020-03-01", "2020-03-03", regions=["R1"])
+    >>> edges = np.arange("2020-03-01", "2020-03-05", dtype="datetime64[D]").astype("datetime64[ns]").astype(np.int64)
+    >>> cluster_share(inc, edges).round(3).tolist()
+    [0.5, 0.5, 0.0]
+    """
+    t = np.asarray(edges_ns, dtype=np.int64)
+    a, b = inc.start.value, inc.end.value
+    if b <= a:
+        cdf = (t > a).astype(np.float64)
+    else:
+        u = np.clip((t - a) / float(b - a), 0.0, 1.0)
+        cdf = np.where(u <= 0.5, 2.0 * u * u, 1.0 - 2.0 * (1.0 - u) ** 2)
+    return np.diff(cdf)
+
+
+def _cluster_cases(arr: CityArrays, sc: Scenario, incidents, rng) -> np.ndarray:
+    """(T, R, 16) the ``venue_cluster`` cases presenting each day: ``magnitude`` cases over the
+    window (:func:`cluster_share` by day), in the incident's regions in proportion to their residents
+    by age; drawn as one multinomial of ``round(magnitude)`` in the stochastic mode."""
+    T, (R, A) = sc.days, arr.n.shape
+    out = np.zeros((T, R, A))
+    edges = (np.datetime64(sc.start, "ns") + np.arange(T + 1) * np.timedelta64(1, "D")).astype(np.int64)
+    for inc in incidents:
+        if inc.kind != "venue_cluster":
+            continue
+        pos = arr.region_pos(inc.regions)
+        w = cluster_share(inc, edges)[:, None, None] * arr.n[pos][None, :, :]
+        cells = np.zeros((T, len(pos), A))
+        if w.sum() > 0 and inc.magnitude > 0:
+            if rng is None:
+                cells = inc.magnitude * w / w.sum()
+            else:
+                cells = rng.multinomial(int(round(inc.magnitude)), (w / w.sum()).ravel()).reshape(w.shape)
+        np.add.at(out, (slice(None), pos), cells.astype(np.float64))
+    return out
+
+
 def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None,
              arrays: CityArrays | None = None, kernel=None) -> SimResult:
     """Run one scenario on a city; returns the daily :class:`SimResult`.
@@ -372,10 +419,7 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
     initial = state.copy()
     arrivals, key_arrivals, breaches = import_flows(lev, arr.n, rng)
     demand, resolved = _venue_demand(arr, sc)
-    clusters = {int((inc.days[0] - sc.start).astype(int)): [] for inc in resolved if inc.kind == "venue_cluster"}
-    for inc in resolved:
-        if inc.kind == "venue_cluster":
-            clusters[int((inc.days[0] - sc.start).astype(int))].append(inc)
+    cluster_plan = _cluster_cases(arr, sc, resolved, rng)
 
     T, (R, A), V = sc.days, arr.n.shape, arr.n_venues
     out_state = np.empty((T, R, A, 6))
@@ -384,26 +428,22 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
     workers_home, workers_at = np.empty((T, R)), np.empty((T, R))
     visitors, occupancy, admitted = np.empty((T, V)), np.empty((T, V)), np.empty((T, V))
     day_flows = [np.zeros((R, A)) for _ in range(3)]
-    home_of_visit = np.repeat(np.arange(R), np.diff(arr.visit_indptr))
+    cluster = np.zeros((T, R, A))
     cloc = np.ascontiguousarray(cm.by_location)
     mob, mob_key = None, None
     for t in range(T):
         key = (lev.sector_share[t], lev.other[t], lev.venue_cap[t], demand[t])
         if mob_key is None or not all(np.array_equal(a, b) for a, b in zip(key, mob_key)):
             mob, mob_key = daily_mobility(arr, *key), key        # levers change on few days: reuse
-        add = breaches[t].copy()
-        for inc in clusters.get(t, ()):
-            v = arr.venue_ids.get_loc(inc.site)
-            links = arr.visit_indices == v
-            w = np.zeros(R)
-            np.add.at(w, home_of_visit[links], mob.visit_m[links])
-            if w.sum() <= 0:     # venue closed that day: the cluster forms among its usual visitors
-                np.add.at(w, home_of_visit[links], arr.visit_share[links] * arr.n.sum(axis=1)[home_of_visit[links]])
-            add += _spread(inc.magnitude, w[:, None] * state[..., 0], rng)
-        moved = np.minimum(add, state[..., 0])
+        moved = np.minimum(breaches[t], state[..., 0])
         state[..., 0] -= moved
         state[..., 1] += moved
         imported[t] = moved.sum(axis=1)
+        # the venue cluster's cases presenting today: clinical (C) from the start of the day
+        cl = np.minimum(cluster_plan[t], state[..., 0])
+        state[..., 0] -= cl
+        state[..., 3] += cl
+        cluster[t] = cl
         kernel(state, arr.n, cloc, beta, pr.presymptomatic_infectiousness, pr.subclinical_infectiousness,
                lev.testing[t], lev.schools[t], lev.other[t], lev.masks[t], arr.venue_share,
                arr.work_indptr, arr.work_indices, mob.work_m, mob.work_e,
@@ -412,6 +452,10 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
         out_state[t] = state
         for f, d in zip(flows, day_flows):
             f[t] = d
+        if cl.any():     # they are today's symptom onsets too, tested like the others
+            flows[1][t] += cl
+            tau = float(lev.testing[t])
+            flows[2][t] += rng.binomial(cl.astype(np.int64), tau).astype(np.float64) if stochastic else cl * tau
         workers_home[t], workers_at[t] = mob.workers_home, mob.workers_at
         visitors[t], occupancy[t], admitted[t] = mob.venue_visitors, mob.venue_occupancy, mob.venue_admitted
     return SimResult(
@@ -421,4 +465,4 @@ def simulate(city, scenario: Scenario, seed: int = 0, *, mode: str | None = None
         imported=imported, arrivals=arrivals, key_arrivals=key_arrivals, workers_home=workers_home,
         workers_at=workers_at, venue_visitors=visitors, venue_occupancy=occupancy,
         sector_share=lev.sector_share.copy(), levers=lev.to_frame(), truth=Truth(resolved),
-        venue_admitted=admitted, city=city, arrays=arr)
+        venue_admitted=admitted, city=city, arrays=arr, cluster_cases=cluster)
