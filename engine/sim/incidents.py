@@ -5,8 +5,9 @@ An :class:`Incident` says what happened (``kind``), when (``start`` .. ``end``, 
 it should move (``indicators``: ids from ``indicators/*.toml``, kept as strings). The simulator
 returns them as :class:`Truth`.
 
-Epidemic effects: ``venue_cluster`` seeds ``magnitude`` infections among the visitors of its venue
-on its first day (in proportion to where they live); ``market_crowd`` multiplies demand at its wet
+Epidemic effects: ``venue_cluster`` is ``magnitude`` cases linked to its venue presenting over its
+window in its regions (clinical onsets on a triangular curve over the window, at the regions'
+fever clinics; found, confirmed and traced like any case); ``market_crowd`` multiplies demand at its wet
 market(s) by ``magnitude`` while it lasts (more visitors, denser, more transmission). Every kind
 also moves feeds (:mod:`engine.sim.generators`); :data:`EFFECTS` lists the ``(feed, item)`` pairs
 each kind moves and :data:`MAGNITUDE` what ``magnitude`` means for it. When ``indicators`` is not
@@ -37,7 +38,9 @@ INCIDENT_KINDS = ("venue_cluster", "water_main_burst", "market_crowd", "price_sp
 """Kinds of injected incident."""
 
 MAGNITUDE = {
-    "venue_cluster": "infections seeded among the venue's visitors on the first day (e.g. 30)",
+    "venue_cluster": "cases linked to the venue presenting over the window in its regions (e.g. 30): clinical "
+                     "onsets on a triangular curve over the window, all at the regions' fever clinics, fever "
+                     "tickets 0.35 and suspected-case tickets 0.1 a case, found and confirmed like any case",
     "market_crowd": "demand factor at the wet market(s) (e.g. 2.5 = 2.5 times the usual crowd)",
     "water_main_burst": "severity, 1 = a typical burst: pressure -60 %, flow +80 %, turbidity +15 NTU, "
                         "chlorine -50 %; 1 + Poisson(0.5) pipe_burst and Poisson(4) water_outage interruption "
@@ -53,7 +56,8 @@ MAGNITUDE = {
 
 EFFECTS = {
     "venue_cluster": (("fever_clinic_visits", "adult"), ("epidemic_reports", "confirmed"),
-                      ("hotline_tickets", "fever_symptoms")),
+                      ("hotline_tickets", "fever_symptoms"), ("epidemic_reports", "close_contact"),
+                      ("epidemic_reports", "secondary_contact")),
     "market_crowd": (("crowd_counts", "entries"), ("crowd_counts", "occupancy"),
                      ("crowd_alerts", "market_crowding")),
     "water_main_burst": (("utility_outages", "pipe_burst"), ("utility_outages", "water_outage"),
@@ -71,7 +75,9 @@ EFFECTS = {
 
 DEFAULT_INDICATORS = {
     "venue_cluster": ("safety.epidemic.fever_clinic_visits.per10k_24h", "safety.epidemic.confirmed.count_24h",
-                      "livelihood.citizen_demands.tickets_fever_symptoms.count_24h"),
+                      "livelihood.citizen_demands.tickets_fever_symptoms.count_24h",
+                      # its confirmed cases' traced contacts
+                      "safety.epidemic.close_contact.count_24h", "safety.epidemic.secondary_contact.count_24h"),
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
                      "safety.public_safety.video_market_crowding.count_1h"),
     "water_main_burst": ("construction.lifelines.outage_pipe_burst.count_1h",
