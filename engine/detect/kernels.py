@@ -175,17 +175,17 @@ def _push(dx, sh, cl, cl_max, d):  # pragma: no cover - compiled
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode, par,
-              L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _row_pass(x, sh, sh2, seasonal, fallback, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode,
+              par, L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta`` (for the judging bin, then for ``sh2``'s), their
     count, and the smallest observation count of the row after this cycle.
 
-    ``sh`` is the profile bin the row is judged and learned against (float32), or None for a
-    non-seasonal row (no profile: the shape push and ``1 / D`` are compiled out). ``sh2`` is
-    None, or the weekly bin of a weekly row judged by its daily fallback profile
-    (:func:`_step`): that bin learns alongside (its own delta, clipped once ``clip2``) so it
-    is ready when it takes over; its sums are the second pair returned (0 when None). Against
+    ``sh`` is the profile bin the row is judged and learned against (float32; ignored unless
+    ``seasonal``: a non-seasonal row has no profile, no shape push and no ``1 / D``). With
+    ``fallback`` (a weekly row judged by its daily fallback profile, :func:`_step`), ``sh2`` is
+    the row's weekly bin: it learns alongside (its own delta, clipped once ``clip2``) so it
+    is ready when it takes over; its sums are the second pair returned (0 without). Against
     the fallback the CUSUM is held and not scored: a daily profile cannot know a weekday's
     level (a Friday 15 % above the weekday mean is a day-long "shift": 17 % of a clean weekly
     series' cycles >= WARN in its first two weeks with it, none without), so only the value's
@@ -204,7 +204,11 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
     nor written and is taken as ``nsat``). Both are resolved at compile time (numba prunes
     ``is None`` branches of arguments): four specialisations of one loop, each vectorised,
-    none touching memory it does not need.
+    none touching memory it does not need. ``seasonal`` and ``fallback`` are run-time flags,
+    constant over the loop (LLVM unswitches it): one compiled loop serves non-seasonal,
+    seasonal and fallback rows (three compile-time cases of them cost 8 more specialisations,
+    ~2/3 of the update kernel's compile, for no measurable speed, docs/alerts.md
+    "2026-11-29 (second session)").
 
     All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
@@ -234,13 +238,12 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     f_level = np.float32(par[P_FLOOR_LEVEL])
     mu_floor = np.float32(par[P_MU_FLOOR])
     shclip = np.float32(par[P_SHAPE_CLIP])
-    seasonal = sh is not None
     lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
     big = _PMAX if hold_mode > 0 else _BIG      # city rules: a bin being set takes bounded pushes
     sclip_d = shclip if clip_on else big
     sclip2 = shclip if clip2 else big
-    sh32 = _0 if sh is None else np.float32(sh)
-    sh2_32 = _0 if sh2 is None else np.float32(sh2)
+    sh32 = np.float32(sh) if seasonal else _0
+    sh2_32 = np.float32(sh2) if fallback else _0
     shsq = sh32 * sh32
     lms_div = shsq if shsq > _1 else _1
     amp_k = a_amp * sh32 / lms_div
@@ -332,7 +335,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
-        if sh2 is not None:          # the daily fallback of a weekly row: no CUSUM (see the docstring)
+        if fallback:                 # the daily fallback of a weekly row: no CUSUM (see the docstring)
             sc3 = _0
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
@@ -387,7 +390,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             nd = d
             ns = s
             nn = n
-        if (not sc_ok) or (sh2 is not None):
+        if (not sc_ok) or fallback:
             cp = cp0
             cn = cn0
         L[r] = nl
@@ -400,7 +403,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
         CP[r] = cp
         if CN is not None:
             CN[r] = cn
-        if sh is not None:
+        if seasonal:
             # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
             # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
             # small D), clipped at cl / D
@@ -411,7 +414,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             acc += delta if use else _0
             acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
             cnt += _1 if use else _0
-            if sh2 is not None:
+            if fallback:
                 delta2 = _push(dx, sh2_32, shclip * sigma * inv_d if (warm and clip2) else sclip2, sclip2, d)
                 acc2 += delta2 if use else _0
                 acc2_u += delta2 + sh2_32 if use else _0
@@ -642,18 +645,12 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
         _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     clip_on = v_ph >= 2
     judge = judge_unset or not (seasonal and v_ph == 0)
-    if not seasonal:
-        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, None, None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
-            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif p2 < 0:
-        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
-            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    else:
-        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), shape[p2], direction, is_count, wu, span, clip_on, visits[p2] >= 2, judge,
-            hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    fb = p2 >= 0
+    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
+    clip2 = visits[p2] >= 2 if fb else False
+    acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+        x, np.float32(sh), np.float32(sh2), seasonal, fb, direction, is_count, wu, span, clip_on, clip2, judge,
+        hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
