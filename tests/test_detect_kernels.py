@@ -316,14 +316,11 @@ def test_city_rules_hold_modes_from_the_catalog():
     rate = next(k for k, i in enumerate(cat.indicators)
                 if i.get("aggregation") == "count" and i.get("normalisation", "none") != "none")
 
-    loss = ids.index("safety.public_order.fraud_telecom.loss_24h")     # a sum of event values
-    occ = ids.index("market.commerce.occupancy_wet_market.max_1h")     # a sensor's maximum
-
     class Sub:
-        indicators = [cat.indicators[price], cat.indicators[rate], cat.indicators[loss], cat.indicators[occ]]
+        indicators = [cat.indicators[price], cat.indicators[rate]]
 
     city = City.synthetic(seed=2, neighbourhoods=6, streets=2, population=20_000)
-    assert Detectors(Sub, city).hold_mode.tolist() == [2, 1, 1, 2]
-    assert Detectors(Sub, city, city_rules=False).hold_mode.tolist() == [0, 0, 0, 0]
+    assert Detectors(Sub, city).hold_mode.tolist() == [2, 1]
+    assert Detectors(Sub, city, city_rules=False).hold_mode.tolist() == [0, 0]
     assert Detectors.from_spec(direction=["both"], seasonality=["none"], count=[False], n_reg=2,
                                city_rules=True).hold_mode.tolist() == [1]

@@ -82,18 +82,6 @@ def _as_time(t) -> np.datetime64:
     return np.datetime64(ts.value, "ns")
 
 
-def _events(ind) -> bool:
-    """Whether an indicator counts or sums events (held as a rate: its zero repeats are learned).
-
-    A rate (a count normalised by population or area) and a sum of event values (losses of the
-    cases reported in a window: ``aggregation`` "sum") are mostly zero between events; a zero
-    repeat there is information (no event), not a feed holding its last post. Raw counts are
-    never held (the count detector); other aggregations (means, maxima, prices) hold any repeat.
-    """
-    agg, norm = ind.get("aggregation"), ind.get("normalisation", "none")
-    return (agg == "count" and norm != "none") or agg == "sum"
-
-
 class Detectors:
     """Streaming detectors for a catalog over a city (state in :class:`DetectorState`).
 
@@ -119,8 +107,7 @@ class Detectors:
         it has never visited (a Monday after a weekend's history), and a non-count series that
         repeats its value exactly has not been updated (a feed that posts daily): the repeat is
         scored but not learned, so the model learns at the feed's cadence (zero repeats of
-        rates -- counts normalised by population -- and of sums of event values are learned:
-        mostly zeros is their normal).
+        rates -- counts normalised by population -- are learned: mostly zeros is their normal).
     **config
         Fields of :class:`DetectorParams` (``level_rate=0.01``, ``scan_replicas=999``...).
 
@@ -152,7 +139,7 @@ class Detectors:
             adjacency=(city.adj_indptr, city.adj_indices), xy=xy, cycle=cycle,
             phase_minutes=phase_minutes, spatial=spatial, config=config,
             window=[i.get("window") for i in inds], city_rules=city_rules,
-            rate=[_events(i) for i in inds])
+            rate=[i.get("aggregation") == "count" and i.get("normalisation", "none") != "none" for i in inds])
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -191,7 +178,7 @@ class Detectors:
                rate=None):
         self.params = DetectorParams(**config)
         self.city_rules = bool(city_rules)
-        # held repeats (city rules): 2 any value, 1 non-zero only (rates and sums of events, and
+        # held repeats (city rules): 2 any value, 1 non-zero only (rates of rare events, and
         # indicators described without a catalog: mostly zeros, a zero repeat is information)
         rate = [True] * len(ids) if rate is None else rate
         self.hold_mode = np.array([(1 if r else 2) if city_rules else 0 for r in rate], dtype=np.uint8)
