@@ -175,17 +175,16 @@ def _push(dx, sh, cl, cl_max, d):  # pragma: no cover - compiled
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode, par,
-              L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode,
+              par, L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta`` (for the judging bin, then for ``sh2``'s), their
     count, and the smallest observation count of the row after this cycle.
 
-    ``sh`` is the profile bin the row is judged and learned against (float32), or None for a
-    non-seasonal row (no profile: the shape push and ``1 / D`` are compiled out). ``sh2`` is
-    None, or the weekly bin of a weekly row judged by its daily fallback profile
-    (:func:`_step`): that bin learns alongside (its own delta, clipped once ``clip2``) so it
-    is ready when it takes over; its sums are the second pair returned (0 when None). Against
+    ``sh`` is the profile bin the row is judged and learned against (float32; ignored unless
+    ``seasonal``: a non-seasonal row's push is not counted). ``sh2`` is None, or (a weekly row
+    judged by its daily fallback profile, :func:`_step`) the row's weekly bin: it learns
+    alongside (its own delta, clipped once ``clip2``) so it is ready when it takes over; its sums are the second pair returned (0 without). Against
     the fallback the CUSUM is held and not scored: a daily profile cannot know a weekday's
     level (a Friday 15 % above the weekday mean is a day-long "shift": 17 % of a clean weekly
     series' cycles >= WARN in its first two weeks with it, none without), so only the value's
@@ -204,7 +203,12 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
     nor written and is taken as ``nsat``). Both are resolved at compile time (numba prunes
     ``is None`` branches of arguments): four specialisations of one loop, each vectorised,
-    none touching memory it does not need.
+    none touching memory it does not need. With ``sh2`` (None or not: the fallback) that makes
+    eight. ``seasonal`` is a run-time flag and the loop is branch-free in it (a non-seasonal row
+    computes the push and does not count it), as before the per-case passes: three compile-time
+    cases (non-seasonal / seasonal / fallback) made 12 specialisations: a first update compiled
+    in 92 s CPU with them, 61 s with these eight (docs/alerts.md, "2026-11-29 (second
+    session)"). The fallback stays a compile-time case: a run-time flag for it measured slower.
 
     All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
@@ -234,12 +238,12 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
     f_level = np.float32(par[P_FLOOR_LEVEL])
     mu_floor = np.float32(par[P_MU_FLOOR])
     shclip = np.float32(par[P_SHAPE_CLIP])
-    seasonal = sh is not None
     lms = seasonal and clip_on           # D is the region's amplitude (regression on the shape)
     big = _PMAX if hold_mode > 0 else _BIG      # city rules: a bin being set takes bounded pushes
     sclip_d = shclip if clip_on else big
     sclip2 = shclip if clip2 else big
-    sh32 = _0 if sh is None else np.float32(sh)
+    sh32 = np.float32(sh) if seasonal else _0
+    fallback = sh2 is not None
     sh2_32 = _0 if sh2 is None else np.float32(sh2)
     shsq = sh32 * sh32
     lms_div = shsq if shsq > _1 else _1
@@ -332,8 +336,7 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
-        if sh2 is not None:          # the daily fallback of a weekly row: no CUSUM (see the docstring)
-            sc3 = _0
+        sc3 = _0 if fallback else sc3   # the daily fallback of a weekly row: no CUSUM (see the docstring)
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
         best = s1 if sc_ok else _NAN
@@ -387,9 +390,9 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
             nd = d
             ns = s
             nn = n
-        if (not sc_ok) or (sh2 is not None):
-            cp = cp0
-            cn = cn0
+        keep_c = (sc_ok == False) | fallback  # noqa: E712 (bitwise: vectorises)
+        cp = cp0 if keep_c else cp
+        cn = cn0 if keep_c else cn
         L[r] = nl
         D[r] = nd
         S[r] = ns
@@ -400,21 +403,21 @@ def _row_pass(x, sh, sh2, direction, is_count, warmup, span, clip_on, clip2, jud
         CP[r] = cp
         if CN is not None:
             CN[r] = cn
-        if sh is not None:
-            # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
-            # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
-            # small D), clipped at cl / D
-            inv_d = _1 / d
-            dx = (xv - l) * inv_d
-            delta = _push(dx, sh32, shclip * sigma * inv_d if (warm and clip_on) else sclip_d, sclip_d, d)
-            use = ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
-            acc += delta if use else _0
-            acc_u += delta + sh32 if use else _0        # for the overwrite: no cancellation with sh
-            cnt += _1 if use else _0
-            if sh2 is not None:
-                delta2 = _push(dx, sh2_32, shclip * sigma * inv_d if (warm and clip2) else sclip2, sclip2, d)
-                acc2 += delta2 if use else _0
-                acc2_u += delta2 + sh2_32 if use else _0
+        # shape: this region's push on the phase bin, (x - e) / d clipped (in sigmas once warm)
+        # computed as (x - L) / D - shape (= (x - e) / D without e's rounding, amplified by a
+        # small D), clipped at cl / D. Branch-free: computed for every row, counted only for a
+        # seasonal one (``use``); the weekly bin's push only under the fallback (compiled out)
+        inv_d = _1 / d
+        dx = (xv - l) * inv_d
+        delta = _push(dx, sh32, shclip * sigma * inv_d if (warm and clip_on) else sclip_d, sclip_d, d)
+        use = seasonal & ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
+        acc += delta if use else _0
+        acc_u += delta + sh32 if use else _0            # for the overwrite: no cancellation with sh
+        cnt += _1 if use else _0
+        if sh2 is not None:
+            delta2 = _push(dx, sh2_32, shclip * sigma * inv_d if (warm and clip2) else sclip2, sclip2, d)
+            acc2 += delta2 if use else _0
+            acc2_u += delta2 + sh2_32 if use else _0
     return np.float64(acc), np.float64(acc_u), np.float64(acc2), np.float64(acc2_u), int(cnt), int(nmin)
 
 
@@ -642,17 +645,16 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
         _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
     clip_on = v_ph >= 2
     judge = judge_unset or not (seasonal and v_ph == 0)
-    if not seasonal:
+    fb = p2 >= 0
+    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
+    clip2 = visits[p2] >= 2 if fb else False
+    if fb:
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, None, None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
-            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif p2 < 0:
-        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), None, direction, is_count, wu, span, clip_on, False, judge, hold_mode, par,
-            L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+            x, np.float32(sh), sh2, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     else:
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), shape[p2], direction, is_count, wu, span, clip_on, visits[p2] >= 2, judge,
+            x, np.float32(sh), None, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
