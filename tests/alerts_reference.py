@@ -34,14 +34,23 @@ def common_mode_reference(score, det, value, min_regions, looks, threshold_code)
     return local, district, d_det, d_val
 
 
-def family_adjust_reference(local, det, district, district_det, rows, method, alpha, warn, threshold_code):
+def family_adjust_reference(local, det, district, district_det, rows, method, alpha, warn, threshold_code,
+                            scan_tests=0, scan_share=0.1, cluster_code=6):
     """:func:`engine.alerts.multiplicity.family_adjust` in plain numpy, with the exact BH over every tail.
 
-    Returns new (local, district) float64 score arrays and ``m``.
+    With ``scan_tests``: the cluster cells get ``q = p scan_tests / scan_share``, the other tests
+    the procedure at ``alpha (1 - scan_share)``. Returns new (local, district) float64 score
+    arrays and ``m``.
     """
     s = np.concatenate([local, district], axis=1).astype(np.float64)
     d = np.concatenate([det, district_det], axis=1)
-    test = rows[:, None] & ~np.isnan(s) & (d != threshold_code)
+    scan = np.zeros(s.shape, bool)
+    if scan_tests:
+        scan = rows[:, None] & ~np.isnan(s) & (d == cluster_code)
+        q = (1.0 - s[scan]) * scan_tests / scan_share
+        s[scan] = 1.0 - np.minimum(1.0, q * (1.0 - warn) / alpha)
+        alpha = alpha * (1.0 - scan_share)
+    test = rows[:, None] & ~np.isnan(s) & (d != threshold_code) & ~scan
     p = 1.0 - s[test]
     m = p.size
     if method == "none" or m == 0:
@@ -56,4 +65,4 @@ def family_adjust_reference(local, det, district, district_det, rows, method, al
     if method != "none":
         s[test] = 1.0 - np.minimum(1.0, q * (1.0 - warn) / alpha)
     n = local.shape[1]
-    return s[:, :n], s[:, n:], m
+    return s[:, :n], s[:, n:], m + scan_tests

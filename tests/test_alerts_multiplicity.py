@@ -53,6 +53,42 @@ def test_kernel_matches_the_reference(method, seed):
     assert np.array_equal(loc[th], s[th], equal_nan=True)
 
 
+@pytest.mark.parametrize("method", ["bonferroni", "bh"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scans_share_the_family_as_one_test_each(method, seed):
+    rng = np.random.default_rng(10 + seed)
+    s, det, dist, ddet, rows = _random_cycle(rng)
+    cluster = DETECTOR_CODES["cluster"]
+    assert (det == cluster).any()
+    ref_l, ref_d, ref_m = family_adjust_reference(s, det, dist, ddet, rows, method, 0.05, WARN, THRESHOLD,
+                                                  scan_tests=68, scan_share=0.1, cluster_code=cluster)
+    loc, dis = s.copy(), dist.copy()
+    m = family_adjust(loc, det, dis, ddet, rows, method=method, alpha=0.05, scan_tests=68, scan_share=0.1)
+    assert m == ref_m
+    for got, ref in ((loc, ref_l), (dis, ref_d)):
+        assert np.array_equal(np.isnan(got), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        exact = ok & ((ref > 0.9) if method == "bh" else ok)
+        np.testing.assert_allclose(got[exact], ref[exact].astype(np.float32), rtol=0, atol=2e-7)
+        assert np.all(got[ok & ~exact] < CLEAR)
+    # a cluster's cells at p = 5e-5: out of reach as ordinary tests, WARN as one of 68 scans
+    one = np.full((500, 30), 0.5, np.float32)
+    d1 = np.full(one.shape, SEASONAL, np.int8)
+    one[3, :3], d1[3, :3] = np.float32(1 - 5e-5), cluster
+    a, b = one.copy(), one.copy()
+    family_adjust(a, d1, alpha=0.05)
+    family_adjust(b, d1, alpha=0.05, scan_tests=68)
+    assert (a[3, :3] < WARN).all() and (b[3, :3] >= WARN).all() and (b[3, 3:] == a[3, 3:]).all()
+
+
+def test_bad_scan_arguments_name_the_value():
+    s = np.full((2, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="scan_tests must be an integer >= 0, got -1"):
+        family_adjust(s, np.ones(s.shape, np.int8), scan_tests=-1)
+    with pytest.raises(ValueError, match="scan_share must be in"):
+        family_adjust(s, np.ones(s.shape, np.int8), scan_tests=3, scan_share=1.5)
+
+
 def test_null_family_keeps_quiet_and_a_lone_strong_tail_still_warns():
     rng = np.random.default_rng(5)
     shape, warn_raw, warn_adj = (1000, 30), 0, 0

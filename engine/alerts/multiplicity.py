@@ -43,7 +43,10 @@ import numpy as np
 
 from engine.config import njit
 
-__all__ = ["METHODS", "family_adjust"]
+__all__ = ["METHODS", "SCAN_SHARE", "family_adjust"]
+
+#: share of the family's error given to the cycle's space-time scans (``family_adjust``)
+SCAN_SHARE = 0.1
 
 #: multiplicity methods of :class:`engine.alerts.config.AlertConfig` (``multiplicity``)
 METHODS = ("bonferroni", "bh", "none")
@@ -119,7 +122,8 @@ def _bh(local, district, p, at, n, m, factor, n_local):  # pragma: no cover - co
 
 
 def family_adjust(local, det, district=None, district_det=None, rows=None, *, method: str = "bonferroni",
-                  alpha: float = 0.05, warn: float | None = None, buf: dict | None = None) -> int:
+                  alpha: float = 0.05, warn: float | None = None, buf: dict | None = None,
+                  scan_tests: int = 0, scan_share: float = SCAN_SHARE) -> int:
     """Adjust one cycle's scores for the family of tests made, in place; return ``m``.
 
     Parameters
@@ -137,6 +141,29 @@ def family_adjust(local, det, district=None, district_det=None, rows=None, *, me
         The fire level (default :data:`engine.levels.WARN`).
     buf : dict, optional
         Scratch buffers reused between calls (``"bh"``).
+    scan_tests : int
+        Space-time scans made this cycle (one per scanned indicator). A scan's p-value is
+        already corrected over its zones and windows: it is one test, however many regions
+        its cluster covers. With ``scan_tests > 0`` the family's error is split (weighted
+        Bonferroni): cells the scan drove (detector ``cluster``) get ``scan_share`` of
+        ``alpha`` across ``scan_tests`` tests (``q = p scan_tests / scan_share``), every other
+        test the rest (``alpha (1 - scan_share)`` with ``method``), so the whole family stays
+        at ``alpha``. With 0 (default) cluster cells count as ordinary tests.
+    scan_share : float
+        Share of ``alpha`` given to the scans (default :data:`SCAN_SHARE`).
+
+    Examples
+    --------
+    A three-region cluster at p = 1e-5 among 30,000 tests: as ordinary tests it needs
+    p <= 0.05 / 30,000; as one of 68 scans, p <= 0.1 * 0.05 / 68.
+
+    >>> from engine.levels import DETECTOR_CODES, WARN
+    >>> s = np.full((1000, 30), 0.5, np.float32); d = np.full(s.shape, 1, np.int8)
+    >>> s[7, :3] = np.float32(1 - 1e-5); d[7, :3] = DETECTOR_CODES["cluster"]
+    >>> a, b = s.copy(), s.copy()
+    >>> _ = family_adjust(a, d, alpha=0.05); _ = family_adjust(b, d, alpha=0.05, scan_tests=68)
+    >>> bool((a[7, :3] >= WARN).any()), bool((b[7, :3] >= WARN).all())
+    (False, True)
     """
     from engine.levels import DETECTOR_CODES, WARN
 
@@ -159,6 +186,28 @@ def family_adjust(local, det, district=None, district_det=None, rows=None, *, me
         raise ValueError(f"district / district_det have shapes {district.shape} / {district_det.shape}, "
                          f"expected ({local.shape[0]}, 1)")
     th = DETECTOR_CODES["threshold"]
+    if isinstance(scan_tests, bool) or not isinstance(scan_tests, (int, np.integer)) or scan_tests < 0:
+        raise ValueError(f"scan_tests must be an integer >= 0, got {scan_tests!r}")
+    if scan_tests:
+        if not (0.0 < scan_share < 1.0):
+            raise ValueError(f"scan_share must be in (0, 1), got {scan_share!r}")
+        cl = DETECTOR_CODES["cluster"]
+        hit, dhit = det == cl, district_det == cl
+        n_hit = int(hit.sum()) + int(dhit.sum())
+        # the rest of the family at alpha (1 - scan_share), the scans' cells left out of it
+        if n_hit:
+            det, district_det = np.where(hit, np.int8(th), det), np.where(dhit, np.int8(th), district_det)
+            keep = local[hit], district[dhit]
+        m = family_adjust(local, det, district, district_det, rows, method=method, alpha=alpha * (1.0 - scan_share),
+                          warn=warn, buf=buf)
+        if n_hit:
+            f = np.float32(scan_tests / scan_share * (1.0 - warn) / alpha)
+            for arr, mask, old_s in ((local, hit, keep[0]), (district, dhit, keep[1])):
+                q = f * (np.float32(1.0) - old_s)
+                new_s = np.where(q >= 1.0, np.float32(0.0), np.float32(1.0) - q).astype(np.float32)
+                sel = mask & rows[:, None]
+                arr[sel] = new_s[sel[mask]]
+        return int(m) + int(scan_tests)
     m = _count(local, det, rows, th) + _count(district, district_det, rows, th)
     if method == "none" or m == 0:
         return int(m)

@@ -249,8 +249,16 @@ class Detectors:
         self.both_slot = np.full(n_ind, -1, dtype=np.int64)
         self.both_slot[both] = np.arange(len(both))
         self.nsat = _steady_count(self.warmup, self.params)
-        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind), self.params.scan_windows,
-                                         n_both=len(both))
+        # the scan's cells are disjoint counts: a rolling count spanning `stride` cycles is read every
+        # `stride` cycles (one event counted once), so its ring holds scan_windows counts of them
+        strides = {int(round(self.span[i])) for i in self.scan_ind}
+        if len(strides) > 1:
+            spans = {self.ids[i]: int(round(self.span[i])) for i in self.scan_ind}
+            raise ValueError(f"the scanned indicators must share one window, got windows of {sorted(strides)} "
+                             f"cycles: {spans}")
+        self.scan_stride = strides.pop() if strides else 1
+        self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind),
+                                         self.scan_stride * self.params.scan_windows, n_both=len(both))
 
     @property
     def n_ind(self) -> int:
@@ -372,7 +380,8 @@ class Detectors:
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_update_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                                self.params.scan_replicas, np.uint64(self.params.seed), np.int64(cyc[0]),
-                               self.params.scan_alpha, score, det, found, self._table)
+                               self.params.scan_alpha, score, det, found, self._table,
+                               np.int64(self.scan_stride), np.bool_(self.params.scan_tail))
             extra["clusters"] = self._clusters(found)
         s.cycle[0] = cyc[0]
         if baseline:
@@ -445,7 +454,8 @@ class Detectors:
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                             int(replicas), np.uint64(self.params.seed), cyc, self.params.scan_alpha,
-                            scores, dets, found, self._table)
+                            scores, dets, found, self._table, np.int64(self.scan_stride),
+                            np.bool_(self.params.scan_tail))
             if extra:
                 clusters = [self._clusters(found[k]) for k in range(n_t)]
         s.cycle[0] = cyc[-1]

@@ -54,6 +54,8 @@ _NOBS_MAX = np.float32(NOBS_MAX)
 _C_NONE, _C_SEASONAL, _C_COUNT, _C_CUSUM = np.int8(0), np.int8(CODE_SEASONAL), np.int8(CODE_COUNT), np.int8(CODE_CUSUM)
 _TINY = np.float32(1e-12)
 _SIG = np.float32(SIGMA_PER_MAD)
+#: floor of the expected counts handed to the scan (keeps a Poisson mean > 0; far below real rates)
+SCAN_MU_FLOOR = 1e-3
 _BIG = np.float32(1e30)          # no shape clip (times a spread: stays finite, 0 for a zero spread)
 #: city rules: the largest push of one region on a profile bin while the bin is being set (in its
 #: spreads ``D``; a profile peaking once a day in 15-minute bins reaches ~50): a region whose spread
@@ -601,7 +603,11 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
             expected[r] = mu if n > 0 else math.nan
             scale[r] = sd if n > 0 else math.nan
         if scan_on:
-            scan_mu[r] = mu if (n >= warmup and n > 0 and not math.isnan(x[r])) else math.nan
+            # the scan needs the expected count itself (rare tickets: 0.005-0.03 an hour), not the
+            # row tail's floor; SCAN_MU_FLOOR only keeps it > 0
+            ms = e if e > SCAN_MU_FLOOR else SCAN_MU_FLOOR
+            ms = ms if is_count else mu
+            scan_mu[r] = ms if (n >= warmup and n > 0 and not math.isnan(x[r])) else math.nan
 
 
 @njit

@@ -103,7 +103,17 @@ class DetectorParams:
     scan_max_zone : int
         Largest group of adjacent neighbourhoods the scan considers.
     scan_windows : int
-        Recent windows scanned: the last 1, 2, ... ``scan_windows`` cycles.
+        History the scan looks back over, in counts of the scanned indicators' window (hours
+        for ``count_1h``): its windows are the last 1, 2, 3, 4, 6, 8, 12, 16, 24 ... counts up
+        to ``scan_windows``, each count ``stride`` cycles apart (``stride``: the indicators'
+        window in cycles, 4 for a ``count_1h`` at 15-minute cycles), so no event is counted
+        twice (:mod:`engine.detect.scan`). 24: a day, enough for a cluster of a few cases a day
+        (docs/detect.md, "Scan, 2026-11-29 (second session)": ~25 ms a cycle for 68 indicators
+        x 300 regions against ~108 ms for 64 hours).
+    scan_tail : bool
+        Clusters no Monte Carlo replica reached get the union-bound tail p-value (below
+        ``1 / (scan_replicas + 1)``; :func:`engine.detect.scan.scan_indicator`): without it a
+        scan p-value can never pass a family-wise level across a whole city's tests.
     scan_alpha : float
         Clusters with a Monte Carlo p-value at or below this are reported.
     seed : int
@@ -131,7 +141,8 @@ class DetectorParams:
     weekly_fallback: bool = False
     scan_replicas: int = 999
     scan_max_zone: int = 6
-    scan_windows: int = 4
+    scan_windows: int = 24
+    scan_tail: bool = True
     scan_alpha: float = 0.05
     seed: int = 20200123
 
@@ -157,6 +168,8 @@ class DetectorParams:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         if not isinstance(self.weekly_fallback, (bool, np.bool_)):
             raise ValueError(f"weekly_fallback must be True or False, got {self.weekly_fallback!r}")
+        if not isinstance(self.scan_tail, (bool, np.bool_)):
+            raise ValueError(f"scan_tail must be True or False, got {self.scan_tail!r}")
         if not (0.0 < self.scan_alpha <= 1.0):
             raise ValueError(f"scan_alpha must be in (0, 1], got {self.scan_alpha!r}")
 

@@ -271,12 +271,12 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 with stage("detectors"):
                     scores, dets = detectors.run(seen[a:b], times[a:b])
                 with stage("alerts"):
-                    _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+                    _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
                 continue
             with stage("detectors"):
                 scores, dets, expected, scale = _detect_part(detectors, seen[a:b], times[a:b], factor)
             with stage("alerts"):
-                _alert_day(manager, times[a:b], scores, dets, values[a:b], split)
+                _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
             part = ds.isel(time=slice(a, b))
             part["score"] = (("time", "indicator", "region"), scores)
             # indices at the stored steps only (the last cycle of each stored period): with
@@ -357,13 +357,14 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     return summary
 
 
-def _alert_day(manager, times, scores, dets, values, buf: list) -> None:
+def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int = 0) -> None:
     """A day's cycles to the alert manager: the district's common part and each neighbourhood's own part.
 
     :func:`engine.alerts.common.common_mode` splits the neighbourhood scores (with the manager's
     ``looks``, the tests inside one score); :func:`engine.alerts.multiplicity.family_adjust` then
     adjusts both levels for the family of tests judged this cycle (``multiplicity``,
-    ``family_alpha``); both levels go through ``process_cycle`` together, so a firing district
+    ``family_alpha``; the ``scan_tests`` space-time scans of a cycle, one test each, share it
+    as :func:`~engine.alerts.multiplicity.family_adjust` says); both levels go through ``process_cycle`` together, so a firing district
     alert inhibits the same subject's neighbourhood alerts in the same cycle. ``buf`` keeps the
     output and scratch buffers from one call to the next.
     """
@@ -378,7 +379,7 @@ def _alert_day(manager, times, scores, dets, values, buf: list) -> None:
             buf.extend([out, {}])
         local, district, d_det, d_val = out
         family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
-                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1])
+                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
         manager.process_cycle(times[t], {"district": (district, d_det, d_val),
                                          "neighbourhood": (local, dets[t], values[t])})
 
