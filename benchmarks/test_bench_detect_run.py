@@ -2,9 +2,9 @@
 
 What ``cityvitals demo`` runs each cycle (docs/detect.md, "Detectors in a run"): the row pass
 (detectors 1-4), the spatial outlier (5) and the space-time scan (6, 999 replicas) over the 68
-count indicators the catalog marks ``cluster_scan``, in an epidemic-like count state: the
-detectors learned 200 cycles of rare events (0.02 a region and cycle, so the scan's expectations
-sit at the count floor, 0.1 a cell: ~120 expected over the 4 windows x 300 regions), then
+count indicators the catalog marks ``cluster_scan`` (disjoint hourly counts, 4 hours back,
+expectations conditioned on each count's city total), in an epidemic-like count state: the
+detectors learned 200 cycles of rare events (0.02 a region and cycle), then
 three cycles of 0.025 a cell (~30 counts, as the demo's tickets in the reopening: 19-40 against
 ~120 expected) with five indicators carrying a planted three-neighbourhood outbreak: every
 scanned indicator has clusters to test (most of them chance, p ~ 0.2-1: the floor makes a
@@ -36,7 +36,8 @@ def run_state():
     from engine.detect import Detectors
 
     city = City.synthetic(seed=1, neighbourhoods=N_REG)
-    det = Detectors(Catalog.load(), city, cycle="15min")
+    # 4 hourly counts back (windows 1-4 h: every prefix, as the peer scans them)
+    det = Detectors(Catalog.load(), city, cycle="15min", scan_windows=4)
     rng = np.random.default_rng(0)
     t0 = np.datetime64("2024-03-04T00:00")
     step = np.timedelta64(15, "m")
@@ -55,7 +56,7 @@ def run_state():
     warm = det.scan_ind[det.season[det.scan_ind] != 2]                 # (weekly ones are still warming up)
     planted = warm[np.linspace(0, len(warm) - 1, 5).astype(int)]
     for k, i in enumerate(planted):
-        cycles[1:, i, zones[(37 * k) % N_REG, :3]] += 2
+        cycles[1:, i, zones[(37 * k) % N_REG, :3]] += 3
     for t in range(3):
         det.update(cycles[t], t0 + (LEARN + t) * step)
     saved = det.state.copy()
@@ -114,7 +115,9 @@ def test_detect_run_numpy_peer(benchmark, run_state):
     pos, fill = int(st.ring[0]), int(st.ring[1])
     # the engine's scan after this cycle, to read the rings it scanned
     score, code, extra = det.update(p["v"], p["time"])
-    order = [(int(st.ring[0]) - 1 - w) % W for w in range(min(fill + 1, W))]
+    # the disjoint hourly counts the engine scanned (every `stride`-th slot back), newest first
+    stride = det.scan_stride
+    order = [(int(st.ring[0]) - 1 - stride * j) % W for j in range((min(fill + 1, W) - 1) // stride + 1)]
     obs = st.scan_obs[:, order].astype(np.float64)
     exp = st.scan_exp[:, order].astype(np.float64)
     _restore(p)

@@ -85,7 +85,7 @@ def test_three_neighbourhood_cluster_found_by_scan_only():
     det = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[True], n_reg=n, cluster=[True],
                               adjacency=(city.adj_indptr, city.adj_indices),
                               xy=(city.regions.x_m.to_numpy(), city.regions.y_m.to_numpy()), cycle="1h",
-                              warmup=24, scan_replicas=199)
+                              warmup=24, scan_replicas=199, scan_alpha=0.01)
     rng = np.random.default_rng(7)
     V = rng.poisson(1.0, size=(300, 1, n)).astype(float)
     zone = det.zones[10, :3]

@@ -502,3 +502,44 @@ def test_clean_count_1h_stays_quiet_with_disjoint_cells():
     assert np.mean(np.array(ok) <= 0.05) <= 0.10 and min(ok) > 1e-3
     bad = [p for p, _ in _scan_cycles(c1h[:96], 0.05, zones, W=4, stride=1, tail=False, R=199)]
     assert np.mean(np.array(bad) <= 0.05) >= 0.3
+
+
+# ---------------------------------------------------------------- the scan in a run (Detectors)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_condition_on_totals_matches_a_plain_loop(seed):
+    from engine.detect.detectors import condition_on_totals
+
+    rng = np.random.default_rng(seed)
+    obs = rng.poisson(0.3, (3, 5, 40)).astype(np.float32)
+    mu = rng.gamma(2.0, 0.1, obs.shape)
+    obs[rng.random(obs.shape) < 0.1] = np.nan
+    mu[rng.random(mu.shape) < 0.1] = np.nan
+    mu[0, 0] = np.nan                                        # a count with no region taking part
+    want = mu.copy()
+    for t in range(obs.shape[0]):
+        for c in range(obs.shape[1]):
+            ok = [r for r in range(obs.shape[2]) if not math.isnan(obs[t, c, r]) and not math.isnan(mu[t, c, r])]
+            tot_o = sum(float(obs[t, c, r]) for r in ok)
+            tot_m = sum(float(mu[t, c, r]) for r in ok)
+            if tot_m > 0:
+                for r in range(obs.shape[2]):
+                    want[t, c, r] = mu[t, c, r] * max(tot_o, 1.0) / tot_m
+    got = mu.copy()
+    condition_on_totals(obs, got)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    ok = np.isfinite(obs) & np.isfinite(got)
+    tot = np.where(ok, got, 0).sum(-1)
+    np.testing.assert_allclose(tot[tot > 0], np.maximum(np.where(ok, obs, 0).sum(-1), 1)[tot > 0], rtol=1e-9)
+
+
+def test_detectors_scan_disjoint_counts_of_the_scanned_window():
+    from engine.detect import Detectors
+
+    ptr = np.array([0, 1, 3, 5, 6]), np.array([1, 0, 2, 1, 3, 2])      # a chain of 4 regions
+    kw = dict(direction=["up_bad"] * 2, seasonality=["none"] * 2, count=[True] * 2, n_reg=4,
+              cluster=[True, True], adjacency=ptr, cycle="15min")
+    d = Detectors.from_spec(window=["1h", "1h"], **kw)
+    assert d.scan_stride == 4 and d.state.scan_obs.shape[1] == 4 * d.params.scan_windows
+    assert Detectors.from_spec(window=["1h", "1h"], **{**kw, "cycle": "1h"}).scan_stride == 1
+    with pytest.raises(ValueError, match=r"must share one window, got windows of \[4, 96\] cycles"):
+        Detectors.from_spec(window=["1h", "24h"], **kw)

@@ -49,6 +49,22 @@ def _timedelta(cycle) -> np.timedelta64:
     return np.timedelta64(int(td.value), "ns")
 
 
+def condition_on_totals(obs, mu):
+    """Scale the scan's expectations ``mu`` in place so each count's total over the regions is
+    its observed total (at least 1): Kulldorff's Poisson model, conditioned on the total.
+
+    ``obs``, ``mu``: (..., n_scan, n_reg); regions where either is NaN take no part.
+
+    >>> mu = np.array([[0.5, 0.5, np.nan]]); condition_on_totals(np.array([[3.0, 1.0, 7.0]]), mu); mu
+    array([[ 2.,  2., nan]])
+    """
+    ok = np.isfinite(obs) & np.isfinite(mu)
+    c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
+    m = np.where(ok, mu, 0.0).sum(axis=-1, keepdims=True)
+    f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
+    mu *= f
+
+
 def _steady_count(warmup, params) -> np.ndarray:
     """Observed cycles after which a series is steady: warm and learning at its fixed rates.
 
@@ -377,6 +393,8 @@ class Detectors:
                       self.hold_mode)
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
+            if self.params.scan_condition:
+                condition_on_totals(v[self.scan_ind], scan_mu)
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_update_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                                self.params.scan_replicas, np.uint64(self.params.seed), np.int64(cyc[0]),
@@ -451,6 +469,8 @@ class Detectors:
                    self.hold_mode)
         clusters = [[] for _ in range(n_t)]
         if n_scan:
+            if self.params.scan_condition:
+                condition_on_totals(v[:, self.scan_ind], scan_mu)
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                             int(replicas), np.uint64(self.params.seed), cyc, self.params.scan_alpha,

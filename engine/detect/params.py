@@ -110,12 +110,20 @@ class DetectorParams:
         twice (:mod:`engine.detect.scan`). 24: a day, enough for a cluster of a few cases a day
         (docs/detect.md, "Scan, 2026-11-29 (second session)": ~25 ms a cycle for 68 indicators
         x 300 regions against ~108 ms for 64 hours).
+    scan_condition : bool
+        Condition the scan on each count's city total (Kulldorff's Poisson model): every
+        cycle the scanned indicator's expectations are scaled so that they sum to the observed
+        total over the regions (at least 1), so a city-wide rise or a learned level lagging a
+        trend is not a "cluster"; only where the counts gather is.
     scan_tail : bool
         Clusters no Monte Carlo replica reached get the union-bound tail p-value (below
         ``1 / (scan_replicas + 1)``; :func:`engine.detect.scan.scan_indicator`): without it a
         scan p-value can never pass a family-wise level across a whole city's tests.
     scan_alpha : float
-        Clusters with a Monte Carlo p-value at or below this are reported.
+        Clusters with a Monte Carlo p-value at or below this are reported. 0.001 (= 1 / (999 +
+        1)): only a cluster no replica reaches can pass the alert family's level (its tail
+        p-value, ``scan_tail``), and the replicas of every other cluster stop at the first
+        that exceeds it (Besag-Clifford), so the scan's cost does not grow with the near-misses.
     seed : int
         Seed of the scan's Monte Carlo (with the indicator and cycle number, so every
         cycle's replicas are reproducible and independent of threading).
@@ -142,8 +150,9 @@ class DetectorParams:
     scan_replicas: int = 999
     scan_max_zone: int = 6
     scan_windows: int = 24
+    scan_condition: bool = True
     scan_tail: bool = True
-    scan_alpha: float = 0.05
+    scan_alpha: float = 0.001
     seed: int = 20200123
 
     def __post_init__(self):
@@ -168,8 +177,9 @@ class DetectorParams:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         if not isinstance(self.weekly_fallback, (bool, np.bool_)):
             raise ValueError(f"weekly_fallback must be True or False, got {self.weekly_fallback!r}")
-        if not isinstance(self.scan_tail, (bool, np.bool_)):
-            raise ValueError(f"scan_tail must be True or False, got {self.scan_tail!r}")
+        for name in ("scan_tail", "scan_condition"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (0.0 < self.scan_alpha <= 1.0):
             raise ValueError(f"scan_alpha must be in (0, 1], got {self.scan_alpha!r}")
 

@@ -76,6 +76,8 @@ EFFECTS = {
 DEFAULT_INDICATORS = {
     "venue_cluster": ("safety.epidemic.fever_clinic_visits.per10k_24h", "safety.epidemic.confirmed.count_24h",
                       "livelihood.citizen_demands.tickets_fever_symptoms.count_24h",
+                      # its cases as the fever clinics count them (adults, sampled)
+                      "safety.epidemic.fever_adult.count_24h", "safety.epidemic.fever_sampled.count_24h",
                       # its confirmed cases' traced contacts
                       "safety.epidemic.close_contact.count_24h", "safety.epidemic.secondary_contact.count_24h"),
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
