@@ -30,7 +30,7 @@ def problem():
     exp = rng.uniform(0.2, 1.5, size=(n_scan, W, n)).astype(np.float32)
     obs = rng.poisson(exp).astype(np.float32)
     for c in range(0, n_scan, 2):
-        obs[c, :, zones[(7 * c) % n, :3]] += 2
+        obs[c, :, zones[(7 * c) % n, :3]] += 3
     V = np.zeros((n_scan, n))
     return dict(n_scan=n_scan, zones=zones, exp=exp, obs=obs, V=V, W=W, n=n)
 
