@@ -35,12 +35,15 @@ def problem():
     return dict(n_scan=n_scan, zones=zones, exp=exp, obs=obs, V=V, W=W, n=n)
 
 
+def _outputs(n_scan, n):
+    """The kernel's score / detector / found outputs and its log table."""
+    return (np.zeros((n_scan, n), dtype=np.float32), np.zeros((n_scan, n), dtype=np.int8),
+            np.empty((n_scan, MAX_CLUSTERS, 5)), clogc_table())
+
+
 def _engine(p, replicas=999):
     n_scan, W, n = p["n_scan"], p["W"], p["n"]
-    score = np.zeros((n_scan, n), dtype=np.float32)
-    det = np.zeros((n_scan, n), dtype=np.int8)
-    found = np.empty((n_scan, MAX_CLUSTERS, 5))
-    table = clogc_table()
+    score, det, found, table = _outputs(n_scan, n)
     def go():
         obs, exp = p["obs"].copy(), p["exp"].copy()
         V = obs[:, W - 1].astype(np.float64)           # the newest cycle, pushed again into slot W-1
@@ -114,10 +117,7 @@ def late():
 
 def _engine_late(p, stride):
     n_scan, W, n = p["n_scan"], p["W"], p["n"]
-    score = np.zeros((n_scan, n), dtype=np.float32)
-    det = np.zeros((n_scan, n), dtype=np.int8)
-    found = np.empty((n_scan, MAX_CLUSTERS, 5))
-    table = clogc_table()
+    score, det, found, table = _outputs(n_scan, n)
 
     def go():
         obs, exp = p["obs"].copy(), p["exp"].copy()

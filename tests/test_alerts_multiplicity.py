@@ -30,6 +30,16 @@ def _random_cycle(rng, n_ind=60, n_reg=25):
     return s, det, dist, ddet, rows
 
 
+def _same_as_reference(got_pair, ref_pair, method):
+    for got, ref in zip(got_pair, ref_pair):
+        assert np.array_equal(np.isnan(got), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        # BH is exact while the adjusted tail is below 10 alpha (score >= 0.9); above, both stay below CLEAR
+        exact = ok & ((ref > 0.9) if method == "bh" else ok)
+        np.testing.assert_allclose(got[exact], ref[exact].astype(np.float32), rtol=0, atol=2e-7)
+        assert np.all(got[ok & ~exact] < CLEAR)
+
+
 @pytest.mark.parametrize("method", ["bonferroni", "bh", "none"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kernel_matches_the_reference(method, seed):
@@ -40,13 +50,7 @@ def test_kernel_matches_the_reference(method, seed):
     loc, dis = s.copy(), dist.copy()
     m = family_adjust(loc, det, dis, ddet, rows, method=method, alpha=alpha)
     assert m == ref_m
-    for got, ref in ((loc, ref_l), (dis, ref_d)):
-        assert np.array_equal(np.isnan(got), np.isnan(ref))
-        ok = ~np.isnan(ref)
-        # BH is exact while the adjusted tail is below 10 alpha (score >= 0.9); above, both stay below CLEAR
-        exact = ok & ((ref > 0.9) if method == "bh" else ok)
-        np.testing.assert_allclose(got[exact], ref[exact].astype(np.float32), rtol=0, atol=2e-7)
-        assert np.all(got[ok & ~exact] < CLEAR)
+    _same_as_reference((loc, dis), (ref_l, ref_d), method)
     # rows that drive no alert and catalog thresholds are untouched
     assert np.array_equal(loc[~rows], s[~rows], equal_nan=True)
     th = det == THRESHOLD
@@ -65,12 +69,7 @@ def test_scans_share_the_family_as_one_test_each(method, seed):
     loc, dis = s.copy(), dist.copy()
     m = family_adjust(loc, det, dis, ddet, rows, method=method, alpha=0.05, scan_tests=68, scan_share=0.1)
     assert m == ref_m
-    for got, ref in ((loc, ref_l), (dis, ref_d)):
-        assert np.array_equal(np.isnan(got), np.isnan(ref))
-        ok = ~np.isnan(ref)
-        exact = ok & ((ref > 0.9) if method == "bh" else ok)
-        np.testing.assert_allclose(got[exact], ref[exact].astype(np.float32), rtol=0, atol=2e-7)
-        assert np.all(got[ok & ~exact] < CLEAR)
+    _same_as_reference((loc, dis), (ref_l, ref_d), method)
     # a cluster's cells at p = 5e-5: out of reach as ordinary tests, WARN as one of 68 scans
     one = np.full((500, 30), 0.5, np.float32)
     d1 = np.full(one.shape, SEASONAL, np.int8)

@@ -605,8 +605,7 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
         if scan_on:
             # the scan needs the expected count itself (rare tickets: 0.005-0.03 an hour), not the
             # row tail's floor; SCAN_MU_FLOOR only keeps it > 0
-            ms = e if e > SCAN_MU_FLOOR else SCAN_MU_FLOOR
-            ms = ms if is_count else mu
+            ms = (e if e > SCAN_MU_FLOOR else SCAN_MU_FLOOR) if is_count else mu
             scan_mu[r] = ms if (n >= warmup and n > 0 and not math.isnan(x[r])) else math.nan
 
 
