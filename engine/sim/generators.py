@@ -1170,10 +1170,12 @@ def gen_crowds(d: _Day):
         workers = (cap * e * 0.8)[None, :] * (pr / pr.max())[:, None]
         active = workers / cap[None, :]
         # the ambient level plus the works' dust: a monitored site with dust suppression adds
-        # some 40-60 ug/m3 at full work, so the catalog's hourly warn level (150) is crossed on
-        # polluted days, not every working day (180 crossed it at every busy site, daily)
+        # some 40-60 ug/m3 at full work (180 put every busy site at 170-230 ug/m3, daily); the
+        # catalog's hourly warn (250) is the ambient grade II limit plus a site standard's excess
         pm10 = 60.0 * m.pollution[t] + 60.0 * active / (1.0 + m.rain[t])
-        noise = 50.0 + 25.0 * np.sqrt(active)
+        # boundary Leq: 50 dB(A) idle, ~68 at the busiest (active 0.8); GB 12523-2011 allows 70 by day
+        # (25 x sqrt(active) put every busy site at 72, above the limit all day)
+        noise = 50.0 + 20.0 * np.sqrt(active)
         m.grid(d, "site_monitors", "site", pos, times, np.stack([pm10, noise, workers], axis=-1), [0.1, 0.03, 0.06],
                integer=[False, False, True])
 
