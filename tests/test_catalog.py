@@ -102,6 +102,20 @@ def test_reopened_share_example(cat):
     assert "workers_back_c.sum_now" in rate["formula"]
 
 
+def test_levers_have_no_thresholds_and_levels_are_abnormal_in_a_normal_city(cat):
+    # the share of enterprises reopened is the planner's lever: a level on it judges the policy
+    shares = [i for i in cat.indicators if ".reopened_" in i["id"] and i["aggregation"] == "share"]
+    assert len(shares) > 20 and all(i["thresholds"] is None for i in shares)
+    # GB/T 33171-2016: <= 15 km/h is severe congestion on an arterial, 15-20 an ordinary rush hour
+    assert cat.get("construction.appearance_traffic.road_speed.mean_1h")["thresholds"] == {"warn": 15, "alarm": 10}
+    # site noise has its own levels in dB(A) (GB 12523-2011: 70 by day), not the PM10 template's
+    noise = cat.get("construction.sites_buildings.site_monitor_noise.mean_1h")
+    assert noise["unit"] == "dB(A)" and 70 < noise["thresholds"]["warn"] < noise["thresholds"]["alarm"] <= 90
+    # a level in tonnes depends on the market's size: only days of stock have levels
+    supply = [i for i in cat.indicators if ".supply_" in i["id"] and i["thresholds"]]
+    assert [i["id"] for i in supply] == ["livelihood.essential_supplies.supply_stock_days.min_now"]
+
+
 def test_select_and_get_errors(cat):
     assert all(i["feed"] == "fire_alarms" for i in cat.select(feed="fire_alarms"))
     with pytest.raises(ValueError, match="unknown domain 'health'"):

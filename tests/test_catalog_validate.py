@@ -103,6 +103,36 @@ def test_indicator_errors(tmp_path, over, field, fragment):
     _one(problems_of(tmp_path, text), field, fragment)
 
 
+SITE = """
+domain = "construction"
+
+[[template]]
+id = "site_levels"
+dimension = "sites_buildings"
+feed = "site_monitors"
+each = "metrics"
+only = ["pm10", "noise"]
+subject = "t_{item}"
+subject_zh = "{item_zh}"
+subject_en = "{item_en}"
+filter = { metric = "{item}" }
+statistics = "levels"
+direction = "up_bad"
+owner = "housing_construction"
+thresholds = { mean_1h = { warn = 150, alarm = 250 } }
+"""
+
+
+def test_a_level_outside_the_metrics_declared_range_is_reported(tmp_path):
+    # one template's PM10 levels (ug/m3) on a dB(A) metric whose declared range ends at 150
+    problems = problems_of(tmp_path, SITE)
+    hits = [p for p in problems if p.field == "thresholds"]
+    assert {p.entry for p in hits} == {"construction.sites_buildings.t_noise.mean_1h"}
+    assert any("warn level 150 is outside the range 0..150 (dB(A))" in p.reason for p in hits)
+    assert any("alarm level 250" in p.reason for p in hits)
+    assert problems_of(tmp_path, SITE.replace('["pm10", "noise"]', '["pm10"]')) == []
+
+
 def test_duplicate_id_and_duplicate_definition(tmp_path):
     text = indicator() + indicator(name_en="Kitchen fires again").replace('domain = "safety"\n', "")
     problems = problems_of(tmp_path, text)

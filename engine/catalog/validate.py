@@ -120,6 +120,33 @@ def check_indicator(ind: dict, vocab: dict, add) -> None:
     if ind.get("normalisation") == "per_site" and feed.get("emitter") != "site":
         add("normalisation", f"per_site needs a feed emitted by sites; {feed_id!r} is emitted by {feed.get('emitter')!r}")
     check_filter(ind, feed, add)
+    _check_levels_in_range(ind, feed, add)
+
+
+# Aggregations whose value is in the unit of the metric or field itself (one reading, or a mean or
+# extreme of readings), so a level outside the declared range can never be reached.
+_SAME_UNIT = ("mean", "max", "min", "quantile")
+
+
+def _check_levels_in_range(ind: dict, feed: dict, add) -> None:
+    """A warn / alarm level of a level-type indicator must lie strictly inside the range its feed
+    declares for the metric or field (a level at or beyond an end is met only by clipped readings:
+    e.g. a dB(A) metric given a PM10 template's 150 / 250)."""
+    thr = ind.get("thresholds")
+    if not isinstance(thr, dict) or ind.get("aggregation") not in _SAME_UNIT or ind.get("normalisation", "none") != "none":
+        return
+    filt = ind.get("filter") or {}
+    key, table = ("metric", "metrics") if feed.get("kind") == "readings" else ("field", "fields")
+    name = filt.get(key) if isinstance(filt, dict) else None
+    spec = feed.get(table, {}).get(name) if isinstance(name, str) else None
+    if not spec or not isinstance(spec.get("min"), (int, float)) or not isinstance(spec.get("max"), (int, float)):
+        return
+    lo, hi = spec["min"], spec["max"]
+    for level in ("warn", "alarm"):
+        x = thr.get(level)
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and not lo < x < hi:
+            add("thresholds", f"{level} level {x} is outside the range {lo}..{hi} ({spec.get('unit', '')}) that feed "
+                              f"{ind.get('feed')!r} declares for {key} {name!r}: it can never be reached")
 
 
 def _check_thresholds(ind: dict, add) -> None:
