@@ -133,6 +133,12 @@ class AlertConfig:
     pending_cycles : int
         Consecutive cycles a score must stay at or above ``fire_level`` before the alert fires
         (1 fires at once). Default 3 (45 minutes).
+    daily_feeds : tuple of str
+        Feeds reported once a day (default the two price surveys, ``staple_prices`` and
+        ``protective_prices``: one reading per site a day). A subject whose indicators all come
+        from them fires at its first cycle at or above ``fire_level``: its value holds until the
+        next day's report, so ``pending_cycles`` would confirm nothing (every pending episode of a
+        held value fires) and only delay the alert by ``pending_cycles - 1`` cycles.
     resolve_cycles : int
         Consecutive cycles below ``clear_level`` before a firing alert resolves. Default 1.
     fire_level, critical_level, clear_level : float
@@ -217,6 +223,7 @@ class AlertConfig:
     """
 
     pending_cycles: int = 3
+    daily_feeds: tuple = ("staple_prices", "protective_prices")
     resolve_cycles: int = 1
     fire_level: float = levels.WARN
     critical_level: float = levels.CRITICAL
@@ -289,9 +296,15 @@ class AlertConfig:
             raise ValueError(f"alert_windows must be 'shortest' or 'all', got {self.alert_windows!r}")
         inhibit = (self.inhibit_by,) if isinstance(self.inhibit_by, str) else tuple(self.inhibit_by)
         object.__setattr__(self, "inhibit_by", inhibit)
+        daily = (self.daily_feeds,) if isinstance(self.daily_feeds, str) else tuple(self.daily_feeds or ())
+        bad = [f for f in daily if not isinstance(f, str) or not f]
+        if bad:
+            raise ValueError(f"daily_feeds must be feed ids (strings), got {bad!r}")
+        object.__setattr__(self, "daily_feeds", daily)
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (JSON-ready)."""
         d = dataclasses.asdict(self)
         d["inhibit_by"] = list(self.inhibit_by)
+        d["daily_feeds"] = list(self.daily_feeds)
         return d
