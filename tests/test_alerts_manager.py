@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.alerts import AlertConfig, AlertManager, JsonlSink, iso
+from engine.alerts.config import DAILY_PRICE_FEEDS
 from engine.catalog import Catalog
 from engine.city import City
 
@@ -87,15 +88,16 @@ def test_pending_for_n_cycles_then_firing_then_resolved_below_clear(tmp_path):
 
 
 def test_subjects_of_daily_feeds_fire_at_their_first_cycle(tmp_path):
-    """A price (reported once a day: its value holds until the next report) fires when it first
-    scores >= WARN; a subject of other feeds waits its pending cycles; daily_feeds=() restores that."""
+    """With daily_feeds, a price (reported once a day) fires when it first scores >= WARN; a
+    subject of other feeds waits its pending cycles; the default (no daily feeds) waits for all."""
     cat = full_catalog()
     price = next(i for i in cat.indicators if i["feed"] == "staple_prices" and i["id"].endswith(".change_pct"))
     other = next(i for i in cat.indicators if i["dimension"] == "epidemic")
     sub = SimpleNamespace(indicators=[price, other], departments=cat.departments, dimensions=cat.dimensions)
     city = small()[1]
     fired = {}
-    for daily in (AlertConfig().daily_feeds, ()):
+    assert AlertConfig().daily_feeds == ()
+    for daily in (DAILY_PRICE_FEEDS, ()):
         am = AlertManager(sub, city, store=tmp_path / f"a{len(daily)}.sqlite",
                           config=AlertConfig(pending_cycles=3, alert_per="indicator", daily_feeds=daily))
         assert am.row_pending.tolist() == ([1, 3] if daily else [3, 3])
@@ -108,7 +110,7 @@ def test_subjects_of_daily_feeds_fire_at_their_first_cycle(tmp_path):
                 first.setdefault(a["indicator"], c)
         fired[daily] = first
         am.close()
-    assert fired[AlertConfig().daily_feeds] == {price["id"]: 0, other["id"]: 2}
+    assert fired[DAILY_PRICE_FEEDS] == {price["id"]: 0, other["id"]: 2}
     assert fired[()] == {price["id"]: 2, other["id"]: 2}
 
 
