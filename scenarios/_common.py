@@ -47,5 +47,7 @@ def incidents(sc, day0: int = 1):
     # venues in the 300- and the 30-neighbourhood city (N0009 has none in either)
     sc.incident("venue_cluster", at(5, 18), at(8, 18), regions=["N0010", "N0009", "N0011"], magnitude=30)
     sc.incident("market_crowd", at(9, 7), at(9, 10), regions=["N0003", "N0004"], magnitude=2.5)
-    sc.incident("fraud_wave", at(10, 8), at(11, 8), regions=["N0021"], magnitude=1.0)
+    # a fraud wave as the police see one: 20 telecom-fraud reports from one neighbourhood in 24 hours
+    # (a scam worked through its phone lists / group chats), against ~0.25 a day there (7,181 residents)
+    sc.incident("fraud_wave", at(10, 8), at(11, 8), regions=["N0021"], magnitude=20)
     return sc

@@ -65,6 +65,39 @@ def test_kernel_equals_reference_on_a_large_random_block():
     assert (a.state == FIRING).any() and (a.flapping == 1).any()
 
 
+def test_kernel_equals_reference_with_pending_cycles_per_row():
+    rng = np.random.default_rng(11)
+    cfg = AlertConfig(pending_cycles=3, flap_window=8, flap_threshold=3, flap_clear=1)
+    pending = rng.integers(1, 5, 12)
+    a, b = SeriesState.empty(12, 9), SeriesState.empty(12, 9)
+    fired = np.zeros(12, int)
+    for t in range(40):
+        score = (1 - rng.random((12, 9)) ** 3 * 0.1).astype(np.float32)
+        score[rng.random((12, 9)) < 0.05] = np.nan
+        ia, ea = step(a, score, t, cfg, pending=pending)
+        ib, eb = step_reference(b, score, t, cfg, pending=pending)
+        assert ia.tolist() == ib.tolist() and ea.tolist() == eb.tolist(), f"cycle {t}"
+        fired += np.bincount(ia[(ea & EV_FIRED) > 0] // 9, minlength=12)
+    for f in KERNEL_FIELDS:
+        assert np.array_equal(getattr(a, f), getattr(b, f))
+    assert fired[pending == 1].sum() > 0 and fired[pending > 1].sum() > 0
+
+
+@pytest.mark.parametrize("fn", [step, step_reference])
+def test_a_row_with_pending_1_fires_at_once_the_others_wait(fn):
+    st_ = SeriesState.empty(2, 1)
+    cfg = AlertConfig(pending_cycles=3)
+    evs = [fn(st_, np.array([[0.995], [0.995]], np.float32), t, cfg, pending=np.array([1, 3]))[1].tolist()
+           for t in range(3)]
+    assert evs == [[EV_FIRED, EV_PENDING], [], [EV_FIRED]]
+
+
+@pytest.mark.parametrize("bad", [np.array([1]), np.array([0, 2]), np.array([1.0, 2.0])])
+def test_pending_per_row_is_checked(bad):
+    with pytest.raises(ValueError, match="pending must be 2 integers >= 1"):
+        step(SeriesState.empty(2, 3), np.zeros((2, 3), np.float32), 0, AlertConfig(), pending=bad)
+
+
 # ---------------------------------------------------------------- the rules
 @pytest.mark.parametrize("fn", [step, step_reference])
 def test_pending_needs_n_cycles_then_fires(fn):

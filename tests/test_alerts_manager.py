@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.alerts import AlertConfig, AlertManager, JsonlSink, iso
+from engine.alerts.config import DAILY_PRICE_FEEDS
 from engine.catalog import Catalog
 from engine.city import City
 
@@ -84,6 +85,33 @@ def test_pending_for_n_cycles_then_firing_then_resolved_below_clear(tmp_path):
     cyc = [c for c in am.store.cycles() if c["level"] == "neighbourhood"]
     assert [c["pending"] for c in cyc] == [1, 0, 0, 0, 0, 0] and sum(c["fired"] for c in cyc) == 1
     am.close()
+
+
+def test_subjects_of_daily_feeds_fire_at_their_first_cycle(tmp_path):
+    """With daily_feeds, a price (reported once a day) fires when it first scores >= WARN; a
+    subject of other feeds waits its pending cycles; the default (no daily feeds) waits for all."""
+    cat = full_catalog()
+    price = next(i for i in cat.indicators if i["feed"] == "staple_prices" and i["id"].endswith(".change_pct"))
+    other = next(i for i in cat.indicators if i["dimension"] == "epidemic")
+    sub = SimpleNamespace(indicators=[price, other], departments=cat.departments, dimensions=cat.dimensions)
+    city = small()[1]
+    fired = {}
+    assert AlertConfig().daily_feeds == ()
+    for daily in (DAILY_PRICE_FEEDS, ()):
+        am = AlertManager(sub, city, store=tmp_path / f"a{len(daily)}.sqlite",
+                          config=AlertConfig(pending_cycles=3, alert_per="indicator", daily_feeds=daily))
+        assert am.row_pending.tolist() == ([1, 3] if daily else [3, 3])
+        s = np.full((2, am.hierarchy.size(am.levels[0])), 0.5, np.float32)
+        s[:, 2] = 0.995
+        first = {}
+        for c in range(4):
+            am.process(cycle(c), s)
+            for a in am.store.list_alerts():
+                first.setdefault(a["indicator"], c)
+        fired[daily] = first
+        am.close()
+    assert fired[DAILY_PRICE_FEEDS] == {price["id"]: 0, other["id"]: 2}
+    assert fired[()] == {price["id"]: 2, other["id"]: 2}
 
 
 def test_record_blips_writes_pending_that_never_fired(tmp_path):

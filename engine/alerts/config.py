@@ -24,7 +24,11 @@ import re
 
 from engine import levels
 
-__all__ = ["AlertConfig", "iso", "parse_duration", "to_epoch"]
+__all__ = ["AlertConfig", "DAILY_PRICE_FEEDS", "iso", "parse_duration", "to_epoch"]
+
+DAILY_PRICE_FEEDS = ("staple_prices", "protective_prices")
+"""The catalog's feeds reported once a day (a price survey: one reading per site a day), for
+:attr:`AlertConfig.daily_feeds`."""
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d|w)", re.IGNORECASE)
@@ -133,6 +137,15 @@ class AlertConfig:
     pending_cycles : int
         Consecutive cycles a score must stay at or above ``fire_level`` before the alert fires
         (1 fires at once). Default 3 (45 minutes).
+    daily_feeds : tuple of str
+        Feeds reported once a day, e.g. :data:`DAILY_PRICE_FEEDS` (the two price surveys: one
+        reading per site a day). A subject whose indicators all come from them fires at its first
+        cycle at or above ``fire_level``: its value should hold until the next day's report, so
+        ``pending_cycles`` would confirm nothing and only delay the alert by
+        ``pending_cycles - 1`` cycles. Default ``()`` (off): measured on the 17-day demo, the
+        prices' ``change_pct`` is not yet held at the report's cycle (it moves between the
+        report's cycle and the next one), so firing at once also fires on that one-cycle value
+        (``docs/sim.md``, "Incidents and time to detect, 2026-11-29 (third session)").
     resolve_cycles : int
         Consecutive cycles below ``clear_level`` before a firing alert resolves. Default 1.
     fire_level, critical_level, clear_level : float
@@ -217,6 +230,7 @@ class AlertConfig:
     """
 
     pending_cycles: int = 3
+    daily_feeds: tuple = ()
     resolve_cycles: int = 1
     fire_level: float = levels.WARN
     critical_level: float = levels.CRITICAL
@@ -289,9 +303,15 @@ class AlertConfig:
             raise ValueError(f"alert_windows must be 'shortest' or 'all', got {self.alert_windows!r}")
         inhibit = (self.inhibit_by,) if isinstance(self.inhibit_by, str) else tuple(self.inhibit_by)
         object.__setattr__(self, "inhibit_by", inhibit)
+        daily = (self.daily_feeds,) if isinstance(self.daily_feeds, str) else tuple(self.daily_feeds or ())
+        bad = [f for f in daily if not isinstance(f, str) or not f]
+        if bad:
+            raise ValueError(f"daily_feeds must be feed ids (strings), got {bad!r}")
+        object.__setattr__(self, "daily_feeds", daily)
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (JSON-ready)."""
         d = dataclasses.asdict(self)
         d["inhibit_by"] = list(self.inhibit_by)
+        d["daily_feeds"] = list(self.daily_feeds)
         return d

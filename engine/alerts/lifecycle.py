@@ -12,7 +12,8 @@ Rules, per series and cycle (``s`` the score, levels from :class:`~engine.alerts
 * inactive: ``s >= fire_level`` starts pending with count 1 (fires at once when
   ``pending_cycles == 1``).
 * pending: ``s >= fire_level`` adds one to the count and fires when it reaches
-  ``pending_cycles``; a lower score cancels. The severity is the highest seen while pending
+  ``pending_cycles`` (or the series row's own count, ``pending`` of :func:`step`: 1 for the
+  subjects of feeds reported once a day, :attr:`AlertConfig.daily_feeds`); a lower score cancels. The severity is the highest seen while pending
   (critical at ``s >= critical_level``).
 * firing: ``s < clear_level`` for ``resolve_cycles`` cycles in a row resolves (hysteresis: a score
   between clear and fire level keeps it firing); otherwise warn steps up to critical at
@@ -52,7 +53,7 @@ __all__ = ["step", "step_reference"]
 
 @njit
 def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
-                 n_pending, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                 row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
                  ev_out, idx_out):
     n = score.shape[0]
     m = 0
@@ -85,6 +86,7 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
                 lv = CRITICAL
             elif s >= fire:
                 lv = WARN
+            n_pending = row_pending[k // n_reg]
             if st == INACTIVE:
                 count[k] = 1
                 severity[k] = lv
@@ -170,13 +172,26 @@ def _check_score(state: SeriesState, score) -> np.ndarray:
     return np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
 
 
-def _params(cfg) -> tuple:
+def _row_pending(state: SeriesState, cfg, pending) -> np.ndarray:
+    """Pending cycles of each series row: ``pending`` (one per row) or ``cfg.pending_cycles``."""
+    rows = state.shape[0]
+    if pending is None:
+        return np.full(rows, int(cfg.pending_cycles), np.int64)
+    p = np.asarray(pending)
+    if p.shape != (rows,) or not np.issubdtype(p.dtype, np.integer) or (rows and p.min() < 1):
+        raise ValueError(f"pending must be {rows} integers >= 1 (one per series row), got shape {p.shape}, "
+                         f"dtype {p.dtype}{', min ' + str(p.min()) if p.size else ''}")
+    return np.ascontiguousarray(p, dtype=np.int64)
+
+
+def _params(cfg, state: SeriesState, pending) -> tuple:
     mask = np.uint64((1 << cfg.flap_window) - 1)
-    return (int(cfg.pending_cycles), int(cfg.resolve_cycles), float(cfg.fire_level), float(cfg.critical_level),
+    return (_row_pending(state, cfg, pending), max(int(state.shape[1]), 1), int(cfg.resolve_cycles), float(cfg.fire_level), float(cfg.critical_level),
             float(cfg.clear_level), int(cfg.stale_cycles), mask, int(cfg.flap_threshold), int(cfg.flap_clear))
 
 
-def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
+         pending=None) -> tuple[np.ndarray, np.ndarray]:
     """Advance every series of a level by one cycle, in place.
 
     Parameters
@@ -190,6 +205,8 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None) 
     cfg : AlertConfig
     workspace : dict, optional
         Reused output buffers (kept between calls to avoid allocating per cycle).
+    pending : array of int, shape (n_indicators,), optional
+        Pending cycles of each row (each >= 1); default ``cfg.pending_cycles`` for every row.
 
     Returns
     -------
@@ -213,11 +230,11 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None) 
         ws["ev"] = np.empty(state.n, np.uint8)
         ws["idx"] = np.empty(state.n, np.int64)
     m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
-                     state.started, state.flap_bits, state.flapping, *_params(cfg), ws["ev"], ws["idx"])
+                     state.started, state.flap_bits, state.flapping, *_params(cfg, state, pending), ws["ev"], ws["idx"])
     return ws["idx"][:m].copy(), ws["ev"][:m].copy()
 
 
-def step_reference(state: SeriesState, score, t: int, cfg) -> tuple[np.ndarray, np.ndarray]:
+def step_reference(state: SeriesState, score, t: int, cfg, pending=None) -> tuple[np.ndarray, np.ndarray]:
     """The same machine as :func:`step`, one series at a time in plain Python (slow; for tests).
 
     Examples
@@ -229,8 +246,10 @@ def step_reference(state: SeriesState, score, t: int, cfg) -> tuple[np.ndarray, 
     """
     s = _check_score(state, score)
     p = cfg
+    rows = [int(cfg.pending_cycles)] * state.shape[0] if pending is None else [int(x) for x in pending]
     out_idx, out_ev = [], []
     for k in range(state.n):
+        n_pending = rows[k // state.shape[1]]
         x = float(s[k])
         st = int(state.state[k])
         events = set()
@@ -245,7 +264,7 @@ def step_reference(state: SeriesState, score, t: int, cfg) -> tuple[np.ndarray, 
             if st == INACTIVE:
                 if level:
                     state.severity[k], state.since[k], state.started[k] = level, t, t
-                    if p.pending_cycles == 1:
+                    if n_pending == 1:
                         state.state[k], state.count[k] = FIRING, 0
                         events.add("fired")
                     else:
@@ -255,7 +274,7 @@ def step_reference(state: SeriesState, score, t: int, cfg) -> tuple[np.ndarray, 
                 if level:
                     state.count[k] += 1
                     state.severity[k] = max(int(state.severity[k]), level)
-                    if state.count[k] >= p.pending_cycles:
+                    if state.count[k] >= n_pending:
                         state.state[k], state.count[k], state.since[k] = FIRING, 0, t
                         events.add("fired")
                 else:

@@ -163,6 +163,7 @@ class AlertManager:
                    if self.config.alert_windows == "shortest" else None)
         self.fold = Fold(self.router.ids, self.config.alert_per, windows)
         self.n_rows = self.fold.n_rows
+        self.row_pending = self._row_pending()
         self.states: dict[str, SeriesState] = {}
         self.last_time: dict[str, int] = {}
         self.alerts: dict[int, _Alert] = {}
@@ -182,6 +183,19 @@ class AlertManager:
         self._drain_sync()
         for s in self.sinks:
             s.wake()
+
+    def _row_pending(self) -> np.ndarray:
+        """Pending cycles of each alert row: 1 where every indicator of the row comes from one of
+        ``config.daily_feeds`` (a held daily value: nothing to confirm), else ``pending_cycles``."""
+        daily = set(self.config.daily_feeds)
+        out = np.full(self.n_rows, self.config.pending_cycles, np.int64)
+        if not daily:
+            return out
+        feeds = [i.get("feed") for i in self.router.indicators]
+        held = np.ones(self.n_rows, bool)
+        np.logical_and.at(held, self.fold.row_of, np.array([f in daily for f in feeds], bool))
+        out[held] = 1
+        return out
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -276,7 +290,7 @@ class AlertManager:
                                                  out=self._ws.setdefault(level, {}))
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
-            idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}))
+            idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}), self.row_pending)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)

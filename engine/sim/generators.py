@@ -723,11 +723,11 @@ def gen_police_fraud(d: _Day):
     rates = _names_rates(POLICE, items)[None, :] * m.pop10k[:, None] * mult
     prof = ["night" if i in ("drunk_disorder", "family_dispute", "burglary") else "calls" for i in items]
     extra = []
-    fraud_boost = np.zeros(m.R)
     for inc, pos, cover in m.active(t, "fraud_wave"):
+        # ``magnitude`` cases reported per region over the whole wave (its share of them today),
+        # on top of the background, timed by the wave's cover and the calls' rhythm
         x = np.zeros_like(rates)
-        x[pos, col["telecom_fraud"]] = 4.0 * inc.magnitude * rates[pos, col["telecom_fraud"]] * cover.mean()
-        fraud_boost[pos] += 4.0 * inc.magnitude * cover.mean()
+        x[pos, col["telecom_fraud"]] = inc.magnitude * _day_part(m, inc, cover)
         extra.append((x, cover * d.prof("calls")))
     for inc, pos, cover in m.active(t, "market_crowd"):
         x = np.zeros_like(rates)
@@ -743,8 +743,8 @@ def gen_police_fraud(d: _Day):
     fr[:, fcol["fake_supplies"]] *= 1 + 10 * (1 - m.masks[t]) * alarm + 5 * m.region_boost(t, "mask_shortage")
     ex = []
     for inc, pos, cover in m.active(t, "fraud_wave"):
-        x = np.zeros_like(fr)
-        x[pos, fcol["telecom"]] = 4.0 * inc.magnitude * fr[pos, fcol["telecom"]] * cover.mean()
+        x = np.zeros_like(fr)       # every case of the wave is filed with a loss, like the background's
+        x[pos, fcol["telecom"]] = inc.magnitude * _day_part(m, inc, cover)
         ex.append((x, cover * d.prof("calls")))
     med = np.array([FRAUD[i][1] for i in fi])
     sdv = np.array([FRAUD[i][2] for i in fi])
@@ -1134,9 +1134,17 @@ def gen_crowds(d: _Day):
         if m.wants("crowd_counts"):
             m.grid(d, "crowd_counts", "site", pos, times, sig, [0.1, 0.08, 0.15], integer=[True, True, True])
         # alerts: crowded sites in a cycle raise an alert with probability 0.5
+        # a wet market's crowding camera sees the people who came: those inside and those held at
+        # the gate when entry is limited (occupancy / admitted share); it alerts above half the
+        # capacity, or above the occupancy limit in force when that is lower (a lockdown's 30 %:
+        # occupancy itself can never pass half the capacity then, so the crowd shows at the gate)
+        limit = 0.5
+        if "cap_wet_market" in res.levers:
+            limit = min(limit, float(res.levers["cap_wet_market"].iloc[t]))
+        came = occ / np.maximum(adm, 1e-3)[None, :]
         rules = (("compound_gate", "gate_crowding", queue, False, 12.0 * scale),
                  ("pharmacy", "pharmacy_queue", queue, False, 8.0),
-                 ("wet_market", "market_crowding", occ, True, 0.5),
+                 ("wet_market", "market_crowding", came, True, limit),
                  ("metro_station", "station_crowding", occ, True, 0.3),
                  ("mall", "mall_crowding", occ, True, 0.6))
         rng = d.rng("crowd_alerts")

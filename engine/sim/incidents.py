@@ -41,16 +41,22 @@ MAGNITUDE = {
     "venue_cluster": "cases linked to the venue presenting over the window in its regions (e.g. 30): clinical "
                      "onsets on a triangular curve over the window, all at the regions' fever clinics, fever "
                      "tickets 0.35 and suspected-case tickets 0.1 a case, found and confirmed like any case",
-    "market_crowd": "demand factor at the wet market(s) (e.g. 2.5 = 2.5 times the usual crowd)",
+    "market_crowd": "demand factor at the wet market(s) (e.g. 2.5 = 2.5 times the usual crowd) over the "
+                    "window: entries and occupancy up to the occupancy limit in force, the rest held at the gate "
+                    "(queue); the market's crowding camera alerts (p 0.5 a cycle) while the people who came "
+                    "exceed half the capacity or the lower limit in force (a lockdown's 30 %)",
     "water_main_burst": "severity, 1 = a typical burst: pressure -60 %, flow +80 %, turbidity +15 NTU, "
                         "chlorine -50 %; 1 + Poisson(0.5) pipe_burst and Poisson(4) water_outage interruption "
                         "events, Poisson(25) water_outage tickets per region",
     "price_spike": "severity, 1 = prices of the items +40 % (and market supply -30 %, price tickets x6)",
     "power_outage": "severity, 1 = load -97 % and voltage to 0 at the region's transformers; "
                     "1 + Poisson(3) power_outage events and Poisson(30) tickets per region",
-    "fraud_wave": "severity, 1 = telecom fraud (police incidents and fraud losses) x5",
-    "mask_shortage": "severity, 1 = pharmacy mask stock -90 %, mask prices +100 %, mask_shortage tickets x11, "
-                     "pharmacy queues +10 per site at peak",
+    "fraud_wave": "telecom-fraud cases reported per region over the window (e.g. 20: a scam worked through "
+                  "one neighbourhood's phone lists or group chats), each a police report and a filed loss, on "
+                  "top of the background (~0.35 reports per 10,000 residents a day, one to three a week in a "
+                  "neighbourhood)",
+    "mask_shortage": "severity, 1 = pharmacy mask stock -90 %, mask prices +100 % (other protective supplies "
+                     "+20 %), mask_shortage tickets x11, pharmacy queues +10 per site at peak",
 }
 """What ``magnitude`` means for each kind (the effect sizes of the feed generators)."""
 
@@ -58,8 +64,8 @@ EFFECTS = {
     "venue_cluster": (("fever_clinic_visits", "adult"), ("epidemic_reports", "confirmed"),
                       ("hotline_tickets", "fever_symptoms"), ("epidemic_reports", "close_contact"),
                       ("epidemic_reports", "secondary_contact")),
-    "market_crowd": (("crowd_counts", "entries"), ("crowd_counts", "occupancy"),
-                     ("crowd_alerts", "market_crowding")),
+    "market_crowd": (("crowd_counts", "entries"), ("crowd_counts", "occupancy"), ("crowd_counts", "queue"),
+                     ("crowd_alerts", "market_crowding"), ("police_incidents", "crowd_gathering")),
     "water_main_burst": (("utility_outages", "pipe_burst"), ("utility_outages", "water_outage"),
                          ("water_network", "pressure"), ("water_network", "turbidity"),
                          ("hotline_tickets", "water_outage")),
@@ -68,7 +74,11 @@ EFFECTS = {
                      ("hotline_tickets", "power_outage")),
     "fraud_wave": (("police_incidents", "telecom_fraud"), ("fraud_losses", "telecom")),
     "mask_shortage": (("pharmacy_stock", "surgical_mask"), ("pharmacy_stock", "n95_mask"),
-                      ("protective_prices", "surgical_mask"), ("hotline_tickets", "mask_shortage"),
+                      ("protective_prices", "surgical_mask"), ("protective_prices", "n95_mask"),
+                      ("protective_prices", "kn95_mask"), ("protective_prices", "hand_sanitizer"),
+                      ("protective_prices", "disinfectant"), ("protective_prices", "alcohol"),
+                      ("protective_prices", "thermometer"), ("protective_prices", "antipyretic"),
+                      ("hotline_tickets", "mask_shortage"),
                       ("crowd_counts", "queue"), ("crowd_alerts", "pharmacy_queue")),
 }
 """``(feed, item)`` pairs each kind moves in its regions during its window (``*``: its ``items``)."""
@@ -81,21 +91,37 @@ DEFAULT_INDICATORS = {
                       # its confirmed cases' traced contacts
                       "safety.epidemic.close_contact.count_24h", "safety.epidemic.secondary_contact.count_24h"),
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
-                     "safety.public_safety.video_market_crowding.count_1h"),
+                     "safety.public_safety.video_market_crowding.count_1h",
+                     "market.commerce.queue_wet_market.max_1h", "safety.public_safety.police_crowd_gathering.count_1h"),
     "water_main_burst": ("construction.lifelines.outage_pipe_burst.count_1h",
                          "construction.lifelines.outage_water_outage.count_1h",
                          "construction.lifelines.water_pressure.min_1h",
                          "construction.lifelines.water_turbidity.mean_1h",
                          "livelihood.citizen_demands.tickets_water_outage.count_1h"),
-    "price_spike": ("market.supervision.price_pork.mean_24h", "market.supervision.price_bok_choy.mean_24h"),
+    # price_spike: the price of each item it raises (of its ``items`` when it names some)
+    "price_spike": ("market.supervision.price_pork.mean_24h", "market.supervision.price_bok_choy.mean_24h",
+                    "market.supervision.price_cabbage.mean_24h", "market.supervision.price_tomato.mean_24h",
+                    "market.supervision.price_cucumber.mean_24h"),
     "power_outage": ("construction.lifelines.power_load.min_1h", "construction.lifelines.power_voltage.min_1h",
                      "construction.lifelines.outage_power_outage.count_1h",
                      "livelihood.citizen_demands.tickets_power_outage.count_1h"),
-    "fraud_wave": ("safety.public_order.police_telecom_fraud.count_24h", "safety.public_order.fraud_telecom.loss_24h"),
+    # the wave's cases are police reports (their category, its fraud group, all incidents) and filed losses
+    "fraud_wave": ("safety.public_order.police_telecom_fraud.count_24h", "safety.public_order.fraud_telecom.loss_24h",
+                   "safety.public_order.police_fraud.count_24h", "safety.public_order.police_all.count_24h",
+                   "safety.public_order.fraud_all.loss_24h"),
     "mask_shortage": ("livelihood.essential_supplies.stock_surgical_mask.min_now",
                       "market.supervision.price_surgical_mask.mean_24h",
                       "livelihood.citizen_demands.tickets_mask_shortage.count_24h",
-                      "livelihood.essential_supplies.pharmacy_queue.max_1h"),
+                      "livelihood.essential_supplies.pharmacy_queue.max_1h",
+                      # what else the generators move: the other masks' stock and prices, the other
+                      # protective supplies' prices (+20 %), the pharmacies' queue camera alerts
+                      "livelihood.essential_supplies.stock_n95_mask.min_now",
+                      "market.supervision.price_n95_mask.mean_24h", "market.supervision.price_kn95_mask.mean_24h",
+                      "market.supervision.price_hand_sanitizer.mean_24h",
+                      "market.supervision.price_disinfectant.mean_24h", "market.supervision.price_alcohol.mean_24h",
+                      "market.supervision.price_thermometer.mean_24h",
+                      "market.supervision.price_antipyretic.mean_24h",
+                      "safety.public_safety.video_pharmacy_queue.count_1h"),
 }
 """Catalog indicator ids each kind should move (used when an incident names none)."""
 
@@ -159,6 +185,9 @@ class Incident:
             raise ValueError("an incident needs at least one region")
         object.__setattr__(self, "regions", regions)
         inds = (self.indicators,) if isinstance(self.indicators, str) else tuple(self.indicators or ())
+        items = (self.items,) if isinstance(self.items, str) else tuple(self.items or ())
+        if not inds and self.kind == "price_spike" and items:
+            inds = tuple(f"market.supervision.price_{i}.mean_24h" for i in items)
         if not inds:
             inds = DEFAULT_INDICATORS[self.kind]
         for i in inds:
@@ -168,7 +197,6 @@ class Incident:
         object.__setattr__(self, "indicators", inds)
         if not (np.isfinite(self.magnitude) and self.magnitude >= 0):
             raise ValueError(f"magnitude must be a number >= 0, got {self.magnitude!r}")
-        items = (self.items,) if isinstance(self.items, str) else tuple(self.items or ())
         if items and self.kind != "price_spike":
             raise ValueError(f"items apply to price_spike incidents only, not {self.kind}")
         if self.kind == "price_spike" and not items:
