@@ -51,7 +51,7 @@ def _timedelta(cycle) -> np.timedelta64:
 
 #: the scan's prior: pseudo-events per region (at the city's mean share) that the regional split of
 #: a scanned count starts from before the row model's expectations are counted (``condition_on_totals``)
-SCAN_PRIOR_EVENTS = 1.0
+SCAN_PRIOR_EVENTS = 5.0
 
 
 def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
