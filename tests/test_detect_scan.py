@@ -589,13 +589,12 @@ def test_condition_on_totals_with_a_prior_matches_a_plain_loop(seed):
 def _sparse_city_run(events, monkeypatch, seed=0, n=60, city_per_hour=15.0, days=7, learn_days=3):
     """Clean count_1h at 15-minute cycles over ``n`` regions whose populations spread ~25x, a daily
     rhythm (nights at 0.1 of the mean), events at rates proportional to the population; the scan
-    with the split's prior worth ``events`` pseudo-events a region (None: the default). Returns each scored cycle's
+    with the split's prior worth ``events`` pseudo-events a region. Returns each scored cycle's
     smallest cluster p (1 where none reached ``scan_alpha``)."""
     import engine.detect.detectors as dd
     from engine.detect import Detectors
 
-    if events is not None:
-        monkeypatch.setattr(dd, "SCAN_PRIOR_EVENTS", events)
+    monkeypatch.setattr(dd, "SCAN_PRIOR_EVENTS", events)
     rng = np.random.default_rng(seed)
     ptr, idx, x, y = _ring(n, chord=7)
     pop = np.exp(rng.normal(0.0, 1.0, n)) * 3000
@@ -622,7 +621,10 @@ def test_population_prior_keeps_a_sparse_clean_count_quiet(monkeypatch):
     theirs, so an ordinary ticket in a small region looks like a cluster. Conditioned on the total
     alone (no prior), clean data gives cycles far below the alert level (~1e-4 for 59 scans); with
     the population prior (the default strength) none are, and p <= 1e-3 stays near its nominal rate."""
+    import engine.detect.detectors as dd
+
+    default = dd.SCAN_PRIOR_EVENTS
     old = _sparse_city_run(0.0, monkeypatch)
-    new = _sparse_city_run(None, monkeypatch)
+    new = _sparse_city_run(default, monkeypatch)
     assert (old <= 1e-4).sum() >= 5, np.sort(old)[:10]
     assert (new <= 1e-4).sum() == 0 and (new <= 1e-3).mean() <= 0.02, np.sort(new)[:10]
