@@ -94,6 +94,26 @@ def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float =
     mu[...] = np.where(ok & use, shrunk, mu * f)
 
 
+def _scan_prior(population, n_reg: int) -> np.ndarray:
+    """The scan's prior weights from the regions' populations: ``n_reg`` finite numbers >= 0, not all 0.
+
+    >>> _scan_prior([10, 0, 30], 3).tolist()
+    [10.0, 0.0, 30.0]
+    >>> _scan_prior([10, -1, 30], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: population must be finite and >= 0 with a positive total (the scan's prior), got -1.0 at region 1
+    """
+    w = np.asarray(population, dtype=np.float64).ravel()
+    if w.shape != (n_reg,):
+        raise ValueError(f"population has {w.size} entries for {n_reg} regions")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad) or not w.sum() > 0:
+        at = f"{float(w[bad[0]])!r} at region {int(bad[0])}" if len(bad) else f"a total of {float(w.sum())!r}"
+        raise ValueError(f"population must be finite and >= 0 with a positive total (the scan's prior), got {at}")
+    return w
+
+
 def _steady_count(warmup, params) -> np.ndarray:
     """Observed cycles after which a series is steady: warm and learning at its fixed rates.
 
@@ -186,7 +206,7 @@ class Detectors:
             window=[i.get("window") for i in inds], city_rules=city_rules,
             rate=[i.get("aggregation") == "count" and i.get("normalisation", "none") != "none" for i in inds])
         if "population" in regions:
-            self.scan_prior = np.asarray(regions["population"], dtype=np.float64)
+            self.scan_prior = _scan_prior(regions["population"].to_numpy(), self.n_reg)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -220,7 +240,7 @@ class Detectors:
                     spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window,
                     city_rules=city_rules)
         if population is not None:
-            self.scan_prior = np.asarray(population, dtype=np.float64).reshape(len(self.region_ids))
+            self.scan_prior = _scan_prior(population, self.n_reg)
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
