@@ -49,20 +49,69 @@ def _timedelta(cycle) -> np.timedelta64:
     return np.timedelta64(int(td.value), "ns")
 
 
-def condition_on_totals(obs, mu):
+#: the scan's prior: pseudo-events per region (at the city's mean share) that the regional split of
+#: a scanned count starts from before the row model's expectations are counted (``condition_on_totals``)
+SCAN_PRIOR_EVENTS = 5.0
+
+
+def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
     """Scale the scan's expectations ``mu`` in place so each count's total over the regions is
     its observed total (at least 1): Kulldorff's Poisson model, conditioned on the total.
 
     ``obs``, ``mu``: (..., n_scan, n_reg); regions where either is NaN take no part.
 
+    With ``prior`` (n_reg weights, e.g. the regions' populations) and ``events`` > 0, each region's
+    share of the total is the posterior mean of a Dirichlet prior centred at the prior's shares,
+    worth ``events`` pseudo-events a taking region, updated by the row model's expectations counted as
+    ``hours`` counts of data (the memory of the learned level: ``1 / (level_rate * stride)``):
+    ``share_r = (hours mu_r + kappa w_r) / (hours sum(mu) + kappa)``, ``kappa = events * n``, ``w`` the
+    prior's shares over the ``n`` taking regions. A sparse count's learned expectations are mostly
+    noise (a region of 600 residents sees ~1 ticket in the level's 50-hour memory, and the shared
+    hour-of-week profile, in units of a spread floored at the Poisson spread of 0.1, drives its
+    night and Sunday expectations to the 1e-3 floor), so one ticket there looked like a cluster;
+    then the prior carries the split. A dense count's expectations carry it (docs/detect.md, "Scan
+    precision, 2026-11-29 (third session)").
+
     >>> mu = np.array([[0.5, 0.5, np.nan]]); condition_on_totals(np.array([[3.0, 1.0, 7.0]]), mu); mu
     array([[ 2.,  2., nan]])
+    >>> mu = np.array([[1e-3, 0.2]]); condition_on_totals(np.array([[1.0, 1.0]]), mu, np.array([1.0, 1.0]), 50.0, 1.0); mu.round(3)
+    array([[0.174, 1.826]])
     """
     ok = np.isfinite(obs) & np.isfinite(mu)
     c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
     m = np.where(ok, mu, 0.0).sum(axis=-1, keepdims=True)
     f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
-    mu *= f
+    if prior is None or not events > 0:
+        mu *= f
+        return
+    w = np.where(ok, np.asarray(prior, dtype=np.float64), 0.0)
+    ws = w.sum(axis=-1, keepdims=True)
+    kappa = events * ok.sum(axis=-1, keepdims=True)
+    den = hours * m + kappa
+    use = (ws > 0) & (m > 0)
+    g = np.divide(np.maximum(c, 1.0), den, out=np.zeros_like(den), where=use)
+    shrunk = g * (hours * np.where(ok, mu, 0.0) + kappa * np.divide(w, ws, out=np.zeros_like(w), where=ws > 0))
+    mu[...] = np.where(ok & use, shrunk, mu * f)
+
+
+def _scan_prior(population, n_reg: int) -> np.ndarray:
+    """The scan's prior weights from the regions' populations: ``n_reg`` finite numbers >= 0, not all 0.
+
+    >>> _scan_prior([10, 0, 30], 3).tolist()
+    [10.0, 0.0, 30.0]
+    >>> _scan_prior([10, -1, 30], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: population must be finite and >= 0 with a positive total (the scan's prior), got -1.0 at region 1
+    """
+    w = np.asarray(population, dtype=np.float64).ravel()
+    if w.shape != (n_reg,):
+        raise ValueError(f"population has {w.size} entries for {n_reg} regions")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad) or not w.sum() > 0:
+        at = f"{float(w[bad[0]])!r} at region {int(bad[0])}" if len(bad) else f"a total of {float(w.sum())!r}"
+        raise ValueError(f"population must be finite and >= 0 with a positive total (the scan's prior), got {at}")
+    return w
 
 
 def _steady_count(warmup, params) -> np.ndarray:
@@ -156,13 +205,15 @@ class Detectors:
             phase_minutes=phase_minutes, spatial=spatial, config=config,
             window=[i.get("window") for i in inds], city_rules=city_rules,
             rate=[i.get("aggregation") == "count" and i.get("normalisation", "none") != "none" for i in inds])
+        if "population" in regions:
+            self.scan_prior = _scan_prior(regions["population"].to_numpy(), self.n_reg)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_spec(cls, *, direction, seasonality, count, n_reg: int, thresholds=None, cluster=None,
                   adjacency=None, xy=None, ids=None, region_ids=None, cycle: str = "15min",
                   phase_minutes: int = 60, spatial: bool = True, warmup_cycles=None, window=None,
-                  city_rules: bool = False, **config) -> "Detectors":
+                  city_rules: bool = False, population=None, **config) -> "Detectors":
         """Detectors for indicators described by plain lists (tests, single series, other catalogs).
 
         ``direction``: "up_bad" / "down_bad" / "both" per indicator; ``seasonality``: "none" /
@@ -171,7 +222,8 @@ class Detectors:
         = (indptr, indices) and optionally ``xy`` centroids); ``window``: None or each
         indicator's rolling window (``"24h"``: its CUSUM is judged on the window, see
         :func:`engine.detect.kernels._row_pass`); ``city_rules``: see the class (off by default
-        here: the plain model, as :func:`engine.detect.score_series` runs it).
+        here: the plain model, as :func:`engine.detect.score_series` runs it); ``population``: the
+        regions' populations, the scan's prior regional split (default: equal).
 
         >>> d = Detectors.from_spec(direction=["both"], seasonality=["daily"], count=[False], n_reg=1)
         >>> d.n_ind, d.n_reg, int(d.warmup[0])
@@ -187,6 +239,8 @@ class Detectors:
                     adjacency=adjacency, xy=xy, cycle=cycle, phase_minutes=phase_minutes,
                     spatial=spatial, config=config, warmup_cycles=warmup_cycles, window=window,
                     city_rules=city_rules)
+        if population is not None:
+            self.scan_prior = _scan_prior(population, self.n_reg)
         return self
 
     def _setup(self, *, ids, region_ids, direction, seasonality, count, thresholds, cluster, adjacency,
@@ -273,6 +327,10 @@ class Detectors:
             raise ValueError(f"the scanned indicators must share one window, got windows of {sorted(strides)} "
                              f"cycles: {spans}")
         self.scan_stride = strides.pop() if strides else 1
+        # the scan's regional split: prior weights (the regions' populations with a city, else equal)
+        # and the learned level's memory in counts (condition_on_totals)
+        self.scan_prior = np.ones(n_reg)
+        self.scan_hours = 1.0 / (float(self.params.level_rate) * self.scan_stride)
         self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind),
                                          self.scan_stride * self.params.scan_windows, n_both=len(both))
 
@@ -394,7 +452,8 @@ class Detectors:
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             if self.params.scan_condition:
-                condition_on_totals(v[self.scan_ind], scan_mu)
+                condition_on_totals(v[self.scan_ind], scan_mu, self.scan_prior, self.scan_hours,
+                                    SCAN_PRIOR_EVENTS)
             found = np.empty((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_update_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                                self.params.scan_replicas, np.uint64(self.params.seed), np.int64(cyc[0]),
@@ -470,7 +529,8 @@ class Detectors:
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             if self.params.scan_condition:
-                condition_on_totals(v[:, self.scan_ind], scan_mu)
+                condition_on_totals(v[:, self.scan_ind], scan_mu, self.scan_prior, self.scan_hours,
+                                    SCAN_PRIOR_EVENTS)
             found = np.empty((n_t, n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)))
             scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                             int(replicas), np.uint64(self.params.seed), cyc, self.params.scan_alpha,
