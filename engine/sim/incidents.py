@@ -63,7 +63,8 @@ MAGNITUDE = {
 EFFECTS = {
     "venue_cluster": (("fever_clinic_visits", "adult"), ("epidemic_reports", "confirmed"),
                       ("hotline_tickets", "fever_symptoms"), ("epidemic_reports", "close_contact"),
-                      ("epidemic_reports", "secondary_contact")),
+                      ("epidemic_reports", "secondary_contact"), ("quarantine_events", "code_red"),
+                      ("quarantine_events", "code_yellow")),
     "market_crowd": (("crowd_counts", "entries"), ("crowd_counts", "occupancy"), ("crowd_counts", "queue"),
                      ("crowd_alerts", "market_crowding"), ("police_incidents", "crowd_gathering")),
     "water_main_burst": (("utility_outages", "pipe_burst"), ("utility_outages", "water_outage"),
@@ -89,7 +90,9 @@ DEFAULT_INDICATORS = {
                       # its cases as the fever clinics count them (adults, sampled)
                       "safety.epidemic.fever_adult.count_24h", "safety.epidemic.fever_sampled.count_24h",
                       # its confirmed cases' traced contacts
-                      "safety.epidemic.close_contact.count_24h", "safety.epidemic.secondary_contact.count_24h"),
+                      "safety.epidemic.close_contact.count_24h", "safety.epidemic.secondary_contact.count_24h",
+                      # the health codes its confirmed cases (red) and their close contacts (yellow) are given
+                      "safety.epidemic.quarantine_code_red.count_24h", "safety.epidemic.quarantine_code_yellow.count_24h"),
     "market_crowd": ("market.commerce.occupancy_wet_market.max_1h", "market.commerce.entries_wet_market.sum_1h",
                      "safety.public_safety.video_market_crowding.count_1h",
                      "market.commerce.queue_wet_market.max_1h", "safety.public_safety.police_crowd_gathering.count_1h"),
