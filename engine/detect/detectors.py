@@ -466,7 +466,8 @@ class Detectors:
             extra["scale"] = scale
         return score, det, extra
 
-    def run(self, values, times, *, baseline: bool = False, extra: bool = False):
+    def run(self, values, times, *, baseline: bool = False, extra: bool = False, out=None,
+            baseline_every: int = 1):
         """Score many cycles at once; the same as calling :meth:`update` for each, in order.
 
         Parameters
@@ -475,16 +476,40 @@ class Detectors:
         times : sequence of n_t timestamps, each at least one cycle after the previous
         baseline : bool
             Also return expected values and scales (n_t, n_ind, n_reg).
+        baseline_every : int
+            With ``baseline``, the expected values and scales of every ``baseline_every``-th
+            cycle only -- cycles ``k - 1, 2k - 1, ...`` (each period's last) -- shape
+            (n_t // k, n_ind, n_reg): what a run storing one step a period needs, in one call
+            (the same scores; docs/detect.md, "Detector speed in a run, 2026-11-29 (third
+            session)").
         extra : bool
             Return a third element: a dict with ``clusters`` (one list per cycle, as in
             :meth:`update`) and, with ``baseline``, ``expected`` / ``scale``.
+        out : tuple of arrays, optional
+            ``(scores, detectors)``, and with ``baseline`` ``(scores, detectors, expected,
+            scale)``: preallocated writeable C-contiguous float32 / int8 / float32 / float32
+            arrays of shape (n_t, n_ind, n_reg) (expected and scale: (n_t // baseline_every,
+            n_ind, n_reg)) to write the results into (and return). A
+            caller that keeps them from one call to the next (views of a larger buffer
+            included) saves the first-touch page faults of fresh outputs and a copy: ~15 ms a
+            cycle of the demo's runner at 2,926 x 300 (docs/detect.md, "Detector speed in a
+            run, 2026-11-29 (third session)").
 
         Returns
         -------
         scores : float32 (n_t, n_ind, n_reg)
         detectors : int8 (n_t, n_ind, n_reg)
+
+        Examples
+        --------
+        >>> det = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=2, cycle="1h")
+        >>> x = np.ones((3, 1, 2), dtype=np.float32); t = np.datetime64("2024-01-01") + np.arange(3) * np.timedelta64(1, "h")
+        >>> buf = (np.empty((4, 1, 2), np.float32), np.empty((4, 1, 2), np.int8))
+        >>> s, d = det.run(x, t, out=(buf[0][:3], buf[1][:3]))
+        >>> bool(np.shares_memory(s, buf[0])), s.shape
+        (True, (3, 1, 2))
         """
-        return self._run(values, times, baseline, extra, self.params.scan_replicas)
+        return self._run(values, times, baseline, extra, self.params.scan_replicas, out, baseline_every)
 
     def learn(self, values, times) -> None:
         """Learn from history (a burn-in) without scoring it: the state moves as with :meth:`run`.
@@ -504,27 +529,60 @@ class Detectors:
         """
         self._run(values, times, False, False, 0)
 
-    def _run(self, values, times, baseline, extra, replicas):
+    @staticmethod
+    def _check_out(out, shape, baseline, n_b):
+        """The ``out`` arrays of :meth:`run`, checked: (scores, dets, expected, scale) or None."""
+        want = (np.float32, np.int8, np.float32, np.float32)[:4 if baseline else 2]
+        shapes = (shape, shape, (n_b,) + shape[1:], (n_b,) + shape[1:])
+        if not isinstance(out, (tuple, list)) or len(out) != len(want):
+            names = "(scores, detectors, expected, scale)" if baseline else "(scores, detectors)"
+            raise ValueError(f"out must be {names} arrays, got {type(out).__name__} of "
+                             f"{len(out) if isinstance(out, (tuple, list)) else 'no'} entries")
+        for a, dt, sh in zip(out, want, shapes):
+            if not (isinstance(a, np.ndarray) and a.dtype == dt and a.shape == sh and a.flags.c_contiguous
+                    and a.flags.writeable):
+                got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"out must be writeable C-contiguous arrays of shapes "
+                                 f"{', '.join(str(x) for x in shapes[:len(want)])} "
+                                 f"({', '.join(np.dtype(d).name for d in want)}), got {got}")
+        return tuple(out) + ((None, None) if not baseline else ())
+
+    def _run(self, values, times, baseline, extra, replicas, out=None, every=1):
         v = self._check_values(values, 3)
         n_t = v.shape[0]
         if len(times) != n_t:
             raise ValueError(f"times has {len(times)} entries for {n_t} cycles of values")
-        scores = np.empty(v.shape, dtype=np.float32)
-        dets = np.empty(v.shape, dtype=np.int8)
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"baseline_every must be a whole number >= 1, got {every!r}")
+        every = int(every)
+        n_b = n_t // every if baseline else 0
+        if out is None:
+            scores = np.empty(v.shape, dtype=np.float32)
+            dets = np.empty(v.shape, dtype=np.int8)
+            expected = scale = None
+        else:
+            scores, dets, expected, scale = self._check_out(out, v.shape, baseline, n_b)
         if n_t == 0:
             return (scores, dets, {"clusters": []}) if extra else (scores, dets)
         t, cyc = self._cycles(times)
         dbin, wbin = self._phases(t)
-        shape_b = v.shape if baseline else (n_t, self.n_ind, 0)
-        expected = np.empty(shape_b, dtype=np.float32)
-        scale = np.empty(shape_b, dtype=np.float32)
+        if expected is None:
+            shape_b = (n_b, self.n_ind, self.n_reg) if baseline else (1, self.n_ind, 0)
+            expected = np.empty(shape_b, dtype=np.float32)
+            scale = np.empty(shape_b, dtype=np.float32)
+        # the row of expected / scale each cycle writes (-1: none); the kernel indexes row 0 of
+        # an empty array for none
+        slot = np.full(n_t, -1, dtype=np.int64)
+        if baseline:
+            slot[every - 1:n_b * every:every] = np.arange(n_b)
+        e_k, s_k = (expected, scale) if n_b else (np.empty((1, self.n_ind, 0), np.float32),) * 2
         n_scan = len(self.scan_ind)
         scan_mu = np.empty((n_t, max(n_scan, 1), self.n_reg if n_scan else 0), dtype=np.float64)
         s = self.state
         run_kernel(v, dbin.astype(np.int64), wbin.astype(np.int64), self.season, self.direction, self.is_count,
                    self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
                    s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
-                   scores, dets, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
+                   scores, dets, e_k, s_k, slot, self.scan_slot, scan_mu, not self.city_rules,
                    self.hold_mode)
         clusters = [[] for _ in range(n_t)]
         if n_scan:

@@ -771,8 +771,14 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
 @njit(parallel=True)
 def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
                L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
-               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
-    """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg)."""
+               score, det, expected, scale, baseline_slot, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
+    """Many cycles: ``V`` (n_t, n_ind, n_reg), phases (n_t) -> ``score``, ``det`` (n_t, n_ind, n_reg).
+
+    ``baseline_slot`` (int64, n_t): the row of ``expected`` / ``scale`` (n_b >= 1, n_ind, n_reg
+    or 0) that takes cycle ``t``'s baseline, -1 for none: a run that needs the baselines of a
+    few cycles only (a scenario run's stored cycles) gets them in the same call, each
+    indicator's state staying in cache over all ``n_t`` cycles (one call per cycle or per few
+    cycles streams the whole state through memory each time)."""
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
         z = np.empty(n_reg, dtype=np.float32)
@@ -781,7 +787,10 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
+            bs = baseline_slot[t]
+            want = bs >= 0
+            bt = bs if want else 0
             _step_row(i, V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
-                      c3_s, score[t, i], det[t, i], expected[t, i], scale[t, i], want_baseline, scan_slot,
+                      c3_s, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held)

@@ -9,13 +9,15 @@ Monte Carlo split out of the detectors), the seconds per cycle, an extrapolation
 ``python3 -m engine.scenario.profile --dump-days 0,15,30,45,58 --out DIR`` instead saves the
 detectors' state and 32 cycles of values at those days of the full demo (:func:`dump_days`, ~7 s
 a day): the detector stage late in the run can then be timed on its own (docs/detect.md,
-"Detectors in a run").
+"Detectors in a run"): ``python3 -m engine.scenario.profile --time-days 45,58 --out DIR`` runs it
+as the runner does and prints CPU ms a cycle by part (:func:`time_days`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -101,6 +103,74 @@ def dump_days(out: Path, days: list[int], *, history: int = 7, period: int = 60,
     return written
 
 
+def time_days(dump: Path, days: list[int], *, n_cycles: int = 32, store_every: int = 4, reps: int = 2,
+              seed: int = 0) -> list[dict]:
+    """CPU ms a cycle of the detector stage on days saved by :func:`dump_days`, split by part.
+
+    For each day: the detectors restored from ``day{d:02d}.state.npz`` score its first
+    ``n_cycles`` saved cycles as the runner does (``runner._detect_part``: one call, the
+    baselines of every ``store_every``-th cycle, reused output buffers), timed with
+    ``time.process_time`` (all threads: set ``NUMBA_NUM_THREADS=1`` for one-thread figures), best
+    of ``reps``; ``rows`` is ``run_kernel`` (detectors 1-5), ``spatial`` its part by difference
+    with the spatial detector off, ``scan`` ``scan_run_kernel``, ``condition`` the scan's
+    conditioning on totals, ``python`` the rest.
+    """
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import engine.detect.detectors as dd
+    from engine.catalog import Catalog
+    from engine.scenario.runner import _detect_part, _PartBuffers
+    from scenarios.staged_reopening import build
+
+    sc = build(seed=seed)
+    city = sc.build_city()
+    catalog = Catalog.load()
+    acc: dict = {}
+    inner = {k: getattr(dd, k) for k in ("run_kernel", "scan_run_kernel", "condition_on_totals")}
+
+    def timed(name, f):
+        def g(*a, **k):
+            c0 = time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[name] = acc.get(name, 0.0) + time.process_time() - c0
+        return g
+
+    out = []
+    try:
+        for key, name in (("run_kernel", "rows"), ("scan_run_kernel", "scan"), ("condition_on_totals", "condition")):
+            setattr(dd, key, timed(name, inner[key]))
+        for d in days:
+            z = np.load(Path(dump) / f"day{d:02d}.npz")
+            values, times = z["values"][:n_cycles], pd.DatetimeIndex(z["times"][:n_cycles])
+            best = {}
+            for spatial in (True, False):
+                det = dd.Detectors(catalog, city, cycle=sc.cycle, spatial=spatial)
+                buf = _PartBuffers()
+                for _ in range(reps):
+                    det.load(Path(dump) / f"day{d:02d}.state.npz")
+                    acc.clear()
+                    c0 = time.process_time()
+                    _detect_part(det, values, times, store_every, buf)
+                    cur = dict(acc, total=time.process_time() - c0)
+                    if spatial not in best or cur["total"] < best[spatial]["total"]:
+                        best[spatial] = cur
+            a, b = best[True], best[False]
+            ms = lambda x: round(1000 * x / len(times), 2)  # noqa: E731
+            out.append({"day": d, "cycles": len(times), "load": round(os.getloadavg()[0], 2), "total": ms(a["total"]),
+                        "rows": ms(a["rows"]), "spatial": ms(a["rows"] - b["rows"]), "scan": ms(a.get("scan", 0.0)),
+                        "condition": ms(a.get("condition", 0.0)),
+                        "python": ms(a["total"] - a["rows"] - a.get("scan", 0.0) - a.get("condition", 0.0))})
+            print(json.dumps(out[-1]), flush=True)
+    finally:
+        for key, f in inner.items():
+            setattr(dd, key, f)
+    return out
+
+
 def extrapolate(stages: dict, *, days: int, history: int, cycles_per_day: int, full_days: int = 60,
                 full_history: int = 7) -> dict:
     """Seconds of each stage scaled to ``full_days`` after ``full_history`` days of history.
@@ -134,7 +204,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dump-days", default=None, metavar="D1,D2,...",
                     help="instead of profiling: save the detectors' state and 32 cycles of values at these "
                          "period days (0-based) of the full demo into --out (see dump_days)")
+    ap.add_argument("--time-days", default=None, metavar="D1,D2,...",
+                    help="instead of profiling: time the detector stage on days saved by --dump-days in --out "
+                         "(see time_days; one thread with NUMBA_NUM_THREADS=1)")
     args = ap.parse_args(argv)
+    if args.time_days:
+        time_days(args.out, [int(x) for x in args.time_days.split(",")])
+        return 0
     if args.dump_days:
         for path in dump_days(args.out, [int(x) for x in args.dump_days.split(",")]):
             print(path)
