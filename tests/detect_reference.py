@@ -430,6 +430,11 @@ def update_reference(V, phase_d, phase_w, det, par):
                 s5 = t_score(d, det.direction[i])
                 if math.isnan(score[i, r]) or s5 > score[i, r]:
                     score[i, r], code[i, r] = s5, 5
+        # a crossed catalog level drives its row whatever the statistical scores (kernels._thr_pass)
+        for r in range(n_reg):
+            thr = threshold_score(float(V[i, r]), det.warn[i], det.alarm[i])
+            if thr >= WARN:
+                score[i, r], code[i, r] = thr, 4
     st["cusum"] = np.where(down[:, None], st["cusum_neg"], st.pop("cusum_pos"))
     neg_rows[det.both_slot[both]] = st["cusum_neg"][both]
     st["cusum_neg"] = neg_rows

@@ -155,6 +155,22 @@ def test_thresholds_fire_even_in_warm_up():
     assert s[3, 0, 0] >= CRITICAL and d[3, 0, 0] == 4
 
 
+def test_crossed_threshold_drives_over_a_stronger_statistical_score():
+    # a warm, quiet series jumps far past its warn level (not its alarm): the seasonal detector
+    # scores it near 1, above the threshold's WARN; the row is still the operators' rule (code 4,
+    # the threshold's score), which the alert family's multiplicity correction leaves alone
+    rng = np.random.default_rng(4)
+    det = _det(direction="up_bad", thresholds=[{"warn": 60.0, "alarm": 200.0}])
+    V = 50 + rng.normal(size=(120, 8))
+    V[110, 3] = 61.0
+    s, d = _run(det, V)
+    thr = WARN + (CRITICAL - WARN) * (61.0 - 60.0) / (200.0 - 60.0)
+    assert d[110, 0, 3] == 4 and s[110, 0, 3] == pytest.approx(thr, abs=1e-6)
+    plain = _run(_det(direction="up_bad"), V)[0][110, 0, 3]
+    assert plain > s[110, 0, 3]            # the statistical score alone is higher
+    assert (d[100:110, 0] != 4).all()      # below the level the threshold never drives
+
+
 def test_spatial_outlier_against_common_shock():
     rng = np.random.default_rng(9)
     V = _series(rng, 300, 8)

@@ -36,12 +36,14 @@ from engine.detect.params import (
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
 from engine.detect.thresholds import threshold_score
+from engine.levels import WARN
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
 NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
 CODE_SEASONAL, CODE_COUNT, CODE_CUSUM, CODE_THRESHOLD, CODE_SPATIAL = 1, 2, 3, 4, 5
+_WARN = float(WARN)  # a threshold score at or above it is a crossed catalog level
 #: indicators handed to a thread at a time (dynamic scheduling: count rows cost more)
 CHUNK = 8
 #: the row pass may reassociate sums (the shape accumulator) and fuse multiply-adds;
@@ -425,13 +427,20 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
 
 @njit
 def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
-    """Detector 4 combined with the row pass's score: the threshold wins ties (lowest code)."""
+    """Detector 4 combined with the other detectors' score (runs last).
+
+    A crossed level (``thr >= WARN``) drives the row even where a statistical detector scores
+    higher: the operators' rule is neither counted nor adjusted by the alert family's
+    multiplicity correction (:mod:`engine.alerts.multiplicity`), which would otherwise pull the
+    statistical score -- and with it the crossing -- below the alert level. Otherwise the
+    threshold wins ties (lowest code).
+    """
     for r in range(x.shape[0]):
         thr = threshold_score(np.float64(x[r]), warn, alarm)
         if thr != thr:
             continue
         s = score[r]
-        if s != s or thr >= s:
+        if s != s or thr >= s or thr >= _WARN:
             score[r] = thr
             det[r] = CODE_THRESHOLD if thr > 0.0 else 0
 
@@ -664,14 +673,14 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
-    if has_thr:
-        _thr_pass(x, warn, alarm, score, det)
     if seasonal and cnt > 0:
         _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
         if p2 >= 0:
             _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
+        _thr_pass(x, warn, alarm, score, det)
     return nmin
 
 
