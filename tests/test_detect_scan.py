@@ -314,10 +314,19 @@ def test_screen_bound_is_the_single_region_probability(seed):
     Mcell = np.cumsum(exp.T.astype(np.float64), axis=1).ravel()
     single = np.ones(n, dtype=np.bool_)
     for L in (2.0, 4.5, 7.0):
-        b = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, np.empty(fill), np.empty(SCREEN_CAP),
-                                np.empty(SCREEN_CAP))
+        scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
+                   np.empty(SCREEN_CAP + 1))
+        b = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf)
         est = _single_region_exceedance(exp, L, 20_000, rng)
         assert abs(b - est) <= 4 * math.sqrt(max(est * (1 - est), 1e-4) / 20_000), (L, b, est)
+        # the early stop: at a level below the full bound it returns a value at or above the level
+        # (not the full bound), at a level above it the full bound
+        for stop in (0.5 * b, 0.999 * b, min(2.0 * b, 0.99), 0.0):
+            bs = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, stop)
+            if stop < b * (1 - 1e-6):
+                assert bs >= stop, (L, b, stop, bs)
+            elif stop > b * (1 + 1e-6):
+                assert bs == b, (L, b, stop, bs)
 
 
 def test_screen_level():

@@ -479,7 +479,7 @@ def _count_for(M, L, table):  # pragma: no cover - compiled
 
 
 @njit
-def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  # pragma: no cover - compiled
+def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pmf, cum, stop):  # pragma: no cover - compiled
     """A lower bound of the probability that a replica's max LLR is ``>= L``.
 
     The replica max is at least that of the single-region zones; the regions' counts are
@@ -488,10 +488,21 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  
     ``LLR >= L``, computed exactly by a recursion over the windows on the count (up to
     :data:`SCREEN_CAP`; beyond it, and for regions with a cell drawn from the normal
     approximation, the events are left out: the bound only gets lower). ``single[r]``: region
-    ``r`` is a zone of its own.
+    ``r`` is a zone of its own. ``pmf``, ``cum``: scratch of ``SCREEN_CAP + 1`` entries (each
+    window's Poisson terms ``P(X = k)`` and sums ``P(X < k)``, by the recurrence's own products
+    and additions, once a window instead of once a count).
+
+    ``stop``: the regions' loop ends as soon as the bound is surely ``>= stop`` (its log below
+    ``log1p(-stop)`` by a margin far above rounding: the log only falls as regions are added, so
+    the full bound would be ``>= stop`` too); the value returned is then ``>= stop`` but not the
+    full bound. ``inf``: no early end. The screen only compares the bound with its level.
     """
     n_reg = single.shape[0]
     log_none = 0.0
+    log_stop = -math.inf
+    if stop < 1.0:
+        log_stop = math.log1p(-stop)
+        log_stop -= 1e-9 * abs(log_stop) + 1e-300
     prev = -1                      # regions with the same cell means as the last one bounded share its e_r
     prev_e = 0.0
     for r in range(n_reg):
@@ -506,6 +517,8 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  
             if same:
                 if prev_e > 0.0:
                     log_none += math.log1p(-prev_e)
+                    if log_none < log_stop:
+                        return -math.expm1(log_none)
                 continue
         prev = r
         prev_e = 0.0
@@ -530,33 +543,40 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new):  
         exc = 0.0
         for w in range(fill):
             m = mcell[r * fill + w]
+            # the count's terms once a window (the same products and sums for every c)
+            pk = math.exp(-m) if m > 0.0 else 1.0
+            cdf = 0.0
+            for k in range(cap + 1):
+                pmf[k] = pk
+                cum[k] = cdf
+                cdf += pk
+                pk *= m / (k + 1)
+            tw = thr[w]
             for c in range(cap):
                 new[c] = 0.0
             for c in range(cap):
                 d = dist[c]
                 if d == 0.0:
                     continue
-                pk = math.exp(-m) if m > 0.0 else 1.0
-                cdf = 0.0
                 k = 0
                 while True:
                     t = c + k
-                    if t >= thr[w]:
-                        tail = 1.0 - cdf
+                    if t >= tw:
+                        tail = 1.0 - cum[k]
                         exc += d * (tail if tail > 0.0 else 0.0)
                         break
                     if t >= cap or (m <= 0.0 and k > 0):
                         break
-                    new[t] += d * pk
-                    cdf += pk
+                    new[t] += d * pmf[k]
                     k += 1
-                    pk *= m / k
             for c in range(cap):
                 dist[c] = new[c]
         if exc >= 1.0:
             return 1.0
         prev_e = exc
         log_none += math.log1p(-exc)
+        if log_none < log_stop:
+            return -math.expm1(log_none)
     return -math.expm1(log_none)
 
 
@@ -692,9 +712,12 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
     thr = np.empty(fill)
     dist = np.empty(SCREEN_CAP)
     new = np.empty(SCREEN_CAP)
+    pmf = np.empty(SCREEN_CAP + 1)
+    cum = np.empty(SCREEN_CAP + 1)
     active = nfound
     while active > 0:
-        lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new)
+        lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new,
+                                   pmf, cum, pi0)
         if lb_p < pi0:
             break
         found[active - 1, 1] = 1.0
