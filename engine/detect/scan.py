@@ -47,7 +47,7 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   ``q`` with ``floor(F[k] * 2**53)`` and count only the cells past ``F[0]``, a few % of the
   cells of low-count series: :func:`_draw_sparse`, the same draws), cells (region x window) whose count cannot give any zone through them
   an LLR of ``T`` (the LLR is subadditive over regions, so a zone of ``K`` regions reaching
-  ``T`` has a region reaching ``T / K``; :func:`_hot_bounds`) are skipped, and the zones through
+  ``T`` has a region reaching ``T / K``; :func:`_hot_bound`) are skipped, and the zones through
   the others compare their counts with the count ``T`` needs (:func:`_threshold`) before any
   LLR is computed. The replica max is exact wherever it is >= ``T``: same p-values as
   scanning everything. Observed and replica LLRs use one formula, so a replica equal to
@@ -385,17 +385,17 @@ def _threshold(m, lm, T, table):  # pragma: no cover - compiled
 
 
 @njit
-def _hot_bounds(Mcell, T, hot, table):  # pragma: no cover - compiled
-    """``hot[i]``: the count cell ``i`` (a region over a window) needs for an LLR of ``T``.
+def _hot_bound(m, T, table):  # pragma: no cover - compiled
+    """The count a cell (a region over a window, expected count ``m``) needs for an LLR of ``T``.
 
     The LLR is the perspective of a convex function, hence subadditive over the regions of a
     zone: ``LLR(zone) <= sum of its regions' LLRs``. A zone of at most ``K`` regions with an
     LLR of ``K T`` therefore holds a region with an LLR of ``T``: with ``T`` = (threshold) / K,
-    zones with no such "hot" region need no evaluation.
+    zones with no such "hot" region need no evaluation. Always > 0 (``inf`` where ``m <= 0``): a
+    cell with no count is never hot. The replicas ask for it lazily, only for cells with a count
+    (a few % of the cells of sparse series), once per value of ``T``.
     """
-    for i in range(Mcell.shape[0]):
-        m = Mcell[i]
-        hot[i] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+    return _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
 
 
 def sequential_h(replicas: int, alpha: float) -> int:
@@ -784,8 +784,9 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             mzone[nxt[r]] = zc
             nxt[r] += 1
     T = found[active - 1, 0]
-    hot = np.empty(ncell)
-    _hot_bounds(Mcell, T / K, hot, table)
+    Th = T / K                              # a cell is hot where its count reaches _hot_bound(m, Th)
+    hot = np.empty(ncell)                   # filled when first needed (hver: the version it was filled for)
+    hver = np.full(ncell, -1, dtype=np.int64)
     lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
     lbver = np.full(ncell, -1, dtype=np.int64)
     ver = 0
@@ -799,12 +800,15 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
     rmark = np.full(n_reg, -1, dtype=np.int64)
     hot_list = np.empty(ncell, dtype=np.int64)
     mark = np.full(ncell, -1, dtype=np.int64)
+    rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
+    for i in range(ncell):
+        rof[i] = i // fill
     for rep in range(replicas):
         base = np.uint64(rep) * np.uint64(U)
         nnz = _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, kc, nz)
         ntouch = 0
         for t in range(nnz):
-            r = nz[t] // fill
+            r = rof[nz[t]]
             if rmark[r] != rep:
                 rmark[r] = rep
                 touched[ntouch] = r
@@ -819,6 +823,11 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
                 i = r * fill + w
                 acc += kc[i]
                 Cr[i] = acc
+                if acc <= 0.0:
+                    continue
+                if hver[i] != ver:
+                    hver[i] = ver
+                    hot[i] = _hot_bound(Mcell[i], Th, table)
                 if acc >= hot[i]:
                     hot_list[nhot] = i
                     nhot += 1
@@ -827,7 +836,7 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
         rmax = 0.0
         for t in range(nhot):
             i = hot_list[t]
-            r = i // fill
+            r = rof[i]
             w = i - r * fill
             for e in range(mptr[r], mptr[r + 1]):
                 zc = mzone[e]
@@ -867,7 +876,7 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             break
         if active != was:
             T = found[active - 1, 0]
-            _hot_bounds(Mcell, T / K, hot, table)
+            Th = T / K
             ver += 1
     floor_p = 1.0 / (replicas + 1.0)
     for q in range(tested):
