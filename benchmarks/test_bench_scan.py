@@ -151,3 +151,86 @@ def test_scan_late_numpy_peer(benchmark, late):
     have = np.where(np.isnan(found[:, 0, 0]), 0.0, found[:, 0, 0])
     assert_same(have, got, rtol=1e-9)
 
+
+
+# ----------------------------------------------------------------------------- the demo's 96-slot ring
+
+@pytest.fixture(scope="module")
+def ring96():
+    """The demo's scan late in the run (docs/detect.md, "Scan speed, 2026-11-29 (third session,
+    late)"): a full 96-slot ring of count_1h at 15-minute cycles (stride 4: 24 disjoint hourly
+    counts, 9 cells), scan_alpha 0.001 (one exceedance stops a cluster) and tail p-values. Sparse
+    series, expectations spread over the regions like populations (0.005-0.1 events an hour a
+    region), two dense ones (~1 an hour a region, most cells with a count), and a
+    three-neighbourhood cluster (+2 events an hour a region over the last 4 hours) in every 8th
+    indicator."""
+    from engine.catalog import Catalog
+
+    n_scan = sum(1 for i in Catalog.load().indicators if i.get("cluster_scan"))
+    n, W = 300, 96
+    city = City.synthetic(seed=1, neighbourhoods=n)
+    zones = build_zones(city.adj_indptr, city.adj_indices, city.regions.x_m.to_numpy(), city.regions.y_m.to_numpy(), 6)
+    rng = np.random.default_rng(0)
+    share = rng.uniform(0.3, 3.0, size=n)
+    share /= share.mean()
+    rate = rng.uniform(0.005, 0.1, size=n_scan)
+    rate[[1, n_scan // 2]] = 1.0
+    exp = np.repeat((rate[:, None] * share[None, :])[:, None, :], W, 1)
+    lam = exp.copy()
+    for c in range(0, n_scan, 8):
+        z = zones[(7 * c) % n, :3]
+        for j in range(4):              # the last 4 hourly counts (slots 0, 92, 88, 84 with the newest in slot 0)
+            lam[c, (-4 * j) % W, z] += 2.0
+    obs = rng.poisson(lam).astype(np.float32)
+    V = obs[:, 0].astype(np.float64)    # the newest count, pushed into slot 0 (ring position 0, full)
+    mu = exp[:, 0].copy()
+    return dict(n_scan=n_scan, zones=zones, obs=obs, exp=exp.astype(np.float32), V=V, mu=mu, W=W, n=n)
+
+
+def _engine_ring96(p):
+    n_scan, n = p["n_scan"], p["n"]
+    score, det, found, table = _outputs(n_scan, n)
+
+    def go():
+        obs, exp = p["obs"].copy(), p["exp"].copy()
+        ring = np.array([0, p["W"]], dtype=np.int64)
+        scan_update_kernel(p["V"], np.arange(n_scan), p["mu"], obs, exp, ring, p["zones"], 999, np.uint64(1),
+                           np.int64(5), 0.001, score, det, found, table, 4, True)
+        return found
+    return go
+
+
+def test_scan_ring96_engine(benchmark, ring96):
+    p = ring96
+    engine_bench(benchmark, "scan-300-ring96", bytes_touched=int(2 * p["obs"].nbytes + 2 * p["exp"].nbytes),
+                 size=f"{p['n_scan']} count_1h x 300 regions, 96-slot ring, stride 4 (9 cells), alpha 0.001, "
+                      "999 replicas, screen + sequential stop")
+    found = benchmark(_engine_ring96(p))
+    ok = ~np.isnan(found[:, :, 1])
+    assert ((found[:, :, 1][ok] > 0) & (found[:, :, 1][ok] <= 1)).all()
+    assert (found[::8, 0, 1] <= 0.001).mean() >= 0.5      # the planted clusters: mostly found
+
+
+def _ring96_cells(p):
+    """The scan's cells in numpy, oldest first (the layout peer_max_llr reads): the 24 disjoint hourly
+    counts (slots 0, 92, 88, ... newest first) summed over the window lengths 1, 2, 3, 4, 6, 8, 12, 16, 24."""
+    slots = [(-4 * j) % p["W"] for j in range(24)]
+    ends = [1, 2, 3, 4, 6, 8, 12, 16, 24]
+    obs = p["obs"].astype(np.float64)
+    exp = p["exp"].astype(np.float64)
+    co, ce, j0 = [], [], 0
+    for j1 in ends:
+        co.append(obs[:, slots[j0:j1]].sum(axis=1))
+        ce.append(exp[:, slots[j0:j1]].sum(axis=1))
+        j0 = j1
+    return np.stack(co[::-1], axis=1), np.stack(ce[::-1], axis=1)
+
+
+def test_scan_ring96_numpy_peer(benchmark, ring96):
+    p = ring96
+    peer_bench(benchmark, "scan-300-ring96", scale=1000.0, size="observed scan of the 9 cells (x1000 for 999 replicas)")
+    co, ce = _ring96_cells(p)
+    got = benchmark(peer_max_llr, co, ce, p["zones"])
+    found = _engine_ring96(p)()
+    have = np.where(np.isnan(found[:, 0, 0]), 0.0, found[:, 0, 0])
+    assert_same(have, got, rtol=1e-9)
