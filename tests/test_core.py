@@ -224,3 +224,48 @@ def test_derived_groups_cover_catalog(catalog):
     dp = DerivedPlan(catalog.indicators)
     assert sum(len(rows) for _, rows, _ in dp.groups) == sum(i["aggregation"] == "derived" for i in catalog.indicators)
     assert len(dp.groups) <= 12
+
+
+def test_daily_price_report_is_held_from_its_own_cycle(city, catalog):
+    """A daily price survey (one reading per pharmacy, stamped 08:59:59 as the simulator does):
+    ``mean_24h``, ``mean_7d`` and ``change_pct`` take the report at the cycle ending 09:00 and hold
+    it unchanged, bit for bit, until the next report; ``change_pct`` is
+    ``100 (mean_24h - mean_7d) / mean_7d`` over the readings of the last 24 h / 7 days."""
+    eng = Engine(city, catalog, dtype="float64")
+    feeds = eng.plan.feed_ids
+    pf = feeds.index("protective_prices")
+    metric = list(catalog.feeds["protective_prices"]["metrics"]).index("kn95_mask")
+    days = 10
+    ph = city.sites.loc[city.sites["kind"] == "pharmacy", "region"]
+    assert len(ph)
+    r0 = int(city.regions.index.get_loc(ph.iloc[0]))
+    rng = np.random.default_rng(7)
+    price = 6.0 * (1.0 + 0.1 * rng.random((days, 2))) * np.where(np.arange(days) >= 8, 1.2, 1.0)[:, None]
+    report = K0 + np.arange(days) * 96 + 36          # the cycle ending 09:00 of each day
+    t = np.repeat(report * C - 10**9, 2)
+    rd = dict(rd_time=t, rd_feed=[pf] * t.size, rd_metric=[metric] * t.size, rd_emitter=np.tile([0, 1], days),
+              rd_kind=[0] * t.size, rd_region=[r0] * t.size, rd_value=price.ravel())
+    rec = Records.build(feeds, readings=rd)
+    import pandas as pd
+    start = pd.Timestamp(int((K0 + 1) * C), unit="ns")
+    end = pd.Timestamp(int((K0 + days * 96) * C), unit="ns")
+    v = eng.replay(rec, start, end).value.isel(region=r0)
+    base = "market.supervision.price_kn95_mask"
+    got = {s: v.sel(indicator=f"{base}.{s}").to_numpy() for s in ("mean_24h", "mean_7d", "change_pct")}
+    cyc = np.arange(K0 + 1, K0 + days * 96 + 1)
+    for i, k in enumerate(cyc):
+        last = np.searchsorted(report, k, side="right") - 1
+        if last < 0:
+            assert np.isnan(got["mean_24h"][i]) and np.isnan(got["change_pct"][i])
+            continue
+        week = (report > k - 672) & (report <= k)
+        m24, m7 = price[last].mean(), price[week].mean()
+        assert got["mean_24h"][i] == pytest.approx(m24, rel=1e-12)
+        assert got["mean_7d"][i] == pytest.approx(m7, rel=1e-12)
+        assert got["change_pct"][i] == pytest.approx(100 * (m24 - m7) / m7, rel=1e-9, abs=1e-9)
+    # held exactly: the report's cycle and the 95 cycles after it carry one value
+    for d in range(days - 1):
+        i = report[d] - K0 - 1
+        seg = got["change_pct"][i:i + 96]
+        assert (seg == seg[0]).all(), f"day {d}: change_pct moves after its report: {np.unique(seg)}"
+    assert got["change_pct"][report[8] - K0 - 1] > 15       # the 20 % step crosses warn at its report

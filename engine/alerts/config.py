@@ -142,10 +142,15 @@ class AlertConfig:
         reading per site a day). A subject whose indicators all come from them fires at its first
         cycle at or above ``fire_level``: its value should hold until the next day's report, so
         ``pending_cycles`` would confirm nothing and only delay the alert by
-        ``pending_cycles - 1`` cycles. Default ``()`` (off): measured on the 17-day demo, the
-        prices' ``change_pct`` is not yet held at the report's cycle (it moves between the
-        report's cycle and the next one), so firing at once also fires on that one-cycle value
-        (``docs/sim.md``, "Incidents and time to detect, 2026-11-29 (third session)").
+        ``pending_cycles - 1`` cycles. Default ``()`` (off). The value is held from the report's
+        cycle (``tests/test_core.py``); what is not yet held is the *score*: a price series'
+        statistical detectors learn once a day (a held repeat is not learned), so they come warm
+        at a report's cycle but score first one cycle later, and on the 17-day demo that first
+        scored cycle (03-03 09:15, 16th report) met a city-wide mask-price rise: the common-mode
+        split then pulled six threshold crossings that firing at once had already fired at 09:00
+        below the alert level (``docs/sim.md``, "Daily price reports and time to detect,
+        2026-11-29 (third session, late)"). Turn it on once the detectors score the cycle that
+        completes their warm-up.
     resolve_cycles : int
         Consecutive cycles below ``clear_level`` before a firing alert resolves. Default 1.
     fire_level, critical_level, clear_level : float
