@@ -514,16 +514,31 @@ def test_clean_count_1h_stays_quiet_with_disjoint_cells():
 
 
 # ---------------------------------------------------------------- the scan in a run (Detectors)
+def _counts_and_expectations(seed, shape):
+    """Random sparse counts and row-model expectations with scattered NaNs; count 0 at cycle 0
+    has no region taking part (every expectation missing)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.poisson(0.3, shape).astype(np.float32)
+    mu = rng.gamma(2.0, 0.1, obs.shape)
+    obs[rng.random(obs.shape) < 0.1] = np.nan
+    mu[rng.random(mu.shape) < 0.1] = np.nan
+    mu[0, 0] = np.nan
+    return rng, obs, mu
+
+
+def _assert_conditioned(obs, got, want):
+    """``got`` equals the plain loop's ``want``, and each count's expectations sum to its total (>= 1)."""
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    ok = np.isfinite(obs) & np.isfinite(got)
+    tot = np.where(ok, got, 0).sum(-1)
+    np.testing.assert_allclose(tot[tot > 0], np.maximum(np.where(ok, obs, 0).sum(-1), 1)[tot > 0], rtol=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_condition_on_totals_matches_a_plain_loop(seed):
     from engine.detect.detectors import condition_on_totals
 
-    rng = np.random.default_rng(seed)
-    obs = rng.poisson(0.3, (3, 5, 40)).astype(np.float32)
-    mu = rng.gamma(2.0, 0.1, obs.shape)
-    obs[rng.random(obs.shape) < 0.1] = np.nan
-    mu[rng.random(mu.shape) < 0.1] = np.nan
-    mu[0, 0] = np.nan                                        # a count with no region taking part
+    rng, obs, mu = _counts_and_expectations(seed, (3, 5, 40))
     want = mu.copy()
     for t in range(obs.shape[0]):
         for c in range(obs.shape[1]):
@@ -535,10 +550,7 @@ def test_condition_on_totals_matches_a_plain_loop(seed):
                     want[t, c, r] = mu[t, c, r] * max(tot_o, 1.0) / tot_m
     got = mu.copy()
     condition_on_totals(obs, got)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    ok = np.isfinite(obs) & np.isfinite(got)
-    tot = np.where(ok, got, 0).sum(-1)
-    np.testing.assert_allclose(tot[tot > 0], np.maximum(np.where(ok, obs, 0).sum(-1), 1)[tot > 0], rtol=1e-9)
+    _assert_conditioned(obs, got, want)
 
 
 def test_detectors_scan_disjoint_counts_of_the_scanned_window():
@@ -560,12 +572,7 @@ def test_condition_on_totals_with_a_prior_matches_a_plain_loop(seed):
     + kappa w_r) / (hours sum(mu) + kappa)``, ``kappa = events * n`` over the ``n`` taking regions."""
     from engine.detect.detectors import condition_on_totals
 
-    rng = np.random.default_rng(seed)
-    obs = rng.poisson(0.3, (3, 4, 30)).astype(np.float32)
-    mu = rng.gamma(2.0, 0.1, obs.shape)
-    obs[rng.random(obs.shape) < 0.1] = np.nan
-    mu[rng.random(mu.shape) < 0.1] = np.nan
-    mu[0, 0] = np.nan                                        # a count with no region taking part
+    rng, obs, mu = _counts_and_expectations(seed, (3, 4, 30))
     prior = rng.uniform(500, 15000, obs.shape[-1])
     hours, events = 50.0, 2.0
     want = mu.copy()
@@ -584,10 +591,7 @@ def test_condition_on_totals_with_a_prior_matches_a_plain_loop(seed):
                 want[t, c, r] = mu[t, c, r] * tot_o / tot_m
     got = mu.copy()
     condition_on_totals(obs, got, prior, hours, events)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    ok = np.isfinite(obs) & np.isfinite(got)
-    tot = np.where(ok, got, 0).sum(-1)
-    np.testing.assert_allclose(tot[tot > 0], np.maximum(np.where(ok, obs, 0).sum(-1), 1)[tot > 0], rtol=1e-9)
+    _assert_conditioned(obs, got, want)
     same = mu.copy()
     condition_on_totals(obs, same, prior, hours, 0.0)         # no prior: the plain conditioning
     plain = mu.copy()
