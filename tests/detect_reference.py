@@ -356,8 +356,10 @@ def update_reference(V, phase_d, phase_w, det, par):
                 score[i, r], code[i, r] = best, (c if best > 0 else 0)
                 continue
             warm = n >= warmup
+            # scored from the observation that completes the warm-up; a held repeat once it is learned
+            warm_s = warm or (not rep and n + 1 >= warmup)
             zr = (x - mu) / sd
-            if warm and judged:
+            if warm_s and judged:
                 s1 = count_score(x, mu, sigma ** 2, dirn, par["overdispersion"]) if cnt else t_score(zr, dirn)
                 if math.isnan(best) or s1 > best:
                     best, c = s1, (2 if cnt else 1)

@@ -89,14 +89,14 @@ def test_pending_for_n_cycles_then_firing_then_resolved_below_clear(tmp_path):
 
 def test_subjects_of_daily_feeds_fire_at_their_first_cycle(tmp_path):
     """With daily_feeds, a price (reported once a day) fires when it first scores >= WARN; a
-    subject of other feeds waits its pending cycles; the default (no daily feeds) waits for all."""
+    subject of other feeds waits its pending cycles; with no daily feeds every subject waits."""
     cat = full_catalog()
     price = next(i for i in cat.indicators if i["feed"] == "staple_prices" and i["id"].endswith(".change_pct"))
     other = next(i for i in cat.indicators if i["dimension"] == "epidemic")
     sub = SimpleNamespace(indicators=[price, other], departments=cat.departments, dimensions=cat.dimensions)
     city = small()[1]
     fired = {}
-    assert AlertConfig().daily_feeds == ()
+    assert AlertConfig().daily_feeds == DAILY_PRICE_FEEDS
     for daily in (DAILY_PRICE_FEEDS, ()):
         am = AlertManager(sub, city, store=tmp_path / f"a{len(daily)}.sqlite",
                           config=AlertConfig(pending_cycles=3, alert_per="indicator", daily_feeds=daily))

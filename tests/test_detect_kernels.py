@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -324,3 +325,24 @@ def test_city_rules_hold_modes_from_the_catalog():
     assert Detectors(Sub, city, city_rules=False).hold_mode.tolist() == [0, 0]
     assert Detectors.from_spec(direction=["both"], seasonality=["none"], count=[False], n_reg=2,
                                city_rules=True).hold_mode.tolist() == [1]
+
+
+def test_scoring_starts_at_the_observation_that_completes_the_warm_up():
+    """A daily report (held for the day's other cycles, city rules) is first scored at the cycle of
+    the report that completes the warm-up, not at its held repeat a cycle later; an every-cycle
+    series at its ``warmup``-th observation."""
+    times = pd.date_range("2020-02-17 00:00", periods=96 * 8, freq="15min")
+    rng = np.random.default_rng(0)
+    daily = np.full(len(times), np.nan, np.float32)
+    for k, t in enumerate(times):
+        if (t.hour, t.minute) == (9, 0):
+            daily[k:] = np.float32(10 + rng.normal())
+    every = (10 + rng.normal(size=len(times))).astype(np.float32)
+    first = []
+    for v in (daily, every):
+        det = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=1,
+                                  window=["24h"], city_rules=True, warmup_cycles=6, spatial=False)
+        score = det.run(v[:, None, None], times.values)[0][:, 0, 0]
+        first.append(times[np.flatnonzero(np.isfinite(score))[0]])
+    assert first[0] == pd.Timestamp("2020-02-22 09:00")        # the 6th report (02-17 is the 1st)
+    assert first[1] == times[5]                                  # the 6th observation

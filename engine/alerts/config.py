@@ -142,15 +142,12 @@ class AlertConfig:
         reading per site a day). A subject whose indicators all come from them fires at its first
         cycle at or above ``fire_level``: its value should hold until the next day's report, so
         ``pending_cycles`` would confirm nothing and only delay the alert by
-        ``pending_cycles - 1`` cycles. Default ``()`` (off). The value is held from the report's
-        cycle (``tests/test_core.py``); what is not yet held is the *score*: a price series'
-        statistical detectors learn once a day (a held repeat is not learned), so they come warm
-        at a report's cycle but score first one cycle later, and on the 17-day demo that first
-        scored cycle (03-03 09:15, 16th report) met a city-wide mask-price rise: the common-mode
-        split then pulled six threshold crossings that firing at once had already fired at 09:00
-        below the alert level (``docs/sim.md``, "Daily price reports and time to detect,
-        2026-11-29 (third session, late)"). Turn it on once the detectors score the cycle that
-        completes their warm-up.
+        ``pending_cycles - 1`` cycles. Default :data:`DAILY_PRICE_FEEDS`; ``()`` makes every
+        subject wait its pending cycles. The value is held from the report's cycle
+        (``tests/test_core.py``), and the detectors score a daily series from the report that
+        completes their warm-up (not from its held repeat a cycle later), so the first scored
+        cycle of a price is a report's own (``docs/sim.md``, "Daily price reports and time to
+        detect").
     resolve_cycles : int
         Consecutive cycles below ``clear_level`` before a firing alert resolves. Default 1.
     fire_level, critical_level, clear_level : float
@@ -235,7 +232,7 @@ class AlertConfig:
     """
 
     pending_cycles: int = 3
-    daily_feeds: tuple = ()
+    daily_feeds: tuple = DAILY_PRICE_FEEDS
     resolve_cycles: int = 1
     fire_level: float = levels.WARN
     critical_level: float = levels.CRITICAL

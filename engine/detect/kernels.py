@@ -290,7 +290,11 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
             rep = False
         first = n == _0
         warm = ok & (n >= warm_f) & (n != _0)          # bitwise: no branch (the loop vectorises)
-        sc_ok = warm & judge                            # scored (warm, and its bin has been seen)
+        # scored from the observation that completes the warm-up (a fresh value is scored before
+        # it is learned; a held repeat only once the warm-up is learned), so a daily series is
+        # first scored at a report's own cycle, not at the held repeat a cycle later
+        warm_s = ok & ((n >= warm_f) | ((rep == False) & (n + _1 >= warm_f))) & (n != _0)  # noqa: E712
+        sc_ok = warm_s & judge                          # scored (warm, and its bin has been seen)
         hold = rep | (xv != xv) | (unj & warm)          # nothing to learn (but the profile bin)
         # baseline
         sigma = _SIG * s
