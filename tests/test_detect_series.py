@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import t as student_t
 
 from engine.detect import alert_onsets, score_series
 from engine.detect.likelihood import Likelihood
@@ -41,7 +42,12 @@ def reference_likelihood(scores, learn, params=None, state=None):
                 a = u if k == 0 else float(state["short"][i, r]) + p.short_rate * (u - float(state["short"][i, r]))
                 if k >= learn:
                     z = (a - m) / max(math.sqrt(v), p.min_sd)
-                    out[t, i, r] = 1 - (0.5 * math.erfc(z / math.sqrt(2))) ** c if z > 0 else 0.0
+                    n_eff = p.effective_fraction() * min(k, p.history)
+                    if 0 < n_eff < 1e4:     # predictive Student t of a sample of n_eff
+                        tail = student_t.sf(z / math.sqrt(1 + 1 / n_eff), max(n_eff - 1, 1.0))
+                    else:
+                        tail = 0.5 * math.erfc(z / math.sqrt(2))
+                    out[t, i, r] = 1 - tail ** c if z > 0 else 0.0
                 rate = max(1 / (k + 1), 1 / p.history)
                 d = a - m
                 state["short"][i, r] = a
@@ -59,12 +65,13 @@ def _random_scores(rng, n_t, n_ind, n_reg):
     return s.astype(np.float32)
 
 
-def test_kernel_matches_reference_on_random_inputs():
+@pytest.mark.parametrize("effective", [None, 0.0, 0.5, 1.0])
+def test_kernel_matches_reference_on_random_inputs(effective):
     rng = np.random.default_rng(7)
     s = _random_scores(rng, 400, 3, 5)
-    lik = Likelihood(3, 5, learn=40, history=200.0)
+    lik = Likelihood(3, 5, learn=40, history=200.0, effective=effective)
     got = lik.run(s)
-    want, st = reference_likelihood(s, 40, LikelihoodParams(learn=40, history=200.0))
+    want, st = reference_likelihood(s, 40, LikelihoodParams(learn=40, history=200.0, effective=effective))
     assert np.array_equal(np.isnan(got), np.isnan(want))
     ok = ~np.isnan(want)
     assert ok.sum() > 4000
@@ -73,6 +80,25 @@ def test_kernel_matches_reference_on_random_inputs():
         np.testing.assert_allclose(getattr(lik, name), st[name], rtol=1e-5, atol=1e-6)
     assert np.array_equal(lik.nobs, st["nobs"])
     assert np.nanmax(got) > WARN            # the random input has surprising runs
+
+
+def test_small_sample_tail_is_the_predictive_t():
+    """Right after learning, the same surprising run scores lower than under the Gaussian tail
+    (few effective observations behind the variance); with a long history the two agree."""
+    rng = np.random.default_rng(5)
+    base = (1 - rng.uniform(size=(6000, 1, 1))).astype(np.float32)
+    for at, close in ((130, False), (5990, True)):
+        s = base.copy()
+        s[at - 4:at + 1] = 1 - 1e-4                       # a run of five surprising cycles
+        t_sc = Likelihood(1, 1, learn=120, history=8640.0).run(s)[at, 0, 0]
+        g_sc = Likelihood(1, 1, learn=120, history=8640.0, effective=0.0).run(s)[at, 0, 0]
+        assert g_sc > WARN
+        if close:
+            assert abs(float(t_sc) - float(g_sc)) < 2e-4
+        else:
+            assert t_sc < g_sc and t_sc < WARN
+    with pytest.raises(ValueError):
+        LikelihoodParams(effective=1.5)
 
 
 def test_update_equals_run_and_state_round_trip():

@@ -8,8 +8,12 @@ anomaly detection for streaming data"). Per series ``(indicator, region)``, each
 2. short-term average ``a`` of ``u`` (EWMA, rate ``short_rate`` ~ a 10-point average);
 3. score against the long-run distribution of ``a`` learned so far (mean ``m``, variance
    ``v``, EWMA rate ``max(1 / n, 1 / history)``): ``z = (a - m) / max(sqrt(v), min_sd)``,
-   Gaussian upper tail ``p``, ``score = 1 - p ** c`` for ``z > 0`` (0 otherwise), with ``c``
-   such that ``p = alert`` scores ``engine.levels.WARN`` (:class:`LikelihoodParams`);
+   upper tail ``p`` of Student's t with ``n_eff - 1`` degrees of freedom at
+   ``z / sqrt(1 + 1 / n_eff)``: the predictive tail of a sample of ``n_eff = effective *
+   min(n, history)`` independent observations (``effective`` ~ 0.1: ``a`` is strongly
+   autocorrelated; it tends to the Gaussian as ``n_eff`` grows; ``effective`` 0: Gaussian);
+   ``score = 1 - p ** c`` for ``z > 0`` (0 otherwise), with ``c`` such that ``p = alert``
+   scores ``engine.levels.WARN`` (:class:`LikelihoodParams`);
 4. learn ``m`` and ``v`` from ``a`` (after scoring: a cycle is judged by the past only).
 
 NaN scores (no data, detector warm-up) leave the state alone and score NaN; the layer itself
@@ -41,12 +45,13 @@ from numba import prange
 
 from engine.config import njit
 from engine.detect.params import LikelihoodParams
+from engine.detect.special import t_sf
 
 __all__ = ["Likelihood", "likelihood_kernel", "likelihood_kernel_serial"]
 
 NOBS_MAX = 32767
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
-(L_SHORT_RATE, L_INV_HISTORY, L_CAP, L_MIN_SD, L_EXPONENT) = range(5)
+(L_SHORT_RATE, L_INV_HISTORY, L_CAP, L_MIN_SD, L_EXPONENT, L_EFFECTIVE) = range(6)
 
 
 @njit
@@ -57,6 +62,8 @@ def _row(score, learn, par, short, mean, var, nobs, out):  # pragma: no cover - 
     lo = math.exp(-par[L_CAP])
     min_sd = par[L_MIN_SD]
     c = par[L_EXPONENT]
+    eff = par[L_EFFECTIVE]
+    hist = 1.0 / inv_h
     for r in range(score.shape[0]):
         s = np.float64(score[r])
         if not (s == s):
@@ -75,7 +82,12 @@ def _row(score, learn, par, short, mean, var, nobs, out):  # pragma: no cover - 
             sd = sd if sd > min_sd else min_sd
             z = (a - m) / sd
             if z > 0.0:
-                p = 0.5 * math.erfc(z * _INV_SQRT2)
+                n_eff = eff * (k if k < hist else hist)
+                if n_eff > 0.0 and n_eff < 1e4:    # predictive t of the learned mean and variance
+                    nu = n_eff - 1.0 if n_eff > 2.0 else 1.0
+                    p = t_sf(z / math.sqrt(1.0 + 1.0 / n_eff), nu)
+                else:                               # effective 0, or a sample large enough for the Gaussian
+                    p = 0.5 * math.erfc(z * _INV_SQRT2)
                 out[r] = 1.0 - p ** c
             else:
                 out[r] = 0.0

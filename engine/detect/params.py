@@ -210,7 +210,8 @@ class LikelihoodParams:
     The layer turns each series' detector score into a surprise ``u = -ln(1 - score)``,
     keeps a short-term average of it and the long-run mean and variance of that average,
     and scores how far the short-term average lies above its long-run distribution
-    (Gaussian upper tail ``p``; after Numenta's anomaly likelihood, Ahmad et al. 2017).
+    (upper tail ``p`` of the predictive Student t of the learned mean and variance, see
+    ``effective``; after Numenta's anomaly likelihood, Ahmad et al. 2017, whose tail is Gaussian).
 
     Attributes
     ----------
@@ -233,6 +234,16 @@ class LikelihoodParams:
     min_sd : float
         Floor of the long-run standard deviation of the short-term average (a series whose
         detector score never moves does not get an infinitely small scale).
+    effective : float or None
+        Independent observations per observed cycle behind the learned mean and variance
+        (None: ``short_rate / (2 - short_rate)``, 0.099 at the default rate: the short-term
+        average is an AR(1) with ``rho = 1 - short_rate``). The tail ``p`` is then the
+        **predictive** one of a sample of ``n_eff = effective * min(n, history)``
+        observations: Student t with ``n_eff - 1`` degrees of freedom (at least 1) of
+        ``z / sqrt(1 + 1 / n_eff)``, not the Gaussian, so a layer that has learned from few
+        effective observations (right after the NAB probation: ~37 of 375 cycles) does not
+        take its noisy variance at its word; it tends to the Gaussian as ``n_eff`` grows.
+        0: the Gaussian tail (no small-sample correction).
 
     >>> LikelihoodParams().exponent() == math.log(0.01) / math.log(1e-6)
     True
@@ -244,6 +255,7 @@ class LikelihoodParams:
     alert: float = 1e-6
     surprise_cap: float = 16.0
     min_sd: float = 0.02
+    effective: float | None = None
 
     def __post_init__(self):
         if not (isinstance(self.short_rate, (int, float)) and 0.0 < self.short_rate <= 1.0):
@@ -254,6 +266,8 @@ class LikelihoodParams:
             raise ValueError(f"learn must be an integer >= 1, got {self.learn!r}")
         if not (isinstance(self.alert, (int, float)) and 0.0 < self.alert < 0.01):
             raise ValueError(f"alert must be in (0, 0.01), got {self.alert!r}")
+        if self.effective is not None and not (isinstance(self.effective, (int, float)) and 0.0 <= self.effective <= 1.0):
+            raise ValueError(f"effective must be None or in [0, 1], got {self.effective!r}")
         for name in ("surprise_cap", "min_sd"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -266,6 +280,16 @@ class LikelihoodParams:
         return math.log(1.0 - WARN) / math.log(self.alert)
 
     def vector(self) -> np.ndarray:
-        """``short_rate, 1 / history, surprise_cap, min_sd, exponent`` as the kernel reads them."""
-        return np.array([self.short_rate, 1.0 / self.history, self.surprise_cap, self.min_sd, self.exponent()],
-                        dtype=np.float64)
+        """``short_rate, 1 / history, surprise_cap, min_sd, exponent, effective`` as the kernel reads them."""
+        return np.array([self.short_rate, 1.0 / self.history, self.surprise_cap, self.min_sd, self.exponent(),
+                         self.effective_fraction()], dtype=np.float64)
+
+    def effective_fraction(self) -> float:
+        """``effective``, or when None ``short_rate / (2 - short_rate)`` (the short-term average's
+        lag-1 autocorrelation is ``rho = 1 - short_rate``; ``(1 - rho) / (1 + rho)`` independent
+        observations per observed cycle).
+
+        >>> round(LikelihoodParams().effective_fraction(), 4), LikelihoodParams(effective=0.0).effective_fraction()
+        (0.0989, 0.0)
+        """
+        return self.short_rate / (2.0 - self.short_rate) if self.effective is None else float(self.effective)

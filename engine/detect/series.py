@@ -161,12 +161,15 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
         warmup = min(int(0.15 * len(v)), 750)
     warmup = max(int(warmup), 2 if likelihood else 1)
     det_warmup = warmup // 2 if likelihood else warmup
+    # the kernel scores from the observation that completes its warm-up (the ``warmup``-th):
+    # a kernel warm-up of det_warmup + 1 leaves rows 0 .. det_warmup - 1 unscored, so nothing
+    # scores inside the probationary period
     models = [(seasonality, phase_minutes, {**SERIES_DEFAULTS, **config})]
     if local is not False:
         models.append(("none", phase_minutes, {**LOCAL_DEFAULTS, **(local if isinstance(local, dict) else {})}))
     out = None
     for season, width, cfg in models:
-        scores = _model_scores(v, times, direction, season, count, width, det_warmup, cfg)
+        scores = _model_scores(v, times, direction, season, count, width, det_warmup + 1, cfg)
         if likelihood:
             from engine.detect.likelihood import Likelihood
 
