@@ -224,13 +224,35 @@ def test_series_kernel_equals_detectors_run(season):
     x = 50 + 10 * np.sin(np.arange(n) / 40) + rng.standard_t(3, size=n)
     x[rng.uniform(size=n) < 0.03] = np.nan
     times = _ts(n, "10min").values
-    cfg = {**SERIES_DEFAULTS, "cusum_k": 0.5}
+    cfg = {**SERIES_DEFAULTS, "cusum_k": 0.5, "weekly_fallback": False}   # from_spec: no city rules, no fallback
     got = _model_scores(x, times, "both", season, False, 10, 200, cfg)
     det = Detectors.from_spec(direction=["both"], seasonality=[season], count=[False], n_reg=1,
                               cycle=pd.Timedelta(1, "us"), phase_minutes=10, spatial=False, warmup_cycles=200, **cfg)
     want, _ = det.run(x.reshape(-1, 1, 1), times)
     assert np.array_equal(got, want, equal_nan=True)
     assert np.nanmax(got) > WARN
+
+
+def test_weekly_model_falls_back_to_the_daily_profile():
+    """A weekly model sees a spike in its first week against the daily profile (the level alone
+    misses it under a daily swing), is warm at the same cycle, and is not noisier for it."""
+    from engine.detect.series import SERIES_DEFAULTS, _model_scores
+
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 288 * 28
+        t = pd.date_range("2024-03-04", periods=n, freq="5min").values          # a Monday
+        x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 288) + 2 * rng.normal(size=n)
+        k = 288 * 4 + 216                               # Friday, the swing's trough
+        x[k] += 30
+        got = {fb: _model_scores(x, t, "both", "weekly", False, 5, 300, {**SERIES_DEFAULTS, "weekly_fallback": fb})
+               [:, 0, 0] for fb in (False, True)}
+        assert got[True][k] > WARN and got[False][k] < 0.9
+        for s in got.values():
+            assert np.isnan(s[:299]).all() and not np.isnan(s[299:]).any()
+        quiet = np.ones(n, dtype=bool)
+        quiet[k:k + 2] = False
+        assert (got[True][299:][quiet[299:]] >= WARN).sum() <= max((got[False][299:][quiet[299:]] >= WARN).sum(), 2)
 
 
 def _onsets_reference(s, threshold, clear, clear_cycles, holdoff):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import njit
-from engine.detect.kernels import step_indicator
+from engine.detect.kernels import NOBS_MAX, _step
 from engine.levels import CLEAR, WARN
 
 __all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
@@ -33,9 +33,13 @@ __all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "
 #: shift clipped at 5 sigma inflated ``S`` by ~10 % a cycle and hid itself within ~20
 #: cycles). The CUSUM is off (``cusum_k`` 50 exceeds every clipped residual): the
 #: likelihood layer's short-term average of the surprise does its job, and a CUSUM held
-#: high through a stretch of misfit blinds the layer.
+#: high through a stretch of misfit blinds the layer. A weekly series is judged against a
+#: daily (weekday / weekend) profile until its hour-of-week bins have been visited
+#: (``weekly_fallback``, the catalog's mechanism, :func:`engine.detect.kernels._step`): without
+#: it the first week is scored against the level alone (blind to a daily swing) and the second
+#: against bins set by one visit each, learned while the level was still settling.
 SERIES_DEFAULTS = {"level_rate": 0.003, "shape_rate": 0.2, "shape_clip": 1e6, "amplitude_rate": 0.0,
-                   "huber": 5.0, "cusum_k": 50.0, "scale_rate": 0.005}
+                   "huber": 5.0, "cusum_k": 50.0, "scale_rate": 0.005, "weekly_fallback": True}
 
 #: parameters of the **local model** :func:`score_series` runs next to the seasonal one: the
 #: same kernel without a profile and with a fast level (``level_rate`` 0.3, an EWMA over the
@@ -182,9 +186,14 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
 
 def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup, config) -> np.ndarray:
     """Detector scores (n_t, 1, 1) of one model of the series: the catalog's kernel
-    (:func:`engine.detect.kernels.step_indicator`) on a 1 x 1 problem, cycle after cycle in one
-    compiled loop (:func:`_series_kernel`; equal to ``Detectors.run`` without its per-cycle
-    Python work)."""
+    (:func:`engine.detect.kernels.step_indicator`'s ``_step``) on a 1 x 1 problem, cycle after
+    cycle in one compiled loop (:func:`_series_kernel`; equal to ``Detectors.run`` without its
+    per-cycle Python work). A weekly model with ``weekly_fallback`` gets the kernel's daily
+    fallback (weekday / weekend bins after the hour-of-week ones, as the catalog path lays
+    them out); the kernel then reads ``warmup`` as a weekly warm-up (its series warm after a
+    seventh of it, its weekly bins judged once visited ``ceil(warmup / per_week)`` times), so
+    it is given ``7 warmup``: warm after ``warmup`` cycles as the other models, each weekly
+    bin taking over after as many visits as the warm-up spans days (rounded up)."""
     from engine.detect.detectors import Detectors
     from engine.detect.seasonal import phase_bins
 
@@ -192,19 +201,30 @@ def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup
                               cycle=pd.Timedelta(1, "us"), phase_minutes=phase_minutes, spatial=False,
                               warmup_cycles=warmup, **config)
     dbin, wbin = phase_bins(times, det.phase_minutes)
-    phase = np.ascontiguousarray(wbin if det.season[0] == 2 else dbin, dtype=np.int64)
+    weekly = det.season[0] == 2
+    phase = np.ascontiguousarray(wbin if weekly else dbin, dtype=np.int64)
+    kw = int(det.warmup[0])
+    if weekly and det.params.weekly_fallback:
+        per_day = 1440 // det.phase_minutes
+        phase_fb = np.ascontiguousarray(dbin + per_day * (wbin // per_day >= 5), dtype=np.int64)
+        kw = 7 * kw
+    else:
+        phase_fb = np.full(len(v), -1, dtype=np.int64)
     s = det.state
     out = np.empty((len(v), 1, 1), dtype=np.float32)
-    _series_kernel(np.ascontiguousarray(v, dtype=np.float64), phase, int(det.season[0]), int(det.direction[0]),
-                   bool(det.is_count[0]), int(det.warmup[0]), det.params.vector(), s.level[0], s.spread[0],
-                   s.scale[0], s.cusum_pos[0], s.cusum_neg[0], s.nobs[0], s.shape[0], s.visits[0], out[:, 0, 0])
+    _series_kernel(np.ascontiguousarray(v, dtype=np.float64), phase, phase_fb, int(det.season[0]),
+                   int(det.direction[0]), bool(det.is_count[0]), kw, det.params.vector(), s.level[0],
+                   s.spread[0], s.scale[0], s.cusum_pos[0], s.cusum_neg[0], s.nobs[0], s.shape[0], s.visits[0],
+                   out[:, 0, 0])
     return out
 
 
 @njit
-def _series_kernel(x, phase, season, direction, is_count, warmup, par, L, D, S, CP, CN, N, shape, visits,
-                   out):  # pragma: no cover - compiled
-    """``step_indicator`` for one region over the cycles of ``x`` (n_t) -> ``out`` (n_t, float32)."""
+def _series_kernel(x, phase, phase_fb, season, direction, is_count, warmup, par, L, D, S, CP, CN, N, shape,
+                   visits, out):  # pragma: no cover - compiled
+    """``step_indicator`` for one region over the cycles of ``x`` (n_t) -> ``out`` (n_t, float32);
+    ``phase_fb`` the daily fallback bin of a weekly model's cycles (-1: none, ``step_indicator``
+    exactly)."""
     z = np.empty(1)
     mu_s = np.empty(1)
     var_s = np.empty(1)
@@ -216,9 +236,9 @@ def _series_kernel(x, phase, season, direction, is_count, warmup, par, L, D, S, 
     adj_ptr = np.zeros(2, dtype=np.int64)
     adj_idx = np.zeros(0, dtype=np.int64)
     for t in range(x.shape[0]):
-        step_indicator(x[t:t + 1], phase[t], season, direction, is_count, math.nan, math.nan, warmup, 1.0, par,
-                       L, D, S, CP, CN, N, shape, visits, adj_ptr, adj_idx, False, z, mu_s, var_s, c3_s,
-                       score, code, none32, none32, False, scan_mu, False)
+        _step(x[t:t + 1], phase[t], phase_fb[t], season, direction, is_count, math.nan, math.nan, warmup, 1.0,
+              par, L, D, S, CP, CN, N, N, NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, False, z, mu_s,
+              var_s, c3_s, score, code, none32, none32, False, scan_mu, False, True, 0)
         out[t] = score[0]
 
 
