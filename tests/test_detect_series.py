@@ -97,8 +97,9 @@ def test_small_sample_tail_is_the_predictive_t():
             assert abs(float(t_sc) - float(g_sc)) < 2e-4
         else:
             assert t_sc < g_sc and t_sc < WARN
-    with pytest.raises(ValueError):
-        LikelihoodParams(effective=1.5)
+    for bad in (1.5, -0.1, True, "0.1"):
+        with pytest.raises(ValueError):
+            LikelihoodParams(effective=bad)
 
 
 def test_update_equals_run_and_state_round_trip():

@@ -266,7 +266,8 @@ class LikelihoodParams:
             raise ValueError(f"learn must be an integer >= 1, got {self.learn!r}")
         if not (isinstance(self.alert, (int, float)) and 0.0 < self.alert < 0.01):
             raise ValueError(f"alert must be in (0, 0.01), got {self.alert!r}")
-        if self.effective is not None and not (isinstance(self.effective, (int, float)) and 0.0 <= self.effective <= 1.0):
+        if self.effective is not None and (isinstance(self.effective, bool) or not (
+                isinstance(self.effective, (int, float)) and 0.0 <= self.effective <= 1.0)):
             raise ValueError(f"effective must be None or in [0, 1], got {self.effective!r}")
         for name in ("surprise_cap", "min_sd"):
             v = getattr(self, name)
