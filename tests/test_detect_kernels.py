@@ -282,7 +282,7 @@ def test_update_into_preallocated_outputs():
 def test_vectorised_count_tail_equals_the_exact_one():
     # the float32 pass (first 16 masses) against count_score (float64), every direction, Poisson and
     # negative binomial; series beyond its range go to the exact scalar fallback
-    from engine.detect.kernels import _count_fallback, _count_vec_pass
+    from engine.detect.kernels import COUNT_SCRATCH, _count_fallback, _count_vec_pass
 
     rng = np.random.default_rng(11)
     n = 4000
@@ -295,7 +295,8 @@ def test_vectorised_count_tail_equals_the_exact_one():
         ms = mu.copy()
         score = np.full(n, 0.5, np.float32)
         code = np.full(n, 7, np.int8)
-        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code)
+        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code,
+                              np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32))
         assert 0 < nfb < n - 50 and np.isfinite(ms).sum() == nfb
         _count_fallback(x, direction, 1.5, ms, var, c3, score, code)
         assert (score[:50] == 0.5).all() and (code[:50] == 7).all()
@@ -305,6 +306,35 @@ def test_vectorised_count_tail_equals_the_exact_one():
         tie = np.isclose(want, c3[50:], rtol=1e-5, atol=1e-6)
         want_code = np.where(best > 0, np.where(c3[50:] > want, 3, 2), 0)
         assert (code[50:][~tie] == want_code[~tie]).all()
+
+
+
+@pytest.mark.parametrize("warn, alarm", [(1.5, 2.5), (0.2, 0.14), (1.0, np.nan), (1.0, 1.0)])
+def test_vectorised_threshold_pass_equals_threshold_score(warn, alarm):
+    # the branch-free row loop (low-bad rows negated) against the scalar rule, bit for bit
+    from engine.detect.kernels import CODE_THRESHOLD, _thr_pass
+    from engine.detect.thresholds import threshold_score
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    x = rng.uniform(min(warn, alarm if alarm == alarm else warn) - 1, max(warn, alarm if alarm == alarm else warn) + 1,
+                    n).astype(np.float32)
+    x[:20] = np.nan
+    x[20:40] = warn
+    if alarm == alarm:
+        x[40:60] = alarm
+    s0 = rng.choice([np.nan, 0.0, 0.5, 0.995, 1.0], n).astype(np.float32)
+    d0 = rng.integers(0, 4, n).astype(np.int8)
+    score, code = s0.copy(), d0.copy()
+    _thr_pass(x, warn, alarm, score, code)
+    for r in range(n):
+        thr = threshold_score(float(x[r]), warn, alarm)
+        s = s0[r]
+        if thr == thr and (s != s or thr >= s or thr >= 0.99):
+            want = (np.float32(thr), CODE_THRESHOLD if thr > 0 else 0)
+        else:
+            want = (s, d0[r])
+        assert (score[r] == want[0] or (score[r] != score[r] and want[0] != want[0])) and code[r] == want[1], r
 
 
 def test_city_rules_hold_modes_from_the_catalog():
