@@ -309,6 +309,34 @@ def test_vectorised_count_tail_equals_the_exact_one():
 
 
 
+
+def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
+    # every count at or below its expectation in an up-bad row: no tail to sum (the pass stops after
+    # the zero tail), each warm series scored by its CUSUM alone; one series above: only it has a tail
+    from engine.detect.kernels import COUNT_SCRATCH, _count_vec_pass
+
+    n = 64
+    mu = np.full(n, 2.5, np.float32)
+    mu[:4] = np.nan
+    var = np.full(n, 2.5, np.float32)
+    c3 = np.linspace(0.0, 0.9, n).astype(np.float32)
+    for x_hi in (None, 5.0):
+        x = np.tile(np.array([0.0, 1.0, 2.0], np.float32), n)[:n]
+        if x_hi is not None:
+            x[10] = x_hi
+        ms, score, code = mu.copy(), np.full(n, 0.5, np.float32), np.full(n, 7, np.int8)
+        assert _count_vec_pass(x, 1, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
+                               np.empty(n, np.int32)) == 0
+        assert np.isnan(ms).all()
+        assert (score[:4] == 0.5).all() and (code[:4] == 7).all()
+        good = np.arange(4, n) != 10 if x_hi is not None else np.ones(n - 4, bool)
+        np.testing.assert_array_equal(score[4:][good], c3[4:][good])
+        np.testing.assert_array_equal(code[4:][good], np.where(c3[4:][good] > 0, 3, 0))
+        if x_hi is not None:
+            want = max(count_score(5.0, 2.5, 2.5, 1, 1.5), float(c3[10]))
+            assert score[10] == pytest.approx(want, abs=2e-6) and code[10] == 2
+
+
 @pytest.mark.parametrize("warn, alarm", [(1.5, 2.5), (0.2, 0.14), (1.0, np.nan), (1.0, 1.0)])
 def test_vectorised_threshold_pass_equals_threshold_score(warn, alarm):
     # the branch-free row loop (low-bad rows negated) against the scalar rule, bit for bit
