@@ -282,7 +282,7 @@ def test_update_into_preallocated_outputs():
 def test_vectorised_count_tail_equals_the_exact_one():
     # the float32 pass (first 16 masses) against count_score (float64), every direction, Poisson and
     # negative binomial; series beyond its range go to the exact scalar fallback
-    from engine.detect.kernels import _count_fallback, _count_vec_pass
+    from engine.detect.kernels import COUNT_SCRATCH, _count_fallback, _count_vec_pass
 
     rng = np.random.default_rng(11)
     n = 4000
@@ -295,7 +295,8 @@ def test_vectorised_count_tail_equals_the_exact_one():
         ms = mu.copy()
         score = np.full(n, 0.5, np.float32)
         code = np.full(n, 7, np.int8)
-        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code)
+        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code,
+                              np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32))
         assert 0 < nfb < n - 50 and np.isfinite(ms).sum() == nfb
         _count_fallback(x, direction, 1.5, ms, var, c3, score, code)
         assert (score[:50] == 0.5).all() and (code[:50] == 7).all()
@@ -305,6 +306,63 @@ def test_vectorised_count_tail_equals_the_exact_one():
         tie = np.isclose(want, c3[50:], rtol=1e-5, atol=1e-6)
         want_code = np.where(best > 0, np.where(c3[50:] > want, 3, 2), 0)
         assert (code[50:][~tie] == want_code[~tie]).all()
+
+
+
+
+def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
+    # every count at or below its expectation in an up-bad row: no tail to sum (the pass stops after
+    # the zero tail), each warm series scored by its CUSUM alone; one series above: only it has a tail
+    from engine.detect.kernels import COUNT_SCRATCH, _count_vec_pass
+
+    n = 64
+    mu = np.full(n, 2.5, np.float32)
+    mu[:4] = np.nan
+    var = np.full(n, 2.5, np.float32)
+    c3 = np.linspace(0.0, 0.9, n).astype(np.float32)
+    for x_hi in (None, 5.0):
+        x = np.tile(np.array([0.0, 1.0, 2.0], np.float32), n)[:n]
+        if x_hi is not None:
+            x[10] = x_hi
+        ms, score, code = mu.copy(), np.full(n, 0.5, np.float32), np.full(n, 7, np.int8)
+        assert _count_vec_pass(x, 1, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
+                               np.empty(n, np.int32)) == 0
+        assert np.isnan(ms).all()
+        assert (score[:4] == 0.5).all() and (code[:4] == 7).all()
+        good = np.arange(4, n) != 10 if x_hi is not None else np.ones(n - 4, bool)
+        np.testing.assert_array_equal(score[4:][good], c3[4:][good])
+        np.testing.assert_array_equal(code[4:][good], np.where(c3[4:][good] > 0, 3, 0))
+        if x_hi is not None:
+            want = max(count_score(5.0, 2.5, 2.5, 1, 1.5), float(c3[10]))
+            assert score[10] == pytest.approx(want, abs=2e-6) and code[10] == 2
+
+
+@pytest.mark.parametrize("warn, alarm", [(1.5, 2.5), (0.2, 0.14), (1.0, np.nan), (1.0, 1.0)])
+def test_vectorised_threshold_pass_equals_threshold_score(warn, alarm):
+    # the branch-free row loop (low-bad rows negated) against the scalar rule, bit for bit
+    from engine.detect.kernels import CODE_THRESHOLD, _thr_pass
+    from engine.detect.thresholds import threshold_score
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    x = rng.uniform(min(warn, alarm if alarm == alarm else warn) - 1, max(warn, alarm if alarm == alarm else warn) + 1,
+                    n).astype(np.float32)
+    x[:20] = np.nan
+    x[20:40] = warn
+    if alarm == alarm:
+        x[40:60] = alarm
+    s0 = rng.choice([np.nan, 0.0, 0.5, 0.995, 1.0], n).astype(np.float32)
+    d0 = rng.integers(0, 4, n).astype(np.int8)
+    score, code = s0.copy(), d0.copy()
+    _thr_pass(x, warn, alarm, score, code)
+    for r in range(n):
+        thr = threshold_score(float(x[r]), warn, alarm)
+        s = s0[r]
+        if thr == thr and (s != s or thr >= s or thr >= 0.99):
+            want = (np.float32(thr), CODE_THRESHOLD if thr > 0 else 0)
+        else:
+            want = (s, d0[r])
+        assert (score[r] == want[0] or (score[r] != score[r] and want[0] != want[0])) and code[r] == want[1], r
 
 
 def test_city_rules_hold_modes_from_the_catalog():

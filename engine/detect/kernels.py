@@ -35,8 +35,7 @@ from engine.detect.params import (
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import spatial_pass
-from engine.detect.thresholds import threshold_score
-from engine.levels import WARN
+from engine.levels import CRITICAL, WARN
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
@@ -44,7 +43,11 @@ NOBS_MAX = 32767
 VISITS_MAX = 2**31 - 1
 CODE_SEASONAL, CODE_COUNT, CODE_CUSUM, CODE_THRESHOLD, CODE_SPATIAL = 1, 2, 3, 4, 5
 _WARN = float(WARN)  # a threshold score at or above it is a crossed catalog level
-#: indicators handed to a thread at a time (dynamic scheduling: count rows cost more)
+_CRITICAL = float(CRITICAL)
+#: indicators per ``prange`` iteration of :func:`update_kernel` (each thread owns whole rows). numba splits
+#: the iterations statically, one contiguous block per thread (checked: ``set_parallel_chunksize`` does not
+#: change that under the omp layer), so the two halves of the catalog share the work as their rows' costs
+#: do (count rows ~2x: ~2 % apart on the catalog, docs/detect.md "Row pass speed")
 CHUNK = 8
 #: the row pass may reassociate sums (the shape accumulator) and fuse multiply-adds;
 #: it keeps IEEE NaN semantics (no ``nnan``), which the missing-data logic relies on
@@ -54,6 +57,7 @@ _0, _05, _1, _2, _4 = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.floa
 _NAN = np.float32(np.nan)
 _NOBS_MAX = np.float32(NOBS_MAX)
 _C_NONE, _C_SEASONAL, _C_COUNT, _C_CUSUM = np.int8(0), np.int8(CODE_SEASONAL), np.int8(CODE_COUNT), np.int8(CODE_CUSUM)
+_C_THRESHOLD = np.int8(CODE_THRESHOLD)
 _TINY = np.float32(1e-12)
 _SIG = np.float32(SIGMA_PER_MAD)
 #: floor of the expected counts handed to the scan (keeps a Poisson mean > 0; far below real rates)
@@ -429,7 +433,7 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
     return np.float64(acc), np.float64(acc_u), np.float64(acc2), np.float64(acc2_u), int(cnt), int(nmin)
 
 
-@njit
+@njit(error_model="numpy")
 def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
     """Detector 4 combined with the other detectors' score (runs last).
 
@@ -438,15 +442,26 @@ def _thr_pass(x, warn, alarm, score, det):  # pragma: no cover - compiled
     multiplicity correction (:mod:`engine.alerts.multiplicity`), which would otherwise pull the
     statistical score -- and with it the crossing -- below the alert level. Otherwise the
     threshold wins ties (lowest code).
+
+    :func:`engine.detect.thresholds.threshold_score` with its row-level cases resolved before the
+    loop and a low-bad row's values negated (exact: ``(-x) - (-warn)`` is ``warn - x``), so the
+    loop is branch-free and vectorises; the same float64 arithmetic, the same scores bit for bit.
     """
+    flat = math.isnan(alarm) or alarm == warn
+    sg = -1.0 if (not flat and alarm < warn) else 1.0
+    w = sg * warn
+    a = w if flat else sg * alarm
+    span = a - w
     for r in range(x.shape[0]):
-        thr = threshold_score(np.float64(x[r]), warn, alarm)
-        if thr != thr:
-            continue
+        xv = np.float64(x[r])
+        u = sg * xv
+        lin = _WARN + (_CRITICAL - _WARN) * (u - w) / span
+        thr = _CRITICAL if u >= a else (lin if u >= w else 0.0)
         s = score[r]
-        if s != s or thr >= s or thr >= _WARN:
-            score[r] = thr
-            det[r] = CODE_THRESHOLD if thr > 0.0 else 0
+        upd = (xv == xv) & ((s != s) | (thr >= s) | (thr >= _WARN))
+        d_old = det[r]
+        score[r] = np.float32(thr) if upd else s
+        det[r] = (_C_THRESHOLD if thr > 0.0 else _C_NONE) if upd else d_old
 
 
 _SQRTHF = np.float32(0.707106781186547524)
@@ -503,31 +518,85 @@ def _any_warm(mu_s):  # pragma: no cover - compiled
     return m > _0
 
 
+#: rows of the count pass's scratch ``cw`` (float32, (COUNT_SCRATCH, n_reg)): the compacted series'
+#: expectation, variance (then ``log P(X = 0)``), count and their two partial sums
+COUNT_SCRATCH = 5
+
+
 @njit(fastmath=_FAST, error_model="numpy")
-def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover - compiled
     """Detector 2 over a count row, vectorised (float32), combined with the CUSUM; returns the
     number of series left to :func:`_count_fallback` (marked by a non-NaN ``mu_s``).
 
     The tail is the direct sum of the first :data:`COUNT_TERMS` probability masses,
     ``pmf_0 = exp(-mu)`` (Poisson) or ``p**r`` (negative binomial, ``p = mu / var``,
     ``r = mu p / (1 - p)``; :func:`log32`, :func:`exp_neg32`) and the ratio of successive masses,
-    each term added where it is inside the tail (a fixed trip count: the loop unrolls and
-    vectorises over the regions). Exact up to float32 rounding (~1e-6 absolute on a score) for a
-    count below :data:`COUNT_TERMS` and an expectation up to :data:`COUNT_MU`; the other warm
-    series on the bad side go to the float64 scalar pass. Runs before the threshold pass, as
-    the row pass does for the seasonal detector (the threshold still wins ties).
+    each term added where it is inside the tail. Exact up to float32 rounding (~1e-6 absolute on
+    a score) for a count below :data:`COUNT_TERMS` and an expectation up to :data:`COUNT_MU`; the
+    other warm series on the bad side go to the float64 scalar pass. Runs before the threshold
+    pass, as the row pass does for the seasonal detector (the threshold still wins ties).
+
+    Only the warm series on the bad side of their expectation have a tail (a one-sided row's
+    good side scores 0 exactly). Every warm series is first given the score of a zero tail (the
+    CUSUM's; vectorised); a row with no series on its bad side stops there (the demo's sparse
+    counts: mostly 0 where more is bad). Otherwise the series with a tail are compacted into
+    ``cw`` (float32, (:data:`COUNT_SCRATCH`, n_reg)) with their regions in ``ci`` (int32, n_reg)
+    by a branch-free scalar loop, their 16-term sums run vectorised over them alone (the same
+    float32 operations in the same order as over the whole row: the same scores bit for bit),
+    and their scores are scattered back.
     """
     n_reg = x.shape[0]
     od = np.float32(overdisp)
-    nfb = _0        # float32: an int64 count next to float32 lanes keeps the loop from vectorising
+    up = direction == 1
+    down = direction == -1
+    # 1. the warm series on the bad side within the vectorised range (those with a tail to sum)
+    n_tail = _0     # float32: an int64 count next to float32 lanes keeps the loop from vectorising
     for r in range(n_reg):
         mu = mu_s[r]
-        var = var_s[r]
-        c3 = c3_s[r]
-        xv = np.float32(x[r])
-        warm = mu == mu
-        kk = np.floor(xv + _05)
+        kk = np.floor(np.float32(x[r]) + _05)
         kk = kk if kk > _0 else _0
+        bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
+        n_tail += _1 if (bad & (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)) else _0
+    # 2. ... compacted (branch-free; none on most rows of sparse counts, mostly 0 where more is bad)
+    m = 0
+    if n_tail > _0:
+        for r in range(n_reg):
+            mu = mu_s[r]
+            kk = np.floor(np.float32(x[r]) + _05)
+            kk = kk if kk > _0 else _0
+            bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
+            need = bad & (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)
+            ci[m] = r
+            cw[0, m] = mu
+            cw[1, m] = var_s[r]
+            cw[2, m] = kk
+            m += 1 if need else 0
+    # 3. every warm series scored with a zero tail (the good side's score; the series with a tail
+    # are overwritten below), the out-of-range ones marked for the exact pass
+    n_out = _0
+    for r in range(n_reg):
+        mu = mu_s[r]
+        c3 = c3_s[r]
+        warm = mu == mu
+        kk = np.floor(np.float32(x[r]) + _05)
+        kk = kk if kk > _0 else _0
+        bad = (kk > mu) if up else ((kk < mu) if down else warm)
+        fb = bad & ((kk > np.float32(COUNT_TERMS - 1)) | (mu > COUNT_MU))
+        n_out += _1 if fb else _0
+        best = c3 if c3 > _0 else _0
+        code = _C_CUSUM if c3 > _0 else _C_NONE
+        s_old = score[r]
+        d_old = det[r]
+        score[r] = best if warm else s_old
+        det[r] = code if warm else d_old
+        mu_s[r] = mu if fb else _NAN
+    if m == 0:
+        return int(n_out)
+    # 4. their tails: the first masses and the fixed 16-term sums, vectorised over the compacted series
+    for j in range(m):
+        mu = cw[0, j]
+        var = cw[1, j]
+        kk = cw[2, j]
         nb = var > od * mu
         vv = var if nb else _2 * mu
         p = mu / vv
@@ -539,37 +608,43 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det):  # p
         cb = q if nb else _0
         s_lo = _0                                   # P(X <= k - 1)
         s_k = _0                                    # P(X <= k)
-        for j in range(COUNT_TERMS):
-            jf = np.float32(j)
+        for t in range(COUNT_TERMS):
+            jf = np.float32(t)
             s_lo += pmf if jf < kk else _0
             s_k += pmf if jf <= kk else _0
-            pmf = pmf * (ca + cb * np.float32(j + 1)) * _INV_J[j + 1]
-        if direction == 1:
-            bad = kk > mu
-            sc2 = s_lo if bad else _0
-        elif direction == -1:
-            bad = kk < mu
-            sc2 = _1 - s_k if bad else _0
+            pmf = pmf * (ca + cb * np.float32(t + 1)) * _INV_J[t + 1]
+        cw[1, j] = a0
+        cw[3, j] = s_lo
+        cw[4, j] = s_k
+    s_lo = cw[3]
+    s_k = cw[4]
+    # 5. their scores (scattered back), or the exact pass where the first mass underflows
+    nfb = 0
+    for j in range(m):
+        r = ci[j]
+        a0 = cw[1, j]
+        if a0 < _M40:
+            mu_s[r] = cw[0, j]
+            nfb += 1
+            continue
+        if up:
+            sc2 = s_lo[j]
+        elif down:
+            sc2 = _1 - s_k[j]
         else:
-            bad = True
-            hi = _1 - s_lo
-            pp = _2 * (s_k if s_k < hi else hi)
+            hi = _1 - s_lo[j]
+            sk = s_k[j]
+            pp = _2 * (sk if sk < hi else hi)
             sc2 = _1 - pp if pp < _1 else _0
-        # (bitwise: short-circuit and/or branch, and the loop would not vectorise)
-        fb = warm & bad & ((kk > np.float32(COUNT_TERMS - 1)) | (mu > COUNT_MU) | (a0 < _M40))
         best = sc2
         code = _C_COUNT
+        c3 = c3_s[r]
         if c3 > best:
             best = c3
             code = _C_CUSUM
-        code = code if best > _0 else _C_NONE
-        s_old = score[r]
-        d_old = det[r]
-        score[r] = best if warm else s_old
-        det[r] = code if warm else d_old
-        mu_s[r] = mu if fb else _NAN
-        nfb += _1 if fb else _0
-    return int(nfb)
+        score[r] = best
+        det[r] = code if best > _0 else _C_NONE
+    return nfb + int(n_out)
 
 
 @njit
@@ -625,7 +700,7 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 @njit
 def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
-          z, mu_s, var_s, c3_s, score, det, expected, scale, want_baseline,
+          z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
           scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
     """:func:`step_indicator` with the row pass's compile-time cases: ``CN`` None (one-sided
     row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
@@ -675,7 +750,7 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
             x, np.float32(sh), None, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
-        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det) > 0:
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if seasonal and cnt > 0:
         _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
@@ -719,14 +794,17 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
     steady rows, :func:`update_kernel`) and repeats are learned (no value tags: the catalog
     kernels learn a non-count series at its feed's cadence, see :func:`_row_pass`).
     """
+    n_c = x.shape[0] if is_count else 0
+    cw = np.empty((COUNT_SCRATCH, n_c), dtype=np.float32)
+    ci = np.empty(n_c, dtype=np.int32)
     _step(x, phase, -1, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN, N, N,
-          NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det,
+          NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det,
           expected, scale, want_baseline, scan_mu, scan_on, True, 0)
 
 
 @njit
 def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci,
               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
     steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
@@ -739,7 +817,7 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     b = both_slot[i]
     sty = steady[i]
     args = (season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i], S[i], CP[i])
-    rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, score, det, expected, scale,
+    rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale,
             want_baseline, scan_mu[srow], son, judge_unset, held[i])
     if b >= 0:
         if sty:
@@ -774,11 +852,13 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
         c3_s = np.empty(n_reg, dtype=np.float32)
+        cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
+        ci = np.empty(n_reg, dtype=np.int32)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
             _step_row(i, V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
                       both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                      score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
+                      cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
 
 @njit(parallel=True)
@@ -798,6 +878,8 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
         c3_s = np.empty(n_reg, dtype=np.float32)
+        cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
+        ci = np.empty(n_reg, dtype=np.int32)
         for t in range(n_t):
             ph = phase_w[t] if season[i] == 2 else phase_d[t]
             bs = baseline_slot[t]
@@ -805,5 +887,5 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
             bt = bs if want else 0
             _step_row(i, V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
-                      c3_s, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
+                      c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held)
