@@ -97,7 +97,10 @@ class DetectorParams:
         ``warmup_seasons`` days instead of weeks (a seventh of its warm-up): an incident in
         the first weeks is still scored. False (default): a weekly series waits for its weekly
         warm-up. Off by default: on the demo's data it scores many more series early and their
-        extreme tails with them (docs/detect.md, "Kernels, 2026-11-29").
+        extreme tails with them (docs/detect.md, "Kernels, 2026-11-29"); on the 17-day demo it
+        adds 10 false alerts (36 -> 46, precision 0.854 -> 0.821) and finds no incident more:
+        market_crowd's occupancy scores p ~ 5.5e-5 with it, far above the family level
+        (docs/sim.md, "market_crowd and recall, 2026-11-29 (fourth session)").
     scan_replicas : int
         Monte Carlo replicas of the space-time scan (p-values in steps of 1/(R+1)).
     scan_max_zone : int
