@@ -158,7 +158,7 @@ def test_count_rings_widen_before_they_could_overflow(city, catalog, tmp_path):
     assert c.state.ringN.dtype == np.int32 and c.state.equals(a.state)
 
 
-@pytest.mark.parametrize("parallel", ["0", "1"])
+@pytest.mark.parametrize("parallel", ["0", "1", "shares"])
 def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, monkeypatch, parallel):
     monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
     steps = random_steps(city, catalog, K0, 7, seed=14)

@@ -316,12 +316,13 @@ def advance_bases(k, bases, P, S):
 
 
 @njit
-def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
+def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
     """Add events or readings ``lo .. hi - 1`` (``bucket <= k``) into their buckets and, when late,
     into the running sums, extremes and sorted windows that still cover their bucket. A NaN value
     adds nothing to sums and extremes; it still counts when ``count_nan`` (events: the event
     happened) and is skipped otherwise (readings). Records of a base whose ring no longer holds
-    their bucket are ignored for that base (no window of it covers them)."""
+    their bucket are ignored for that base (no window of it covers them). Only bases with
+    ``bmask[b] != 0`` are touched (all of them, or one thread's share: see :func:`run_cycles`)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -343,6 +344,8 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
             continue
         for m in range(map_ptr[kk], map_ptr[kk + 1]):
             b = map_base[m]
+            if bmask[b] == 0:
+                continue
             s = lookup[b, reg]
             if s < 0:
                 continue
@@ -874,7 +877,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmask, derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
     them into the output at ``t - (T - ncomp)`` (and ``D``, ``num``, ``den``).
 
@@ -889,32 +892,40 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
     snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
     program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
-    ``bases`` / ``rows``: every base / indicator position (``arange``).
+    ``bases`` / ``rows``: every base / indicator position (``arange``), ``bmask`` (uint8 per
+    base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
+    bases of the share (``bmask`` 1 for them, 0 for the others: records and snapshot values of
+    other bases are skipped), the indicator rows whose bases (share denominators included) are in
+    it, ``derived`` False (the derived rows read every share's values: the caller evaluates them
+    after all shares are done, :meth:`engine.core.engine.Engine._run_shares`). Shares write
+    disjoint state (by base) and output rows; the arrays every share writes (``cmax``,
+    ``st_value``, ``st_time``, ``sdirty``) are the thread's own copies in its ``S``.
 
-    The threaded driver (:meth:`engine.core.engine.Engine._run_threads`) runs the same stage
-    functions cycle by cycle from Python, each stage split over threads by bases or rows."""
+    The threaded driver for big cities (:meth:`engine.core.engine.Engine._run_threads`) runs the
+    same stage functions cycle by cycle from Python, each stage split over threads by bases or
+    rows."""
     for t in range(T):
         k = k0 + t
         advance_bases(k, bases, P, S)
-        bin_snap(k, t, EV, RD, SN, P, S)
+        bin_snap(k, t, EV, RD, SN, P, S, bmask)
         add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
             values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
-            if len(DP[4]) > 0:
+            if derived and len(DP[4]) > 0:
                 derived_rows(tt, DP, O, D, stack)
 
 
 @njit
-def bin_snap(k, t, EV, RD, SN, P, S):
-    """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings, apply
-    snapshot records to the latest values."""
+def bin_snap(k, t, EV, RD, SN, P, S, bmask):
+    """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings of the
+    bases with ``bmask[b] != 0``, apply snapshot records to the latest values."""
     ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
     rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
     sn_t, sn_c, sn_v, sn_o = SN
     if ev_o[t + 1] > ev_o[t]:
-        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S)
+        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, bmask)
     if rd_o[t + 1] > rd_o[t]:
-        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S)
+        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
         snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
