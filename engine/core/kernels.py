@@ -108,7 +108,9 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
 @njit(inline="always")
 def sorted_insert(x, o, n, v):
     """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
-    The caller guarantees room for one more value."""
+    The caller guarantees room for one more value. (Loops over a view indexed from 0: the shift
+    compiles to a vector copy.)"""
+    xv = x[o:o + n + 1]
     if math.isnan(v):
         pos = n
     else:
@@ -116,14 +118,14 @@ def sorted_insert(x, o, n, v):
         hi = n
         while lo < hi:
             mid = (lo + hi) >> 1
-            if x[o + mid] <= v:  # NaN compares False: v goes before it
+            if xv[mid] <= v:  # NaN compares False: v goes before it
                 lo = mid + 1
             else:
                 hi = mid
         pos = lo
-    for c in range(n, pos, -1):
-        x[o + c] = x[o + c - 1]
-    x[o + pos] = v
+    for c in range(n - pos):
+        xv[n - c] = xv[n - c - 1]
+    xv[pos] = v
     return n + 1
 
 
@@ -131,22 +133,25 @@ def sorted_insert(x, o, n, v):
 def sorted_delete(x, o, n, v):
     """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
     new length (``n`` when ``v`` is not there)."""
+    xv = x[o:o + n]
     if math.isnan(v):
-        if n == 0 or not math.isnan(x[o + n - 1]):
+        if n == 0 or not math.isnan(xv[n - 1]):
             return n
         return n - 1
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if x[o + mid] < v:
+        if xv[mid] < v:
             lo = mid + 1
         else:
             hi = mid
-    if lo >= n or x[o + lo] != v:
+    if lo >= n or xv[lo] != v:
         return n
-    for c in range(lo, n - 1):
-        x[o + c] = x[o + c + 1]
+    dst = xv[lo:n - 1]
+    src = xv[lo + 1:n]
+    for c in range(n - 1 - lo):
+        dst[c] = src[c]
     return n - 1
 
 
@@ -191,31 +196,44 @@ def _cnt_set(a16, a32, wide, o, v):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _ring_out(w, ring, o, wo, n, pos):  # pragma: no cover - compiled
-    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive)."""
+    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive).
+    (Loops over views indexed from 0 here and below: LLVM vectorises them.)"""
+    wv = w[wo:wo + n]
+    rv = ring[o:o + n]
     if pos:
         for i in range(n):
-            if ring[o + i] > 0:
-                w[wo + i] -= 1
+            if rv[i] > 0:
+                wv[i] -= 1
     else:
         for i in range(n):
-            w[wo + i] -= ring[o + i]
+            wv[i] -= rv[i]
 
 
 @njit(inline="always")
 def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
     """``w[wo:wo + n] += r[on:on + n]`` minus ``r[oo:oo + n]`` when ``oo >= 0`` (``pos``: plus /
     minus 1 where the ring cell is positive)."""
-    if pos:
+    wv = w[wo:wo + n]
+    rn = r[on:on + n]
+    if oo >= 0:
+        ro = r[oo:oo + n]
+        if pos:
+            for i in range(n):
+                if rn[i] > 0:
+                    wv[i] += 1
+                if ro[i] > 0:
+                    wv[i] -= 1
+        else:
+            for i in range(n):
+                wv[i] += rn[i]
+                wv[i] -= ro[i]
+    elif pos:
         for i in range(n):
-            if r[on + i] > 0:
-                w[wo + i] += 1
-            if oo >= 0 and r[oo + i] > 0:
-                w[wo + i] -= 1
+            if rn[i] > 0:
+                wv[i] += 1
     else:
         for i in range(n):
-            w[wo + i] += r[on + i]
-            if oo >= 0:
-                w[wo + i] -= r[oo + i]
+            wv[i] += rn[i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +273,10 @@ def _advance_base(b, k, P, S):
         if blk_offS[bl] >= 0:
             oS = base_offS[b] + slot * n
             wo = blk_offS[bl]
+            wv = wS[wo:wo + n]
+            rv = ringS[oS:oS + n]
             for i in range(n):
-                wS[wo + i] -= ringS[oS + i]
+                wv[i] -= rv[i]
         if blk_offO[bl] >= 0:
             oO = base_offO[b] + slot * n
             if wide:
@@ -574,14 +594,16 @@ def _add_base(b, k, P, S):
             if blk_offP[bl] >= 0:
                 _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
-            rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
+            wv = wS[wo:wo + n]
+            sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
             if oo >= 0:
+                so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
                 for i in range(n):
-                    wS[wo + i] = (wS[wo + i] - rs[oo + i]) + rs[on + i]
+                    wv[i] = (wv[i] - so[i]) + sn[i]
             else:
                 for i in range(n):
-                    wS[wo + i] += rs[on + i]
+                    wv[i] += sn[i]
         if blk_offO[bl] >= 0:
             if wide:
                 _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
@@ -640,8 +662,10 @@ def add_bases(k, bases, P, S):
 def _copy_run(ring, dst, src, n):  # pragma: no cover - compiled
     """``ring[dst:dst + n] = ring[src:src + n]`` as an element loop (numba's array-to-array
     setitem costs seconds of compile time per dtype)."""
+    d = ring[dst:dst + n]
+    s = ring[src:src + n]
     for i in range(n):
-        ring[dst + i] = ring[src + i]
+        d[i] = s[i]
 
 
 @njit(inline="always")
@@ -704,40 +728,47 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
         for i in range(n):
             o = q_off[bl] + i * W
             va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
-    else:
+    else:  # (loops over views indexed from 0: LLVM vectorises them, see _put_row)
         oN = blk_offN[bl]
         oS = blk_offS[bl]
+        wn = wN[oN:oN + n]
+        ws = wS[oS:oS + n] if oS >= 0 else wS[0:0]
+        va = va[:n]
+        vd = vd[:n]
         if code == _C_COUNT:
             for i in range(n):
-                va[i] = float(wN[oN + i])
+                va[i] = float(wn[i])
         elif code == _C_EVSUM:
             for i in range(n):
-                va[i] = wS[oS + i]
+                va[i] = ws[i]
         elif code == _C_RDSUM:
             for i in range(n):
-                va[i] = wS[oS + i] if wN[oN + i] > 0 else np.nan
+                va[i] = ws[i] if wn[i] > 0 else np.nan
         elif code == _C_MEAN:
             has_d = True
             for i in range(n):
-                va[i] = wS[oS + i]
-                vd[i] = float(wN[oN + i])
+                va[i] = ws[i]
+                vd[i] = float(wn[i])
         elif code == _C_EVSHARE:
             has_d = True
             oA = blk_offN[ind_blk2[t]]
+            wa = wN[oA:oA + n]
             for i in range(n):
-                va[i] = float(wN[oN + i])
-                vd[i] = float(wN[oA + i])
+                va[i] = float(wn[i])
+                vd[i] = float(wa[i])
         elif code == _C_SNSHARE:
             has_d = True
             oO = blk_offO[bl]
+            wo = wO[oO:oO + n]
             for i in range(n):
-                va[i] = float(wO[oO + i])
-                vd[i] = float(wN[oN + i])
+                va[i] = float(wo[i])
+                vd[i] = float(wn[i])
         else:  # _C_SNSUM
             oP = blk_offP[bl]
+            wp = wP[oP:oP + n]
             for i in range(n):
-                p = wP[oP + i]
-                va[i] = wS[oS + i] / p if p > 0 else np.nan
+                p = wp[i]
+                va[i] = ws[i] / p if p > 0 else np.nan
         if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
             has_d = True
             if parts:  # the parts need it in vd; the value pass below reads the norm row itself
@@ -746,46 +777,54 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
                     vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
     if parts:
         _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
-    # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
-    # series i is region i when the base covers every region (series are sorted by region)
+    # val = mult * (a / d) in place in va (float64), then copied into the output row (and the
+    # derived copy); series i is region i when the base covers every region (series are sorted
+    # by region), else the row is NaN where the base has no series
     dense = n == nreg
-    orow = out[0, 0] if wide else out[tt, row]  # float64 output: the float32 row is a sink
-    if not dense:
-        orow[:] = np.nan  # regions without a series of this base
+    va = va[:n]
     if not scale or (not has_d and mult == 1.0):
-        for i in range(n):
-            orow[i if dense else ser_region[s0 + i]] = va[i]
+        pass
     elif not has_d:
         for i in range(n):
-            v = mult * va[i]
-            va[i] = v
-            orow[i if dense else ser_region[s0 + i]] = v
+            va[i] = mult * va[i]
     elif nr >= 0:
         nrow = norm[nr]
-        for i in range(n):
-            r = i if dense else ser_region[s0 + i]
-            d = nrow[r]
-            v = mult * (va[i] / d) if d != 0.0 else np.nan
-            va[i] = v
-            orow[r] = v
+        if dense:
+            for i in range(n):
+                d = nrow[i]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+        else:
+            for i in range(n):
+                d = nrow[ser_region[s0 + i]]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
     else:
+        vd = vd[:n]
         for i in range(n):
             d = vd[i]
-            v = mult * (va[i] / d) if d != 0.0 else np.nan
-            va[i] = v
-            orow[i if dense else ser_region[s0 + i]] = v
-    if wide:  # va holds every value in float64
-        o64 = out64[tt, row]
-        if not dense:
-            o64[:] = np.nan
-        for i in range(n):
-            o64[i if dense else ser_region[s0 + i]] = va[i]
+            va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+    if wide:  # float64 output (the float32 one is a sink)
+        _put_row(out64[tt, row], va, dense, ser_region, s0)
+    else:
+        _put_row(out[tt, row], va, dense, ser_region, s0)
     if dd >= 0:
-        drow = D[tt, dd]
-        if not dense:
-            drow[:] = np.nan
+        _put_row(D[tt, dd], va, dense, ser_region, s0)
+
+
+@njit(inline="always")
+def _put_row(dst, va, dense, ser_region, s0):  # pragma: no cover - compiled
+    """``dst[:] = va`` (dense: series i is region i), or NaN and ``va[i]`` at region
+    ``ser_region[s0 + i]`` (a loop over a view from index 0 without an index select: LLVM
+    vectorises it)."""
+    n = len(va)
+    if dense:
+        d = dst[:n]
         for i in range(n):
-            drow[i if dense else ser_region[s0 + i]] = va[i]
+            d[i] = va[i]
+    else:
+        dst[:] = np.nan
+        sr = ser_region[s0:s0 + n]
+        for i in range(n):
+            dst[sr[i]] = va[i]
 
 
 @njit
