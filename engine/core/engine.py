@@ -73,12 +73,14 @@ _POOLS: dict = {}
 
 
 def _thread_pool(n: int):
-    """A process-wide pool of ``n`` threads for the threaded cycle driver (one per size)."""
+    """A process-wide pool of ``n`` threads for the threaded cycle drivers (one per size; a new
+    one in a forked child, where the parent's pool threads do not exist)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = _POOLS.get(n)
+    key = (n, os.getpid())
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
+        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
     return pool
 
 

@@ -353,6 +353,15 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
      snap_k, sdirty, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
+    # slot of bucket k in each base's rings (bucket j = k - d: that slot minus d, wrapped), so that
+    # no record pays an integer division
+    nb = len(base_R)
+    kR = np.empty(nb, np.int64)
+    kRm = np.zeros(nb, np.int64)
+    for b in range(nb):
+        kR[b] = k % base_R[b]
+        if base_Rm[b] > 0:
+            kRm[b] = k % base_Rm[b]
     for r in range(lo, hi):
         j = bucket[r]
         d = k - j
@@ -373,7 +382,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
             n = base_ser0[b + 1] - base_ser0[b]
             R = base_R[b]
             if d < R:
-                slot = j % R
+                slot = kR[b] - d  # == j % R
+                if slot < 0:
+                    slot += R
                 oN = base_offN[b] + slot * n + i
                 oS = base_offS[b] + slot * n + i if base_offS[b] >= 0 else -1
                 c = _cnt(ringN, ringN32, wide, oN)
@@ -402,7 +413,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
                             qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
             Rm = base_Rm[b]
             if has_v and d < Rm:
-                slot = j % Rm
+                slot = kRm[b] - d  # == j % Rm
+                if slot < 0:
+                    slot += Rm
                 if base_offMin[b] >= 0:
                     o = base_offMin[b] + slot * n + i
                     if v < ringMin[o]:
@@ -636,8 +649,10 @@ def _add_base(b, k, P, S):
                 mmRun[o + i] = vn
             elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
                 acc = empty
+                sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
                 for c in range(W):
-                    v = ring[off + ((k - c) % Rm) * n + i]
+                    v = ring[off + sl * n + i]
+                    sl = sl - 1 if sl > 0 else Rm - 1
                     if mx:
                         if v > acc:
                             acc = v
