@@ -6,6 +6,9 @@ on a sample of indicators over the first 4 cycles, scaled to 672 cycles and the 
 (its cost per cycle grows with the history, so the scaled figure understates it); it must equal
 the engine's values on those cycles. Two engine figures: into a fresh output (the 2.4 GB
 float32 result's first-touch page faults included), and into a reused one (``replay(out=...)``).
+With more than one numba thread (the default on a multi-core machine) the engine replays on its
+shares driver (``Engine._run_shares``: each thread runs every cycle for its own share of the
+bases); ``NUMBA_NUM_THREADS=1`` times the serial kernel.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def test_count_rings_widen_before_they_could_overflow(city, catalog, tmp_path):
     assert c.state.ringN.dtype == np.int32 and c.state.equals(a.state)
 
 
-@pytest.mark.parametrize("parallel", ["0", "1"])
+@pytest.mark.parametrize("parallel", ["0", "1", "shares"])
 def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, monkeypatch, parallel):
     monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
     steps = random_steps(city, catalog, K0, 7, seed=14)
@@ -192,6 +192,27 @@ def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, 
     s2 = Engine(city, catalog)
     ss = np.stack([s2.step(rec, at=k * C, level="street").value.values for k, rec in split])
     assert np.array_equal(st, ss, equal_nan=True)
+
+
+def test_base_shares_partition_bases_and_rows(city, catalog):
+    """The shares driver's split: every base and every indicator row in exactly one share, a row
+    with its base and its share denominator's base, and two non-empty shares here (so the
+    driver test above runs two threads' worth of shares)."""
+    eng = Engine(city, catalog)
+    p = eng.plan
+    shares = eng._base_shares(2)
+    assert len(shares) == 2
+    owner_b = np.full(p.n_bases, -1)
+    owner_r = np.full(len(p.ind_row), -1)
+    for j, (bases, rows, mask) in enumerate(shares):
+        assert (owner_b[bases] == -1).all() and (owner_r[rows] == -1).all()
+        owner_b[bases] = j
+        owner_r[rows] = j
+        assert np.array_equal(np.flatnonzero(mask), bases)
+    assert (owner_b >= 0).all() and (owner_r >= 0).all()
+    assert np.array_equal(owner_r, owner_b[p.ind_base])
+    two = p.ind_blk2 >= 0
+    assert np.array_equal(owner_b[p.blk_base[p.ind_blk2[two]]], owner_r[two])
 
 
 def test_state_layout_and_sizes(city, catalog):

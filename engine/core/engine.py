@@ -73,12 +73,14 @@ _POOLS: dict = {}
 
 
 def _thread_pool(n: int):
-    """A process-wide pool of ``n`` threads for the threaded cycle driver (one per size)."""
+    """A process-wide pool of ``n`` threads for the threaded cycle drivers (one per size; a new
+    one in a forked child, where the parent's pool threads do not exist)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = _POOLS.get(n)
+    key = (n, os.getpid())
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
+        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
     return pool
 
 
@@ -164,6 +166,7 @@ class Engine:
         self._scratch_for = None
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
+        self._all_mask = np.ones(p.n_bases, np.uint8)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -310,17 +313,25 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ kernels
-    def _parallel(self) -> bool:
-        """Whether the cycles run on the threaded driver (:meth:`_run_threads`): only for big
-        cities and more than one numba thread (on small sizes, or with other processes on the cores, thread
-        start-up and contention cost more than the work); ``CITYVITALS_CORE_PARALLEL`` = 0 / 1
-        forces it."""
+    def _parallel(self) -> str:
+        """The cycle driver: ``"serial"`` (:func:`kernels.run_cycles`, one thread), ``"shares"``
+        (:meth:`_run_shares`: each numba thread runs every cycle of the call for its own share of
+        the bases, then the derived rows are split by cycle) or ``"stages"`` (:meth:`_run_threads`:
+        each stage of each cycle split over threads; big cities). Auto: serial with one numba
+        thread, stages from :data:`PARALLEL_MIN_VALUES` values a cycle, else shares.
+        ``CITYVITALS_CORE_PARALLEL`` = 0 (serial), 1 (stages) or ``shares`` forces one."""
         env = os.environ.get("CITYVITALS_CORE_PARALLEL", "auto").strip().lower()
-        if env in ("0", "1"):
-            return env == "1"
+        if env == "0":
+            return "serial"
+        if env == "1":
+            return "stages"
+        if env == "shares":
+            return "shares"
         import numba
 
-        return numba.get_num_threads() > 1 and len(self.plan.rollup) * self.plan.n_regions >= PARALLEL_MIN_VALUES
+        if numba.get_num_threads() <= 1:
+            return "serial"
+        return "stages" if len(self.plan.rollup) * self.plan.n_regions >= PARALLEL_MIN_VALUES else "shares"
 
     def _state_tuple(self, most_per_bucket: int) -> tuple:
         s = self.state
@@ -376,11 +387,14 @@ class Engine:
         EV = (ev["bucket"], ev["key"], ev["region"], ev["value"], ev["off"], True)  # events: a NaN value counts
         RD = (rd["bucket"], rd["key"], rd["region"], rd["value"], rd["off"], False)  # readings: skipped
         SN = (sn["time"], sn["key"], sn["value"], sn["off"])
-        if self._parallel():
+        mode = self._parallel()
+        if mode == "stages":
             self._run_threads(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
+        elif mode == "shares":
+            self._run_shares(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
         else:
             K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, O, D, num, den, parts, self._scratch(1)[0],
-                         self._DP, self._stack, self._all_bases, self._all_rows)
+                         self._DP, self._stack, self._all_bases, self._all_rows, self._all_mask, True)
         self.state.last_cycle = k0 + T - 1
 
     def _shares(self, parts: int) -> tuple:
@@ -424,12 +438,118 @@ class Engine:
             k = k0 + t
             tt = t - (T - ncomp)
             run([(K.advance_bases, k, b, P, S) for b in bases])
-            K.bin_snap(k, t, EV, RD, SN, P, S)
+            K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
             run([(K.add_bases, k, b, P, S) for b in bases])
             if tt >= 0:
                 run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
                 if len(self._DP[4]) > 0:
                     K.derived_rows(tt, self._DP, O, D, self._stack)
+
+    def _base_shares(self, parts: int) -> list:
+        """``parts`` disjoint shares of the bases for :meth:`_run_shares`, as (bases, indicator
+        positions, uint8 base mask) each; empty shares dropped. An indicator row goes with its base,
+        and the bases a row reads (an event share's denominator base) stay in one share; groups of
+        bases are dealt out largest first to the lightest share, weighted by an estimate of their
+        work per cycle (ring row and window-sum cells added, running extremes and sorted windows,
+        snapshot members, output values written)."""
+        if getattr(self, "_bshares_for", None) == parts:
+            return self._bshares
+        p = self.plan
+        B = p.n_bases
+        parent = np.arange(B)
+
+        def find(x):
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        two = p.ind_blk2 >= 0
+        for b, b2 in zip(p.ind_base[two], p.blk_base[p.ind_blk2[two]]):
+            ra, rb = find(int(b)), find(int(b2))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        comp = np.array([find(b) for b in range(B)])
+        nser = np.diff(p.base_ser0).astype(np.float64)
+        w_base = nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
+            + np.diff(p.mem_ptr)
+        w_rows = np.bincount(p.ind_base, weights=nser[p.ind_base] + p.n_regions, minlength=B)
+        w = w_base / max(w_base.sum(), 1.0) + w_rows / max(w_rows.sum(), 1.0)  # add and values: similar costs
+        wc = np.bincount(comp, weights=w, minlength=B)
+        load = np.zeros(parts)
+        owner = np.zeros(B, np.int64)
+        for c in np.argsort(-wc, kind="stable"):
+            if wc[c] <= 0 and not (comp == c).any():
+                continue
+            j = int(np.argmin(load))
+            owner[comp == c] = j
+            load[j] += wc[c]
+        shares = []
+        for j in range(parts):
+            bases = np.flatnonzero(owner == j).astype(np.int64)
+            if len(bases) == 0:
+                continue
+            rows = np.flatnonzero(owner[p.ind_base] == j).astype(np.int64)
+            mask = (owner == j).astype(np.uint8)
+            shares.append((bases, rows, mask))
+        self._bshares, self._bshares_for = shares, parts
+        return shares
+
+    def _run_shares(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
+        """:func:`kernels.run_cycles` on the numba thread count of Python threads, each running
+        every cycle of the call for its own share of the bases (:meth:`_base_shares`; the kernels
+        release the GIL), then the derived rows of the computed cycles split by cycle over the
+        same threads. Each base and each output row is computed by one thread with the same
+        operations in the same order as the serial kernel, so the numbers are the same bit for bit.
+        Every thread applies all snapshot records to its own copy of the latest values (the
+        first thread: the state's) and keeps its own ``cmax`` and changed-series flags."""
+        import numba
+
+        nt = max(2, numba.get_num_threads())  # (forced with one numba thread: still two shares)
+        pool = _thread_pool(nt)
+        shares = self._base_shares(nt)
+        m = len(shares)
+        scr = self._scratch(m)
+        P = self._P
+        i_cmax, i_val, i_time, i_dirty = (K.S_FIELDS.index("cmax"), K.S_FIELDS.index("st_value"),
+                                          K.S_FIELDS.index("st_time"), len(K.S_FIELDS) + K.S_SCRATCH.index("sdirty"))
+        own = getattr(self, "_share_arrays", None)
+        if own is None or len(own) < m - 1 or own[0][1].shape != S[i_val].shape:
+            own = self._share_arrays = [(np.zeros(1, S[i_cmax].dtype), np.empty_like(S[i_val]),
+                                         np.empty_like(S[i_time]), np.zeros_like(S[i_dirty])) for _ in range(m - 1)]
+        tuples = [S]
+        for cm, val, tim, dirty in own[:m - 1]:
+            cm[:] = S[i_cmax]
+            val[:] = S[i_val]
+            tim[:] = S[i_time]
+            s = list(S)
+            s[i_cmax], s[i_val], s[i_time], s[i_dirty] = cm, val, tim, dirty
+            tuples.append(tuple(s))
+        stacks = getattr(self, "_stacks", None)
+        if stacks is None or len(stacks) < m:
+            stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
+
+        def run(calls):
+            futs = [pool.submit(*c) for c in calls]
+            for f in futs:  # every call waited for, then the first error raised
+                f.exception()
+            for f in futs:
+                f.result()
+
+        run([(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], self._DP,
+              stacks[j], bases, rows, mask, False) for j, (bases, rows, mask) in enumerate(shares)])
+        S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
+        for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
+            t[i_dirty][:] = 0
+        if ncomp > 0 and len(self._DP[4]) > 0:
+            DP = self._DP
+
+            def derived(lo, hi, stack):
+                for tt in range(lo, hi):
+                    K.derived_rows(tt, DP, O, D, stack)
+
+            cuts = np.linspace(0, ncomp, min(m, ncomp) + 1).round().astype(int)
+            run([(derived, int(cuts[j]), int(cuts[j + 1]), stacks[j]) for j in range(len(cuts) - 1)])
 
     def _scratch(self, m: int) -> np.ndarray:
         """Float64 scratch of the value kernel: (at least ``m``, 2, regions), one (2, regions)

@@ -108,7 +108,9 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
 @njit(inline="always")
 def sorted_insert(x, o, n, v):
     """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
-    The caller guarantees room for one more value."""
+    The caller guarantees room for one more value. (Loops over a view indexed from 0: the shift
+    compiles to a vector copy.)"""
+    xv = x[o:o + n + 1]
     if math.isnan(v):
         pos = n
     else:
@@ -116,14 +118,14 @@ def sorted_insert(x, o, n, v):
         hi = n
         while lo < hi:
             mid = (lo + hi) >> 1
-            if x[o + mid] <= v:  # NaN compares False: v goes before it
+            if xv[mid] <= v:  # NaN compares False: v goes before it
                 lo = mid + 1
             else:
                 hi = mid
         pos = lo
-    for c in range(n, pos, -1):
-        x[o + c] = x[o + c - 1]
-    x[o + pos] = v
+    for c in range(n - pos):
+        xv[n - c] = xv[n - c - 1]
+    xv[pos] = v
     return n + 1
 
 
@@ -131,22 +133,25 @@ def sorted_insert(x, o, n, v):
 def sorted_delete(x, o, n, v):
     """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
     new length (``n`` when ``v`` is not there)."""
+    xv = x[o:o + n]
     if math.isnan(v):
-        if n == 0 or not math.isnan(x[o + n - 1]):
+        if n == 0 or not math.isnan(xv[n - 1]):
             return n
         return n - 1
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if x[o + mid] < v:
+        if xv[mid] < v:
             lo = mid + 1
         else:
             hi = mid
-    if lo >= n or x[o + lo] != v:
+    if lo >= n or xv[lo] != v:
         return n
-    for c in range(lo, n - 1):
-        x[o + c] = x[o + c + 1]
+    dst = xv[lo:n - 1]
+    src = xv[lo + 1:n]
+    for c in range(n - 1 - lo):
+        dst[c] = src[c]
     return n - 1
 
 
@@ -191,31 +196,44 @@ def _cnt_set(a16, a32, wide, o, v):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _ring_out(w, ring, o, wo, n, pos):  # pragma: no cover - compiled
-    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive)."""
+    """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive).
+    (Loops over views indexed from 0 here and below: LLVM vectorises them.)"""
+    wv = w[wo:wo + n]
+    rv = ring[o:o + n]
     if pos:
         for i in range(n):
-            if ring[o + i] > 0:
-                w[wo + i] -= 1
+            if rv[i] > 0:
+                wv[i] -= 1
     else:
         for i in range(n):
-            w[wo + i] -= ring[o + i]
+            wv[i] -= rv[i]
 
 
 @njit(inline="always")
 def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
     """``w[wo:wo + n] += r[on:on + n]`` minus ``r[oo:oo + n]`` when ``oo >= 0`` (``pos``: plus /
     minus 1 where the ring cell is positive)."""
-    if pos:
+    wv = w[wo:wo + n]
+    rn = r[on:on + n]
+    if oo >= 0:
+        ro = r[oo:oo + n]
+        if pos:
+            for i in range(n):
+                if rn[i] > 0:
+                    wv[i] += 1
+                if ro[i] > 0:
+                    wv[i] -= 1
+        else:
+            for i in range(n):
+                wv[i] += rn[i]
+                wv[i] -= ro[i]
+    elif pos:
         for i in range(n):
-            if r[on + i] > 0:
-                w[wo + i] += 1
-            if oo >= 0 and r[oo + i] > 0:
-                w[wo + i] -= 1
+            if rn[i] > 0:
+                wv[i] += 1
     else:
         for i in range(n):
-            w[wo + i] += r[on + i]
-            if oo >= 0:
-                w[wo + i] -= r[oo + i]
+            wv[i] += rn[i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +273,10 @@ def _advance_base(b, k, P, S):
         if blk_offS[bl] >= 0:
             oS = base_offS[b] + slot * n
             wo = blk_offS[bl]
+            wv = wS[wo:wo + n]
+            rv = ringS[oS:oS + n]
             for i in range(n):
-                wS[wo + i] -= ringS[oS + i]
+                wv[i] -= rv[i]
         if blk_offO[bl] >= 0:
             oO = base_offO[b] + slot * n
             if wide:
@@ -316,12 +336,13 @@ def advance_bases(k, bases, P, S):
 
 
 @njit
-def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
+def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
     """Add events or readings ``lo .. hi - 1`` (``bucket <= k``) into their buckets and, when late,
     into the running sums, extremes and sorted windows that still cover their bucket. A NaN value
     adds nothing to sums and extremes; it still counts when ``count_nan`` (events: the event
     happened) and is skipped otherwise (readings). Records of a base whose ring no longer holds
-    their bucket are ignored for that base (no window of it covers them)."""
+    their bucket are ignored for that base (no window of it covers them). Only bases with
+    ``bmask[b] != 0`` are touched (all of them, or one thread's share: see :func:`run_cycles`)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -332,6 +353,15 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
      snap_k, sdirty, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
+    # slot of bucket k in each base's rings (bucket j = k - d: that slot minus d, wrapped), so that
+    # no record pays an integer division
+    nb = len(base_R)
+    kR = np.empty(nb, np.int64)
+    kRm = np.zeros(nb, np.int64)
+    for b in range(nb):
+        kR[b] = k % base_R[b]
+        if base_Rm[b] > 0:
+            kRm[b] = k % base_Rm[b]
     for r in range(lo, hi):
         j = bucket[r]
         d = k - j
@@ -343,6 +373,8 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
             continue
         for m in range(map_ptr[kk], map_ptr[kk + 1]):
             b = map_base[m]
+            if bmask[b] == 0:
+                continue
             s = lookup[b, reg]
             if s < 0:
                 continue
@@ -350,7 +382,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
             n = base_ser0[b + 1] - base_ser0[b]
             R = base_R[b]
             if d < R:
-                slot = j % R
+                slot = kR[b] - d  # == j % R
+                if slot < 0:
+                    slot += R
                 oN = base_offN[b] + slot * n + i
                 oS = base_offS[b] + slot * n + i if base_offS[b] >= 0 else -1
                 c = _cnt(ringN, ringN32, wide, oN)
@@ -379,7 +413,9 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S):
                             qn[qc] = sorted_insert(qv, q_off[qb] + i * q_W[qb], qn[qc], ringS[oS] / c)
             Rm = base_Rm[b]
             if has_v and d < Rm:
-                slot = j % Rm
+                slot = kRm[b] - d  # == j % Rm
+                if slot < 0:
+                    slot += Rm
                 if base_offMin[b] >= 0:
                     o = base_offMin[b] + slot * n + i
                     if v < ringMin[o]:
@@ -571,14 +607,16 @@ def _add_base(b, k, P, S):
             if blk_offP[bl] >= 0:
                 _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
         if blk_offS[bl] >= 0:
-            rs = ringS[base_offS[b]:]
             wo = blk_offS[bl]
+            wv = wS[wo:wo + n]
+            sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
             if oo >= 0:
+                so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
                 for i in range(n):
-                    wS[wo + i] = (wS[wo + i] - rs[oo + i]) + rs[on + i]
+                    wv[i] = (wv[i] - so[i]) + sn[i]
             else:
                 for i in range(n):
-                    wS[wo + i] += rs[on + i]
+                    wv[i] += sn[i]
         if blk_offO[bl] >= 0:
             if wide:
                 _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
@@ -611,8 +649,10 @@ def _add_base(b, k, P, S):
                 mmRun[o + i] = vn
             elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
                 acc = empty
+                sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
                 for c in range(W):
-                    v = ring[off + ((k - c) % Rm) * n + i]
+                    v = ring[off + sl * n + i]
+                    sl = sl - 1 if sl > 0 else Rm - 1
                     if mx:
                         if v > acc:
                             acc = v
@@ -637,8 +677,10 @@ def add_bases(k, bases, P, S):
 def _copy_run(ring, dst, src, n):  # pragma: no cover - compiled
     """``ring[dst:dst + n] = ring[src:src + n]`` as an element loop (numba's array-to-array
     setitem costs seconds of compile time per dtype)."""
+    d = ring[dst:dst + n]
+    s = ring[src:src + n]
     for i in range(n):
-        ring[dst + i] = ring[src + i]
+        d[i] = s[i]
 
 
 @njit(inline="always")
@@ -701,40 +743,47 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
         for i in range(n):
             o = q_off[bl] + i * W
             va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
-    else:
+    else:  # (loops over views indexed from 0: LLVM vectorises them, see _put_row)
         oN = blk_offN[bl]
         oS = blk_offS[bl]
+        wn = wN[oN:oN + n]
+        ws = wS[oS:oS + n] if oS >= 0 else wS[0:0]
+        va = va[:n]
+        vd = vd[:n]
         if code == _C_COUNT:
             for i in range(n):
-                va[i] = float(wN[oN + i])
+                va[i] = float(wn[i])
         elif code == _C_EVSUM:
             for i in range(n):
-                va[i] = wS[oS + i]
+                va[i] = ws[i]
         elif code == _C_RDSUM:
             for i in range(n):
-                va[i] = wS[oS + i] if wN[oN + i] > 0 else np.nan
+                va[i] = ws[i] if wn[i] > 0 else np.nan
         elif code == _C_MEAN:
             has_d = True
             for i in range(n):
-                va[i] = wS[oS + i]
-                vd[i] = float(wN[oN + i])
+                va[i] = ws[i]
+                vd[i] = float(wn[i])
         elif code == _C_EVSHARE:
             has_d = True
             oA = blk_offN[ind_blk2[t]]
+            wa = wN[oA:oA + n]
             for i in range(n):
-                va[i] = float(wN[oN + i])
-                vd[i] = float(wN[oA + i])
+                va[i] = float(wn[i])
+                vd[i] = float(wa[i])
         elif code == _C_SNSHARE:
             has_d = True
             oO = blk_offO[bl]
+            wo = wO[oO:oO + n]
             for i in range(n):
-                va[i] = float(wO[oO + i])
-                vd[i] = float(wN[oN + i])
+                va[i] = float(wo[i])
+                vd[i] = float(wn[i])
         else:  # _C_SNSUM
             oP = blk_offP[bl]
+            wp = wP[oP:oP + n]
             for i in range(n):
-                p = wP[oP + i]
-                va[i] = wS[oS + i] / p if p > 0 else np.nan
+                p = wp[i]
+                va[i] = ws[i] / p if p > 0 else np.nan
         if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
             has_d = True
             if parts:  # the parts need it in vd; the value pass below reads the norm row itself
@@ -743,46 +792,54 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
                     vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
     if parts:
         _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
-    # one pass: val = mult * (a / d) into the output row (and back into va for the derived copy);
-    # series i is region i when the base covers every region (series are sorted by region)
+    # val = mult * (a / d) in place in va (float64), then copied into the output row (and the
+    # derived copy); series i is region i when the base covers every region (series are sorted
+    # by region), else the row is NaN where the base has no series
     dense = n == nreg
-    orow = out[0, 0] if wide else out[tt, row]  # float64 output: the float32 row is a sink
-    if not dense:
-        orow[:] = np.nan  # regions without a series of this base
+    va = va[:n]
     if not scale or (not has_d and mult == 1.0):
-        for i in range(n):
-            orow[i if dense else ser_region[s0 + i]] = va[i]
+        pass
     elif not has_d:
         for i in range(n):
-            v = mult * va[i]
-            va[i] = v
-            orow[i if dense else ser_region[s0 + i]] = v
+            va[i] = mult * va[i]
     elif nr >= 0:
         nrow = norm[nr]
-        for i in range(n):
-            r = i if dense else ser_region[s0 + i]
-            d = nrow[r]
-            v = mult * (va[i] / d) if d != 0.0 else np.nan
-            va[i] = v
-            orow[r] = v
+        if dense:
+            for i in range(n):
+                d = nrow[i]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+        else:
+            for i in range(n):
+                d = nrow[ser_region[s0 + i]]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
     else:
+        vd = vd[:n]
         for i in range(n):
             d = vd[i]
-            v = mult * (va[i] / d) if d != 0.0 else np.nan
-            va[i] = v
-            orow[i if dense else ser_region[s0 + i]] = v
-    if wide:  # va holds every value in float64
-        o64 = out64[tt, row]
-        if not dense:
-            o64[:] = np.nan
-        for i in range(n):
-            o64[i if dense else ser_region[s0 + i]] = va[i]
+            va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+    if wide:  # float64 output (the float32 one is a sink)
+        _put_row(out64[tt, row], va, dense, ser_region, s0)
+    else:
+        _put_row(out[tt, row], va, dense, ser_region, s0)
     if dd >= 0:
-        drow = D[tt, dd]
-        if not dense:
-            drow[:] = np.nan
+        _put_row(D[tt, dd], va, dense, ser_region, s0)
+
+
+@njit(inline="always")
+def _put_row(dst, va, dense, ser_region, s0):  # pragma: no cover - compiled
+    """``dst[:] = va`` (dense: series i is region i), or NaN and ``va[i]`` at region
+    ``ser_region[s0 + i]`` (a loop over a view from index 0 without an index select: LLVM
+    vectorises it)."""
+    n = len(va)
+    if dense:
+        d = dst[:n]
         for i in range(n):
-            drow[i if dense else ser_region[s0 + i]] = va[i]
+            d[i] = va[i]
+    else:
+        dst[:] = np.nan
+        sr = ser_region[s0:s0 + n]
+        for i in range(n):
+            dst[sr[i]] = va[i]
 
 
 @njit
@@ -874,7 +931,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmask, derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
     them into the output at ``t - (T - ncomp)`` (and ``D``, ``num``, ``den``).
 
@@ -889,32 +946,40 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
     snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
     program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
-    ``bases`` / ``rows``: every base / indicator position (``arange``).
+    ``bases`` / ``rows``: every base / indicator position (``arange``), ``bmask`` (uint8 per
+    base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
+    bases of the share (``bmask`` 1 for them, 0 for the others: records and snapshot values of
+    other bases are skipped), the indicator rows whose bases (share denominators included) are in
+    it, ``derived`` False (the derived rows read every share's values: the caller evaluates them
+    after all shares are done, :meth:`engine.core.engine.Engine._run_shares`). Shares write
+    disjoint state (by base) and output rows; the arrays every share writes (``cmax``,
+    ``st_value``, ``st_time``, ``sdirty``) are the thread's own copies in its ``S``.
 
-    The threaded driver (:meth:`engine.core.engine.Engine._run_threads`) runs the same stage
-    functions cycle by cycle from Python, each stage split over threads by bases or rows."""
+    The threaded driver for big cities (:meth:`engine.core.engine.Engine._run_threads`) runs the
+    same stage functions cycle by cycle from Python, each stage split over threads by bases or
+    rows."""
     for t in range(T):
         k = k0 + t
         advance_bases(k, bases, P, S)
-        bin_snap(k, t, EV, RD, SN, P, S)
+        bin_snap(k, t, EV, RD, SN, P, S, bmask)
         add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
             values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
-            if len(DP[4]) > 0:
+            if derived and len(DP[4]) > 0:
                 derived_rows(tt, DP, O, D, stack)
 
 
 @njit
-def bin_snap(k, t, EV, RD, SN, P, S):
-    """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings, apply
-    snapshot records to the latest values."""
+def bin_snap(k, t, EV, RD, SN, P, S, bmask):
+    """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings of the
+    bases with ``bmask[b] != 0``, apply snapshot records to the latest values."""
     ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
     rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
     sn_t, sn_c, sn_v, sn_o = SN
     if ev_o[t + 1] > ev_o[t]:
-        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S)
+        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, bmask)
     if rd_o[t + 1] > rd_o[t]:
-        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S)
+        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
         snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
