@@ -159,3 +159,20 @@ def test_period_mean_max_into_out_arrays():
     assert (day[0][[0, 3]] == -1).all()
     with pytest.raises(ValueError, match=r"C-contiguous float32 of shape \(2, 3, 4\), got float64 \(2, 3, 4\)"):
         period_mean_max(v, s, 4, out=(np.zeros((2, 3, 4)), np.zeros((2, 3, 4), np.float32)))
+
+
+def test_small_pages_turns_numpy_hugepage_advice_off_and_back():
+    from engine.scenario.runner import small_pages
+
+    setter = np._core.multiarray._set_madvise_hugepage
+    before = setter(True)                       # known state: advice on
+    try:
+        with small_pages():
+            assert setter(False) is False       # off inside (the call returns the previous value)
+        assert setter(True) is True             # back on after
+        with pytest.raises(RuntimeError, match="boom"):
+            with small_pages():
+                raise RuntimeError("boom")
+        assert setter(True) is True             # restored after an error too
+    finally:
+        setter(before)

@@ -154,15 +154,40 @@ def _day_dataset(ds, data: dict, times):
     return xr.Dataset({k: (dims, v) for k, v in data.items()}, coords=coords, attrs=ds.attrs)
 
 
+@contextlib.contextmanager
+def small_pages():
+    """numpy's transparent-huge-page advice off for the block (restored after).
+
+    numpy asks the kernel for 2 MB pages for every array of 4 MB or more; a run makes many such
+    short-lived arrays, and the kernel zeroes a whole huge page on each first touch: measured in
+    a 4-day demo run (docs/report.md, 2026-11-29 fourth session), the Zarr stage spent 3.4-4.8 s
+    of system time with the advice against 1.7 s without, for the same work. Without numpy's
+    private switch (``numpy._core.multiarray._set_madvise_hugepage``) nothing changes.
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    prev = setter(False) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            setter(prev)
+
+
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
                  store_thread: bool = True) -> dict:
     """Simulate ``scenario``, replay every cycle through the engine, write the run folder.
 
     ``store_thread=False`` writes the Zarr stores in the calling thread (the same stores; the
     ``zarr`` stage's time is then all of their cost: with the thread, compression overlaps the
-    next day's stages and its CPU time is counted in them). Returns the summary (also written to
-    ``summary.json``).
+    next day's stages and its CPU time is counted in them). The run allocates with small pages
+    (:func:`small_pages`). Returns the summary (also written to ``summary.json``).
     """
+    with small_pages():
+        return _run_scenario(scenario, out, store_every=store_every, progress=progress, city=city,
+                             store_thread=store_thread)
+
+
+def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -> dict:
     import xarray as xr
 
     from engine.alerts import AlertManager, JsonlSink
