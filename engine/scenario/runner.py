@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.scenario.store import DayWriter
+
 ECONOMY_INDICATORS = {
     "enterprise_operation": "market.enterprise.reopened_all.share_now",
     "power_use": "construction.lifelines.power_energy.sum_24h",
@@ -66,22 +68,6 @@ class Stages:
 
     def rounded(self, cpu: bool = False) -> dict:
         return {k: round(v, 2) for k, v in (self.cpu if cpu else self.seconds).items()}
-
-
-def _append(ds, path: Path, first: bool) -> None:
-    import zarr  # noqa: F401  (the engine xarray writes through)
-
-    if first:
-        encoding = {}
-        for name, var in ds.data_vars.items():
-            chunks = tuple(min(s, c) for s, c in zip(var.shape, (96, 256, 512)[-var.ndim:]))
-            encoding[name] = {"chunks": chunks}
-        ds.to_zarr(path, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
-    else:
-        # coordinates without time (indicator and region labels and names) are in the store
-        # already: rewriting them every append cost a third of its time
-        ds = ds.drop_vars([k for k, v in ds.coords.items() if "time" not in v.dims])
-        ds.to_zarr(path, append_dim="time", consolidated=True, zarr_format=2)
 
 
 #: cycles a run keeps in flight after the core (detectors, alerts, indices, storage): half a day of
@@ -143,30 +129,65 @@ def store_factor(store_every: str | None, cycle: pd.Timedelta) -> int:
     return int(factor)
 
 
-def _coarsen(ds, factor: int):
-    """Stored steps of a day's ``value`` and ``score``: every cycle, or per period of ``factor`` cycles the
-    mean value and the highest score (the period's worst moment, which a mean would dilute), labelled by
-    the end of the period (:func:`engine.scenario.store.period_mean_max`: NaN skipped, a period with no
-    data stays NaN)."""
-    import xarray as xr
-
+def _store_part(part, scores, factor: int, out: tuple) -> None:
+    """A part's stored steps of ``value`` and ``score`` into ``out`` (slices of the day's buffers):
+    every cycle, or per period of ``factor`` cycles the mean value and the highest score (the
+    period's worst moment, which a mean would dilute) (:func:`engine.scenario.store.period_mean_max`:
+    NaN skipped, a period with no data stays NaN). The steps are labelled by the end of their period."""
     from engine.scenario.store import period_mean_max
 
     if factor == 1:
-        return ds[["value", "score"]].astype("float32", copy=True)  # a copy: the value buffer is reused
-    n = ds.sizes["time"] // factor * factor
-    mean, top = period_mean_max(ds["value"].values, ds["score"].values, factor)
+        np.copyto(out[0], part)           # a copy: the value buffer is reused
+        np.copyto(out[1], scores)
+        return
+    period_mean_max(part, scores, factor, out=out)
+
+
+def _day_dataset(ds, data: dict, times):
+    """The day's stored steps as a Dataset (``ds``'s coordinates without time and its attributes):
+    what the first day's store is created from."""
+    import xarray as xr
+
     dims = ds["value"].dims
     coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims}
-    coords["time"] = ds["time"].values[factor - 1:n:factor]
-    return xr.Dataset({"value": (dims, mean), "score": (dims, top)}, coords=coords, attrs=ds.attrs)
+    coords["time"] = times
+    return xr.Dataset({k: (dims, v) for k, v in data.items()}, coords=coords, attrs=ds.attrs)
 
 
-def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None) -> dict:
+@contextlib.contextmanager
+def small_pages():
+    """numpy's transparent-huge-page advice off for the block (restored after).
+
+    numpy asks the kernel for 2 MB pages for every array of 4 MB or more; a run makes many such
+    short-lived arrays, and the kernel zeroes a whole huge page on each first touch: measured in
+    a 4-day demo run (docs/report.md, 2026-11-29 fourth session), the Zarr stage spent 3.4-4.8 s
+    of system time with the advice against 1.7 s without, for the same work. Without numpy's
+    private switch (``numpy._core.multiarray._set_madvise_hugepage``) nothing changes.
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    prev = setter(False) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            setter(prev)
+
+
+def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
+                 store_thread: bool = True) -> dict:
     """Simulate ``scenario``, replay every cycle through the engine, write the run folder.
 
-    Returns the summary (also written to ``summary.json``).
+    ``store_thread=False`` writes the Zarr stores in the calling thread (the same stores; the
+    ``zarr`` stage's time is then all of their cost: with the thread, compression overlaps the
+    next day's stages and its CPU time is counted in them). The run allocates with small pages
+    (:func:`small_pages`). Returns the summary (also written to ``summary.json``).
     """
+    with small_pages():
+        return _run_scenario(scenario, out, store_every=store_every, progress=progress, city=city,
+                             store_thread=store_thread)
+
+
+def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -> dict:
     import xarray as xr
 
     from engine.alerts import AlertManager, JsonlSink
@@ -238,6 +259,7 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
     quarantined: dict = {}
     buf = None
+    writer = DayWriter(background=store_thread)   # values.zarr and indices.zarr, a day at a time, from a thread
     for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
                             start=-n_history):
         with stage("feeds"):
@@ -278,8 +300,15 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
         # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
         # indices' float64 copies of one part at a time bound the memory (same results: each
         # stage goes on from where the previous part left it)
-        stored_parts: list = []
         index_parts: list = []
+        if d >= 0:
+            with stage("zarr"):
+                # the day's stored steps are written into one of two reused day buffers (no
+                # first-touch faults of fresh arrays, no concatenation); the writer stores the day
+                # from its thread while the next day computes
+                day_shape = (len(times) // factor,) + values.shape[1:]
+                day_buf = writer.buffers(out / "values.zarr", {"value": (day_shape, np.float32),
+                                                               "score": (day_shape, np.float32)})
         for a, b in _parts(len(times), factor):
             if d < 0:
                 with stage("detectors"):
@@ -306,7 +335,8 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 idx = index_plan.compute(stored)
             del stored
             with stage("zarr"):
-                stored_parts.append(_coarsen(part, factor))
+                j = slice(a // factor, b // factor)
+                _store_part(values[a:b], part["score"].values, factor, (day_buf["value"][j], day_buf["score"][j]))
                 hidx = idx[["health", "grade"]]
                 hidx["health"] = hidx["health"].astype("float32")
                 index_parts.append(hidx)
@@ -315,11 +345,16 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
             # one append per day and store (an append's fixed cost is about that of compressing
             # an hourly day of values)
             with stage("zarr"):
-                for parts, name in ((stored_parts, "values.zarr"), (index_parts, "indices.zarr")):
-                    day_ds = parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
-                    _append(day_ds, out / name, first=d == 0)
-                    parts.clear()
-                del day_ds
+                stored_times = times.values[factor - 1::factor]
+                writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
+                             stored_times, ds.attrs)
+                health = np.concatenate([p["health"].values for p in index_parts])
+                grade = np.concatenate([p["grade"].values for p in index_parts])
+                idx_times = np.concatenate([p["time"].values for p in index_parts])
+                writer.write(out / "indices.zarr", lambda: xr.concat(index_parts, dim="time"),
+                             {"health": health, "grade": grade}, idx_times, index_parts[0].attrs)
+                index_parts.clear()
+                del day_buf, health, grade
             last = values[-1]
             with np.errstate(invalid="ignore"):
                 economy.append({
@@ -330,6 +365,8 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
                 })
         del ds, values, seen
         bar.advance()
+    with stage("zarr"):
+        writer.close()        # the last days' writes
     with stage("alerts"):
         manager.flush(10)
         alerts = _alerts_frame(manager, catalog, city)

@@ -16,6 +16,7 @@ costs a second per simulated day at 2,926 indicators x 300 neighbourhoods.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numba import prange
@@ -47,7 +48,7 @@ def _mean_max_kernel(value, score, factor, vout, sout):  # pragma: no cover - co
             sout[j, i, r] = best[r] if best[r] > -math.inf else math.nan
 
 
-def period_mean_max(value: np.ndarray, score: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+def period_mean_max(value: np.ndarray, score: np.ndarray, factor: int, out=None) -> tuple[np.ndarray, np.ndarray]:
     """Per period of ``factor`` cycles: the mean of ``value`` and the max of ``score``, NaN skipped.
 
     Parameters
@@ -56,6 +57,9 @@ def period_mean_max(value: np.ndarray, score: np.ndarray, factor: int) -> tuple[
         A day's cycles; trailing cycles that do not fill a period are dropped.
     factor : int
         Cycles per stored step (>= 1).
+    out : (mean, max) float32 arrays, optional
+        C-contiguous arrays of the output shape to write into (e.g. a slice of a day's buffer);
+        fresh ones without it.
 
     Returns
     -------
@@ -70,8 +74,178 @@ def period_mean_max(value: np.ndarray, score: np.ndarray, factor: int) -> tuple[
         raise ValueError(f"factor must be a whole number >= 1, got {factor!r}")
     factor = int(factor)
     n_out = value.shape[0] // factor
-    vout = np.empty((n_out,) + value.shape[1:], dtype=np.float32)
-    sout = np.empty_like(vout)
+    shape = (n_out,) + value.shape[1:]
+    if out is None:
+        vout = np.empty(shape, dtype=np.float32)
+        sout = np.empty_like(vout)
+    else:
+        vout, sout = out
+        for a in (vout, sout):
+            if a.shape != shape or a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError(f"out arrays must be C-contiguous float32 of shape {shape}, "
+                                 f"got {a.dtype} {a.shape} (contiguous: {a.flags.c_contiguous})")
     if n_out:
         _mean_max_kernel(np.ascontiguousarray(value), np.ascontiguousarray(score), factor, vout, sout)
     return vout, sout
+
+
+def create_store(ds, path) -> None:
+    """Write ``ds`` (a run's first stored day) as a new Zarr store at ``path``: format 2, blosc-lz4
+    (the default compressor), consolidated metadata, chunks of at most 96 steps x 256 indicators
+    or indices x 512 regions (one chunk of time per day: a day has at most 96 stored steps)."""
+    import zarr  # noqa: F401  (the engine xarray writes through)
+
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        chunks = tuple(min(s, c) for s, c in zip(var.shape, (96, 256, 512)[-var.ndim:]))
+        encoding[name] = {"chunks": chunks}
+    ds.to_zarr(path, mode="w", encoding=encoding, consolidated=True, zarr_format=2)
+
+
+def _plain(v):
+    """An attribute value as JSON takes it (numpy scalars to Python numbers)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
+    """Append one day to a store :func:`create_store` made: each time-dim array grows by the day
+    and its chunks are written (zarr compresses them in its own threads), the ``time``
+    coordinate is encoded with the store's own units and calendar, the group's attributes take
+    ``attrs`` and the consolidated metadata is rewritten once.
+
+    What the store holds afterwards equals ``xarray.Dataset.to_zarr(path, append_dim="time")`` of
+    the day (``tests/test_scenario_store.py`` reads both back); it skips xarray's per-append
+    checks and re-encoding, which cost more than compressing an hourly day.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store.
+    data : dict of str -> array
+        Every data variable of the store with a ``time`` dimension, time first, each of the day's
+        ``len(times)`` steps and the store's other dimensions.
+    times : array of datetime64
+        The day's stored times, after the store's last one.
+    attrs : dict, optional
+        The group's attributes to set (xarray's append does the same).
+    """
+    import zarr
+    from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
+
+    g = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    tz = g["time"]
+    n0, n = tz.shape[0], len(times)
+    growing = sorted(k for k in g.array_keys()
+                     if k != "time" and (g[k].attrs.get("_ARRAY_DIMENSIONS") or [None])[0] == "time")
+    if sorted(data) != growing:
+        raise ValueError(f"{path}: the day must give every time-dim array of the store {growing}, got {sorted(data)}")
+    times = np.asarray(times, dtype="datetime64[ns]")
+    units, calendar = tz.attrs["units"], tz.attrs.get("calendar", "proleptic_gregorian")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")            # inexact times are refused below (decoded back in the store's units)
+        num, _, _ = encode_cf_datetime(times, units, calendar, dtype=tz.dtype)
+    num = np.asarray(num)
+    back = np.asarray(decode_cf_datetime(num, units, calendar), dtype="datetime64[ns]")
+    if num.dtype != tz.dtype or not np.array_equal(back, times):
+        raise ValueError(f"{path}: times {times[0]} .. {times[-1]} are not exact in the store's units {units!r} "
+                         f"({tz.dtype})")
+    if n0 and times[0] <= np.asarray(decode_cf_datetime(tz[n0 - 1:n0], units, calendar), dtype="datetime64[ns]")[0]:
+        raise ValueError(f"{path}: the day starts at {times[0]}, not after the store's last time")
+    arrays = {}
+    for k in growing:
+        za, a = g[k], np.asarray(data[k])
+        if za.shape[0] != n0 or a.shape != (n,) + za.shape[1:]:
+            raise ValueError(f"{path}: {k} must be {(n,) + za.shape[1:]} after {n0} stored steps; "
+                             f"got {a.shape} (stored {za.shape})")
+        arrays[k] = (za, a.astype(za.dtype, copy=False))
+    for za, a in arrays.values():            # the data first, the time axis last
+        za.resize((n0 + n,) + za.shape[1:])
+        za[n0:n0 + n] = a
+    tz.resize((n0 + n,))
+    tz[n0:n0 + n] = num
+    if attrs:
+        g.attrs.update({k: _plain(v) for k, v in attrs.items()})
+    zarr.consolidate_metadata(str(path), zarr_format=2)
+
+
+class DayWriter:
+    """A run's stores written one day at a time, the appends in a background thread.
+
+    The first day of a store is written at once (:func:`create_store`); each later day goes to
+    one worker thread (:func:`append_day`) while the run computes the next day: compression
+    and the numba kernels both release the GIL. A store's days are written in order. The day
+    buffers (:meth:`buffers`) come in two sets per store used in turn: a set is handed out again
+    only when the write of its previous day is done, so a day's arrays are never changed while
+    they are written. An error in the worker is raised by the next call (and by :meth:`close`).
+
+    Parameters
+    ----------
+    background : bool
+        False writes every day at once in the calling thread (same stores).
+    """
+
+    def __init__(self, background: bool = True):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-day") if background else None
+        self._created: set = set()
+        self._sets: dict = {}       # store -> [turn, [(buffers, future), (buffers, future)]]
+        self._pending: list = []
+
+    def buffers(self, path, shapes: dict) -> dict:
+        """The next free set of day buffers of store ``path``: ``{name: array}`` for ``{name: (shape,
+        dtype)}``; it waits until the day last written from this set is stored."""
+        key = str(path)
+        turn, sets = self._sets.setdefault(key, [0, [(None, None), (None, None)]])
+        bufs, fut = sets[turn]
+        if fut is not None:
+            fut.result()
+        if bufs is None or any(bufs[k].shape != tuple(s) or bufs[k].dtype != np.dtype(t) for k, (s, t) in shapes.items()) \
+                or set(bufs) != set(shapes):
+            bufs = {k: np.empty(s, dtype=t) for k, (s, t) in shapes.items()}
+        sets[turn] = (bufs, None)
+        return bufs
+
+    def write(self, path, make_dataset, data: dict, times, attrs: dict | None = None) -> None:
+        """Store a day: ``make_dataset()`` (an xarray Dataset of the day, called only for the
+        store's first day) creates the store; later days append ``data`` (the time-dim arrays),
+        ``times`` and ``attrs`` (:func:`append_day`), in the background when the writer has a thread."""
+        self._raise_failed()
+        key = str(path)
+        if key not in self._created:
+            for f in [f for p, f in self._pending if p == key]:
+                f.result()
+            create_store(make_dataset(), path)
+            self._created.add(key)
+            return
+        if self._pool is None:
+            append_day(path, data, times, attrs)
+            return
+        fut = self._pool.submit(append_day, path, data, np.array(times), dict(attrs or {}))
+        self._pending.append((key, fut))
+        entry = self._sets.get(key)
+        if entry is not None:
+            turn, sets = entry
+            bufs, _ = sets[turn]
+            if bufs is not None and any(any(np.shares_memory(b, a) for b in bufs.values()) for a in data.values()):
+                sets[turn] = (bufs, fut)
+                entry[0] = 1 - turn
+
+    def _raise_failed(self) -> None:
+        keep = []
+        for key, f in self._pending:
+            if f.done():
+                f.result()           # raises the worker's error here
+            else:
+                keep.append((key, f))
+        self._pending = keep
+
+    def close(self) -> None:
+        """Wait for every day to be written (raising a write's error) and stop the thread."""
+        try:
+            for _, f in self._pending:
+                f.result()
+        finally:
+            self._pending = []
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
