@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import njit
-from engine.detect.kernels import NOBS_MAX, _step
+from engine.detect.kernels import COUNT_SCRATCH, NOBS_MAX, _step
 from engine.levels import CLEAR, WARN
 
 __all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
@@ -235,10 +235,12 @@ def _series_kernel(x, phase, phase_fb, season, direction, is_count, warmup, par,
     scan_mu = np.empty(0)
     adj_ptr = np.zeros(2, dtype=np.int64)
     adj_idx = np.zeros(0, dtype=np.int64)
+    cw = np.empty((COUNT_SCRATCH, 1), dtype=np.float32)     # the count pass's scratch (one series)
+    ci = np.empty(1, dtype=np.int32)
     for t in range(x.shape[0]):
         _step(x[t:t + 1], phase[t], phase_fb[t], season, direction, is_count, math.nan, math.nan, warmup, 1.0,
               par, L, D, S, CP, CN, N, N, NOBS_MAX + 1, None, shape, visits, adj_ptr, adj_idx, False, z, mu_s,
-              var_s, c3_s, score, code, none32, none32, False, scan_mu, False, True, 0)
+              var_s, c3_s, cw, ci, score, code, none32, none32, False, scan_mu, False, True, 0)
         out[t] = score[0]
 
 
