@@ -84,6 +84,16 @@ def _thread_pool(n: int):
     return pool
 
 
+def _run_all(pool, calls) -> None:
+    """Run ``calls`` (``(function, *args)`` each) on ``pool``; every call is waited for before the
+    first error is raised, so no thread still writes the outputs when the caller sees it."""
+    futs = [pool.submit(*c) for c in calls]
+    for f in futs:
+        f.exception()
+    for f in futs:
+        f.result()
+
+
 def to_ns(at) -> int:
     """A timestamp (str, datetime, numpy or pandas, or int ns) as int ns since the epoch (UTC).
 
@@ -431,8 +441,7 @@ class Engine:
         P = self._P
 
         def run(calls):
-            for f in [pool.submit(*c) for c in calls]:
-                f.result()
+            _run_all(pool, calls)
 
         for t in range(T):
             k = k0 + t
@@ -530,11 +539,7 @@ class Engine:
             stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
 
         def run(calls):
-            futs = [pool.submit(*c) for c in calls]
-            for f in futs:  # every call waited for, then the first error raised
-                f.exception()
-            for f in futs:
-                f.result()
+            _run_all(pool, calls)
 
         run([(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], self._DP,
               stacks[j], bases, rows, mask, False) for j, (bases, rows, mask) in enumerate(shares)])

@@ -212,9 +212,7 @@ class DayWriter:
         ``times`` and ``attrs`` (:func:`append_day`), in the background when the writer has a thread."""
         self._raise_failed()
         key = str(path)
-        if key not in self._created:
-            for f in [f for p, f in self._pending if p == key]:
-                f.result()
+        if key not in self._created:          # (nothing of a store is pending before it exists)
             create_store(make_dataset(), path)
             self._created.add(key)
             return
