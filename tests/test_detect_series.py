@@ -256,16 +256,17 @@ def test_weekly_model_falls_back_to_the_daily_profile():
         assert (got[True][299:][quiet[299:]] >= WARN).sum() <= max((got[False][299:][quiet[299:]] >= WARN).sum(), 2)
 
 
-def _onsets_reference(s, threshold, clear, clear_cycles, holdoff):
-    out, open_, quiet, last = np.zeros(len(s)), False, 0, None
+def _onsets_reference(s, threshold, clear, clear_cycles, holdoff, pending=1):
+    out, open_, quiet, last, count = np.zeros(len(s)), False, 0, None, 0
     for k, v in enumerate(s):
         ok = not math.isnan(v)
         if open_:
             quiet = 0 if (ok and v >= clear) else quiet + 1
             open_ = quiet < clear_cycles
             continue
-        if ok and v >= threshold:
-            open_, quiet = True, 0
+        count = count + 1 if (ok and v >= threshold) else 0
+        if count >= pending:
+            open_, quiet, count = True, 0, 0
             if last is None or k - last > holdoff:
                 out[k], last = v, k
     return out
@@ -277,8 +278,33 @@ def test_alert_onsets_matches_reference(holdoff):
     s = 1 - rng.uniform(size=3000) ** 3 * 0.2
     s[rng.uniform(size=3000) < 0.05] = np.nan
     for cc in (1, 3):
-        got = alert_onsets(s, clear_cycles=cc, holdoff=holdoff)
-        want = _onsets_reference(s, WARN, 0.95, cc, holdoff)
-        assert np.array_equal(got, want) and (got > 0).sum() > 5
+        for pending in (1, 2, 4):
+            got = alert_onsets(s, clear_cycles=cc, holdoff=holdoff, pending=pending)
+            want = _onsets_reference(s, WARN, 0.95, cc, holdoff, pending)
+            assert np.array_equal(got, want) and (got > 0).sum() > 5
     with pytest.raises(ValueError, match="holdoff"):
         alert_onsets(s, holdoff=-1)
+    with pytest.raises(ValueError, match="pending must be an integer >= 1, got 0"):
+        alert_onsets(s, pending=0)
+
+
+@pytest.mark.parametrize("pending", [1, 2, 3, 5])
+def test_alert_onsets_are_the_alert_lifecycles_firings(pending):
+    """Without holdoff, the NAB path's onsets are the cycles at which the engine's own alert
+    lifecycle fires (same pending and resolve counts, flap damping off; scores without NaN, which
+    the lifecycle holds and the onsets count as quiet)."""
+    from engine.alerts.config import AlertConfig
+    from engine.alerts.lifecycle import step
+    from engine.alerts.state import EV_FIRED, SeriesState
+
+    rng = np.random.default_rng(100 + pending)
+    level = 1 - rng.uniform(size=800) ** 3 * 0.15                      # ~ a third at or above WARN
+    s = np.repeat(level, rng.integers(1, 7, size=800))[:2500].astype(np.float32)   # in runs of 1-6 cycles
+    for cc in (1, 2):
+        cfg = AlertConfig(pending_cycles=pending, resolve_cycles=cc, flap_threshold=0)
+        state, ws, fired = SeriesState.empty(1, 1), {}, np.zeros(len(s), dtype=bool)
+        for k in range(len(s)):
+            _, ev = step(state, s[k:k + 1].reshape(1, 1), k, cfg, ws)
+            fired[k] = bool(len(ev)) and bool(ev[0] & EV_FIRED)
+        got = alert_onsets(s, clear_cycles=cc, pending=pending) > 0
+        assert fired.sum() > 20 and np.array_equal(got, fired)

@@ -9,8 +9,9 @@ by the anomaly-likelihood layer (``engine.detect.likelihood``), the larger score
 anomaly score of a row is that score where an alert is raised (score reaching ``WARN`` with
 no alert open, and not within ``engine.detect.series.NAB_HOLDOFF`` cycles of the last raised
 one; see ``engine.detect.alert_onsets``) and 0 elsewhere, since NAB counts every row above
-its threshold as a new detection while the engine raises one alert per episode. See
-docs/detect.md.
+its threshold as a new detection while the engine raises one alert per episode. ``--pending N``
+opens an alert only after ``N`` cycles in a row at or above ``WARN`` (the engine's alert
+lifecycle's ``pending_cycles``; 1 by default here, 3 in production). See docs/detect.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def register(subparsers) -> None:
                    help="write the per-row score instead of alert onsets (for analysis)")
     p.add_argument("--no-likelihood", action="store_true",
                    help="score with the detectors alone, without the anomaly-likelihood layer (for comparison)")
+    p.add_argument("--pending", type=int, default=1, metavar="N",
+                   help="cycles in a row a score must stay at or above WARN before an alert opens (default 1; "
+                        "the engine's alert lifecycle uses 3 in production, see docs/detect.md)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(handler=_run)
 
@@ -56,6 +60,10 @@ def _run(args) -> int:
     if not files:
         print(f"cityvitals nab: no CSV files in {str(data)!r}/<category>/", file=sys.stderr)
         return 2
+    pending = getattr(args, "pending", 1)
+    if pending < 1:
+        print(f"cityvitals nab: --pending must be at least 1, got {pending}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     n_rows = 0
     for f in files:
@@ -68,7 +76,7 @@ def _run(args) -> int:
         scores = score_series(values, pd.to_datetime(pd.Index(stamps)),
                               likelihood=not getattr(args, "no_likelihood", False))
         col = np.nan_to_num(scores.astype(np.float64), nan=0.0) if args.raw else \
-            alert_onsets(scores, holdoff=NAB_HOLDOFF)
+            alert_onsets(scores, holdoff=NAB_HOLDOFF, pending=pending)
         dest = out / f.parent.name / f.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         _write(dest, stamps, text, col)

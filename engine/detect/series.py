@@ -245,37 +245,47 @@ def _series_kernel(x, phase, phase_fb, season, direction, is_count, warmup, par,
 
 
 def alert_onsets(scores, threshold: float = WARN, clear: float = CLEAR, clear_cycles: int = 1,
-                 holdoff: int = 0) -> np.ndarray:
+                 holdoff: int = 0, pending: int = 1) -> np.ndarray:
     """The score at cycles where an alert opens, 0 elsewhere.
 
-    An alert opens when the score reaches ``threshold`` while no alert is open; it closes once the score has
-    been below ``clear`` (or NaN) for ``clear_cycles`` cycles in a row. One that opens within
-    ``holdoff`` cycles of the last raised one is taken as the same episode and not raised. Used by
-    ``cityvitals nab`` (with ``holdoff`` :data:`NAB_HOLDOFF`): NAB counts every row above
-    the threshold as a detection, the engine raises one alert per episode.
+    An alert opens when the score has been at or above ``threshold`` for ``pending`` cycles in a
+    row while no alert is open (a lower score or NaN in between cancels the count); it closes once
+    the score has been below ``clear`` (or NaN) for ``clear_cycles`` cycles in a row. One that opens
+    within ``holdoff`` cycles of the last raised one is taken as the same episode and not raised.
+    Used by ``cityvitals nab`` (with ``holdoff`` :data:`NAB_HOLDOFF`): NAB counts every row above
+    the threshold as a detection, the engine raises one alert per episode. On scores without NaN,
+    ``holdoff=0`` gives exactly the cycles at which the engine's alert lifecycle
+    (:func:`engine.alerts.lifecycle.step`, ``pending_cycles=pending``, ``resolve_cycles=
+    clear_cycles``, flap damping off) fires (tested); its production default is ``pending_cycles``
+    3, NAB's path uses 1 (docs/detect.md, "NAB, 2026-11-29 (fifth session)").
 
     >>> alert_onsets(np.array([0.2, 0.995, 0.999, 0.97, 0.5, 0.991, 0.1])).tolist()
     [0.0, 0.995, 0.0, 0.0, 0.0, 0.991, 0.0]
     >>> alert_onsets(np.array([0.2, 0.995, 0.999, 0.97, 0.5, 0.991, 0.1]), holdoff=5).tolist()
     [0.0, 0.995, 0.0, 0.0, 0.0, 0.0, 0.0]
+    >>> alert_onsets(np.array([0.2, 0.995, 0.999, 0.97, 0.5, 0.991, 0.1]), pending=2).tolist()
+    [0.0, 0.0, 0.999, 0.0, 0.0, 0.0, 0.0]
     """
     if isinstance(holdoff, bool) or not isinstance(holdoff, (int, np.integer)) or holdoff < 0:
         raise ValueError(f"holdoff must be an integer >= 0, got {holdoff!r}")
+    if isinstance(pending, bool) or not isinstance(pending, (int, np.integer)) or pending < 1:
+        raise ValueError(f"pending must be an integer >= 1, got {pending!r}")
     if isinstance(clear_cycles, bool) or not isinstance(clear_cycles, (int, np.integer)) or clear_cycles < 1:
         raise ValueError(f"clear_cycles must be an integer >= 1, got {clear_cycles!r}")
     s = np.ascontiguousarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"scores must be one series (1-D), got shape {s.shape}")
     out = np.zeros(len(s), dtype=np.float64)
-    _onsets(s, float(threshold), float(clear), int(clear_cycles), int(holdoff), out)
+    _onsets(s, float(threshold), float(clear), int(clear_cycles), int(holdoff), int(pending), out)
     return out
 
 
 @njit
-def _onsets(s, threshold, clear, clear_cycles, holdoff, out):  # pragma: no cover - compiled
+def _onsets(s, threshold, clear, clear_cycles, holdoff, pending, out):  # pragma: no cover - compiled
     """:func:`alert_onsets`' loop: ``out[k] = s[k]`` where an alert opens."""
     open_ = False
     quiet = 0
+    count = 0                              # cycles in a row at or above threshold while closed
     last = -holdoff - 1
     for k in range(s.shape[0]):
         v = s[k]
@@ -289,8 +299,13 @@ def _onsets(s, threshold, clear, clear_cycles, holdoff, out):  # pragma: no cove
                     open_ = False
             continue
         if ok and v >= threshold:
-            open_ = True                   # within the holdoff: part of the last episode, not raised
-            quiet = 0
-            if k - last > holdoff:
-                out[k] = v
-                last = k
+            count += 1
+            if count >= pending:
+                open_ = True               # within the holdoff: part of the last episode, not raised
+                quiet = 0
+                count = 0
+                if k - last > holdoff:
+                    out[k] = v
+                    last = k
+        else:
+            count = 0
