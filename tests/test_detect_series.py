@@ -207,6 +207,31 @@ def test_detector_scores_without_likelihood():
     assert np.isnan(raw[:90]).all() and raw[500] > 0.999
 
 
+@pytest.mark.parametrize("local_warmup", [None, 40, 225])
+def test_profile_free_model_warms_up_as_the_catalog(local_warmup):
+    """A model without a profile (the local model) warms up for ``DetectorParams.warmup`` cycles
+    (16; or its own ``warmup``, at most half the probation) and its layer learns over the rest of
+    the probation: the series' score is the seasonal model's, or that layer run by hand over the
+    local detector scores, whichever is larger."""
+    from engine.detect.params import DetectorParams
+    from engine.detect.series import LOCAL_DEFAULTS
+
+    rng = np.random.default_rng(5)
+    n, w = 3000, 450
+    x = rng.normal(size=n)
+    x[2003] = 12.0
+    dw = DetectorParams.warmup if local_warmup is None else local_warmup
+    raw = score_series(x, _ts(n), local=False, seasonality="none", likelihood=False, warmup=dw, **LOCAL_DEFAULTS)
+    assert np.isnan(raw[:dw]).all() and not np.isnan(raw[dw:]).any()
+    local = Likelihood(1, 1, learn=w - dw).run(raw[:, None, None])[:, 0, 0]
+    assert np.isnan(local[:w]).all() and not np.isnan(local[w:]).any() and local[2001:2010].max() >= WARN
+    if local_warmup is None:        # the profile-free model in the first slot follows the same rule
+        got = score_series(x, _ts(n), local=False, seasonality="none", **LOCAL_DEFAULTS)
+        assert np.array_equal(got, local, equal_nan=True)
+    both = score_series(x, _ts(n), local=True if local_warmup is None else {"warmup": local_warmup})
+    assert np.array_equal(both, np.fmax(score_series(x, _ts(n), local=False), local), equal_nan=True)
+
+
 def test_choose_seasonality_bin_width():
     assert choose_seasonality(_ts(2000)) == ("daily", 5)
     assert choose_seasonality(_ts(2000, "7min")) == ("daily", 5)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from engine.config import njit
 from engine.detect.kernels import COUNT_SCRATCH, NOBS_MAX, _step
+from engine.detect.params import DetectorParams
 from engine.levels import CLEAR, WARN
 
 __all__ = ["LOCAL_DEFAULTS", "NAB_HOLDOFF", "SERIES_DEFAULTS", "alert_onsets", "choose_seasonality", "score_series"]
@@ -115,8 +116,10 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
         Treat values as event counts (count detector instead of the t score).
     warmup : int, optional
         Cycles before scoring; default NAB's probationary period, ``min(15 % of the
-        series, 750)``. With ``likelihood``, the detectors warm up in its first half and
-        the likelihood layer learns in the second (its ``learn``).
+        series, 750)``. With ``likelihood``, the seasonal model's detectors warm up in its
+        first half, the local model's (no profile) for the catalog's non-seasonal warm-up
+        (``DetectorParams.warmup``, 16 cycles, at most that half), and each model's
+        likelihood layer learns over the rest (its ``learn``).
     likelihood : bool
         Return the anomaly-likelihood layer's scores (:mod:`engine.detect.likelihood`)
         over the detector scores; False: the detector scores themselves.
@@ -137,10 +140,10 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     Examples
     --------
     >>> rng = np.random.default_rng(1)
-    >>> x = rng.normal(size=600); x[500] = 12.0
-    >>> t = pd.date_range("2024-01-01", periods=600, freq="5min")
+    >>> x = rng.normal(size=2000); x[1600] = 12.0
+    >>> t = pd.date_range("2024-01-01", periods=2000, freq="5min")
     >>> s = score_series(x, t)
-    >>> bool(np.isnan(s[:50]).all()), bool(s[500] > 0.99)
+    >>> bool(np.isnan(s[:300]).all()), bool(s[1600] > 0.99)
     (True, True)
     """
     v = np.asarray(values, dtype=np.float64)
@@ -166,18 +169,26 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
     warmup = max(int(warmup), 2 if likelihood else 1)
     det_warmup = warmup // 2 if likelihood else warmup
     # the kernel scores from the observation that completes its warm-up (the ``warmup``-th):
-    # a kernel warm-up of det_warmup + 1 leaves rows 0 .. det_warmup - 1 unscored, so nothing
-    # scores inside the probationary period
+    # a kernel warm-up of dw + 1 leaves rows 0 .. dw - 1 unscored, and the layer learns rows
+    # dw .. warmup - 1, so nothing scores inside the probationary period
     models = [(seasonality, phase_minutes, {**SERIES_DEFAULTS, **config})]
     if local is not False:
         models.append(("none", phase_minutes, {**LOCAL_DEFAULTS, **(local if isinstance(local, dict) else {})}))
     out = None
     for season, width, cfg in models:
-        scores = _model_scores(v, times, direction, season, count, width, det_warmup + 1, cfg)
+        # A model without a profile (the local model) warms up as the catalog warms up a
+        # non-seasonal series (``DetectorParams.warmup`` cycles, 16; at most half the
+        # probation): its states are running means that settle in a few cycles. Its layer
+        # learns over the rest of the probation, about twice the cycles a half would leave it:
+        # the layer's learned spread is the weak link (``n_eff`` ~ 0.1 a cycle).
+        dw = det_warmup
+        if likelihood and season == "none":
+            dw = min(int(cfg.get("warmup", DetectorParams.warmup)), det_warmup)
+        scores = _model_scores(v, times, direction, season, count, width, dw + 1, cfg)
         if likelihood:
             from engine.detect.likelihood import Likelihood
 
-            lp = {**(likelihood_params or {}), "learn": warmup - det_warmup}
+            lp = {**(likelihood_params or {}), "learn": warmup - dw}
             scores = Likelihood(1, 1, **lp).run(scores)
         s = scores[:, 0, 0]
         out = s if out is None else np.fmax(out, s)
