@@ -128,7 +128,8 @@ def score_series(values, timestamps, *, direction: str = "both", seasonality: st
         ``warmup``).
     local : bool or dict
         Run the local model too (True: :data:`LOCAL_DEFAULTS`; a dict: fields that
-        override them); False: the seasonal model alone.
+        override them, ``warmup`` among them: its detector warm-up with ``likelihood``);
+        False: the seasonal model alone.
     **config
         :class:`engine.detect.DetectorParams` fields of the seasonal model (default
         :data:`SERIES_DEFAULTS`).
