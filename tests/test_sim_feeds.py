@@ -535,6 +535,35 @@ def test_market_crowd_under_a_lockdown_cap_shows_at_the_gate():
     assert _ev(inc, "crowd_alerts", "market_crowding", [MARKET_REGION], "2020-02-05 11:00", "2020-02-06 23:59") == 0
 
 
+def test_market_crowding_camera_alarms_over_the_limit_in_force():
+    """A wet market's crowding camera alarms over the occupancy limit in force, not over half the
+    capacity: under a reopening stage's 75 % cap a crowd that brings 0.7 of the capacity at its
+    peak raises no alarm, one that brings 1.1 (1.5 times the cap) raises alarms in its window, and
+    the twin (no crowd) none; with no cap in force the camera keeps its half-capacity level (the
+    0.7 crowd alarms). On the old rule (half the capacity or the cap, whichever is lower) the 0.7
+    crowd alarmed under the 75 % cap too (the 60-day demo's 217 neighbourhood-days after 04-06)."""
+    def stage(cap):
+        return base_scenario(days=4, other=0.8, **({} if cap is None else {"venue_cap": cap}))
+    mk = _sites_in("wet_market", [MARKET_REGION])
+    w = ("2020-02-05 07:00", "2020-02-05 10:00")
+    alarms = {}
+    for cap in (0.75, None):
+        twin_res = simulate(CITY, stage(cap), seed=3)
+        v = np.flatnonzero(np.isin(twin_res.venue_ids, mk))
+        usual = twin_res.venue_occupancy[2, v].max()              # peak share of capacity on the day
+        assert 0 < usual < 0.5
+        assert _ev(twin_res.feeds(), "crowd_alerts", "market_crowding", [MARKET_REGION], "2020-02-03",
+                   "2020-02-06 23:59") == 0
+        for share in (0.7, 1.1):
+            sc = stage(cap)
+            sc.incident("market_crowd", *w, regions=[MARKET_REGION], magnitude=share / usual)
+            alarms[cap, share] = _ev(simulate(CITY, sc, seed=3).feeds(), "crowd_alerts", "market_crowding",
+                                     [MARKET_REGION], *w)
+    assert alarms[0.75, 0.7] == 0
+    assert alarms[0.75, 1.1] >= 2
+    assert alarms[None, 0.7] >= 2
+
+
 def test_venue_cluster(runs):
     """The cluster's ``magnitude`` cases present at the fever clinics of its regions inside its window
     (a triangular curve over the 72 hours), a share of them call the hotline and get confirmed; the

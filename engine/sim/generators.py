@@ -1135,12 +1135,14 @@ def gen_crowds(d: _Day):
             m.grid(d, "crowd_counts", "site", pos, times, sig, [0.1, 0.08, 0.15], integer=[True, True, True])
         # alerts: crowded sites in a cycle raise an alert with probability 0.5
         # a wet market's crowding camera sees the people who came: those inside and those held at
-        # the gate when entry is limited (occupancy / admitted share); it alerts above half the
-        # capacity, or above the occupancy limit in force when that is lower (a lockdown's 30 %:
-        # occupancy itself can never pass half the capacity then, so the crowd shows at the gate)
+        # the gate when entry is limited (occupancy / admitted share); it alerts above the
+        # occupancy limit in force (the market authority's published cap: a lockdown's 30 %, a
+        # reopening stage's 50 % or 75 %; occupancy itself cannot pass it, so a crowd shows at the
+        # gate), or above half the capacity where no limit is in force
         limit = 0.5
         if "cap_wet_market" in res.levers:
-            limit = min(limit, float(res.levers["cap_wet_market"].iloc[t]))
+            in_force = float(res.levers["cap_wet_market"].iloc[t])
+            limit = in_force if np.isfinite(in_force) else limit
         came = occ / np.maximum(adm, 1e-3)[None, :]
         rules = (("compound_gate", "gate_crowding", queue, False, 12.0 * scale),
                  ("pharmacy", "pharmacy_queue", queue, False, 8.0),
