@@ -545,7 +545,8 @@ class Detectors:
         An operations centre starts its detectors on the feeds' history before it trusts them;
         a scenario run does the same with a simulated history before its period. The scan's
         Monte Carlo is skipped (its expectations and recent counts are still kept), so this is
-        cheaper than :meth:`run`; the scores are discarded.
+        cheaper than :meth:`run`; the scores are discarded, and no scan result is held into the
+        next cycles (:attr:`scan_every`).
 
         >>> import numpy as np
         >>> a = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=2, cycle="1h")

@@ -65,6 +65,16 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   that beats their other detectors. With 999 replicas the smallest p is 0.001, i.e. a
   score of :data:`engine.levels.CRITICAL`.
 
+* cadence (``every`` of :func:`scan_run_kernel`; ``Detectors.scan_every``, by default the counts'
+  ``stride``): an indicator that counts over ``stride`` cycles is scanned once per ``stride``
+  cycles, at the cycle numbers ``k`` with ``k % stride == 0`` -- those that close its grid of
+  disjoint counts (a ``count_1h`` at 15-minute cycles: on the hour, the 07:00-08:00 count at
+  08:00) -- instead of every cycle over a grid shifted by one cycle each time (4 scans of
+  nearly the same data an hour). The other cycles push their counts into the rings and hold the
+  last scan's result: its clusters are reported again and raise their regions' scores on that
+  cycle's rows (:func:`_hold_cycle`). A scanning cycle's result is the every-cycle scan's, bit
+  for bit; a cluster is seen up to ``stride - 1`` cycles later.
+
 Replicas use a splitmix64 generator seeded from (seed, indicator, cycle number), so a
 cycle's p-values do not depend on threads, on batch replay, on the order of the indicators
 or on the other indicators. The uniform of a cell is addressed by its number in the stream
