@@ -234,3 +234,59 @@ def test_scan_ring96_numpy_peer(benchmark, ring96):
     found = _engine_ring96(p)()
     have = np.where(np.isnan(found[:, 0, 0]), 0.0, found[:, 0, 0])
     assert_same(have, got, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- the scan's cadence
+
+def _engine_ring96_cadence(p, every=4):
+    """Four cycles of the demo's ring (cycle numbers 5-8) at cadence ``every``: with 4 (what
+    ``Detectors`` runs for count_1h at 15-minute cycles) cycles 5-7 push their counts and hold, cycle
+    8 scans -- with the newest count in slot 0, the cells of :func:`_ring96_cells`."""
+    from engine.detect.scan import scan_run_kernel
+
+    n_scan, n, W = p["n_scan"], p["n"], p["W"]
+    slots = [(W - 3 + t) % W for t in range(4)]            # 93, 94, 95, 0: the ring's own counts again
+    V = np.ascontiguousarray(p["obs"][:, slots].transpose(1, 0, 2))
+    mu = np.ascontiguousarray(p["exp"][:, slots].transpose(1, 0, 2).astype(np.float64))
+    score = np.zeros((4, n_scan, n), dtype=np.float32)
+    det = np.zeros((4, n_scan, n), dtype=np.int8)
+    found = np.empty((4, n_scan, MAX_CLUSTERS, 5))
+    table = clogc_table()
+    cycles = np.arange(5, 9, dtype=np.int64)
+
+    def go():
+        obs, exp = p["obs"].copy(), p["exp"].copy()
+        ring = np.array([W - 3, W], dtype=np.int64)
+        held = np.full((n_scan, MAX_CLUSTERS, 5), np.nan)
+        scan_run_kernel(V, np.arange(n_scan), mu, obs, exp, ring, p["zones"], 999, np.uint64(1), cycles, 0.001,
+                        score, det, found, table, np.int64(4), np.bool_(True), np.int64(every), held)
+        return found
+    return go
+
+
+def test_scan_ring96_cadence4_engine(benchmark, ring96):
+    """Four 15-minute cycles of the demo's scan at the strided cadence (one scan, three held cycles):
+    the scan's cost a cycle is this / 4 (docs/detect.md, "Scan cadence, 2026-11-29 (fifth session)")."""
+    p = ring96
+    engine_bench(benchmark, "scan-300-ring96-cadence4", bytes_touched=int(2 * p["obs"].nbytes + 2 * p["exp"].nbytes),
+                 size=f"4 cycles: {p['n_scan']} count_1h x 300 regions, 96-slot ring, stride 4, scanned once "
+                      "(cadence 4), alpha 0.001, 999 replicas")
+    found = benchmark(_engine_ring96_cadence(p))
+    assert np.isnan(found[:3]).all()                      # held cycles before any scan: no cluster
+    ok = ~np.isnan(found[3, :, :, 1])
+    assert ((found[3, :, :, 1][ok] > 0) & (found[3, :, :, 1][ok] <= 1)).all()
+    assert (found[3, ::8, 0, 1] <= 0.001).mean() >= 0.5   # the planted clusters: mostly found
+
+
+def test_scan_ring96_cadence4_numpy_peer(benchmark, ring96):
+    p = ring96
+    peer_bench(benchmark, "scan-300-ring96-cadence4", scale=1000.0,
+               size="4 cycles: the observed scan of the 9 cells once (x1000 for 999 replicas)")
+    co, ce = _ring96_cells(p)
+    got = benchmark(peer_max_llr, co, ce, p["zones"])
+    found = _engine_ring96_cadence(p)()
+    have = np.where(np.isnan(found[3, :, 0, 0]), 0.0, found[3, :, 0, 0])
+    assert_same(have, got, rtol=1e-9)
+    every = _engine_ring96_cadence(p, every=1)()          # today's scan, every cycle (seeded by cycle 8 too)
+    np.testing.assert_array_equal(found[3], every[3])      # the scanning cycle: the every-cycle scan's
+    assert not np.array_equal(found[:3], every[:3], equal_nan=True)

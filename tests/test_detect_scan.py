@@ -9,6 +9,8 @@ agree exactly (same random stream, same formulas).
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -641,3 +643,130 @@ def test_population_prior_keeps_a_sparse_clean_count_quiet(monkeypatch):
     new = _sparse_city_run(default, monkeypatch)
     assert (old <= 1e-4).sum() >= 5, np.sort(old)[:10]
     assert (new <= 1e-4).sum() == 0 and (new <= 1e-3).mean() <= 0.02, np.sort(new)[:10]
+
+
+# --------------------------------------------------------------------------- the scan's cadence
+
+def _cadence_run(every, n_scan=6, n=24, stride=4, n_t=21, c0=37):
+    """``scan_run_kernel`` over ``n_t`` cycles (cycle numbers from ``c0``) of counts over ``stride``
+    cycles, a cluster planted in half the indicators from cycle 8; the rows' own scores before the
+    scan (``base``) are random, so a held cluster's marks show against them."""
+    from engine.detect.scan import scan_run_kernel
+
+    rng = np.random.default_rng(11)
+    zones = _zones(n, 4)
+    W = stride * 6
+    mu = rng.uniform(0.2, 1.2, size=(n_t, n_scan, n))
+    V = np.zeros((n_t, n_scan + 2, n), dtype=np.float32)
+    V[:, 2:] = rng.poisson(mu)
+    V[8:, 2::2, :][:, :, zones[7, :3]] += 4.0
+    V[rng.random(V.shape) < 0.05] = np.nan
+    base = rng.uniform(0.0, 0.9, size=V.shape).astype(np.float32)
+    base[rng.random(V.shape) < 0.1] = np.nan
+    score = base.copy()
+    det = np.ones(V.shape, dtype=np.int8)
+    found = np.empty((n_t, n_scan, MAX_CLUSTERS, 5))
+    obs = np.zeros((n_scan, W, n), dtype=np.float32)
+    exp = np.zeros((n_scan, W, n), dtype=np.float32)
+    ring = np.zeros(2, dtype=np.int64)
+    held = np.full((n_scan, MAX_CLUSTERS, 5), np.nan)
+    cycles = np.arange(c0, c0 + n_t, dtype=np.int64)
+    scan_run_kernel(V, np.arange(2, n_scan + 2), mu, obs, exp, ring, zones, 199, np.uint64(3), cycles, 0.01,
+                    score, det, found, TABLE, np.int64(stride), np.bool_(True), np.int64(every), held)
+    return dict(zones=zones, base=base, score=score, det=det, found=found, obs=obs, exp=exp, ring=ring, held=held,
+                cycles=cycles)
+
+
+def test_held_cycles_carry_the_last_scan_and_scanning_cycles_equal_the_scan_every_cycle():
+    """Cadence 4: the scanning cycles (cycle number % 4 == 0) give exactly what a scan every cycle
+    gives; each other cycle reports the last scan's clusters and marks their regions on its own rows'
+    scores (1 - p where that beats them, code 6), none before the first scan; the rings are the same."""
+    old = _cadence_run(1)
+    new = _cadence_run(4)
+    cycles, alpha = new["cycles"], 0.01
+    for k in ("obs", "exp", "ring"):
+        np.testing.assert_array_equal(new[k], old[k])
+    last = None
+    held_sig = 0
+    for t, cyc in enumerate(cycles):
+        if cyc % 4 == 0:
+            last = t
+            np.testing.assert_array_equal(new["found"][t], old["found"][t])
+            np.testing.assert_array_equal(new["score"][t].view(np.int32), old["score"][t].view(np.int32))
+            np.testing.assert_array_equal(new["det"][t], old["det"][t])
+            continue
+        want_s = new["base"][t].copy()
+        want_d = np.ones_like(new["det"][t])
+        if last is None:
+            assert np.isnan(new["found"][t]).all()
+        else:
+            np.testing.assert_array_equal(new["found"][t], new["found"][last])
+            for c in range(new["found"].shape[1]):
+                for q in range(MAX_CLUSTERS):
+                    p = new["found"][t, c, q, 1]
+                    if not p <= alpha:
+                        continue
+                    held_sig += 1
+                    for r in new["zones"][int(new["found"][t, c, q, 2]), :int(new["found"][t, c, q, 3])]:
+                        if np.isnan(want_s[c + 2, r]) or np.float32(1.0 - p) > want_s[c + 2, r]:
+                            want_s[c + 2, r] = np.float32(1.0 - p)
+                            want_d[c + 2, r] = 6
+        np.testing.assert_array_equal(new["score"][t].view(np.int32), want_s.view(np.int32))
+        np.testing.assert_array_equal(new["det"][t], want_d)
+    np.testing.assert_array_equal(new["held"], new["found"][last])
+    assert held_sig >= 6                       # held clusters did raise scores
+    held_t = [t for t, cyc in enumerate(cycles) if cyc % 4 and t > 3]
+    assert any(not np.array_equal(new["found"][t], old["found"][t], equal_nan=True) for t in held_t)
+
+
+def test_detectors_scan_once_per_count_window_and_hold_between():
+    """``Detectors`` at 15-minute cycles with hourly counts scan on the hour (``scan_every`` 4): the
+    same scores, codes and clusters there as ``scan_every`` 1; between scans the last scan's
+    clusters; ``run`` == successive ``update``s; ``learn`` and ``load`` leave nothing held."""
+    from engine.detect import Detectors
+
+    n = 12
+    ptr = [0]
+    idx = []
+    for r in range(n):                                   # a chain of 12 regions
+        nb = [x for x in (r - 1, r + 1) if 0 <= x < n]
+        idx += nb
+        ptr.append(len(idx))
+    kw = dict(direction=["up_bad"] * 3, seasonality=["none"] * 3, count=[True] * 3, n_reg=n,
+              cluster=[True, True, False], adjacency=(np.array(ptr), np.array(idx)), cycle="15min",
+              window=["1h", "1h", "1h"], warmup_cycles=4, scan_replicas=99, scan_windows=6)
+    a, b, c = (Detectors.from_spec(**kw) for _ in range(3))
+    assert a.scan_every == 4
+    c.scan_every = 1
+    with pytest.raises(ValueError, match="scan_every must be a whole number >= 1, got 0"):
+        c.scan_every = 0
+    rng = np.random.default_rng(4)
+    n_t = 40
+    q = rng.poisson(0.5, size=(n_t + 3, 3, n)).astype(np.float32)
+    q[22:, 0, 4:7] += 3.0                                 # a cluster in the first scanned count
+    V = q[3:] + q[2:-1] + q[1:-2] + q[:-3]               # hourly counts every 15 minutes
+    times = np.datetime64("2024-01-01T00:15") + np.arange(n_t) * np.timedelta64(15, "m")
+    sa, da, ea = a.run(V, times, extra=True)
+    sc, dc, ec = c.run(V, times, extra=True)
+    outs = [b.update(V[t], times[t]) for t in range(n_t)]
+    np.testing.assert_array_equal(sa.view(np.int32), np.stack([o[0] for o in outs]).view(np.int32))
+    np.testing.assert_array_equal(da, np.stack([o[1] for o in outs]))
+    assert ea["clusters"] == [o[2]["clusters"] for o in outs]
+    cyc = [int(o[2]["cycle"]) for o in outs]
+    last = None
+    for t in range(n_t):
+        if cyc[t] % 4 == 0:
+            last = t
+            np.testing.assert_array_equal(sa[t].view(np.int32), sc[t].view(np.int32))
+            np.testing.assert_array_equal(da[t], dc[t])
+            assert ea["clusters"][t] == ec["clusters"][t]
+        else:
+            assert ea["clusters"][t] == ([] if last is None else ea["clusters"][last])
+            np.testing.assert_array_equal(sa[t, 2], sc[t, 2])    # not scanned: untouched
+    assert sum(len(x) > 0 for x in ea["clusters"]) >= 8 and (da == 6).any()
+    held = a.scan_held.copy()
+    assert np.isfinite(held).any()
+    a.learn(V[:4], times[-1] + np.timedelta64(15, "m") * np.arange(1, 5))
+    assert np.isnan(a.scan_held).all()
+    b.load(b.save(Path(tempfile.mkdtemp()) / "s.npz"))
+    assert np.isnan(b.scan_held).all()

@@ -333,6 +333,33 @@ class Detectors:
         self.scan_hours = 1.0 / (float(self.params.level_rate) * self.scan_stride)
         self.state = DetectorState.empty(n_ind, n_reg, per_week, len(self.scan_ind),
                                          self.scan_stride * self.params.scan_windows, n_both=len(both))
+        # the scan's cadence: once per `stride` cycles, at the cycles that close the disjoint counts'
+        # grid (cycle numbers k % stride == 0: a count_1h at 15-minute cycles on the hour); the other
+        # cycles hold the last scan's clusters (scan_held; docs/detect.md "Scan cadence")
+        self.scan_every = self.scan_stride
+        self.scan_held = np.full((max(len(self.scan_ind), 1), MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan)
+
+    @property
+    def scan_every(self) -> int:
+        """The scan's cadence in cycles: cycle number ``k`` is scanned where ``k % scan_every == 0``.
+
+        Default: the scanned indicators' window in cycles (``scan_stride``: 4 for a ``count_1h``
+        at 15-minute cycles), so each disjoint count is scanned once, at the cycle that closes it
+        (the hour's, 08:00 for 07:00-08:00). Between scans the last scan's result is held
+        (:attr:`scan_held`): its significant clusters raise their regions' scores (``1 - p``,
+        detector code 6, where that beats the row's other detectors that cycle) and are reported
+        in ``extra["clusters"]`` every cycle, window and p as at the scan. A cluster is thus seen
+        up to ``scan_every - 1`` cycles later than with a scan every cycle, and one that ends
+        between scans is still reported until the next. 1: a scan every cycle (the cells of
+        consecutive cycles are then shifted disjoint-count grids). Setting it keeps the held result.
+        """
+        return self._scan_every
+
+    @scan_every.setter
+    def scan_every(self, every) -> None:
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"scan_every must be a whole number >= 1, got {every!r}")
+        self._scan_every = int(every)
 
     @property
     def n_ind(self) -> int:
@@ -458,7 +485,8 @@ class Detectors:
             scan_update_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                                self.params.scan_replicas, np.uint64(self.params.seed), np.int64(cyc[0]),
                                self.params.scan_alpha, score, det, found, self._table,
-                               np.int64(self.scan_stride), np.bool_(self.params.scan_tail))
+                               np.int64(self.scan_stride), np.bool_(self.params.scan_tail),
+                               np.int64(self.scan_every), self.scan_held)
             extra["clusters"] = self._clusters(found)
         s.cycle[0] = cyc[0]
         if baseline:
@@ -517,7 +545,8 @@ class Detectors:
         An operations centre starts its detectors on the feeds' history before it trusts them;
         a scenario run does the same with a simulated history before its period. The scan's
         Monte Carlo is skipped (its expectations and recent counts are still kept), so this is
-        cheaper than :meth:`run`; the scores are discarded.
+        cheaper than :meth:`run`; the scores are discarded, and no scan result is held into the
+        next cycles (:attr:`scan_every`).
 
         >>> import numpy as np
         >>> a = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=2, cycle="1h")
@@ -593,7 +622,10 @@ class Detectors:
             scan_run_kernel(v, self.scan_ind, scan_mu, s.scan_obs, s.scan_exp, s.ring, self.zones,
                             int(replicas), np.uint64(self.params.seed), cyc, self.params.scan_alpha,
                             scores, dets, found, self._table, np.int64(self.scan_stride),
-                            np.bool_(self.params.scan_tail))
+                            np.bool_(self.params.scan_tail), np.int64(self.scan_every), self.scan_held)
+            if replicas == 0:
+                # learn(): p-values without replicas are no test; nothing is held into the scored cycles
+                self.scan_held.fill(np.nan)
             if extra:
                 clusters = [self._clusters(found[k]) for k in range(n_t)]
         s.cycle[0] = cyc[-1]
@@ -620,6 +652,8 @@ class Detectors:
                 raise ValueError(f"state {str(path)!r}: {name} is {got.dtype}{list(got.shape)}, this detector "
                                  f"needs {arr.dtype}{list(arr.shape)} (another catalog, city or parameters?)")
         self.state = st
+        # the held scan result is not part of the saved state: none until the next scanning cycle
+        self.scan_held.fill(np.nan)
 
     def to_dataarrays(self, score, detector, time=None):
         """``score`` and ``detector`` as xarray DataArrays (dims indicator, region) for a cycle Dataset."""

@@ -65,6 +65,16 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   that beats their other detectors. With 999 replicas the smallest p is 0.001, i.e. a
   score of :data:`engine.levels.CRITICAL`.
 
+* cadence (``every`` of :func:`scan_run_kernel`; ``Detectors.scan_every``, by default the counts'
+  ``stride``): an indicator that counts over ``stride`` cycles is scanned once per ``stride``
+  cycles, at the cycle numbers ``k`` with ``k % stride == 0`` -- those that close its grid of
+  disjoint counts (a ``count_1h`` at 15-minute cycles: on the hour, the 07:00-08:00 count at
+  08:00) -- instead of every cycle over a grid shifted by one cycle each time (4 scans of
+  nearly the same data an hour). The other cycles push their counts into the rings and hold the
+  last scan's result: its clusters are reported again and raise their regions' scores on that
+  cycle's rows (:func:`_hold_cycle`). A scanning cycle's result is the every-cycle scan's, bit
+  for bit; a cluster is seen up to ``stride - 1`` cycles later.
+
 Replicas use a splitmix64 generator seeded from (seed, indicator, cycle number), so a
 cycle's p-values do not depend on threads, on batch replay, on the order of the indicators
 or on the other indicators. The uniform of a cell is addressed by its number in the stream
@@ -1091,6 +1101,35 @@ def clogc_table(n: int = _CLOGC) -> np.ndarray:
     return out
 
 
+@njit
+def _hold_cycle(V, scan_ind, scan_mu, obs, exp, pos, zones, alpha, score, det, found, held):  # pragma: no cover - compiled
+    """A cycle between two scans (:func:`scan_run_kernel`'s ``every``): push the cycle into slot
+    ``pos`` of the rings (the next scan reads it), and hold the last scan's result: ``found`` =
+    ``held``, and its significant clusters raise ``score`` / ``det`` of their regions as at the
+    scan (:func:`_mark`: ``1 - p`` where that beats the row's other detectors this cycle)."""
+    for c in range(scan_ind.shape[0]):
+        i = scan_ind[c]
+        _push(V[i], scan_mu[c], obs[c], exp[c], pos)
+        for q in range(found.shape[1]):
+            for f in range(found.shape[2]):
+                found[c, q, f] = held[c, q, f]
+        _mark(found[c], found.shape[1], zones, alpha, score[i], det[i])
+
+
+@njit
+def _keep(found, held):  # pragma: no cover - compiled
+    """``held[:] = found``: the result a scanning cycle leaves for the cycles up to the next scan."""
+    for c in range(found.shape[0]):
+        for q in range(found.shape[1]):
+            for f in range(found.shape[2]):
+                held[c, q, f] = found[c, q, f]
+
+
+@njit
+def _new_held(n_scan):  # pragma: no cover - compiled
+    return np.full((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan)
+
+
 @njit(parallel=True)
 def _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
                 score, det, found, table, stride, tail):  # pragma: no cover - compiled
@@ -1148,31 +1187,63 @@ def _bitrev(p, bits):  # pragma: no cover - compiled
 
 
 @njit
+def _is_scan_cycle(cycle, every):  # pragma: no cover - compiled
+    """Cycle number ``cycle`` is a scanning cycle at cadence ``every`` (every cycle for 1)."""
+    return every <= 1 or cycle % every == 0
+
+
+@njit
+def _held_array(held, n_scan):  # pragma: no cover - compiled
+    """``held``, or a fresh all-NaN one where it is ``None``."""
+    if held is None:
+        return _new_held(n_scan)
+    return held
+
+
+@njit
 def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycle, alpha,
-                       score, det, found, table, stride=1, tail=False):  # pragma: no cover - compiled
+                       score, det, found, table, stride=1, tail=False, every=1, held=None):  # pragma: no cover - compiled
     """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``);
-    ``stride``, ``tail``: as :func:`scan_indicator`."""
+    ``stride``, ``tail``: as :func:`scan_indicator`; ``every``, ``held``: as :func:`scan_run_kernel`."""
     W = obs.shape[1]
     pos = ring[0]
     fill = ring[1] + 1 if ring[1] < W else W
-    _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                score, det, found, table, np.int64(stride), np.bool_(tail))
+    hd = _held_array(held, scan_ind.shape[0])
+    if _is_scan_cycle(cycle, every):
+        _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
+                    score, det, found, table, np.int64(stride), np.bool_(tail))
+        _keep(found, hd)
+    else:
+        _hold_cycle(V, scan_ind, scan_mu, obs, exp, pos, zones, alpha, score, det, found, hd)
     ring[0] = (pos + 1) % W
     ring[1] = fill
 
 
 @njit
 def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycles, alpha,
-                    score, det, found, table, stride=1, tail=False):  # pragma: no cover - compiled
+                    score, det, found, table, stride=1, tail=False, every=1, held=None):  # pragma: no cover - compiled
     """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t);
-    cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates)."""
+    cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates).
+
+    ``every``: the scan's cadence. Cycle number ``k`` is scanned where ``k % every == 0`` (all
+    cycles for ``every`` 1, the default); the other cycles only push their counts into the rings
+    and hold the last scan's result (:func:`_hold_cycle`). ``held`` (n_scan, MAX_CLUSTERS, 5)
+    float64: that result, read on the held cycles and overwritten by every scanning cycle (kept by
+    the caller from one call to the next; NaN: no cluster; ``None``: a fresh one, all NaN). A
+    scanning cycle's result does not depend on ``every``: the rings get every cycle, and the
+    replicas' seed is the cycle's own."""
     W = obs.shape[1]
     pos = ring[0]
     fill = ring[1]
+    hd = _held_array(held, scan_ind.shape[0])
     for t in range(V.shape[0]):
         fill = fill + 1 if fill < W else W
-        _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
-                    score[t], det[t], found[t], table, np.int64(stride), np.bool_(tail))
+        if _is_scan_cycle(cycles[t], every):
+            _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
+                        score[t], det[t], found[t], table, np.int64(stride), np.bool_(tail))
+            _keep(found[t], hd)
+        else:
+            _hold_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, zones, alpha, score[t], det[t], found[t], hd)
         pos = (pos + 1) % W
     ring[0] = pos
     ring[1] = fill
