@@ -301,6 +301,62 @@ def test_replay_into_a_reused_buffer_equals_a_fresh_output(city, catalog):
     assert eng.state.last_cycle == -1  # nothing ran
 
 
+def test_small_pages_turns_the_advice_off_and_back_once_the_last_block_ends(city, catalog):
+    """``small_pages``: numpy's huge-page advice is off inside, also while blocks of two threads
+    overlap in either order, and as before once the last one ends (on or off); a replay leaves it
+    as it found it, an error inside a block too. ``_populate`` leaves an array's contents alone."""
+    import threading
+
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        pytest.skip("numpy has no huge-page switch")
+    prev = setter(True)
+    try:
+        for before in (True, False):
+            setter(before)
+            a_in, b_in, a_out, b_out = (threading.Event() for _ in range(4))
+            seen = []
+
+            def block(enter_first, leave_after, leave_signal, enter_signal):
+                with core_engine.small_pages():
+                    enter_signal.set()
+                    enter_first.wait(5)
+                    seen.append(setter(False))  # (reads the advice: False inside)
+                    leave_after.wait(5)
+                leave_signal.set()
+
+            # a enters, b enters, a leaves (b still inside: off), b leaves (back to ``before``)
+            ta_leave = threading.Event()
+            ta = threading.Thread(target=block, args=(b_in, ta_leave, a_out, a_in))
+            tb_leave = threading.Event()
+            tb = threading.Thread(target=block, args=(a_in, tb_leave, b_out, b_in))
+            ta.start()
+            tb.start()
+            a_in.wait(5)
+            b_in.wait(5)
+            ta_leave.set()
+            a_out.wait(5)
+            assert setter(False) is False  # b is still inside
+            tb_leave.set()
+            ta.join(5)
+            tb.join(5)
+            assert seen == [False, False]
+            assert setter(before) is before
+            allrec = _concat(random_steps(city, catalog, K0, 2, seed=3))
+            with pytest.raises(ZeroDivisionError):
+                with core_engine.small_pages():
+                    1 / 0
+            Engine(city, catalog).replay(allrec, K0 * C, (K0 + 1) * C)
+            assert setter(before) is before
+    finally:
+        setter(prev)
+    a = np.arange(80 * 2**20 // 8, dtype=np.float64)
+    th = core_engine._populate(a)
+    if th is not None:
+        th.join()
+    assert np.array_equal(a, np.arange(len(a), dtype=np.float64))
+
+
 def _snapshot_bucket_reference(eng: Engine) -> list:
     """(base, what, kernel row, reference row) for the last cycle's bucket of every snapshot base,
     aggregated from the latest values by a plain loop over the members in entity order (sum from

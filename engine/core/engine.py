@@ -15,8 +15,10 @@ the cycle it arrives in).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -58,7 +60,7 @@ def _populate(arr: np.ndarray):
     hi = a + arr.nbytes
     hi -= hi % page  # whole pages inside the array (the partial ones fault as usual)
 
-    def run():
+    def run(arr=arr):  # (holds ``arr``: its pages stay mapped while this runs)
         step = 64 * 2**20
         for o in range(lo, hi, step):  # in order, ahead of the kernel; stops quietly on error
             if madvise(o, min(step, hi - o), 23) != 0:  # 23 = MADV_POPULATE_WRITE
@@ -67,6 +69,44 @@ def _populate(arr: np.ndarray):
     th = threading.Thread(target=run, name="cityvitals-populate", daemon=True)
     th.start()
     return th
+
+
+_PAGES_LOCK = threading.Lock()
+_PAGES = [0, None]  # blocks inside small_pages now, numpy's advice before the first of them
+
+
+@contextlib.contextmanager
+def small_pages():
+    """numpy's transparent-huge-page advice off inside the block (restored when the last block
+    open in any thread ends).
+
+    numpy asks the kernel for 2 MB pages for every array of 4 MB or more. On the project's VM a
+    first touch of such memory costs ~4-5x what 4 kB pages cost (an array of 2.4 GB written once:
+    5.2-7.8 s of system time with the advice, 1.2-1.5 s without; docs/core.md, round 7), and a
+    replay allocates that much: its output and its records' buckets and keys. Without numpy's
+    private switch (``numpy._core.multiarray._set_madvise_hugepage``) nothing changes.
+
+    >>> import numpy as np
+    >>> with small_pages():
+    ...     a = np.zeros(2**21)
+    >>> a.shape
+    (2097152,)
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES[0] == 0:
+            _PAGES[1] = setter(False)
+        _PAGES[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES[0] -= 1
+            if _PAGES[0] == 0:
+                setter(_PAGES[1])
 
 
 _POOLS: dict = {}
@@ -655,7 +695,8 @@ class Engine:
         if k1 < k0:
             raise ValueError(f"end {end!r} is before start {start!r}")
         _, _, labels = self._level(level)
-        return np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
+        with small_pages():  # (4 kB pages: on the project's VM their first touch is the cheaper)
+            return np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
 
     def _check_out(self, out, shape: tuple) -> None:
         if not isinstance(out, np.ndarray):
@@ -695,6 +736,12 @@ class Engine:
         -------
         xarray.Dataset
             ``value`` (time, indicator, region), attributes as in :meth:`step` summed over cycles.
+
+        Notes
+        -----
+        A fresh output is allocated with 4 kB pages (:func:`small_pages`, as are the replay's own
+        temporaries) and a thread maps its pages (:func:`_populate`) from before the records are
+        prepared, so its first-touch faults overlap the serial preparation and the kernels.
         """
         k0, k1 = self._cycle_of(start), self._cycle_of(end)
         if k1 < k0:
@@ -702,6 +749,17 @@ class Engine:
         level, g, labels = self._level(level)
         if out is not None:
             self._check_out(out, (k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)))
+        with small_pages():
+            if out is None:
+                out = np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
+                populating = _populate(out)
+            else:  # a reused buffer: its pages are mapped already
+                populating = None
+            return self._replay(feeds, k0, k1, level, g, labels, out, populating)
+
+    def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
+        """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
+        mapping a fresh ``out_all``'s pages, or ``None``)."""
         rec, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
         prep = self._prepare(rec)  # checks the records first
         last = self.state.last_cycle
@@ -713,12 +771,6 @@ class Engine:
         p = self.plan
         nind, nreg = len(p.indicator_ids), p.n_regions
         fine = g is None
-        if out is None:
-            out_all = np.empty((T, nind, len(labels)), self.dtype)
-            populating = _populate(out_all)
-        else:  # a reused buffer: its pages are mapped already
-            out_all = out
-            populating = None
         counts: dict = {}
         # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
         bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
