@@ -366,7 +366,7 @@ class Engine:
     def _parallel(self) -> str:
         """The cycle driver: ``"serial"`` (:func:`kernels.run_cycles`, one thread), ``"shares"``
         (:meth:`_run_shares`: each numba thread runs every cycle of the call for its own share of
-        the bases, then the derived rows are split by cycle) or ``"stages"`` (:meth:`_run_threads`:
+        the bases and the derived rows that read only them) or ``"stages"`` (:meth:`_run_threads`:
         each stage of each cycle split over threads; big cities). Auto: serial with one numba
         thread, stages from :data:`PARALLEL_MIN_VALUES` values a cycle, else shares.
         ``CITYVITALS_CORE_PARALLEL`` = 0 (serial), 1 (stages) or ``shares`` forces one."""
