@@ -195,24 +195,47 @@ def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, 
 
 
 def test_base_shares_partition_bases_and_rows(city, catalog):
-    """The shares driver's split: every base and every indicator row in exactly one share, a row
-    with its base and its share denominator's base, and two non-empty shares here (so the
-    driver test above runs two threads' worth of shares)."""
+    """The shares driver's split: every base, indicator row and derived row in exactly one share,
+    a row with its base and its share denominator's base, a derived row with every row it reads
+    (its program the full program's instructions, in order), and two non-empty shares here (so
+    the driver test above runs two threads' worth of shares)."""
     eng = Engine(city, catalog)
     p = eng.plan
     shares = eng._base_shares(2)
     assert len(shares) == 2
     owner_b = np.full(p.n_bases, -1)
     owner_r = np.full(len(p.ind_row), -1)
-    for j, (bases, rows, mask) in enumerate(shares):
+    ops, arg, consts, ptr, out_row, d_pos = eng._DP
+    owner_d = np.full(len(out_row), -1)
+    for j, (bases, rows, mask, dp) in enumerate(shares):
         assert (owner_b[bases] == -1).all() and (owner_r[rows] == -1).all()
         owner_b[bases] = j
         owner_r[rows] = j
         assert np.array_equal(np.flatnonzero(mask), bases)
-    assert (owner_b >= 0).all() and (owner_r >= 0).all()
+        # the share's derived program: whole rows of the full program, in its order
+        where = np.flatnonzero(np.isin(out_row, dp[4]))
+        assert (owner_d[where] == -1).all() and np.array_equal(out_row[where], dp[4])
+        owner_d[where] = j
+        assert np.array_equal(d_pos[where], dp[5]) and dp[2] is consts
+        for i, w in enumerate(where):
+            a, b = ptr[w], ptr[w + 1]
+            assert np.array_equal(ops[a:b], dp[0][dp[3][i]:dp[3][i + 1]])
+            assert np.array_equal(arg[a:b], dp[1][dp[3][i]:dp[3][i + 1]])
+    assert (owner_b >= 0).all() and (owner_r >= 0).all() and (owner_d >= 0).all()
     assert np.array_equal(owner_r, owner_b[p.ind_base])
     two = p.ind_blk2 >= 0
     assert np.array_equal(owner_b[p.blk_base[p.ind_blk2[two]]], owner_r[two])
+    # a derived row is in the share of every row its formula reads (derived ones: that row's share)
+    vrow = np.full(len(p.indicator_ids), -1)
+    vrow[p.ind_row] = np.arange(len(p.ind_row))
+    share_of_out = {int(r): int(owner_d[w]) for w, r in enumerate(out_row)}
+    crow = eng.derived.compact_rows
+    for w in range(len(out_row)):
+        for pc in range(ptr[w], ptr[w + 1]):
+            if ops[pc] == 0:
+                r = int(crow[arg[pc]])
+                got = owner_r[vrow[r]] if vrow[r] >= 0 else share_of_out[r]
+                assert got == owner_d[w]
 
 
 def test_state_layout_and_sizes(city, catalog):
@@ -299,6 +322,62 @@ def test_replay_into_a_reused_buffer_equals_a_fresh_output(city, catalog):
     with pytest.raises(TypeError, match="list"):
         eng.replay(allrec, K0 * C, (K0 + 3) * C, out=buf.tolist())
     assert eng.state.last_cycle == -1  # nothing ran
+
+
+def test_small_pages_turns_the_advice_off_and_back_once_the_last_block_ends(city, catalog):
+    """``small_pages``: numpy's huge-page advice is off inside, also while blocks of two threads
+    overlap in either order, and as before once the last one ends (on or off); a replay leaves it
+    as it found it, an error inside a block too. ``_populate`` leaves an array's contents alone."""
+    import threading
+
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        pytest.skip("numpy has no huge-page switch")
+    prev = setter(True)
+    try:
+        for before in (True, False):
+            setter(before)
+            a_in, b_in, a_out, b_out = (threading.Event() for _ in range(4))
+            seen = []
+
+            def block(enter_first, leave_after, leave_signal, enter_signal):
+                with core_engine.small_pages():
+                    enter_signal.set()
+                    enter_first.wait(5)
+                    seen.append(setter(False))  # (reads the advice: False inside)
+                    leave_after.wait(5)
+                leave_signal.set()
+
+            # a enters, b enters, a leaves (b still inside: off), b leaves (back to ``before``)
+            ta_leave = threading.Event()
+            ta = threading.Thread(target=block, args=(b_in, ta_leave, a_out, a_in))
+            tb_leave = threading.Event()
+            tb = threading.Thread(target=block, args=(a_in, tb_leave, b_out, b_in))
+            ta.start()
+            tb.start()
+            a_in.wait(5)
+            b_in.wait(5)
+            ta_leave.set()
+            a_out.wait(5)
+            assert setter(False) is False  # b is still inside
+            tb_leave.set()
+            ta.join(5)
+            tb.join(5)
+            assert seen == [False, False]
+            assert setter(before) is before
+            allrec = _concat(random_steps(city, catalog, K0, 2, seed=3))
+            with pytest.raises(ZeroDivisionError):
+                with core_engine.small_pages():
+                    1 / 0
+            Engine(city, catalog).replay(allrec, K0 * C, (K0 + 1) * C)
+            assert setter(before) is before
+    finally:
+        setter(prev)
+    a = np.arange(80 * 2**20 // 8, dtype=np.float64)
+    th = core_engine._populate(a)
+    if th is not None:
+        th.join()
+    assert np.array_equal(a, np.arange(len(a), dtype=np.float64))
 
 
 def _snapshot_bucket_reference(eng: Engine) -> list:

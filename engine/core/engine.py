@@ -15,8 +15,10 @@ the cycle it arrives in).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -58,7 +60,7 @@ def _populate(arr: np.ndarray):
     hi = a + arr.nbytes
     hi -= hi % page  # whole pages inside the array (the partial ones fault as usual)
 
-    def run():
+    def run(arr=arr):  # (holds ``arr``: its pages stay mapped while this runs)
         step = 64 * 2**20
         for o in range(lo, hi, step):  # in order, ahead of the kernel; stops quietly on error
             if madvise(o, min(step, hi - o), 23) != 0:  # 23 = MADV_POPULATE_WRITE
@@ -67,6 +69,44 @@ def _populate(arr: np.ndarray):
     th = threading.Thread(target=run, name="cityvitals-populate", daemon=True)
     th.start()
     return th
+
+
+_PAGES_LOCK = threading.Lock()
+_PAGES = [0, None]  # blocks inside small_pages now, numpy's advice before the first of them
+
+
+@contextlib.contextmanager
+def small_pages():
+    """numpy's transparent-huge-page advice off inside the block (restored when the last block
+    open in any thread ends).
+
+    numpy asks the kernel for 2 MB pages for every array of 4 MB or more. On the project's VM a
+    first touch of such memory costs ~4-5x what 4 kB pages cost (an array of 2.4 GB written once:
+    5.2-7.8 s of system time with the advice, 1.2-1.5 s without; docs/core.md, round 7), and a
+    replay's fresh output is that size. Without numpy's
+    private switch (``numpy._core.multiarray._set_madvise_hugepage``) nothing changes.
+
+    >>> import numpy as np
+    >>> with small_pages():
+    ...     a = np.zeros(2**21)
+    >>> a.shape
+    (2097152,)
+    """
+    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if setter is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES[0] == 0:
+            _PAGES[1] = setter(False)
+        _PAGES[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES[0] -= 1
+            if _PAGES[0] == 0:
+                setter(_PAGES[1])
 
 
 _POOLS: dict = {}
@@ -326,7 +366,7 @@ class Engine:
     def _parallel(self) -> str:
         """The cycle driver: ``"serial"`` (:func:`kernels.run_cycles`, one thread), ``"shares"``
         (:meth:`_run_shares`: each numba thread runs every cycle of the call for its own share of
-        the bases, then the derived rows are split by cycle) or ``"stages"`` (:meth:`_run_threads`:
+        the bases and the derived rows that read only them) or ``"stages"`` (:meth:`_run_threads`:
         each stage of each cycle split over threads; big cities). Auto: serial with one numba
         thread, stages from :data:`PARALLEL_MIN_VALUES` values a cycle, else shares.
         ``CITYVITALS_CORE_PARALLEL`` = 0 (serial), 1 (stages) or ``shares`` forces one."""
@@ -456,11 +496,15 @@ class Engine:
 
     def _base_shares(self, parts: int) -> list:
         """``parts`` disjoint shares of the bases for :meth:`_run_shares`, as (bases, indicator
-        positions, uint8 base mask) each; empty shares dropped. An indicator row goes with its base,
-        and the bases a row reads (an event share's denominator base) stay in one share; groups of
-        bases are dealt out largest first to the lightest share, weighted by an estimate of their
-        work per cycle (ring row and window-sum cells added, running extremes and sorted windows,
-        snapshot members, output values written)."""
+        positions, uint8 base mask, derived program) each; empty shares dropped. An indicator row
+        goes with its base, the bases a row reads (an event share's denominator base) stay in one
+        share, and so do the bases every derived row reads (through the rows its formula refers
+        to, derived ones included): each derived row is evaluated by the share holding its inputs,
+        in the same cycle, right after that share's values (the share's part of the derived
+        program, :meth:`_sub_program`, in the program's dependency order). Groups of bases are dealt
+        out largest first to the lightest share, weighted by an estimate of their work per cycle
+        (ring row and window-sum cells added, running extremes and sorted windows, snapshot
+        members, output values written, derived instructions)."""
         if getattr(self, "_bshares_for", None) == parts:
             return self._bshares
         p = self.plan
@@ -473,16 +517,40 @@ class Engine:
                 x = parent[x]
             return x
 
-        two = p.ind_blk2 >= 0
-        for b, b2 in zip(p.ind_base[two], p.blk_base[p.ind_blk2[two]]):
-            ra, rb = find(int(b)), find(int(b2))
+        def union(a, b):
+            ra, rb = find(int(a)), find(int(b))
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
+
+        two = p.ind_blk2 >= 0
+        for b, b2 in zip(p.ind_base[two], p.blk_base[p.ind_blk2[two]]):
+            union(b, b2)
+        # the bases each derived row reads (its references' bases; a derived reference's own)
+        ops, arg, _, ptr, out_row, _ = self._DP
+        vrow = np.full(len(p.indicator_ids), -1, np.int64)
+        vrow[p.ind_row] = np.arange(len(p.ind_row))
+        crow = self.derived.compact_rows
+        reads: dict = {}
+        first = np.full(len(out_row), -1, np.int64)  # a base of each derived row (-1: none)
+        for j in range(len(out_row)):
+            bs: set = set()
+            for pc in range(ptr[j], ptr[j + 1]):
+                if ops[pc] == 0:  # ref
+                    r = int(crow[arg[pc]])
+                    bs |= {int(p.ind_base[vrow[r]])} if vrow[r] >= 0 else reads[r]
+            reads[int(out_row[j])] = bs
+            if bs:
+                bs_l = sorted(bs)
+                first[j] = bs_l[0]
+                for b in bs_l[1:]:
+                    union(bs_l[0], b)
         comp = np.array([find(b) for b in range(B)])
         nser = np.diff(p.base_ser0).astype(np.float64)
         w_base = nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
             + np.diff(p.mem_ptr)
         w_rows = np.bincount(p.ind_base, weights=nser[p.ind_base] + p.n_regions, minlength=B)
+        has = first >= 0
+        w_rows += np.bincount(first[has], weights=np.diff(ptr)[has] * p.n_regions / 2.0, minlength=B)
         w = w_base / max(w_base.sum(), 1.0) + w_rows / max(w_rows.sum(), 1.0)  # add and values: similar costs
         wc = np.bincount(comp, weights=w, minlength=B)
         load = np.zeros(parts)
@@ -494,22 +562,38 @@ class Engine:
             owner[comp == c] = j
             load[j] += wc[c]
         shares = []
+        dj = np.where(has, owner[np.maximum(first, 0)], -1)
         for j in range(parts):
             bases = np.flatnonzero(owner == j).astype(np.int64)
             if len(bases) == 0:
                 continue
             rows = np.flatnonzero(owner[p.ind_base] == j).astype(np.int64)
             mask = (owner == j).astype(np.uint8)
-            shares.append((bases, rows, mask))
+            mine = dj == j
+            if not shares:  # derived rows reading no indicator (constants): the first share's
+                mine |= dj < 0
+            shares.append((bases, rows, mask, self._sub_program(np.flatnonzero(mine))))
         self._bshares, self._bshares_for = shares, parts
         return shares
+
+    def _sub_program(self, js: np.ndarray) -> tuple:
+        """The derived program (:meth:`DerivedPlan.program`) of derived rows ``js`` only (ascending:
+        the program's order), for :func:`kernels.derived_rows`."""
+        ops, arg, consts, ptr, out_row, d_pos = self._DP
+        js = np.asarray(js, np.int64)
+        lens = ptr[js + 1] - ptr[js]
+        idx = np.concatenate([np.arange(ptr[j], ptr[j + 1]) for j in js]).astype(np.int64) if len(js) \
+            else np.zeros(0, np.int64)
+        sub_ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        return (ops[idx], arg[idx], consts, sub_ptr, out_row[js], d_pos[js])
 
     def _run_shares(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
         """:func:`kernels.run_cycles` on the numba thread count of Python threads, each running
         every cycle of the call for its own share of the bases (:meth:`_base_shares`; the kernels
-        release the GIL), then the derived rows of the computed cycles split by cycle over the
-        same threads. Each base and each output row is computed by one thread with the same
-        operations in the same order as the serial kernel, so the numbers are the same bit for bit.
+        release the GIL), the derived rows whose inputs the share holds included (each cycle right
+        after its values: no second pass over the cycles, no wait between). Each base and each
+        output row is computed by one thread with the same operations in the same order as the
+        serial kernel, so the numbers are the same bit for bit.
         Every thread applies all snapshot records to its own copy of the latest values (the
         first thread: the state's) and keeps its own ``cmax`` and changed-series flags."""
         import numba
@@ -537,24 +621,11 @@ class Engine:
         stacks = getattr(self, "_stacks", None)
         if stacks is None or len(stacks) < m:
             stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
-
-        def run(calls):
-            _run_all(pool, calls)
-
-        run([(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], self._DP,
-              stacks[j], bases, rows, mask, False) for j, (bases, rows, mask) in enumerate(shares)])
+        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], dp,
+                         stacks[j], bases, rows, mask, len(dp[4]) > 0) for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
             t[i_dirty][:] = 0
-        if ncomp > 0 and len(self._DP[4]) > 0:
-            DP = self._DP
-
-            def derived(lo, hi, stack):
-                for tt in range(lo, hi):
-                    K.derived_rows(tt, DP, O, D, stack)
-
-            cuts = np.linspace(0, ncomp, min(m, ncomp) + 1).round().astype(int)
-            run([(derived, int(cuts[j]), int(cuts[j + 1]), stacks[j]) for j in range(len(cuts) - 1)])
 
     def _scratch(self, m: int) -> np.ndarray:
         """Float64 scratch of the value kernel: (at least ``m``, 2, regions), one (2, regions)
@@ -655,7 +726,8 @@ class Engine:
         if k1 < k0:
             raise ValueError(f"end {end!r} is before start {start!r}")
         _, _, labels = self._level(level)
-        return np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
+        with small_pages():  # (4 kB pages: on the project's VM their first touch is the cheaper)
+            return np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
 
     def _check_out(self, out, shape: tuple) -> None:
         if not isinstance(out, np.ndarray):
@@ -695,6 +767,14 @@ class Engine:
         -------
         xarray.Dataset
             ``value`` (time, indicator, region), attributes as in :meth:`step` summed over cycles.
+
+        Notes
+        -----
+        A fresh output is allocated with 4 kB pages (:func:`small_pages`, as is the derived rows'
+        scratch) and a thread maps its pages (:func:`_populate`) from before the records are
+        prepared, so its first-touch faults overlap the serial preparation and the kernels. The
+        records' temporaries keep numpy's default (4 kB pages for them cost the serial preparation
+        ~0.15-0.2 s more per replay in a process that replays repeatedly; docs/core.md, round 7).
         """
         k0, k1 = self._cycle_of(start), self._cycle_of(end)
         if k1 < k0:
@@ -702,6 +782,17 @@ class Engine:
         level, g, labels = self._level(level)
         if out is not None:
             self._check_out(out, (k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)))
+        if out is None:
+            with small_pages():
+                out = np.empty((k1 - k0 + 1, len(self.plan.indicator_ids), len(labels)), self.dtype)
+            populating = _populate(out)
+        else:  # a reused buffer: its pages are mapped already
+            populating = None
+        return self._replay(feeds, k0, k1, level, g, labels, out, populating)
+
+    def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
+        """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
+        mapping a fresh ``out_all``'s pages, or ``None``)."""
         rec, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
         prep = self._prepare(rec)  # checks the records first
         last = self.state.last_cycle
@@ -713,12 +804,6 @@ class Engine:
         p = self.plan
         nind, nreg = len(p.indicator_ids), p.n_regions
         fine = g is None
-        if out is None:
-            out_all = np.empty((T, nind, len(labels)), self.dtype)
-            populating = _populate(out_all)
-        else:  # a reused buffer: its pages are mapped already
-            out_all = out
-            populating = None
         counts: dict = {}
         # records of cycle k0 + t: the admitted records up to k0 first, then bucket by bucket
         bounds = {gn: np.searchsorted(d["bucket"], np.arange(k0, k1 + 1), side="right") for gn, d in prep.items()}
@@ -746,7 +831,8 @@ class Engine:
                 grp[gn]["off"] = o[t0:t1 + 1]
             if fine:
                 if Dfine is None:
-                    Dfine = np.empty((chunk, len(self.derived.compact_rows), nreg), np.float64)
+                    with small_pages():
+                        Dfine = np.empty((chunk, len(self.derived.compact_rows), nreg), np.float64)
                 dst, D, num, den = out_all[t0:t1], Dfine[:n], None, None
             else:
                 dst, D, num, den = (x[:n] for x in bufs)

@@ -950,9 +950,10 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
     bases of the share (``bmask`` 1 for them, 0 for the others: records and snapshot values of
     other bases are skipped), the indicator rows whose bases (share denominators included) are in
-    it, ``derived`` False (the derived rows read every share's values: the caller evaluates them
-    after all shares are done, :meth:`engine.core.engine.Engine._run_shares`). Shares write
-    disjoint state (by base) and output rows; the arrays every share writes (``cmax``,
+    it, ``DP`` the share's part of the derived program (the derived rows that read only rows of
+    the share, :meth:`engine.core.engine.Engine._base_shares`) and ``derived`` True when that part
+    is not empty. Shares write disjoint state (by base), output and derived-copy rows; the arrays
+    every share writes (``cmax``,
     ``st_value``, ``st_time``, ``sdirty``) are the thread's own copies in its ``S``.
 
     The threaded driver for big cities (:meth:`engine.core.engine.Engine._run_threads`) runs the
