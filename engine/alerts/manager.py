@@ -46,7 +46,7 @@ from engine import levels as score_levels
 from engine.alerts.config import AlertConfig, iso, to_epoch
 from engine.alerts.fold import Fold
 from engine.alerts.grouping import Group
-from engine.alerts.lifecycle import step
+from engine.alerts.lifecycle import fold_step, step
 from engine.alerts.notifications import escalation_summary, group_summary
 from engine.alerts.regions import Hierarchy
 from engine.alerts.routing import Router
@@ -282,15 +282,18 @@ class AlertManager:
             score, detector, value = inputs[level]
             raw_value = value
             lead = None
-            if not self.fold.identity:
-                nreg = self.hierarchy.size(level)
-                fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
-                                                 detector.reshape(self.n_indicators, nreg),
-                                                 value.reshape(self.n_indicators, nreg),
-                                                 out=self._ws.setdefault(level, {}))
-                score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
-            idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}), self.row_pending)
+            ws = self._ws.setdefault(level, {})
+            if not self.fold.identity:
+                # fold to subject rows and advance their series in one compiled pass
+                nreg = self.hierarchy.size(level)
+                idx, ev, (fs, fd, fv, fl) = fold_step(st, self.fold, score.reshape(self.n_indicators, nreg),
+                                                      detector.reshape(self.n_indicators, nreg),
+                                                      value.reshape(self.n_indicators, nreg), t, self.config, ws,
+                                                      self.row_pending)
+                score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
+            else:
+                idx, ev = step(st, score, t, self.config, ws, self.row_pending)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)
