@@ -129,7 +129,7 @@ def history_baseline(hist, min_n, floor_rel, floor_abs):
     for i in prange(ni):
         buf = np.empty(max(H, 1))
         for r in range(nr):
-            n = 0
+            n = np.int64(0)    # not the literal 0: one compiled version of _robust (see _peer_row)
             for h in range(H):
                 x = hist[h, i, r]
                 if math.isfinite(x):
@@ -166,14 +166,14 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
     for i in prange(ni):
         win = np.empty(max(window, 1))
         for r in range(nr):
-            n = 0
+            n = np.int64(0)    # not the literal 0: one compiled version of _robust_sorted (see _peer_row)
             lo = 0
             hi = 0
             for k in range(nh):
                 end = ends[k]
                 start = max(0, end - window)
                 if start >= hi:                      # no overlap with the last window
-                    n = 0
+                    n = np.int64(0)
                     lo = start
                     hi = start
                 while lo < start:                    # values leaving the window
@@ -202,8 +202,12 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
 
 @njit
 def _peer_row(v, i, min_n, floor_rel, floor_abs, buf):
-    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``."""
-    n = 0
+    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``.
+
+    ``i`` is int64 at every call (a ``prange`` index is uint64: cast), and ``n`` starts as an
+    int64, not the literal 0: each distinct argument type compiles this function and the ones it
+    calls once more (docs/report.md, "Run pipeline and compile time", fifth session)."""
+    n = np.int64(0)
     for r in range(v.shape[1]):
         x = v[i, r]
         if math.isfinite(x):
@@ -226,7 +230,7 @@ def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     s = np.full(ni, np.nan)
     for i in prange(ni):
         if rows[i]:
-            e[i], s[i] = _peer_row(v, i, min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
+            e[i], s[i] = _peer_row(v, np.int64(i), min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
     return e, s
 
 
