@@ -247,6 +247,51 @@ def peer_baseline_cycles(v, rows, min_n, floor_rel, floor_abs, e, s):
                 e[t, i], s[t, i] = _peer_row(v[t], i, min_n, floor_rel, floor_abs, buf)
 
 
+@njit
+def rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, cfg_ref, thr_ref, out):
+    """``out[t, i]``: row ``i`` of cycle ``t`` has a finite value that only peers can normalise --
+    its row has no reference range and no thresholds, and the value has no usable baseline from
+    the Dataset (``e1``/``s1`` finite, scale >= 0) or the history (``e2``/``s2`` at ``hpos[t]``).
+    Exactly the rows whose values :func:`normalise_accumulate` counts as unresolved when no peer
+    baseline is given (tested), found without normalising anything: a row stops at its first
+    such value.
+
+    Examples
+    --------
+    >>> v = np.array([[[1.0, 2.0], [3.0, np.nan]]])              # 1 cycle, 2 rows, 2 regions
+    >>> e = np.array([[[1.0, np.nan], [1.0, 1.0]]])
+    >>> ref = np.full((2, 4), np.nan)
+    >>> out = np.zeros((1, 2), np.bool_)
+    >>> rows_needing_peers(v, e, np.ones_like(e), True, v[:0], v[:0], np.array([-1]), ref, ref, out)
+    >>> out.tolist()
+    [[True, False]]
+    """
+    k, ni, nr = v.shape
+    for t in range(k):
+        h = hpos[t]
+        has2 = h >= 0
+        for i in range(ni):
+            out[t, i] = False
+            if cfg_ref[i, 1] == cfg_ref[i, 1] or cfg_ref[i, 2] == cfg_ref[i, 2]:
+                continue
+            if thr_ref[i, 1] == thr_ref[i, 1] or thr_ref[i, 2] == thr_ref[i, 2]:
+                continue
+            for r in range(nr):
+                x = v[t, i, r]
+                if not math.isfinite(x):
+                    continue
+                if has1:
+                    e = e1[t, i, r]
+                    sc = s1[t, i, r]
+                    if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
+                        continue
+                if has2:
+                    if math.isfinite(e2[h, i, r]) and math.isfinite(s2[h, i, r]):
+                        continue
+                out[t, i] = True
+                break
+
+
 @njit(inline="always", error_model="numpy")
 def range_deficit(x, b0, b1, b2, b3):
     """Deficit of ``x`` against the range ``[b0 bad, b1 good, b2 good, b3 bad]`` (NaN = open side)."""
