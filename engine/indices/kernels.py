@@ -276,6 +276,18 @@ def rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, cfg_ref, thr_ref, out):
                 continue
             if thr_ref[i, 1] == thr_ref[i, 1] or thr_ref[i, 2] == thr_ref[i, 2]:
                 continue
+            if has1 and not has2:
+                # the run's case: branch-free (``y - y == 0`` is "finite"; NaN patterns are random,
+                # a branch per value mispredicted a third of the time)
+                bad = 0
+                for r in range(nr):
+                    x = v[t, i, r]
+                    e = e1[t, i, r]
+                    sc = s1[t, i, r]
+                    ok = ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
+                    bad += ((x - x) == 0.0) & (ok == False)  # noqa: E712
+                out[t, i] = bad > 0
+                continue
             for r in range(nr):
                 x = v[t, i, r]
                 if not math.isfinite(x):
