@@ -8,8 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from engine import levels
 from engine.alerts.config import AlertConfig
-from engine.alerts.fold import Fold
-from engine.alerts.lifecycle import fold_step, step, step_reference
+from engine.alerts.lifecycle import step, step_reference
 from engine.alerts.state import (
     CRITICAL, EV_CANCELLED, EV_FIRED, EV_FLAP_END, EV_FLAP_START, EV_PENDING, EV_RESOLVED, EV_SEV_DOWN, EV_SEV_UP,
     FIRING, INACTIVE, PENDING, WARN, SeriesState,
@@ -64,49 +63,6 @@ def test_kernel_equals_reference_on_a_large_random_block():
     for f in KERNEL_FIELDS:
         assert np.array_equal(getattr(a, f), getattr(b, f))
     assert (a.state == FIRING).any() and (a.flapping == 1).any()
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fold_step_equals_the_fold_then_the_reference_machine(dtype):
-    """The fused kernel against the fold's numpy-checked kernel followed by the plain-Python machine:
-    same folded rows, events, and states, cycle after cycle (rows of one to five members,
-    per-row pending cycles, flap damping, stale NaN runs)."""
-    rng = np.random.default_rng(17)
-    ids = [f"d.m.s{k % 6}.v{k}" for k in range(19)] + ["d.m.lone.v"]
-    fold = Fold(ids)
-    n_reg = 13
-    cfg = AlertConfig(pending_cycles=2, resolve_cycles=2, stale_cycles=3, flap_window=8, flap_threshold=3,
-                      flap_clear=1)
-    pending = rng.integers(1, 4, fold.n_rows)
-    a, b = SeriesState.empty(fold.n_rows, n_reg), SeriesState.empty(fold.n_rows, n_reg)
-    ws = {}
-    seen = 0
-    for t in range(60):
-        score = (1 - rng.random((len(ids), n_reg)) ** 3 * 0.1).astype(dtype)   # many values near the levels
-        score[rng.random(score.shape) < 0.8] = 0.5                              # a row is high about half the time
-        score[rng.random(score.shape) < 0.25] = np.nan
-        score[:, t % n_reg] = np.nan if t % 7 < 4 else score[:, t % n_reg]     # NaN runs that go stale
-        det = rng.integers(0, 7, score.shape).astype(np.int8)
-        val = rng.random(score.shape).astype(np.float32)
-        ia, ea, (fs, fd, fv, lead) = fold_step(a, fold, score, det, val, 900 * t, cfg, ws, pending)
-        rs, rd, rv, rl = fold.apply(score, det, val)
-        for x, y in ((fs, rs), (fd, rd), (fv, rv), (lead, rl)):
-            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), f"fold output at cycle {t}"
-        ib, eb = step_reference(b, rs, 900 * t, cfg, pending=pending)
-        assert ia.tolist() == ib.tolist() and ea.tolist() == eb.tolist(), f"events at cycle {t}"
-        for f in KERNEL_FIELDS:
-            assert np.array_equal(getattr(a, f), getattr(b, f)), f"field {f} at cycle {t}"
-        seen |= int(np.bitwise_or.reduce(ea)) if len(ea) else 0
-    # every kind of event happened at least once
-    for bit in (EV_PENDING, EV_FIRED, EV_RESOLVED, EV_CANCELLED, EV_SEV_UP, EV_SEV_DOWN, EV_FLAP_START, EV_FLAP_END):
-        assert seen & bit, f"event {bit} never seen"
-
-
-def test_fold_step_refuses_a_state_of_another_shape():
-    fold = Fold(["a.b.x.v1", "a.b.x.v2", "a.b.y.v"])
-    with pytest.raises(ValueError, match=r"score has shape \(3, 4\) and the state \(3, 4\)"):
-        fold_step(SeriesState.empty(3, 4), fold, np.zeros((3, 4), np.float32), np.zeros((3, 4), np.int8),
-                  np.zeros((3, 4), np.float32), 0, AlertConfig(), {})
 
 
 def test_kernel_equals_reference_with_pending_cycles_per_row():

@@ -48,7 +48,7 @@ from engine.alerts.state import (
 )
 from engine.config import njit
 
-__all__ = ["fold_step", "step", "step_reference"]
+__all__ = ["step", "step_reference"]
 
 
 @njit
@@ -182,56 +182,6 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
     return m
 
 
-@njit
-def _fold_step_kernel(score, det, value, ptr, members, out_s, out_d, out_v, out_lead,
-                      t, state, count, severity, nan_run, since, started, flap_bits, flapping,
-                      row_pending, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
-                      ev_out, idx_out):  # pragma: no cover - compiled
-    """:func:`engine.alerts.fold._fold_kernel` and :func:`_step_kernel` in one pass, a subject row at
-    a time: the row's folded scores are still in cache when its series advance. The same outputs
-    as the two kernels one after the other (the fold's four arrays, the events)."""
-    n_rows = ptr.shape[0] - 1
-    n_reg = score.shape[1]
-    zero = np.uint64(0)
-    m = 0
-    for g in range(n_rows):
-        a, b = ptr[g], ptr[g + 1]
-        first = members[a]
-        for r in range(n_reg):
-            out_s[g, r] = score[first, r]
-            out_lead[g, r] = first
-        for j in range(a + 1, b):
-            i = members[j]
-            for r in range(n_reg):
-                x = score[i, r]
-                best = out_s[g, r]
-                # replace when x is a number and the best so far is not >= it (NaN best: replaced)
-                if x == x and not (best >= x):
-                    out_s[g, r] = x
-                    out_lead[g, r] = i
-        for r in range(n_reg):
-            lead = out_lead[g, r]
-            out_d[g, r] = det[lead, r]
-            out_v[g, r] = value[lead, r]
-        # the row's series
-        k0 = g * n_reg
-        row = out_s[g]
-        _nan_runs(row, k0, k0 + n_reg, nan_run, 0)
-        n_pending = row_pending[g]
-        for r in range(n_reg):
-            k = k0 + r
-            s = row[r]
-            if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
-                continue
-            ev = _advance(k, s, t, n_pending, state, count, severity, nan_run, since, started,
-                          flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
-            if ev != 0:
-                ev_out[m] = ev
-                idx_out[m] = k
-                m += 1
-    return m
-
-
 def _check_score(state: SeriesState, score) -> np.ndarray:
     s = np.asarray(score)
     if s.size != state.n or (s.ndim == 2 and s.shape != state.shape):
@@ -301,66 +251,6 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
     m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
                      state.started, state.flap_bits, state.flapping, *_params(cfg, state, pending), ws["ev"], ws["idx"])
     return ws["idx"][:m].copy(), ws["ev"][:m].copy()
-
-
-def fold_step(state: SeriesState, fold, score, detector, value, t: int, cfg, workspace: dict,
-              pending=None) -> tuple:
-    """Fold a level's indicator rows to subject rows (:meth:`engine.alerts.fold.Fold.apply`) and
-    advance the folded series by one cycle (:func:`step`), in one compiled pass.
-
-    Parameters
-    ----------
-    state : SeriesState
-        The level's folded series (``fold.n_rows`` x regions; updated in place).
-    fold : engine.alerts.fold.Fold
-    score, detector, value : arrays (n_indicators, n_regions), C-contiguous
-        The cycle's indicator rows (score float, detector int8, value float).
-    t : int
-        Cycle time, epoch seconds.
-    cfg : AlertConfig
-    workspace : dict
-        Kept by the caller (one per level): the fold's outputs (under ``"fold"``, the same
-        buffers :meth:`~engine.alerts.fold.Fold.apply` uses) and the event buffers are reused.
-    pending : array of int, optional
-        Pending cycles of each subject row (as :func:`step`).
-
-    Returns
-    -------
-    idx, events : as :func:`step`
-    folded : tuple
-        ``score, detector, value, lead`` of the subject rows (views of ``workspace``'s buffers,
-        overwritten by the next call).
-
-    Examples
-    --------
-    >>> from engine.alerts.config import AlertConfig
-    >>> from engine.alerts.fold import Fold
-    >>> f = Fold(["a.b.x.count_1h", "a.b.x.count_24h"])
-    >>> st, ws = SeriesState.empty(f.n_rows, 2), {}
-    >>> s = np.array([[0.2, 0.9999], [0.3, 0.5]], np.float32)
-    >>> idx, ev, (fs, fd, fv, lead) = fold_step(st, f, s, np.ones((2, 2), np.int8), s, 0,
-    ...                                        AlertConfig(pending_cycles=1), ws)
-    >>> idx.tolist(), ev.tolist(), fs.tolist(), lead.tolist()
-    ([1], [2], [[0.30000001192092896, 0.9998999834060669]], [[1, 0]])
-    """
-    n_reg = score.shape[1]
-    if score.ndim != 2 or state.shape != (fold.n_rows, n_reg) or score.shape[0] != len(fold.row_of):
-        raise ValueError(f"score has shape {score.shape} and the state {state.shape}; expected "
-                         f"({len(fold.row_of)}, regions) folded to ({fold.n_rows}, regions)")
-    shape = (fold.n_rows, n_reg)
-    dts = (np.float32 if score.dtype == np.float32 else np.float64, detector.dtype, value.dtype, np.int32)
-    bufs = workspace.get("fold")
-    if bufs is None or bufs[0].shape != shape or tuple(b.dtype for b in bufs) != tuple(np.dtype(d) for d in dts):
-        bufs = workspace["fold"] = tuple(np.empty(shape, d) for d in dts)
-    if workspace.get("n") != state.n:
-        workspace["n"] = state.n
-        workspace["ev"] = np.empty(state.n, np.uint8)
-        workspace["idx"] = np.empty(state.n, np.int64)
-    row_pending, _, *rest = _params(cfg, state, pending)
-    m = _fold_step_kernel(score, detector, value, fold.ptr, fold.members, *bufs, np.int64(t), state.state,
-                          state.count, state.severity, state.nan_run, state.since, state.started, state.flap_bits,
-                          state.flapping, row_pending, *rest, workspace["ev"], workspace["idx"])
-    return workspace["idx"][:m].copy(), workspace["ev"][:m].copy(), bufs
 
 
 def step_reference(state: SeriesState, score, t: int, cfg, pending=None) -> tuple[np.ndarray, np.ndarray]:

@@ -46,7 +46,7 @@ from engine import levels as score_levels
 from engine.alerts.config import AlertConfig, iso, to_epoch
 from engine.alerts.fold import Fold
 from engine.alerts.grouping import Group
-from engine.alerts.lifecycle import fold_step, step
+from engine.alerts.lifecycle import step
 from engine.alerts.notifications import escalation_summary, group_summary
 from engine.alerts.regions import Hierarchy
 from engine.alerts.routing import Router
@@ -282,18 +282,17 @@ class AlertManager:
             score, detector, value = inputs[level]
             raw_value = value
             lead = None
-            st = self._state(level)
             ws = self._ws.setdefault(level, {})
             if not self.fold.identity:
-                # fold to subject rows and advance their series in one compiled pass
+                # two kernels, not one: a fused fold + state machine a subject row at a time was
+                # measured slower (docs/report.md, fifth session)
                 nreg = self.hierarchy.size(level)
-                idx, ev, (fs, fd, fv, fl) = fold_step(st, self.fold, score.reshape(self.n_indicators, nreg),
-                                                      detector.reshape(self.n_indicators, nreg),
-                                                      value.reshape(self.n_indicators, nreg), t, self.config, ws,
-                                                      self.row_pending)
+                fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
+                                                 detector.reshape(self.n_indicators, nreg),
+                                                 value.reshape(self.n_indicators, nreg), out=ws)
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
-            else:
-                idx, ev = step(st, score, t, self.config, ws, self.row_pending)
+            st = self._state(level)
+            idx, ev = step(st, score, t, self.config, ws, self.row_pending)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)
