@@ -194,3 +194,40 @@ def test_robust_sorted_equals_sorting_the_deviations():
             want_mad = float(np.median(np.abs(x - want_med)))
             assert med == want_med
             assert s == max(K.MAD_TO_SIGMA * want_mad, 0.0, 0.0), (n, kind, x)
+
+
+@pytest.mark.parametrize("history", [0, 3])
+def test_rows_needing_peers_are_the_rows_a_pass_without_peers_leaves_unresolved(cat, history):
+    """The rows found before the pass (:func:`~engine.indices.kernels.rows_needing_peers`) are exactly
+    those whose values the kernel, given no peer baseline, counts as unresolved: reference ranges,
+    thresholds, Dataset baselines (negative scales unusable), history baselines of some cycles."""
+    city = City.synthetic(seed=5, neighbourhoods=40, streets=4, population=200_000)
+    regions = list(city.regions.index)
+    ds = replay(cat, T=9, n_ind=120, regions=regions[::-1][:35], city=city)
+    rng = np.random.default_rng(3)
+    s = ds["scale"].values
+    s[rng.random(s.shape) < 0.05] = -1.0                          # unusable scales
+    cfg = load_config().with_(history_window=history, history_min=2, peers_min=3)
+    prep = Prepared(ds, cat, city, cfg)
+    cl = list(range(ds.sizes["time"]))
+    v, e1, s1 = (prep._cycles(getattr(prep, n), cl) for n in ("value", "expected", "scale"))
+    e2, s2, hpos = prep._history(cl, e1, s1)
+    assert history == 0 or (hpos >= 0).any()
+    k, ni, nr = v.shape
+    spec, parent = prep.spec, prep.hier.base.parent
+    n_par = len(prep.hier.levels[1].ids) if parent is not None else 0
+    parent = parent if parent is not None else np.zeros(0, dtype=np.int64)
+    nan = np.full((k, ni), np.nan)
+    unresolved = np.zeros((k, len(prep.bstart), ni), dtype=np.int64)
+    K.normalise_accumulate_serial(np.arange(k), v, e1, s1, True, e2, s2, hpos, spec.direction, spec.cfg_ref,
+                                  spec.thr_ref, nan, nan, cfg.tolerance, cfg.cap, cfg.scale_floor_rel,
+                                  cfg.scale_floor_abs, prep.group_of, prep.group_w, False, cfg.geometric_floor,
+                                  prep.order, prep.bstart, prep.bstop, parent, prep.hier.weight, n_par,
+                                  np.zeros((k, spec.n_groups, nr)), np.zeros((k, spec.n_groups, nr)),
+                                  np.zeros((k, ni, n_par)), np.zeros((k, ni, n_par)), unresolved, False,
+                                  np.zeros((0, 0, 0)), np.zeros((0, 0, 0), dtype=np.int8))
+    want = unresolved.sum(axis=1) > 0
+    got = np.empty((k, ni), dtype=np.bool_)
+    K.rows_needing_peers(v, e1, s1, True, e2, s2, hpos, spec.cfg_ref, spec.thr_ref, got)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(got, want)

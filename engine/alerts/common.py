@@ -27,7 +27,6 @@ Rows with fewer than ``min_regions`` scores are left as they are (district NaN).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from engine.config import njit
@@ -38,11 +37,14 @@ __all__ = ["MIN_REGIONS", "common_mode"]
 MIN_REGIONS = 5
 
 
-@njit(parallel=True)
+@njit
 def _common_kernel(score, det, value, rows, min_regions, looks, threshold_code,
                    out_local, out_district, out_det, out_value):  # pragma: no cover - compiled
+    """One thread (no ``prange``): ~0.9 ms a cycle at 2,926 x 300, while the parallel version cost
+    twice the compilation (9.6 against 4.5 s CPU on a fresh cache, load 14) for a loop that ran in
+    the runner's alert stage at CPU = wall anyway (docs/report.md, fifth session)."""
     n_ind, n_reg = score.shape
-    for i in numba.prange(n_ind):
+    for i in range(n_ind):
         if not rows[i]:
             # a row that drives no alert: not judged (its scores are read by no one downstream)
             out_district[i, 0] = np.nan

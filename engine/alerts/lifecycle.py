@@ -52,42 +52,29 @@ __all__ = ["step", "step_reference"]
 
 
 @njit
-def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
-                 row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
-                 ev_out, idx_out):
-    n = score.shape[0]
-    m = 0
+def _advance(k, s, t, n_pending, state, count, severity, nan_run, since, started, flap_bits, flapping,
+             n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off):  # pragma: no cover - compiled
+    """The rules for series ``k`` at score ``s`` (``nan_run`` already advanced: +1 on NaN, else 0);
+    returns its event mask."""
     one = np.uint64(1)
     zero = np.uint64(0)
-    for k in range(n):
-        s = score[k]
-        st = state[k]
-        ev = 0
-        if st == 0 and not (s >= fire):
-            # the quiet path: inactive and nothing to start (NaN compares false)
-            if s != s:
-                if nan_run[k] < 32767:
-                    nan_run[k] += 1
-            elif nan_run[k] != 0:
-                nan_run[k] = 0
-        elif s != s:
-            if nan_run[k] < 32767:
-                nan_run[k] += 1
-            if stale > 0 and nan_run[k] >= stale:
-                ev = EV_RESOLVED if st == FIRING else EV_CANCELLED
-                state[k] = INACTIVE
-                count[k] = 0
-                severity[k] = 0
-                since[k] = t
-        else:
-            nan_run[k] = 0
-            lv = 0
-            if s >= crit:
-                lv = CRITICAL
-            elif s >= fire:
-                lv = WARN
-            n_pending = row_pending[k // n_reg]
-            if st == INACTIVE:
+    st = state[k]
+    ev = 0
+    if s != s:
+        if st != INACTIVE and stale > 0 and nan_run[k] >= stale:
+            ev = EV_RESOLVED if st == FIRING else EV_CANCELLED
+            state[k] = INACTIVE
+            count[k] = 0
+            severity[k] = 0
+            since[k] = t
+    else:
+        lv = 0
+        if s >= crit:
+            lv = CRITICAL
+        elif s >= fire:
+            lv = WARN
+        if st == INACTIVE:
+            if lv > 0:
                 count[k] = 1
                 severity[k] = lv
                 since[k] = t
@@ -99,63 +86,95 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
                 else:
                     state[k] = PENDING
                     ev = EV_PENDING
-            elif st == PENDING:
-                if lv > 0:
-                    count[k] += 1
-                    if lv > severity[k]:
-                        severity[k] = lv
-                    if count[k] >= n_pending:
-                        state[k] = FIRING
-                        count[k] = 0
-                        since[k] = t
-                        ev = EV_FIRED
-                else:
+        elif st == PENDING:
+            if lv > 0:
+                count[k] += 1
+                if lv > severity[k]:
+                    severity[k] = lv
+                if count[k] >= n_pending:
+                    state[k] = FIRING
+                    count[k] = 0
+                    since[k] = t
+                    ev = EV_FIRED
+            else:
+                state[k] = INACTIVE
+                count[k] = 0
+                severity[k] = 0
+                since[k] = t
+                ev = EV_CANCELLED
+        else:
+            resolved = False
+            if s < clear:
+                count[k] += 1
+                if count[k] >= n_resolve:
                     state[k] = INACTIVE
                     count[k] = 0
                     severity[k] = 0
                     since[k] = t
-                    ev = EV_CANCELLED
+                    ev = EV_RESOLVED
+                    resolved = True
             else:
-                resolved = False
-                if s < clear:
-                    count[k] += 1
-                    if count[k] >= n_resolve:
-                        state[k] = INACTIVE
-                        count[k] = 0
-                        severity[k] = 0
-                        since[k] = t
-                        ev = EV_RESOLVED
-                        resolved = True
-                else:
-                    count[k] = 0
-                if not resolved:
-                    if lv == CRITICAL and severity[k] == WARN:
-                        severity[k] = CRITICAL
-                        ev = EV_SEV_UP
-                    elif lv == 0 and severity[k] == CRITICAL:
-                        severity[k] = WARN
-                        ev = EV_SEV_DOWN
-        # flap damping: a shift register of fire/resolve changes
-        bits = flap_bits[k]
-        changed = (ev & (EV_FIRED | EV_RESOLVED)) != 0
-        if bits != zero or changed:
-            bits = (bits << one) & window_mask
-            if changed:
-                bits |= one
-            flap_bits[k] = bits
-            if flap_on > 0:
-                c = 0
-                x = bits
-                while x != zero:
-                    x &= x - one
-                    c += 1
-                if flapping[k] == 0:
-                    if c >= flap_on:
-                        flapping[k] = 1
-                        ev |= EV_FLAP_START
-                elif c <= flap_off:
-                    flapping[k] = 0
-                    ev |= EV_FLAP_END
+                count[k] = 0
+            if not resolved:
+                if lv == CRITICAL and severity[k] == WARN:
+                    severity[k] = CRITICAL
+                    ev = EV_SEV_UP
+                elif lv == 0 and severity[k] == CRITICAL:
+                    severity[k] = WARN
+                    ev = EV_SEV_DOWN
+    # flap damping: a shift register of fire/resolve changes
+    bits = flap_bits[k]
+    changed = (ev & (EV_FIRED | EV_RESOLVED)) != 0
+    if bits != zero or changed:
+        bits = (bits << one) & window_mask
+        if changed:
+            bits |= one
+        flap_bits[k] = bits
+        if flap_on > 0:
+            c = 0
+            x = bits
+            while x != zero:
+                x &= x - one
+                c += 1
+            if flapping[k] == 0:
+                if c >= flap_on:
+                    flapping[k] = 1
+                    ev |= EV_FLAP_START
+            elif c <= flap_off:
+                flapping[k] = 0
+                ev |= EV_FLAP_END
+    return ev
+
+
+@njit
+def _nan_runs(score, a, b, nan_run, s0):  # pragma: no cover - compiled
+    """``nan_run[a:b]`` advanced by the scores ``score[s0:s0 + b - a]``: +1 (at most 32767) on NaN, else 0.
+    Branch-free: every element is written, so the loop vectorises."""
+    for k in range(a, b):
+        s = score[s0 + k - a]
+        r = nan_run[k] + 1
+        if r > 32767:
+            r = 32767
+        nan_run[k] = r if s != s else 0
+
+
+@njit
+def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
+                 row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                 ev_out, idx_out):  # pragma: no cover - compiled
+    """All series, one cycle: NaN runs advanced in a vectorised pass, then the rules
+    (:func:`_advance`) only where something can happen (a series that is not inactive, a score at
+    the fire level, a flap register still counting); the quiet rest is untouched."""
+    n = score.shape[0]
+    _nan_runs(score, 0, n, nan_run, 0)
+    m = 0
+    zero = np.uint64(0)
+    for k in range(n):
+        s = score[k]
+        if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+            continue
+        ev = _advance(k, s, t, row_pending[k // n_reg], state, count, severity, nan_run, since, started,
+                      flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
         if ev != 0:
             ev_out[m] = ev
             idx_out[m] = k

@@ -282,15 +282,17 @@ class AlertManager:
             score, detector, value = inputs[level]
             raw_value = value
             lead = None
+            ws = self._ws.setdefault(level, {})
             if not self.fold.identity:
+                # two kernels, not one: a fused fold + state machine a subject row at a time was
+                # measured slower (docs/report.md, fifth session)
                 nreg = self.hierarchy.size(level)
                 fs, fd, fv, fl = self.fold.apply(score.reshape(self.n_indicators, nreg),
                                                  detector.reshape(self.n_indicators, nreg),
-                                                 value.reshape(self.n_indicators, nreg),
-                                                 out=self._ws.setdefault(level, {}))
+                                                 value.reshape(self.n_indicators, nreg), out=ws)
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
-            idx, ev = step(st, score, t, self.config, self._ws.setdefault(level, {}), self.row_pending)
+            idx, ev = step(st, score, t, self.config, ws, self.row_pending)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)

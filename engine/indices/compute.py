@@ -318,27 +318,25 @@ class Prepared:
                  self.order, bstart, bstop, parent, self.hier.weight, n_par,
                  num, den, pnum, pden, unresolved, want_deficit, d_out, m_out)
 
-        run(np.arange(k, dtype=np.int64))
-        rows = unresolved.sum(axis=1) > 0            # (k, ni): rows with values only peers can normalise
+        # the rows only peers can normalise, found before the pass (not by a first pass and a
+        # second one for every cycle that found peers: the same results, one pass; in a run's
+        # warm-up nearly every stored step has such rows)
+        rows = np.empty((k, ni), dtype=np.bool_)
+        K.rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, self.spec.cfg_ref, self.spec.thr_ref, rows)
         need = np.flatnonzero(rows.any(axis=1))
         if len(need):
             pe = np.empty((len(need), ni))
             ps = np.empty((len(need), ni))
-            if len(need) * ni * nr < SERIAL_BELOW:
+            # the work is the rows asked for (a run's warm-up leaves a few rows without a baseline):
+            # few values go through the serial kernel, so a run never compiles the threaded one
+            if int(rows[need].sum()) * nr < SERIAL_BELOW:
                 K.peer_baseline_cycles(v[need], rows[need], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs, pe, ps)
             else:
                 for n, t in enumerate(need):
                     pe[n], ps[n] = K.peer_baseline(v[t], rows[t], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)
             found = np.isfinite(pe).any(axis=1)
-            again = need[found]
-            peer_e[again], peer_s[again] = pe[found], ps[found]
-        else:
-            again = need
-        if len(again):
-            again = np.asarray(again, dtype=np.int64)
-            for a in (num, den, pnum, pden, unresolved):
-                a[again] = 0
-            run(again)
+            peer_e[need[found]], peer_s[need[found]] = pe[found], ps[found]
+        run(np.arange(k, dtype=np.int64))
         out = dict(num=num, den=den, pnum=pnum, pden=pden, unresolved=unresolved.sum(axis=(1, 2)))
         if want_deficit:
             out.update(deficit=d_out, method=m_out, v=v, e1=e1, s1=s1, e2=e2, s2=s2, hpos=hpos,

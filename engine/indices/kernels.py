@@ -129,7 +129,7 @@ def history_baseline(hist, min_n, floor_rel, floor_abs):
     for i in prange(ni):
         buf = np.empty(max(H, 1))
         for r in range(nr):
-            n = 0
+            n = np.int64(0)    # not the literal 0: one compiled version of _robust (see _peer_row)
             for h in range(H):
                 x = hist[h, i, r]
                 if math.isfinite(x):
@@ -166,14 +166,14 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
     for i in prange(ni):
         win = np.empty(max(window, 1))
         for r in range(nr):
-            n = 0
+            n = np.int64(0)    # not the literal 0: one compiled version of _robust_sorted (see _peer_row)
             lo = 0
             hi = 0
             for k in range(nh):
                 end = ends[k]
                 start = max(0, end - window)
                 if start >= hi:                      # no overlap with the last window
-                    n = 0
+                    n = np.int64(0)
                     lo = start
                     hi = start
                 while lo < start:                    # values leaving the window
@@ -202,8 +202,12 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
 
 @njit
 def _peer_row(v, i, min_n, floor_rel, floor_abs, buf):
-    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``."""
-    n = 0
+    """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``.
+
+    ``i`` is int64 at every call (a ``prange`` index is uint64: cast), and ``n`` starts as an
+    int64, not the literal 0: each distinct argument type compiles this function and the ones it
+    calls once more (docs/report.md, "Run pipeline and compile time", fifth session)."""
+    n = np.int64(0)
     for r in range(v.shape[1]):
         x = v[i, r]
         if math.isfinite(x):
@@ -226,7 +230,7 @@ def peer_baseline(v, rows, min_n, floor_rel, floor_abs):
     s = np.full(ni, np.nan)
     for i in prange(ni):
         if rows[i]:
-            e[i], s[i] = _peer_row(v, i, min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
+            e[i], s[i] = _peer_row(v, np.int64(i), min_n, floor_rel, floor_abs, np.empty(max(nr, 1)))
     return e, s
 
 
@@ -241,6 +245,63 @@ def peer_baseline_cycles(v, rows, min_n, floor_rel, floor_abs, e, s):
             s[t, i] = np.nan
             if rows[t, i]:
                 e[t, i], s[t, i] = _peer_row(v[t], i, min_n, floor_rel, floor_abs, buf)
+
+
+@njit
+def rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, cfg_ref, thr_ref, out):
+    """``out[t, i]``: row ``i`` of cycle ``t`` has a finite value that only peers can normalise --
+    its row has no reference range and no thresholds, and the value has no usable baseline from
+    the Dataset (``e1``/``s1`` finite, scale >= 0) or the history (``e2``/``s2`` at ``hpos[t]``).
+    Exactly the rows whose values :func:`normalise_accumulate` counts as unresolved when no peer
+    baseline is given (tested), found without normalising anything: a row stops at its first
+    such value.
+
+    Examples
+    --------
+    >>> v = np.array([[[1.0, 2.0], [3.0, np.nan]]])              # 1 cycle, 2 rows, 2 regions
+    >>> e = np.array([[[1.0, np.nan], [1.0, 1.0]]])
+    >>> ref = np.full((2, 4), np.nan)
+    >>> out = np.zeros((1, 2), np.bool_)
+    >>> rows_needing_peers(v, e, np.ones_like(e), True, v[:0], v[:0], np.array([-1]), ref, ref, out)
+    >>> out.tolist()
+    [[True, False]]
+    """
+    k, ni, nr = v.shape
+    for t in range(k):
+        h = hpos[t]
+        has2 = h >= 0
+        for i in range(ni):
+            out[t, i] = False
+            if cfg_ref[i, 1] == cfg_ref[i, 1] or cfg_ref[i, 2] == cfg_ref[i, 2]:
+                continue
+            if thr_ref[i, 1] == thr_ref[i, 1] or thr_ref[i, 2] == thr_ref[i, 2]:
+                continue
+            if has1 and not has2:
+                # the run's case: branch-free (``y - y == 0`` is "finite"; NaN patterns are random,
+                # a branch per value mispredicted a third of the time)
+                bad = 0
+                for r in range(nr):
+                    x = v[t, i, r]
+                    e = e1[t, i, r]
+                    sc = s1[t, i, r]
+                    ok = ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
+                    bad += ((x - x) == 0.0) & (ok == False)  # noqa: E712
+                out[t, i] = bad > 0
+                continue
+            for r in range(nr):
+                x = v[t, i, r]
+                if not math.isfinite(x):
+                    continue
+                if has1:
+                    e = e1[t, i, r]
+                    sc = s1[t, i, r]
+                    if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
+                        continue
+                if has2:
+                    if math.isfinite(e2[h, i, r]) and math.isfinite(s2[h, i, r]):
+                        continue
+                out[t, i] = True
+                break
 
 
 @njit(inline="always", error_model="numpy")
