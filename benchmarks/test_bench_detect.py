@@ -14,6 +14,9 @@ Bytes touched (``_bytes``, from the layout): values read (4) + score and code wr
 the state the kernel reads and writes: level, spread, scale and the bad side's CUSUM (16 B),
 the last value's tag (1 B), the observation count (2 B) unless the row is steady, and the
 second CUSUM sum of the two-sided rows (4 B): 47 B a series cold, 43 B steady (was 53 B).
+Each engine benchmark's ``extra_info`` carries ``bytes_per_series`` and ``floor_36gbs_ms``: those
+bytes at :data:`COPY_GBS` (issue 4's fixed floor, the quiet box's parallel copy; the target is within
+2x of it), next to conftest's ``floor_s`` / ``floor_ratio`` at the session's measured bandwidth.
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ import pytest
 from engine.bench.harness import assert_same, engine_bench, peer_bench
 from engine.detect import Detectors
 from engine.detect.seasonal import SIGMA_PER_MAD
+
+
+#: parallel copy bandwidth of the 2-core box (GB/s; issue 4): the floor of an update is its bytes at this rate
+COPY_GBS = 36.0
+
+
+def _declare(benchmark, group, det, size):
+    """``engine_bench`` with the bytes a series moves and the memory-bandwidth floor in ``extra_info``."""
+    nbytes = _bytes(det)
+    engine_bench(benchmark, group, bytes_touched=nbytes, size=size)
+    benchmark.extra_info["bytes_per_series"] = round(nbytes / (det.n_ind * det.n_reg), 2)
+    benchmark.extra_info["floor_36gbs_ms"] = round(nbytes / (COPY_GBS * 1e9) * 1e3, 2)
 
 
 def _detectors(n_ind, n_reg, seed=0, warm=True):
@@ -96,7 +111,7 @@ def _outputs(det):
                                   pytest.param((2926, 300), id="catalog-x-300")])
 def test_detect_update_engine(benchmark, size):
     det, v, time = _detectors(*size)
-    engine_bench(benchmark, f"detect-update-{size[1]}", bytes_touched=_bytes(det), size=f"{size[0]} x {size[1]} series")
+    _declare(benchmark, f"detect-update-{size[1]}", det, f"{size[0]} x {size[1]} series")
     out = benchmark(_engine_step(det, v, time, _outputs(det)))
     assert out[0].shape == size
 
@@ -105,7 +120,7 @@ def test_detect_update_engine(benchmark, size):
 def test_detect_update_engine_6000_steady(benchmark):
     """The operating state: every series past its warm-up (no count kept, every count tail run)."""
     det, v, time = _steady_detectors(2926, 6000)
-    engine_bench(benchmark, "detect-update-6000-steady", bytes_touched=_bytes(det), size="2926 x 6000 series")
+    _declare(benchmark, "detect-update-6000-steady", det, "2926 x 6000 series")
     out = benchmark(_engine_step(det, v, time, _outputs(det)))
     assert out[0].shape == (2926, 6000) and np.isfinite(out[0]).all()
 
@@ -114,7 +129,7 @@ def test_detect_update_engine_6000_steady(benchmark):
 def test_detect_update_engine_6000_fresh_outputs(benchmark):
     """The same update allocating its outputs every cycle (``out=None``)."""
     det, v, time = _detectors(2926, 6000)
-    engine_bench(benchmark, "detect-update-6000-fresh", bytes_touched=_bytes(det), size="2926 x 6000 series")
+    _declare(benchmark, "detect-update-6000-fresh", det, "2926 x 6000 series")
     out = benchmark(_engine_step(det, v, time))
     assert out[0].shape == (2926, 6000)
 
