@@ -39,7 +39,7 @@ def run_state():
     # 4 hourly counts back (windows 1-4 h: every prefix, as the peer scans them)
     det = Detectors(Catalog.load(), city, cycle="15min", scan_windows=4)
     rng = np.random.default_rng(0)
-    t0 = np.datetime64("2024-03-04T00:00")
+    t0 = np.datetime64("2024-03-04T00:15")
     step = np.timedelta64(15, "m")
     n_ind = det.n_ind
 

@@ -722,7 +722,8 @@ def test_held_cycles_carry_the_last_scan_and_scanning_cycles_equal_the_scan_ever
 def test_detectors_scan_once_per_count_window_and_hold_between():
     """``Detectors`` at 15-minute cycles with hourly counts scan on the hour (``scan_every`` 4): the
     same scores, codes and clusters there as ``scan_every`` 1; between scans the last scan's
-    clusters; ``run`` == successive ``update``s; ``learn`` and ``load`` leave nothing held."""
+    clusters; ``run`` == successive ``update``s; ``learn`` leaves nothing held; a state saved between
+    scans restores the held clusters (the restarted detectors go on exactly as the saved ones)."""
     from engine.detect import Detectors
 
     n = 12
@@ -768,5 +769,21 @@ def test_detectors_scan_once_per_count_window_and_hold_between():
     assert np.isfinite(held).any()
     a.learn(V[:4], times[-1] + np.timedelta64(15, "m") * np.arange(1, 5))
     assert np.isnan(a.scan_held).all()
-    b.load(b.save(Path(tempfile.mkdtemp()) / "s.npz"))
-    assert np.isnan(b.scan_held).all()
+    # the held clusters are part of the saved state: a restart between scans holds them exactly
+    mid = next(t for t in range(n_t) if cyc[t] % 4 == 1 and t > 24)
+    d = Detectors.from_spec(**kw)
+    for t in range(mid + 1):
+        d.update(V[t], times[t])
+    assert np.isfinite(d.scan_held).any()
+    e = Detectors.from_spec(**kw)
+    e.load(d.save(Path(tempfile.mkdtemp()) / "s.npz"))
+    np.testing.assert_array_equal(e.scan_held, d.scan_held)
+    for t in range(mid + 1, min(mid + 4, n_t)):
+        od, oe = d.update(V[t], times[t]), e.update(V[t], times[t])
+        np.testing.assert_array_equal(od[0].view(np.int32), oe[0].view(np.int32))
+        assert od[2]["clusters"] == oe[2]["clusters"]
+    # a rebaselined scanned indicator holds nothing until its next scan
+    from engine.detect.rebaseline import rebaseline
+    k = int(np.flatnonzero(e.scan_slot >= 0)[0])
+    rebaseline(e, [k])
+    assert np.isnan(e.scan_held[e.scan_slot[k]]).all()

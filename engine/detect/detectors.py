@@ -337,7 +337,12 @@ class Detectors:
         # grid (cycle numbers k % stride == 0: a count_1h at 15-minute cycles on the hour); the other
         # cycles hold the last scan's clusters (scan_held; docs/detect.md "Scan cadence")
         self.scan_every = self.scan_stride
-        self.scan_held = np.full((max(len(self.scan_ind), 1), MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan)
+
+    @property
+    def scan_held(self) -> np.ndarray:
+        """The last scan's clusters, held on the cycles between scans (``state.scan_found``: part
+        of the saved state, so a checkpoint taken between scans restarts holding them)."""
+        return self.state.scan_found
 
     @property
     def scan_every(self) -> int:
@@ -652,8 +657,6 @@ class Detectors:
                 raise ValueError(f"state {str(path)!r}: {name} is {got.dtype}{list(got.shape)}, this detector "
                                  f"needs {arr.dtype}{list(arr.shape)} (another catalog, city or parameters?)")
         self.state = st
-        # the held scan result is not part of the saved state: none until the next scanning cycle
-        self.scan_held.fill(np.nan)
 
     def to_dataarrays(self, score, detector, time=None):
         """``score`` and ``detector`` as xarray DataArrays (dims indicator, region) for a cycle Dataset."""

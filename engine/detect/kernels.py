@@ -856,7 +856,7 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         ci = np.empty(n_reg, dtype=np.int32)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
-            _step_row(i, V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+            _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
                       both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
                       cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
@@ -885,7 +885,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
             bs = baseline_slot[t]
             want = bs >= 0
             bt = bs if want else 0
-            _step_row(i, V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
+            _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held)

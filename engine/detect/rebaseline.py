@@ -97,8 +97,9 @@ def state_roles(detectors) -> dict[str, str]:
     """The role :func:`rebaseline` gives each array of ``detectors.state``.
 
     Returns ``{array name: role}`` with roles ``"series"``, ``"slot:<map>"`` (the ``Detectors``
-    attribute that maps indicators to the array's leading axis), ``"flag"``, ``"profile"`` and
-    ``"scalar"`` (left alone). Raises ``ValueError`` for a region-wide array whose leading axis no
+    attribute that maps indicators to the array's leading axis), ``"flag"``, ``"profile"``,
+    ``"held"`` (the last scan's clusters, ``state._HELD``: cleared for the scanned indicators
+    reset) and ``"scalar"`` (left alone). Raises ``ValueError`` for a region-wide array whose leading axis no
     single slot map explains.
 
     >>> from engine.detect import Detectors
@@ -115,7 +116,11 @@ def state_roles(detectors) -> dict[str, str]:
     listed = getattr(state_module, "_SERIES", None)
     maps = _slot_maps(detectors)
     roles = {}
+    held = getattr(state_module, "_HELD", ())
     for name, arr in st.arrays().items():
+        if name in held:
+            roles[name] = "held"               # results held between scans, not learned state
+            continue
         series = (name in listed) if listed is not None else (arr.shape == (n_ind, n_reg))
         if series:
             if arr.shape != (n_ind, n_reg):
@@ -202,6 +207,10 @@ def rebaseline(detectors, indicators, regions=None, *, fresh=None, profiles: boo
                     view[pick] = np.moveaxis(src, -1, 1)[pick] if src is not None else 0
             elif role == "flag":
                 arr[rows] = src[rows] if src is not None else 0
+            elif role == "held" and "scan_slot" in maps:
+                # a reset indicator's held clusters belong to its old baseline: none until its next scan
+                slots = maps["scan_slot"][rows]
+                arr[slots[slots >= 0]] = np.nan
             elif role == "profile" and profiles:
                 arr[rows] = src[rows] if src is not None else 0
     return {"series": int(len(rows) * len(cols)), "indicators": int(len(rows)), "regions": int(len(cols)),

@@ -32,12 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.detect.scan import FOUND_FIELDS, MAX_CLUSTERS
+
 __all__ = ["DetectorState"]
 
 _SERIES = ("level", "spread", "scale", "cusum", "nobs", "last_tag")
 # 2: one-sided ``cusum``, ``cusum_neg`` of the two-sided rows, ``steady``, ``last_tag``;
 # 3: ``shape`` / ``visits`` widened by the daily fallback bins of weekly rows
-_FORMAT = "cityvitals-detector-state-3"
+_FORMAT = "cityvitals-detector-state-4"
+
+#: arrays rebaseline leaves alone (held results, not learned state); see engine.detect.rebaseline
+_HELD = ("scan_found",)
 
 
 @dataclass
@@ -58,6 +63,8 @@ class DetectorState:
     scan_exp: np.ndarray
     cycle: np.ndarray      # int64[1]: cycle number of the last update, -1 before the first
     ring: np.ndarray       # int64[2]: next ring slot, filled slots
+    scan_found: np.ndarray  # float64 (max(n_scan, 1), MAX_CLUSTERS, fields): the last scan's clusters,
+    #                         held on the cycles between scans (NaN: none); saved so a restart mid-hour holds them
 
     @classmethod
     def empty(cls, n_ind: int, n_reg: int, n_bins: int, n_scan: int = 0, windows: int = 1,
@@ -80,7 +87,8 @@ class DetectorState:
                    shape=f32(n_ind, n_bins),
                    visits=np.zeros((n_ind, n_bins), dtype=np.int32),
                    scan_obs=f32(n_scan, windows, n_reg), scan_exp=f32(n_scan, windows, n_reg),
-                   cycle=np.full(1, -1, dtype=np.int64), ring=np.zeros(2, dtype=np.int64))
+                   cycle=np.full(1, -1, dtype=np.int64), ring=np.zeros(2, dtype=np.int64),
+                   scan_found=np.full((max(int(n_scan), 1), MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan))
 
     @property
     def cusum_pos(self) -> np.ndarray:

@@ -498,7 +498,7 @@ class FeedModel:
             return
         integer = np.zeros(M, dtype=np.bool_) if integer is None else np.asarray(integer, dtype=np.bool_)
         rec = self._records(ctx, feed, emitter, positions, times_min, np.asarray(sd, dtype=np.float64), integer)
-        noisy_grid(np.asarray(signal, dtype=np.float64), *rec)
+        noisy_grid(np.ascontiguousarray(signal, dtype=np.float64), *rec)   # one layout: one compile
 
     def signal(self, ctx, feed: str, emitter: str, positions, times_min, kernel, args, sd, integer=None):
         """Like :meth:`grid`, with the signal ``(len(times_min), E, len(sd))`` written by a kernel
