@@ -147,11 +147,11 @@ def _advance(k, s, t, n_pending, state, count, severity, nan_run, since, started
 
 
 @njit
-def _nan_runs(score, a, b, nan_run, s0):  # pragma: no cover - compiled
-    """``nan_run[a:b]`` advanced by the scores ``score[s0:s0 + b - a]``: +1 (at most 32767) on NaN, else 0.
+def _nan_runs(score, nan_run):  # pragma: no cover - compiled
+    """``nan_run`` advanced by ``score``: +1 (at most 32767) on NaN, else 0.
     Branch-free: every element is written, so the loop vectorises."""
-    for k in range(a, b):
-        s = score[s0 + k - a]
+    for k in range(score.shape[0]):
+        s = score[k]
         r = nan_run[k] + 1
         if r > 32767:
             r = 32767
@@ -166,7 +166,7 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
     (:func:`_advance`) only where something can happen (a series that is not inactive, a score at
     the fire level, a flap register still counting); the quiet rest is untouched."""
     n = score.shape[0]
-    _nan_runs(score, 0, n, nan_run, 0)
+    _nan_runs(score, nan_run)
     m = 0
     zero = np.uint64(0)
     for k in range(n):

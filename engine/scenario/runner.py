@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.core.engine import small_pages  # numpy huge-page advice off during a run (docs/report.md)
 from engine.scenario.store import DayWriter
 
 ECONOMY_INDICATORS = {
@@ -152,25 +153,6 @@ def _day_dataset(ds, data: dict, times):
     coords = {k: v for k, v in ds.coords.items() if "time" not in v.dims}
     coords["time"] = times
     return xr.Dataset({k: (dims, v) for k, v in data.items()}, coords=coords, attrs=ds.attrs)
-
-
-@contextlib.contextmanager
-def small_pages():
-    """numpy's transparent-huge-page advice off for the block (restored after).
-
-    numpy asks the kernel for 2 MB pages for every array of 4 MB or more; a run makes many such
-    short-lived arrays, and the kernel zeroes a whole huge page on each first touch: measured in
-    a 4-day demo run (docs/report.md, 2026-11-29 fourth session), the Zarr stage spent 3.4-4.8 s
-    of system time with the advice against 1.7 s without, for the same work. Without numpy's
-    private switch (``numpy._core.multiarray._set_madvise_hugepage``) nothing changes.
-    """
-    setter = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
-    prev = setter(False) if setter is not None else None
-    try:
-        yield
-    finally:
-        if setter is not None:
-            setter(prev)
 
 
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
