@@ -24,14 +24,14 @@ Examples
 """
 
 from engine.feeds.adapters import Adapter, AdapterError, bundled_adapters
-from engine.feeds.encode import Encoded, as_keys, encode, parse_times
+from engine.feeds.encode import Encoded, Encoder, as_keys, encode, parse_times
 from engine.feeds.frames import Feeds
 from engine.feeds.quarantine import Quarantine
 from engine.feeds.schema import KINDS, OPTIONAL, REASON_TEXT, REASONS, REQUIRED, FeedError
 from engine.feeds.synthetic import corrupt_feeds, synthetic_feeds
 
 __all__ = [
-    "Adapter", "AdapterError", "Encoded", "FeedError", "Feeds", "KINDS", "OPTIONAL", "Quarantine", "REASONS",
+    "Adapter", "AdapterError", "Encoded", "Encoder", "FeedError", "Feeds", "KINDS", "OPTIONAL", "Quarantine", "REASONS",
     "REASON_TEXT", "REQUIRED", "as_keys", "bundled_adapters", "corrupt_feeds", "encode", "parse_times",
     "synthetic_feeds",
 ]

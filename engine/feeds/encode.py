@@ -27,7 +27,7 @@ from engine.feeds.schema import (
     shorten,
 )
 
-__all__ = ["Encoded", "encode", "parse_times", "as_keys"]
+__all__ = ["Encoded", "Encoder", "encode", "parse_times", "as_keys"]
 
 NAT = np.iinfo(np.int64).min
 EMITTERS = ("region", "sensor", "site", "enterprise")
@@ -70,6 +70,11 @@ def as_keys(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     >>> codes.tolist(), keys.tolist()
     ([0, 1, 1, -1, -1, 0], ['a', '7'])
     """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        # a categorical's own codes: only its (distinct) categories are looked at, not every row
+        cc, keys = as_keys(pd.Series(col.cat.categories))
+        codes = np.asarray(col.cat.codes, dtype=np.intp)
+        return np.append(cc, -1).take(codes), keys  # (code -1, missing, takes the appended -1)
     codes, uniq = pd.factorize(col, use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     if isinstance(uniq, pd.Index) and pd.api.types.is_integer_dtype(uniq.dtype):
@@ -217,6 +222,26 @@ def _memo(make):
 # ============================================================================ lookups
 
 
+def _present(fc: np.ndarray, nf: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(feeds, row)``: the catalog positions present in ``fc`` (ascending), and the row of
+    each position ``f`` in a per-call table at ``row[f + 1]`` (row 0: an unknown feed, -1)."""
+    seen = np.zeros(nf + 1, dtype=bool)
+    seen[fc + 1] = True
+    feeds = np.flatnonzero(seen[1:])
+    row = np.zeros(nf + 1, dtype=np.int64)
+    row[feeds + 1] = np.arange(1, len(feeds) + 1)
+    return feeds, row
+
+
+def _pairs(frow: np.ndarray, kc: np.ndarray, nk: int) -> np.ndarray:
+    """Flat index of each row's (feed row, key) cell in a ``(feeds + 1, nk + 1)`` table whose
+    row 0 / column 0 stand for an unknown feed / a missing key (``frow``: per-row table rows)."""
+    ix = frow * (nk + 1)
+    ix += kc
+    ix += 1
+    return ix
+
+
 class _CatalogCodes:
     """The catalog's feeds as arrays: kind, emitter, lateness, per-feed item lists and bounds."""
 
@@ -244,6 +269,8 @@ class _CatalogCodes:
                     self.lo[f, j] = float(spec["min"])
                 if spec.get("max") is not None:
                     self.hi[f, j] = float(spec["max"])
+        self._kind_maps: dict[int, np.ndarray] = {}
+        self.lo_flat, self.hi_flat = self.lo.ravel(), self.hi.ravel()
         self.has_value = np.array([s["kind"] == "events" and "value_unit" in s for s in self.specs], dtype=bool)
         self.value_max = np.array([float(s.get("value_max", np.inf)) if "value_unit" in s else np.inf
                                    for s in self.specs])
@@ -254,20 +281,31 @@ class _CatalogCodes:
         kc, keys = as_keys(col)
         pos = self.feed_index.get_indexer(keys) if len(keys) else np.zeros(0, dtype=np.int64)
         ok = (pos >= 0) & (self.kind[np.maximum(pos, 0)] == KINDS.index(kind))
-        ucode = np.append(np.where(ok, pos, -1), -1)
-        return ucode[kc], kc, keys
+        ucode = np.append(np.where(ok, pos, -1), -1).astype(np.intp)
+        return ucode.take(kc), kc, keys
 
-    def lut(self, lists: list[list[str]], keys: np.ndarray) -> np.ndarray:
-        """(feeds + 1, keys + 1) table: index of each key in each feed's list (-1 absent); the
-        last row and column stand for an unknown feed and a missing key."""
-        out = np.full((len(self.feed_ids) + 1, len(keys) + 1), -1, dtype=np.int32)
+    def lut(self, lists: list[list[str]], keys: np.ndarray, feeds: np.ndarray) -> np.ndarray:
+        """(len(feeds) + 1, keys + 1) table: index of each key in each listed feed's list (-1
+        absent); row 0 and column 0 stand for an unknown feed and a missing key (rows in the
+        order of ``feeds``, the catalog positions present; see :func:`_pairs`)."""
+        out = np.full((len(feeds) + 1, len(keys) + 1), -1, dtype=np.int32)
+        if not len(feeds):
+            return out
         where = {k: i for i, k in enumerate(keys.tolist())}
-        for f, items in enumerate(lists):
-            for j, item in enumerate(items):
+        for r, f in enumerate(feeds.tolist(), start=1):
+            for j, item in enumerate(lists[f]):
                 i = where.get(item)
                 if i is not None:
-                    out[f, i] = j
+                    out[r, i + 1] = j
         return out
+
+    def kind_map(self, f: int, names: list[str]) -> np.ndarray:
+        """Index of each of the city's emitter kinds ``names`` in feed ``f``'s ``emitter_kinds``
+        (-1: not taken); built once per feed."""
+        got = self._kind_maps.get(f)
+        if got is None:
+            got = self._kind_maps[f] = pd.Index(self.emitter_kinds[f]).get_indexer(names)
+        return got
 
     def expected(self, f: int, lists: list[list[str]], limit: int = 8) -> str:
         items = lists[f]
@@ -300,6 +338,29 @@ class _CityCodes:
             "site": regions.get_indexer(city.sites["region"].astype(object)).astype(np.int64),
             "enterprise": regions.get_indexer(city.enterprises["region"].astype(object)).astype(np.int64),
         }
+        self._lookups: dict[str, tuple] = {}
+
+    def lookup(self, name: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(position, region, kind code)`` of each key among the city's ``name`` emitters:
+        position -1 and region -1 where the key is not one; kind code (into ``kind_names[name]``,
+        read where the position is found) ``None`` for emitters without kinds. The last keys
+        looked up for each emitter type are remembered (a categorical column's categories
+        repeat from call to call)."""
+        last = self._lookups.get(name)
+        if last is not None and (last[0] is keys or (len(last[0]) == len(keys) and np.array_equal(last[0], keys))):
+            return last[1]
+        up = self.index[name].get_indexer(keys) if len(keys) else np.zeros(0, dtype=np.int64)
+        ok = up >= 0
+        safe = np.maximum(up, 0)
+        table = self.region_of[name]
+        reg = np.where(ok, table[safe], -1) if len(table) else np.full(len(keys), -1, dtype=np.int64)
+        kind = None
+        if name in self.kind_code:
+            codes = self.kind_code[name]
+            kind = codes[safe] if len(codes) else np.zeros(len(keys), dtype=np.int64)
+        got = (up, reg, kind)
+        self._lookups[name] = (keys, got)
+        return got
 
 
 # ============================================================================ a batch of rows
@@ -378,9 +439,8 @@ def _stack(parts: list[tuple[str, pd.DataFrame]]):
 
 
 class _Checker:
-    def __init__(self, city, catalog, now, watermark, seen_ids):
-        self.cat = _CatalogCodes(catalog)
-        self.city = _CityCodes(city)
+    def __init__(self, codes: tuple, now, watermark, seen_ids):
+        self.cat, self.city = codes
         self.now_ns = _timestamp_ns(pd.Timestamp.now() if now is None else now, "now")
         self.wm_ns = None if watermark is None else _timestamp_ns(watermark, "watermark")
         self.seen_by_feed: dict[str, list[str]] = {}
@@ -424,6 +484,8 @@ class _Checker:
                        lambda idx: df[HIDDEN_DETAIL].iloc[idx].astype(object).tolist())
 
         fc, fkc, fkeys = cat.feed_codes(df["feed"], b.kind)
+        b.feeds, frow = _present(fc, len(cat.feed_ids))
+        b.frow = frow.take(fc + 1)
 
         def feed_text(k):
             if k < 0:
@@ -459,8 +521,7 @@ class _Checker:
         """Index of each row's ``column`` value in its feed's list (-1: missing / unknown)."""
         cat = self.cat
         kc, keys = as_keys(b.df[column])
-        lut = cat.lut(lists, keys)
-        code = lut[np.where(fc >= 0, fc, -1), kc].astype(np.int32)
+        code = cat.lut(lists, keys, b.feeds).ravel().take(_pairs(b.frow, kc, len(keys)))
 
         def text(k, f):
             exp = cat.expected(f, lists)
@@ -522,35 +583,30 @@ class _Checker:
         """Emitter position (by the feed's emitter type), emitter-kind index, region position."""
         cat, cc = self.cat, self.city
         kc, keys = as_keys(b.df[column])
-        nf, nk = len(cat.feed_ids), len(keys)
-        # (feed + 1, key + 1) tables: the last row / column stand for an unknown feed / missing key
-        lut_pos = np.full((nf + 1, nk + 1), -1, dtype=np.int32)
-        lut_kind = np.full((nf + 1, nk + 1), -1, dtype=np.int32)
-        lut_region = np.full((nf + 1, nk + 1), -1, dtype=np.int32)
-        lut_bad = np.ones((nf + 1, nk + 1), dtype=bool)
-        present = [f for f in range(nf) if cat.kind[f] == KINDS.index(b.kind)]
-        up_of: dict[str, np.ndarray] = {}
-        for f in present:
+        nk = len(keys)
+        # (present feed + 1, key + 1) tables, flat: row 0 / column 0 stand for an unknown feed /
+        # a missing key (see _pairs)
+        shape = (len(b.feeds) + 1, nk + 1)
+        lut_pos = np.full(shape, -1, dtype=np.int32)
+        lut_kind = np.full(shape, -1, dtype=np.int32)
+        lut_region = np.full(shape, -1, dtype=np.int32)
+        lut_bad = np.ones(shape, dtype=bool)
+        for r, f in enumerate(b.feeds.tolist(), start=1):
             name = EMITTERS[cat.emitter[f]]
-            if name not in up_of:
-                up_of[name] = cc.index[name].get_indexer(keys) if nk else np.zeros(0, dtype=np.int64)
-            up = up_of[name]
-            ok = up >= 0
-            safe = np.maximum(up, 0)
-            lut_pos[f, :-1] = up
-            if len(cc.region_of[name]):
-                lut_region[f, :-1] = np.where(ok, cc.region_of[name][safe], -1)
-            if name in cc.kind_code:
-                idx = pd.Index(cat.emitter_kinds[f]).get_indexer(cc.kind_names[name])  # global kind -> feed kind
-                k = np.where(ok, idx[cc.kind_code[name][safe]], -1) if len(cc.kind_code[name]) else np.full(nk, -1)
-                lut_kind[f, :-1] = k
-                lut_bad[f, :-1] = k < 0
+            up, reg, kind_of = self.city.lookup(name, keys)
+            lut_pos[r, 1:] = up
+            lut_region[r, 1:] = reg
+            if kind_of is not None:
+                k = np.where(up >= 0, cat.kind_map(f, cc.kind_names[name])[kind_of], -1)  # city kind -> feed kind
+                lut_kind[r, 1:] = k
+                lut_bad[r, 1:] = k < 0
             else:
-                lut_bad[f, :-1] = ~ok
-        pos = lut_pos[fc, kc]
-        kind = lut_kind[fc, kc]
-        region = lut_region[fc, kc]
-        bad = lut_bad[fc, kc]
+                lut_bad[r, 1:] = up < 0
+        ix = _pairs(b.frow, kc, nk)
+        pos = lut_pos.ravel().take(ix)
+        kind = lut_kind.ravel().take(ix)
+        region = lut_region.ravel().take(ix)
+        bad = lut_bad.ravel().take(ix)
 
         def text(k, f, p):
             ename = EMITTERS[cat.emitter[f]]
@@ -622,6 +678,25 @@ class _Checker:
 # ============================================================================ per kind
 
 
+def _accepted(arrays: dict, ok: np.ndarray) -> dict:
+    """The accepted rows of ``arrays`` in stable time order, in their final dtypes (``time``
+    int64, ``value`` float64, codes int32), as new arrays: one gather per column."""
+    t = arrays["time"]
+    sel = None if ok.all() else np.flatnonzero(ok)
+    o = _order(t if sel is None else t.take(sel))
+    if not isinstance(o, slice):
+        sel = o if sel is None else sel.take(o)
+    out = {}
+    for name, a in arrays.items():
+        dt = np.int64 if name == "time" else np.float64 if name == "value" else np.int32
+        if sel is None:
+            out[name] = np.array(a, dtype=dt)  # a copy: the value column may be the frame's own memory
+        else:
+            out[name] = a.take(sel).astype(dt, copy=False)
+    return out
+
+
+
 def _events(ch: _Checker, b: _Batch) -> tuple[dict, set]:
     df, cat = b.df, ch.cat
     t, fc = ch.front(b)
@@ -670,10 +745,8 @@ def _events(ch: _Checker, b: _Batch) -> tuple[dict, set]:
         value = ch.values(b, fc, category, zero, cat.value_max[np.maximum(fc, 0)], "value", required=False,
                           applies=applies)
     ids = ch.dedupe(b, fc)
-    ok = b.ok
-    arrays = {"time": t[ok], "feed": fc[ok], "category": category[ok], "channel": channel[ok],
-              "region": region[ok], "value": value[ok]}
-    return arrays, ids
+    arrays = {"time": t, "feed": fc, "category": category, "channel": channel, "region": region, "value": value}
+    return _accepted(arrays, b.ok), ids
 
 
 def _readings_or_snapshots(ch: _Checker, b: _Batch) -> tuple[dict, set]:
@@ -683,13 +756,13 @@ def _readings_or_snapshots(ch: _Checker, b: _Batch) -> tuple[dict, set]:
     emitter, ekind, region = ch.emitters(b, fc, col, f"unknown_{col}")
     icol = ITEM_COLUMN[b.kind]
     item = ch.items(b, fc, icol, cat.items, f"unknown_{icol}", icol)
-    fsafe, isafe = np.maximum(fc, 0), np.maximum(item, 0)
-    value = ch.values(b, fc, item, cat.lo[fsafe, isafe], cat.hi[fsafe, isafe], f"{b.kind[:-1]}")
+    at = np.maximum(fc, 0) * cat.lo.shape[1]
+    at += np.maximum(item, 0)
+    value = ch.values(b, fc, item, cat.lo_flat.take(at), cat.hi_flat.take(at), f"{b.kind[:-1]}")
     ids = ch.dedupe(b, fc)
-    ok = b.ok
-    arrays = {"time": t[ok], "feed": fc[ok], "item": item[ok], "emitter": emitter[ok], "kind": ekind[ok],
-              "region": region[ok], "value": value[ok]}
-    return arrays, ids
+    arrays = {"time": t, "feed": fc, "item": item, "emitter": emitter, "kind": ekind, "region": region,
+              "value": value}
+    return _accepted(arrays, b.ok), ids
 
 
 # ============================================================================ public
@@ -837,26 +910,59 @@ def encode(feeds: Feeds, city, catalog, *, now=None, watermark=None, seen_ids=No
     >>> q.frame.loc[q.frame.reason == "unknown_category", "detail"].iloc[0].split(";")[0]
     "category 'alien_fire' is not a category of feed 'fire_alarms'"
     """
-    if not isinstance(feeds, Feeds):
-        raise TypeError(f"feeds must be an engine.feeds.Feeds, got {type(feeds).__name__}")
-    ch = _Checker(city, catalog, now, watermark, seen_ids)
-    empty = {"time": np.zeros(0, np.int64), "value": np.zeros(0),
-             **{k: np.zeros(0, np.int32) for k in ("feed", "category", "channel", "region", "item", "emitter", "kind")}}
-    out = {k: empty for k in KINDS}
-    quarantines = []
-    ids: set = set()
-    for kind in KINDS:
-        df, src, rows, names = _stack(feeds.parts(kind))
-        if not len(df):
-            continue
-        b = _Batch(kind, df, src, rows, names)
-        arrays, new_ids = (_events if kind == "events" else _readings_or_snapshots)(ch, b)
-        out[kind] = arrays
-        ids |= new_ids
-        quarantines.append(b.quarantine())
-        if len(arrays["time"]) + int((b.reason >= 0).sum()) != b.n:  # the invariant, checked every time
-            raise RuntimeError(f"{kind}: {len(arrays['time'])} accepted + {int((b.reason >= 0).sum())} quarantined "
-                               f"!= {b.n} rows in")
-    return _assemble(list(ch.cat.feed_ids), out["events"], out["readings"], out["snapshots"], ids), \
-        Quarantine.concat(quarantines)
+    return Encoder(city, catalog)(feeds, now=now, watermark=watermark, seen_ids=seen_ids)
 
+
+class Encoder:
+    """:func:`encode` for one city and catalog, with the lookups built once: the catalog's feeds
+    as arrays, the city's emitter tables, and the emitter ids of the last categorical column seen
+    (their positions are reused while the categories stay the same). Calls from several threads
+    at once are safe (a lookup two threads build at once is built twice, with equal results).
+
+    Parameters
+    ----------
+    city : engine.City
+    catalog : engine.Catalog
+
+    Examples
+    --------
+    >>> from engine import City, Catalog
+    >>> city = City.synthetic(seed=1, neighbourhoods=20, streets=2, population=50_000)
+    >>> enc = Encoder(city, Catalog.load())
+    >>> ev = pd.DataFrame({"time": ["2020-02-01 08:00"], "feed": ["fire_alarms"], "category": ["kitchen_fire"],
+    ...                    "region": ["N0003"]})
+    >>> e, q = enc(Feeds(events=ev), now="2020-02-01 09:00")
+    >>> e.ev_region.tolist(), len(q)
+    ([2], 0)
+    """
+
+    def __init__(self, city, catalog):
+        self.city, self.catalog = city, catalog
+        self._codes = (_CatalogCodes(catalog), _CityCodes(city))
+
+    def __call__(self, feeds: Feeds, *, now=None, watermark=None, seen_ids=None) -> tuple[Encoded, Quarantine]:
+        """:func:`encode` ``feeds`` (same arguments but the city and catalog, same result)."""
+        if not isinstance(feeds, Feeds):
+            raise TypeError(f"feeds must be an engine.feeds.Feeds, got {type(feeds).__name__}")
+        ch = _Checker(self._codes, now, watermark, seen_ids)
+        empty = {"time": np.zeros(0, np.int64), "value": np.zeros(0),
+                 **{k: np.zeros(0, np.int32) for k in ("feed", "category", "channel", "region", "item", "emitter",
+                                                       "kind")}}
+        out = {k: empty for k in KINDS}
+        quarantines = []
+        ids: set = set()
+        for kind in KINDS:
+            df, src, rows, names = _stack(feeds.parts(kind))
+            if not len(df):
+                continue
+            b = _Batch(kind, df, src, rows, names)
+            arrays, new_ids = (_events if kind == "events" else _readings_or_snapshots)(ch, b)
+            out[kind] = arrays
+            ids |= new_ids
+            nbad = int(np.count_nonzero(b.reason >= 0))
+            if nbad:
+                quarantines.append(b.quarantine())
+            if len(arrays["time"]) + nbad != b.n:  # the invariant, checked every time
+                raise RuntimeError(f"{kind}: {len(arrays['time'])} accepted + {nbad} quarantined != {b.n} rows in")
+        return _assemble(list(ch.cat.feed_ids), out["events"], out["readings"], out["snapshots"], ids), \
+            Quarantine.concat(quarantines)
