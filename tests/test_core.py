@@ -269,3 +269,40 @@ def test_daily_price_report_is_held_from_its_own_cycle(city, catalog):
         seg = got["change_pct"][i:i + 96]
         assert (seg == seg[0]).all(), f"day {d}: change_pct moves after its report: {np.unique(seg)}"
     assert got["change_pct"][report[8] - K0 - 1] > 15       # the 20 % step crosses warn at its report
+
+
+def test_encode_ahead_equals_feeds_in_replay_and_step(city, catalog):
+    import pandas as pd
+
+    from engine.core import EncodedFeeds
+    from engine.feeds import Feeds, corrupt_feeds, synthetic_feeds
+
+    t0 = pd.Timestamp(K0 * C)
+    end = t0 + pd.Timedelta("2h")
+    feeds = synthetic_feeds(city, catalog, t0 - pd.Timedelta("30min"), end + pd.Timedelta("30min"), rate=3, seed=4)
+    feeds = corrupt_feeds(feeds, fraction=0.05, seed=4, now=end)  # bad rows, future ones and too old ones
+    assert feeds.n_rows["readings"] > 100 and feeds.n_rows["snapshots"] > 10
+    a, b = Engine(city, catalog), Engine(city, catalog)
+    enc = b.encode(feeds, end)
+    assert isinstance(enc, EncodedFeeds) and enc.counts and enc.counts == enc.quarantine.counts()
+    ra = a.replay(feeds, t0, end)
+    rb = b.replay(enc, t0, end)
+    assert np.array_equal(ra.value.values, rb.value.values, equal_nan=True)
+    assert ra.attrs == rb.attrs and ra.attrs["core.after_end"] == 0 and ra.attrs["quarantine.future_timestamp"] > 0
+    assert a.state.equals(b.state)
+    # continued by steps: an encoded cycle == its feeds; the same EncodedFeeds used twice gives the same
+    nxt = end + pd.Timedelta("15min")
+    step_feeds = corrupt_feeds(synthetic_feeds(city, catalog, end - pd.Timedelta("20min"), nxt, rate=3, seed=5),
+                               fraction=0.05, seed=5, now=nxt)
+    one = b.encode(step_feeds, nxt)
+    sa, sb = a.step(step_feeds, nxt), b.step(one, nxt)
+    assert np.array_equal(sa.value.values, sb.value.values, equal_nan=True) and sa.attrs == sb.attrs
+    c = Engine(city, catalog)  # another engine (another plan object): the records are prepared again
+    c.replay(enc, t0, end)
+    sc = c.step(one, nxt)
+    assert np.array_equal(sc.value.values, sa.value.values, equal_nan=True) and sc.attrs == sa.attrs
+    with pytest.raises(ValueError, match="encoded for a call ending at"):
+        Engine(city, catalog).replay(enc, t0, end - pd.Timedelta("15min"))
+    # encoded records pass through (no quarantine)
+    rec = Engine(city, catalog).encode(random_steps(city, catalog, K0, 1, seed=3)[0][1], K0 * C)
+    assert rec.quarantine is None and rec.counts is None and rec.n > 0

@@ -6,7 +6,7 @@
 
 from engine.core.engine import Engine, to_ns
 from engine.core.plan import Plan, compile_plan
-from engine.core.records import Records, as_records
+from engine.core.records import EncodedFeeds, Records, as_records
 from engine.core.state import State
 
-__all__ = ["Engine", "Plan", "Records", "State", "as_records", "compile_plan", "to_ns"]
+__all__ = ["EncodedFeeds", "Engine", "Plan", "Records", "State", "as_records", "compile_plan", "to_ns"]

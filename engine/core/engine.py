@@ -27,7 +27,7 @@ from engine.core import kernels as K
 from engine.core.dataset import flatten_counts, indicator_coords, make_dataset
 from engine.core.derived import DerivedPlan
 from engine.core.plan import KIND_EVENTS, KIND_READINGS, KIND_SNAPSHOTS, compile_plan
-from engine.core.records import Records, as_records
+from engine.core.records import EncodedFeeds, Records, as_records
 from engine.core.rollup import level_groups, rollup
 from engine.core.state import State
 
@@ -227,6 +227,7 @@ class Engine:
         self._regions = [str(r) for r in city.regions.index]
         self._late_ns = p.feed_lateness_cycles * p.cycle_ns
         self.last_counts: dict = {}
+        self._encoder = None  # engine.feeds.Encoder, built on the first raw feeds
         self._coords = indicator_coords(catalog.indicators)
         nfield = np.array([len(catalog.feeds[x].get("fields") or {}) for x in p.feed_ids], np.int64)
         # per group: (time, feed, a, b, region, value fields; kind, key offset, multiplier of a,
@@ -264,14 +265,68 @@ class Engine:
                              f"(e.g. {pd.Timestamp(ns - ns % c)})")
         return ns // c
 
-    def _encode(self, feeds, now_ns: int):
-        if hasattr(feeds, "ev_time"):
-            return as_records(feeds), None
-        from engine.feeds import encode  # the feeds package turns raw feeds into encoded arrays
+    def encode(self, feeds, end) -> EncodedFeeds:
+        """Encode and prepare ``feeds`` for the :meth:`replay` (or :meth:`step`) that ends at ``end``.
 
-        enc, quarantine = encode(feeds, self.city, self.catalog, now=pd.Timestamp(now_ns))
+        What those calls do first, on their own thread, done ahead: validation and encoding
+        (``engine.feeds.encode`` with ``now=end``, through lookups built once per engine), the
+        quarantine counts, and each record's bucket and kernel key, sorted by bucket. Reads only
+        the engine's plan, never its window state, so it may run on another thread while the
+        engine replays an earlier period; ``replay(engine.encode(feeds, end), start, end)`` equals
+        ``replay(feeds, start, end)``, attributes included.
+
+        Parameters
+        ----------
+        feeds : engine.Feeds or encoded records
+        end : timestamp
+            The cycle end of the call the result is for.
+
+        Returns
+        -------
+        EncodedFeeds
+            ``records``, ``quarantine`` (``None`` for records that came encoded), ``counts``.
+
+        Examples
+        --------
+        >>> from engine import City, Catalog
+        >>> from engine.feeds import Feeds
+        >>> eng = Engine(City.synthetic(seed=1, neighbourhoods=12, streets=3, population=30_000), Catalog.load())
+        >>> ev = pd.DataFrame({"time": ["2020-02-01 00:20", "2020-02-01 09:00"], "feed": "fire_alarms",
+        ...                    "category": "kitchen_fire", "region": "N0003"})
+        >>> enc = eng.encode(Feeds(events=ev), "2020-02-01 00:30")
+        >>> enc.records.n, enc.counts
+        (1, {'future_timestamp': 1})
+        >>> ds = eng.replay(enc, "2020-02-01 00:15", "2020-02-01 00:30")
+        >>> ds.attrs["quarantine.future_timestamp"]
+        1
+        """
+        k = self._cycle_of(end)
+        now_ns = k * self.plan.cycle_ns
+        rec, quarantine, counts = self._encode_feeds(feeds, now_ns)
+        return EncodedFeeds(records=rec, quarantine=quarantine, counts=counts, end_ns=now_ns,
+                            prepared=self._prepare(rec), plan=self.plan)
+
+    def _encode_feeds(self, feeds, now_ns: int):
+        if hasattr(feeds, "ev_time"):
+            return as_records(feeds), None, None
+        if self._encoder is None:
+            from engine.feeds import Encoder  # the feeds package turns raw feeds into encoded arrays
+
+            self._encoder = Encoder(self.city, self.catalog)
+        enc, quarantine = self._encoder(feeds, now=pd.Timestamp(now_ns))
         counts = quarantine.counts() if quarantine is not None and hasattr(quarantine, "counts") else None
-        return as_records(enc), counts
+        return as_records(enc), quarantine, counts
+
+    def _encode(self, feeds, now_ns: int):
+        """``(prepared records, quarantine counts)`` for a call ending at ``now_ns``."""
+        if isinstance(feeds, EncodedFeeds):
+            if feeds.end_ns != now_ns:
+                raise ValueError(f"feeds were encoded for a call ending at {pd.Timestamp(feeds.end_ns)}, "
+                                 f"this one ends at {pd.Timestamp(now_ns)}")
+            prep = feeds.prepared if feeds.plan is self.plan else self._prepare(feeds.records)
+            return {g: dict(d) for g, d in prep.items()}, feeds.counts  # (callers add keys to the groups)
+        rec, _, counts = self._encode_feeds(feeds, now_ns)
+        return self._prepare(rec), counts  # checks the records first
 
     def _check(self, rec: Records) -> None:
         p = self.plan
@@ -679,8 +734,9 @@ class Engine:
 
         Parameters
         ----------
-        feeds : engine.Feeds or encoded records
-            The records that arrived for this cycle (late ones included).
+        feeds : engine.Feeds, encoded records or EncodedFeeds
+            The records that arrived for this cycle (late ones included); an
+            :meth:`encode` result for ``at``.
         at : timestamp
             The cycle's end, on a cycle boundary; after the last cycle computed.
         level : str, optional
@@ -694,8 +750,7 @@ class Engine:
         """
         k = self._cycle_of(at)
         level, g, labels = self._level(level)
-        rec, qcounts = self._encode(feeds, k * self.plan.cycle_ns)
-        prep = self._prepare(rec)  # checks the records first
+        prep, qcounts = self._encode(feeds, k * self.plan.cycle_ns)
         self._advance_to(k)
         counts: dict = {}
         batch = self._admit(prep, k, counts)
@@ -750,7 +805,8 @@ class Engine:
 
         Parameters
         ----------
-        feeds : engine.Feeds or encoded records
+        feeds : engine.Feeds, encoded records or EncodedFeeds
+            An :meth:`encode` result must be for ``end``.
         start, end : timestamp
             The first and last cycle end.
         level : str, optional
@@ -793,8 +849,7 @@ class Engine:
     def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
         """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
         mapping a fresh ``out_all``'s pages, or ``None``)."""
-        rec, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
-        prep = self._prepare(rec)  # checks the records first
+        prep, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
         last = self.state.last_cycle
         self._advance_to(k0)
         if last >= 0:  # a continued replay: records of cycles already computed were seen then

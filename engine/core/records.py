@@ -102,3 +102,26 @@ def as_records(obj) -> Records:
     if missing:
         raise TypeError(f"expected encoded records with fields {EV + RD + SN}; {type(obj).__name__} lacks {missing}")
     return Records(feed_ids=list(getattr(obj, "feed_ids", [])), **{n: getattr(obj, n) for n in EV + RD + SN})
+
+
+@dataclass(frozen=True)
+class EncodedFeeds:
+    """A period's feeds encoded ahead by :meth:`engine.core.Engine.encode`, for the ``replay`` or
+    ``step`` that ends at ``end_ns``: the records, the quarantine and its counts, and the records'
+    buckets and kernel keys (prepared for the plan ``plan``).
+
+    ``Engine.replay(encoded, start, end)`` equals ``Engine.replay(feeds, start, end)`` when
+    ``end`` is the end it was encoded for (the quarantine's ``future_timestamp`` depends on it;
+    another end is refused).
+    """
+
+    records: Records
+    quarantine: object  # engine.feeds.Quarantine, or None for records that were already encoded
+    counts: dict | None
+    end_ns: int
+    prepared: dict
+    plan: object
+
+    @property
+    def n(self) -> int:
+        return self.records.n
