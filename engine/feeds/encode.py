@@ -74,6 +74,8 @@ def as_keys(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         # a categorical's own codes: only its (distinct) categories are looked at, not every row
         cc, keys = as_keys(pd.Series(col.cat.categories))
         codes = np.asarray(col.cat.codes, dtype=np.intp)
+        if len(cc) == len(keys) and bool((cc == np.arange(len(cc))).all()):
+            return codes, keys  # categories already distinct keys, in order: the codes are the key codes
         return np.append(cc, -1).take(codes), keys  # (code -1, missing, takes the appended -1)
     codes, uniq = pd.factorize(col, use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
