@@ -104,7 +104,7 @@ def as_records(obj) -> Records:
     return Records(feed_ids=list(getattr(obj, "feed_ids", [])), **{n: getattr(obj, n) for n in EV + RD + SN})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class EncodedFeeds:
     """A period's feeds encoded ahead by :meth:`engine.core.Engine.encode`, for the ``replay`` or
     ``step`` that ends at ``end_ns``: the records, the quarantine and its counts, and the records'
@@ -124,4 +124,8 @@ class EncodedFeeds:
 
     @property
     def n(self) -> int:
+        """Records held (events + readings + snapshots)."""
         return self.records.n
+
+    def __repr__(self) -> str:
+        return f"EncodedFeeds({self.n} records, end_ns={self.end_ns}, quarantine counts={self.counts})"
