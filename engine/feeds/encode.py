@@ -58,6 +58,11 @@ def _norm_key(v):
     return str(v)
 
 
+#: id(categories) -> (categories, key codes, keys) of categorical columns seen (the categories
+#: object held, so an id is never reused while its entry lives; immutable pandas Indexes)
+_CATEGORY_KEYS: dict = {}
+
+
 def as_keys(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Factorise an id-like column into ``(codes, keys)``: int64 codes (-1 = missing) into an
     object array of distinct text keys.
@@ -71,8 +76,16 @@ def as_keys(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     ([0, 1, 1, -1, -1, 0], ['a', '7'])
     """
     if isinstance(col.dtype, pd.CategoricalDtype):
-        # a categorical's own codes: only its (distinct) categories are looked at, not every row
-        cc, keys = as_keys(pd.Series(col.cat.categories))
+        # a categorical's own codes: only its (distinct) categories are looked at, not every row;
+        # the simulator's days share one categories object per column, keyed once
+        cats = col.cat.categories
+        got = _CATEGORY_KEYS.get(id(cats))
+        if got is None or got[0] is not cats:
+            got = (cats, *as_keys(pd.Series(cats)))
+            if len(_CATEGORY_KEYS) >= 64:
+                _CATEGORY_KEYS.clear()
+            _CATEGORY_KEYS[id(cats)] = got
+        _, cc, keys = got
         codes = np.asarray(col.cat.codes, dtype=np.intp)
         if len(cc) == len(keys) and bool((cc == np.arange(len(cc))).all()):
             return codes, keys  # categories already distinct keys, in order: the codes are the key codes
