@@ -1132,7 +1132,8 @@ def _new_held(n_scan):  # pragma: no cover - compiled
 
 
 @njit
-def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, stride, obs_c, exp_c, ncs, key, nf):  # pragma: no cover - compiled
+def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, stride, obs_c, exp_c, ncs, key,
+                nf):  # pragma: no cover - compiled
     """The first half of a scanning cycle (:func:`scan_run_kernel`), serial over the indicators:
     push the cycle into slot ``pos`` of the rings, form the cells (:func:`_cells`) into
     ``obs_c`` / ``exp_c`` and find the clusters (``found``, ``nf`` of them; ``key``: minus the
@@ -1152,7 +1153,7 @@ def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, 
 @njit
 def _stable_order(key, order):  # pragma: no cover - compiled
     """``order[:] = np.argsort(key, kind="mergesort")`` (a stable sort) by insertion: the few
-    scanned indicators need no more, and numba's mergesort costs ~2.5 s of CPU to compile."""
+    scanned indicators need no more, and numba's mergesort cost 1.9-2.8 s of CPU to compile."""
     n = key.shape[0]
     for j in range(n):
         v = key[j]
