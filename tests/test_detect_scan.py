@@ -787,3 +787,17 @@ def test_detectors_scan_once_per_count_window_and_hold_between():
     k = int(np.flatnonzero(e.scan_slot >= 0)[0])
     rebaseline(e, [k])
     assert np.isnan(e.scan_held[e.scan_slot[k]]).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stable_order_is_a_stable_argsort(seed):
+    """The testing order of a scanning cycle (insertion sort in the kernel) equals numpy's stable
+    argsort, ties (indicators without a cluster: key 1; equal LLRs) kept in indicator order."""
+    from engine.detect.scan import _stable_order
+
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 7, 55, 64):
+        for key in (-rng.random(n), rng.choice([-3.0, -2.5, -1.0, 0.5, 1.0], size=n)):
+            order = np.empty(n, dtype=np.int64)
+            _stable_order(key, order)
+            assert order.tolist() == np.argsort(key, kind="mergesort").tolist()

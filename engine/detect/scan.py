@@ -898,8 +898,9 @@ def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, ta
             # no replica reached it: the Monte Carlo only says p <= 1 / (R + 1); the union bound
             # over the zone-windows (valid at any level) says how far below
             found[q, 1] = floor_p
-            if _tail_bound(Mz, nsize, fill, found[q, 0], True, table) < floor_p:
-                u = _tail_bound(Mz, nsize, fill, found[q, 0], False, table)
+            # the flag as a bool value, not the literals True / False (each literal compiles its own version)
+            if _tail_bound(Mz, nsize, fill, found[q, 0], np.bool_(True), table) < floor_p:
+                u = _tail_bound(Mz, nsize, fill, found[q, 0], np.bool_(False), table)
                 if u < floor_p:
                     found[q, 1] = u
 
@@ -1130,51 +1131,37 @@ def _new_held(n_scan):  # pragma: no cover - compiled
     return np.full((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan)
 
 
-@njit(parallel=True)
-def _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                score, det, found, table, stride, tail):  # pragma: no cover - compiled
-    """One cycle, every scanned indicator: push the cycle into slot ``pos`` of the rings, form
-    the cells (:func:`_cells`) and find the clusters (``prange`` over indicators), then test them
-    (``prange`` over the indicators ranked by observed LLR, in bit-reversed rank order so that
-    the contiguous block of iterations each thread gets holds large and small LLRs alike:
-    significant clusters run all their replicas, the others stop early)."""
-    n_scan = scan_ind.shape[0]
-    W, n_reg = obs.shape[1], obs.shape[2]
-    ends = np.empty(W + 1, dtype=np.int64)
-    ncmax = _window_ends((W - 1) // stride + 1, ends)
-    obs_c = np.empty((n_scan, ncmax, n_reg))
-    exp_c = np.empty((n_scan, ncmax, n_reg))
-    ncs = np.zeros(n_scan, dtype=np.int64)
-    llr0 = np.empty(n_scan)
-    nf = np.zeros(n_scan, dtype=np.int64)
-    for c in prange(n_scan):
+@njit
+def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, stride, obs_c, exp_c, ncs, key,
+                nf):  # pragma: no cover - compiled
+    """The first half of a scanning cycle (:func:`scan_run_kernel`), serial over the indicators:
+    push the cycle into slot ``pos`` of the rings, form the cells (:func:`_cells`) into
+    ``obs_c`` / ``exp_c`` and find the clusters (``found``, ``nf`` of them; ``key``: minus the
+    largest LLR, 1 for none: the testing order). Serial: the Monte Carlo is most of a scanning
+    cycle's work, and a second ``prange`` loop was one more parallel body to compile (docs/detect.md,
+    "Detectors stage in the demo, 2026-11-29 (sixth session)")."""
+    W = obs.shape[1]
+    e = np.empty(W + 1, dtype=np.int64)
+    for c in range(scan_ind.shape[0]):
         i = scan_ind[c]
         _push(V[i], scan_mu[c], obs[c], exp[c], pos)
-        e = np.empty(W + 1, dtype=np.int64)
         ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, e, obs_c[c], exp_c[c])
         nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, found[c], table)
-        llr0[c] = found[c, 0, 0] if nf[c] > 0 else -1.0
-    order = np.argsort(-llr0, kind="mergesort")
-    bits = 0
-    while (1 << bits) < n_scan:
-        bits += 1
-    for p in prange(1 << bits):
-        j = _bitrev(p, bits)              # rank j: any contiguous block of p holds ranks spread evenly
-        if j >= n_scan:
-            continue
-        c = order[j]
-        if nf[c] == 0:
-            continue
-        i = scan_ind[c]
-        stats = np.zeros(3, dtype=np.int64)
-        _monte_carlo(exp_c[c], ncs[c], ncs[c], zones, replicas, _seed(seed, i, cycle), alpha, found[c], nf[c],
-                     table, stats, tail)
-        _mark(found[c], nf[c], zones, alpha, score[i], det[i])
-    if fill > 0:
-        _window_ends((fill - 1) // stride + 1, ends)
-        for c in range(n_scan):
-            if nf[c] > 0:
-                _window_cycles(found[c], nf[c], ends, stride)
+        key[c] = -found[c, 0, 0] if nf[c] > 0 else 1.0
+
+
+@njit
+def _stable_order(key, order):  # pragma: no cover - compiled
+    """``order[:] = np.argsort(key, kind="mergesort")`` (a stable sort) by insertion: the few
+    scanned indicators need no more, and numba's mergesort cost 1.9-2.8 s of CPU to compile."""
+    n = key.shape[0]
+    for j in range(n):
+        v = key[j]
+        k = j
+        while k > 0 and key[order[k - 1]] > v:
+            order[k] = order[k - 1]
+            k -= 1
+        order[k] = j
 
 
 @njit
@@ -1200,30 +1187,42 @@ def _held_array(held, n_scan):  # pragma: no cover - compiled
     return held
 
 
-@njit
 def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycle, alpha,
-                       score, det, found, table, stride=1, tail=False, every=1, held=None):  # pragma: no cover - compiled
-    """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``);
-    ``stride``, ``tail``: as :func:`scan_indicator`; ``every``, ``held``: as :func:`scan_run_kernel`."""
-    W = obs.shape[1]
-    pos = ring[0]
-    fill = ring[1] + 1 if ring[1] < W else W
-    hd = _held_array(held, scan_ind.shape[0])
-    if _is_scan_cycle(cycle, every):
-        _scan_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, replicas, seed, cycle, alpha,
-                    score, det, found, table, np.int64(stride), np.bool_(tail))
-        _keep(found, hd)
-    else:
-        _hold_cycle(V, scan_ind, scan_mu, obs, exp, pos, zones, alpha, score, det, found, hd)
-    ring[0] = (pos + 1) % W
-    ring[1] = fill
+                       score, det, found, table, stride=1, tail=False, every=1, held=None):
+    """One cycle for every scanned indicator (each indicator owns its rows of ``score``/``det``):
+    :func:`scan_run_kernel` on a one-cycle view of the arguments (``V`` (n_ind, n_reg),
+    ``scan_mu`` (n_scan, n_reg), ``cycle`` a number, ``score`` / ``det`` (n_ind, n_reg), ``found``
+    (n_scan, MAX_CLUSTERS, 5)), so that updates and runs share one compiled kernel. ``stride``,
+    ``tail``: as :func:`scan_indicator`; ``every``, ``held``: as :func:`scan_run_kernel`.
+
+    >>> zones = np.array([[0, 1], [1, 0]], dtype=np.int32)
+    >>> obs = np.zeros((1, 4, 2)); exp = np.zeros((1, 4, 2)); ring = np.zeros(2, dtype=np.int64)
+    >>> score = np.zeros((1, 2), np.float32); det = np.zeros((1, 2), np.int8); found = np.empty((1, MAX_CLUSTERS, 5))
+    >>> scan_update_kernel(np.array([[9.0, 0.0]]), np.array([0]), np.array([[0.5, 0.5]]), obs, exp, ring, zones,
+    ...                    99, np.uint64(1), 0, 0.05, score, det, found, clogc_table())
+    >>> ring.tolist(), obs[0, 0].tolist(), int(found[0, 0, 2]), int(found[0, 0, 3])
+    ([1, 1], [9.0, 0.0], 0, 1)
+    """
+    n_scan = np.shape(scan_ind)[0]
+    hd = _new_held(n_scan) if held is None else held
+    scan_run_kernel(V[None], scan_ind, scan_mu[None], obs, exp, ring, zones, replicas, seed,
+                    np.array([cycle], dtype=np.int64), alpha, score[None], det[None], found[None], table,
+                    np.int64(stride), np.bool_(tail), np.int64(every), hd)
 
 
-@njit
+@njit(parallel=True)
 def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycles, alpha,
                     score, det, found, table, stride=1, tail=False, every=1, held=None):  # pragma: no cover - compiled
     """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t);
     cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates).
+
+    A scanning cycle pushes its counts into the rings, forms the cells and finds every
+    indicator's clusters (:func:`_find_cycle`, serial), then tests them (``prange`` over the
+    indicators ranked by observed LLR, in bit-reversed rank order so that the contiguous block
+    of iterations each thread gets holds large and small LLRs alike: significant clusters run
+    all their replicas, the others stop early). The cycle loop is here, not in a function of
+    its own: each compiled level re-optimises everything it calls (docs/detect.md, "Detectors
+    stage in the demo, 2026-11-29 (sixth session)").
 
     ``every``: the scan's cadence. Cycle number ``k`` is scanned where ``k % every == 0`` (all
     cycles for ``every`` 1, the default); the other cycles only push their counts into the rings
@@ -1232,18 +1231,59 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     the caller from one call to the next; NaN: no cluster; ``None``: a fresh one, all NaN). A
     scanning cycle's result does not depend on ``every``: the rings get every cycle, and the
     replicas' seed is the cycle's own."""
+    stride = np.int64(stride)           # not literals (the defaults): one specialisation of the callees
+    tail = np.bool_(tail)
     W = obs.shape[1]
+    n_reg = obs.shape[2]
+    n_scan = scan_ind.shape[0]
     pos = ring[0]
     fill = ring[1]
-    hd = _held_array(held, scan_ind.shape[0])
+    hd = _held_array(held, n_scan)
+    ends = np.empty(W + 1, dtype=np.int64)
+    ncmax = _window_ends((W - 1) // stride + 1, ends)
+    obs_c = np.empty((n_scan, ncmax, n_reg))
+    exp_c = np.empty((n_scan, ncmax, n_reg))
+    # np.empty, loops and calls only: in a parallel function numba turns np.zeros and whole-array
+    # expressions into parallel loops of their own, each one more parallel body to compile
+    ncs = np.empty(n_scan, dtype=np.int64)
+    key = np.empty(n_scan)
+    nf = np.empty(n_scan, dtype=np.int64)
+    order = np.empty(n_scan, dtype=np.int64)
+    bits = 0
+    while (1 << bits) < n_scan:
+        bits += 1
     for t in range(V.shape[0]):
         fill = fill + 1 if fill < W else W
-        if _is_scan_cycle(cycles[t], every):
-            _scan_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, replicas, seed, cycles[t], alpha,
-                        score[t], det[t], found[t], table, np.int64(stride), np.bool_(tail))
-            _keep(found[t], hd)
-        else:
+        if not _is_scan_cycle(cycles[t], every):
             _hold_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, zones, alpha, score[t], det[t], found[t], hd)
+            pos = (pos + 1) % W
+            continue
+        ft = found[t]
+        st = score[t]
+        dt = det[t]
+        cyc = cycles[t]
+        _find_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, ft, table, stride, obs_c, exp_c,
+                    ncs, key, nf)
+        _stable_order(key, order)
+        for p in prange(1 << bits):
+            j = _bitrev(p, bits)              # rank j: any contiguous block of p holds ranks spread evenly
+            if j >= n_scan:
+                continue
+            c = order[j]
+            if nf[c] == 0:
+                continue
+            i = scan_ind[c]
+            stats = np.empty(3, dtype=np.int64)
+            for k in range(3):
+                stats[k] = 0
+            _monte_carlo(exp_c[c], ncs[c], ncs[c], zones, replicas, _seed(seed, i, cyc), alpha, ft[c], nf[c],
+                         table, stats, tail)
+            _mark(ft[c], nf[c], zones, alpha, st[i], dt[i])
+        _window_ends((fill - 1) // stride + 1, ends)
+        for c in range(n_scan):
+            if nf[c] > 0:
+                _window_cycles(ft[c], nf[c], ends, stride)
+        _keep(ft, hd)
         pos = (pos + 1) % W
     ring[0] = pos
     ring[1] = fill
