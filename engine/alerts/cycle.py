@@ -152,15 +152,21 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
             f = row_f[i]
             # the first member's scores straight into the output, the others' into ``row``
             dst = out_s[g] if j == a else row
-            for r in range(n_reg):
-                c = det[i, r]
-                x = _tail32(score[i, r], c, looks, th)
-                z = x / f
-                y = np.float32(1.0 - x) if f == 0.0 else np.float32(0.0 if z >= 1.0 else 1.0 - z)
-                q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
-                y2 = zero if q >= one else one - q
-                keep = (c == th) | (((c != cl) | no_scan) & (not on))
-                dst[r] = y if keep else y2
+            if f == 0.0:                 # not split (most rows): no division
+                for r in range(n_reg):
+                    c = det[i, r]
+                    y = np.float32(1.0 - _tail32(score[i, r], c, looks, th))
+                    q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
+                    y2 = zero if q >= one else one - q
+                    dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
+            else:
+                for r in range(n_reg):
+                    c = det[i, r]
+                    z = _tail32(score[i, r], c, looks, th) / f
+                    y = np.float32(0.0 if z >= 1.0 else 1.0 - z)
+                    q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
+                    y2 = zero if q >= one else one - q
+                    dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
             if j == a:
                 out_lead[g, :] = i
             else:
