@@ -191,3 +191,15 @@ def test_process_folded_checks_its_arrays(catalog, tmp_path):
     with pytest.raises(ValueError, match="not after"):
         am.process_folded(0, {"neighbourhood": good})
     am.close()
+
+
+def test_cycle_times_read_as_to_epoch_reads_them():
+    from engine.alerts.config import to_epoch
+    from engine.alerts.cycle import _epochs
+
+    for times in (pd.date_range("2020-03-02", periods=5, freq="15min"),
+                  pd.date_range("2020-03-02", periods=3, freq="15min", tz="UTC"),
+                  pd.date_range("1969-12-31 23:00", periods=3, freq="15min"),
+                  pd.DatetimeIndex(["2020-03-02 00:00:00.5", "2020-03-02 00:15:00.25"]),
+                  [0, 900, 1800], ["2020-03-02T00:15:00Z"]):
+        assert _epochs(times) == [to_epoch(x) for x in times]

@@ -305,11 +305,25 @@ def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int 
         buf[0] = {}
     fb = buf[0]
     fold = manager.fold
+    epochs = _epochs(times)
     for t in range(len(times)):
         out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
                          alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb)
-        manager.process_folded(times[t], {"district": out["district"] + (out["district_value"],),
+        manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
                                           "neighbourhood": out["neighbourhood"] + (values[t],)})
+
+
+def _epochs(times) -> list:
+    """Epoch seconds of the cycle times: whole seconds of a naive (UTC) datetime64 index read
+    directly, anything else through :func:`engine.alerts.config.to_epoch` (the same numbers)."""
+    from engine.alerts.config import to_epoch
+
+    a = np.asarray(times)
+    if a.dtype == np.dtype("datetime64[ns]"):
+        ns = a.view(np.int64)
+        if len(ns) and (ns >= 0).all() and not (ns % 1_000_000_000).any():
+            return (ns // 1_000_000_000).tolist()
+    return [to_epoch(x) for x in times]
 
 
 def _alert_part_steps(manager, times, scores, dets, values, buf: list, scan_tests: int) -> None:

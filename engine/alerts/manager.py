@@ -297,10 +297,10 @@ class AlertManager:
             n = self.hierarchy.size(level)
             want = (self.n_rows * n,) * 4 + (self.n_indicators * n,)
             flat = []
-            for name, a, size, kind in zip(("score", "detector", "value", "lead", "raw_value"), arrays, want, "fifif"):
+            for name, a, size, kind in zip(("score", "detector", "value", "lead", "raw_value"), arrays, want,
+                                           ("f", "iu", "f", "iu", "f")):
                 a = np.asarray(a)
-                ok = np.issubdtype(a.dtype, np.floating) if kind == "f" else np.issubdtype(a.dtype, np.integer)
-                if a.size != size or not ok:
+                if a.size != size or a.dtype.kind not in kind:
                     raise ValueError(f"{name} at level {level!r} has shape {a.shape} and dtype {a.dtype}, expected "
                                      f"{size} {'float' if kind == 'f' else 'integer'} values")
                 flat.append(np.ascontiguousarray(a).reshape(-1))
