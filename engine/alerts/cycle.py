@@ -147,7 +147,7 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
         if 2 * low <= m:
             d_score[i, 0] = 0.5
         else:
-            n = 0
+            n = np.int64(0)     # not the literal 0: one compile of median_inplace, not two
             for r in range(n_reg):
                 x = score[i, r]
                 if x == x:
