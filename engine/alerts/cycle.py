@@ -109,8 +109,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
     """One cycle: split, family control and fold of both levels; returns the family size ``m``.
 
     ``row_f``: scratch (indicators,), the split divisor of each row (0: not split).
-    ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32. ``d_score`` / ``d_det`` / ``d_val``:
-    the district column (indicators x 1), as ``common_mode`` returns it (before the family
+    ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32.
+    ``d_score`` / ``d_det`` / ``d_val``: the district column (indicators x 1), as ``common_mode`` returns it (before the family
     control). ``out_*``: the folded neighbourhood level (subjects x regions; lead int32);
     ``dist_*``: the folded district level (subjects x 1). ``stat_on``: Bonferroni on the
     statistical scores (``per_warn = (1 - warn) / alpha`` of the family without the scans);
