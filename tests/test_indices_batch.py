@@ -231,3 +231,24 @@ def test_rows_needing_peers_are_the_rows_a_pass_without_peers_leaves_unresolved(
     K.rows_needing_peers(v, e1, s1, True, e2, s2, hpos, spec.cfg_ref, spec.thr_ref, got)
     assert want.any() and not want.all()
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("cycles", [[1, 2, 3], [0, 3, 5], [0, 1, 2, 3, 4, 5]], ids=["consecutive", "scattered", "all"])
+def test_peers_of_consecutive_or_scattered_cycles_equal_cycle_by_cycle(cat, cycles):
+    """The cycles needing peers are read in place when consecutive, gathered otherwise: the same
+    indices as computing each cycle alone."""
+    city = City.synthetic(seed=5, neighbourhoods=40, streets=4, population=200_000)
+    ds = replay(cat, T=6, regions=list(city.regions.index)[:30], city=city)
+    rng = np.random.default_rng(3)
+    e = ds["expected"].values
+    e[:] = rng.normal(0, 1, e.shape)                              # a complete baseline ...
+    for t in cycles:
+        e[t, 5:9, :] = np.nan                                     # ... but for four rows at these cycles
+    cfg = load_config().with_(history_window=0, peers_min=3)
+    c = Prepared(ds, cat, city, cfg).run(list(range(6)), want_deficit=True)
+    assert np.flatnonzero(np.isfinite(c["peer_e"]).any(axis=1)).tolist() == cycles
+    full = IndexPlan(cat, city, cfg).compute(ds)
+    for t in range(6):
+        one = compute_indices(ds, cat, city, cfg, at=ds["time"].values[t])
+        for k in ("health", "imputed", "grade"):
+            np.testing.assert_array_equal(one[k].values[0], full[k].values[t])

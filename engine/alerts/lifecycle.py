@@ -223,7 +223,9 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
         Cycle time, epoch seconds (stored as ``since`` on state changes).
     cfg : AlertConfig
     workspace : dict, optional
-        Reused output buffers (kept between calls to avoid allocating per cycle).
+        Reused output buffers (kept between calls to avoid allocating per cycle), and the checked
+        parameters of the last ``cfg`` / ``pending`` / shape: a call with the same ``pending``
+        object takes it to hold the same values (pass a new array after changing one).
     pending : array of int, shape (n_indicators,), optional
         Pending cycles of each row (each >= 1); default ``cfg.pending_cycles`` for every row.
 
@@ -248,8 +250,14 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
         ws["n"] = state.n
         ws["ev"] = np.empty(state.n, np.uint8)
         ws["idx"] = np.empty(state.n, np.int64)
+    # the parameters are checked once per (config, pending, shape) a workspace sees (the manager's
+    # every cycle: the same objects)
+    key = ws.get("params_of")
+    if key is None or key[0] is not cfg or key[1] is not pending or key[2] != state.shape:
+        ws["params"] = _params(cfg, state, pending)
+        ws["params_of"] = (cfg, pending, state.shape)
     m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
-                     state.started, state.flap_bits, state.flapping, *_params(cfg, state, pending), ws["ev"], ws["idx"])
+                     state.started, state.flap_bits, state.flapping, *ws["params"], ws["ev"], ws["idx"])
     return ws["idx"][:m].copy(), ws["ev"][:m].copy()
 
 

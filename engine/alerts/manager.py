@@ -269,9 +269,51 @@ class AlertManager:
             if not isinstance(arrays, (tuple, list)) or len(arrays) != 3:
                 raise ValueError(f"levels[{level!r}] must be (score, detector, value), got {type(arrays).__name__}")
             inputs[level] = self._inputs(level, *arrays)
-            if level in self.last_time and t <= self.last_time[level]:
-                raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
-                                 f"({iso(self.last_time[level])})")
+            self._check_time(level, t)
+        return self._cycle(t, inputs, folded=False)
+
+    def process_folded(self, time, levels: dict) -> CycleResult:
+        """Process several levels of one cycle whose scores are already folded to the alert rows.
+
+        The same as :meth:`process_cycle` after its fold (:meth:`engine.alerts.fold.Fold.apply`):
+        :func:`engine.alerts.cycle.fold_cycle` splits, adjusts and folds a cycle in one kernel.
+
+        Parameters
+        ----------
+        time : cycle time (see :meth:`process`)
+        levels : dict
+            ``{level: (score, detector, value, lead, raw_value)}``: the folded arrays (alert rows x
+            regions of the level: float score, integer detector code, float value, integer lead
+            indicator row) and the level's unfolded values (indicators x regions).
+        """
+        t = to_epoch(time)
+        inputs = {}
+        for level, arrays in levels.items():
+            if not isinstance(arrays, (tuple, list)) or len(arrays) != 5:
+                raise ValueError(f"levels[{level!r}] must be (score, detector, value, lead, raw_value), "
+                                 f"got {type(arrays).__name__}")
+            if level not in self.hierarchy.levels:
+                raise ValueError(f"unknown level {level!r}; expected one of {self.hierarchy.levels}")
+            n = self.hierarchy.size(level)
+            want = (self.n_rows * n,) * 4 + (self.n_indicators * n,)
+            flat = []
+            for name, a, size, kind in zip(("score", "detector", "value", "lead", "raw_value"), arrays, want,
+                                           ("f", "iu", "f", "iu", "f")):
+                a = np.asarray(a)
+                if a.size != size or a.dtype.kind not in kind:
+                    raise ValueError(f"{name} at level {level!r} has shape {a.shape} and dtype {a.dtype}, expected "
+                                     f"{size} {'float' if kind == 'f' else 'integer'} values")
+                flat.append(np.ascontiguousarray(a).reshape(-1))
+            inputs[level] = tuple(flat)
+            self._check_time(level, t)
+        return self._cycle(t, inputs, folded=True)
+
+    def _check_time(self, level: str, t: int) -> None:
+        if level in self.last_time and t <= self.last_time[level]:
+            raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
+                             f"({iso(self.last_time[level])})")
+
+    def _cycle(self, t: int, inputs: dict, folded: bool) -> CycleResult:
         rows: list[tuple] = []
         touched: set[int] = set()
         resolved: list[int] = []
@@ -279,11 +321,14 @@ class AlertManager:
         t_start = _time.perf_counter()
         for level in sorted(inputs, key=self.hierarchy.rank, reverse=True):
             t0 = _time.perf_counter()
-            score, detector, value = inputs[level]
-            raw_value = value
-            lead = None
             ws = self._ws.setdefault(level, {})
-            if not self.fold.identity:
+            if folded:
+                score, detector, value, lead, raw_value = inputs[level]
+            else:
+                score, detector, value = inputs[level]
+                raw_value = value
+                lead = None
+            if not folded and not self.fold.identity:
                 # two kernels, not one: a fused fold + state machine a subject row at a time was
                 # measured slower (docs/report.md, fifth session)
                 nreg = self.hierarchy.size(level)

@@ -330,7 +330,11 @@ class Prepared:
             # the work is the rows asked for (a run's warm-up leaves a few rows without a baseline):
             # few values go through the serial kernel, so a run never compiles the threaded one
             if int(rows[need].sum()) * nr < SERIAL_BELOW:
-                K.peer_baseline_cycles(v[need], rows[need], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs, pe, ps)
+                # consecutive cycles (a run's warm-up: usually all of them) are a view, not a copy
+                # of the part's values (84 MB at 12 steps x 2,926 x 300)
+                sel = slice(need[0], need[-1] + 1) if need[-1] - need[0] + 1 == len(need) else need
+                K.peer_baseline_cycles(v[sel], rows[sel], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs,
+                                       pe, ps)
             else:
                 for n, t in enumerate(need):
                     pe[n], ps[n] = K.peer_baseline(v[t], rows[t], cfg.peers_min, cfg.scale_floor_rel, cfg.scale_floor_abs)

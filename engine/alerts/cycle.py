@@ -1,0 +1,386 @@
+"""The runner's alert cycle in one kernel: common-mode split, family control and fold to subjects.
+
+A scenario run hands the alert manager each cycle's neighbourhood scores. Before the state
+machine they go through three steps, each of which was a pass over the 1,065 alert-driving rows
+x 300 neighbourhoods (and the district column):
+
+1. :func:`engine.alerts.common.common_mode`: tails (``looks``), the median split per row, local
+   scores and the district column;
+2. :func:`engine.alerts.multiplicity.family_adjust`: the cycle's family (Bonferroni, with the
+   space-time scans' share of ``alpha``);
+3. :meth:`engine.alerts.fold.Fold.apply`: one row per subject, the highest score of its driving
+   indicators, with the lead's detector code and value.
+
+:func:`cycle_kernel` does the same arithmetic in two passes: a row pass reads the scores and
+codes of each driving row once (counts, the family size, the median of the rows a shared shift
+splits, the district column), then the fold computes each member's local and adjusted score as
+it reads it. No local score array is written or read back. The results are bit for bit those of
+the three steps (the same float32 roundings in the same places; tested in
+``tests/test_alerts_cycle.py``).
+
+:func:`alert_part` is the runner's ``_alert_day`` on this kernel: the cycles of a part of a day,
+each one kernel call and one :meth:`~engine.alerts.manager.AlertManager.process_folded`. It falls
+back to the three steps where the kernel does not apply (``multiplicity="bh"``, or
+``alert_per="indicator"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.alerts.common import MIN_REGIONS
+from engine.alerts.multiplicity import SCAN_SHARE
+from engine.config import njit
+
+__all__ = ["alert_part", "cycle_kernel", "fold_cycle", "median_inplace"]
+
+
+@njit(inline="always")
+def _tail32(x, c, looks, th):  # pragma: no cover - compiled
+    """``common_mode``'s tail of one score, rounded to float32 as it stores it."""
+    p = 1.0 - np.float64(x)
+    lp = looks * p
+    if lp > 1.0:
+        lp = 1.0
+    q = p if c == th else lp
+    return np.float32(q)
+
+
+@njit(inline="always")
+def _adjusted(y, c, th, cl, scan, stat_on, f_stat, f_scan):  # pragma: no cover - compiled
+    """``family_adjust``'s Bonferroni on one local score ``y`` (float32) of code ``c``."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    if c == th:
+        return y
+    if scan and c == cl:
+        q = f_scan * (one - y)
+    elif stat_on:
+        q = f_stat * (one - y)
+    else:
+        return y
+    return zero if q >= one else one - q
+
+
+@njit
+def median_inplace(a, n):  # pragma: no cover - compiled
+    """The median of ``a[:n]`` (no NaN, ``n >= 1``), reordering them: the k-th value by
+    quickselect, the mean of the two middle ones when ``n`` is even (what ``np.median`` gives,
+    without compiling numba's ``np.median`` and sort code into the kernel that calls it)."""
+    k = n // 2
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        # a[lo..j] <= pivot <= a[i..hi], and lo..hi \ (j, i) holds values equal to the pivot
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    upper = a[k]
+    if n % 2 == 1:
+        return upper
+    lower = a[0]
+    for m in range(1, k):              # the largest of the k values below position k
+        if a[m] > lower:
+            lower = a[m]
+    return (lower + upper) / 2
+
+
+@njit(error_model="numpy")
+def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, cl, scan, stat_on, per_warn,
+                 f_scan, row_f, med_buf, row, d_score, d_det, d_val, out_s, out_d, out_v, out_lead,
+                 dist_s, dist_d, dist_v, dist_lead):  # pragma: no cover - compiled
+    """One cycle: split, family control and fold of both levels; returns the family size ``m``.
+
+    ``row_f``: scratch (indicators,), the split divisor of each row (0: not split).
+    ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32.
+    ``d_score`` / ``d_det`` / ``d_val``: the district column (indicators x 1), as ``common_mode`` returns it (before the family
+    control). ``out_*``: the folded neighbourhood level (subjects x regions; lead int32);
+    ``dist_*``: the folded district level (subjects x 1). ``stat_on``: Bonferroni on the
+    statistical scores (``per_warn = (1 - warn) / alpha`` of the family without the scans);
+    ``scan``: the cells of code ``cl`` get ``f_scan`` instead.
+    """
+    n_ind, n_reg = score.shape
+    fam = 0
+    no_scan = not scan
+    # pass 1: per driving row, counts (branch-free), the family's tests, the split rows' medians
+    for i in range(n_ind):
+        row_f[i] = 0.0
+        d_score[i, 0] = np.nan
+        d_det[i, 0] = 0
+        d_val[i, 0] = np.nan
+        if not rows[i]:
+            continue
+        m = 0
+        low = 0
+        k = 0
+        for r in range(n_reg):
+            x = score[i, r]
+            c = det[i, r]
+            p = 1.0 - np.float64(x)
+            lp = looks * p
+            if lp > 1.0:
+                lp = 1.0
+            q = p if c == th else lp
+            m += q == q
+            low += q < 0.5
+            k += (x == x) & (c != th) & ((c != cl) | no_scan)
+        fam += k
+        if m < min_regions:
+            continue
+        if 2 * low <= m:
+            d_score[i, 0] = 0.5
+        else:
+            n = np.int64(0)     # not the literal 0: one compile of median_inplace, not two
+            for r in range(n_reg):
+                x = score[i, r]
+                if x == x:
+                    p = 1.0 - x
+                    if det[i, r] != th:
+                        p = min(1.0, looks * p)
+                    med_buf[n] = p
+                    n += 1
+            med = median_inplace(med_buf, n)
+            d_score[i, 0] = 1.0 - med
+            best = np.inf
+            code = 0
+            val = np.nan
+            for r in range(n_reg):
+                x = _tail32(score[i, r], det[i, r], looks, th)
+                if x == x and abs(x - med) < best:
+                    best = abs(x - med)
+                    code = det[i, r]
+                    val = value[i, r]
+            d_det[i, 0] = code
+            d_val[i, 0] = val
+            f = 2.0 * med
+            if f > 1.0:
+                f = 1.0
+            if f < 1e-12:
+                f = 1e-12
+            row_f[i] = f
+        y = d_score[i, 0]
+        c = d_det[i, 0]
+        fam += (y == y) & (c != th) & ((c != cl) | no_scan)
+    on = stat_on and fam > 0
+    f_stat = np.float32(fam * per_warn)
+    # pass 2: the fold, each member's local and adjusted score computed as it is read: a member
+    # row's scores go to ``row`` first (a branch-free loop: it vectorises), then the max
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    n_rows = ptr.shape[0] - 1
+    for g in range(n_rows):
+        a, b = ptr[g], ptr[g + 1]
+        for j in range(a, b):
+            i = members[j]
+            f = row_f[i]
+            # the first member's scores straight into the output, the others' into ``row``
+            dst = out_s[g] if j == a else row
+            if f == 0.0:                 # not split (most rows): no division
+                for r in range(n_reg):
+                    c = det[i, r]
+                    y = np.float32(1.0 - _tail32(score[i, r], c, looks, th))
+                    q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
+                    y2 = zero if q >= one else one - q
+                    dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
+            else:
+                for r in range(n_reg):
+                    c = det[i, r]
+                    z = _tail32(score[i, r], c, looks, th) / f
+                    y = np.float32(0.0 if z >= 1.0 else 1.0 - z)
+                    q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
+                    y2 = zero if q >= one else one - q
+                    dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
+            if j == a:
+                out_lead[g, :] = i
+            else:
+                for r in range(n_reg):
+                    y = row[r]
+                    best = out_s[g, r]
+                    # replace when y is a number and the best so far is not >= it (Fold.apply's rule)
+                    take = (y == y) & (not (best >= y))
+                    out_s[g, r] = y if take else best
+                    out_lead[g, r] = i if take else out_lead[g, r]
+        for r in range(n_reg):
+            ld = out_lead[g, r]
+            out_d[g, r] = det[ld, r]
+            out_v[g, r] = value[ld, r]
+        for j in range(a, b):
+            i = members[j]
+            y = _adjusted(d_score[i, 0], d_det[i, 0], th, cl, scan, on, f_stat, f_scan)
+            if j == a or (y == y and not (dist_s[g, 0] >= y)):
+                dist_s[g, 0] = y
+                dist_lead[g, 0] = i
+        ld = dist_lead[g, 0]
+        dist_d[g, 0] = d_det[ld, 0]
+        dist_v[g, 0] = d_val[ld, 0]
+    return fam
+
+
+def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bonferroni", alpha: float = 0.05,
+               warn: float | None = None, scan_tests: int = 0, scan_share: float = SCAN_SHARE,
+               min_regions: int = MIN_REGIONS, buf: dict | None = None):
+    """Split, family control and fold of one cycle (what ``common_mode`` + ``family_adjust`` + ``Fold.apply`` give).
+
+    Parameters
+    ----------
+    fold : engine.alerts.fold.Fold
+        The manager's fold (``alert_per="subject"``); its ``drives`` are the rows split and counted.
+    score, det, value : arrays (indicators x regions)
+        One cycle's scores (float32), detector codes (int8) and values (float32).
+    looks, method, alpha, warn, scan_tests, scan_share, min_regions
+        As :func:`engine.alerts.common.common_mode` and :func:`engine.alerts.multiplicity.family_adjust`
+        (``method`` ``"bonferroni"`` or ``"none"``; ``"bh"`` needs every tail sorted: use the two
+        functions).
+    buf : dict, optional
+        Output and scratch arrays kept between calls (the results of the previous call are overwritten).
+
+    Returns
+    -------
+    dict
+        ``"neighbourhood"``: (score, detector, value, lead) folded, subjects x regions;
+        ``"district"``: the same, subjects x 1; ``"district_value"``: the unfolded district
+        values (indicators x 1); ``"m"``: the family size (``family_adjust``'s return).
+
+    Examples
+    --------
+    >>> from engine.alerts.fold import Fold
+    >>> f = Fold(["a.b.x.count_1h", "a.b.y.count_1h"])
+    >>> s = np.full((2, 6), 0.5, np.float32); s[1, 2] = 1 - 1e-7
+    >>> out = fold_cycle(f, s, np.ones((2, 6), np.int8), np.zeros((2, 6), np.float32), alpha=0.05)
+    >>> out["m"], bool(out["neighbourhood"][0][1, 2] > 0.99), out["neighbourhood"][0].shape
+    (14, True, (2, 6))
+    """
+    from engine.levels import DETECTOR_CODES, WARN
+
+    if method not in ("bonferroni", "none"):
+        raise ValueError(f"fold_cycle does the 'bonferroni' and 'none' families, got {method!r} "
+                         "(use common_mode + family_adjust + Fold.apply)")
+    if not (0.0 < alpha < 1.0):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not looks >= 1.0:
+        raise ValueError(f"looks must be >= 1, got {looks!r}")
+    if isinstance(scan_tests, bool) or not isinstance(scan_tests, (int, np.integer)) or scan_tests < 0:
+        raise ValueError(f"scan_tests must be an integer >= 0, got {scan_tests!r}")
+    if scan_tests and not (0.0 < scan_share < 1.0):
+        raise ValueError(f"scan_share must be in (0, 1), got {scan_share!r}")
+    s = np.ascontiguousarray(score, dtype=np.float32)
+    if s.ndim != 2 or s.shape[0] != len(fold.drives):
+        raise ValueError(f"score must be {len(fold.drives)} indicators x regions, got shape {s.shape}")
+    d = np.ascontiguousarray(det, dtype=np.int8)
+    v = np.ascontiguousarray(value, dtype=np.float32)
+    if d.shape != s.shape or v.shape != s.shape:
+        raise ValueError(f"det / value have shapes {d.shape} / {v.shape}, expected {s.shape}")
+    warn = WARN if warn is None else float(warn)
+    n_ind, n_reg = s.shape
+    if buf is None:
+        buf = {}
+    if buf.get("shape") != s.shape:
+        rows = (fold.n_rows, n_reg)
+        buf.clear()
+        buf["shape"] = s.shape
+        buf["scratch"] = (np.empty(n_ind, np.float64), np.empty(n_reg, np.float64), np.empty(n_reg, np.float32))
+        buf["district_in"] = (np.empty((n_ind, 1), np.float32), np.empty((n_ind, 1), np.int8),
+                              np.empty((n_ind, 1), np.float32))
+        buf["neighbourhood"] = (np.empty(rows, np.float32), np.empty(rows, np.int8), np.empty(rows, np.float32),
+                                np.empty(rows, np.int32))
+        buf["district"] = (np.empty((fold.n_rows, 1), np.float32), np.empty((fold.n_rows, 1), np.int8),
+                           np.empty((fold.n_rows, 1), np.float32), np.empty((fold.n_rows, 1), np.int32))
+    # the family without the scans' cells gets alpha (1 - scan_share); a cluster cell q = p scan_tests / scan_share
+    a_fam = alpha * (1.0 - scan_share) if scan_tests else alpha
+    per_warn = (1.0 - warn) / a_fam
+    f_scan = np.float32(scan_tests / scan_share * (1.0 - warn) / alpha) if scan_tests else np.float32(0.0)
+    m = cycle_kernel(s, d, v, np.ascontiguousarray(fold.drives, dtype=np.bool_), fold.ptr, fold.members,
+                     int(min_regions), float(looks), np.int8(DETECTOR_CODES["threshold"]),
+                     np.int8(DETECTOR_CODES["cluster"]), bool(scan_tests), method == "bonferroni", float(per_warn),
+                     f_scan, *buf["scratch"], *buf["district_in"], *buf["neighbourhood"], *buf["district"])
+    buf["m"] = int(m) + int(scan_tests)
+    buf["district_value"] = buf["district_in"][2]
+    return buf
+
+
+def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int = 0) -> None:
+    """A part of a day's cycles to the alert manager, as the runner's ``_alert_day`` hands them.
+
+    Each cycle: :func:`fold_cycle` (the district's common part and each neighbourhood's own part,
+    the family control over both levels, the fold to subjects), then
+    :meth:`~engine.alerts.manager.AlertManager.process_folded` on both levels together (a firing
+    district alert inhibits the same subject's neighbourhood alerts in the same cycle). With
+    ``multiplicity="bh"`` or ``alert_per="indicator"`` the cycle goes through ``common_mode``,
+    ``family_adjust`` and ``process_cycle`` instead (the same results). ``buf``: a list kept
+    by the caller between calls (output and scratch arrays).
+
+    Parameters
+    ----------
+    manager : AlertManager
+    times : sequence of cycle times
+    scores, dets, values : arrays (cycles x indicators x neighbourhoods)
+    buf : list
+    scan_tests : int
+        Space-time scans made each cycle (:func:`engine.alerts.multiplicity.family_adjust`).
+    """
+    cfg = manager.config
+    if manager.fold.identity or cfg.multiplicity not in ("bonferroni", "none"):
+        _alert_part_steps(manager, times, scores, dets, values, buf, scan_tests)
+        return
+    if not buf:
+        buf.append({})
+    elif not isinstance(buf[0], dict):
+        buf[0] = {}
+    fb = buf[0]
+    fold = manager.fold
+    epochs = _epochs(times)
+    for t in range(len(times)):
+        out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
+                         alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb)
+        manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
+                                          "neighbourhood": out["neighbourhood"] + (values[t],)})
+
+
+def _epochs(times) -> list:
+    """Epoch seconds of the cycle times: whole seconds of a naive (UTC) datetime64 index read
+    directly, anything else through :func:`engine.alerts.config.to_epoch` (the same numbers)."""
+    from engine.alerts.config import to_epoch
+
+    a = np.asarray(times)
+    if a.dtype == np.dtype("datetime64[ns]"):
+        ns = a.view(np.int64)
+        if len(ns) and (ns >= 0).all() and not (ns % 1_000_000_000).any():
+            return (ns // 1_000_000_000).tolist()
+    return [to_epoch(x) for x in times]
+
+
+def _alert_part_steps(manager, times, scores, dets, values, buf: list, scan_tests: int) -> None:
+    """The same as :func:`alert_part` in three steps (``common_mode``, ``family_adjust``, ``process_cycle``)."""
+    from engine.alerts.common import common_mode
+    from engine.alerts.multiplicity import family_adjust
+
+    cfg = manager.config
+    if buf and isinstance(buf[0], dict):
+        buf.clear()
+    for t in range(len(times)):
+        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
+                          rows=manager.fold.drives)
+        if not buf:
+            buf.extend([out, {}])
+        local, district, d_det, d_val = out
+        family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
+                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
+        manager.process_cycle(times[t], {"district": (district, d_det, d_val),
+                                         "neighbourhood": (local, dets[t], values[t])})
