@@ -714,13 +714,10 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
 def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
           z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
-          scan_mu, scan_on, judge_unset, hold_mode, steady=None):  # pragma: no cover - compiled
-    """:func:`step_indicator` with the row pass's cases. ``steady`` omitted (None; the NAB path,
-    :func:`step_indicator`): ``CN`` and ``NL`` are the rows to update, as before (two compiled
-    cases: with and without the fallback). ``steady`` a bool (the catalog kernels,
-    :func:`_step_row`; ``CN`` then scratch for a one-sided row, ``NL`` scratch for a steady
-    one): one-sided rows run the lean cases of :func:`_row_pass` (``CN`` None, ``NL`` None when
-    ``steady``), two-sided rows its general case. ``judge_unset`` False: a
+          scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
+    """:func:`step_indicator` (and the NAB path's series kernel): ``CN`` and ``NL`` the rows to
+    update, two cases of :func:`_row_pass` (with and without the fallback; the catalog kernels
+    use :func:`_step_cat`). ``judge_unset`` False: a
     seasonal row whose phase bin has never been visited is not scored (no profile to judge it
     by: a weekday's hours after a weekend's history).
 
@@ -757,16 +754,65 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     fb = p2 >= 0
     sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
     clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
-    if steady is None:                           # step_indicator, the NAB path: CN and NL always given
-        if fb:
-            acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-                x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
-                hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
-        else:
-            acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-                x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
-                hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
+    if fb:
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    else:
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    if is_count and _any_warm(mu_s):
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
+    if seasonal and cnt > 0:
+        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
+        if p2 >= 0:
+            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
+    if spatial and n_reg > 1:
+        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
+        _thr_pass(x, warn, alarm, score, det)
+    return nmin
+
+
+
+@njit
+def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
+              L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
+              z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
+              scan_mu, scan_on, judge_unset, hold_mode, steady):  # pragma: no cover - compiled
+    """:func:`_step` for the catalog kernels (:func:`_step_row`): ``steady`` (bool) marks a steady row,
+    whose ``NL`` is then scratch (neither read nor kept), as is ``CN`` of a one-sided row. One-sided
+    rows run the four lean cases of :func:`_row_pass` (``CN`` None; ``NL`` None when ``steady``; with
+    or without the fallback: the kernel's code as before, bit for bit), two-sided rows its general
+    case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
+    compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
+    (sixth session)"). Returns the row's smallest observation count after this cycle."""
+    n_reg = x.shape[0]
+    seasonal = season > 0
+    p_use = phase
+    p2 = -1
+    wu = warmup
+    if seasonal and phase_fb >= 0:
+        width = shape.shape[0]
+        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
+        kw = (warmup + base - 1) // base
+        wu = (warmup + 6) // 7
+        if visits[phase] < kw:
+            p_use = base + phase_fb
+            p2 = phase
+    sh = np.float64(shape[p_use]) if seasonal else 0.0
+    v_ph = visits[p_use] if seasonal else 0
+    has_thr = not math.isnan(warn)
+    if want_baseline or scan_on:
+        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
+    clip_on = v_ph >= 2
+    judge = judge_unset or not (seasonal and v_ph == 0)
+    fb = p2 >= 0
+    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
+    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
+    if direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
@@ -857,7 +903,7 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     # selects it away), a steady row's counts to ``ci`` seen as int16 (neither read nor kept)
     cn = CN[b] if b >= 0 else cw[3]
     nl = ci.view(np.int16) if sty else N[i]
-    nm = _step(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
+    nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
                S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty)
     if not sty and nm >= nsat[i]:
