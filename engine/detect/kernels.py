@@ -183,8 +183,8 @@ def _push(dx, sh, cl, cl_max, d):  # pragma: no cover - compiled
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode,
-              par, L, D, S, CP, CN, N, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode,
+              par, L, D, S, CP, CN, N, steady, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """Detectors 1 and 3 and the learning of one row; returns the sums of the shape deltas
     and of the clipped pushes ``shape + delta`` (for the judging bin, then for ``sh2``'s), their
     count, and the smallest observation count of the row after this cycle.
@@ -209,14 +209,22 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
     inflate the scale).
     ``CN`` is None for a one-sided row, ``N`` None for a steady row (every series observed at
     least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
-    nor written and is taken as ``nsat``). Both are resolved at compile time (numba prunes
-    ``is None`` branches of arguments): four specialisations of one loop, each vectorised,
-    none touching memory it does not need. With ``sh2`` (None or not: the fallback) that makes
-    eight. ``seasonal`` is a run-time flag and the loop is branch-free in it (a non-seasonal row
-    computes the push and does not count it), as before the per-case passes: three compile-time
-    cases (non-seasonal / seasonal / fallback) made 12 specialisations: a first update compiled
-    in 92 s CPU with them, 61 s with these eight (docs/alerts.md, "2026-11-29 (second
-    session)"). The fallback stays a compile-time case: a run-time flag for it measured slower.
+    nor written and is taken as ``nsat``); ``sh2`` None without the fallback. All three are
+    resolved at compile time (numba prunes ``is None`` branches of arguments). :func:`_step`
+    compiles five of the eight cases (docs/detect.md, "Row pass compile and speed ... (sixth
+    session)"): the four one-sided ones (``CN`` None; ``N`` None or not; ``sh2`` None or not),
+    each vectorised and touching no memory it does not need, and one **general** case for the
+    two-sided rows (3 % of the catalog), where ``CN``, ``N`` and ``sh2`` are all given and the
+    run-time flags ``steady`` (``n`` taken as ``nsat``; ``N`` is then scratch, written and not
+    read) and ``fallback`` (``sh2`` learns, the CUSUM is held) select. In the lean cases
+    ``fallback`` / ``steady`` are the constants matching ``sh2`` / ``N``. A load under a run-time
+    branch keeps LLVM from vectorising, so ``N[r]`` is read unconditionally. The general case
+    vectorises too but its shape sums (``reassoc``) are ordered differently by LLVM: a two-sided
+    row's profile bin can differ from the eight-case kernel's by a few float32 ulps.
+    ``seasonal`` is a run-time flag and the loop is branch-free in it (a non-seasonal row
+    computes the push and does not count it). Each compiled case costs ~3 s CPU, and again in
+    every caller (numba re-optimises the linked callees: :func:`run_kernel` compiled in 21.9 s
+    CPU over the eight cases, 13.6 s over the five, exclusive).
 
     All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
@@ -251,7 +259,7 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
     sclip_d = shclip if clip_on else big
     sclip2 = shclip if clip2 else big
     sh32 = np.float32(sh) if seasonal else _0
-    fallback = sh2 is not None
+    fb_on = sh2 is not None and fallback   # the general case's run-time flag; False in the lean case
     sh2_32 = _0 if sh2 is None else np.float32(sh2)
     shsq = sh32 * sh32
     lms_div = shsq if shsq > _1 else _1
@@ -280,7 +288,11 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
     cnt = _0
     for r in range(n_reg):
         xv = np.float32(x[r])
-        n = nsat_f if N is None else np.float32(N[r])
+        if N is None:
+            n = nsat_f
+        else:
+            nr = np.float32(N[r])                       # read unconditionally: a load under a branch
+            n = nsat_f if steady else nr                # would keep LLVM from vectorising the loop
         l = L[r]
         d = D[r]
         s = S[r]
@@ -348,7 +360,7 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
         ex = exp_neg32(-two_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
-        sc3 = _0 if fallback else sc3   # the daily fallback of a weekly row: no CUSUM (see the docstring)
+        sc3 = _0 if fb_on else sc3   # the daily fallback of a weekly row: no CUSUM (see the docstring)
         # combine: detector 1 (or the count detector, 0 here), then CUSUM (ties: lower code)
         s1 = _0 if is_count else sc1
         best = s1 if sc_ok else _NAN
@@ -402,7 +414,7 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
             nd = d
             ns = s
             nn = n
-        keep_c = (sc_ok == False) | fallback  # noqa: E712 (bitwise: vectorises)
+        keep_c = (sc_ok == False) | fb_on  # noqa: E712 (bitwise: vectorises)
         cp = cp0 if keep_c else cp
         cn = cn0 if keep_c else cn
         L[r] = nl
@@ -428,8 +440,9 @@ def _row_pass(x, sh, sh2, seasonal, direction, is_count, warmup, span, clip_on, 
         cnt += _1 if use else _0
         if sh2 is not None:
             delta2 = _push(dx, sh2_32, shclip * sigma * inv_d if (warm and clip2) else sclip2, sclip2, d)
-            acc2 += delta2 if use else _0
-            acc2_u += delta2 + sh2_32 if use else _0
+            use2 = use & fb_on
+            acc2 += delta2 if use2 else _0
+            acc2_u += delta2 + sh2_32 if use2 else _0
     return np.float64(acc), np.float64(acc_u), np.float64(acc2), np.float64(acc2_u), int(cnt), int(nmin)
 
 
@@ -702,9 +715,9 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
           z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
           scan_mu, scan_on, judge_unset, hold_mode):  # pragma: no cover - compiled
-    """:func:`step_indicator` with the row pass's compile-time cases: ``CN`` None (one-sided
-    row), ``NL`` (the counts to learn) None (steady row: ``N`` is only read by the baseline
-    pass), and non-seasonal / seasonal / weekly-with-fallback rows; ``judge_unset`` False: a
+    """:func:`step_indicator` (and the NAB path's series kernel): ``CN`` and ``NL`` the rows to
+    update, two cases of :func:`_row_pass` (with and without the fallback; the catalog kernels
+    use :func:`_step_cat`). ``judge_unset`` False: a
     seasonal row whose phase bin has never been visited is not scored (no profile to judge it
     by: a weekday's hours after a weekend's history).
 
@@ -740,15 +753,85 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     judge = judge_unset or not (seasonal and v_ph == 0)
     fb = p2 >= 0
     sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
-    clip2 = visits[p2] >= 2 if fb else False
+    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
     if fb:
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), sh2, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
-            hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+            x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
     else:
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), None, seasonal, direction, is_count, wu, span, clip_on, False, judge,
-            hold_mode, par, L, D, S, CP, CN, NL, nsat, T, z, mu_s, var_s, c3_s, score, det)
+            x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    if is_count and _any_warm(mu_s):
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
+    if seasonal and cnt > 0:
+        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
+        if p2 >= 0:
+            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
+    if spatial and n_reg > 1:
+        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
+        _thr_pass(x, warn, alarm, score, det)
+    return nmin
+
+
+
+@njit
+def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
+              L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
+              z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
+              scan_mu, scan_on, judge_unset, hold_mode, steady):  # pragma: no cover - compiled
+    """:func:`_step` for the catalog kernels (:func:`_step_row`): ``steady`` (bool) marks a steady row,
+    whose ``NL`` is then scratch (neither read nor kept), as is ``CN`` of a one-sided row. One-sided
+    rows run the four lean cases of :func:`_row_pass` (``CN`` None; ``NL`` None when ``steady``; with
+    or without the fallback: the kernel's code as before, bit for bit), two-sided rows its general
+    case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
+    compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
+    (sixth session)"). Returns the row's smallest observation count after this cycle."""
+    n_reg = x.shape[0]
+    seasonal = season > 0
+    p_use = phase
+    p2 = -1
+    wu = warmup
+    if seasonal and phase_fb >= 0:
+        width = shape.shape[0]
+        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
+        kw = (warmup + base - 1) // base
+        wu = (warmup + 6) // 7
+        if visits[phase] < kw:
+            p_use = base + phase_fb
+            p2 = phase
+    sh = np.float64(shape[p_use]) if seasonal else 0.0
+    v_ph = visits[p_use] if seasonal else 0
+    has_thr = not math.isnan(warn)
+    if want_baseline or scan_on:
+        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
+    clip_on = v_ph >= 2
+    judge = judge_unset or not (seasonal and v_ph == 0)
+    fb = p2 >= 0
+    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
+    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
+    if direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
+            hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    elif direction != 0 and not fb:              # one-sided, no fallback, still counting
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
+            hold_mode, par, L, D, S, CP, None, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    elif direction != 0 and steady:              # one-sided, the weekly fallback, steady
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    elif direction != 0:                         # one-sided, the weekly fallback, still counting
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, None, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    else:                                        # two-sided (3 % of the catalog): the general case
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
+            x, np.float32(sh), sh2, fb, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
+            hold_mode, par, L, D, S, CP, CN, NL, steady, nsat, T, z, mu_s, var_s, c3_s, score, det)
     if is_count and _any_warm(mu_s):
         if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
             _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
@@ -816,19 +899,13 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     son = slot >= 0
     b = both_slot[i]
     sty = steady[i]
-    args = (season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i], S[i], CP[i])
-    rest = (shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale,
-            want_baseline, scan_mu[srow], son, judge_unset, held[i])
-    if b >= 0:
-        if sty:
-            nm = _step(x, ph, fbp, *args, CN[b], N[i], None, nsat[i], T[i], *rest)
-        else:
-            nm = _step(x, ph, fbp, *args, CN[b], N[i], N[i], nsat[i], T[i], *rest)
-    else:
-        if sty:
-            nm = _step(x, ph, fbp, *args, None, N[i], None, nsat[i], T[i], *rest)
-        else:
-            nm = _step(x, ph, fbp, *args, None, N[i], N[i], nsat[i], T[i], *rest)
+    # one call, one compile: a one-sided row's C- goes to count scratch row 3 (never read back: the row pass
+    # selects it away), a steady row's counts to ``ci`` seen as int16 (neither read nor kept)
+    cn = CN[b] if b >= 0 else cw[3]
+    nl = ci.view(np.int16) if sty else N[i]
+    nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
+               S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s,
+               c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty)
     if not sty and nm >= nsat[i]:
         steady[i] = True
 
