@@ -156,8 +156,14 @@ def _day_dataset(ds, data: dict, times):
 
 
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
-                 store_thread: bool = True) -> dict:
+                 store_thread: bool = True, warm: bool | None = False) -> dict:
     """Simulate ``scenario``, replay every cycle through the engine, write the run folder.
+
+    ``warm``: compile the detectors', alerts', indices' and store's kernels in a second process
+    while this one simulates and replays the first day (:mod:`engine.scenario.warm`): ``None``
+    when the numba cache needs it (a fresh cache; what ``cityvitals demo`` and ``replay`` do),
+    ``True`` always, ``False`` (default) never.
+    The results are the same either way.
 
     ``store_thread=False`` writes the Zarr stores in the calling thread (the same stores; the
     ``zarr`` stage's time is then all of their cost: with the thread, compression overlaps the
@@ -166,23 +172,12 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     """
     with small_pages():
         return _run_scenario(scenario, out, store_every=store_every, progress=progress, city=city,
-                             store_thread=store_thread)
+                             store_thread=store_thread, warm=warm)
 
 
-def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -> dict:
-    import xarray as xr
-
-    from engine.alerts import AlertManager, JsonlSink
-    from engine.catalog import Catalog
-    from engine.core import Engine
-    from engine.detect import Detectors
-    from engine.detect.rebaseline import rebaseline
-    from engine.indices import IndexPlan, load_config
-    from engine.progress import Progress
-    from engine.scenario.levers import rebaseline_plan
-    from engine.scenario.windows import mask_partial_windows, window_fill_minutes
-    from engine.scenario.quality import detection_quality
-    from engine.sim import simulate
+def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, warm=None) -> dict:
+    from engine.indices import load_config
+    from engine.scenario.warm import start as warm_start
 
     t_start = _time.perf_counter()
     stage = Stages()
@@ -193,6 +188,41 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     city = city if city is not None else scenario.build_city()
+    # The detectors supply each series' baseline (expected, scale); where they have none yet (warm-up)
+    # the indices fall back to the other regions at the same cycle rather than re-deriving a
+    # baseline from the day's history every cycle (quadratic in the cycles of a day).
+    index_config = dataclasses.replace(load_config(), history_window=0)
+    warmer = None if warm is False else warm_start(city, scenario.cycle, factor, index_config, force=bool(warm))
+    if warmer is None:
+        return _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+                         index_config, warmer)
+    try:
+        summary = _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle,
+                            factor, index_config, warmer)
+    except BaseException:
+        warmer.close(timeout=0)   # the run failed: stop the warmer now
+        raise
+    warmer.close()
+    return summary
+
+
+def _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+              index_config, warmer) -> dict:
+    import xarray as xr
+
+    from engine.alerts import AlertManager, JsonlSink
+    from engine.catalog import Catalog
+    from engine.core import Engine
+    from engine.detect import Detectors
+    from engine.detect.rebaseline import rebaseline
+    from engine.indices import IndexPlan
+    from engine.progress import Progress
+    from engine.scenario.levers import rebaseline_plan
+    from engine.scenario.windows import mask_partial_windows, window_fill_minutes
+    from engine.scenario.quality import detection_quality
+    from engine.sim import simulate
+    from engine.scenario.warm import wait
+
     catalog = Catalog.load()
 
     # one continuous simulation: history_days of burn-in for the detectors, then the period
@@ -213,10 +243,6 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
     incidents = [i.to_dict() if hasattr(i, "to_dict") else dict(vars(i)) for i in getattr(truth, "incidents", truth)]
     (out / "truth.json").write_text(json.dumps({"incidents": incidents}, default=str, ensure_ascii=False, indent=1))
 
-    # The detectors supply each series' baseline (expected, scale); where they have none yet (warm-up)
-    # the indices fall back to the other regions at the same cycle rather than re-deriving a
-    # baseline from the day's history every cycle (quadratic in the cycles of a day).
-    index_config = dataclasses.replace(load_config(), history_window=0)
     index_plan = IndexPlan(catalog, city, index_config)   # catalog/city arrays built once per run
     engine = Engine(city, catalog, cycle=scenario.cycle)
     detectors = Detectors(catalog, city, cycle=scenario.cycle)
@@ -266,6 +292,7 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
             # an operations centre's detectors have the feeds' past; the alert manager runs on the
             # history's last day, so an alert already open when the period starts is not a new one
             with stage("detectors_learn"):
+                wait(warmer, "learn")
                 detectors.learn(seen, times)
             bar.advance()
             continue
@@ -273,6 +300,7 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
         if d >= 0 and lever_day in relearn:
             levers, rows = relearn[lever_day]
             with stage("detectors"):
+                wait(warmer, "detect")
                 done = rebaseline(detectors, rows, None, fresh=fresh_state)
             rebaselined.append({"date": str(lever_day), "levers": sorted(levers), "indicators": done["indicators"],
                                 "series": done["series"]})
@@ -294,16 +322,20 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
         for a, b in _parts(len(times), factor):
             if d < 0:
                 with stage("detectors"):
+                    wait(warmer, "detect")
                     scores = part_buf.get("scores", seen[a:b].shape, np.float32)
                     dets = part_buf.get("dets", seen[a:b].shape, np.int8)
                     detectors.run(seen[a:b], times[a:b], out=(scores, dets))
                 with stage("alerts"):
+                    wait(warmer, "alerts")
                     _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
                 continue
             with stage("detectors"):
+                wait(warmer, "detect")
                 scores, dets, expected, scale = _detect_part(detectors, seen[a:b], times[a:b], factor,
                                                                  part_buf)
             with stage("alerts"):
+                wait(warmer, "alerts")
                 _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
             part = ds.isel(time=slice(a, b))
             part["score"] = (("time", "indicator", "region"), scores)
@@ -314,9 +346,11 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
             stored["scale"] = (("time", "indicator", "region"), scale)
             del scores, dets, expected, scale
             with stage("indices"):
+                wait(warmer, "indices")
                 idx = index_plan.compute(stored)
             del stored
             with stage("zarr"):
+                wait(warmer, "store")
                 j = slice(a // factor, b // factor)
                 _store_part(values[a:b], part["score"].values, factor, (day_buf["value"][j], day_buf["score"][j]))
                 hidx = idx[["health", "grade"]]
@@ -375,6 +409,8 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
     quality["rebaselined"] = rebaselined
     with stage("summary"):
         summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
+    if warmer is not None:
+        summary["warm"] = warmer.report()
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     summary["stages_s"] = stage.rounded()
     summary["stages_cpu_s"] = stage.rounded(cpu=True)
