@@ -98,20 +98,42 @@ def test_cache_lock_excludes_another_process(tmp_path):
     assert waited > 0.2
 
 
-def test_wait_gives_up_when_the_warmer_fails(tmp_path):
+def test_wait_gives_up_when_a_warmer_fails(tmp_path):
     import contextlib
 
     folder = tmp_path / "w"
     folder.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
-    w = warm.Warmer(proc, folder, contextlib.ExitStack())
-    assert not w.wait("learn")
-    assert "rc 3" in w.failed and "learn" in w.failed
-    (folder / "detect.done").touch()
+    ok = subprocess.Popen([sys.executable, "-c", "pass"])
+    bad = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    ok.wait()
+    w = warm.Warmer([("a", ("learn",), ok), ("b", ("learn", "detect", "alerts"), bad)], folder,
+                    contextlib.ExitStack())
+    (folder / "learn.a.done").touch()
+    assert not w.wait("learn")                        # b ended without it
+    assert "rc 3" in w.failed and "learn" in w.failed and "warmer b" in w.failed
+    (folder / "detect.b.done").touch()
     assert w.wait("detect")                           # done before it ended: still true
-    w.close()
+    (folder / "failed.b").write_text("Traceback: boom")
+    (folder / "learn.b.done").touch()
+    assert w.wait("learn")                            # every process that has it did it
+    assert not w.wait("alerts")
+    assert set(w.report()["waited_s"]) == {"learn", "detect", "alerts"}
+    w.close()                                         # a failed warm-up records nothing
     assert not folder.exists()
     assert w.report()["failed"] == w.failed
+
+
+def test_a_stage_no_warmer_has_is_done(tmp_path):
+    import contextlib
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        w = warm.Warmer([("a", ("learn",), proc)], tmp_path, contextlib.ExitStack())
+        assert w.wait("store") and w.done("store")
+        assert not w.done("learn")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_wait_for_no_warmer_is_a_no_op():
@@ -160,7 +182,7 @@ def test_warm_stages_runs_every_stage(tmp_path):
         folder.mkdir()
         took = warm.warm_stages(city, "15min", factor, cfg, folder)
         assert set(took) == set(warm.STAGES)
-        assert {p.stem for p in folder.glob("*.done")} == set(warm.STAGES)
+        assert {p.name for p in folder.glob("*.done")} == {f"{s}.a.done" for s in warm.STAGES}
 
 
 @pytest.mark.slow

@@ -47,6 +47,15 @@ import numpy as np
 #: the stages a warmer compiles, in the order a run needs them
 STAGES = ("learn", "detect", "alerts", "indices", "store")
 
+#: the warmer processes: their tag, stages and the kernels each leaves to the other (replaced by a
+#: no-op in that process only). The detectors' learning compiles two large kernels one after the
+#: other (``run_kernel`` ~76 s and ``scan_run_kernel`` ~51 s of one thread, /tmp/wt-pipe6-base3):
+#: one process each, the second going on with the alerts', indices' and store's kernels (~28 s).
+PLAN = (
+    {"tag": "a", "stages": ("learn",), "skip": ("engine.detect.detectors:scan_run_kernel",)},
+    {"tag": "b", "stages": STAGES, "skip": ("engine.detect.detectors:run_kernel",)},
+)
+
 #: the package prefixes whose kernels the record lists (what a run's later stages compile)
 _PREFIXES = ("engine.",)
 
@@ -188,50 +197,67 @@ def cache_lock(lock_path):
 
 
 class Warmer:
-    """A running warmer process: :meth:`wait` for a stage before running it, :meth:`close` at the end.
+    """Running warmer processes: :meth:`wait` for a stage before running it, :meth:`close` at the end.
 
-    ``None``-safe use in a run: ``warmer = start(...)`` returns ``None`` when no warmer is
-    needed; :func:`wait` and :func:`close` accept ``None``.
+    ``procs``: ``(tag, stages, Popen)`` of each process; a stage is done when every process that
+    has it marked it (``<stage>.<tag>.done`` in ``folder``). ``start(...)`` returns ``None`` when no
+    warmer is needed; :func:`wait` accepts ``None``.
     """
 
-    def __init__(self, proc: subprocess.Popen, folder: Path, lock: contextlib.ExitStack):
-        self.proc, self.folder, self._lock = proc, folder, lock
+    def __init__(self, procs: list, folder: Path, lock: contextlib.ExitStack):
+        self.procs, self.folder, self._lock = procs, folder, lock
         self.waited: dict[str, float] = {}
         self.failed: str | None = None
 
+    def _state(self, stage: str) -> bool | None:
+        """True: every process with ``stage`` did it; False: one failed or ended without it; None: not yet."""
+        done = True
+        for tag, stages, proc in self.procs:
+            if stage not in stages or (self.folder / f"{stage}.{tag}.done").exists():
+                continue
+            if (self.folder / f"failed.{tag}").exists() or proc.poll() is not None:
+                if self.failed is None:
+                    f = self.folder / f"failed.{tag}"
+                    self.failed = (f.read_text()[-2000:] if f.exists()
+                                   else f"warmer {tag} ended (rc {proc.poll()}) before {stage!r}")
+                return False
+            done = None
+        return done
+
     def done(self, stage: str) -> bool:
-        return (self.folder / f"{stage}.done").exists()
+        return self._state(stage) is True
 
     def wait(self, stage: str, poll: float = 0.02) -> bool:
-        """Block until the warmer has done ``stage`` (True), or has failed or ended without it (False)."""
-        if stage in self.waited:
-            return self.done(stage)
+        """Block until the warmers have done ``stage`` (True), or one failed or ended without it (False)."""
         t0 = time.perf_counter()
-        ok = False
-        while True:
-            if self.done(stage):
-                ok = True
-                break
-            if (self.folder / "failed").exists() or self.proc.poll() is not None:
-                ok = self.done(stage)
-                break
+        while (state := self._state(stage)) is None:
             time.sleep(poll)
-        self.waited[stage] = time.perf_counter() - t0
-        if not ok and self.failed is None:
-            f = self.folder / "failed"
-            self.failed = f.read_text()[-2000:] if f.exists() else f"warmer ended (rc {self.proc.poll()}) before {stage!r}"
-        return ok
+        if stage not in self.waited:
+            self.waited[stage] = time.perf_counter() - t0
+        return state
 
     def close(self, timeout: float = 60.0) -> None:
-        """Wait for the warmer to finish (a run closes it after its last stage), stop it if it has
-        not after ``timeout`` s, release the cache lock and remove its folder."""
+        """Wait for the warmers to finish (a run closes them after its last stage), stop one that has
+        not after ``timeout`` s, record the kernels of a complete warm-up (:func:`needs_warming`),
+        release the cache lock and remove the folder."""
         try:
-            if self.proc.poll() is None:
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            for _, _, proc in self.procs:
+                if proc.poll() is None:
+                    try:
+                        proc.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            recs = [self.folder / f"kernels.{tag}.json" for tag, _, _ in self.procs]
+            if all(proc.returncode == 0 for _, _, proc in self.procs) and all(r.exists() for r in recs):
+                kernels = {tuple(k) for r in recs for k in json.loads(r.read_text())}
+                with contextlib.suppress(OSError):
+                    write_record(sorted(kernels))
+            for tag, _, _ in self.procs:
+                t = self.folder / f"times.{tag}.json"
+                if t.exists():
+                    with contextlib.suppress(Exception):
+                        self._times = {**getattr(self, "_times", {}), tag: json.loads(t.read_text())}
         finally:
             self._lock.close()
             import shutil
@@ -239,22 +265,26 @@ class Warmer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def report(self) -> dict:
-        """What the run waited for, per stage (s), and the warmer's failure if any."""
+        """What the run waited for, per stage (s), each warmer's seconds per stage, and a failure if any."""
         out = {"waited_s": {k: round(v, 2) for k, v in self.waited.items()}}
-        t = self.folder / "times.json"
-        if t.exists():
-            with contextlib.suppress(Exception):
-                out["warmer_s"] = json.loads(t.read_text())
+        times = dict(getattr(self, "_times", {}))
+        for tag, _, _ in self.procs:
+            t = self.folder / f"times.{tag}.json"
+            if tag not in times and t.exists():
+                with contextlib.suppress(Exception):
+                    times[tag] = json.loads(t.read_text())
+        if times:
+            out["warmer_s"] = times
         if self.failed:
             out["failed"] = self.failed
         return out
 
 
-def start(city, cycle: str, factor: int, index_config, *, force: bool = False) -> Warmer | None:
-    """Spawn a warmer for a run of ``city`` at ``cycle`` storing every ``factor`` cycles with
-    ``index_config``, when the cache needs one (:func:`needs_warming`; ``force``: always).
+def start(city, cycle: str, factor: int, index_config, *, force: bool = False, plan=PLAN) -> Warmer | None:
+    """Spawn the warmers (``plan``) for a run of ``city`` at ``cycle`` storing every ``factor``
+    cycles with ``index_config``, when the cache needs them (:func:`needs_warming`; ``force``: always).
 
-    ``CITYVITALS_WARM=0`` in the environment never starts one; ``=1`` always does.
+    ``CITYVITALS_WARM=0`` in the environment never starts them; ``=1`` always does.
     """
     env_flag = os.environ.get("CITYVITALS_WARM", "")
     if env_flag == "0":
@@ -266,20 +296,26 @@ def start(city, cycle: str, factor: int, index_config, *, force: bool = False) -
     with open(folder / "spec.pkl", "wb") as fh:
         pickle.dump(spec, fh, protocol=pickle.HIGHEST_PROTOCOL)
     env = dict(os.environ)
-    env["NUMBA_NUM_THREADS"] = "1"   # the warmer's own kernel runs: small, on the core the run leaves
+    env["NUMBA_NUM_THREADS"] = "1"   # the warmers' own kernel runs: small, on the core the run leaves
     env.pop("CITYVITALS_WARM", None)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     lock = contextlib.ExitStack()
     lock.enter_context(cache_lock(folder / "cache.lock"))
+    procs = []
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.scenario.warm", str(folder)], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=open(folder / "stderr.txt", "wb"))
+        for p in plan:
+            cmd = [sys.executable, "-m", "engine.scenario.warm", str(folder), p["tag"], ",".join(p["stages"]),
+                   ",".join(p.get("skip", ()))]
+            procs.append((p["tag"], tuple(p["stages"]),
+                          subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=open(folder / f"stderr.{p['tag']}.txt", "wb"))))
     except Exception:
+        for _, _, proc in procs:
+            proc.kill()
         lock.close()
         raise
-    return Warmer(proc, folder, lock)
+    return Warmer(procs, folder, lock)
 
 
 def wait(warmer: Warmer | None, stage: str) -> None:
@@ -300,9 +336,12 @@ def synthetic_values(n_t: int, n_ind: int, n_reg: int, seed: int = 0) -> np.ndar
     return v
 
 
-def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None = None, stages=STAGES) -> dict:
+def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None = None, stages=STAGES,
+                tag: str = "a") -> dict:
     """Run each of ``stages`` on synthetic values of a run's shapes and dtypes (what the runner calls,
-    as the runner calls it), writing ``folder/<stage>.done`` after each. Returns the seconds of each."""
+    as the runner calls it), writing ``folder/<stage>.<tag>.done`` after each. Returns the seconds
+    of each. The alerts and indices get synthetic detector outputs (the same types: a warmer may
+    have left the detectors' kernels to another)."""
     import pandas as pd
 
     from engine.alerts import AlertManager, JsonlSink
@@ -311,7 +350,6 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
     from engine.detect import Detectors
     from engine.indices import IndexPlan
     from engine.scenario.runner import _alert_day, _alerts_frame, _PartBuffers, _detect_part, _store_part, _parts
-    from engine.scenario.store import DayWriter
     from engine.scenario.windows import mask_partial_windows, window_fill_minutes
 
     times_s: dict = {}
@@ -330,7 +368,7 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
     def mark(stage, t0):
         times_s[stage] = round(time.perf_counter() - t0, 2)
         if folder is not None:
-            (folder / f"{stage}.done").touch()
+            (folder / f"{stage}.{tag}.done").touch()
 
     try:
         if "learn" in stages:
@@ -350,6 +388,11 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
                                                          part_buf)
             if "detect" in stages:
                 mark("detect", t0)
+            rng = np.random.default_rng(1)
+            scores[:] = rng.random(scores.shape, dtype=np.float32)
+            dets[:] = rng.integers(0, 4, size=dets.shape, dtype=np.int8)
+            expected[:] = values[factor - 1::factor]
+            scale[:] = 1.0
         if "alerts" in stages:
             t0 = time.perf_counter()
             manager = AlertManager(catalog, city, store=tmp / "alerts.sqlite", sinks=[JsonlSink(tmp / "alerts.jsonl")])
@@ -381,8 +424,6 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
             n_s = n_t // factor
             out = (np.empty((n_s, n_ind, n_reg), np.float32), np.empty((n_s, n_ind, n_reg), np.float32))
             _store_part(values, scores, factor, out)
-            writer = DayWriter(background=False)
-            del writer
             mark("store", t0)
     finally:
         import shutil
@@ -391,20 +432,33 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
     return times_s
 
 
-def _main(folder: str) -> int:
+def _skip(names) -> None:
+    """Replace each ``module:attribute`` by a no-op in this process (its kernel is another warmer's)."""
+    for name in names:
+        mod, attr = name.split(":")
+        m = importlib.import_module(mod)
+        if not hasattr(m, attr):
+            raise AttributeError(f"{mod} has no {attr!r} to leave to another warmer")
+        setattr(m, attr, lambda *a, **k: None)
+
+
+def _main(folder: str, tag: str = "a", stages: str = ",".join(STAGES), skip: str = "") -> int:
     folder = Path(folder)
     with open(folder / "spec.pkl", "rb") as fh:
         spec = pickle.load(fh)
     try:
         with cache_lock(folder / "cache.lock"):
-            times_s = warm_stages(spec["city"], spec["cycle"], spec["factor"], spec["index_config"], folder)
-            (folder / "times.json").write_text(json.dumps(times_s))
-            write_record([(m, a) for m, a, d in _dispatchers() if d.signatures])
+            _skip([x for x in skip.split(",") if x])
+            times_s = warm_stages(spec["city"], spec["cycle"], spec["factor"], spec["index_config"], folder,
+                                  stages=tuple(x for x in stages.split(",") if x), tag=tag)
+            (folder / f"times.{tag}.json").write_text(json.dumps(times_s))
+            (folder / f"kernels.{tag}.json").write_text(json.dumps(
+                [(m, a) for m, a, d in _dispatchers() if d.signatures]))
     except BaseException:
-        (folder / "failed").write_text(traceback.format_exc())
+        (folder / f"failed.{tag}").write_text(traceback.format_exc())
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_main(*sys.argv[1:]))
