@@ -14,7 +14,7 @@ from engine.scenario.runner import Stages, _Side
 
 
 def test_side_runs_calls_in_order_on_one_other_thread():
-    side = _Side(Stages(), threaded=True)
+    side = _Side(threaded=True)
     seen = []
     try:
         futs = [side.submit(lambda k=k: (time.sleep(0.01 * (3 - k)), seen.append((k, threading.get_ident())))) for k in range(3)]
@@ -28,7 +28,7 @@ def test_side_runs_calls_in_order_on_one_other_thread():
 
 
 def test_side_without_a_thread_runs_at_once():
-    side = _Side(Stages(), threaded=False)
+    side = _Side(threaded=False)
     out = []
     f = side.submit(out.append, 5)
     assert out == [5] and f.result() is None
@@ -38,7 +38,7 @@ def test_side_without_a_thread_runs_at_once():
 
 
 def test_side_errors_reach_the_run():
-    side = _Side(Stages(), threaded=True)
+    side = _Side(threaded=True)
     try:
         f = side.submit(lambda: 1 / 0)
         with pytest.raises(ZeroDivisionError):

@@ -175,7 +175,7 @@ class _Side:
     thread goes on; without ``threaded``, each runs at once in the calling thread. A call's
     error is raised by its future's ``result()``, by the next :meth:`submit` or by :meth:`drain`."""
 
-    def __init__(self, stage: Stages, threaded: bool = True):
+    def __init__(self, threaded: bool = True):
         from concurrent.futures import ThreadPoolExecutor
 
         self.threaded = bool(threaded)
@@ -399,7 +399,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
     # do not learn them (engine.scenario.windows)
     fill = window_fill_minutes(catalog.indicators, catalog.feeds) if getattr(scenario, "full_windows", True) else None
     replay_start = None
-    side = _Side(stage, threaded=pipeline)
+    side = _Side(threaded=pipeline)
     try:
         # the alert manager lives on the side thread (its SQLite connection is that thread's)
         manager = side.call(lambda: AlertManager(catalog, city, store=out / "alerts.sqlite",
