@@ -448,6 +448,10 @@ def _main(folder: str, tag: str = "a", stages: str = ",".join(STAGES), skip: str
     folder = Path(folder)
     with open(folder / "spec.pkl", "rb") as fh:
         spec = pickle.load(fh)
+    # a lower priority: the run's own compilation (simulation, core) is on its path and needs its
+    # core; the warmers use what is left, and both cores while the run waits for them
+    with contextlib.suppress(OSError, ValueError):
+        os.nice(int(os.environ.get("CITYVITALS_WARM_NICE", "10")))
     try:
         with cache_lock(folder / "cache.lock"):
             _skip([x for x in skip.split(",") if x])
