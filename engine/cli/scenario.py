@@ -36,6 +36,7 @@ def register(sub) -> None:
     dm.add_argument("--days", type=int, default=None, metavar="N",
                     help="only the first N days of the period (full city and catalog; default: all 60)")
     dm.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    _warm_option(dm)
     dm.set_defaults(handler=_demo)
 
 
@@ -45,6 +46,13 @@ def _common(p, quick_days: int) -> None:
     p.add_argument("--quick", action="store_true", help=f"a small, fast version ({quick_days} days, 30 neighbourhoods)")
     p.add_argument("--store-every", default=None, metavar="PERIOD", help="store per PERIOD (e.g. 1h) the mean value, the highest score and the indices at its end")
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    _warm_option(p)
+
+
+def _warm_option(p) -> None:
+    p.add_argument("--no-warm", action="store_true",
+                   help="on a fresh numba cache, compile every kernel in this process (by default a second "
+                        "process compiles the later stages' kernels while this one starts)")
 
 
 def load_build(script: Path):

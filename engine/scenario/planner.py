@@ -167,11 +167,13 @@ class Scenario:
         sc.seeds = self.seeds[:1]
         return sc
 
-    def run(self, out, *, store_every: str | None = None, progress: bool | None = None, city=None):
+    def run(self, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
+            warm: bool | None = False):
         """Simulate, replay every cycle through the engine and write the run folder ``out``.
 
-        See :func:`engine.scenario.runner.run_scenario` for the folder's contents.
+        See :func:`engine.scenario.runner.run_scenario` for the folder's contents and ``warm``
+        (compile the later stages' kernels in a second process on a fresh numba cache).
         """
         from engine.scenario.runner import run_scenario
 
-        return run_scenario(self, out, store_every=store_every, progress=progress, city=city)
+        return run_scenario(self, out, store_every=store_every, progress=progress, city=city, warm=warm)

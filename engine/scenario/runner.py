@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import threading
 import time as _time
 from pathlib import Path
 
@@ -40,21 +41,29 @@ FOOTFALL_SUFFIX = ".sum_24h"
 
 
 class Stages:
-    """Seconds spent in each stage of a run: wall (``summary.json``'s ``stages_s``) and CPU of all the
-    process's threads (``stages_cpu_s``; on a shared machine the wall time also counts waiting)."""
+    """Seconds spent in each stage of a run: wall (``summary.json``'s ``stages_s``) and CPU
+    (``stages_cpu_s``; on a shared machine the wall time also counts waiting). A stage timed in
+    the thread that made the ``Stages`` counts the CPU of all the process's threads (the numba
+    kernels' threads included, and whatever other threads ran meanwhile); one timed in another
+    thread (the run's side thread) counts that thread's own CPU. Thread-safe."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self._owner = threading.get_ident()
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def __call__(self, name: str):
-        t0, c0 = _time.perf_counter(), _time.process_time()
+        clock = _time.process_time if threading.get_ident() == self._owner else _time.thread_time
+        t0, c0 = _time.perf_counter(), clock()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + _time.perf_counter() - t0
-            self.cpu[name] = self.cpu.get(name, 0.0) + _time.process_time() - c0
+            wall, cpu = _time.perf_counter() - t0, clock() - c0
+            with self._lock:
+                self.seconds[name] = self.seconds.get(name, 0.0) + wall
+                self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
     def timed_iter(self, name: str, it):
         """``it``'s items, the time spent producing each counted to ``name``."""
@@ -144,6 +153,135 @@ def _store_part(part, scores, factor: int, out: tuple) -> None:
     period_mean_max(part, scores, factor, out=out)
 
 
+class _Done:
+    """What :meth:`_Side.submit` returns without a thread: the result of a call already made."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _one_numba_thread() -> None:
+    import numba
+
+    numba.set_num_threads(1)
+
+
+class _Side:
+    """The run's side thread: the calls submitted run in order on one worker thread (its numba
+    kernels on one thread: ``numba.set_num_threads`` is per calling thread), while the run's
+    thread goes on; without ``threaded``, each runs at once in the calling thread. A call's
+    error is raised by its future's ``result()``, by the next :meth:`submit` or by :meth:`drain`."""
+
+    def __init__(self, threaded: bool = True):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.threaded = bool(threaded)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-side",
+                                        initializer=_one_numba_thread) if self.threaded else None
+        self._futures: list = []
+
+    def submit(self, fn, *args):
+        """Run ``fn(*args)`` after the calls submitted before; a future (``result()``)."""
+        if self._pool is None:
+            return _Done(fn(*args))
+        self._raise_failed()
+        f = self._pool.submit(fn, *args)
+        self._futures.append(f)
+        return f
+
+    def call(self, fn, *args):
+        """``fn(*args)`` on the side thread, after the calls before it; its result."""
+        return self.submit(fn, *args).result()
+
+    def _raise_failed(self) -> None:
+        keep = []
+        for f in self._futures:
+            if f.done():
+                f.result()
+            else:
+                keep.append(f)
+        self._futures = keep
+
+    def drain(self) -> None:
+        """Wait for every call submitted (raising the first error)."""
+        try:
+            for f in self._futures:
+                f.result()
+        finally:
+            self._futures = []
+
+    def close(self) -> None:
+        """Stop the thread: the calls not started are dropped, the running one finishes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _day_begin(stage: Stages, writer, out: Path, ctx: dict, factor: int) -> None:
+    """A scored day's store buffers (:meth:`DayWriter.buffers`) into ``ctx["day_buf"]``."""
+    with stage("zarr"):
+        # the day's stored steps are written into one of two reused day buffers (no first-touch
+        # faults of fresh arrays, no concatenation); the writer stores the day from its thread
+        values = ctx["values"]
+        day_shape = (len(ctx["times"]) // factor,) + values.shape[1:]
+        ctx["day_buf"] = writer.buffers(out / "values.zarr", {"value": (day_shape, np.float32),
+                                                              "score": (day_shape, np.float32)})
+
+
+def _part_later(stage: Stages, warmer, manager, split: list, scan_tests: int, index_plan, ctx: dict,
+                a: int, b: int, factor: int, res: tuple) -> None:
+    """A part's stages after the detectors: its alerts, and on a scored day its indices (at the
+    stored steps only: the last cycle of each stored period, the period-end state) and stored
+    steps. ``res``: the detectors' ``(scores, dets)``, or ``(scores, dets, expected, scale)`` on
+    a scored day."""
+    from engine.scenario.warm import wait
+
+    times, values = ctx["times"], ctx["values"]
+    with stage("alerts"):
+        wait(warmer, "alerts")
+        _alert_day(manager, times[a:b], res[0], res[1], values[a:b], split, scan_tests)
+    if len(res) == 2:
+        return
+    scores, _, expected, scale = res
+    part = ctx["ds"].isel(time=slice(a, b))
+    part["score"] = (("time", "indicator", "region"), scores)
+    stored = part.isel(time=slice(factor - 1, None, factor)) if factor > 1 else part
+    stored["expected"] = (("time", "indicator", "region"), expected)
+    stored["scale"] = (("time", "indicator", "region"), scale)
+    with stage("indices"):
+        wait(warmer, "indices")
+        idx = index_plan.compute(stored)
+    del stored
+    with stage("zarr"):
+        wait(warmer, "store")
+        day_buf = ctx["day_buf"]
+        j = slice(a // factor, b // factor)
+        _store_part(values[a:b], scores, factor, (day_buf["value"][j], day_buf["score"][j]))
+        hidx = idx[["health", "grade"]]
+        hidx["health"] = hidx["health"].astype("float32")
+        ctx["index_parts"].append(hidx)
+
+
+def _day_end(stage: Stages, writer, out: Path, ctx: dict, factor: int) -> None:
+    """A scored day's stored steps and indices to the stores (one append per day and store: an
+    append's fixed cost is about that of compressing an hourly day of values)."""
+    import xarray as xr
+
+    with stage("zarr"):
+        ds, day_buf, index_parts = ctx["ds"], ctx["day_buf"], ctx["index_parts"]
+        stored_times = ctx["times"].values[factor - 1::factor]
+        writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
+                     stored_times, ds.attrs)
+        health = np.concatenate([p["health"].values for p in index_parts])
+        grade = np.concatenate([p["grade"].values for p in index_parts])
+        idx_times = np.concatenate([p["time"].values for p in index_parts])
+        writer.write(out / "indices.zarr", lambda: xr.concat(index_parts, dim="time"),
+                     {"health": health, "grade": grade}, idx_times, index_parts[0].attrs)
+        ctx.clear()   # the day's values and buffers are no longer needed here
+
+
 def _day_dataset(ds, data: dict, times):
     """The day's stored steps as a Dataset (``ds``'s coordinates without time and its attributes):
     what the first day's store is created from."""
@@ -156,8 +294,19 @@ def _day_dataset(ds, data: dict, times):
 
 
 def run_scenario(scenario, out, *, store_every: str | None = None, progress: bool | None = None, city=None,
-                 store_thread: bool = True) -> dict:
+                 store_thread: bool = True, warm: bool | None = False, pipeline: bool = True) -> dict:
     """Simulate ``scenario``, replay every cycle through the engine, write the run folder.
+
+    ``warm``: compile the detectors', alerts', indices' and store's kernels in a second process
+    while this one simulates and replays the first day (:mod:`engine.scenario.warm`): ``None``
+    when the numba cache needs it (a fresh cache; what ``cityvitals demo`` and ``replay`` do),
+    ``True`` always, ``False`` (default) never.
+    The results are the same either way.
+
+    ``pipeline`` (default): each part's alerts, indices and stored steps run on a side thread
+    while this one runs the next part's detectors and the next day's core replay (two core output
+    buffers and two sets of detector outputs used in turn; the same results, in the same order);
+    ``False`` runs them here, one after the other.
 
     ``store_thread=False`` writes the Zarr stores in the calling thread (the same stores; the
     ``zarr`` stage's time is then all of their cost: with the thread, compression overlaps the
@@ -166,23 +315,12 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
     """
     with small_pages():
         return _run_scenario(scenario, out, store_every=store_every, progress=progress, city=city,
-                             store_thread=store_thread)
+                             store_thread=store_thread, warm=warm, pipeline=pipeline)
 
 
-def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -> dict:
-    import xarray as xr
-
-    from engine.alerts import AlertManager, JsonlSink
-    from engine.catalog import Catalog
-    from engine.core import Engine
-    from engine.detect import Detectors
-    from engine.detect.rebaseline import rebaseline
-    from engine.indices import IndexPlan, load_config
-    from engine.progress import Progress
-    from engine.scenario.levers import rebaseline_plan
-    from engine.scenario.windows import mask_partial_windows, window_fill_minutes
-    from engine.scenario.quality import detection_quality
-    from engine.sim import simulate
+def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, warm=None, pipeline=True) -> dict:
+    from engine.indices import load_config
+    from engine.scenario.warm import start as warm_start
 
     t_start = _time.perf_counter()
     stage = Stages()
@@ -193,6 +331,41 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
     city = city if city is not None else scenario.build_city()
+    # The detectors supply each series' baseline (expected, scale); where they have none yet (warm-up)
+    # the indices fall back to the other regions at the same cycle rather than re-deriving a
+    # baseline from the day's history every cycle (quadratic in the cycles of a day).
+    index_config = dataclasses.replace(load_config(), history_window=0)
+    warmer = None if warm is False else warm_start(city, scenario.cycle, factor, index_config, force=bool(warm))
+    if warmer is None:
+        return _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+                         index_config, warmer, pipeline)
+    try:
+        summary = _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle,
+                            factor, index_config, warmer, pipeline)
+    except BaseException:
+        warmer.close(timeout=0)   # the run failed: stop the warmer now
+        raise
+    warmer.close()
+    return summary
+
+
+def _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+              index_config, warmer, pipeline) -> dict:
+    import xarray as xr
+
+    from engine.alerts import AlertManager, JsonlSink
+    from engine.catalog import Catalog
+    from engine.core import Engine
+    from engine.detect import Detectors
+    from engine.detect.rebaseline import rebaseline
+    from engine.indices import IndexPlan
+    from engine.progress import Progress
+    from engine.scenario.levers import rebaseline_plan
+    from engine.scenario.windows import mask_partial_windows, window_fill_minutes
+    from engine.scenario.quality import detection_quality
+    from engine.sim import simulate
+    from engine.scenario.warm import wait
+
     catalog = Catalog.load()
 
     # one continuous simulation: history_days of burn-in for the detectors, then the period
@@ -213,10 +386,6 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
     incidents = [i.to_dict() if hasattr(i, "to_dict") else dict(vars(i)) for i in getattr(truth, "incidents", truth)]
     (out / "truth.json").write_text(json.dumps({"incidents": incidents}, default=str, ensure_ascii=False, indent=1))
 
-    # The detectors supply each series' baseline (expected, scale); where they have none yet (warm-up)
-    # the indices fall back to the other regions at the same cycle rather than re-deriving a
-    # baseline from the day's history every cycle (quadratic in the cycles of a day).
-    index_config = dataclasses.replace(load_config(), history_window=0)
     index_plan = IndexPlan(catalog, city, index_config)   # catalog/city arrays built once per run
     engine = Engine(city, catalog, cycle=scenario.cycle)
     detectors = Detectors(catalog, city, cycle=scenario.cycle)
@@ -230,129 +399,131 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
     # do not learn them (engine.scenario.windows)
     fill = window_fill_minutes(catalog.indicators, catalog.feeds) if getattr(scenario, "full_windows", True) else None
     replay_start = None
-    manager = AlertManager(catalog, city, store=out / "alerts.sqlite", sinks=[JsonlSink(out / "alerts.jsonl")])
-    split: list = []  # common_mode's output buffers, reused every cycle
-    part_buf = _PartBuffers()  # the detectors' outputs of a part, reused part after part
-    ids = list(engine.plan.indicator_ids)
-    pos = {iid: k for k, iid in enumerate(ids)}
-    footfall_rows = [pos[i] for i in ids if i.startswith(FOOTFALL_PREFIX) and i.endswith(FOOTFALL_SUFFIX)]
-    pop = city.regions["population"].to_numpy(float)
-    economy = []
-    bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
-    quarantined: dict = {}
-    buf = None
-    writer = DayWriter(background=store_thread)   # values.zarr and indices.zarr, a day at a time, from a thread
-    for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
-                            start=-n_history):
-        with stage("feeds"):
-            feeds = day.to_feeds()
-        day_start = pd.Timestamp(day.date)
-        with stage("core_replay"):
-            # one output buffer for every day of the run: a fresh day's output (337 MB at the
-            # demo's size) costs more in first-touch page faults than the replay computes
-            # (docs/core.md, round 4); nothing keeps a view of a day's values past its day
-            day_end = day_start + pd.Timedelta("1D")
-            if buf is None:
-                buf = engine.output_buffer(day_start + cycle, day_end)
-            ds = engine.replay(feeds, day_start + cycle, day_end, out=buf)
-        del feeds
-        values = ds["value"].values
-        times = pd.DatetimeIndex(ds["time"].values)
-        if replay_start is None:
-            replay_start = np.datetime64(day_start, "m")
-        seen = values if fill is None else mask_partial_windows(values, times.values, replay_start, fill)
-        if d < -1:
-            # burn-in: the detectors learn baselines from the history (not scored or stored), as
-            # an operations centre's detectors have the feeds' past; the alert manager runs on the
-            # history's last day, so an alert already open when the period starts is not a new one
-            with stage("detectors_learn"):
-                detectors.learn(seen, times)
-            bar.advance()
-            continue
-        lever_day = np.datetime64(day_start.date(), "D")
-        if d >= 0 and lever_day in relearn:
-            levers, rows = relearn[lever_day]
-            with stage("detectors"):
-                done = rebaseline(detectors, rows, None, fresh=fresh_state)
-            rebaselined.append({"date": str(lever_day), "levers": sorted(levers), "indicators": done["indicators"],
-                                "series": done["series"]})
-        for k, v in ds.attrs.items():
-            if d >= 0 and k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
-                quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
-        # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
-        # indices' float64 copies of one part at a time bound the memory (same results: each
-        # stage goes on from where the previous part left it)
-        index_parts: list = []
-        if d >= 0:
-            with stage("zarr"):
-                # the day's stored steps are written into one of two reused day buffers (no
-                # first-touch faults of fresh arrays, no concatenation); the writer stores the day
-                # from its thread while the next day computes
-                day_shape = (len(times) // factor,) + values.shape[1:]
-                day_buf = writer.buffers(out / "values.zarr", {"value": (day_shape, np.float32),
-                                                               "score": (day_shape, np.float32)})
-        for a, b in _parts(len(times), factor):
-            if d < 0:
-                with stage("detectors"):
-                    scores = part_buf.get("scores", seen[a:b].shape, np.float32)
-                    dets = part_buf.get("dets", seen[a:b].shape, np.int8)
-                    detectors.run(seen[a:b], times[a:b], out=(scores, dets))
-                with stage("alerts"):
-                    _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
+    side = _Side(threaded=pipeline)
+    try:
+        # the alert manager lives on the side thread (its SQLite connection is that thread's)
+        manager = side.call(lambda: AlertManager(catalog, city, store=out / "alerts.sqlite",
+                                                 sinks=[JsonlSink(out / "alerts.jsonl")]))
+        split: list = []  # common_mode's output buffers, reused every cycle
+        # the detectors' outputs of a part, reused part after part; with the side thread two sets
+        # used in turn (the side reads one part's while the detectors write the next part's)
+        part_bufs = [_PartBuffers() for _ in range(2 if side.threaded else 1)]
+        part_busy: list = [None] * len(part_bufs)   # the side's task still reading each set
+        n_part = 0
+        ids = list(engine.plan.indicator_ids)
+        pos = {iid: k for k, iid in enumerate(ids)}
+        footfall_rows = [pos[i] for i in ids if i.startswith(FOOTFALL_PREFIX) and i.endswith(FOOTFALL_SUFFIX)]
+        pop = city.regions["population"].to_numpy(float)
+        economy = []
+        bar = Progress(scenario.days + n_history, f"{scenario.name}", enabled=progress)
+        quarantined: dict = {}
+        # the core's output: one buffer for every day of the run (a fresh day's output, 337 MB at
+        # the demo's size, costs more in first-touch page faults than the replay computes;
+        # docs/core.md, round 4), two used in turn with the side thread (it reads day d's values
+        # while the core replays day d + 1); a buffer is replayed into again only when the side
+        # is done with its previous day
+        day_bufs: list = [None] * (2 if side.threaded else 1)
+        day_busy: list = [None] * len(day_bufs)
+        writer = DayWriter(background=store_thread)   # values.zarr and indices.zarr, a day at a time, from a thread
+        n_day = 0
+        for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
+                                start=-n_history):
+            with stage("feeds"):
+                feeds = day.to_feeds()
+            day_start = pd.Timestamp(day.date)
+            slot = n_day % len(day_bufs)
+            n_day += 1
+            if day_busy[slot] is not None:
+                with stage("side_wait"):
+                    day_busy[slot].result()
+                day_busy[slot] = None
+            with stage("core_replay"):
+                day_end = day_start + pd.Timedelta("1D")
+                if day_bufs[slot] is None:
+                    day_bufs[slot] = engine.output_buffer(day_start + cycle, day_end)
+                ds = engine.replay(feeds, day_start + cycle, day_end, out=day_bufs[slot])
+            del feeds
+            values = ds["value"].values
+            times = pd.DatetimeIndex(ds["time"].values)
+            if replay_start is None:
+                replay_start = np.datetime64(day_start, "m")
+            seen = values if fill is None else mask_partial_windows(values, times.values, replay_start, fill)
+            if d < -1:
+                # burn-in: the detectors learn baselines from the history (not scored or stored), as
+                # an operations centre's detectors have the feeds' past; the alert manager runs on the
+                # history's last day, so an alert already open when the period starts is not a new one
+                with stage("detectors_learn"):
+                    wait(warmer, "learn")
+                    detectors.learn(seen, times)
+                bar.advance()
                 continue
-            with stage("detectors"):
-                scores, dets, expected, scale = _detect_part(detectors, seen[a:b], times[a:b], factor,
-                                                                 part_buf)
+            lever_day = np.datetime64(day_start.date(), "D")
+            if d >= 0 and lever_day in relearn:
+                levers, rows = relearn[lever_day]
+                with stage("detectors"):
+                    wait(warmer, "detect")
+                    done = rebaseline(detectors, rows, None, fresh=fresh_state)
+                rebaselined.append({"date": str(lever_day), "levers": sorted(levers), "indicators": done["indicators"],
+                                    "series": done["series"]})
+            for k, v in ds.attrs.items():
+                if d >= 0 and k.startswith("quarantine.") and isinstance(v, (int, np.integer)):
+                    quarantined[k[len("quarantine."):]] = quarantined.get(k[len("quarantine."):], 0) + int(v)
+            # the day's cycles in parts: the detectors' outputs (scores, expected, scale) and the
+            # indices' float64 copies of one part at a time bound the memory (same results: each
+            # stage goes on from where the previous part left it). The detectors run here; each
+            # part's alerts, indices and stored steps on the side thread, in order, while the
+            # detectors go on with the next part (or here, after them, without the thread)
+            day_ctx = {"ds": ds, "values": values, "times": times, "index_parts": []}
+            if d >= 0:
+                side.submit(_day_begin, stage, writer, out, day_ctx, factor)
+            for a, b in _parts(len(times), factor):
+                i = n_part % len(part_bufs)
+                n_part += 1
+                if part_busy[i] is not None:
+                    with stage("side_wait"):
+                        part_busy[i].result()
+                    part_busy[i] = None
+                with stage("detectors"):
+                    wait(warmer, "detect")
+                    if d < 0:
+                        res = (part_bufs[i].get("scores", seen[a:b].shape, np.float32),
+                               part_bufs[i].get("dets", seen[a:b].shape, np.int8))
+                        detectors.run(seen[a:b], times[a:b], out=res)
+                    else:
+                        res = _detect_part(detectors, seen[a:b], times[a:b], factor, part_bufs[i])
+                part_busy[i] = side.submit(_part_later, stage, warmer, manager, split, len(detectors.scan_ind),
+                                           index_plan, day_ctx, a, b, factor, res)
+                del res
+            if d >= 0:
+                day_busy[slot] = side.submit(_day_end, stage, writer, out, day_ctx, factor)
+                last = values[-1]
+                with np.errstate(invalid="ignore"):
+                    economy.append({
+                        "date": day_start,
+                        "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
+                        "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
+                        "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
+                    })
+            else:
+                day_busy[slot] = part_busy[(n_part - 1) % len(part_bufs)]
+            del ds, values, seen, day_ctx
+            bar.advance()
+        with stage("side_wait"):
+            side.drain()
+        with stage("zarr"):
+            writer.close()        # the last days' writes
+
+        def finish():
             with stage("alerts"):
-                _alert_day(manager, times[a:b], scores, dets, values[a:b], split, len(detectors.scan_ind))
-            part = ds.isel(time=slice(a, b))
-            part["score"] = (("time", "indicator", "region"), scores)
-            # indices at the stored steps only (the last cycle of each stored period): with
-            # store_every they are the period-end state, as the grades always were
-            stored = part.isel(time=slice(factor - 1, None, factor)) if factor > 1 else part
-            stored["expected"] = (("time", "indicator", "region"), expected)
-            stored["scale"] = (("time", "indicator", "region"), scale)
-            del scores, dets, expected, scale
-            with stage("indices"):
-                idx = index_plan.compute(stored)
-            del stored
-            with stage("zarr"):
-                j = slice(a // factor, b // factor)
-                _store_part(values[a:b], part["score"].values, factor, (day_buf["value"][j], day_buf["score"][j]))
-                hidx = idx[["health", "grade"]]
-                hidx["health"] = hidx["health"].astype("float32")
-                index_parts.append(hidx)
-            del part, idx, hidx
-        if d >= 0:
-            # one append per day and store (an append's fixed cost is about that of compressing
-            # an hourly day of values)
-            with stage("zarr"):
-                stored_times = times.values[factor - 1::factor]
-                writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
-                             stored_times, ds.attrs)
-                health = np.concatenate([p["health"].values for p in index_parts])
-                grade = np.concatenate([p["grade"].values for p in index_parts])
-                idx_times = np.concatenate([p["time"].values for p in index_parts])
-                writer.write(out / "indices.zarr", lambda: xr.concat(index_parts, dim="time"),
-                             {"health": health, "grade": grade}, idx_times, index_parts[0].attrs)
-                index_parts.clear()
-                del day_buf, health, grade
-            last = values[-1]
-            with np.errstate(invalid="ignore"):
-                economy.append({
-                    "date": day_start,
-                    "enterprise_operation": _district_ratio(last, pos.get(ECONOMY_INDICATORS["enterprise_operation"]), pop, mean=True),
-                    "footfall_raw": float(np.nansum(last[footfall_rows])) if footfall_rows else np.nan,
-                    "power_raw": _district_ratio(last, pos.get(ECONOMY_INDICATORS["power_use"]), pop, mean=False),
-                })
-        del ds, values, seen
-        bar.advance()
-    with stage("zarr"):
-        writer.close()        # the last days' writes
+                manager.flush(10)
+                frame = _alerts_frame(manager, catalog, city)
+                manager.close()
+                return frame
+
+        alerts = side.call(finish)
+    finally:
+        side.close()
     with stage("alerts"):
-        manager.flush(10)
-        alerts = _alerts_frame(manager, catalog, city)
-        manager.close()
         alerts.to_parquet(out / "alerts.parquet")
 
     eco = pd.DataFrame(economy)
@@ -375,6 +546,8 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread) -
     quality["rebaselined"] = rebaselined
     with stage("summary"):
         summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
+    if warmer is not None:
+        summary["warm"] = warmer.report()
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     summary["stages_s"] = stage.rounded()
     summary["stages_cpu_s"] = stage.rounded(cpu=True)

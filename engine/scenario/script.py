@@ -28,6 +28,9 @@ def parser(description: str = "") -> argparse.ArgumentParser:
     ap.add_argument("--store-every", default=None, metavar="PERIOD",
                     help="store per PERIOD (e.g. 1h) the mean value, the highest score and the indices at its end, instead of every cycle")
     ap.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    ap.add_argument("--no-warm", action="store_true",
+                    help="on a fresh numba cache, compile every kernel in this process (by default a second "
+                         "process compiles the later stages' kernels while this one starts)")
     return ap
 
 
@@ -49,7 +52,10 @@ def run_args(build, args):
     Raises ``ValueError`` (before anything runs) for a planner's error in the script or the options.
     """
     sc = prepare(build, args.seed, args.quick)
-    return sc, sc.run(args.out, store_every=args.store_every, progress=False if args.no_progress else None)
+    # a fresh numba cache: the later stages' kernels compile in a second process (engine.scenario.warm)
+    warm = False if getattr(args, "no_warm", False) else None
+    return sc, sc.run(args.out, store_every=args.store_every, progress=False if args.no_progress else None,
+                      warm=warm)
 
 
 def main(build, argv=None) -> int:

@@ -1,0 +1,108 @@
+"""The run's side thread (engine.scenario.runner): its order and errors, the stage clocks, and a
+pipelined run equal to a serial one."""
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from engine.scenario.runner import Stages, _Side
+
+
+def test_side_runs_calls_in_order_on_one_other_thread():
+    side = _Side(threaded=True)
+    seen = []
+    try:
+        futs = [side.submit(lambda k=k: (time.sleep(0.01 * (3 - k)), seen.append((k, threading.get_ident())))) for k in range(3)]
+        side.drain()
+        assert [k for k, _ in seen] == [0, 1, 2]
+        assert len({t for _, t in seen}) == 1 and seen[0][1] != threading.get_ident()
+        assert all(f.done() for f in futs)
+        assert side.call(lambda: threading.get_ident()) == seen[0][1]
+    finally:
+        side.close()
+
+
+def test_side_without_a_thread_runs_at_once():
+    side = _Side(threaded=False)
+    out = []
+    f = side.submit(out.append, 5)
+    assert out == [5] and f.result() is None
+    assert side.call(lambda: threading.get_ident()) == threading.get_ident()
+    side.drain()
+    side.close()
+
+
+def test_side_errors_reach_the_run():
+    side = _Side(threaded=True)
+    try:
+        f = side.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            f.result()                              # from its future
+        with pytest.raises(ZeroDivisionError):
+            side.submit(lambda: None)               # from the next submit
+        with pytest.raises(ZeroDivisionError):
+            side.drain()                            # and from the drain, which forgets it
+        assert side.call(lambda: 7) == 7
+        side.submit(lambda: (_ for _ in ()).throw(ValueError("bad part")))
+        with pytest.raises(ValueError, match="bad part"):
+            side.drain()
+    finally:
+        side.close()
+
+
+def test_stages_count_a_side_threads_own_cpu():
+    stage = Stages()
+    burnt = []
+
+    def side():
+        with stage("side"):
+            c0 = time.thread_time()
+            sum(i * i for i in range(300_000))
+            burnt.append(time.thread_time() - c0)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=side)
+    with stage("main"):                         # the owner's stage: the process's CPU
+        t.start()
+        t.join()
+    assert burnt[0] > 0
+    assert abs(stage.cpu["side"] - burnt[0]) < 0.01     # the side thread's own CPU (not its sleep)
+    assert stage.cpu["main"] >= burnt[0] - 0.001         # the owner counts the side's CPU too
+    assert stage.seconds["side"] >= 0.1
+
+
+@pytest.mark.slow
+def test_a_pipelined_run_equals_a_serial_one(tmp_path):
+    from engine.cli.scenario import load_build
+    from engine.scenario.script import prepare
+
+    script = Path(__file__).resolve().parents[1] / "scenarios" / "staged_reopening.py"
+    sc = prepare(load_build(script), seed=0, quick=True).quick(3)
+    sc.city = dict(neighbourhoods=12, streets=2, population=40_000)
+    sc.sim.incidents.clear()     # they name regions of the quick city (30 neighbourhoods)
+    from engine.scenario.runner import run_scenario
+
+    runs = {}
+    for name, pipeline in (("pipe", True), ("serial", False)):
+        runs[name] = run_scenario(sc, tmp_path / name, store_every="1h", progress=False, pipeline=pipeline)
+    a, b = runs["pipe"], runs["serial"]
+    assert a["detection"] == b["detection"] and a["health"] == b["health"] and a["economy"] == b["economy"]
+    assert a["quarantined"] == b["quarantined"]
+    assert "side_wait" in a["stages_s"]
+    pa, pb = (pd.read_parquet(tmp_path / r / "alerts.parquet") for r in ("pipe", "serial"))
+    pd.testing.assert_frame_equal(pa, pb)
+    assert len(pa)
+    for store in ("values.zarr", "indices.zarr"):
+        xa, xb = (xr.open_zarr(tmp_path / r / store).load() for r in ("pipe", "serial"))
+        xr.testing.assert_identical(xa, xb)
+    q = ("SELECT seq, t, time, level, indicator, region, alert_id, events, state, severity, value, score, detector "
+         "FROM transitions ORDER BY seq")
+    ta, tb = (sqlite3.connect(tmp_path / r / "alerts.sqlite").execute(q).fetchall() for r in ("pipe", "serial"))
+    assert ta == tb and len(ta)
+    ja, jb = ((tmp_path / r / "alerts.jsonl").read_text() for r in ("pipe", "serial"))
+    assert ja == jb
