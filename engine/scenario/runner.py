@@ -24,6 +24,7 @@ import json
 import shutil
 import threading
 import time as _time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,6 @@ class _Side:
     error is raised by its future's ``result()``, by the next :meth:`submit` or by :meth:`drain`."""
 
     def __init__(self, threaded: bool = True):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.threaded = bool(threaded)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-side",
                                         initializer=_one_numba_thread) if self.threaded else None
@@ -400,6 +399,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
     fill = window_fill_minutes(catalog.indicators, catalog.feeds) if getattr(scenario, "full_windows", True) else None
     replay_start = None
     side = _Side(threaded=pipeline)
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cityvitals-encode")
     try:
         # the alert manager lives on the side thread (its SQLite connection is that thread's)
         manager = side.call(lambda: AlertManager(catalog, city, store=out / "alerts.sqlite",
@@ -426,10 +426,10 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         day_busy: list = [None] * len(day_bufs)
         writer = DayWriter(background=store_thread)   # values.zarr and indices.zarr, a day at a time, from a thread
         n_day = 0
-        for d, day in enumerate(stage.timed_iter("feeds", main.feeds_by_day(cycle_minutes=scenario.cycle_minutes)),
-                                start=-n_history):
-            with stage("feeds"):
-                feeds = day.to_feeds()
+        # each day's feeds are encoded for its replay one day ahead, on a thread of their own (the
+        # encoding reads only the engine's plan): the replay then starts from the records
+        days = _encoded_days(engine, main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), encoder)
+        for d, (day, feeds) in enumerate(stage.timed_iter("feeds", days), start=-n_history):
             day_start = pd.Timestamp(day.date)
             slot = n_day % len(day_bufs)
             n_day += 1
@@ -522,6 +522,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
 
         alerts = side.call(finish)
     finally:
+        encoder.shutdown(wait=True, cancel_futures=True)
         side.close()
     with stage("alerts"):
         alerts.to_parquet(out / "alerts.parquet")
@@ -577,20 +578,30 @@ def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int 
     alert inhibits the same subject's neighbourhood alerts in the same cycle. ``buf`` keeps the
     output and scratch buffers from one call to the next.
     """
-    from engine.alerts.common import common_mode
-    from engine.alerts.multiplicity import family_adjust
+    from engine.alerts.cycle import alert_part
 
-    cfg = manager.config
-    for t in range(len(times)):
-        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
-                          rows=manager.fold.drives)
-        if not buf:
-            buf.extend([out, {}])
-        local, district, d_det, d_val = out
-        family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
-                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
-        manager.process_cycle(times[t], {"district": (district, d_det, d_val),
-                                         "neighbourhood": (local, dets[t], values[t])})
+    # one kernel a cycle for the split, the family control and the fold of both levels (the same
+    # results as common_mode, family_adjust and process_cycle one after the other)
+    alert_part(manager, times, scores, dets, values, buf, scan_tests)
+
+
+def _encoded_days(engine, days, pool):
+    """``(day, encoded feeds)`` for each simulated day, the next day's encoding running on ``pool``
+    while the caller replays this one (:meth:`engine.core.Engine.encode`, for the day's replay:
+    its cycles end at the next midnight)."""
+    def encode(day):
+        return day, engine.encode(day.to_feeds(), pd.Timestamp(day.date) + pd.Timedelta("1D"))
+
+    it = iter(days)
+    first = next(it, None)
+    if first is None:
+        return
+    pending = pool.submit(encode, first)
+    for day in it:
+        following = pool.submit(encode, day)
+        yield pending.result()
+        pending = following
+    yield pending.result()
 
 
 def _city_source(scenario, city, out: Path) -> dict:
