@@ -710,6 +710,58 @@ def _baseline_pass(x, sh, is_count, warmup, par, L, D, S, N, expected, scale, wa
             scan_mu[r] = ms if (n >= warmup and n > 0 and not math.isnan(x[r])) else math.nan
 
 
+@njit(inline="always")
+def _row_bins(x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
+              want_baseline, scan_mu, scan_on, judge_unset):  # pragma: no cover - compiled
+    """The start of a row's cycle for :func:`_step` and :func:`_step_cat`: the profile bins it is
+    judged and learned by (the weekly fallback, see :func:`_step`), its baseline outputs
+    (:func:`_baseline_pass`), and the row pass's switches. Returns ``(seasonal, p_use, p2, wu, sh,
+    clip_on, judge, fb, sh2, clip2)``."""
+    seasonal = season > 0
+    p_use = phase
+    p2 = -1
+    wu = warmup
+    if seasonal and phase_fb >= 0:
+        width = shape.shape[0]
+        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
+        kw = (warmup + base - 1) // base
+        wu = (warmup + 6) // 7
+        if visits[phase] < kw:
+            p_use = base + phase_fb
+            p2 = phase
+    sh = np.float64(shape[p_use]) if seasonal else 0.0
+    v_ph = visits[p_use] if seasonal else 0
+    if want_baseline or scan_on:
+        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
+    clip_on = v_ph >= 2
+    judge = judge_unset or not (seasonal and v_ph == 0)
+    fb = p2 >= 0
+    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
+    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
+    return seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2
+
+
+@njit(inline="always")
+def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score,
+                det):  # pragma: no cover - compiled
+    """The end of a row's cycle for :func:`_step` and :func:`_step_cat`, after :func:`_row_pass`:
+    the count tail, the profile bins' learning, the spatial pass, and the catalog levels last."""
+    n_reg = x.shape[0]
+    has_thr = not math.isnan(warn)
+    if is_count and _any_warm(mu_s):
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
+    if seasonal and cnt > 0:
+        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
+        if p2 >= 0:
+            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
+    if spatial and n_reg > 1:
+        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
+        _thr_pass(x, warn, alarm, score, det)
+
+
 @njit
 def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
           L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
@@ -731,29 +783,9 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     :func:`_row_pass`), while the weekly bin learns alongside; then the weekly bin takes over
     (the daily bins no longer learn).
     Returns the row's smallest observation count after this cycle."""
-    n_reg = x.shape[0]
-    seasonal = season > 0
-    p_use = phase
-    p2 = -1
-    wu = warmup
-    if seasonal and phase_fb >= 0:
-        width = shape.shape[0]
-        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
-        kw = (warmup + base - 1) // base
-        wu = (warmup + 6) // 7
-        if visits[phase] < kw:
-            p_use = base + phase_fb
-            p2 = phase
-    sh = np.float64(shape[p_use]) if seasonal else 0.0
-    v_ph = visits[p_use] if seasonal else 0
-    has_thr = not math.isnan(warn)
-    if want_baseline or scan_on:
-        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
-    clip_on = v_ph >= 2
-    judge = judge_unset or not (seasonal and v_ph == 0)
-    fb = p2 >= 0
-    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
-    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
+    seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
+        x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
+        want_baseline, scan_mu, scan_on, judge_unset)
     if fb:
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
@@ -762,17 +794,8 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    if is_count and _any_warm(mu_s):
-        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
-            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
-    if seasonal and cnt > 0:
-        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
-        if p2 >= 0:
-            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
-    if spatial and n_reg > 1:
-        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
-    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
-        _thr_pass(x, warn, alarm, score, det)
+    _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
     return nmin
 
 
@@ -789,29 +812,9 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
     case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
     compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
     (sixth session)"). Returns the row's smallest observation count after this cycle."""
-    n_reg = x.shape[0]
-    seasonal = season > 0
-    p_use = phase
-    p2 = -1
-    wu = warmup
-    if seasonal and phase_fb >= 0:
-        width = shape.shape[0]
-        base = width - 2 * (width // 9)          # hour-of-week bins; the daily fallback bins follow
-        kw = (warmup + base - 1) // base
-        wu = (warmup + 6) // 7
-        if visits[phase] < kw:
-            p_use = base + phase_fb
-            p2 = phase
-    sh = np.float64(shape[p_use]) if seasonal else 0.0
-    v_ph = visits[p_use] if seasonal else 0
-    has_thr = not math.isnan(warn)
-    if want_baseline or scan_on:
-        _baseline_pass(x, sh, is_count, wu, par, L, D, S, N, expected, scale, want_baseline, scan_mu, scan_on)
-    clip_on = v_ph >= 2
-    judge = judge_unset or not (seasonal and v_ph == 0)
-    fb = p2 >= 0
-    sh2 = np.float32(shape[p2]) if fb else np.float32(0.0)
-    clip2 = visits[p2] >= 2 if fb else False     # typed bool either way (one compile of the row pass)
+    seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
+        x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
+        want_baseline, scan_mu, scan_on, judge_unset)
     if direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
@@ -832,17 +835,8 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), sh2, fb, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, CN, NL, steady, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    if is_count and _any_warm(mu_s):
-        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
-            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
-    if seasonal and cnt > 0:
-        _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
-        if p2 >= 0:
-            _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
-    if spatial and n_reg > 1:
-        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
-    if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
-        _thr_pass(x, warn, alarm, score, det)
+    _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
     return nmin
 
 
