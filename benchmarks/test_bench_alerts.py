@@ -103,16 +103,21 @@ def test_alert_split_peer(benchmark, cycle):
     assert_same(e_district[:, 0].astype(np.float64), district.astype(np.float32).astype(np.float64), rtol=0, atol=3e-7)
 
 
-def test_alert_cycle_engine(benchmark, cycle, tmp_path):
-    """One cycle of the runner's alert day at 300 neighbourhoods, the manager's SQLite writes included.
-
-    Fresh null scores every cycle (8 cycles drawn once, in turn), statistical detectors only.
+@pytest.mark.parametrize("path", ["steps", "kernel"])
+def test_alert_cycle_engine(benchmark, cycle, tmp_path, path):
+    """One cycle of the runner's alert part at 300 neighbourhoods, the manager's SQLite writes included:
+    ``steps`` (group ``alert-cycle-300``) in three steps (``common_mode``, ``family_adjust``,
+    ``process_cycle``), ``kernel`` (``alert-cycle-kernel-300``) as the runner does it,
+    :func:`engine.alerts.cycle.alert_part` (split, family control and fold in one kernel;
+    ``process_folded``). Fresh null scores every cycle (8 cycles drawn once, in turn),
+    statistical detectors only.
     """
     import pandas as pd
 
+    from engine.alerts.cycle import _alert_part_steps, alert_part
     from engine.city import City
-    from engine.scenario.runner import _alert_day
 
+    run = alert_part if path == "kernel" else _alert_part_steps
     city = City.synthetic(seed=0)
     am = AlertManager(cycle["cat"], city, store=os.path.join(tmp_path, "a.sqlite"))
     rng = np.random.default_rng(1)
@@ -126,16 +131,16 @@ def test_alert_cycle_engine(benchmark, cycle, tmp_path):
 
     def go():
         c = k[0] % 8
-        _alert_day(am, pd.DatetimeIndex([t0 + k[0] * pd.Timedelta("15min")]), s[c:c + 1], d[c:c + 1], s[c:c + 1], buf)
+        run(am, pd.DatetimeIndex([t0 + k[0] * pd.Timedelta("15min")]), s[c:c + 1], d[c:c + 1], s[c:c + 1], buf, 0)
         k[0] += 1
 
     go()                                               # compile, first cycle
-    engine_bench(benchmark, "alert-cycle-300", bytes_touched=int(cycle["s"].size * 9),
+    engine_bench(benchmark, "alert-cycle-kernel-300" if path == "kernel" else "alert-cycle-300",
+                 bytes_touched=int(cycle["s"].size * 9),
                  size="2926 indicators x 300 regions + district, one cycle, SQLite store")
     benchmark.pedantic(go, rounds=24, iterations=1)
     assert am.store.list_alerts() == []                # the null alerts nothing
     am.close()
-
 
 # ---------------------------------------------------------------------------------------------
 # The alert state machine (``lifecycle.step``) at 2,926 indicators x 300 neighbourhoods (877,800
@@ -279,35 +284,3 @@ def test_alert_state_peer(benchmark, cycle, state_cycles):
     go, _ = _state_runner(state_cycles, cycle, _state_peer)
     peer_bench(benchmark, STATE_GROUP, size="2926 indicators x 300 regions (877,800 series), one cycle")
     benchmark.pedantic(go, rounds=24, iterations=1)
-
-
-def test_alert_cycle_kernel_engine(benchmark, cycle, tmp_path):
-    """The runner's alert cycle through :func:`engine.alerts.cycle.alert_part` (split, family
-    control and fold in one kernel; ``process_folded``), the same inputs as ``alert-cycle-300``."""
-    import pandas as pd
-
-    from engine.alerts.cycle import alert_part
-    from engine.city import City
-
-    city = City.synthetic(seed=0)
-    am = AlertManager(cycle["cat"], city, store=os.path.join(tmp_path, "a.sqlite"))
-    rng = np.random.default_rng(1)
-    shape = (8,) + cycle["s"].shape
-    s = rng.random(shape, dtype=np.float32)
-    s[rng.random(shape) < 0.3] = np.nan
-    d = rng.integers(1, 4, shape).astype(np.int8)
-    buf: list = []
-    k = [0]
-    t0 = pd.Timestamp("2020-03-02")
-
-    def go():
-        c = k[0] % 8
-        alert_part(am, pd.DatetimeIndex([t0 + k[0] * pd.Timedelta("15min")]), s[c:c + 1], d[c:c + 1], s[c:c + 1], buf)
-        k[0] += 1
-
-    go()                                               # compile, first cycle
-    engine_bench(benchmark, "alert-cycle-kernel-300", bytes_touched=int(cycle["s"].size * 9),
-                 size="2926 indicators x 300 regions + district, one cycle, SQLite store")
-    benchmark.pedantic(go, rounds=24, iterations=1)
-    assert am.store.list_alerts() == []                # the null alerts nothing
-    am.close()

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from engine.scenario import warm
+from scenario_reference import assert_run_outputs_equal
 
 
 def _module(tmp_path, name, body="return x * 2.0"):
@@ -187,10 +187,6 @@ def test_warm_stages_runs_every_stage(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_with_a_warmer_equals_one_without(tmp_path, monkeypatch):
-    import sqlite3
-
-    import xarray as xr
-
     from engine.cli.scenario import load_build
     from engine.scenario.script import prepare
 
@@ -206,15 +202,7 @@ def test_a_run_with_a_warmer_equals_one_without(tmp_path, monkeypatch):
     assert set(with_w["warm"]["waited_s"]) == set(warm.STAGES)
     assert "warm" not in without
     assert with_w["detection"] == without["detection"] and with_w["health"] == without["health"]
-    a, b = (pd.read_parquet(tmp_path / r / "alerts.parquet") for r in ("warm", "cold"))
-    pd.testing.assert_frame_equal(a, b)
-    for store in ("values.zarr", "indices.zarr"):
-        xa, xb = (xr.open_zarr(tmp_path / r / store).load() for r in ("warm", "cold"))
-        xr.testing.assert_identical(xa, xb)
-    q = ("SELECT seq, t, time, level, indicator, region, alert_id, events, state, severity, value, score, detector "
-         "FROM transitions ORDER BY seq")
-    ta, tb = (sqlite3.connect(tmp_path / r / "alerts.sqlite").execute(q).fetchall() for r in ("warm", "cold"))
-    assert ta == tb
+    assert_run_outputs_equal(tmp_path / "warm", tmp_path / "cold")
     # a complete warm-up recorded its kernels; the probe now finds them cached
     assert json.loads(record.read_text())["kernels"]
     assert not warm.needs_warming()
