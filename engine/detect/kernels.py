@@ -799,7 +799,6 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     return nmin
 
 
-
 @njit
 def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
               L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,

@@ -431,12 +431,8 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         days = _encoded_days(engine, main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), encoder)
         for d, (day, feeds) in enumerate(stage.timed_iter("feeds", days), start=-n_history):
             day_start = pd.Timestamp(day.date)
-            slot = n_day % len(day_bufs)
+            slot = _free_slot(day_busy, n_day, stage)
             n_day += 1
-            if day_busy[slot] is not None:
-                with stage("side_wait"):
-                    day_busy[slot].result()
-                day_busy[slot] = None
             with stage("core_replay"):
                 day_end = day_start + pd.Timedelta("1D")
                 if day_bufs[slot] is None:
@@ -477,12 +473,8 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
             if d >= 0:
                 side.submit(_day_begin, stage, writer, out, day_ctx, factor)
             for a, b in _parts(len(times), factor):
-                i = n_part % len(part_bufs)
+                i = _free_slot(part_busy, n_part, stage)
                 n_part += 1
-                if part_busy[i] is not None:
-                    with stage("side_wait"):
-                        part_busy[i].result()
-                    part_busy[i] = None
                 with stage("detectors"):
                     wait(warmer, "detect")
                     if d < 0:
@@ -583,6 +575,17 @@ def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int 
     # one kernel a cycle for the split, the family control and the fold of both levels (the same
     # results as common_mode, family_adjust and process_cycle one after the other)
     alert_part(manager, times, scores, dets, values, buf, scan_tests)
+
+
+def _free_slot(busy: list, n: int, stage) -> int:
+    """The buffer set for the ``n``-th use of those used in turn (``busy``: the side's task still
+    reading each, or None), once that task is done (the wait timed as ``side_wait``)."""
+    i = n % len(busy)
+    if busy[i] is not None:
+        with stage("side_wait"):
+            busy[i].result()
+        busy[i] = None
+    return i
 
 
 def _encoded_days(engine, days, pool):
