@@ -238,6 +238,46 @@ def test_base_shares_partition_bases_and_rows(city, catalog):
                 assert got == owner_d[w]
 
 
+def test_records_prepared_in_parts_equal_one_part(city, catalog, monkeypatch):
+    """The records' preparation split over threads (:func:`engine.core.engine._record_keys`): the
+    same buckets, keys, regions and order as in one part, for records in random order, in bucket
+    order, and in order within each part but not across the parts' boundary; a bad record in a
+    later part is reported as in one part."""
+    steps = random_steps(city, catalog, K0, 6, seed=21)
+    cols = {n: np.concatenate([getattr(r, n) for _, r in steps]) for n in
+            ("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value",
+             "rd_time", "rd_feed", "rd_metric", "rd_emitter", "rd_kind", "rd_region", "rd_value",
+             "sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region", "sn_value")}
+    allrec = Records.build(steps[0][1].feed_ids, events=cols, readings=cols, snapshots=cols)
+    eng = Engine(city, catalog)
+
+    def order(t, how):
+        o = np.argsort(-((-t) // C), kind="stable")
+        if how == "sorted":
+            return o
+        if how == "halves":  # two sorted halves, the later buckets first
+            return np.concatenate([o[len(o) // 2:], o[:len(o) // 2]])
+        return np.random.default_rng(len(t)).permutation(len(t))
+
+    for how in ("random", "sorted", "halves"):
+        rec = allrec.select(order(allrec.ev_time, how), order(allrec.rd_time, how), order(allrec.sn_time, how))
+        monkeypatch.setattr(core_engine, "PREPARE_PARALLEL_MIN", 10**9)
+        one = eng._prepare(rec)
+        monkeypatch.setattr(core_engine, "_n_threads", lambda: 2)
+        for lo in (1, 3, 17):
+            monkeypatch.setattr(core_engine, "PREPARE_PARALLEL_MIN", lo)
+            got = eng._prepare(rec)
+            for g in one:
+                assert set(got[g]) == set(one[g])
+                for c in one[g]:
+                    assert np.array_equal(got[g][c], one[g][c], equal_nan=True), (how, lo, g, c)
+    bad = Records.build(allrec.feed_ids, events={**cols, "ev_category": np.where(
+        np.arange(len(cols["ev_category"])) == len(cols["ev_category"]) - 1, 999, cols["ev_category"])},
+        readings=cols, snapshots=cols)
+    with pytest.raises(ValueError, match="ev_category 999"):
+        eng._prepare(bad)
+
+
 def test_state_layout_and_sizes(city, catalog):
     eng = Engine(city, catalog)
     st = State.empty(eng.plan)

@@ -35,6 +35,9 @@ from engine.core.state import State
 PARALLEL_MIN_VALUES = 4_000_000
 #: float64 scratch of one replay kernel call (cycles per call = this / bytes of one cycle)
 REPLAY_CHUNK_BYTES = 96 * 2**20
+#: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
+#: split over the numba thread count of threads
+PREPARE_PARALLEL_MIN = 250_000
 
 
 def _populate(arr: np.ndarray):
@@ -112,16 +115,44 @@ def small_pages():
 _POOLS: dict = {}
 
 
-def _thread_pool(n: int):
-    """A process-wide pool of ``n`` threads for the threaded cycle drivers (one per size; a new
-    one in a forked child, where the parent's pool threads do not exist)."""
+def _thread_pool(n: int, name: str = "cityvitals-core"):
+    """A process-wide pool of ``n`` threads named ``name`` (one per size and name: the threaded
+    cycle drivers' and the records' preparation, which may run on another thread while an engine
+    replays, each their own; a new one in a forked child, where the parent's pool threads do not
+    exist)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    key = (n, os.getpid())
+    key = (n, name, os.getpid())
     pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-core")
+        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix=name)
     return pool
+
+
+def _n_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
+    """:func:`kernels.record_keys` of records ``cols`` (time, feed, a, b, region) into ``outs``
+    (bucket, key, region), split over the numba thread count of Python threads (the kernel releases
+    the GIL) from :data:`PREPARE_PARALLEL_MIN` records: each thread maps its own contiguous part,
+    so the outputs are the same; (valid, sorted) of the whole."""
+    n = len(cols[0])
+    nt = min(_n_threads(), n // PREPARE_PARALLEL_MIN) if n >= 2 * PREPARE_PARALLEL_MIN else 1
+    if nt <= 1:
+        return K.record_keys(*cols, *args, *outs)
+    cuts = [n * i // nt for i in range(nt + 1)]
+    futs = [_thread_pool(nt, "cityvitals-prepare").submit(K.record_keys, *(c[lo:hi] for c in cols), *args,
+                                                           *(o[lo:hi] for o in outs))
+            for lo, hi in zip(cuts[:-1], cuts[1:])]
+    res = [f.result() for f in futs]  # (every part waited for before returning: they write ``outs``)
+    ok = all(r[0] for r in res)
+    bucket = outs[0]
+    srt = ok and all(r[1] for r in res) and all(bucket[c - 1] <= bucket[c] for c in cuts[1:-1])
+    return ok, srt
 
 
 def _run_all(pool, calls) -> None:
@@ -388,8 +419,8 @@ class Engine:
             time, feed, a, b, region, value = (getattr(rec, n) for n in names)
             n = len(time)
             bucket, key, reg = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-            ok, srt = K.record_keys(time, feed, a, b, region, p.cycle_ns, fk, kind, off, mul, alim, blo, bhi, add,
-                                    nreg, bucket, key, reg)
+            ok, srt = _record_keys((time, feed, a, b, region), (p.cycle_ns, fk, kind, off, mul, alim, blo, bhi, add,
+                                                                 nreg), (bucket, key, reg))
             if not ok:
                 self._check(rec)  # raises, naming the bad value
                 raise ValueError(f"bad {g} records")  # (not reached: _check finds what record_keys did)
