@@ -486,7 +486,8 @@ def _main(folder: str, tag: str = "a", stages: str = ",".join(STAGES), skip: str
     with open(folder / "spec.pkl", "rb") as fh:
         spec = pickle.load(fh)
     # a lower priority: the run's own compilation (simulation, core) is on its path and needs its
-    # core; the warmers use what is left, and both cores while the run waits for them
+    # core; the warmers use what is left, and both cores while the run waits for them (the run
+    # then gives them its own priority back where it may: Warmer.promote)
     with contextlib.suppress(OSError, ValueError):
         os.nice(int(os.environ.get("CITYVITALS_WARM_NICE", "10")))
     try:
