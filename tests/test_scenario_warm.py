@@ -123,6 +123,40 @@ def test_wait_gives_up_when_a_warmer_fails(tmp_path):
     assert w.report()["failed"] == w.failed
 
 
+def test_waiting_gives_the_warmers_the_runs_priority(tmp_path):
+    import contextlib
+    import os
+    import threading
+
+    # a "warmer" at nice 10 with a second thread (Linux sets nice per thread)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import os, threading, time
+        os.nice(10)
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        print("ready", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        assert len(tids) >= 2 and all(os.getpriority(os.PRIO_PROCESS, t) == own + 10 for t in tids)
+        w = warm.Warmer([("a", ("learn",), proc)], tmp_path, contextlib.ExitStack())
+        (tmp_path / "learn.a.done").touch()
+        assert w.wait("learn") and w.promoted is None     # done: no wait, no change
+        threading.Timer(0.3, (tmp_path / "detect.a.done").touch).start()
+        w.procs = [("a", ("learn", "detect"), proc)]
+        assert w.wait("detect")
+        if w.promoted is True:
+            assert all(os.getpriority(os.PRIO_PROCESS, t) == own for t in tids)
+            assert w.report()["promoted"] is True
+        else:                                             # no CAP_SYS_NICE: refused, reported
+            assert isinstance(w.promoted, str) and "promoted" in w.report()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_stage_no_warmer_has_is_done(tmp_path):
     import contextlib
 

@@ -165,9 +165,14 @@ class _Done:
 
 
 def _one_numba_thread() -> None:
+    """The side thread's numba threads: 1 (``CITYVITALS_SIDE_THREADS`` to measure others; the
+    results are the same, docs/report.md "Run pipeline ... (seventh session)")."""
+    import os
+
     import numba
 
-    numba.set_num_threads(1)
+    n = int(os.environ.get("CITYVITALS_SIDE_THREADS", "1") or 1)
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
 class _Side:

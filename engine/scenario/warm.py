@@ -208,6 +208,36 @@ class Warmer:
         self.procs, self.folder, self._lock = procs, folder, lock
         self.waited: dict[str, float] = {}
         self.failed: str | None = None
+        #: None: the warmers still at their start priority; True: back at the run's (:meth:`promote`);
+        #: a string: why that was refused
+        self.promoted: bool | str | None = None
+
+    def promote(self) -> None:
+        """Give every thread of the running warmers the run's own nice value (they start at
+        ``CITYVITALS_WARM_NICE``, 10, so that the run's own compilation keeps its core). Called when
+        the run waits for them: from then on they are the run's path, and at nice 10 on a loaded
+        machine they would get a small share of a core (a nice-10 thread weighs ~1/9 of a nice-0
+        one). Linux sets nice per thread, hence every task of each process. Raising a priority
+        needs ``CAP_SYS_NICE`` (or ``RLIMIT_NICE``): refused, the warmers keep theirs and the run
+        goes on; the reason is in :meth:`report`."""
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        self.promoted = True
+        for _, _, proc in self.procs:
+            if proc.poll() is not None:
+                continue
+            try:
+                tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+            except OSError:
+                tids = [proc.pid]
+            for tid in tids:
+                try:
+                    if os.getpriority(os.PRIO_PROCESS, tid) > own:
+                        os.setpriority(os.PRIO_PROCESS, tid, own)
+                except ProcessLookupError:
+                    pass
+                except OSError as e:
+                    self.promoted = f"{type(e).__name__}: {e}"
+                    return
 
     def _state(self, stage: str) -> bool | None:
         """True: every process with ``stage`` did it; False: one failed or ended without it; None: not yet."""
@@ -228,9 +258,14 @@ class Warmer:
         return self._state(stage) is True
 
     def wait(self, stage: str, poll: float = 0.02) -> bool:
-        """Block until the warmers have done ``stage`` (True), or one failed or ended without it (False)."""
+        """Block until the warmers have done ``stage`` (True), or one failed or ended without it (False).
+
+        The first time the run has to wait, the warmers are its path: their priority goes back to
+        the run's own (:meth:`promote`)."""
         t0 = time.perf_counter()
         while (state := self._state(stage)) is None:
+            if self.promoted is None:
+                self.promote()
             time.sleep(poll)
         if stage not in self.waited:
             self.waited[stage] = time.perf_counter() - t0
@@ -275,6 +310,8 @@ class Warmer:
                     times[tag] = json.loads(t.read_text())
         if times:
             out["warmer_s"] = times
+        if self.promoted is not None:
+            out["promoted"] = self.promoted
         if self.failed:
             out["failed"] = self.failed
         return out
@@ -449,7 +486,8 @@ def _main(folder: str, tag: str = "a", stages: str = ",".join(STAGES), skip: str
     with open(folder / "spec.pkl", "rb") as fh:
         spec = pickle.load(fh)
     # a lower priority: the run's own compilation (simulation, core) is on its path and needs its
-    # core; the warmers use what is left, and both cores while the run waits for them
+    # core; the warmers use what is left, and both cores while the run waits for them (the run
+    # then gives them its own priority back where it may: Warmer.promote)
     with contextlib.suppress(OSError, ValueError):
         os.nice(int(os.environ.get("CITYVITALS_WARM_NICE", "10")))
     try:
