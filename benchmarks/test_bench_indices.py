@@ -8,6 +8,11 @@ straightforward pandas implementation of the same rules for the production case 
 ranges). Both produce ``health`` for every index at every level and must agree.
 
 Sizes: 300 neighbourhoods (quick) and 6,000 (``@pytest.mark.heavy``; target <= 0.2 s).
+
+Group ``indices-part-300``: a scenario run's part, as its side thread computes it (one numba
+thread): 12 stored steps (every 4th of 48 cycles: the values a strided float32 view, the
+detectors' float32 ``expected`` / ``scale``), :meth:`IndexPlan.compute` with the run's config
+(``history_window = 0``); the peer is the pandas implementation step by step on float64 copies.
 """
 
 from __future__ import annotations
@@ -125,3 +130,62 @@ def test_indices_pandas_peer(benchmark, case, catalog):
     peer = benchmark(pandas_indices, case["ds"], catalog, case["city"], cfg)
     engine = compute_indices(case["ds"], catalog, case["city"], cfg)["health"].values
     assert_same(engine, peer, rtol=1e-9, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def run_part(catalog):
+    """A runner part at 300 neighbourhoods: 48 cycles of float32 values, the stored steps every 4th
+    (a strided view, as ``part.isel(time=slice(3, None, 4))``), float32 baselines, ~1 % missing."""
+    city = City.synthetic(seed=0, neighbourhoods=300, streets=13, population=3_700 * 300)
+    ids = [i["id"] for i in catalog.indicators]
+    rng = np.random.default_rng(2)
+    shape = (48, len(ids), 300)
+    v = rng.normal(0.0, 1.5, shape).astype(np.float32)
+    v[rng.random(shape) < 0.01] = np.nan
+    dims = ("time", "indicator", "region")
+    day = xr.Dataset({"value": (dims, v)}, coords={"time": pd.date_range("2020-03-02 00:15", periods=48, freq="15min"),
+                                                   "indicator": ids, "region": list(city.regions.index)})
+    ds = day.isel(time=slice(3, None, 4))
+    ds["expected"] = (dims, rng.normal(0.0, 0.1, (12,) + shape[1:]).astype(np.float32))
+    ds["scale"] = (dims, rng.uniform(0.8, 1.2, (12,) + shape[1:]).astype(np.float32))
+    return {"ds": ds, "city": city}
+
+
+def _run_config():
+    import dataclasses
+
+    return dataclasses.replace(load_config(), history_window=0)
+
+
+def test_indices_part_engine(benchmark, run_part, catalog):
+    import numba
+
+    from engine.indices import IndexPlan
+
+    plan = IndexPlan(catalog, run_part["city"], _run_config())
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)                                   # the run's side thread
+    try:
+        plan.compute(run_part["ds"])                           # compile / warm caches
+        engine_bench(benchmark, "indices-part-300", bytes_touched=int(run_part["ds"]["value"].nbytes * 3),
+                     size="12 stored steps x 2926 indicators x 300 neighbourhoods, float32, one thread")
+        out = benchmark(plan.compute, run_part["ds"])
+    finally:
+        numba.set_num_threads(before)
+    assert out["health"].shape == (12, 21, 300 + len(run_part["city"].streets) + 1)
+
+
+def test_indices_part_pandas_peer(benchmark, run_part, catalog):
+    from engine.indices import IndexPlan
+
+    cfg = _run_config()
+    ds = run_part["ds"]
+
+    def peer():
+        return np.stack([pandas_indices(ds.isel(time=t).astype(np.float64), catalog, run_part["city"], cfg)
+                         for t in range(ds.sizes["time"])])
+
+    peer_bench(benchmark, "indices-part-300", scale=1.0, size="12 stored steps x 2926 indicators x 300 neighbourhoods")
+    got = benchmark(peer)
+    engine = IndexPlan(catalog, run_part["city"], cfg).compute(ds)["health"].values
+    assert_same(engine, got, rtol=1e-9, atol=1e-9)

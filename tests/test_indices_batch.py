@@ -103,8 +103,8 @@ def test_index_plan_is_reused_and_equals_compute_indices(cat):
 
 
 def test_index_plan_work_arrays_are_reused_safely(cat):
-    """float32 inputs go through the plan's reused float64 work arrays: results as from float64 inputs,
-    whatever the order and size of the calls."""
+    """float32 inputs are read in place, or (strided) copied into the plan's reused float32 work
+    arrays: results as from float64 inputs, whatever the order and size of the calls."""
     city = City.synthetic(seed=4, neighbourhoods=20, streets=2, population=80_000)
     regions = list(city.regions.index)
     cfg = load_config().with_(history_min=2, peers_min=3)
@@ -116,7 +116,7 @@ def test_index_plan_work_arrays_are_reused_safely(cat):
         got = plan.compute(ds)
         xr.testing.assert_identical(got, compute_indices(ds.astype("float64"), cat, city, cfg))
     xr.testing.assert_identical(first, plan.compute(d1))                 # an earlier result is not overwritten
-    assert set(plan._scratch) == {"value", "expected", "scale"}
+    assert set(plan._scratch) == {("value", "<f4"), ("expected", "<f4"), ("scale", "<f4")}
 
 
 @pytest.mark.parametrize("geometric", [False, True])
@@ -252,3 +252,69 @@ def test_peers_of_consecutive_or_scattered_cycles_equal_cycle_by_cycle(cat, cycl
         one = compute_indices(ds, cat, city, cfg, at=ds["time"].values[t])
         for k in ("health", "imputed", "grade"):
             np.testing.assert_array_equal(one[k].values[0], full[k].values[t])
+
+
+def test_robust_by_selection_equals_robust_by_sorting():
+    """The peers' median / MAD by quickselect (:func:`~engine.indices.kernels._robust_select`, no sort)
+    equal the sorted version's bit for bit: ties, even and odd counts, floors."""
+    rng = np.random.default_rng(21)
+    for n in list(range(1, 14)) + [50, 51, 200, 299, 300]:
+        for kind in range(4):
+            if kind == 0:
+                x = rng.integers(0, 4, n).astype(float)
+            elif kind == 1:
+                x = rng.normal(0, 1, n)
+            elif kind == 2:
+                x = np.round(rng.normal(5, 2, n), 1)
+            else:
+                x = np.full(n, 3.25)
+            for floors in ((0.0, 0.0), (0.05, 1e-6), (0.5, 2.0)):
+                want = K._robust(x.copy(), n, *floors)
+                got = K._robust_select(x.copy(), n, *floors)
+                assert np.float64(got[0]).tobytes() == np.float64(want[0]).tobytes(), (n, kind)
+                assert np.float64(got[1]).tobytes() == np.float64(want[1]).tobytes(), (n, kind, floors)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_float32_inputs_read_in_place_equal_their_float64_copies(cat, layout):
+    """A float32 Dataset (a run's) is read by the kernels as stored, each value converted to
+    float64 as it is read: the same indices, bit for bit, as the same values given as float64,
+    and the same as :meth:`Prepared.run` with the deficits (which copies to float64)."""
+    city = City.synthetic(seed=5, neighbourhoods=40, streets=4, population=200_000)
+    ds = replay(cat, T=8, regions=list(city.regions.index), city=city)
+    ds = ds.astype(np.float32)
+    ds["expected"].values[:, 5:9, :] = np.nan                      # rows for the peers
+    if layout == "strided":
+        ds = ds.isel(time=slice(1, None, 2))                       # the runner's stored steps: a view
+    assert all(ds[k].dtype == np.float32 for k in ("value", "expected", "scale"))
+    cfg = load_config().with_(history_window=0, peers_min=3)
+    got = IndexPlan(cat, city, cfg).compute(ds)
+    want = IndexPlan(cat, city, cfg).compute(ds.astype(np.float64))
+    for k in ("health", "imputed", "grade", "safety_angle"):
+        np.testing.assert_array_equal(got[k].values, want[k].values)
+        assert got[k].values.tobytes() == want[k].values.tobytes()
+
+
+def test_one_numba_thread_takes_the_serial_pass(cat, monkeypatch):
+    """On a thread whose numba kernels run on one thread (a run's side thread) the threaded pass
+    and peer kernel are not called (nor compiled): the serial ones give the same results."""
+    import numba
+
+    city = City.synthetic(seed=5, neighbourhoods=40, streets=4, population=200_000)
+    ds = replay(cat, T=6, regions=list(city.regions.index), city=city)
+    cfg = load_config().with_(history_window=0, peers_min=3)
+    monkeypatch.setattr(C, "SERIAL_BELOW", 0)                      # the threaded kernels, unless one thread
+    want = IndexPlan(cat, city, cfg).compute(ds)
+
+    def boom(*a):
+        raise AssertionError("the threaded kernel was called")
+
+    before = numba.get_num_threads()
+    monkeypatch.setattr(K, "normalise_accumulate", boom)
+    monkeypatch.setattr(K, "peer_baseline", boom)
+    numba.set_num_threads(1)
+    try:
+        got = IndexPlan(cat, city, cfg).compute(ds)
+    finally:
+        numba.set_num_threads(before)
+    xr.testing.assert_identical(got, want)

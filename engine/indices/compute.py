@@ -20,6 +20,15 @@ from engine.indices.spec import IndexSpec
 
 _EMPTY2 = np.zeros((0, 0))
 _EMPTY3 = np.zeros((0, 0, 0))
+_EMPTY3_F32 = np.zeros((0, 0, 0), dtype=np.float32)
+
+
+def _one_thread() -> bool:
+    """Whether numba runs this thread's parallel kernels on one thread (``numba.set_num_threads``
+    is per thread: a run's side thread sets 1; ``NUMBA_NUM_THREADS=1``)."""
+    import numba
+
+    return numba.get_num_threads() == 1
 
 
 def _dims_ok(da: xr.DataArray, name: str) -> xr.DataArray:
@@ -129,17 +138,19 @@ class IndexPlan:
         self._groups = (None, None)
         self._scratch: dict[str, np.ndarray] = {}
 
-    def scratch(self, name: str, shape: tuple) -> np.ndarray:
-        """A float64 work array of ``shape`` kept from one call to the next (grown when too small).
+    def scratch(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+        """A work array of ``shape`` (float64, or ``dtype``) kept from one call to the next (grown
+        when too small).
 
-        A run that computes indices day after day would otherwise map fresh pages for its float64
+        A run that computes indices day after day would otherwise map fresh pages for its
         copies of the values and baselines every call; first-touch page faults cost seconds per GB
         on some virtual machines. The array is overwritten by the next call that asks for ``name``.
         """
         n = int(np.prod(shape))
-        buf = self._scratch.get(name)
+        key = (name, np.dtype(dtype).str)
+        buf = self._scratch.get(key)
         if buf is None or buf.size < n:
-            buf = self._scratch[name] = np.empty(n)
+            buf = self._scratch[key] = np.empty(n, dtype=dtype)
         return buf[:n].reshape(shape)
 
     @staticmethod
@@ -230,22 +241,32 @@ class Prepared:
         self.group_of, self.group_w, self.totals = plan.groups(self.spec)
         self.geometric = self.cfg.method == "geometric"
 
-    def _cycles(self, da, cycles: list, scratch: str | None = None) -> np.ndarray:
-        """(k, n_indicator, n_region) float64 array of ``cycles`` (a view when possible; else a copy,
-        into the plan's reused work array ``scratch`` when given)."""
+    def _cycles(self, da, cycles: list, scratch: str | None = None, dtype=np.float64) -> np.ndarray:
+        """(k, n_indicator, n_region) C-contiguous array of ``cycles`` in ``dtype`` (a view when
+        possible; else a copy, into the plan's reused work array ``scratch`` when given)."""
         if not self.has_time:
-            return np.ascontiguousarray(da.values, dtype=np.float64)[None]
+            return np.ascontiguousarray(da.values, dtype=dtype)[None]
         c0 = cycles[0]
         if cycles == list(range(c0, c0 + len(cycles))):
             x = da.isel(time=slice(c0, c0 + len(cycles)))
         else:
             x = da.isel(time=cycles)
         x = x.values
-        if scratch is None or (x.dtype == np.float64 and x.flags.c_contiguous):
-            return np.ascontiguousarray(x, dtype=np.float64)
-        out = self.plan.scratch(scratch, x.shape)
+        if scratch is None or (x.dtype == dtype and x.flags.c_contiguous):
+            return np.ascontiguousarray(x, dtype=dtype)
+        out = self.plan.scratch(scratch, x.shape, dtype)
         np.copyto(out, x)
         return out
+
+    def _dtype(self, reuse: bool):
+        """float32 when every input array is float32 and nothing of the copies outlives the call
+        (``reuse``): the kernels then read the values as stored (each converted to float64 as it
+        is read: exact, so the same results) and the run's float64 copies of value, expected and
+        scale are not made. Else float64 (one compiled version of each kernel per dtype)."""
+        arrays = [self.value] + ([self.expected, self.scale] if self.expected is not None else [])
+        if reuse and all(a.dtype == np.float32 for a in arrays):
+            return np.float32
+        return np.float64
 
     def _history(self, cycles: list, e1: np.ndarray | None, s1: np.ndarray | None):
         """History baselines ``e2, s2`` (H, ni, nr) and ``hpos`` (k,) for the cycles that need one:
@@ -285,11 +306,13 @@ class Prepared:
         cl = _cycle_list(cycles)
         # without the deficits nothing of these copies outlives the call: reuse the plan's work arrays
         reuse = not want_deficit
-        v = self._cycles(self.value, cl, "value" if reuse else None)
+        dt = self._dtype(reuse)
+        v = self._cycles(self.value, cl, "value" if reuse else None, dt)
         k, ni, nr = v.shape
         has1 = self.expected is not None
-        e1 = self._cycles(self.expected, cl, "expected" if reuse else None) if has1 else _EMPTY3
-        s1 = self._cycles(self.scale, cl, "scale" if reuse else None) if has1 else _EMPTY3
+        empty = _EMPTY3 if dt == np.float64 else _EMPTY3_F32
+        e1 = self._cycles(self.expected, cl, "expected" if reuse else None, dt) if has1 else empty
+        s1 = self._cycles(self.scale, cl, "scale" if reuse else None, dt) if has1 else empty
         e2, s2, hpos = self._history(cl, e1 if has1 else None, s1 if has1 else None)
         peer_e = np.full((k, ni), np.nan)
         peer_s = np.full((k, ni), np.nan)
@@ -310,8 +333,13 @@ class Prepared:
         d_out = np.empty((k, ni, nr)) if want_deficit else _EMPTY3
         m_out = np.empty((k, ni, nr), dtype=np.int8) if want_deficit else np.zeros((0, 0, 0), dtype=np.int8)
 
+        one = _one_thread()
+
         def run(todo):
-            kern = K.normalise_accumulate_serial if len(todo) * ni * nr < SERIAL_BELOW else K.normalise_accumulate
+            # the threaded pass on one thread (a run's side thread) is the serial one with a
+            # thread pool's start-up: take the serial one (the same results; not compiled twice)
+            serial = one or len(todo) * ni * nr < SERIAL_BELOW
+            kern = K.normalise_accumulate_serial if serial else K.normalise_accumulate
             kern(todo, v, e1, s1, has1, e2, s2, hpos, self.spec.direction, self.spec.cfg_ref, self.spec.thr_ref,
                  peer_e, peer_s, cfg.tolerance, cfg.cap, cfg.scale_floor_rel, cfg.scale_floor_abs,
                  self.group_of, self.group_w, geometric, cfg.geometric_floor,
@@ -329,7 +357,7 @@ class Prepared:
             ps = np.empty((len(need), ni))
             # the work is the rows asked for (a run's warm-up leaves a few rows without a baseline):
             # few values go through the serial kernel, so a run never compiles the threaded one
-            if int(rows[need].sum()) * nr < SERIAL_BELOW:
+            if one or int(rows[need].sum()) * nr < SERIAL_BELOW:
                 # consecutive cycles (a run's warm-up: usually all of them) are a view, not a copy
                 # of the part's values (84 MB at 12 steps x 2,926 x 300)
                 sel = slice(need[0], need[-1] + 1) if need[-1] - need[0] + 1 == len(need) else need

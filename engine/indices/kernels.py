@@ -201,20 +201,84 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
 
 
 @njit
+def _select(a, n, k):
+    """Reorder ``a[:n]`` (no NaN) so that ``a[k]`` holds the value a sort would put there, with
+    ``a[:k] <= a[k] <= a[k+1:n]`` (Hoare's quickselect); returns ``a[k]``."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        # a[lo..j] <= pivot <= a[i..hi]; between them (if any) values equal to the pivot
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@njit(inline="always")
+def _middle(a, n):
+    """The median of ``a[:n]`` by selection (reordering them): ``a[n // 2]``, or for an even
+    ``n`` the mean of it and the largest value below it -- :func:`_median_sorted`'s operands,
+    in the same order, so the same number."""
+    k = n // 2
+    upper = _select(a, n, k)
+    if n % 2 == 1:
+        return upper
+    lower = a[0]
+    for m in range(1, k):
+        if a[m] > lower:
+            lower = a[m]
+    return 0.5 * (lower + upper)
+
+
+@njit
+def _robust_select(buf, n, floor_rel, floor_abs):
+    """:func:`_robust` of ``buf[:n]`` by selection instead of a sort (``buf[:n]`` is overwritten
+    with the deviations): the median and the MAD are order statistics, so the same values.
+    Each deviation is ``med - x`` below the median and ``x - med`` from it up, the operations
+    :func:`_kth_deviation` does; no sort code is compiled."""
+    med = _middle(buf, n)
+    for j in range(n):
+        x = buf[j]
+        buf[j] = med - x if x < med else x - med
+    mad = _middle(buf, n)
+    s = MAD_TO_SIGMA * mad
+    s = max(s, floor_rel * abs(med), floor_abs)
+    return med, s
+
+
+@njit
 def _peer_row(v, i, min_n, floor_rel, floor_abs, buf):
     """Robust (median, scale) of the finite values of row ``v[i]``; NaN when fewer than ``min_n``.
+    ``v`` float32 or float64 (its values are copied to the float64 ``buf``: exact).
 
     ``i`` is int64 at every call (a ``prange`` index is uint64: cast), and ``n`` starts as an
     int64, not the literal 0: each distinct argument type compiles this function and the ones it
     calls once more (docs/report.md, "Run pipeline and compile time", fifth session)."""
     n = np.int64(0)
     for r in range(v.shape[1]):
-        x = v[i, r]
+        x = np.float64(v[i, r])
         if math.isfinite(x):
             buf[n] = x
             n += 1
     if n >= min_n and n > 0:
-        return _robust(buf, n, floor_rel, floor_abs)
+        return _robust_select(buf, n, floor_rel, floor_abs)
     return np.nan, np.nan
 
 
@@ -281,20 +345,20 @@ def rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, cfg_ref, thr_ref, out):
                 # a branch per value mispredicted a third of the time)
                 bad = 0
                 for r in range(nr):
-                    x = v[t, i, r]
-                    e = e1[t, i, r]
-                    sc = s1[t, i, r]
+                    x = np.float64(v[t, i, r])
+                    e = np.float64(e1[t, i, r])
+                    sc = np.float64(s1[t, i, r])
                     ok = ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
                     bad += ((x - x) == 0.0) & (ok == False)  # noqa: E712
                 out[t, i] = bad > 0
                 continue
             for r in range(nr):
-                x = v[t, i, r]
+                x = np.float64(v[t, i, r])
                 if not math.isfinite(x):
                     continue
                 if has1:
-                    e = e1[t, i, r]
-                    sc = s1[t, i, r]
+                    e = np.float64(e1[t, i, r])
+                    sc = np.float64(s1[t, i, r])
                     if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
                         continue
                 if has2:
@@ -380,22 +444,24 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
     n = vr.shape[0]
     rest = True
     if has1 and not has_cfg and not want_deficit:
-        # the usual case first, without the rule chain: a value with a usable baseline
-        rest = False
+        # the usual case first, without the rule chain: a value with a usable baseline. No
+        # branch on the data (a third of the values are missing, at random: a branch per value
+        # was mispredicted often): every value is normalised, ``okb`` says which count
+        n_rest = 0
         for k in range(n):
-            x = vr[k]
-            e = er[k]
-            sc = sr[k]
-            ok = math.isfinite(x) and math.isfinite(e) and math.isfinite(sc) and sc >= 0.0
-            if ok:
-                q = 1.0 - z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
-                qb[k] = q
-                fb[k] = math.log(max(q, gfloor)) if geometric else q
-            else:
-                rest = rest or math.isfinite(x)
+            x = np.float64(vr[k])
+            e = np.float64(er[k])
+            sc = np.float64(sr[k])
+            fin = (x - x) == 0.0
+            ok = fin & ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
+            q = 1.0 - z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
+            qb[k] = q
+            fb[k] = math.log(max(q, gfloor)) if geometric else q
             okb[k] = ok
+            n_rest += fin & (ok == False)  # noqa: E712
+        rest = n_rest > 0
     for k in range(n if rest else 0):
-        x = vr[k]
+        x = np.float64(vr[k])
         if not want_deficit and has1 and not has_cfg and okb[k]:
             continue                         # done above
         m = 0
@@ -406,8 +472,8 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
                 m = 1
             else:
                 if has1:
-                    e = er[k]
-                    sc = sr[k]
+                    e = np.float64(er[k])
+                    sc = np.float64(sr[k])
                     if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
                         d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
                         m = 2
@@ -473,17 +539,26 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
     okb = np.empty(nj, dtype=np.bool_)
     db = np.empty(nj)
     mb = np.empty(nj, dtype=np.int8)
-    vb = np.empty(nj)
-    eb = np.full(nj, np.nan)
-    sb = np.full(nj, np.nan)
+    vb = np.empty(nj, dtype=v.dtype)          # the dtype of the input (float32 or float64)
+    eb = np.full(nj, np.nan, dtype=e1.dtype)
+    sb = np.full(nj, np.nan, dtype=s1.dtype)
     e2b = np.full(nj, np.nan)
     s2b = np.full(nj, np.nan)
     pb = np.empty(nj, dtype=np.int64)
     wb = np.empty(nj)
+    # the block's runs of one parent: run ``u`` is ``[run_a[u], run_a[u + 1])`` of parent ``run_p[u]``
+    run_a = np.empty(nj + 1, dtype=np.int64)
+    run_p = np.empty(nj, dtype=np.int64)
+    n_runs = 0
     if n_parents > 0:
         for k in range(nj):
             pb[k] = parent_of[order[j0 + k]]
             wb[k] = region_w[order[j0 + k]]
+            if k == 0 or pb[k] != pb[k - 1]:
+                run_a[n_runs] = k
+                run_p[n_runs] = pb[k]
+                n_runs += 1
+        run_a[n_runs] = nj
     for i in range(ni):
         if contig:
             vr = v[t, i, r0:r0 + nj]
@@ -513,32 +588,28 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
                 r = order[j0 + k]
                 d_out[t, i, r] = db[k]
                 m_out[t, i, r] = mb[k]
+        # the sums without a branch on the data: a value that does not count adds +0.0, which
+        # leaves every sum as it was (a sum here starts at +0.0 and so is never -0.0)
         for s in range(group_of.shape[0]):
             g = group_of[s, i]
             if g < 0:
                 continue
             w = group_w[s, i]
             for k in range(nj):
-                if okb[k]:
-                    numb[g, k] += w * fb[k]
-                    denb[g, k] += w
+                o = okb[k]
+                numb[g, k] += (w * fb[k]) if o else 0.0
+                denb[g, k] += w if o else 0.0
         if n_parents > 0:
-            cur = pb[0]
-            acc_n = 0.0
-            acc_d = 0.0
-            for k in range(nj):
-                p = pb[k]
-                if p != cur:
-                    pnum[t, i, cur] = acc_n
-                    pden[t, i, cur] = acc_d
-                    cur = p
-                    acc_n = pnum[t, i, p]
-                    acc_d = pden[t, i, p]
-                if okb[k]:
-                    acc_n += wb[k] * qb[k]
-                    acc_d += wb[k]
-            pnum[t, i, cur] = acc_n
-            pden[t, i, cur] = acc_d
+            for u in range(n_runs):
+                p = run_p[u]
+                acc_n = pnum[t, i, p]
+                acc_d = pden[t, i, p]
+                for k in range(run_a[u], run_a[u + 1]):
+                    o = okb[k]
+                    acc_n += (wb[k] * qb[k]) if o else 0.0
+                    acc_d += wb[k] if o else 0.0
+                pnum[t, i, p] = acc_n
+                pden[t, i, p] = acc_d
     for g in range(ng):
         for k in range(nj):
             r = order[j0 + k]
