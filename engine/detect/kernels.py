@@ -886,7 +886,7 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
     rules (``judge_unset`` False) with ``weekly_fallback`` on and a profile row laid out with
     its daily fallback bins (width ``9 per_day``) gets the fallback (:func:`_step`) on daily bin ``phd``."""
-    fbp = phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
+    fbp = _fb_phase(i, phd, season, par, shape, judge_unset)
     slot = scan_slot[i]
     srow = slot if slot >= 0 else 0
     son = slot >= 0
@@ -901,6 +901,66 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
                c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty)
     if not sty and nm >= nsat[i]:
         steady[i] = True
+
+
+@njit(inline="always")
+def _fb_phase(i, phd, season, par, shape, judge_unset):  # pragma: no cover - compiled
+    """The daily fallback bin of row ``i`` (:func:`_step_row`), -1 for none."""
+    return phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
+
+
+@njit(fastmath=_FAST)
+def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - compiled
+    """Whether cycle ``x`` leaves the row's state as it was: every value missing or a held repeat
+    (:func:`_row_pass`'s ``rep``: ``hold_mode`` > 0, a non-count row, an observed series, a value
+    non-zero (or ``hold_mode`` 2) whose tag is the series' last). Then nothing is learned (level,
+    spread, scale, counts, CUSUM, tags unchanged; no profile bin learns: its push counts only fresh
+    values), so a next cycle in the same bins with the same values scores exactly as this one
+    (:func:`run_kernel`'s skip). ``N`` is the row's counts (read whatever ``sty``: a steady row's
+    ``n`` is ``nsat``). Branch-free (vectorises): a float32 count of the fresh values."""
+    n_reg = x.shape[0]
+    held = hold_mode > 0 and not is_count
+    any_val = hold_mode == 2
+    nz_sty = nsat != 0
+    fresh = _0
+    for r in range(n_reg):
+        xv = np.float32(x[r])
+        ok = xv == xv
+        nr = N[r]                                   # read unconditionally (vectorises)
+        nz = nz_sty if sty else nr != 0
+        rep = nz & ((xv != _0) | any_val) & (np.int32(T[r]) == value_tag(xv)) & held
+        fresh += _1 if (ok & (rep == False)) else _0  # noqa: E712 (bitwise: vectorises)
+    return fresh == _0
+
+
+@njit(fastmath=_FAST)
+def _same_values(a, b):  # pragma: no cover - compiled
+    """Whether rows ``a`` and ``b`` hold the same values bit for bit (both missing counts as the
+    same: a missing value reaches no output but as the kernel's own NaN). Branch-free."""
+    diff = _0
+    for r in range(a.shape[0]):
+        u = a[r]
+        w = b[r]
+        same = ((u == w) & (_f32_bits(np.float32(u)) == _f32_bits(np.float32(w)))) | ((u != u) & (w != w))
+        diff += _0 if same else _1
+    return diff == _0
+
+
+@njit
+def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, visits, score0, det0, score, det,
+              expected, scale, want_baseline, scan_slot, scan_mu, judge_unset):  # pragma: no cover - compiled
+    """Row ``i``'s cycle as a copy of its previous one (:func:`run_kernel`'s skip): the scores and codes
+    ``score0`` / ``det0``, and the baseline / the scan's expectations recomputed from the unchanged state
+    (:func:`_baseline_pass`, as :func:`_step_row` does: the previous cycle may not have wanted them)."""
+    for r in range(score.shape[0]):
+        score[r] = score0[r]
+        det[r] = det0[r]
+    slot = scan_slot[i]
+    son = slot >= 0
+    if want_baseline or son:
+        fbp = _fb_phase(i, phd, season, par, shape, judge_unset)
+        _row_bins(x, ph, fbp, season[i], is_count[i], warmup[i], par, L[i], D[i], S[i], N[i], shape[i], visits[i],
+                  expected, scale, want_baseline, scan_mu[slot if son else 0], son, judge_unset)
 
 
 @njit(parallel=True)
@@ -941,7 +1001,18 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     or 0) that takes cycle ``t``'s baseline, -1 for none: a run that needs the baselines of a
     few cycles only (a scenario run's stored cycles) gets them in the same call, each
     indicator's state staying in cache over all ``n_t`` cycles (one call per cycle or per few
-    cycles streams the whole state through memory each time)."""
+    cycles streams the whole state through memory each time).
+
+    **Skip** (docs/detect.md, "Row skip, 2026-11-29 (seventh session)"): a row's cycle ``t`` is a copy
+    of its cycle ``t - 1`` (scores, codes; the baseline and the scan's expectations recomputed from the
+    state, :func:`_skip_row`) when cycle ``t - 1`` left the row's state as it was (:func:`_quiet_row`:
+    every value missing or a held repeat -- nothing learned, no profile bin moved), ran with the same
+    steady flag, and cycle ``t`` has the same values bit for bit (:func:`_same_values`) and the same
+    profile bins (daily bin; a weekly row's weekly and daily bins; none for a non-seasonal row): the
+    cycle is then the same function of the same arguments. Whatever changes with time alone (CUSUM,
+    counts, warm-up, steadiness, a bin's visits) changes only when something is learned, so nothing
+    else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
+    The same outputs and state as successive :func:`update_kernel` calls, bit for bit."""
     n_t, n_ind, n_reg = V.shape
     for i in prange(n_ind):
         z = np.empty(n_reg, dtype=np.float32)
@@ -950,11 +1021,25 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
+        sea = season[i]
+        quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
+        sty0 = False        # ... and ran with this steady flag
         for t in range(n_t):
-            ph = phase_w[t] if season[i] == 2 else phase_d[t]
+            ph = phase_w[t] if sea == 2 else phase_d[t]
             bs = baseline_slot[t]
             want = bs >= 0
             bt = bs if want else 0
+            sty = steady[i]
+            if (t > 0 and quiet and sty == sty0
+                    and (sea == 0 or (phase_d[t] == phase_d[t - 1] and (sea != 2 or phase_w[t] == phase_w[t - 1])))
+                    and _same_values(V[t, i], V[t - 1, i])):
+                # cycle t - 1 learned nothing and t repeats it (values, bins, state): its outputs
+                _skip_row(np.int64(i), V[t, i], ph, phase_d[t], season, is_count, warmup, par, L, D, S, N, shape,
+                          visits, score[t - 1, i], det[t - 1, i], score[t, i], det[t, i], expected[bt, i],
+                          scale[bt, i], want, scan_slot, scan_mu[t], judge_unset)
+                continue
+            quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
+            sty0 = sty
             _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
