@@ -1221,25 +1221,6 @@ def _keep(found, held):  # pragma: no cover - compiled
 
 
 @njit
-def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, stride, obs_c, exp_c, ncs, key,
-                nf):  # pragma: no cover - compiled
-    """The first half of a scanning cycle (:func:`scan_run_kernel`), serial over the indicators:
-    push the cycle into slot ``pos`` of the rings, form the cells (:func:`_cells`) into
-    ``obs_c`` / ``exp_c`` and find the clusters (``found``, ``nf`` of them; ``key``: minus the
-    largest LLR, 1 for none: the testing order). Serial: the Monte Carlo is most of a scanning
-    cycle's work, and a second ``prange`` loop was one more parallel body to compile (docs/detect.md,
-    "Detectors stage in the demo, 2026-11-29 (sixth session)")."""
-    W = obs.shape[1]
-    e = np.empty(W + 1, dtype=np.int64)
-    for c in range(scan_ind.shape[0]):
-        i = scan_ind[c]
-        _push(V[i], scan_mu[c], obs[c], exp[c], pos)
-        ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, e, obs_c[c], exp_c[c])
-        nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, found[c], table)
-        key[c] = -found[c, 0, 0] if nf[c] > 0 else 1.0
-
-
-@njit
 def _stable_order(key, order):  # pragma: no cover - compiled
     """``order[:] = np.argsort(key, kind="mergesort")`` (a stable sort) by insertion: the few
     scanned indicators need no more, and numba's mergesort cost 1.9-2.8 s of CPU to compile."""
@@ -1290,7 +1271,7 @@ def _advance(V, scan_ind, scan_mu, obs, exp, ring, zones, alpha, score, det, fou
     ``finish``: cycle ``t0 - 1`` was a scanning cycle and its clusters are tested: its windows in
     cycles (:func:`_window_cycles`), the held result (:func:`_keep`) and the next ring slot. Then
     cycles ``t0, t0 + 1, ...`` hold (:func:`_hold_cycle`) up to a scanning cycle ``t``, which is
-    pushed and found (:func:`_find_cycle`; testing order into ``order``, replica seeds into
+    pushed and its clusters found (testing order into ``order``, replica seeds into
     ``seeds``). Returns ``t`` (``V.shape[0]`` where none is left); the ring position and fill in
     ``ring`` are those of cycle ``t`` (its slot not yet passed)."""
     W = obs.shape[1]
@@ -1309,8 +1290,17 @@ def _advance(V, scan_ind, scan_mu, obs, exp, ring, zones, alpha, score, det, fou
     while t < V.shape[0]:
         fill = fill + 1 if fill < W else W
         if _is_scan_cycle(cycles[t], every):
-            _find_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, found[t], table, stride, obs_c, exp_c,
-                        ncs, key, nf)
+            # push the cycle into slot pos of the rings, form the cells (_cells) and find the clusters
+            # (nf of them; key: minus the largest LLR, 1 for none: the testing order), serial over the
+            # indicators: the Monte Carlo is most of a scanning cycle's work. Here, not in a function of
+            # its own: each compiled level re-optimises everything it calls
+            ft = found[t]
+            for c in range(n_scan):
+                i = scan_ind[c]
+                _push(V[t, i], scan_mu[t, c], obs[c], exp[c], pos)
+                ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, ends, obs_c[c], exp_c[c])
+                nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, ft[c], table)
+                key[c] = -ft[c, 0, 0] if nf[c] > 0 else 1.0
             _stable_order(key, order)
             for c in range(n_scan):
                 seeds[c] = _seed(seed, scan_ind[c], cycles[t])
@@ -1344,7 +1334,7 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates).
 
     A scanning cycle pushes its counts into the rings, forms the cells and finds every
-    indicator's clusters (:func:`_advance`, :func:`_find_cycle`, serial), then tests them
+    indicator's clusters (:func:`_advance`, serial), then tests them
     (:func:`_monte_carlo`) on the numba thread count of Python threads (the kernels release the
     GIL): with ``n`` threads, thread ``b`` takes the indicators of ranks ``b, b + n, ...`` by
     observed LLR (significant clusters run all their replicas, the others stop early, so each
