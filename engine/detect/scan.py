@@ -41,6 +41,11 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   every other cluster are unchanged. The screen goes from the lowest LLR up (the bound falls as
   the LLR rises): the clusters still tested set ``T`` below. On the 60-day demo most clusters
   are chance counts over floored expectations (p ~ 0.2-1) that each cost 50-700 replicas before.
+* the screen's mirror (``tail`` only, no normal-approximation cell): a cluster whose union bound
+  ``U`` (below) gives ``R U <= SURE_EPS`` = 1e-6 needs no replicas of its own: they stop once the
+  clusters below it have stopped, and its p is ``U`` -- what all ``R`` replicas give unless one
+  of them reaches it (probability <= ``R U``). Series with a count expected in many cells draw
+  every cell without a branch (:func:`_draw_dense`, the same draws).
 * a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
   ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
