@@ -801,3 +801,88 @@ def test_stable_order_is_a_stable_argsort(seed):
             order = np.empty(n, dtype=np.int64)
             _stable_order(key, order)
             assert order.tolist() == np.argsort(key, kind="mergesort").tolist()
+
+
+# ----------------------------------------------------------------------------- seventh session: dense draws, sure clusters
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_draws_equal_the_sparse_draws(seed):
+    """``_draw_dense`` (every cell, whole-number comparisons) gives the table draws of ``_draw_replica``
+    and ``_draw_sparse``, cell for cell, past the table and in normal-approximation cells too."""
+    from engine.detect.scan import _draw_dense, _int_table
+
+    rng = np.random.default_rng(seed)
+    n, fill = 60, 4
+    exp = rng.choice([0.0, 0.004, 0.1, 0.7, 3.0, 8.0], size=(fill, n)).astype(np.float32)
+    exp[0, :3] = [55.0, 20.0, 45.0]
+    ncell = n * fill
+    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
+    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
+    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
+    Q = np.empty((J, ncell), dtype=np.int64)
+    _int_table(F, J, Q)
+    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    seed64 = np.uint64(7 + seed)
+    qv, kd = np.empty(ncell, dtype=np.int64), np.empty(ncell)
+    tails = 0
+    for rep in range(300):
+        base = np.uint64(rep) * np.uint64(U)
+        want = np.empty(ncell)
+        _draw_replica(seed64, base, mcell, off, F, plast, J, special, np.empty(ncell), want)
+        kd.fill(-1.0)
+        _draw_dense(seed64, base, mcell, off, F, Q, plast, J, special, qv, kd)
+        np.testing.assert_array_equal(kd, want)
+        tails += int((want >= J).sum())
+    assert tails > 0
+
+
+@pytest.mark.parametrize("seed,scale,tail", [(0, 0.05, True), (1, 0.05, False), (2, 0.15, True), (3, 1.0, True)])
+def test_sparse_and_dense_series_match_reference(seed, scale, tail):
+    """Low-count series (few cells with a count: the replicas draw only those) and high-count ones
+    (every cell drawn) give the reference's clusters and p-values, planted clusters included."""
+    n, W, R, alpha, fill = 24, 8, 199, 0.05, 6
+    rng = np.random.default_rng(seed)
+    exp = (scale * rng.uniform(0.2, 2.0, size=(fill, n))).astype(np.float32)
+    obs = rng.poisson(exp).astype(np.float32)
+    zones = _zones(n, 4)
+    obs[:3, zones[4, :2]] += 2 if scale < 0.5 else 6
+    pos = int(rng.integers(0, W))
+    found = np.empty((MAX_CLUSTERS, 5))
+    score = np.full(n, np.nan, dtype=np.float32)
+    det = np.zeros(n, dtype=np.int8)
+    scan_indicator(_ring_buffer(obs, W, pos), _ring_buffer(exp, W, pos), pos, fill, zones, R, np.uint64(50 + seed),
+                   alpha, score, det, found, TABLE, 1, tail)
+    want = sref.scan_reference_cells(obs, exp, [[int(v) for v in z if v >= 0] for z in zones], R, 50 + seed, alpha,
+                                     TABLE, tail=tail)
+    _assert_matches_reference(found, want, alpha, R)
+    assert found[0, 1] <= alpha
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sure_clusters_get_no_replicas_and_the_full_tests_p(seed):
+    """A cluster far beyond any replica (``R U <= SURE_EPS``) stops the replicas once the others
+    have stopped: its p is the union bound, as with all ``R`` replicas (none reaches it), and the
+    other clusters' p-values are the reference's; a marginal one still runs every replica."""
+    from engine.detect.scan import SURE_EPS
+
+    n, W, R, alpha, fill = 30, 8, 999, 0.001, 6
+    rng = np.random.default_rng(seed)
+    exp = rng.uniform(0.05, 0.4, size=(fill, n)).astype(np.float32)
+    obs = rng.poisson(exp).astype(np.float32)
+    zones = _zones(n, 4)
+    strong = obs.copy()
+    strong[:4, zones[3, :3]] += 6
+    runs = {}
+    for name, o in (("strong", strong), ("plain", obs)):
+        found = np.empty((MAX_CLUSTERS, 5))
+        score = np.full(n, np.nan, dtype=np.float32)
+        det = np.zeros(n, dtype=np.int8)
+        runs[name] = scan_indicator(_ring_buffer(o, W, 0), _ring_buffer(exp, W, 0), 0, fill, zones, R,
+                                    np.uint64(70 + seed), alpha, score, det, found, TABLE, 1, True)
+        want = sref.scan_reference_cells(o, exp, [[int(v) for v in z if v >= 0] for z in zones], R, 70 + seed,
+                                         alpha, TABLE, tail=True)
+        _assert_matches_reference(found, want, alpha, R)
+        if name == "strong":
+            assert found[0, 1] * R <= SURE_EPS                 # the union bound, far below 1 / (R + 1)
+            assert (score[zones[3, :3]] >= 1 - 1e-6).all() and (det[zones[3, :3]] == 6).all()
+    assert runs["strong"] < R                                  # the sure cluster ran no replica of its own

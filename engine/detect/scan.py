@@ -41,6 +41,11 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   every other cluster are unchanged. The screen goes from the lowest LLR up (the bound falls as
   the LLR rises): the clusters still tested set ``T`` below. On the 60-day demo most clusters
   are chance counts over floored expectations (p ~ 0.2-1) that each cost 50-700 replicas before.
+* the screen's mirror (``tail`` only, no normal-approximation cell): a cluster whose union bound
+  ``U`` (below) gives ``R U <= SURE_EPS`` = 1e-6 needs no replicas of its own: they stop once the
+  clusters below it have stopped, and its p is ``U`` -- what all ``R`` replicas give unless one
+  of them reaches it (probability <= ``R U``). Series with a count expected in many cells draw
+  every cell without a branch (:func:`_draw_dense`, the same draws).
 * a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
   ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
@@ -344,6 +349,39 @@ def _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, k, nz):  #
         nz[nnz] = i
         nnz += 1
     return nnz
+
+
+@njit
+def _draw_dense(seed, base, mcell, off, F, Q, plast, J, special, qv, k):  # pragma: no cover - compiled
+    """The draws of :func:`_draw_sparse` (same uniforms, same counts) into every cell of ``k``, for
+    series with a count in many cells: ``k = #{j < J: q > Q[j]}`` by whole-number comparisons over
+    all cells (vectorised, no branch a cell), then the draws past the table and the
+    normal-approximation cells one by one, as :func:`_draw_replica`."""
+    n = qv.shape[0]
+    for i in range(n):
+        z = _mix(seed + (base + off[i] + np.uint64(1)) * np.uint64(_GAMMA))
+        qv[i] = np.int64(z >> np.uint64(11)) + 1
+    for i in range(n):
+        k[i] = 0.0
+    for j in range(J):
+        Qj = Q[j]
+        for i in range(n):
+            k[i] += 1.0 if qv[i] > Qj[i] else 0.0
+    fj = float(J)
+    for i in range(n):
+        if k[i] == fj:
+            k[i] = _draw_tail(qv[i] * _UNIT, mcell[i], J - 1, plast[i], F[J - 1, i])
+    for t in range(special.shape[0]):
+        i = special[t]
+        k[i] = _normal_count(mcell[i], qv[i] * _UNIT, _uniform_at(seed, base + off[i] + np.uint64(1)))
+
+
+#: an indicator's replicas draw every cell (:func:`_draw_dense`) where the cells expected to get a
+#: count are at least this share of all (else only those, :func:`_draw_sparse`)
+DENSE_SHARE = 0.2
+#: a cluster gets no replicas where ``R U`` (``U`` its union bound, :func:`_tail_bound`) is at most
+#: this: the chance that any replica reaches it (the mirror of the screen, ``SCREEN_EPS``)
+SURE_EPS = 1e-6
 
 
 @njit
@@ -736,173 +774,224 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
 
 
 @njit
-def _monte_carlo(exp, pos, fill, zones, replicas, seed, alpha, found, nfound, table, stats, tail):  # pragma: no cover
-    """p-values of the ``nfound`` clusters in ``found`` (field 1), see the module docstring.
+def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alpha, found, table, stats, tail,
+                 scan_ind, score, det):  # pragma: no cover
+    """p-values of the clusters of indicators ``ind = order[j]``, ``j = first, first + step, ...``
+    (field 1 of ``found[ind]``, ``nf[ind]`` clusters; cells ``exp_c[ind]``, ``ncs[ind]`` of them;
+    replicas seeded by ``seeds[ind]``), see the module docstring; then the regions of the
+    significant ones raise ``score[scan_ind[ind]]`` / ``det[scan_ind[ind]]`` (:func:`_mark`).
 
+    One function for a whole share of a cycle's indicators (not one call an indicator): each
+    compiled caller level re-optimises and re-emits everything it calls, and this is the scan's
+    largest code (docs/detect.md, "Scan late in the run, 2026-11-29 (seventh session)").
     ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated. ``tail``: a
     cluster no replica reached gets ``min(1 / (R + 1), U)``, ``U`` the union bound of
     :func:`_tail_bound` (valid where the cells are independent Poisson counts under the null)."""
     n_reg, K = zones.shape
-    W = exp.shape[0]
-    # the screen: clusters (from the lowest LLR up) whose exceedance probability is surely high
-    # enough that the full test would not call them significant get no replicas
-    tested = _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table)
-    active = tested
-    if active == 0:
-        return
-    Cz = np.empty((n_reg, K, fill))
-    Mz = np.empty((n_reg, K, fill))
-    Mw = np.empty((fill, n_reg))
-    nsize = np.zeros(n_reg, dtype=np.int64)
-    _zone_sums(exp, exp, pos, fill, zones, Cz, Mz, nsize, Mw)   # (observed sums not needed)
-    top = found[0, 0]
-    h = _seq_h(replicas, alpha)
-    exceed = np.zeros(nfound, dtype=np.int64)
-    stopped = np.zeros(nfound, dtype=np.int64)
-    ncell = n_reg * fill
-    mcell = np.empty(ncell)
-    off = np.empty(ncell, dtype=np.uint64)
-    F = np.empty((POISSON_TABLE, ncell))
-    plast = np.empty(ncell)
-    U, J = _cell_tables(exp, pos, fill, mcell, off, F, plast)
-    nspecial = 0
-    for i in range(ncell):
-        if mcell[i] > NORMAL_ABOVE:
-            nspecial += 1
-    special = np.empty(nspecial, dtype=np.int64)
-    nspecial = 0
-    for i in range(ncell):
-        if mcell[i] > NORMAL_ABOVE:
-            special[nspecial] = i
-            nspecial += 1
-    Mcell = np.empty(ncell)                 # expected count of region r over window w, i = r * fill + w
-    for r in range(n_reg):
-        for w in range(fill):
-            Mcell[r * fill + w] = Mw[w, r]
-    # zones through each region (CSR)
-    mptr = np.zeros(n_reg + 1, dtype=np.int64)
-    for zc in range(n_reg):
-        for s in range(nsize[zc]):
-            mptr[zones[zc, s] + 1] += 1
-    for r in range(n_reg):
-        mptr[r + 1] += mptr[r]
-    mzone = np.empty(mptr[n_reg], dtype=np.int64)
-    nxt = mptr[:n_reg].copy()
-    for zc in range(n_reg):
-        for s in range(nsize[zc]):
-            r = zones[zc, s]
-            mzone[nxt[r]] = zc
-            nxt[r] += 1
-    T = found[active - 1, 0]
-    Th = T / K                              # a cell is hot where its count reaches _hot_bound(m, Th)
-    hot = np.empty(ncell)                   # filled when first needed (hver: the version it was filled for)
-    hver = np.full(ncell, -1, dtype=np.int64)
-    lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
-    lbver = np.full(ncell, -1, dtype=np.int64)
-    ver = 0
-    Q = np.empty((J, ncell), dtype=np.int64)
-    _int_table(F, J, Q)
-    qv = np.empty(ncell, dtype=np.int64)
-    kc = np.zeros(ncell)                    # counts and cumulative counts: zero but in the regions drawn
-    Cr = np.zeros(ncell)
-    nz = np.empty(ncell + nspecial, dtype=np.int64)
-    touched = np.empty(n_reg, dtype=np.int64)
-    rmark = np.full(n_reg, -1, dtype=np.int64)
-    hot_list = np.empty(ncell, dtype=np.int64)
-    mark = np.full(ncell, -1, dtype=np.int64)
-    rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
-    for i in range(ncell):
-        rof[i] = i // fill
-    for rep in range(replicas):
-        base = np.uint64(rep) * np.uint64(U)
-        nnz = _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, kc, nz)
-        ntouch = 0
-        for t in range(nnz):
-            r = rof[nz[t]]
-            if rmark[r] != rep:
-                rmark[r] = rep
-                touched[ntouch] = r
-                ntouch += 1
-        if nspecial > 0:
-            touched[:ntouch].sort()
-        nhot = 0
-        for t in range(ntouch):
-            r = touched[t]
-            acc = 0.0
-            for w in range(fill):
-                i = r * fill + w
-                acc += kc[i]
-                Cr[i] = acc
-                if acc <= 0.0:
-                    continue
-                if hver[i] != ver:
-                    hver[i] = ver
-                    hot[i] = _hot_bound(Mcell[i], Th, table)
-                if acc >= hot[i]:
-                    hot_list[nhot] = i
-                    nhot += 1
-        stats[0] += 1
-        stats[1] += nhot
-        rmax = 0.0
-        for t in range(nhot):
-            i = hot_list[t]
-            r = rof[i]
-            w = i - r * fill
-            for e in range(mptr[r], mptr[r + 1]):
-                zc = mzone[e]
-                key = zc * fill + w
-                if mark[key] == rep:
-                    continue
-                mark[key] = rep
-                stats[2] += 1
-                if lbver[key] != ver:
-                    lbver[key] = ver
-                    for s in range(nsize[zc]):
-                        m = Mz[zc, s, w]
-                        lb[zc, s, w] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
-                c = 0.0
-                for s in range(nsize[zc]):
-                    c += Cr[zones[zc, s] * fill + w]
-                    if c >= lb[zc, s, w]:
-                        m = Mz[zc, s, w]
-                        v = _llr_t(c, m, math.log(m), table)
-                        if v > rmax:
-                            rmax = v
-            if rmax >= top:
-                break
-        for t in range(ntouch):
-            r = touched[t]
-            for w in range(fill):
-                kc[r * fill + w] = 0.0
-                Cr[r * fill + w] = 0.0
-        for q in range(active):
-            if rmax >= found[q, 0]:
-                exceed[q] += 1
-        was = active
-        while active > 0 and exceed[active - 1] >= h:
-            stopped[active - 1] = rep + 1
-            active -= 1
+    for j in range(first, order.shape[0], step):
+        ind = order[j]
+        nfound = nf[ind]
+        if nfound == 0:
+            continue
+        exp = exp_c[ind]
+        pos = ncs[ind]
+        fill = pos
+        seed = seeds[ind]
+        found_c = found[ind]
+        # the screen: clusters (from the lowest LLR up) whose exceedance probability is surely high
+        # enough that the full test would not call them significant get no replicas
+        tested = _screen(exp, pos, fill, zones, replicas, alpha, found_c, nfound, table)
+        active = tested
         if active == 0:
-            break
-        if active != was:
-            T = found[active - 1, 0]
-            Th = T / K
-            ver += 1
-    floor_p = 1.0 / (replicas + 1.0)
-    for q in range(tested):
-        if stopped[q] > 0:
-            found[q, 1] = h / stopped[q]
-        elif exceed[q] > 0 or not tail:
-            found[q, 1] = (1.0 + exceed[q]) / (replicas + 1.0)
-        else:
-            # no replica reached it: the Monte Carlo only says p <= 1 / (R + 1); the union bound
-            # over the zone-windows (valid at any level) says how far below
-            found[q, 1] = floor_p
-            # the flag as a bool value, not the literals True / False (each literal compiles its own version)
-            if _tail_bound(Mz, nsize, fill, found[q, 0], np.bool_(True), table) < floor_p:
-                u = _tail_bound(Mz, nsize, fill, found[q, 0], np.bool_(False), table)
-                if u < floor_p:
-                    found[q, 1] = u
+            continue
+        Cz = np.empty((n_reg, K, fill))
+        Mz = np.empty((n_reg, K, fill))
+        Mw = np.empty((fill, n_reg))
+        nsize = np.zeros(n_reg, dtype=np.int64)
+        _zone_sums(exp, exp, pos, fill, zones, Cz, Mz, nsize, Mw)   # (observed sums not needed)
+        # the mirror of the screen: from the highest LLR down, clusters whose union bound U says that
+        # no replica is likely to reach them (R U <= SURE_EPS) stop the replicas once all the others
+        # have stopped; U is what their p would be then (no replica reaching them, the tail below).
+        # Only for the Poisson draws (no normal-approximation cell): U bounds the replicas' max there
+        sure = 0
+        ub = np.full(nfound, -1.0)              # exact union bounds computed here, for the p-values
+        if tail:
+            nsp = 0
+            for w in range(fill):
+                for r in range(n_reg):
+                    if np.float64(exp[w, r]) > NORMAL_ABOVE:
+                        nsp += 1
+            while nsp == 0 and sure < active:
+                L = found_c[sure, 0]
+                # the exact sum (a few ms) only where the Chernoff sum is already small
+                if _tail_bound(Mz, nsize, fill, L, np.bool_(True), table) * replicas > 1000.0 * SURE_EPS:
+                    break
+                ub[sure] = _tail_bound(Mz, nsize, fill, L, np.bool_(False), table)
+                if ub[sure] * replicas > SURE_EPS:
+                    break
+                sure += 1
+        top = found_c[0, 0]
+        h = _seq_h(replicas, alpha)
+        exceed = np.zeros(nfound, dtype=np.int64)
+        stopped = np.zeros(nfound, dtype=np.int64)
+        ncell = n_reg * fill
+        mcell = np.empty(ncell)
+        off = np.empty(ncell, dtype=np.uint64)
+        F = np.empty((POISSON_TABLE, ncell))
+        plast = np.empty(ncell)
+        U, J = _cell_tables(exp, pos, fill, mcell, off, F, plast)
+        nspecial = 0
+        for i in range(ncell):
+            if mcell[i] > NORMAL_ABOVE:
+                nspecial += 1
+        special = np.empty(nspecial, dtype=np.int64)
+        nspecial = 0
+        for i in range(ncell):
+            if mcell[i] > NORMAL_ABOVE:
+                special[nspecial] = i
+                nspecial += 1
+        # many cells with a count: draw them all (no branch a cell) rather than find them
+        expz = 0.0
+        for i in range(ncell):
+            expz += 1.0 - F[0, i]
+        dense = expz >= DENSE_SHARE * ncell
+        Mcell = np.empty(ncell)                 # expected count of region r over window w, i = r * fill + w
+        for r in range(n_reg):
+            for w in range(fill):
+                Mcell[r * fill + w] = Mw[w, r]
+        # zones through each region (CSR)
+        mptr = np.zeros(n_reg + 1, dtype=np.int64)
+        for zc in range(n_reg):
+            for s in range(nsize[zc]):
+                mptr[zones[zc, s] + 1] += 1
+        for r in range(n_reg):
+            mptr[r + 1] += mptr[r]
+        mzone = np.empty(mptr[n_reg], dtype=np.int64)
+        nxt = mptr[:n_reg].copy()
+        for zc in range(n_reg):
+            for s in range(nsize[zc]):
+                r = zones[zc, s]
+                mzone[nxt[r]] = zc
+                nxt[r] += 1
+        T = found_c[active - 1, 0]
+        Th = T / K                              # a cell is hot where its count reaches _hot_bound(m, Th)
+        hot = np.empty(ncell)                   # filled when first needed (hver: the version it was filled for)
+        hver = np.full(ncell, -1, dtype=np.int64)
+        lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
+        lbver = np.full(ncell, -1, dtype=np.int64)
+        ver = 0
+        Q = np.empty((J, ncell), dtype=np.int64)
+        _int_table(F, J, Q)
+        qv = np.empty(ncell, dtype=np.int64)
+        kc = np.zeros(ncell)                    # counts and cumulative counts: zero but in the regions drawn
+        Cr = np.zeros(ncell)
+        nz = np.empty(ncell + nspecial, dtype=np.int64)
+        touched = np.empty(n_reg, dtype=np.int64)
+        rmark = np.full(n_reg, -1, dtype=np.int64)
+        hot_list = np.empty(ncell, dtype=np.int64)
+        mark = np.full(ncell, -1, dtype=np.int64)
+        rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
+        for i in range(ncell):
+            rof[i] = i // fill
+        if dense:
+            for r in range(n_reg):
+                touched[r] = r
+        for rep in range(replicas if active > sure else 0):
+            base = np.uint64(rep) * np.uint64(U)
+            if dense:
+                _draw_dense(seed, base, mcell, off, F, Q, plast, J, special, qv, kc)
+                ntouch = n_reg
+            else:
+                nnz = _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, kc, nz)
+                ntouch = 0
+                for t in range(nnz):
+                    r = rof[nz[t]]
+                    if rmark[r] != rep:
+                        rmark[r] = rep
+                        touched[ntouch] = r
+                        ntouch += 1
+                if nspecial > 0:
+                    touched[:ntouch].sort()
+            nhot = 0
+            for t in range(ntouch):
+                r = touched[t]
+                acc = 0.0
+                for w in range(fill):
+                    i = r * fill + w
+                    acc += kc[i]
+                    Cr[i] = acc
+                    if acc <= 0.0:
+                        continue
+                    if hver[i] != ver:
+                        hver[i] = ver
+                        hot[i] = _hot_bound(Mcell[i], Th, table)
+                    if acc >= hot[i]:
+                        hot_list[nhot] = i
+                        nhot += 1
+            stats[0] += 1
+            stats[1] += nhot
+            rmax = 0.0
+            for t in range(nhot):
+                i = hot_list[t]
+                r = rof[i]
+                w = i - r * fill
+                for e in range(mptr[r], mptr[r + 1]):
+                    zc = mzone[e]
+                    key = zc * fill + w
+                    if mark[key] == rep:
+                        continue
+                    mark[key] = rep
+                    stats[2] += 1
+                    if lbver[key] != ver:
+                        lbver[key] = ver
+                        for s in range(nsize[zc]):
+                            m = Mz[zc, s, w]
+                            lb[zc, s, w] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+                    c = 0.0
+                    for s in range(nsize[zc]):
+                        c += Cr[zones[zc, s] * fill + w]
+                        if c >= lb[zc, s, w]:
+                            m = Mz[zc, s, w]
+                            v = _llr_t(c, m, math.log(m), table)
+                            if v > rmax:
+                                rmax = v
+                if rmax >= top:
+                    break
+            if not dense:                       # (dense: every cell is written again)
+                for t in range(ntouch):
+                    r = touched[t]
+                    for w in range(fill):
+                        kc[r * fill + w] = 0.0
+                        Cr[r * fill + w] = 0.0
+            for q in range(active):
+                if rmax >= found_c[q, 0]:
+                    exceed[q] += 1
+            was = active
+            while active > 0 and exceed[active - 1] >= h:
+                stopped[active - 1] = rep + 1
+                active -= 1
+            if active <= sure:
+                break
+            if active != was:
+                T = found_c[active - 1, 0]
+                Th = T / K
+                ver += 1
+        floor_p = 1.0 / (replicas + 1.0)
+        for q in range(tested):
+            if stopped[q] > 0:
+                found_c[q, 1] = h / stopped[q]
+            elif exceed[q] > 0 or not tail:
+                found_c[q, 1] = (1.0 + exceed[q]) / (replicas + 1.0)
+            else:
+                # no replica reached it: the Monte Carlo only says p <= 1 / (R + 1); the union bound
+                # over the zone-windows (valid at any level) says how far below
+                found_c[q, 1] = floor_p
+                # the flag as a bool value, not the literals True / False (each literal compiles its own version)
+                if ub[q] >= 0.0 or _tail_bound(Mz, nsize, fill, found_c[q, 0], np.bool_(True), table) < floor_p:
+                    u = ub[q] if ub[q] >= 0.0 else _tail_bound(Mz, nsize, fill, found_c[q, 0], np.bool_(False), table)
+                    if u < floor_p:
+                        found_c[q, 1] = u
+        _mark(found_c, nfound, zones, alpha, score[scan_ind[ind]], det[scan_ind[ind]])
 
 
 @njit
@@ -1056,14 +1145,24 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
     ends = np.empty(W + 1, dtype=np.int64)
     ncmax = _window_ends((W - 1) // stride + 1, ends)
     obs_c = np.empty((ncmax, n_reg))
-    exp_c = np.empty((ncmax, n_reg))
-    nc = _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c)
-    nfound = _observe(obs_c, exp_c, nc, nc, zones, found, table)
+    exp_c = np.empty((1, ncmax, n_reg))
+    nc = _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c[0])
+    nfound = _observe(obs_c, exp_c[0], nc, nc, zones, found, table)
     if nfound == 0:
         return 0
     stats = np.zeros(3, dtype=np.int64)
-    _monte_carlo(exp_c, nc, nc, zones, replicas, seed, alpha, found, nfound, table, stats, tail)
-    _mark(found, nfound, zones, alpha, score, det)
+    one = np.zeros(1, dtype=np.int64)                       # the kernel's form: one indicator, row 0
+    f1 = np.empty((1, found.shape[0], found.shape[1]))
+    f1[0] = found
+    s1 = np.empty((1, score.shape[0]), dtype=score.dtype)
+    s1[0] = score
+    d1 = np.empty((1, det.shape[0]), dtype=det.dtype)
+    d1[0] = det
+    _monte_carlo(exp_c, np.full(1, nc, dtype=np.int64), np.full(1, nfound, dtype=np.int64), np.full(1, seed),
+                 one, np.int64(0), np.int64(1), zones, replicas, alpha, f1, table, stats, tail, one, s1, d1)
+    found[:] = f1[0]
+    score[:] = s1[0]
+    det[:] = d1[0]
     _window_cycles(found, nfound, ends, stride)
     return stats[0]
 
@@ -1127,30 +1226,6 @@ def _keep(found, held):  # pragma: no cover - compiled
 
 
 @njit
-def _new_held(n_scan):  # pragma: no cover - compiled
-    return np.full((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan)
-
-
-@njit
-def _find_cycle(V, scan_ind, scan_mu, obs, exp, pos, fill, zones, found, table, stride, obs_c, exp_c, ncs, key,
-                nf):  # pragma: no cover - compiled
-    """The first half of a scanning cycle (:func:`scan_run_kernel`), serial over the indicators:
-    push the cycle into slot ``pos`` of the rings, form the cells (:func:`_cells`) into
-    ``obs_c`` / ``exp_c`` and find the clusters (``found``, ``nf`` of them; ``key``: minus the
-    largest LLR, 1 for none: the testing order). Serial: the Monte Carlo is most of a scanning
-    cycle's work, and a second ``prange`` loop was one more parallel body to compile (docs/detect.md,
-    "Detectors stage in the demo, 2026-11-29 (sixth session)")."""
-    W = obs.shape[1]
-    e = np.empty(W + 1, dtype=np.int64)
-    for c in range(scan_ind.shape[0]):
-        i = scan_ind[c]
-        _push(V[i], scan_mu[c], obs[c], exp[c], pos)
-        ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, e, obs_c[c], exp_c[c])
-        nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, found[c], table)
-        key[c] = -found[c, 0, 0] if nf[c] > 0 else 1.0
-
-
-@njit
 def _stable_order(key, order):  # pragma: no cover - compiled
     """``order[:] = np.argsort(key, kind="mergesort")`` (a stable sort) by insertion: the few
     scanned indicators need no more, and numba's mergesort cost 1.9-2.8 s of CPU to compile."""
@@ -1165,26 +1240,9 @@ def _stable_order(key, order):  # pragma: no cover - compiled
 
 
 @njit
-def _bitrev(p, bits):  # pragma: no cover - compiled
-    out = 0
-    for _ in range(bits):
-        out = (out << 1) | (p & 1)
-        p >>= 1
-    return out
-
-
-@njit
 def _is_scan_cycle(cycle, every):  # pragma: no cover - compiled
     """Cycle number ``cycle`` is a scanning cycle at cadence ``every`` (every cycle for 1)."""
     return every <= 1 or cycle % every == 0
-
-
-@njit
-def _held_array(held, n_scan):  # pragma: no cover - compiled
-    """``held``, or a fresh all-NaN one where it is ``None``."""
-    if held is None:
-        return _new_held(n_scan)
-    return held
 
 
 def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycle, alpha,
@@ -1204,25 +1262,91 @@ def scan_update_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, se
     ([1, 1], [9.0, 0.0], 0, 1)
     """
     n_scan = np.shape(scan_ind)[0]
-    hd = _new_held(n_scan) if held is None else held
+    hd = np.full((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan) if held is None else held
     scan_run_kernel(V[None], scan_ind, scan_mu[None], obs, exp, ring, zones, replicas, seed,
                     np.array([cycle], dtype=np.int64), alpha, score[None], det[None], found[None], table,
                     np.int64(stride), np.bool_(tail), np.int64(every), hd)
 
 
-@njit(parallel=True)
+@njit
+def _advance(V, scan_ind, scan_mu, obs, exp, ring, zones, alpha, score, det, found, held, cycles, every, t0, finish,
+             seed, table, stride, ends, obs_c, exp_c, ncs, key, nf, order, seeds):  # pragma: no cover - compiled
+    """:func:`scan_run_kernel`'s serial part, from cycle ``t0`` (of the call) to the next scanning cycle.
+
+    ``finish``: cycle ``t0 - 1`` was a scanning cycle and its clusters are tested: its windows in
+    cycles (:func:`_window_cycles`), the held result (:func:`_keep`) and the next ring slot. Then
+    cycles ``t0, t0 + 1, ...`` hold (:func:`_hold_cycle`) up to a scanning cycle ``t``, which is
+    pushed and its clusters found (testing order into ``order``, replica seeds into
+    ``seeds``). Returns ``t`` (``V.shape[0]`` where none is left); the ring position and fill in
+    ``ring`` are those of cycle ``t`` (its slot not yet passed)."""
+    W = obs.shape[1]
+    n_scan = scan_ind.shape[0]
+    pos = ring[0]
+    fill = ring[1]
+    if finish:
+        ft = found[t0 - 1]
+        _window_ends((fill - 1) // stride + 1, ends)
+        for c in range(n_scan):
+            if nf[c] > 0:
+                _window_cycles(ft[c], nf[c], ends, stride)
+        _keep(ft, held)
+        pos = (pos + 1) % W
+    t = t0
+    while t < V.shape[0]:
+        fill = fill + 1 if fill < W else W
+        if _is_scan_cycle(cycles[t], every):
+            # push the cycle into slot pos of the rings, form the cells (_cells) and find the clusters
+            # (nf of them; key: minus the largest LLR, 1 for none: the testing order), serial over the
+            # indicators: the Monte Carlo is most of a scanning cycle's work. Here, not in a function of
+            # its own: each compiled level re-optimises everything it calls
+            ft = found[t]
+            for c in range(n_scan):
+                i = scan_ind[c]
+                _push(V[t, i], scan_mu[t, c], obs[c], exp[c], pos)
+                ncs[c] = _cells(obs[c], exp[c], pos + 1, fill, stride, ends, obs_c[c], exp_c[c])
+                nf[c] = _observe(obs_c[c], exp_c[c], ncs[c], ncs[c], zones, ft[c], table)
+                key[c] = -ft[c, 0, 0] if nf[c] > 0 else 1.0
+            _stable_order(key, order)
+            for c in range(n_scan):
+                seeds[c] = _seed(seed, scan_ind[c], cycles[t])
+            break
+        _hold_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, zones, alpha, score[t], det[t], found[t], held)
+        pos = (pos + 1) % W
+        t += 1
+    ring[0] = pos
+    ring[1] = fill
+    return t
+
+
+_POOLS: dict = {}
+
+
+def _thread_pool(n: int):
+    """A process-wide pool of ``n`` threads for the Monte Carlo shares (a new one in a forked child)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (n, os.getpid())
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cityvitals-scan")
+    return pool
+
+
 def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed, cycles, alpha,
-                    score, det, found, table, stride=1, tail=False, every=1, held=None):  # pragma: no cover - compiled
+                    score, det, found, table, stride=1, tail=False, every=1, held=None):
     """Many cycles: ``V`` (n_t, n_ind, n_reg), ``scan_mu`` (n_t, n_scan, n_reg), ``cycles`` (n_t);
     cycle after cycle, each as :func:`scan_update_kernel` (so run == successive updates).
 
     A scanning cycle pushes its counts into the rings, forms the cells and finds every
-    indicator's clusters (:func:`_find_cycle`, serial), then tests them (``prange`` over the
-    indicators ranked by observed LLR, in bit-reversed rank order so that the contiguous block
-    of iterations each thread gets holds large and small LLRs alike: significant clusters run
-    all their replicas, the others stop early). The cycle loop is here, not in a function of
-    its own: each compiled level re-optimises everything it calls (docs/detect.md, "Detectors
-    stage in the demo, 2026-11-29 (sixth session)").
+    indicator's clusters (:func:`_advance`, serial), then tests them
+    (:func:`_monte_carlo`) on the numba thread count of Python threads (the kernels release the
+    GIL): with ``n`` threads, thread ``b`` takes the indicators of ranks ``b, b + n, ...`` by
+    observed LLR (significant clusters run all their replicas, the others stop early, so each
+    thread gets large and small LLRs alike). A Python driver, not one parallel kernel: a
+    ``prange`` loop compiles its body as a function of its own that links in and re-optimises the
+    whole Monte Carlo, and the kernel around it did so once more (docs/detect.md, "Scan late in
+    the run, 2026-11-29 (seventh session)"); the driver costs a few calls a scanning cycle.
 
     ``every``: the scan's cadence. Cycle number ``k`` is scanned where ``k % every == 0`` (all
     cycles for ``every`` 1, the default); the other cycles only push their counts into the rings
@@ -1231,59 +1355,53 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     the caller from one call to the next; NaN: no cluster; ``None``: a fresh one, all NaN). A
     scanning cycle's result does not depend on ``every``: the rings get every cycle, and the
     replicas' seed is the cycle's own."""
-    stride = np.int64(stride)           # not literals (the defaults): one specialisation of the callees
+    import numba
+
+    stride = np.int64(stride)           # not literals (the defaults): one specialisation of the kernels
     tail = np.bool_(tail)
+    every = np.int64(every)
+    seed = np.uint64(seed)
+    replicas = np.int64(replicas)
+    alpha = np.float64(alpha)
+    n_t = V.shape[0]
     W = obs.shape[1]
     n_reg = obs.shape[2]
-    n_scan = scan_ind.shape[0]
-    pos = ring[0]
-    fill = ring[1]
-    hd = _held_array(held, n_scan)
+    n_scan = np.shape(scan_ind)[0]
+    hd = np.full((n_scan, MAX_CLUSTERS, len(FOUND_FIELDS)), np.nan) if held is None else held
     ends = np.empty(W + 1, dtype=np.int64)
-    ncmax = _window_ends((W - 1) // stride + 1, ends)
+    ncmax = n_windows((W - 1) // int(stride) + 1)
     obs_c = np.empty((n_scan, ncmax, n_reg))
     exp_c = np.empty((n_scan, ncmax, n_reg))
-    # np.empty, loops and calls only: in a parallel function numba turns np.zeros and whole-array
-    # expressions into parallel loops of their own, each one more parallel body to compile
     ncs = np.empty(n_scan, dtype=np.int64)
     key = np.empty(n_scan)
     nf = np.empty(n_scan, dtype=np.int64)
     order = np.empty(n_scan, dtype=np.int64)
-    bits = 0
-    while (1 << bits) < n_scan:
-        bits += 1
-    for t in range(V.shape[0]):
-        fill = fill + 1 if fill < W else W
-        if not _is_scan_cycle(cycles[t], every):
-            _hold_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, zones, alpha, score[t], det[t], found[t], hd)
-            pos = (pos + 1) % W
-            continue
-        ft = found[t]
-        st = score[t]
-        dt = det[t]
-        cyc = cycles[t]
-        _find_cycle(V[t], scan_ind, scan_mu[t], obs, exp, pos, fill, zones, ft, table, stride, obs_c, exp_c,
-                    ncs, key, nf)
-        _stable_order(key, order)
-        for p in prange(1 << bits):
-            j = _bitrev(p, bits)              # rank j: any contiguous block of p holds ranks spread evenly
-            if j >= n_scan:
-                continue
-            c = order[j]
-            if nf[c] == 0:
-                continue
-            i = scan_ind[c]
-            stats = np.empty(3, dtype=np.int64)
-            for k in range(3):
-                stats[k] = 0
-            _monte_carlo(exp_c[c], ncs[c], ncs[c], zones, replicas, _seed(seed, i, cyc), alpha, ft[c], nf[c],
-                         table, stats, tail)
-            _mark(ft[c], nf[c], zones, alpha, st[i], dt[i])
-        _window_ends((fill - 1) // stride + 1, ends)
-        for c in range(n_scan):
-            if nf[c] > 0:
-                _window_cycles(ft[c], nf[c], ends, stride)
-        _keep(ft, hd)
-        pos = (pos + 1) % W
-    ring[0] = pos
-    ring[1] = fill
+    seeds = np.empty(n_scan, dtype=np.uint64)
+    nt = max(1, min(numba.get_num_threads(), n_scan))
+    stats = np.zeros((nt, 3), dtype=np.int64)
+    t = np.int64(0)
+    finish = np.bool_(False)
+    while True:
+        t = _advance(V, scan_ind, scan_mu, obs, exp, ring, zones, alpha, score, det, found, hd, cycles, every, t,
+                     finish, seed, table, stride, ends, obs_c, exp_c, ncs, key, nf, order, seeds)
+        if t >= n_t:
+            break
+        ft, st, dt = found[t], score[t], det[t]
+        share = min(nt, int(np.count_nonzero(nf)))
+        if share <= 1:
+            _monte_carlo(exp_c, ncs, nf, seeds, order, np.int64(0), np.int64(1), zones, replicas, alpha, ft, table,
+                         stats[0], tail, scan_ind, st, dt)
+        else:
+            pool = _thread_pool(share - 1)
+            futs = [pool.submit(_monte_carlo, exp_c, ncs, nf, seeds, order, np.int64(b), np.int64(share), zones,
+                                replicas, alpha, ft, table, stats[b], tail, scan_ind, st, dt) for b in range(1, share)]
+            try:
+                _monte_carlo(exp_c, ncs, nf, seeds, order, np.int64(0), np.int64(share), zones, replicas, alpha, ft,
+                             table, stats[0], tail, scan_ind, st, dt)
+            finally:
+                for f in futs:        # every share waited for before an error is raised: no thread still writes
+                    f.exception()
+            for f in futs:
+                f.result()
+        t += 1
+        finish = np.bool_(True)
