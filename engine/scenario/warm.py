@@ -49,8 +49,9 @@ STAGES = ("learn", "detect", "alerts", "indices", "store")
 
 #: the warmer processes: their tag, stages and the kernels each leaves to the other (replaced by a
 #: no-op in that process only). The detectors' learning compiles two large kernels one after the
-#: other (``run_kernel`` ~76 s and ``scan_run_kernel`` ~51 s of one thread, /tmp/wt-pipe6-base3):
-#: one process each, the second going on with the alerts', indices' and store's kernels (~28 s).
+#: other (``run_kernel`` ~65-70 s and the scan's ``_advance`` / ``_monte_carlo`` ~33 s of one thread,
+#: docs/report.md and docs/detect.md, seventh session): one process each, the second going on with
+#: the alerts', indices' and store's kernels (~25 s).
 PLAN = (
     {"tag": "a", "stages": ("learn",), "skip": ("engine.detect.detectors:scan_run_kernel",)},
     {"tag": "b", "stages": STAGES, "skip": ("engine.detect.detectors:run_kernel",)},
