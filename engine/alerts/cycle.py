@@ -31,6 +31,7 @@ import numpy as np
 from engine.alerts.common import MIN_REGIONS
 from engine.alerts.multiplicity import SCAN_SHARE
 from engine.config import njit
+from engine.order_stats import median_inplace
 
 __all__ = ["alert_part", "cycle_kernel", "fold_cycle", "median_inplace"]
 
@@ -60,46 +61,6 @@ def _adjusted(y, c, th, cl, scan, stat_on, f_stat, f_scan):  # pragma: no cover 
     else:
         return y
     return zero if q >= one else one - q
-
-
-@njit
-def median_inplace(a, n):  # pragma: no cover - compiled
-    """The median of ``a[:n]`` (no NaN, ``n >= 1``), reordering them: the k-th value by
-    quickselect, the mean of the two middle ones when ``n`` is even (what ``np.median`` gives,
-    without compiling numba's ``np.median`` and sort code into the kernel that calls it)."""
-    k = n // 2
-    lo = 0
-    hi = n - 1
-    while lo < hi:
-        pivot = a[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = a[i]
-                a[i] = a[j]
-                a[j] = t
-                i += 1
-                j -= 1
-        # a[lo..j] <= pivot <= a[i..hi], and lo..hi \ (j, i) holds values equal to the pivot
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    upper = a[k]
-    if n % 2 == 1:
-        return upper
-    lower = a[0]
-    for m in range(1, k):              # the largest of the k values below position k
-        if a[m] > lower:
-            lower = a[m]
-    return (lower + upper) / 2
 
 
 @njit(error_model="numpy")

@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from engine.config import njit
+from engine.order_stats import median_inplace
 
 METHOD_NAMES = ("imputed", "reference", "baseline", "history", "thresholds", "peers")
 DIRECTIONS = {"up_bad": 0, "down_bad": 1, "both": 2}
@@ -201,63 +202,16 @@ def history_baseline_cycles(hist, ends, window, min_n, floor_rel, floor_abs, e, 
 
 
 @njit
-def _select(a, n, k):
-    """Reorder ``a[:n]`` (no NaN) so that ``a[k]`` holds the value a sort would put there, with
-    ``a[:k] <= a[k] <= a[k+1:n]`` (Hoare's quickselect); returns ``a[k]``."""
-    lo = 0
-    hi = n - 1
-    while lo < hi:
-        pivot = a[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = a[i]
-                a[i] = a[j]
-                a[j] = t
-                i += 1
-                j -= 1
-        # a[lo..j] <= pivot <= a[i..hi]; between them (if any) values equal to the pivot
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return a[k]
-
-
-@njit(inline="always")
-def _middle(a, n):
-    """The median of ``a[:n]`` by selection (reordering them): ``a[n // 2]``, or for an even
-    ``n`` the mean of it and the largest value below it -- :func:`_median_sorted`'s operands,
-    in the same order, so the same number."""
-    k = n // 2
-    upper = _select(a, n, k)
-    if n % 2 == 1:
-        return upper
-    lower = a[0]
-    for m in range(1, k):
-        if a[m] > lower:
-            lower = a[m]
-    return 0.5 * (lower + upper)
-
-
-@njit
 def _robust_select(buf, n, floor_rel, floor_abs):
     """:func:`_robust` of ``buf[:n]`` by selection instead of a sort (``buf[:n]`` is overwritten
     with the deviations): the median and the MAD are order statistics, so the same values.
     Each deviation is ``med - x`` below the median and ``x - med`` from it up, the operations
     :func:`_kth_deviation` does; no sort code is compiled."""
-    med = _middle(buf, n)
+    med = median_inplace(buf, n)
     for j in range(n):
         x = buf[j]
         buf[j] = med - x if x < med else x - med
-    mad = _middle(buf, n)
+    mad = median_inplace(buf, n)
     s = MAD_TO_SIGMA * mad
     s = max(s, floor_rel * abs(med), floor_abs)
     return med, s
