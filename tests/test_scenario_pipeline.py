@@ -95,3 +95,25 @@ def test_a_pipelined_run_equals_a_serial_one(tmp_path):
     assert "side_wait" in a["stages_s"]
     assert len(pd.read_parquet(tmp_path / "pipe" / "alerts.parquet"))
     assert assert_run_outputs_equal(tmp_path / "pipe", tmp_path / "serial")
+
+
+def test_side_thread_count_from_the_environment(monkeypatch):
+    """``CITYVITALS_SIDE_THREADS``: the side thread's numba threads (default 1); a bad value names
+    itself before the run starts."""
+    import numba
+
+    def side_threads():
+        side = _Side(threaded=True)
+        try:
+            return side.call(numba.get_num_threads)
+        finally:
+            side.close()
+
+    monkeypatch.delenv("CITYVITALS_SIDE_THREADS", raising=False)
+    assert side_threads() == 1
+    monkeypatch.setenv("CITYVITALS_SIDE_THREADS", "2")
+    assert side_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("CITYVITALS_SIDE_THREADS", bad)
+        with pytest.raises(ValueError, match=f"CITYVITALS_SIDE_THREADS='{bad}'.*>= 1"):
+            _Side(threaded=True)

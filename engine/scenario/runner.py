@@ -164,15 +164,28 @@ class _Done:
         return self.value
 
 
-def _one_numba_thread() -> None:
-    """The side thread's numba threads: 1 (``CITYVITALS_SIDE_THREADS`` to measure others; the
-    results are the same, docs/report.md "Run pipeline ... (seventh session)")."""
+def _side_threads() -> int:
+    """The side thread's numba threads: 1, or ``CITYVITALS_SIDE_THREADS`` (to measure others; the
+    results are the same, docs/report.md "Run pipeline ... (seventh session)"), at most numba's
+    thread count. Read on the run's thread, so a bad value stops the run before it starts."""
     import os
 
     import numba
 
-    n = int(os.environ.get("CITYVITALS_SIDE_THREADS", "1") or 1)
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    raw = os.environ.get("CITYVITALS_SIDE_THREADS", "").strip() or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"CITYVITALS_SIDE_THREADS={raw!r}: expected a whole number of threads >= 1")
+    return min(n, numba.config.NUMBA_NUM_THREADS)
+
+
+def _set_numba_threads(n: int) -> None:
+    import numba
+
+    numba.set_num_threads(n)
 
 
 class _Side:
@@ -184,7 +197,8 @@ class _Side:
     def __init__(self, threaded: bool = True):
         self.threaded = bool(threaded)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-side",
-                                        initializer=_one_numba_thread) if self.threaded else None
+                                        initializer=_set_numba_threads,
+                                        initargs=(_side_threads(),)) if self.threaded else None
         self._futures: list = []
 
     def submit(self, fn, *args):
