@@ -56,43 +56,46 @@ def test_sorted_window_helpers_equal_sorted_list():
 
 
 def _brute_state(eng: Engine) -> dict:
-    """Window sums, running extremes and sorted windows recomputed from the rings alone."""
+    """Window sums, running extremes and sorted windows recomputed from the rings alone: each
+    base's rings seen as (slots, series) matrices, each window the rows of its last ``W`` buckets
+    (``k, k - 1, .. k - W + 1``, slots wrapped) summed, counted, or reduced with numpy."""
     p, s = eng.plan, eng.state
     k = s.last_cycle
     nser = np.diff(p.base_ser0)
-    out = {"wN": np.zeros_like(s.wN), "wS": np.zeros_like(s.wS), "mmRun": np.zeros_like(s.mmRun), "qv": [],
-           "rowc_zero_rows_are_zero": True}
+    out = {"wN": np.zeros_like(s.wN), "wS": np.zeros_like(s.wS), "wO": np.zeros_like(s.wO),
+           "wP": np.zeros_like(s.wP), "mmRun": np.zeros_like(s.mmRun), "qv": [], "rowc_zero_rows_are_zero": True}
     for b in range(p.n_bases):
-        n, R = nser[b], p.base_R[b]
+        n, R = int(nser[b]), int(p.base_R[b])
 
-        def row(off, slot):
-            return off + slot * n + np.arange(n)
+        def ring(arr, off, slots):  # (slots, series) rows of a base's ring
+            return arr[off:off + slots * n].reshape(slots, n)
 
-        for slot in range(R):
-            if s.rowc[p.base_offRow[b] + slot] == 0 and s.ringN[row(p.base_offN[b], slot)].any():
-                out["rowc_zero_rows_are_zero"] = False
+        N = ring(s.ringN, p.base_offN[b], R).astype(np.int64)
+        S = ring(s.ringS, p.base_offS[b], R) if p.base_offS[b] >= 0 else None
+        rowc = s.rowc[p.base_offRow[b]:p.base_offRow[b] + R]
+        if ((rowc == 0) & N.any(axis=1)).any():
+            out["rowc_zero_rows_are_zero"] = False
         for bl in range(p.base_blk_ptr[b], p.base_blk_ptr[b + 1]):
-            W = p.blk_W[bl]
-            for c in range(W):
-                slot = (k - c) % R
-                out["wN"][p.blk_offN[bl] + np.arange(n)] += s.ringN[row(p.base_offN[b], slot)].astype(np.int32)
-                if p.blk_offS[bl] >= 0:
-                    out["wS"][p.blk_offS[bl] + np.arange(n)] += s.ringS[row(p.base_offS[b], slot)]
+            win = (k - np.arange(p.blk_W[bl])) % R  # the window's slots
+            cols = np.arange(n)
+            out["wN"][p.blk_offN[bl] + cols] = N[win].sum(axis=0)
+            if p.blk_offS[bl] >= 0:
+                out["wS"][p.blk_offS[bl] + cols] = S[win].sum(axis=0)
+            if p.blk_offO[bl] >= 0:
+                out["wO"][p.blk_offO[bl] + cols] = ring(s.ringO, p.base_offO[b], R)[win].astype(np.int64).sum(axis=0)
+            if p.blk_offP[bl] >= 0:
+                out["wP"][p.blk_offP[bl] + cols] = (N[win] > 0).sum(axis=0)
         for m in range(p.base_mm_ptr[b], p.base_mm_ptr[b + 1]):
             W, Rm = p.mm_W[m], p.base_Rm[b]
-            ring, off = (s.ringMax, p.base_offMax[b]) if p.mm_stat[m] else (s.ringMin, p.base_offMin[b])
-            rows = np.stack([ring[row(off, (k - c) % Rm)] for c in range(W)])
+            arr, off = (s.ringMax, p.base_offMax[b]) if p.mm_stat[m] else (s.ringMin, p.base_offMin[b])
+            rows = ring(arr, off, Rm)[(k - np.arange(W)) % Rm]
             out["mmRun"][p.mm_off[m] + np.arange(n)] = rows.max(0) if p.mm_stat[m] else rows.min(0)
         for qb in range(p.base_q_ptr[b], p.base_q_ptr[b + 1]):
-            W = p.q_W[qb]
+            win = (k - np.arange(p.q_W[qb])) % R
+            cnt, tot = N[win], S[win]
             for i in range(n):
-                means = []
-                for c in range(W):
-                    slot = (k - c) % R
-                    cnt = s.ringN[p.base_offN[b] + slot * n + i]
-                    if cnt > 0:
-                        means.append(s.ringS[p.base_offS[b] + slot * n + i] / cnt)
-                out["qv"].append((qb, i, np.sort(np.array(means))))
+                has = cnt[:, i] > 0  # the means of the buckets with data
+                out["qv"].append((qb, i, np.sort(tot[has, i] / cnt[has, i])))
     return out
 
 
@@ -101,6 +104,8 @@ def _check_state(eng: Engine) -> None:
     ref = _brute_state(eng)
     assert ref["rowc_zero_rows_are_zero"]
     assert np.array_equal(s.wN, ref["wN"])
+    assert np.array_equal(s.wO, ref["wO"])
+    assert np.array_equal(s.wP, ref["wP"])
     assert np.allclose(s.wS, ref["wS"], rtol=1e-12, atol=1e-9)
     assert np.array_equal(s.mmRun, ref["mmRun"])
     for qb, i, want in ref["qv"]:
