@@ -496,3 +496,31 @@ def test_snapshot_buckets_from_changed_series_equal_a_full_aggregation(city, cat
             assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want)), (i, base, what)
         assert inc.state.equals(full.state), i
     assert int(inc._snap_k.max()) == steps[-1][0]
+
+
+def test_sorted_replace_equals_delete_then_insert():
+    """``sorted_replace`` (the add's one-pass update of a sorted window) leaves the same values
+    as ``sorted_delete`` then ``sorted_insert``: random windows with duplicates, NaN, the value
+    replaced by itself, below / above everything, and values that are not there."""
+    rng = np.random.default_rng(1)
+    for trial in range(4000):
+        W = int(rng.integers(1, 12))
+        n = int(rng.integers(0, W + 1))
+        vals = rng.integers(0, 6, n) / 2.0
+        vals[rng.random(n) < 0.15] = np.nan
+        x = np.full(W + 4, -7.0)
+        x[2:2 + n] = np.sort(vals)
+        pick = rng.random()
+        if n and pick < 0.7:
+            old = x[2 + int(rng.integers(n))]  # a value that is there (NaN included)
+        else:
+            old = [np.nan, 9.0, -1.0, 1.25][int(rng.integers(4))]  # maybe not there
+        v = [np.nan, -1.0, 9.0, old][int(rng.integers(4))] if rng.random() < 0.3 else float(rng.integers(0, 6)) / 2.0
+        want = x.copy()
+        m = K.sorted_delete(want, 2, n, old)
+        if m == n and m == W:  # not there and full: the caller never does this (no room)
+            continue
+        m = K.sorted_insert(want, 2, m, v)
+        got = x.copy()
+        assert K.sorted_replace(got, 2, n, old, v) == m, trial
+        assert np.array_equal(got, want, equal_nan=True), (trial, x, old, v)
