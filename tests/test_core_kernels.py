@@ -56,43 +56,46 @@ def test_sorted_window_helpers_equal_sorted_list():
 
 
 def _brute_state(eng: Engine) -> dict:
-    """Window sums, running extremes and sorted windows recomputed from the rings alone."""
+    """Window sums, running extremes and sorted windows recomputed from the rings alone: each
+    base's rings seen as (slots, series) matrices, each window the rows of its last ``W`` buckets
+    (``k, k - 1, .. k - W + 1``, slots wrapped) summed, counted, or reduced with numpy."""
     p, s = eng.plan, eng.state
     k = s.last_cycle
     nser = np.diff(p.base_ser0)
-    out = {"wN": np.zeros_like(s.wN), "wS": np.zeros_like(s.wS), "mmRun": np.zeros_like(s.mmRun), "qv": [],
-           "rowc_zero_rows_are_zero": True}
+    out = {"wN": np.zeros_like(s.wN), "wS": np.zeros_like(s.wS), "wO": np.zeros_like(s.wO),
+           "wP": np.zeros_like(s.wP), "mmRun": np.zeros_like(s.mmRun), "qv": [], "rowc_zero_rows_are_zero": True}
     for b in range(p.n_bases):
-        n, R = nser[b], p.base_R[b]
+        n, R = int(nser[b]), int(p.base_R[b])
 
-        def row(off, slot):
-            return off + slot * n + np.arange(n)
+        def ring(arr, off, slots):  # (slots, series) rows of a base's ring
+            return arr[off:off + slots * n].reshape(slots, n)
 
-        for slot in range(R):
-            if s.rowc[p.base_offRow[b] + slot] == 0 and s.ringN[row(p.base_offN[b], slot)].any():
-                out["rowc_zero_rows_are_zero"] = False
+        N = ring(s.ringN, p.base_offN[b], R).astype(np.int64)
+        S = ring(s.ringS, p.base_offS[b], R) if p.base_offS[b] >= 0 else None
+        rowc = s.rowc[p.base_offRow[b]:p.base_offRow[b] + R]
+        if ((rowc == 0) & N.any(axis=1)).any():
+            out["rowc_zero_rows_are_zero"] = False
         for bl in range(p.base_blk_ptr[b], p.base_blk_ptr[b + 1]):
-            W = p.blk_W[bl]
-            for c in range(W):
-                slot = (k - c) % R
-                out["wN"][p.blk_offN[bl] + np.arange(n)] += s.ringN[row(p.base_offN[b], slot)].astype(np.int32)
-                if p.blk_offS[bl] >= 0:
-                    out["wS"][p.blk_offS[bl] + np.arange(n)] += s.ringS[row(p.base_offS[b], slot)]
+            win = (k - np.arange(p.blk_W[bl])) % R  # the window's slots
+            cols = np.arange(n)
+            out["wN"][p.blk_offN[bl] + cols] = N[win].sum(axis=0)
+            if p.blk_offS[bl] >= 0:
+                out["wS"][p.blk_offS[bl] + cols] = S[win].sum(axis=0)
+            if p.blk_offO[bl] >= 0:
+                out["wO"][p.blk_offO[bl] + cols] = ring(s.ringO, p.base_offO[b], R)[win].astype(np.int64).sum(axis=0)
+            if p.blk_offP[bl] >= 0:
+                out["wP"][p.blk_offP[bl] + cols] = (N[win] > 0).sum(axis=0)
         for m in range(p.base_mm_ptr[b], p.base_mm_ptr[b + 1]):
             W, Rm = p.mm_W[m], p.base_Rm[b]
-            ring, off = (s.ringMax, p.base_offMax[b]) if p.mm_stat[m] else (s.ringMin, p.base_offMin[b])
-            rows = np.stack([ring[row(off, (k - c) % Rm)] for c in range(W)])
+            arr, off = (s.ringMax, p.base_offMax[b]) if p.mm_stat[m] else (s.ringMin, p.base_offMin[b])
+            rows = ring(arr, off, Rm)[(k - np.arange(W)) % Rm]
             out["mmRun"][p.mm_off[m] + np.arange(n)] = rows.max(0) if p.mm_stat[m] else rows.min(0)
         for qb in range(p.base_q_ptr[b], p.base_q_ptr[b + 1]):
-            W = p.q_W[qb]
+            win = (k - np.arange(p.q_W[qb])) % R
+            cnt, tot = N[win], S[win]
             for i in range(n):
-                means = []
-                for c in range(W):
-                    slot = (k - c) % R
-                    cnt = s.ringN[p.base_offN[b] + slot * n + i]
-                    if cnt > 0:
-                        means.append(s.ringS[p.base_offS[b] + slot * n + i] / cnt)
-                out["qv"].append((qb, i, np.sort(np.array(means))))
+                has = cnt[:, i] > 0  # the means of the buckets with data
+                out["qv"].append((qb, i, np.sort(tot[has, i] / cnt[has, i])))
     return out
 
 
@@ -101,6 +104,8 @@ def _check_state(eng: Engine) -> None:
     ref = _brute_state(eng)
     assert ref["rowc_zero_rows_are_zero"]
     assert np.array_equal(s.wN, ref["wN"])
+    assert np.array_equal(s.wO, ref["wO"])
+    assert np.array_equal(s.wP, ref["wP"])
     assert np.allclose(s.wS, ref["wS"], rtol=1e-12, atol=1e-9)
     assert np.array_equal(s.mmRun, ref["mmRun"])
     for qb, i, want in ref["qv"]:
@@ -491,3 +496,31 @@ def test_snapshot_buckets_from_changed_series_equal_a_full_aggregation(city, cat
             assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want)), (i, base, what)
         assert inc.state.equals(full.state), i
     assert int(inc._snap_k.max()) == steps[-1][0]
+
+
+def test_sorted_replace_equals_delete_then_insert():
+    """``sorted_replace`` (the add's one-pass update of a sorted window) leaves the same values
+    as ``sorted_delete`` then ``sorted_insert``: random windows with duplicates, NaN, the value
+    replaced by itself, below / above everything, and values that are not there."""
+    rng = np.random.default_rng(1)
+    for trial in range(4000):
+        W = int(rng.integers(1, 12))
+        n = int(rng.integers(0, W + 1))
+        vals = rng.integers(0, 6, n) / 2.0
+        vals[rng.random(n) < 0.15] = np.nan
+        x = np.full(W + 4, -7.0)
+        x[2:2 + n] = np.sort(vals)
+        pick = rng.random()
+        if n and pick < 0.7:
+            old = x[2 + int(rng.integers(n))]  # a value that is there (NaN included)
+        else:
+            old = [np.nan, 9.0, -1.0, 1.25][int(rng.integers(4))]  # maybe not there
+        v = [np.nan, -1.0, 9.0, old][int(rng.integers(4))] if rng.random() < 0.3 else float(rng.integers(0, 6)) / 2.0
+        want = x.copy()
+        m = K.sorted_delete(want, 2, n, old)
+        if m == n and m == W:  # not there and full: the caller never does this (no room)
+            continue
+        m = K.sorted_insert(want, 2, m, v)
+        got = x.copy()
+        assert K.sorted_replace(got, 2, n, old, v) == m, trial
+        assert np.array_equal(got, want, equal_nan=True), (trial, x, old, v)

@@ -244,6 +244,8 @@ class Engine:
         # object is replaced (a loaded state aggregates its snapshots in full once)
         self._snap_k = np.full(p.n_bases, -1, np.int64)
         self._sdirty = np.zeros(p.n_series, np.uint8)
+        self._qlv = np.zeros(p.q_nsize, np.float64)  # the leaving buckets' means, advance -> add
+        self._qlf = np.zeros(p.q_nsize, np.uint8)
         self._scratch_for = None
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
@@ -485,7 +487,7 @@ class Engine:
             arrs["ringN"] = arrs["ringO"] = self._no16
         else:
             wide = (self._no32, self._no32)
-        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty) + wide
+        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty, self._qlv, self._qlf) + wide
 
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)

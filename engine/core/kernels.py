@@ -3,13 +3,16 @@
 One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since the epoch) runs:
 
 1. advance - every window block subtracts the bucket that leaves it (``k - W``), every sorted
-   window (quantiles) deletes that bucket's mean; then each base clears its ring row for ``k``;
+   window (quantiles) notes that bucket's mean (``qlv``; before any late record changes it);
+   then each base clears its ring row for ``k``;
 2. bin - events and readings add into their bucket's ring row (a late record into its own, older
    bucket, and straight into the running sums, running extremes and sorted windows that still
    cover it);
 3. snapshots - records update the latest value per entity; then (per base, right before its add)
    each snapshot base aggregates its entities into its bucket ``k``;
-4. add - every block adds bucket ``k``; every sorted window inserts its mean; every running
+4. add - every block adds bucket ``k``; every sorted window replaces the leaving bucket's mean
+   (noted in the advance) by bucket ``k``'s in one pass (the same sorted values as deleting it in
+   the advance: a window holds a multiset, and equal means are the same bits); every running
    extreme takes it in, or is recomputed from the ring when the bucket that left held it;
 5. values - one output row per non-derived indicator (plus a float64 copy of the rows the
    derived formulas read).
@@ -57,7 +60,10 @@ S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "
 #: scratch after the state arrays in ``S`` (held by the engine, not saved: a fresh or loaded state
 #: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
 #: snapshot base last aggregated, and a flag per series whose members' latest values changed since
-S_SCRATCH = ("snap_k", "sdirty")
+S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf")
+# (``qlv`` / ``qlf``, one per sorted-window series: the mean of the bucket leaving the window and
+# whether it had data, taken in the advance before any record of the cycle is binned and used by
+# the add, which deletes it and inserts the new bucket's mean in one pass: :func:`sorted_replace`)
 #: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
 #: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
 #: travel side by side, so one compiled specialisation serves both: each ring access branches on
@@ -156,6 +162,40 @@ def sorted_delete(x, o, n, v):
 
 
 @njit(inline="always")
+def sorted_replace(x, o, n, old, v):
+    """Delete one value equal to ``old`` from the ascending ``x[o:o+n]`` and insert ``v``; returns
+    the new length. The array is the same as :func:`sorted_delete` then :func:`sorted_insert`
+    (``n + 1`` and room for one more when ``old`` is not there), in one pass: both positions are
+    counted (``x < old``, ``x <= v``: a few vector compares for a window of 96 means, where two
+    binary searches mispredict a branch at most steps) and only the values between the two
+    positions move by one. A NaN ``old`` or ``v`` (rare) goes through delete then insert."""
+    if math.isnan(old) or math.isnan(v):
+        return sorted_insert(x, o, sorted_delete(x, o, n, old), v)
+    xv = x[o:o + n]
+    lt = 0
+    le = 0
+    for i in range(n):
+        e = xv[i]
+        lt += 1 if e < old else 0  # NaN compares False and sorts last: the searches' positions
+        le += 1 if e <= v else 0
+    if lt >= n or xv[lt] != old:
+        return sorted_insert(x, o, n, v)
+    pd = lt  # old's position; v goes at le in x, at le - 1 in x without old when le > pd
+    if le > pd:
+        pi = le - 1
+        dst = xv[pd:pi]
+        src = xv[pd + 1:pi + 1]
+        for c in range(pi - pd):
+            dst[c] = src[c]
+    else:
+        pi = le
+        for c in range(pd - pi):
+            xv[pd - c] = xv[pd - c - 1]
+    xv[pi] = v
+    return n
+
+
+@njit(inline="always")
 def quantile_sorted(x, n, q):
     """Linear-interpolation quantile of the sorted ``x[:n]`` (numpy's default method)."""
     if n == 0:
@@ -249,7 +289,7 @@ def _advance_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
@@ -283,18 +323,24 @@ def _advance_base(b, k, P, S):
                 _ring_out(wO, ringO32, oO, blk_offO[bl], n, False)
             else:
                 _ring_out(wO, ringO, oO, blk_offO[bl], n, False)
-    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
+    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's means, before binning
+        # (the add deletes them: :func:`sorted_replace`)
         W = q_W[qb]
         slot = (k - W) % R
+        q0 = q_noff[qb]
         if rowc[ro + slot] == 0:
+            for i in range(n):
+                qlf[q0 + i] = 0
             continue
         oN = base_offN[b] + slot * n
         oS = base_offS[b] + slot * n
         for i in range(n):
             c = _cnt(ringN, ringN32, wide, oN + i)
             if c > 0:
-                qc = q_noff[qb] + i
-                qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
+                qlv[q0 + i] = ringS[oS + i] / c
+                qlf[q0 + i] = 1
+            else:
+                qlf[q0 + i] = 0
     slot = k % R
     # rows of empty buckets are zero already; a snapshot base writes its whole row when it
     # aggregates (from the previous bucket's row when it can, see _snap_base)
@@ -350,7 +396,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
     # slot of bucket k in each base's rings (bucket j = k - d: that slot minus d, wrapped), so that
@@ -499,7 +545,7 @@ def _snap_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     s0 = base_ser0[b]
@@ -577,7 +623,7 @@ def _add_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
         _snap_base(b, k, P, S)
@@ -622,15 +668,19 @@ def _add_base(b, k, P, S):
                 _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
             else:
                 _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
-    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):
-        if not full:
-            break
+    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
         W = q_W[qb]
         oS = base_offS[b] + slot * n
+        q0 = q_noff[qb]
         for i in range(n):
-            c = _cnt(ringN, ringN32, wide, oN + i)
-            if c > 0:
-                qc = q_noff[qb] + i
+            c = _cnt(ringN, ringN32, wide, oN + i) if full else 0
+            qc = q0 + i
+            if qlf[qc] != 0:
+                if c > 0:
+                    qn[qc] = sorted_replace(qv, q_off[qb] + i * W, qn[qc], qlv[qc], ringS[oS + i] / c)
+                else:
+                    qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], qlv[qc])
+            elif c > 0:
                 qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
     Rm = base_Rm[b]
     for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
@@ -713,7 +763,7 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
