@@ -433,17 +433,34 @@ def _threshold(m, lm, T, table):  # pragma: no cover - compiled
 
 
 @njit
-def _hot_bound(m, T, table):  # pragma: no cover - compiled
-    """The count a cell (a region over a window, expected count ``m``) needs for an LLR of ``T``.
+def _zone_margin(Mcell, K, cmax):  # pragma: no cover - compiled
+    """How far below the true sum of its regions' LLRs a replica's zone-window LLR can be computed.
 
-    The LLR is the perspective of a convex function, hence subadditive over the regions of a
-    zone: ``LLR(zone) <= sum of its regions' LLRs``. A zone of at most ``K`` regions with an
-    LLR of ``K T`` therefore holds a region with an LLR of ``T``: with ``T`` = (threshold) / K,
-    zones with no such "hot" region need no evaluation. Always > 0 (``inf`` where ``m <= 0``): a
-    cell with no count is never hot. The replicas ask for it lazily, only for cells with a count
-    (a few % of the cells of sparse series), once per value of ``T``.
+    The LLR is the perspective of a convex function, ``llr(c, m) = max_{q >= 1} (c log q - (q - 1) m)``,
+    hence subadditive over the regions of a zone: ``LLR(zone) <= sum of its regions' LLRs`` (each
+    region's cell: its count and expectation over the window). The replicas evaluate a zone-window
+    only where the cells' LLRs (:func:`_llr_t`; ``inf`` for a count ``>= cmax``, past the table of
+    ``c log c``) sum to at least ``T`` less this margin. Each formula's rounding is a few ulps of
+    its terms ``c log c``, ``c log m``, ``c``, ``m``; with ``K`` regions of expectations (``Mcell``:
+    every cell of the indicator) at most ``Mmax`` and at least ``Mmin > 0``, counts at most ``Cb = K
+    max(cmax, Mmax)`` (a cell's count is below ``cmax`` or its LLR is ``inf``, or it is at most its
+    expectation) and ``|log m| <= lam``, the sum of the ``K + 1`` errors is below ``8 eps (Cb (log Cb
+    + lam + 1) + K Mmax)``; the margin is 100 times that plus 1e-6.
     """
-    return _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+    mmax = 0.0
+    mmin = math.inf
+    for i in range(Mcell.shape[0]):
+        m = Mcell[i]
+        if m > 0.0:
+            if m > mmax:
+                mmax = m
+            if m < mmin:
+                mmin = m
+    if mmax == 0.0:
+        return 1e-6
+    cb = K * (cmax if cmax > mmax else mmax)
+    lam = max(abs(math.log(mmin)), abs(math.log(K * mmax))) + 1.0
+    return 1e-6 + 1e-13 * (cb * (math.log(cb) + lam + 2.0) + K * mmax)
 
 
 def sequential_h(replicas: int, alpha: float) -> int:
@@ -774,6 +791,22 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
 
 
 @njit
+def _zone_max(Cr, Mz, zones, zc, n, w, fill, rmax, table):  # pragma: no cover - compiled
+    """``rmax`` raised to the LLRs of zone ``zc``'s prefixes (``n`` regions) over window ``w``: the
+    replica's counts cumulated over the windows in ``Cr`` (cell ``r * fill + w``), the zone's
+    expectations in ``Mz`` (:func:`_zone_sums`)."""
+    c = 0.0
+    for s in range(n):
+        c += Cr[zones[zc, s] * fill + w]
+        m = Mz[zc, s, w]
+        if c > m and m > 0.0:
+            v = _llr_t(c, m, math.log(m), table)
+            if v > rmax:
+                rmax = v
+    return rmax
+
+
+@njit
 def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alpha, found, table, stats, tail,
                  scan_ind, score, det):  # pragma: no cover
     """p-values of the clusters of indicators ``ind = order[j]``, ``j = first, first + step, ...``
@@ -873,13 +906,29 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                 r = zones[zc, s]
                 mzone[nxt[r]] = zc
                 nxt[r] += 1
+        # regions that share a zone with each region (CSR, the region itself included)
+        nptr = np.zeros(n_reg + 1, dtype=np.int64)
+        nmark = np.full(n_reg, -1, dtype=np.int64)
+        nreg = np.empty(mptr[n_reg] * K, dtype=np.int64)
+        for r in range(n_reg):
+            n_nb = nptr[r]
+            for e in range(mptr[r], mptr[r + 1]):
+                zc = mzone[e]
+                for s in range(nsize[zc]):
+                    j = zones[zc, s]
+                    if nmark[j] != r:
+                        nmark[j] = r
+                        nreg[n_nb] = j
+                        n_nb += 1
+            nptr[r + 1] = n_nb
         T = found_c[active - 1, 0]
-        Th = T / K                              # a cell is hot where its count reaches _hot_bound(m, Th)
-        hot = np.empty(ncell)                   # filled when first needed (hver: the version it was filled for)
-        hver = np.full(ncell, -1, dtype=np.int64)
-        lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
-        lbver = np.full(ncell, -1, dtype=np.int64)
-        ver = 0
+        # the candidate rule (_zone_margin): a zone-window is evaluated only where the LLRs of its
+        # regions' cells sum to at least thr = T less the margin; every one where thr <= 0
+        lMc = np.empty(ncell)                   # log of the cells' expectations (0 where none)
+        for i in range(ncell):
+            lMc[i] = math.log(Mcell[i]) if Mcell[i] > 0.0 else 0.0
+        margin = _zone_margin(Mcell, K, float(table.shape[0]))
+        thr = T - margin - 1e-12 * T
         Q = np.empty((J, ncell), dtype=np.int64)
         _int_table(F, J, Q)
         qv = np.empty(ncell, dtype=np.int64)
@@ -888,8 +937,8 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         nz = np.empty(ncell + nspecial, dtype=np.int64)
         touched = np.empty(n_reg, dtype=np.int64)
         rmark = np.full(n_reg, -1, dtype=np.int64)
-        hot_list = np.empty(ncell, dtype=np.int64)
-        mark = np.full(ncell, -1, dtype=np.int64)
+        Lc = np.zeros(ncell)                    # a replica's cells' LLRs (inf past the table of c log c): zero
+        hot_list = np.empty(ncell, dtype=np.int64)   # but in the regions drawn; hot: LLR >= thr / K
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
         for i in range(ncell):
             rof[i] = i // fill
@@ -912,6 +961,8 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                         ntouch += 1
                 if nspecial > 0:
                     touched[:ntouch].sort()
+            # the cells (region x window: counts cumulated over the windows) and their LLRs
+            hot = (thr / K) * (1.0 - 1e-9)
             nhot = 0
             for t in range(ntouch):
                 r = touched[t]
@@ -920,49 +971,52 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                     i = r * fill + w
                     acc += kc[i]
                     Cr[i] = acc
-                    if acc <= 0.0:
-                        continue
-                    if hver[i] != ver:
-                        hver[i] = ver
-                        hot[i] = _hot_bound(Mcell[i], Th, table)
-                    if acc >= hot[i]:
-                        hot_list[nhot] = i
-                        nhot += 1
+                    if acc > Mcell[i]:
+                        v = _llr_t(acc, Mcell[i], lMc[i], table) if acc < table.shape[0] else math.inf
+                        Lc[i] = v
+                        if v >= hot:
+                            hot_list[nhot] = i
+                            nhot += 1
+                    else:
+                        Lc[i] = 0.0
             stats[0] += 1
             stats[1] += nhot
+            # the LLR is subadditive over regions: a zone-window reaches T only where its cells' LLRs sum
+            # to thr or more, so where one of them is hot (>= thr / K) and the LLRs of the regions sharing
+            # a zone with it sum to thr or more
             rmax = 0.0
-            for t in range(nhot):
-                i = hot_list[t]
-                r = rof[i]
-                w = i - r * fill
-                for e in range(mptr[r], mptr[r + 1]):
-                    zc = mzone[e]
-                    key = zc * fill + w
-                    if mark[key] == rep:
+            if thr > 0.0:
+                for t in range(nhot):
+                    i = hot_list[t]
+                    r = rof[i]
+                    w = i - r * fill
+                    b = 0.0
+                    for e in range(nptr[r], nptr[r + 1]):
+                        b += Lc[nreg[e] * fill + w]
+                    if not (b >= thr):
                         continue
-                    mark[key] = rep
-                    stats[2] += 1
-                    if lbver[key] != ver:
-                        lbver[key] = ver
+                    for e in range(mptr[r], mptr[r + 1]):
+                        zc = mzone[e]
+                        b = 0.0
                         for s in range(nsize[zc]):
-                            m = Mz[zc, s, w]
-                            lb[zc, s, w] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
-                    c = 0.0
-                    for s in range(nsize[zc]):
-                        c += Cr[zones[zc, s] * fill + w]
-                        if c >= lb[zc, s, w]:
-                            m = Mz[zc, s, w]
-                            v = _llr_t(c, m, math.log(m), table)
-                            if v > rmax:
-                                rmax = v
-                if rmax >= top:
-                    break
+                            b += Lc[zones[zc, s] * fill + w]
+                        if b >= thr:
+                            stats[2] += 1
+                            rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
+                    if rmax >= top:
+                        break
+            else:
+                for zc in range(n_reg):
+                    for w in range(fill):
+                        stats[2] += 1
+                        rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
             if not dense:                       # (dense: every cell is written again)
                 for t in range(ntouch):
                     r = touched[t]
                     for w in range(fill):
                         kc[r * fill + w] = 0.0
                         Cr[r * fill + w] = 0.0
+                        Lc[r * fill + w] = 0.0
             for q in range(active):
                 if rmax >= found_c[q, 0]:
                     exceed[q] += 1
@@ -974,8 +1028,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                 break
             if active != was:
                 T = found_c[active - 1, 0]
-                Th = T / K
-                ver += 1
+                thr = T - margin - 1e-12 * T
         floor_p = 1.0 / (replicas + 1.0)
         for q in range(tested):
             if stopped[q] > 0:
