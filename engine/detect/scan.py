@@ -700,19 +700,44 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
             break
     if not any_count:
         return 0
-    Cz = np.empty((n_reg, K, fill))
-    Mz = np.empty((n_reg, K, fill))
+    # each zone prefix's largest LLR over the windows (Lzs) and its first window (Wzs): the searches
+    # below take the first (zone, size, window) of the largest LLR, which is the first (zone, size) of
+    # the largest Lzs and its Wzs. The sums and LLRs are those of _zone_sums and _llr_t
+    Cw = np.empty((fill, n_reg))
     Mw = np.empty((fill, n_reg))
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
+            Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
+    csum = np.empty(fill)
+    msum = np.empty(fill)
+    Lzs = np.zeros((n_reg, K))
+    Wzs = np.zeros((n_reg, K), dtype=np.int64)
     nsize = np.zeros(n_reg, dtype=np.int64)
-    _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw)
-    Lobs = np.zeros((n_reg, K, fill))
     for zc in range(n_reg):
-        for s in range(nsize[zc]):
+        for w in range(fill):
+            csum[w] = 0.0
+            msum[w] = 0.0
+        for s in range(K):
+            r = zones[zc, s]
+            if r < 0:
+                break
+            nsize[zc] = s + 1
+            bv = 0.0
+            bw = -1
             for w in range(fill):
-                c = Cz[zc, s, w]
-                m = Mz[zc, s, w]
+                csum[w] += Cw[w, r]
+                msum[w] += Mw[w, r]
+                c = csum[w]
+                m = msum[w]
                 if c > m and m > 0.0:
-                    Lobs[zc, s, w] = _llr_t(c, m, math.log(m), table)
+                    v = _llr_t(c, m, math.log(m), table)
+                    if v > bv:
+                        bv = v
+                        bw = w
+            Lzs[zc, s] = bv
+            Wzs[zc, s] = bw
     taken = np.zeros(n_reg, dtype=np.bool_)
     nfound = 0
     for q in range(found.shape[0]):
@@ -729,13 +754,12 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
                         break
                 if clash:
                     break
-                for w in range(fill):
-                    v = Lobs[zc, s, w]
-                    if v > best:
-                        best = v
-                        bz = zc
-                        bs = s
-                        bw = w
+                v = Lzs[zc, s]
+                if v > best:
+                    best = v
+                    bz = zc
+                    bs = s
+                    bw = Wzs[zc, s]
         if bz < 0:
             break
         found[q, 0] = best
@@ -1107,15 +1131,18 @@ def _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c):  # pragma: no cover
     for w in range(nc):
         j1 = ends[w]
         row = nc - 1 - w
+        oc = obs_c[row]
+        ec = exp_c[row]
         for r in range(n_reg):
-            so = 0.0
-            se = 0.0
-            for j in range(j0, j1):
-                slot = (pos - 1 - stride * j) % W
-                so += np.float64(obs[slot, r])
-                se += np.float64(exp[slot, r])
-            obs_c[row, r] = so
-            exp_c[row, r] = se
+            oc[r] = 0.0
+            ec[r] = 0.0
+        for j in range(j0, j1):                 # slot by slot (rows of the ring), each sum in the order of j
+            slot = (pos - 1 - stride * j) % W
+            os_ = obs[slot]
+            es_ = exp[slot]
+            for r in range(n_reg):
+                oc[r] += np.float64(os_[r])
+                ec[r] += np.float64(es_[r])
         j0 = j1
     return nc
 
