@@ -50,11 +50,16 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
   ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
   ``q`` with ``floor(F[k] * 2**53)`` and count only the cells past ``F[0]``, a few % of the
-  cells of low-count series: :func:`_draw_sparse`, the same draws), cells (region x window) whose count cannot give any zone through them
-  an LLR of ``T`` (the LLR is subadditive over regions, so a zone of ``K`` regions reaching
-  ``T`` has a region reaching ``T / K``; :func:`_hot_bound`) are skipped, and the zones through
-  the others compare their counts with the count ``T`` needs (:func:`_threshold`) before any
-  LLR is computed. The replica max is exact wherever it is >= ``T``: same p-values as
+  cells of low-count series: :func:`_draw_sparse`, the same draws). The LLR is subadditive
+  over regions (``LLR(zone) <= sum of its regions' LLRs``, each region's cell being its count
+  and expectation over the window), so a zone-window can reach ``T`` only where its cells' LLRs
+  sum to ``T`` (less a margin above the formulas' rounding, :func:`_zone_margin`), and then one
+  of them reaches ``T / K``: the replica computes the LLR of each cell above its expectation,
+  and for each such "hot" cell sums the LLRs of the regions sharing a zone with it over its
+  window; only where that reaches ``T`` are the zones through it summed, and only the zones
+  whose sum reaches ``T`` evaluated (on the demo's near misses: ~0.1-1 zone-window a replica,
+  against ~250-560 with a count threshold per cell for ``T / K``). The replica max is exact
+  wherever it is >= ``T``: same p-values as
   scanning everything. Observed and replica LLRs use one formula, so a replica equal to
   the observed counts counts as an exceedance.
 * tail p-values (``tail=True``, for disjoint cells only): a cluster that no replica reached has
@@ -841,7 +846,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
     One function for a whole share of a cycle's indicators (not one call an indicator): each
     compiled caller level re-optimises and re-emits everything it calls, and this is the scan's
     largest code (docs/detect.md, "Scan late in the run, 2026-11-29 (seventh session)").
-    ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated. ``tail``: a
+    ``stats`` (3,) int64 gets += replicas run, hot cells (LLR >= T / K), zone-windows evaluated. ``tail``: a
     cluster no replica reached gets ``min(1 / (R + 1), U)``, ``U`` the union bound of
     :func:`_tail_bound` (valid where the cells are independent Poisson counts under the null)."""
     n_reg, K = zones.shape
