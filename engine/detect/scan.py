@@ -1208,9 +1208,8 @@ def _mark(found, nfound, zones, alpha, score, det):  # pragma: no cover - compil
                     det[r] = CODE_CLUSTER
 
 
-@njit
 def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table,
-                   stride=1, tail=False):  # pragma: no cover
+                   stride=1, tail=False):
     """Scan one indicator at one cycle.
 
     ``obs``/``exp`` (W, n_reg): ring buffers of observed / expected counts (0 where unknown),
@@ -1222,34 +1221,40 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
     mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5; field 4 the window in
     cycles) and raises ``score`` / ``det`` (this indicator's rows) for significant clusters.
     Returns the replicas run.
+
+    A Python driver over the compiled steps of :func:`scan_run_kernel` (:func:`_cells`,
+    :func:`_observe`, :func:`_monte_carlo` on a one-indicator share, :func:`_window_cycles`) with
+    the argument types the run passes them, so that both share one compiled version of each
+    (a compiled ``scan_indicator`` re-optimised the whole Monte Carlo once more).
     """
     seed = np.uint64(seed)
-    stride = np.int64(stride)           # not a literal (the default): one specialisation of the callees
+    stride = np.int64(stride)
     tail = np.bool_(tail)
     W, n_reg = obs.shape
     ends = np.empty(W + 1, dtype=np.int64)
-    ncmax = _window_ends((W - 1) // stride + 1, ends)
-    obs_c = np.empty((ncmax, n_reg))
+    ncmax = _window_ends(np.int64((W - 1) // stride + 1), ends)
+    obs_c = np.empty((1, ncmax, n_reg))
     exp_c = np.empty((1, ncmax, n_reg))
-    nc = _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c[0])
-    nfound = _observe(obs_c, exp_c[0], nc, nc, zones, found, table)
-    if nfound == 0:
-        return 0
-    stats = np.zeros(3, dtype=np.int64)
-    one = np.zeros(1, dtype=np.int64)                       # the kernel's form: one indicator, row 0
+    nc = _cells(obs, exp, np.int64(pos), np.int64(fill), stride, ends, obs_c[0], exp_c[0])
     f1 = np.empty((1, found.shape[0], found.shape[1]))
-    f1[0] = found
+    nfound = _observe(obs_c[0], exp_c[0], np.int64(nc), np.int64(nc), zones, f1[0], table)
+    if nfound == 0:
+        found[:] = f1[0]
+        return 0
+    stats = np.zeros((1, 3), dtype=np.int64)
+    one = np.zeros(1, dtype=np.int64)                       # the kernel's form: one indicator, row 0
     s1 = np.empty((1, score.shape[0]), dtype=score.dtype)
     s1[0] = score
     d1 = np.empty((1, det.shape[0]), dtype=det.dtype)
     d1[0] = det
     _monte_carlo(exp_c, np.full(1, nc, dtype=np.int64), np.full(1, nfound, dtype=np.int64), np.full(1, seed),
-                 one, np.int64(0), np.int64(1), zones, replicas, alpha, f1, table, stats, tail, one, s1, d1)
+                 one, np.int64(0), np.int64(1), zones, np.int64(replicas), np.float64(alpha), f1, table, stats[0], tail,
+                 one, s1, d1)
+    _window_cycles(f1[0], np.int64(nfound), ends, stride)
     found[:] = f1[0]
     score[:] = s1[0]
     det[:] = d1[0]
-    _window_cycles(found, nfound, ends, stride)
-    return stats[0]
+    return int(stats[0, 0])
 
 
 @njit
