@@ -222,6 +222,38 @@ def test_llr_is_subadditive(seed):
         assert llr(c.sum(), m.sum()) <= sum(llr(a, b) for a, b in zip(c, m)) + 1e-9
 
 
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zone_rule_margin_covers_the_replicas_formula(seed):
+    """The replicas' zone rule (engine/detect/scan.py ``_zone_margin``): wherever a zone-window's LLR
+    as the replicas compute it (``_llr_t`` on the summed count and expectation) is ``>= T``, its
+    regions' cell LLRs (``_llr_t`` each, ``inf`` for a count past the table) sum to at least ``T``
+    less the margin -- over small and huge expectations and counts, near ties included."""
+    from engine.detect.scan import _zone_margin
+
+    rng = np.random.default_rng(seed)
+    K = 6
+    for _ in range(400):
+        scale = float(np.exp(rng.uniform(-7, 11)))
+        m = rng.uniform(0.0, 1.0, K) * scale
+        m[rng.random(K) < 0.2] = 0.0
+        if not (m > 0).any():
+            m[0] = scale
+        c = rng.poisson(m * rng.uniform(0.5, 3.0, K)).astype(float)
+        c[m == 0] = 0.0
+        cells = np.concatenate([m, rng.uniform(0.5, 2.0, 20) * m[m > 0].min()])
+        margin = _zone_margin(cells, K, float(len(TABLE)))
+        parts = [(_llr_t(a, b, math.log(b), TABLE) if a < len(TABLE) else math.inf) if (a > b and b > 0) else 0.0
+                 for a, b in zip(c, m)]
+        msum = 0.0
+        for s in range(K):                            # every prefix, the expectation summed as _zone_sums does
+            msum += m[s]
+            C = float(c[:s + 1].sum())
+            if C > msum and msum > 0:
+                z = _llr_t(C, msum, math.log(msum), TABLE)
+                assert sum(parts[:s + 1]) >= z - margin, (C, msum, z, parts[:s + 1], margin)
+
+
 def _kernel_problem(n_scan=9, n=30, W=4):
     from engine.city import City
 

@@ -50,11 +50,16 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
   ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
   ``q`` with ``floor(F[k] * 2**53)`` and count only the cells past ``F[0]``, a few % of the
-  cells of low-count series: :func:`_draw_sparse`, the same draws), cells (region x window) whose count cannot give any zone through them
-  an LLR of ``T`` (the LLR is subadditive over regions, so a zone of ``K`` regions reaching
-  ``T`` has a region reaching ``T / K``; :func:`_hot_bound`) are skipped, and the zones through
-  the others compare their counts with the count ``T`` needs (:func:`_threshold`) before any
-  LLR is computed. The replica max is exact wherever it is >= ``T``: same p-values as
+  cells of low-count series: :func:`_draw_sparse`, the same draws). The LLR is subadditive
+  over regions (``LLR(zone) <= sum of its regions' LLRs``, each region's cell being its count
+  and expectation over the window), so a zone-window can reach ``T`` only where its cells' LLRs
+  sum to ``T`` (less a margin above the formulas' rounding, :func:`_zone_margin`), and then one
+  of them reaches ``T / K``: the replica computes the LLR of each cell above its expectation,
+  and for each such "hot" cell sums the LLRs of the regions sharing a zone with it over its
+  window; only where that reaches ``T`` are the zones through it summed, and only the zones
+  whose sum reaches ``T`` evaluated (on the demo's near misses: ~0.1-1 zone-window a replica,
+  against ~250-560 with a count threshold per cell for ``T / K``). The replica max is exact
+  wherever it is >= ``T``: same p-values as
   scanning everything. Observed and replica LLRs use one formula, so a replica equal to
   the observed counts counts as an exceedance.
 * tail p-values (``tail=True``, for disjoint cells only): a cluster that no replica reached has
@@ -433,17 +438,34 @@ def _threshold(m, lm, T, table):  # pragma: no cover - compiled
 
 
 @njit
-def _hot_bound(m, T, table):  # pragma: no cover - compiled
-    """The count a cell (a region over a window, expected count ``m``) needs for an LLR of ``T``.
+def _zone_margin(Mcell, K, cmax):  # pragma: no cover - compiled
+    """How far below the true sum of its regions' LLRs a replica's zone-window LLR can be computed.
 
-    The LLR is the perspective of a convex function, hence subadditive over the regions of a
-    zone: ``LLR(zone) <= sum of its regions' LLRs``. A zone of at most ``K`` regions with an
-    LLR of ``K T`` therefore holds a region with an LLR of ``T``: with ``T`` = (threshold) / K,
-    zones with no such "hot" region need no evaluation. Always > 0 (``inf`` where ``m <= 0``): a
-    cell with no count is never hot. The replicas ask for it lazily, only for cells with a count
-    (a few % of the cells of sparse series), once per value of ``T``.
+    The LLR is the perspective of a convex function, ``llr(c, m) = max_{q >= 1} (c log q - (q - 1) m)``,
+    hence subadditive over the regions of a zone: ``LLR(zone) <= sum of its regions' LLRs`` (each
+    region's cell: its count and expectation over the window). The replicas evaluate a zone-window
+    only where the cells' LLRs (:func:`_llr_t`; ``inf`` for a count ``>= cmax``, past the table of
+    ``c log c``) sum to at least ``T`` less this margin. Each formula's rounding is a few ulps of
+    its terms ``c log c``, ``c log m``, ``c``, ``m``; with ``K`` regions of expectations (``Mcell``:
+    every cell of the indicator) at most ``Mmax`` and at least ``Mmin > 0``, counts at most ``Cb = K
+    max(cmax, Mmax)`` (a cell's count is below ``cmax`` or its LLR is ``inf``, or it is at most its
+    expectation) and ``|log m| <= lam``, the sum of the ``K + 1`` errors is below ``8 eps (Cb (log Cb
+    + lam + 1) + K Mmax)``; the margin is 100 times that plus 1e-6.
     """
-    return _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
+    mmax = 0.0
+    mmin = math.inf
+    for i in range(Mcell.shape[0]):
+        m = Mcell[i]
+        if m > 0.0:
+            if m > mmax:
+                mmax = m
+            if m < mmin:
+                mmin = m
+    if mmax == 0.0:
+        return 1e-6
+    cb = K * (cmax if cmax > mmax else mmax)
+    lam = max(abs(math.log(mmin)), abs(math.log(K * mmax))) + 1.0
+    return 1e-6 + 1e-13 * (cb * (math.log(cb) + lam + 2.0) + K * mmax)
 
 
 def sequential_h(replicas: int, alpha: float) -> int:
@@ -683,19 +705,44 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
             break
     if not any_count:
         return 0
-    Cz = np.empty((n_reg, K, fill))
-    Mz = np.empty((n_reg, K, fill))
+    # each zone prefix's largest LLR over the windows (Lzs) and its first window (Wzs): the searches
+    # below take the first (zone, size, window) of the largest LLR, which is the first (zone, size) of
+    # the largest Lzs and its Wzs. The sums and LLRs are those of _zone_sums and _llr_t
+    Cw = np.empty((fill, n_reg))
     Mw = np.empty((fill, n_reg))
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
+            Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
+    csum = np.empty(fill)
+    msum = np.empty(fill)
+    Lzs = np.zeros((n_reg, K))
+    Wzs = np.zeros((n_reg, K), dtype=np.int64)
     nsize = np.zeros(n_reg, dtype=np.int64)
-    _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw)
-    Lobs = np.zeros((n_reg, K, fill))
     for zc in range(n_reg):
-        for s in range(nsize[zc]):
+        for w in range(fill):
+            csum[w] = 0.0
+            msum[w] = 0.0
+        for s in range(K):
+            r = zones[zc, s]
+            if r < 0:
+                break
+            nsize[zc] = s + 1
+            bv = 0.0
+            bw = -1
             for w in range(fill):
-                c = Cz[zc, s, w]
-                m = Mz[zc, s, w]
+                csum[w] += Cw[w, r]
+                msum[w] += Mw[w, r]
+                c = csum[w]
+                m = msum[w]
                 if c > m and m > 0.0:
-                    Lobs[zc, s, w] = _llr_t(c, m, math.log(m), table)
+                    v = _llr_t(c, m, math.log(m), table)
+                    if v > bv:
+                        bv = v
+                        bw = w
+            Lzs[zc, s] = bv
+            Wzs[zc, s] = bw
     taken = np.zeros(n_reg, dtype=np.bool_)
     nfound = 0
     for q in range(found.shape[0]):
@@ -712,13 +759,12 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
                         break
                 if clash:
                     break
-                for w in range(fill):
-                    v = Lobs[zc, s, w]
-                    if v > best:
-                        best = v
-                        bz = zc
-                        bs = s
-                        bw = w
+                v = Lzs[zc, s]
+                if v > best:
+                    best = v
+                    bz = zc
+                    bs = s
+                    bw = Wzs[zc, s]
         if bz < 0:
             break
         found[q, 0] = best
@@ -774,6 +820,22 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
 
 
 @njit
+def _zone_max(Cr, Mz, zones, zc, n, w, fill, rmax, table):  # pragma: no cover - compiled
+    """``rmax`` raised to the LLRs of zone ``zc``'s prefixes (``n`` regions) over window ``w``: the
+    replica's counts cumulated over the windows in ``Cr`` (cell ``r * fill + w``), the zone's
+    expectations in ``Mz`` (:func:`_zone_sums`)."""
+    c = 0.0
+    for s in range(n):
+        c += Cr[zones[zc, s] * fill + w]
+        m = Mz[zc, s, w]
+        if c > m and m > 0.0:
+            v = _llr_t(c, m, math.log(m), table)
+            if v > rmax:
+                rmax = v
+    return rmax
+
+
+@njit
 def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alpha, found, table, stats, tail,
                  scan_ind, score, det):  # pragma: no cover
     """p-values of the clusters of indicators ``ind = order[j]``, ``j = first, first + step, ...``
@@ -784,7 +846,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
     One function for a whole share of a cycle's indicators (not one call an indicator): each
     compiled caller level re-optimises and re-emits everything it calls, and this is the scan's
     largest code (docs/detect.md, "Scan late in the run, 2026-11-29 (seventh session)").
-    ``stats`` (3,) int64 gets += replicas run, hot cells, zone-windows evaluated. ``tail``: a
+    ``stats`` (3,) int64 gets += replicas run, hot cells (LLR >= T / K), zone-windows evaluated. ``tail``: a
     cluster no replica reached gets ``min(1 / (R + 1), U)``, ``U`` the union bound of
     :func:`_tail_bound` (valid where the cells are independent Poisson counts under the null)."""
     n_reg, K = zones.shape
@@ -873,13 +935,29 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                 r = zones[zc, s]
                 mzone[nxt[r]] = zc
                 nxt[r] += 1
+        # regions that share a zone with each region (CSR, the region itself included)
+        nptr = np.zeros(n_reg + 1, dtype=np.int64)
+        nmark = np.full(n_reg, -1, dtype=np.int64)
+        nreg = np.empty(mptr[n_reg] * K, dtype=np.int64)
+        for r in range(n_reg):
+            n_nb = nptr[r]
+            for e in range(mptr[r], mptr[r + 1]):
+                zc = mzone[e]
+                for s in range(nsize[zc]):
+                    j = zones[zc, s]
+                    if nmark[j] != r:
+                        nmark[j] = r
+                        nreg[n_nb] = j
+                        n_nb += 1
+            nptr[r + 1] = n_nb
         T = found_c[active - 1, 0]
-        Th = T / K                              # a cell is hot where its count reaches _hot_bound(m, Th)
-        hot = np.empty(ncell)                   # filled when first needed (hver: the version it was filled for)
-        hver = np.full(ncell, -1, dtype=np.int64)
-        lb = np.empty((n_reg, K, fill))         # zone-window thresholds for T, filled when first needed
-        lbver = np.full(ncell, -1, dtype=np.int64)
-        ver = 0
+        # the candidate rule (_zone_margin): a zone-window is evaluated only where the LLRs of its
+        # regions' cells sum to at least thr = T less the margin; every one where thr <= 0
+        lMc = np.empty(ncell)                   # log of the cells' expectations (0 where none)
+        for i in range(ncell):
+            lMc[i] = math.log(Mcell[i]) if Mcell[i] > 0.0 else 0.0
+        margin = _zone_margin(Mcell, K, float(table.shape[0]))
+        thr = T - margin - 1e-12 * T
         Q = np.empty((J, ncell), dtype=np.int64)
         _int_table(F, J, Q)
         qv = np.empty(ncell, dtype=np.int64)
@@ -888,8 +966,8 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         nz = np.empty(ncell + nspecial, dtype=np.int64)
         touched = np.empty(n_reg, dtype=np.int64)
         rmark = np.full(n_reg, -1, dtype=np.int64)
-        hot_list = np.empty(ncell, dtype=np.int64)
-        mark = np.full(ncell, -1, dtype=np.int64)
+        Lc = np.zeros(ncell)                    # a replica's cells' LLRs (inf past the table of c log c): zero
+        hot_list = np.empty(ncell, dtype=np.int64)   # but in the regions drawn; hot: LLR >= thr / K
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
         for i in range(ncell):
             rof[i] = i // fill
@@ -912,6 +990,8 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                         ntouch += 1
                 if nspecial > 0:
                     touched[:ntouch].sort()
+            # the cells (region x window: counts cumulated over the windows) and their LLRs
+            hot = (thr / K) * (1.0 - 1e-9)
             nhot = 0
             for t in range(ntouch):
                 r = touched[t]
@@ -920,49 +1000,52 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                     i = r * fill + w
                     acc += kc[i]
                     Cr[i] = acc
-                    if acc <= 0.0:
-                        continue
-                    if hver[i] != ver:
-                        hver[i] = ver
-                        hot[i] = _hot_bound(Mcell[i], Th, table)
-                    if acc >= hot[i]:
-                        hot_list[nhot] = i
-                        nhot += 1
+                    if acc > Mcell[i]:
+                        v = _llr_t(acc, Mcell[i], lMc[i], table) if acc < table.shape[0] else math.inf
+                        Lc[i] = v
+                        if v >= hot:
+                            hot_list[nhot] = i
+                            nhot += 1
+                    else:
+                        Lc[i] = 0.0
             stats[0] += 1
             stats[1] += nhot
+            # the LLR is subadditive over regions: a zone-window reaches T only where its cells' LLRs sum
+            # to thr or more, so where one of them is hot (>= thr / K) and the LLRs of the regions sharing
+            # a zone with it sum to thr or more
             rmax = 0.0
-            for t in range(nhot):
-                i = hot_list[t]
-                r = rof[i]
-                w = i - r * fill
-                for e in range(mptr[r], mptr[r + 1]):
-                    zc = mzone[e]
-                    key = zc * fill + w
-                    if mark[key] == rep:
+            if thr > 0.0:
+                for t in range(nhot):
+                    i = hot_list[t]
+                    r = rof[i]
+                    w = i - r * fill
+                    b = 0.0
+                    for e in range(nptr[r], nptr[r + 1]):
+                        b += Lc[nreg[e] * fill + w]
+                    if not (b >= thr):
                         continue
-                    mark[key] = rep
-                    stats[2] += 1
-                    if lbver[key] != ver:
-                        lbver[key] = ver
+                    for e in range(mptr[r], mptr[r + 1]):
+                        zc = mzone[e]
+                        b = 0.0
                         for s in range(nsize[zc]):
-                            m = Mz[zc, s, w]
-                            lb[zc, s, w] = _threshold(m, math.log(m), T, table) if m > 0.0 else math.inf
-                    c = 0.0
-                    for s in range(nsize[zc]):
-                        c += Cr[zones[zc, s] * fill + w]
-                        if c >= lb[zc, s, w]:
-                            m = Mz[zc, s, w]
-                            v = _llr_t(c, m, math.log(m), table)
-                            if v > rmax:
-                                rmax = v
-                if rmax >= top:
-                    break
+                            b += Lc[zones[zc, s] * fill + w]
+                        if b >= thr:
+                            stats[2] += 1
+                            rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
+                    if rmax >= top:
+                        break
+            else:
+                for zc in range(n_reg):
+                    for w in range(fill):
+                        stats[2] += 1
+                        rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
             if not dense:                       # (dense: every cell is written again)
                 for t in range(ntouch):
                     r = touched[t]
                     for w in range(fill):
                         kc[r * fill + w] = 0.0
                         Cr[r * fill + w] = 0.0
+                        Lc[r * fill + w] = 0.0
             for q in range(active):
                 if rmax >= found_c[q, 0]:
                     exceed[q] += 1
@@ -974,8 +1057,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                 break
             if active != was:
                 T = found_c[active - 1, 0]
-                Th = T / K
-                ver += 1
+                thr = T - margin - 1e-12 * T
         floor_p = 1.0 / (replicas + 1.0)
         for q in range(tested):
             if stopped[q] > 0:
@@ -1054,15 +1136,18 @@ def _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c):  # pragma: no cover
     for w in range(nc):
         j1 = ends[w]
         row = nc - 1 - w
+        oc = obs_c[row]
+        ec = exp_c[row]
         for r in range(n_reg):
-            so = 0.0
-            se = 0.0
-            for j in range(j0, j1):
-                slot = (pos - 1 - stride * j) % W
-                so += np.float64(obs[slot, r])
-                se += np.float64(exp[slot, r])
-            obs_c[row, r] = so
-            exp_c[row, r] = se
+            oc[r] = 0.0
+            ec[r] = 0.0
+        for j in range(j0, j1):                 # slot by slot (rows of the ring), each sum in the order of j
+            slot = (pos - 1 - stride * j) % W
+            os_ = obs[slot]
+            es_ = exp[slot]
+            for r in range(n_reg):
+                oc[r] += np.float64(os_[r])
+                ec[r] += np.float64(es_[r])
         j0 = j1
     return nc
 
@@ -1123,9 +1208,8 @@ def _mark(found, nfound, zones, alpha, score, det):  # pragma: no cover - compil
                     det[r] = CODE_CLUSTER
 
 
-@njit
 def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det, found, table,
-                   stride=1, tail=False):  # pragma: no cover
+                   stride=1, tail=False):
     """Scan one indicator at one cycle.
 
     ``obs``/``exp`` (W, n_reg): ring buffers of observed / expected counts (0 where unknown),
@@ -1137,34 +1221,40 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
     mixed with indicator and cycle). Writes ``found`` (MAX_CLUSTERS, 5; field 4 the window in
     cycles) and raises ``score`` / ``det`` (this indicator's rows) for significant clusters.
     Returns the replicas run.
+
+    A Python driver over the compiled steps of :func:`scan_run_kernel` (:func:`_cells`,
+    :func:`_observe`, :func:`_monte_carlo` on a one-indicator share, :func:`_window_cycles`) with
+    the argument types the run passes them, so that both share one compiled version of each
+    (a compiled ``scan_indicator`` re-optimised the whole Monte Carlo once more).
     """
     seed = np.uint64(seed)
-    stride = np.int64(stride)           # not a literal (the default): one specialisation of the callees
+    stride = np.int64(stride)
     tail = np.bool_(tail)
     W, n_reg = obs.shape
     ends = np.empty(W + 1, dtype=np.int64)
-    ncmax = _window_ends((W - 1) // stride + 1, ends)
-    obs_c = np.empty((ncmax, n_reg))
+    ncmax = _window_ends(np.int64((W - 1) // stride + 1), ends)
+    obs_c = np.empty((1, ncmax, n_reg))
     exp_c = np.empty((1, ncmax, n_reg))
-    nc = _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c[0])
-    nfound = _observe(obs_c, exp_c[0], nc, nc, zones, found, table)
-    if nfound == 0:
-        return 0
-    stats = np.zeros(3, dtype=np.int64)
-    one = np.zeros(1, dtype=np.int64)                       # the kernel's form: one indicator, row 0
+    nc = _cells(obs, exp, np.int64(pos), np.int64(fill), stride, ends, obs_c[0], exp_c[0])
     f1 = np.empty((1, found.shape[0], found.shape[1]))
-    f1[0] = found
+    nfound = _observe(obs_c[0], exp_c[0], np.int64(nc), np.int64(nc), zones, f1[0], table)
+    if nfound == 0:
+        found[:] = f1[0]
+        return 0
+    stats = np.zeros((1, 3), dtype=np.int64)
+    one = np.zeros(1, dtype=np.int64)                       # the kernel's form: one indicator, row 0
     s1 = np.empty((1, score.shape[0]), dtype=score.dtype)
     s1[0] = score
     d1 = np.empty((1, det.shape[0]), dtype=det.dtype)
     d1[0] = det
     _monte_carlo(exp_c, np.full(1, nc, dtype=np.int64), np.full(1, nfound, dtype=np.int64), np.full(1, seed),
-                 one, np.int64(0), np.int64(1), zones, replicas, alpha, f1, table, stats, tail, one, s1, d1)
+                 one, np.int64(0), np.int64(1), zones, np.int64(replicas), np.float64(alpha), f1, table, stats[0], tail,
+                 one, s1, d1)
+    _window_cycles(f1[0], np.int64(nfound), ends, stride)
     found[:] = f1[0]
     score[:] = s1[0]
     det[:] = d1[0]
-    _window_cycles(found, nfound, ends, stride)
-    return stats[0]
+    return int(stats[0, 0])
 
 
 @njit
