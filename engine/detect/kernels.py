@@ -920,6 +920,11 @@ def _fb_phase(i, phd, season, par, shape, judge_unset):  # pragma: no cover - co
     return phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
 
 
+#: values per block of :func:`_quiet_row` and :func:`_same_values` (each stops at the first block that
+#: settles the answer)
+SAME_BLOCK = 64
+
+
 @njit(fastmath=_FAST)
 def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - compiled
     """Whether cycle ``x`` leaves the row's state as it was: every value missing or a held repeat
@@ -928,24 +933,29 @@ def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - c
     spread, scale, counts, CUSUM, tags unchanged; no profile bin learns: its push counts only fresh
     values), so a next cycle in the same bins with the same values scores exactly as this one
     (:func:`run_kernel`'s skip). ``N`` is the row's counts (read whatever ``sty``: a steady row's
-    ``n`` is ``nsat``). Branch-free (vectorises): a float32 count of the fresh values."""
+    ``n`` is ``nsat``). Branch-free (vectorises) within blocks of :data:`SAME_BLOCK` values: a float32
+    count of the fresh values, stopping at the first block with one (a count row's first value, a
+    fresh post's first region: most computed row-cycles are not quiet, docs/detect.md, "Row pass in
+    the demo ... (eighth session)")."""
     n_reg = x.shape[0]
     held = hold_mode > 0 and not is_count
     any_val = hold_mode == 2
     nz_sty = nsat != 0
-    fresh = _0
-    for r in range(n_reg):
-        xv = np.float32(x[r])
-        ok = xv == xv
-        nr = N[r]                                   # read unconditionally (vectorises)
-        nz = nz_sty if sty else nr != 0
-        rep = nz & ((xv != _0) | any_val) & (np.int32(T[r]) == value_tag(xv)) & held
-        fresh += _1 if (ok & (rep == False)) else _0  # noqa: E712 (bitwise: vectorises)
-    return fresh == _0
-
-
-#: values per block of :func:`_same_values`
-SAME_BLOCK = 64
+    r0 = 0
+    while r0 < n_reg:
+        r1 = r0 + SAME_BLOCK if r0 + SAME_BLOCK < n_reg else n_reg
+        fresh = _0
+        for r in range(r0, r1):
+            xv = np.float32(x[r])
+            ok = xv == xv
+            nr = N[r]                                   # read unconditionally (vectorises)
+            nz = nz_sty if sty else nr != 0
+            rep = nz & ((xv != _0) | any_val) & (np.int32(T[r]) == value_tag(xv)) & held
+            fresh += _1 if (ok & (rep == False)) else _0  # noqa: E712 (bitwise: vectorises)
+        if fresh != _0:
+            return False
+        r0 = r1
+    return True
 
 
 @njit(fastmath=_FAST)
@@ -1074,10 +1084,12 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                           scale[bt, i], want, scan_slot, scan_mu[t], judge_unset)
                 same = False
                 continue
-            # whether this cycle learns nothing matters only if the next one repeats its values and bins:
-            # tested first (the test the next cycle would make; the quiet test is the dearer one)
-            same = t + 1 < n_t and _same_bins(sea, phase_d, phase_w, t + 1) and _same_values(V[t + 1, i], V[t, i])
-            quiet = same and _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
+            # whether this cycle learns nothing (both tests stop at the first block that settles them; most
+            # computed row-cycles have a fresh value early), then whether the next one repeats its values
+            # and bins (the test the next cycle would make)
+            quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
+            same = quiet and t + 1 < n_t and _same_bins(sea, phase_d, phase_w, t + 1) and _same_values(V[t + 1, i], V[t, i])
+            quiet = same
             sty0 = sty
             _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, nbt, sp, spatial, z, mu_s, var_s,
