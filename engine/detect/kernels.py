@@ -34,7 +34,7 @@ from engine.detect.params import (
     P_MU_FLOOR, P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
-from engine.detect.spatial import neighbour_table, spatial_pass, spatial_pass_table
+from engine.detect.spatial import spatial_pass
 from engine.levels import CRITICAL, WARN
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
@@ -744,16 +744,9 @@ def _row_bins(x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, sha
 @njit(inline="always")
 def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
                 shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score,
-                det, nbt, sp, judge):  # pragma: no cover - compiled
+                det):  # pragma: no cover - compiled
     """The end of a row's cycle for :func:`_step` and :func:`_step_cat`, after :func:`_row_pass`:
-    the count tail, the profile bins' learning, the spatial pass, and the catalog levels last.
-
-    ``nbt`` None (:func:`_step`): the spatial pass over the CSR adjacency, its scratch allocated per
-    call (:func:`engine.detect.spatial.spatial_pass`); the catalog kernels (:func:`_step_cat`) give
-    the padded neighbour table ``nbt`` and float64 scratch ``sp`` (4, n_reg + 1)
-    (:func:`engine.detect.spatial.spatial_pass_table`, the same scores) and skip the pass on a row
-    not judged this cycle (``judge`` False: nothing scored, every ``z`` NaN, the pass would change
-    nothing)."""
+    the count tail, the profile bins' learning, the spatial pass, and the catalog levels last."""
     n_reg = x.shape[0]
     has_thr = not math.isnan(warn)
     if is_count and _any_warm(mu_s):
@@ -764,11 +757,7 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
         if p2 >= 0:
             _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
     if spatial and n_reg > 1:
-        if nbt is None:
-            spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
-        elif judge:
-            spatial_pass_table(z, nbt, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL, sp[0], sp[1],
-                               sp[2, :n_reg], sp[3, :n_reg])
+        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
     if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
         _thr_pass(x, warn, alarm, score, det)
 
@@ -806,13 +795,13 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
     _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
-                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, None, None, True)
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
     return nmin
 
 
 @njit
 def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
-              L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, nbt, sp, spatial,
+              L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
               z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
               scan_mu, scan_on, judge_unset, hold_mode, steady):  # pragma: no cover - compiled
     """:func:`_step` for the catalog kernels (:func:`_step_row`): ``steady`` (bool) marks a steady row,
@@ -821,7 +810,7 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
     or without the fallback: the kernel's code as before, bit for bit), two-sided rows its general
     case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
     compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
-    (sixth session)"). ``nbt``, ``sp``: the spatial pass's neighbour table and scratch (:func:`_row_finish`). Returns the row's smallest observation count after this cycle."""
+    (sixth session)"). Returns the row's smallest observation count after this cycle."""
     seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
         x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
         want_baseline, scan_mu, scan_on, judge_unset)
@@ -846,7 +835,7 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
             x, np.float32(sh), sh2, fb, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, CN, NL, steady, nsat, T, z, mu_s, var_s, c3_s, score, det)
     _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
-                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, nbt, sp, judge)
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
     return nmin
 
 
@@ -891,7 +880,7 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
 
 @njit
 def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, nbt, sp, spatial, z, mu_s, var_s, c3_s, cw, ci,
+              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci,
               score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
     """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
     steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
@@ -908,7 +897,7 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     cn = CN[b] if b >= 0 else cw[3]
     nl = ci.view(np.int16) if sty else N[i]
     nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
-               S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, nbt, sp, spatial, z, mu_s, var_s,
+               S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty)
     if not sty and nm >= nsat[i]:
         steady[i] = True
@@ -920,11 +909,6 @@ def _fb_phase(i, phd, season, par, shape, judge_unset):  # pragma: no cover - co
     return phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
 
 
-#: values per block of :func:`_quiet_row` and :func:`_same_values` (each stops at the first block that
-#: settles the answer)
-SAME_BLOCK = 64
-
-
 @njit(fastmath=_FAST)
 def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - compiled
     """Whether cycle ``x`` leaves the row's state as it was: every value missing or a held repeat
@@ -933,58 +917,33 @@ def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - c
     spread, scale, counts, CUSUM, tags unchanged; no profile bin learns: its push counts only fresh
     values), so a next cycle in the same bins with the same values scores exactly as this one
     (:func:`run_kernel`'s skip). ``N`` is the row's counts (read whatever ``sty``: a steady row's
-    ``n`` is ``nsat``). Branch-free (vectorises) within blocks of :data:`SAME_BLOCK` values: a float32
-    count of the fresh values, stopping at the first block with one (a count row's first value, a
-    fresh post's first region: most computed row-cycles are not quiet, docs/detect.md, "Row pass in
-    the demo ... (eighth session)")."""
+    ``n`` is ``nsat``). Branch-free (vectorises): a float32 count of the fresh values."""
     n_reg = x.shape[0]
     held = hold_mode > 0 and not is_count
     any_val = hold_mode == 2
     nz_sty = nsat != 0
-    r0 = 0
-    while r0 < n_reg:
-        r1 = r0 + SAME_BLOCK if r0 + SAME_BLOCK < n_reg else n_reg
-        fresh = _0
-        for r in range(r0, r1):
-            xv = np.float32(x[r])
-            ok = xv == xv
-            nr = N[r]                                   # read unconditionally (vectorises)
-            nz = nz_sty if sty else nr != 0
-            rep = nz & ((xv != _0) | any_val) & (np.int32(T[r]) == value_tag(xv)) & held
-            fresh += _1 if (ok & (rep == False)) else _0  # noqa: E712 (bitwise: vectorises)
-        if fresh != _0:
-            return False
-        r0 = r1
-    return True
+    fresh = _0
+    for r in range(n_reg):
+        xv = np.float32(x[r])
+        ok = xv == xv
+        nr = N[r]                                   # read unconditionally (vectorises)
+        nz = nz_sty if sty else nr != 0
+        rep = nz & ((xv != _0) | any_val) & (np.int32(T[r]) == value_tag(xv)) & held
+        fresh += _1 if (ok & (rep == False)) else _0  # noqa: E712 (bitwise: vectorises)
+    return fresh == _0
 
 
 @njit(fastmath=_FAST)
 def _same_values(a, b):  # pragma: no cover - compiled
     """Whether rows ``a`` and ``b`` hold the same values bit for bit (both missing counts as the
-    same: a missing value reaches no output but as the kernel's own NaN). Branch-free within blocks of
-    :data:`SAME_BLOCK` values, stopping at the first block that differs (:func:`run_kernel` asks it of
-    every computed row-cycle, and a count row's values mostly differ within the first block)."""
-    n = a.shape[0]
-    r0 = 0
-    while r0 < n:
-        r1 = r0 + SAME_BLOCK if r0 + SAME_BLOCK < n else n
-        diff = _0
-        for r in range(r0, r1):
-            u = a[r]
-            w = b[r]
-            same = ((u == w) & (_f32_bits(np.float32(u)) == _f32_bits(np.float32(w)))) | ((u != u) & (w != w))
-            diff += _0 if same else _1
-        if diff != _0:
-            return False
-        r0 = r1
-    return True
-
-
-@njit(inline="always")
-def _same_bins(sea, phase_d, phase_w, t):  # pragma: no cover - compiled
-    """Whether cycle ``t`` is in the profile bins of cycle ``t - 1`` for a row of seasonality ``sea``
-    (none: always; daily: its daily bin; weekly: its weekly and daily bins)."""
-    return sea == 0 or (phase_d[t] == phase_d[t - 1] and (sea != 2 or phase_w[t] == phase_w[t - 1]))
+    same: a missing value reaches no output but as the kernel's own NaN). Branch-free."""
+    diff = _0
+    for r in range(a.shape[0]):
+        u = a[r]
+        w = b[r]
+        same = ((u == w) & (_f32_bits(np.float32(u)) == _f32_bits(np.float32(w)))) | ((u != u) & (w != w))
+        diff += _0 if same else _1
+    return diff == _0
 
 
 @njit
@@ -1018,7 +977,6 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
-    nbt = neighbour_table(adj_ptr, adj_idx, n_reg)
     for ch in prange(n_chunks):
         z = np.empty(n_reg, dtype=np.float32)
         mu_s = np.empty(n_reg, dtype=np.float32)
@@ -1026,11 +984,10 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        sp = np.empty((4, n_reg + 1), dtype=np.float64)
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
             _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-                      both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, nbt, sp, spatial, z, mu_s, var_s, c3_s,
+                      both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
                       cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
 
 
@@ -1057,7 +1014,6 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
     The same outputs and state as successive :func:`update_kernel` calls, bit for bit."""
     n_t, n_ind, n_reg = V.shape
-    nbt = neighbour_table(adj_ptr, adj_idx, n_reg)
     for i in prange(n_ind):
         z = np.empty(n_reg, dtype=np.float32)
         mu_s = np.empty(n_reg, dtype=np.float32)
@@ -1065,33 +1021,26 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        sp = np.empty((4, n_reg + 1), dtype=np.float64)
         sea = season[i]
         quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
         sty0 = False        # ... and ran with this steady flag
-        same = False        # the last computed cycle's values and bins are the next cycle's
         for t in range(n_t):
             ph = phase_w[t] if sea == 2 else phase_d[t]
             bs = baseline_slot[t]
             want = bs >= 0
             bt = bs if want else 0
             sty = steady[i]
-            if t > 0 and quiet and sty == sty0 and (same or (_same_bins(sea, phase_d, phase_w, t)
-                                                            and _same_values(V[t, i], V[t - 1, i]))):
+            if (t > 0 and quiet and sty == sty0
+                    and (sea == 0 or (phase_d[t] == phase_d[t - 1] and (sea != 2 or phase_w[t] == phase_w[t - 1])))
+                    and _same_values(V[t, i], V[t - 1, i])):
                 # cycle t - 1 learned nothing and t repeats it (values, bins, state): its outputs
                 _skip_row(np.int64(i), V[t, i], ph, phase_d[t], season, is_count, warmup, par, L, D, S, N, shape,
                           visits, score[t - 1, i], det[t - 1, i], score[t, i], det[t, i], expected[bt, i],
                           scale[bt, i], want, scan_slot, scan_mu[t], judge_unset)
-                same = False
                 continue
-            # whether this cycle learns nothing (both tests stop at the first block that settles them; most
-            # computed row-cycles have a fresh value early), then whether the next one repeats its values
-            # and bins (the test the next cycle would make)
             quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
-            same = quiet and t + 1 < n_t and _same_bins(sea, phase_d, phase_w, t + 1) and _same_values(V[t + 1, i], V[t, i])
-            quiet = same
             sty0 = sty
             _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
-                      CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, nbt, sp, spatial, z, mu_s, var_s,
+                      CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held)

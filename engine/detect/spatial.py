@@ -25,7 +25,7 @@ import numpy as np
 from engine.config import njit
 from engine.detect.special import t4_sf
 
-__all__ = ["Z_CLIP", "neighbour_table", "spatial_contrast", "spatial_pass", "spatial_pass_table"]
+__all__ = ["Z_CLIP", "spatial_contrast", "spatial_pass"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -133,109 +133,6 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
         m = mf if mf >= 1.0 else 1.0
         d = (np.float64(zc[r]) - acc[r] / m) / math.sqrt(1.0 + 1.0 / m)
         # t4_sf(|d|), as :func:`engine.detect.special.t4_sf` computes it for t >= 0
-        a = abs(d)
-        q = math.sqrt(4.0 + a * a)
-        omw = 4.0 / (q * (q + a))
-        tail = 0.5 * omw * omw * (1.0 + 0.5 * a / q)
-        if direction == 1:
-            sc = 1.0 - tail if d > 0.0 else 0.0
-        elif direction == -1:
-            sc = 1.0 - tail if d < 0.0 else 0.0
-        else:
-            sc = 1.0 - 2.0 * tail
-        acc[r] = sc
-    lo = np.float64(min_nb if min_nb > 1 else 1)
-    for r in range(n):
-        old = score[r]
-        sc = acc[r]
-        if w[r] > 0.0 and cnt[r] >= lo and (old != old or sc > old):
-            score[r] = sc
-            det[r] = code
-
-
-@njit
-def neighbour_table(indptr, indices, n):
-    """The adjacency ``indptr`` / ``indices`` (CSR, ``n`` regions) as a padded table (``n``, ``W``), ``W``
-    the largest degree: row ``r`` holds ``r``'s neighbours in CSR order, then ``n`` (a slot that
-    :func:`spatial_pass_table` keeps at 0, no data) to the end.
-
-    >>> import numpy as np
-    >>> neighbour_table(np.array([0, 2, 3, 4]), np.array([1, 2, 0, 0]), 3).tolist()
-    [[1, 2], [0, 3], [0, 3]]
-    """
-    width = 0
-    for r in range(n):
-        d = indptr[r + 1] - indptr[r]
-        width = d if d > width else width
-    nb = np.full((n, width), n, dtype=np.int64)
-    for r in range(n):
-        for j in range(indptr[r], indptr[r + 1]):
-            nb[r, j - indptr[r]] = indices[j]
-    return nb
-
-
-@njit(error_model="numpy")
-def spatial_pass_table(z, nb, direction, min_nb, score, det, code, zc, w, acc, cnt):  # pragma: no cover - compiled
-    """:func:`spatial_pass` over the padded neighbour table ``nb`` (:func:`neighbour_table`), with
-    float64 scratch ``zc``, ``w`` of ``n + 1`` (slot ``n``, the padding, is set to 0: no data) and
-    ``acc``, ``cnt`` of ``n``: the same scores bit for bit (the same operations in the same order;
-    each region's sums run over its neighbours in CSR order and then add the padding's +0.0, which
-    changes no sum that starts at +0.0 -- such a sum is never -0.0 --; a float32 ``z`` converts to
-    float64 exactly). A fixed trip count a region and no float32 -> float64 conversion in the
-    gather: the catalog kernels' spatial pass was ~39 % of the demo's row pass, half of it the
-    neighbour sums (docs/detect.md, "Row pass in the demo ... (eighth session)")."""
-    n = z.shape[0]
-    width = nb.shape[1]
-    nv = 0.0
-    for r in range(n):
-        zr = z[r]
-        ok = zr == zr
-        c = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
-        zc[r] = c if ok else 0.0
-        w[r] = 1.0 if ok else 0.0
-        nv += 1.0 if ok else 0.0
-    if nv == 0.0:                          # a row not scored this cycle (cold, unjudged, no data)
-        return
-    zc[n] = 0.0
-    w[n] = 0.0
-    if 3.0 * nv < n:
-        for r in range(n):
-            if w[r] == 0.0:
-                continue
-            a = 0.0
-            m = 0
-            for j in range(width):
-                k = nb[r, j]
-                if w[k] != 0.0:
-                    a += zc[k]
-                    m += 1
-            if m < min_nb or m == 0:
-                continue
-            d = (zc[r] - a / m) / math.sqrt(1.0 + 1.0 / m)
-            old = score[r]
-            if direction == 1:
-                sc = 1.0 - t4_sf(d) if d > 0.0 else 0.0
-            elif direction == -1:
-                sc = 1.0 - t4_sf(-d) if d < 0.0 else 0.0
-            else:
-                sc = 1.0 - 2.0 * t4_sf(abs(d))
-            if old != old or sc > old:
-                score[r] = sc
-                det[r] = code
-        return
-    for r in range(n):
-        a = 0.0
-        mf = 0.0
-        for j in range(width):
-            k = nb[r, j]
-            a += zc[k]
-            mf += w[k]
-        acc[r] = a
-        cnt[r] = mf
-    for r in range(n):                     # the contrast's score, vectorised (float64, 4 lanes)
-        mf = cnt[r]
-        m = mf if mf >= 1.0 else 1.0
-        d = (zc[r] - acc[r] / m) / math.sqrt(1.0 + 1.0 / m)
         a = abs(d)
         q = math.sqrt(4.0 + a * a)
         omw = 4.0 / (q * (q + a))
