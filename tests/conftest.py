@@ -75,3 +75,73 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False   # the order is the collection's (modifyitems above)
     return SharedCompileScheduling(config, log)
+
+
+# ----------------------------------------------------------------------------- compile log
+# CITYVITALS_COMPILE_LOG=DIR: every numba compile of this process (function, signature, CPU of the
+# compiling thread without its nested compiles, test) and every test's CPU, written to
+# DIR/<worker>-<pid>.json at the end (the measurement behind SHARED; docs/benchmarks.md).
+
+_LOG: dict = {}
+
+
+def _log_compiles():
+    import threading
+    import time
+
+    import numba.core.event as ev
+
+    tls = threading.local()
+
+    class Listener(ev.Listener):
+        def on_start(self, event):
+            stack = tls.__dict__.setdefault("stack", [])
+            stack.append([time.thread_time(), 0.0])
+
+        def on_end(self, event):
+            stack = tls.stack
+            c0, nested = stack.pop()
+            cpu = time.thread_time() - c0
+            if stack:
+                stack[-1][1] += cpu
+            py = event.data["dispatcher"].py_func
+            _LOG["compiles"].append({"fn": f"{py.__module__}.{py.__qualname__}", "sig": str(event.data["args"]),
+                                     "cpu": cpu, "excl": cpu - nested, "test": _LOG["test"]})
+
+    ev.register("numba:compile", Listener())
+
+
+def pytest_configure(config):
+    if os.environ.get("CITYVITALS_COMPILE_LOG"):
+        import time
+
+        _LOG.update(compiles=[], tests=[], test="<collect>", cpu0=time.process_time())
+        _log_compiles()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _LOG:
+        yield
+        return
+    import time
+
+    _LOG["test"] = item.nodeid
+    c0 = time.process_time()
+    yield
+    _LOG["tests"].append({"nodeid": item.nodeid, "cpu": time.process_time() - c0})
+    _LOG["test"] = "<between>"
+
+
+def pytest_unconfigure(config):
+    if not _LOG:
+        return
+    import json
+    import time
+
+    folder = Path(os.environ["CITYVITALS_COMPILE_LOG"])
+    folder.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    out = {k: _LOG[k] for k in ("compiles", "tests")}
+    out["cpu"] = time.process_time() - _LOG["cpu0"]
+    (folder / f"{worker}-{os.getpid()}.json").write_text(json.dumps(out))
