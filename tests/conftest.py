@@ -11,7 +11,7 @@ compile CPU were such duplicates, nearly all between the modules grouped below.
   runs them one after the other and compiles each kernel once (later modules find it in
   memory). Still one worker per file: no test is split from its module.
 * Work units are handed out largest first: the shared groups, then the other modules by
-  number of tests (xdist's own order for loadfile).
+  number of tests (xdist's own order for loadfile), then :data:`LAST`.
 
 Without xdist (a plain ``pytest`` run) nothing here applies: the tests run in collection
 order in one process, where nothing compiles twice anyway.
@@ -27,10 +27,13 @@ import pytest
 # module file name -> shared work unit; the order of the groups is the order they start in
 SHARED = {
     "test_detect_series.py": "detect", "test_detect_kernels.py": "detect", "test_detect_scan.py": "detect",
-    "test_core_kernels.py": "core", "test_scenario_warm.py": "core",
+    "test_core_kernels.py": "core",
     "test_indices.py": "indices", "test_indices_batch.py": "indices",
 }
 _GROUP_RANK = {g: k for k, g in enumerate(dict.fromkeys(SHARED.values()))}
+# handed out last: a scenario run needs most of the engine's kernels; after the other modules it
+# loads them from the cache instead of compiling them at the same time as another worker
+LAST = ("test_scenario_warm.py",)
 
 
 def unit_of(nodeid: str) -> str:
@@ -55,7 +58,10 @@ def pytest_collection_modifyitems(config, items):
     def key(pair):
         k, item = pair
         u = unit_of(item.nodeid)
-        rank = _GROUP_RANK[u[len("shared:"):]] if u.startswith("shared:") else len(_GROUP_RANK)
+        if u.startswith("shared:"):
+            rank = _GROUP_RANK[u[len("shared:"):]]
+        else:
+            rank = len(_GROUP_RANK) + (Path(u).name in LAST)
         return (rank, -counts[u] if rank == len(_GROUP_RANK) else 0, first[u], k)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
