@@ -162,6 +162,49 @@ def test_update_equals_reference(seed, fast, rules):
         assert (det.state.visits[det.season == 2, :168] >= 1).all()
 
 
+@pytest.mark.parametrize("seed, fast, fallback, rules", [(0, False, True, True), (5, True, False, False)])
+def test_update_equals_reference_on_held_feeds(seed, fast, fallback, rules, monkeypatch):
+    """The update against the reference on feeds held between posts (tests/test_detect_skip.py's
+    inputs: rows posting every 1-40 cycles, missing runs, zeros; no scan rows): held feeds drive
+    spreads to ~0 and |z| to ~1e8 (the engine caps |z| at 1e6; the reference's tail is exact there)."""
+    import test_detect_skip as skip
+
+    n_t = 260
+    rng = np.random.default_rng(seed)
+    make = Detectors.from_spec
+    monkeypatch.setattr(Detectors, "from_spec", lambda **kw: make(**{**kw, "cluster": None}))
+    det = skip._detectors(np.random.default_rng(seed), 14, 9, fast, fallback, rules)
+    V = skip._feeds(rng, det, n_t)
+    times = np.datetime64("2024-03-08T18:00") + np.arange(n_t) * np.timedelta64(15, "m")
+    par = det.params.as_dict()
+    one_sided = (det.direction != 0)[:, None]
+    for t in range(n_t):
+        tt, _ = det._cycles(times[t:t + 1])
+        d, w = det._phases(tt)
+        r_score, r_code, r_state = ref.update_reference(V[t], int(d[0]), int(w[0]), det, par)
+        score, code, _ = det.update(V[t], times[t])
+        # a value within float32 rounding of its expectation: the sign of z decides between 0 and
+        # 1 - sf(0+) = 0.5 on a one-sided row, and float32 (engine) and float64 (reference) may differ
+        tie = one_sided & (r_code == 1) & (np.abs(r_score - 0.5) < 1e-6) & (score < 0.5)
+        # held feeds collapse a series' spread: its sd sits at the level floor, 1e-3 |level|
+        # (DetectorParams.floor_level), and float32's rounding of the value and of its expectation
+        # (6e-8 relative each) is then up to ~1.2e-4 on z, on the CUSUM it feeds and (times the
+        # tail's density) on a score: 3e-4 allowed here; a wrong branch differs by far more
+        np.testing.assert_allclose(np.where(tie, 0, score), np.where(tie, 0, r_score), rtol=0, atol=3e-4,
+                                   equal_nan=True, err_msg=f"cycle {t}")
+        agree = np.isclose(score, r_score, rtol=1e-9, atol=1e-9)  # exact ties may resolve differently
+        # (a score within the tolerance of 0 has no driving detector: code 0 in float32, 1 in float64)
+        check = (~agree | (code == r_code)) & ~tie & ~(np.abs(r_score) <= 3e-4)
+        assert (code[check] == r_code[check]).all(), f"cycle {t}"
+        for name in ("cusum", "cusum_neg"):
+            np.testing.assert_allclose(getattr(det.state, name), r_state[name].astype(np.float32), rtol=0,
+                                       atol=3e-4, err_msg=f"{name} cycle {t}")
+        for name in ("level", "spread", "scale", "shape"):
+            np.testing.assert_allclose(getattr(det.state, name), r_state[name].astype(np.float32), rtol=1e-5,
+                                       atol=1e-5, err_msg=f"{name} cycle {t}")
+        np.testing.assert_array_equal(det.state.visits, r_state["visits"])
+        np.testing.assert_array_equal(det.state.last_tag, r_state["last_tag"])
+
 def test_run_equals_successive_updates_and_save_load(tmp_path):
     from engine.city import City
     from engine.catalog import Catalog
