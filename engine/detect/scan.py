@@ -650,18 +650,25 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pm
     return -math.expm1(log_none)
 
 
+@njit(inline="always")
+def _window_sums(obs, exp, pos, fill, Cw, Mw):  # pragma: no cover - compiled
+    """Each region's observed (``Cw``) and expected (``Mw``) counts over the last ``w + 1`` cycles
+    of the ring (``pos`` the next slot), ``w < fill``: (fill, n_reg) running sums."""
+    W = obs.shape[0]
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(obs.shape[1]):
+            Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
+            Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
+
+
 @njit
 def _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw):  # pragma: no cover - compiled
     """Observed / expected counts per (zone, size, window): ``Cz``, ``Mz`` (n_reg, K, fill);
     ``nsize`` regions per zone; ``Mw[w, r]`` expected count of region r over window w."""
-    W = obs.shape[0]
     n_reg, K = zones.shape
-    Cw = np.zeros((fill, n_reg))
-    for w in range(fill):
-        slot = (pos - 1 - w) % W
-        for r in range(n_reg):
-            Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
-            Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
+    Cw = np.empty((fill, n_reg))
+    _window_sums(obs, exp, pos, fill, Cw, Mw)
     csum = np.zeros(fill)
     msum = np.zeros(fill)
     for zc in range(n_reg):
@@ -710,11 +717,7 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
     # the largest Lzs and its Wzs. The sums and LLRs are those of _zone_sums and _llr_t
     Cw = np.empty((fill, n_reg))
     Mw = np.empty((fill, n_reg))
-    for w in range(fill):
-        slot = (pos - 1 - w) % W
-        for r in range(n_reg):
-            Cw[w, r] = obs[slot, r] + (Cw[w - 1, r] if w > 0 else 0.0)
-            Mw[w, r] = exp[slot, r] + (Mw[w - 1, r] if w > 0 else 0.0)
+    _window_sums(obs, exp, pos, fill, Cw, Mw)
     csum = np.empty(fill)
     msum = np.empty(fill)
     Lzs = np.zeros((n_reg, K))
