@@ -141,16 +141,31 @@ def test_null_calibration():
     assert (ps <= 0.5).mean() <= 0.5 + 3 * math.sqrt(0.25 / N)   # Besag-Clifford p-values are valid above alpha too
 
 
+def _draw_tables(exp, with_int=False):
+    """The replicas' per-cell tables of expectations ``exp`` (fill, n): mcell, off, F, plast,
+    U, J, the normal-approximation cells and (``with_int``) the whole-number table ``Q``."""
+    from engine.detect.scan import _int_table
+
+    fill = exp.shape[0]
+    ncell = exp.size
+    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
+    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
+    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
+    Q = None
+    if with_int:
+        Q = np.empty((J, ncell), dtype=np.int64)
+        _int_table(F, J, Q)
+    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    return mcell, off, F, plast, U, J, special, Q
+
+
 def test_table_draws_equal_the_inversion():
     rng = np.random.default_rng(1)
     n, fill = 40, 3
     exp = rng.uniform(0.0, 3.0, size=(fill, n)).astype(np.float32)
     exp[0, :5] = [0.0, 55.0, 20.0, 45.0, 1e-3]
     ncell = n * fill
-    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
-    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
-    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
-    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    mcell, off, F, plast, U, J, special, _ = _draw_tables(exp)
     seed = np.uint64(77)
     state = seed
     for rep in range(300):
@@ -166,19 +181,14 @@ def test_table_draws_equal_the_inversion():
 @pytest.mark.parametrize("seed", range(3))
 def test_sparse_draws_equal_the_table_draws(seed):
     """The replicas' whole-number draws (non-zero cells only) are the table draws, cell for cell."""
-    from engine.detect.scan import _draw_sparse, _int_table
+    from engine.detect.scan import _draw_sparse
 
     rng = np.random.default_rng(seed)
     n, fill = 60, 4
     exp = rng.choice([0.0, 0.004, 0.1, 0.1, 0.7, 3.0], size=(fill, n)).astype(np.float32)
     exp[0, :3] = [55.0, 20.0, 45.0]                    # normal approximation, past the table
     ncell = n * fill
-    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
-    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
-    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
-    Q = np.empty((J, ncell), dtype=np.int64)
-    _int_table(F, J, Q)
-    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    mcell, off, F, plast, U, J, special, Q = _draw_tables(exp, with_int=True)
     seed64 = np.uint64(99 + seed)
     ks = np.zeros(ncell)
     qv, nz = np.empty(ncell, dtype=np.int64), np.empty(ncell + len(special), dtype=np.int64)
@@ -841,19 +851,14 @@ def test_stable_order_is_a_stable_argsort(seed):
 def test_dense_draws_equal_the_sparse_draws(seed):
     """``_draw_dense`` (every cell, whole-number comparisons) gives the table draws of ``_draw_replica``
     and ``_draw_sparse``, cell for cell, past the table and in normal-approximation cells too."""
-    from engine.detect.scan import _draw_dense, _int_table
+    from engine.detect.scan import _draw_dense
 
     rng = np.random.default_rng(seed)
     n, fill = 60, 4
     exp = rng.choice([0.0, 0.004, 0.1, 0.7, 3.0, 8.0], size=(fill, n)).astype(np.float32)
     exp[0, :3] = [55.0, 20.0, 45.0]
     ncell = n * fill
-    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
-    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
-    U, J = _cell_tables(exp, fill, fill, mcell, off, F, plast)
-    Q = np.empty((J, ncell), dtype=np.int64)
-    _int_table(F, J, Q)
-    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    mcell, off, F, plast, U, J, special, Q = _draw_tables(exp, with_int=True)
     seed64 = np.uint64(7 + seed)
     qv, kd = np.empty(ncell, dtype=np.int64), np.empty(ncell)
     tails = 0
