@@ -153,7 +153,10 @@ def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
         raise ValueError(f"{path}: the day starts at {times[0]}, not after the store's last time")
     arrays = {}
     for k in growing:
-        za, a = g[k], np.asarray(data[k])
+        # every chunk written as it is: zarr's default first compares each chunk with the fill value
+        # (a full-size fill array and an ``array_equal`` with NaN tests a chunk, more CPU than
+        # compressing it) to leave an all-fill chunk unwritten; one written reads back the same
+        za, a = g[k].with_config({"write_empty_chunks": True}), np.asarray(data[k])
         if za.shape[0] != n0 or a.shape != (n,) + za.shape[1:]:
             raise ValueError(f"{path}: {k} must be {(n,) + za.shape[1:]} after {n0} stored steps; "
                              f"got {a.shape} (stored {za.shape})")
@@ -206,19 +209,23 @@ class DayWriter:
         sets[turn] = (bufs, None)
         return bufs
 
-    def write(self, path, make_dataset, data: dict, times, attrs: dict | None = None) -> None:
+    def write(self, path, make_dataset, data: dict, times, attrs: dict | None = None):
         """Store a day: ``make_dataset()`` (an xarray Dataset of the day, called only for the
         store's first day) creates the store; later days append ``data`` (the time-dim arrays),
-        ``times`` and ``attrs`` (:func:`append_day`), in the background when the writer has a thread."""
+        ``times`` and ``attrs`` (:func:`append_day`), in the background when the writer has a thread.
+
+        Returns the background write's future (``data``'s arrays must not change until it is
+        done: those of :meth:`buffers` are guarded here, any others are the caller's to keep),
+        or None when the day is written on return."""
         self._raise_failed()
         key = str(path)
         if key not in self._created:          # (nothing of a store is pending before it exists)
             create_store(make_dataset(), path)
             self._created.add(key)
-            return
+            return None
         if self._pool is None:
             append_day(path, data, times, attrs)
-            return
+            return None
         fut = self._pool.submit(append_day, path, data, np.array(times), dict(attrs or {}))
         self._pending.append((key, fut))
         entry = self._sets.get(key)
@@ -228,6 +235,7 @@ class DayWriter:
             if bufs is not None and any(any(np.shares_memory(b, a) for b in bufs.values()) for a in data.values()):
                 sets[turn] = (bufs, fut)
                 entry[0] = 1 - turn
+        return fut
 
     def _raise_failed(self) -> None:
         keep = []
