@@ -110,17 +110,18 @@ class _PartBuffers:
         return a[:shape[0]]
 
 
-def _detect_part(detectors, values, times, factor: int, buf: _PartBuffers | None = None):
+def _detect_part(detectors, values, times, factor: int, buf: _PartBuffers | None = None, scores=None):
     """Scores and detector codes of every cycle, and the baselines (expected, scale) of the stored
     cycles only (each period's last, ``baseline_every``): the indices need no others, and the
     detectors' baseline output of every cycle cost ~30 % of their time. One call for the part
     (the state of each indicator stays in cache over its cycles); the outputs are views of
-    ``buf``'s arrays (fresh ones without it).
+    ``buf``'s arrays (fresh ones without it), the scores ``scores`` where given (a C-contiguous
+    float32 array of ``values``' shape: at ``store_every`` of one cycle the day's stored scores).
     """
     buf = _PartBuffers() if buf is None else buf
     shape = values.shape
     n_b = shape[0] // factor
-    out = (buf.get("scores", shape, np.float32), buf.get("dets", shape, np.int8),
+    out = (buf.get("scores", shape, np.float32) if scores is None else scores, buf.get("dets", shape, np.int8),
            buf.get("expected", (n_b,) + shape[1:], np.float32), buf.get("scale", (n_b,) + shape[1:], np.float32))
     detectors.run(values, times, baseline=True, baseline_every=factor, out=out)
     return out
@@ -238,7 +239,9 @@ class _Side:
 
 
 def _day_begin(stage: Stages, writer, out: Path, ctx: dict, factor: int) -> None:
-    """A scored day's store buffers (:meth:`DayWriter.buffers`) into ``ctx["day_buf"]``."""
+    """A scored day's store buffers (:meth:`DayWriter.buffers`) into ``ctx["day_buf"]`` (with
+    ``store_every`` of more than one cycle; at one cycle the run sets ``ctx["day_buf"]`` itself:
+    the core's day buffer and the day's scores are stored as they are)."""
     with stage("zarr"):
         # the day's stored steps are written into one of two reused day buffers (no first-touch
         # faults of fresh arrays, no concatenation); the writer stores the day from its thread
@@ -274,30 +277,34 @@ def _part_later(stage: Stages, warmer, manager, split: list, scan_tests: int, in
     del stored
     with stage("zarr"):
         wait(warmer, "store")
-        day_buf = ctx["day_buf"]
-        j = slice(a // factor, b // factor)
-        _store_part(values[a:b], scores, factor, (day_buf["value"][j], day_buf["score"][j]))
+        if factor > 1:    # (at one cycle the day's values and scores are already the stored arrays)
+            day_buf = ctx["day_buf"]
+            j = slice(a // factor, b // factor)
+            _store_part(values[a:b], scores, factor, (day_buf["value"][j], day_buf["score"][j]))
         hidx = idx[["health", "grade"]]
         hidx["health"] = hidx["health"].astype("float32")
         ctx["index_parts"].append(hidx)
 
 
-def _day_end(stage: Stages, writer, out: Path, ctx: dict, factor: int) -> None:
+def _day_end(stage: Stages, writer, out: Path, ctx: dict, factor: int):
     """A scored day's stored steps and indices to the stores (one append per day and store: an
-    append's fixed cost is about that of compressing an hourly day of values)."""
+    append's fixed cost is about that of compressing an hourly day of values). Returns the
+    values' write (:meth:`DayWriter.write`: its future, or None when written): the arrays of
+    ``ctx["day_buf"]`` are in use until it is done."""
     import xarray as xr
 
     with stage("zarr"):
         ds, day_buf, index_parts = ctx["ds"], ctx["day_buf"], ctx["index_parts"]
         stored_times = ctx["times"].values[factor - 1::factor]
-        writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
-                     stored_times, ds.attrs)
+        written = writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
+                               stored_times, ds.attrs)
         health = np.concatenate([p["health"].values for p in index_parts])
         grade = np.concatenate([p["grade"].values for p in index_parts])
         idx_times = np.concatenate([p["time"].values for p in index_parts])
         writer.write(out / "indices.zarr", lambda: xr.concat(index_parts, dim="time"),
                      {"health": health, "grade": grade}, idx_times, index_parts[0].attrs)
         ctx.clear()   # the day's values and buffers are no longer needed here
+    return written
 
 
 def _day_dataset(ds, data: dict, times):
@@ -443,6 +450,11 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         # is done with its previous day
         day_bufs: list = [None] * (2 if side.threaded else 1)
         day_busy: list = [None] * len(day_bufs)
+        # with store_every of one cycle the stored steps are the day's values and scores as they are:
+        # the detectors write a scored day's scores straight into the day's score array of the
+        # slot (no copy of either into a store buffer); the slot's arrays are in use until the
+        # day's values are written (day_busy waits for that write too)
+        score_days: list = [None] * len(day_bufs)
         writer = DayWriter(background=store_thread)   # values.zarr and indices.zarr, a day at a time, from a thread
         n_day = 0
         # each day's feeds are encoded for its replay one day ahead, on a thread of their own (the
@@ -489,7 +501,11 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
             # part's alerts, indices and stored steps on the side thread, in order, while the
             # detectors go on with the next part (or here, after them, without the thread)
             day_ctx = {"ds": ds, "values": values, "times": times, "index_parts": []}
-            if d >= 0:
+            if d >= 0 and factor == 1:
+                if score_days[slot] is None or score_days[slot].shape != values.shape:
+                    score_days[slot] = np.empty(values.shape, np.float32)
+                day_ctx["day_buf"] = {"value": values, "score": score_days[slot]}
+            elif d >= 0:
                 side.submit(_day_begin, stage, writer, out, day_ctx, factor)
             for a, b in _parts(len(times), factor):
                 i = _free_slot(part_busy, n_part, stage)
@@ -501,7 +517,8 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
                                part_bufs[i].get("dets", seen[a:b].shape, np.int8))
                         detectors.run(seen[a:b], times[a:b], out=res)
                     else:
-                        res = _detect_part(detectors, seen[a:b], times[a:b], factor, part_bufs[i])
+                        res = _detect_part(detectors, seen[a:b], times[a:b], factor, part_bufs[i],
+                                           day_ctx["day_buf"]["score"][a:b] if factor == 1 else None)
                 part_busy[i] = side.submit(_part_later, stage, warmer, manager, split, len(detectors.scan_ind),
                                            index_plan, day_ctx, a, b, factor, res)
                 del res
@@ -598,11 +615,14 @@ def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int 
 
 def _free_slot(busy: list, n: int, stage) -> int:
     """The buffer set for the ``n``-th use of those used in turn (``busy``: the side's task still
-    reading each, or None), once that task is done (the wait timed as ``side_wait``)."""
+    reading each, or None), once that task is done (the wait timed as ``side_wait``) -- and, where
+    the task returns a future (:func:`_day_end`: the day's write), once that is done too."""
     i = n % len(busy)
     if busy[i] is not None:
         with stage("side_wait"):
-            busy[i].result()
+            done = busy[i].result()
+            if done is not None:      # a day's end: its values' write (the set's arrays are in it)
+                done.result()
         busy[i] = None
     return i
 
