@@ -948,3 +948,56 @@ def test_uniform_keys_equal_the_counter_uniforms(seed):
         want = np.array([_uniform_at(np.uint64(s0), np.uint64(b) + o) for o in off])
         np.testing.assert_array_equal(qv * _UNIT, want)
         assert qv.min() >= 1 and qv.max() <= 2**53
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_count_from_a_guess_is_count_for(seed):
+    """``_count_from`` (one count at a time from a neighbouring window's count) returns ``_count_for``'s
+    count, bit for bit, for any guess (NaN, inf, 0, far above or below), expectations 1e-6 to 5e3 (past
+    the fast range), thresholds 0.3 to 500, at the fast range's edges, and counts past the table."""
+    from engine.detect.scan import _FAST_M, _FAST_T, _count_for, _count_from
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    M = np.exp(rng.uniform(math.log(1e-6), math.log(5e3), n))
+    L = np.exp(rng.uniform(math.log(0.3), math.log(500.0), n))
+    M[:40] = _FAST_M
+    M[40:80] = np.nextafter(_FAST_M, 2 * _FAST_M)
+    L[80:120] = _FAST_T + 1e-7 + rng.uniform(-1e-6, 1e-6, 40)
+    M[120:140], L[120:140] = 900.0, 3e4                 # counts past the table of c log c
+    M[140:150] = [0.0, -1.0, 1e-300, 5e-324, 1.0, 1.0, 2.0, 3.0, np.inf, np.nan]
+    L[140:150] = [3.0, 3.0, 3.0, 3.0, 0.0, -1.0, np.nan, np.inf, 3.0, 3.0]
+    for i in range(n):
+        want = _count_for(M[i], L[i], TABLE)
+        for g in (np.nan, np.inf, 0.0, 1.0, 99999.0, 2e5, want - 2.0, want - 1.0, want, want + 1.0, want + 3.0):
+            got = _count_from(M[i], L[i], TABLE, g)
+            assert got == want or (math.isinf(got) and math.isinf(want)), (M[i], L[i], g, got, want)
+
+
+def test_tail_bound_terms_are_the_poisson_tails():
+    """The exact union bound's terms (thresholds searched from the last one, ``lgamma`` kept per count)
+    sum, in the same order, to the bound computed term by term with ``_count_for`` and ``_poisson_sf``."""
+    from engine.detect.scan import _count_for, _poisson_sf, _tail_bound, _zone_sums
+
+    rng = np.random.default_rng(5)
+    n, K, fill = 30, 4, 5
+    zones = np.full((n, K), -1, dtype=np.int64)
+    for zc in range(n):                                 # zone zc: region zc and up to K - 1 others
+        k = int(rng.integers(1, K + 1))
+        zones[zc, :k] = np.r_[zc, rng.choice(np.delete(np.arange(n), zc), K - 1, replace=False)][:k]
+    exp = rng.choice([0.0, 1e-3, 0.05, 0.4, 3.0, 40.0, 800.0], size=(fill, n))
+    Mz, Cz, Mw = np.empty((n, K, fill)), np.empty((n, K, fill)), np.empty((fill, n))
+    nsize = np.zeros(n, dtype=np.int64)
+    _zone_sums(exp, exp, fill, fill, zones, Cz, Mz, nsize, Mw)
+    for L in (0.4, 2.5, 9.0, 31.0, 400.0):
+        e, want = math.exp(-L), 0.0
+        for zc in range(n):
+            for s in range(nsize[zc]):
+                for w in range(fill):
+                    m = Mz[zc, s, w]
+                    if m <= 0.0:
+                        continue
+                    c = _count_for(m, L, TABLE)
+                    t = _poisson_sf(c, m) if c < math.inf else e
+                    want += t if t < e else e
+        assert _tail_bound(Mz, nsize, fill, L, False, TABLE) == min(want, 1.0), L
