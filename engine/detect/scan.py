@@ -1046,7 +1046,6 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         nz = np.empty(ncell + nspecial, dtype=np.int64)
         touched = np.empty(n_reg, dtype=np.int64)
         rmark = np.full(n_reg, -1, dtype=np.int64)
-        ntl = np.empty(n_reg, dtype=np.int64)     # a hot region's drawn neighbours (sparse)
         Lc = np.zeros(ncell)                    # a replica's cells' LLRs (inf past the table of c log c): zero
         hot_list = np.empty(ncell, dtype=np.int64)   # but in the regions drawn; hot: LLR >= thr / K
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
@@ -1096,28 +1095,13 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
             # a zone with it sum to thr or more
             rmax = 0.0
             if thr > 0.0:
-                cur = -1
-                nnt = 0
                 for t in range(nhot):
                     i = hot_list[t]
                     r = rof[i]
                     w = i - r * fill
                     b = 0.0
-                    if dense:
-                        for e in range(nptr[r], nptr[r + 1]):
-                            b += Lc[nreg[e] * fill + w]
-                    else:
-                        # only the regions drawn (rmark) have LLRs: the same sum without its zero terms
-                        # (x + 0.0 == x), their list made once a region (its hot cells are consecutive)
-                        if r != cur:
-                            cur = r
-                            nnt = 0
-                            for e in range(nptr[r], nptr[r + 1]):
-                                if rmark[nreg[e]] == rep:
-                                    ntl[nnt] = nreg[e]
-                                    nnt += 1
-                        for e in range(nnt):
-                            b += Lc[ntl[e] * fill + w]
+                    for e in range(nptr[r], nptr[r + 1]):
+                        b += Lc[nreg[e] * fill + w]
                     if not (b >= thr):
                         continue
                     for e in range(mptr[r], mptr[r + 1]):
