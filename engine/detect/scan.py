@@ -584,7 +584,7 @@ def _count_from(M, L, table, g):  # pragma: no cover - compiled
     returns. It is, by far, where ``0 < M <= _FAST_M``, ``T' >= _FAST_T`` and the count is below
     ``_FAST_C``: from ``lo`` up, ``f(c + 1) - f(c) >= log((c + 1) / M) - 1 / (2 c) >= 0.031`` while
     each value's rounding is below ``4e-16 (c log c + c |log M| + c + M) < 4e-8``; elsewhere it
-    calls :func:`_count_for`. ``g``: any number (NaN, inf or below ``lo``: from ``lo``).
+    calls :func:`_count_for`. ``g``: a whole count, NaN or inf (NaN, inf or below ``lo``: from ``lo``).
     """
     if not (M > 0.0 and M <= _FAST_M and L > 0.0):
         return _count_for(M, L, table)
