@@ -570,6 +570,8 @@ def _count_for(M, L, table):  # pragma: no cover - compiled
 _FAST_M = 1000.0
 _FAST_T = 0.5
 _FAST_C = 100000.0
+#: counts :func:`_count_from` walks before it calls :func:`_count_for` (whose search is logarithmic)
+_FAST_STEPS = 6
 
 
 @njit
@@ -584,7 +586,8 @@ def _count_from(M, L, table, g):  # pragma: no cover - compiled
     returns. It is, by far, where ``0 < M <= _FAST_M``, ``T' >= _FAST_T`` and the count is below
     ``_FAST_C``: from ``lo`` up, ``f(c + 1) - f(c) >= log((c + 1) / M) - 1 / (2 c) >= 0.031`` while
     each value's rounding is below ``4e-16 (c log c + c |log M| + c + M) < 4e-8``; elsewhere it
-    calls :func:`_count_for`. ``g``: a whole count, NaN or inf (NaN, inf or below ``lo``: from ``lo``).
+    calls :func:`_count_for`, as it does after :data:`_FAST_STEPS` counts walked (a guess far off).
+    ``g``: a whole count, NaN or inf (NaN, inf or below ``lo``: from ``lo``).
     """
     if not (M > 0.0 and M <= _FAST_M and L > 0.0):
         return _count_for(M, L, table)
@@ -596,14 +599,19 @@ def _count_from(M, L, table, g):  # pragma: no cover - compiled
     c = g if g > lo else lo
     if not (c < _FAST_C):
         return _count_for(M, L, table)
+    steps = 0                   # a guess far off (another region's expectation): the gallop instead
     if _llr_t(c, M, lm, table) >= L:
         while c > lo and _llr_t(c - 1.0, M, lm, table) >= L:
             c -= 1.0
+            steps += 1
+            if steps > _FAST_STEPS:
+                return _count_for(M, L, table)
         return c
     c += 1.0
     while _llr_t(c, M, lm, table) < L:
         c += 1.0
-        if not (c < _FAST_C):
+        steps += 1
+        if steps > _FAST_STEPS or not (c < _FAST_C):
             return _count_for(M, L, table)
     return c
 
