@@ -181,7 +181,7 @@ def test_table_draws_equal_the_inversion():
 @pytest.mark.parametrize("seed", range(3))
 def test_sparse_draws_equal_the_table_draws(seed):
     """The replicas' whole-number draws (non-zero cells only) are the table draws, cell for cell."""
-    from engine.detect.scan import _draw_sparse
+    from engine.detect.scan import _draw_sparse, _offset_keys
 
     rng = np.random.default_rng(seed)
     n, fill = 60, 4
@@ -190,6 +190,8 @@ def test_sparse_draws_equal_the_table_draws(seed):
     ncell = n * fill
     mcell, off, F, plast, U, J, special, Q = _draw_tables(exp, with_int=True)
     seed64 = np.uint64(99 + seed)
+    og = np.empty(ncell, dtype=np.uint64)
+    _offset_keys(off, og)
     ks = np.zeros(ncell)
     qv, nz = np.empty(ncell, dtype=np.int64), np.empty(ncell + len(special), dtype=np.int64)
     tails = 0
@@ -197,7 +199,7 @@ def test_sparse_draws_equal_the_table_draws(seed):
         base = np.uint64(rep) * np.uint64(U)
         kd = np.empty(ncell)
         _draw_replica(seed64, base, mcell, off, F, plast, J, special, np.empty(ncell), kd)
-        nnz = _draw_sparse(seed64, base, mcell, off, F, Q, plast, J, special, qv, ks, nz)
+        nnz = _draw_sparse(seed64, base, mcell, off, og, F, Q, plast, J, special, qv, ks, nz)
         np.testing.assert_array_equal(ks, kd)
         assert set(np.flatnonzero(kd).tolist()) <= set(nz[:nnz].tolist())
         tails += int((kd >= J).sum())
@@ -851,7 +853,7 @@ def test_stable_order_is_a_stable_argsort(seed):
 def test_dense_draws_equal_the_sparse_draws(seed):
     """``_draw_dense`` (every cell, whole-number comparisons) gives the table draws of ``_draw_replica``
     and ``_draw_sparse``, cell for cell, past the table and in normal-approximation cells too."""
-    from engine.detect.scan import _draw_dense
+    from engine.detect.scan import _draw_dense, _offset_keys
 
     rng = np.random.default_rng(seed)
     n, fill = 60, 4
@@ -860,6 +862,8 @@ def test_dense_draws_equal_the_sparse_draws(seed):
     ncell = n * fill
     mcell, off, F, plast, U, J, special, Q = _draw_tables(exp, with_int=True)
     seed64 = np.uint64(7 + seed)
+    og = np.empty(ncell, dtype=np.uint64)
+    _offset_keys(off, og)
     qv, kd = np.empty(ncell, dtype=np.int64), np.empty(ncell)
     tails = 0
     for rep in range(300):
@@ -867,7 +871,7 @@ def test_dense_draws_equal_the_sparse_draws(seed):
         want = np.empty(ncell)
         _draw_replica(seed64, base, mcell, off, F, plast, J, special, np.empty(ncell), want)
         kd.fill(-1.0)
-        _draw_dense(seed64, base, mcell, off, F, Q, plast, J, special, qv, kd)
+        _draw_dense(seed64, base, mcell, off, og, F, Q, plast, J, special, qv, kd)
         np.testing.assert_array_equal(kd, want)
         tails += int((want >= J).sum())
     assert tails > 0
@@ -923,3 +927,77 @@ def test_sure_clusters_get_no_replicas_and_the_full_tests_p(seed):
             assert found[0, 1] * R <= SURE_EPS                 # the union bound, far below 1 / (R + 1)
             assert (score[zones[3, :3]] >= 1 - 1e-6).all() and (det[zones[3, :3]] == 6).all()
     assert runs["strong"] < R                                  # the sure cluster ran no replica of its own
+
+
+# ----------------------------------------------------------------------------- ninth session: uniform keys, screen shortcut
+
+@pytest.mark.parametrize("seed", range(3))
+def test_uniform_keys_equal_the_counter_uniforms(seed):
+    """The replicas' whole-number uniforms from the cells' keys (``seed + base GAMMA + og``, mod 2**64)
+    are those of ``_uniform_at(seed, base + off)``, bit for bit, where every sum and product wraps."""
+    from engine.detect.scan import _UNIT, _offset_keys, _uniform_at, _uniform_keys
+
+    rng = np.random.default_rng(seed)
+    off = rng.integers(0, 2**62, size=300, dtype=np.uint64)
+    off[:3] = [0, 2**62 - 1, 12345]
+    og = np.empty(off.shape[0], dtype=np.uint64)
+    _offset_keys(off, og)
+    qv = np.empty(off.shape[0], dtype=np.int64)
+    for s0, b in [(0, 0), (2**64 - 1, 2**63 + 5), (int(rng.integers(0, 2**63)) * 2 + 1, int(rng.integers(0, 2**63)))]:
+        _uniform_keys(np.uint64(s0), np.uint64(b), og, qv)
+        want = np.array([_uniform_at(np.uint64(s0), np.uint64(b) + o) for o in off])
+        np.testing.assert_array_equal(qv * _UNIT, want)
+        assert qv.min() >= 1 and qv.max() <= 2**53
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_count_from_a_guess_is_count_for(seed):
+    """``_count_from`` (one count at a time from a neighbouring window's count) returns ``_count_for``'s
+    count, bit for bit, for any guess (NaN, inf, 0, far above or below), expectations 1e-6 to 5e3 (past
+    the fast range), thresholds 0.3 to 500, at the fast range's edges, and counts past the table."""
+    from engine.detect.scan import _FAST_M, _FAST_T, _count_for, _count_from
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    M = np.exp(rng.uniform(math.log(1e-6), math.log(5e3), n))
+    L = np.exp(rng.uniform(math.log(0.3), math.log(500.0), n))
+    M[:40] = _FAST_M
+    M[40:80] = np.nextafter(_FAST_M, 2 * _FAST_M)
+    L[80:120] = _FAST_T + 1e-7 + rng.uniform(-1e-6, 1e-6, 40)
+    M[120:140], L[120:140] = 900.0, 3e4                 # counts past the table of c log c
+    M[140:150] = [0.0, -1.0, 1e-300, 5e-324, 1.0, 1.0, 2.0, 3.0, np.inf, np.nan]
+    L[140:150] = [3.0, 3.0, 3.0, 3.0, 0.0, -1.0, np.nan, np.inf, 3.0, 3.0]
+    for i in range(n):
+        want = _count_for(M[i], L[i], TABLE)
+        for g in (np.nan, np.inf, 0.0, 1.0, 99999.0, 2e5, want - 2.0, want - 1.0, want, want + 1.0, want + 3.0):
+            got = _count_from(M[i], L[i], TABLE, g)
+            assert got == want or (math.isinf(got) and math.isinf(want)), (M[i], L[i], g, got, want)
+
+
+def test_tail_bound_terms_are_the_poisson_tails():
+    """The exact union bound's terms (thresholds searched from the last one, ``lgamma`` kept per count)
+    sum, in the same order, to the bound computed term by term with ``_count_for`` and ``_poisson_sf``."""
+    from engine.detect.scan import _count_for, _poisson_sf, _tail_bound, _zone_sums
+
+    rng = np.random.default_rng(5)
+    n, K, fill = 30, 4, 5
+    zones = np.full((n, K), -1, dtype=np.int64)
+    for zc in range(n):                                 # zone zc: region zc and up to K - 1 others
+        k = int(rng.integers(1, K + 1))
+        zones[zc, :k] = np.r_[zc, rng.choice(np.delete(np.arange(n), zc), K - 1, replace=False)][:k]
+    exp = rng.choice([0.0, 1e-3, 0.05, 0.4, 3.0, 40.0, 800.0], size=(fill, n))
+    Mz, Cz, Mw = np.empty((n, K, fill)), np.empty((n, K, fill)), np.empty((fill, n))
+    nsize = np.zeros(n, dtype=np.int64)
+    _zone_sums(exp, exp, fill, fill, zones, Cz, Mz, nsize, Mw)
+    for L in (0.4, 2.5, 9.0, 31.0, 400.0):
+        e, want = math.exp(-L), 0.0
+        for zc in range(n):
+            for s in range(nsize[zc]):
+                for w in range(fill):
+                    m = Mz[zc, s, w]
+                    if m <= 0.0:
+                        continue
+                    c = _count_for(m, L, TABLE)
+                    t = _poisson_sf(c, m) if c < math.inf else e
+                    want += t if t < e else e
+        assert _tail_bound(Mz, nsize, fill, L, False, TABLE) == min(want, 1.0), L

@@ -320,18 +320,36 @@ def _int_table(F, J, Q):  # pragma: no cover - compiled
 
 
 @njit
-def _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, k, nz):  # pragma: no cover - compiled
+def _offset_keys(off, og):  # pragma: no cover - compiled
+    """``og[i] = (off[i] + 1) * GAMMA`` (mod 2**64): a cell's part of its uniform's counter, once an
+    indicator (:func:`_uniform_keys`)."""
+    for i in range(off.shape[0]):
+        og[i] = (off[i] + np.uint64(1)) * np.uint64(_GAMMA)
+
+
+@njit(inline="always")
+def _uniform_keys(seed, base, og, qv):  # pragma: no cover - compiled
+    """The uniforms ``_uniform_at(seed, base + off[i])`` of a replica's cells as whole numbers
+    ``q`` (``u = q * 2**-53``): ``seed + (base + off + 1) GAMMA = (seed + base GAMMA) + og`` mod
+    2**64, so one addition a cell instead of an addition, a multiplication and an addition."""
+    sb = seed + base * np.uint64(_GAMMA)
+    for i in range(qv.shape[0]):
+        z = _mix(sb + og[i])
+        qv[i] = np.int64(z >> np.uint64(11)) + 1
+
+
+@njit
+def _draw_sparse(seed, base, mcell, off, og, F, Q, plast, J, special, qv, k, nz):  # pragma: no cover - compiled
     """The draws of :func:`_draw_replica` (same uniforms, same counts), written where non-zero.
 
-    The uniforms as whole numbers (``qv``, one vectorised pass), the cells over their first
-    table entry (a count above 0: a few % of the cells of low-count series) into ``nz``, and
-    only their counts into ``k`` (which must be zero elsewhere: the caller clears what it
-    read), followed by the normal-approximation cells (``special``). Returns the entries of ``nz``.
+    The uniforms as whole numbers (``qv``, one vectorised pass: :func:`_uniform_keys`), the cells
+    over their first table entry (a count above 0: a few % of the cells of low-count series) into
+    ``nz``, and only their counts into ``k`` (which must be zero elsewhere: the caller clears what
+    it read), followed by the normal-approximation cells (``special``). ``og``: the cells' keys
+    (:func:`_offset_keys` of ``off``). Returns the entries of ``nz``.
     """
     n = qv.shape[0]
-    for i in range(n):
-        z = _mix(seed + (base + off[i] + np.uint64(1)) * np.uint64(_GAMMA))
-        qv[i] = np.int64(z >> np.uint64(11)) + 1
+    _uniform_keys(seed, base, og, qv)
     nnz = 0
     Q0 = Q[0]
     for i in range(n):
@@ -357,15 +375,13 @@ def _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, k, nz):  #
 
 
 @njit
-def _draw_dense(seed, base, mcell, off, F, Q, plast, J, special, qv, k):  # pragma: no cover - compiled
+def _draw_dense(seed, base, mcell, off, og, F, Q, plast, J, special, qv, k):  # pragma: no cover - compiled
     """The draws of :func:`_draw_sparse` (same uniforms, same counts) into every cell of ``k``, for
     series with a count in many cells: ``k = #{j < J: q > Q[j]}`` by whole-number comparisons over
     all cells (vectorised, no branch a cell), then the draws past the table and the
     normal-approximation cells one by one, as :func:`_draw_replica`."""
     n = qv.shape[0]
-    for i in range(n):
-        z = _mix(seed + (base + off[i] + np.uint64(1)) * np.uint64(_GAMMA))
-        qv[i] = np.int64(z >> np.uint64(11)) + 1
+    _uniform_keys(seed, base, og, qv)
     for i in range(n):
         k[i] = 0.0
     for j in range(J):
@@ -548,6 +564,58 @@ def _count_for(M, L, table):  # pragma: no cover - compiled
     return math.inf
 
 
+#: where the replicas' formula is increasing in the count by far more than its rounding (docs/detect.md,
+#: "Scan in the demo, 2026-11-29 (ninth session)"): expectations up to this, thresholds ``T'`` from the next,
+#: counts below the last -- there :func:`_count_from` searches from a guess
+_FAST_M = 1000.0
+_FAST_T = 0.5
+_FAST_C = 100000.0
+#: counts :func:`_count_from` walks before it calls :func:`_count_for` (whose search is logarithmic)
+_FAST_STEPS = 6
+
+
+@njit
+def _count_from(M, L, table, g):  # pragma: no cover - compiled
+    """:func:`_count_for` ``(M, L)``, searched one count at a time from ``g`` (a neighbouring window's
+    count: the thresholds of a region's or a zone's windows differ by a count or two).
+
+    :func:`_count_for` finds ``r0``, the first count ``>= lo = ceil(M + sqrt(2 M T'))`` with
+    ``f(r0) >= T'`` (``f`` :func:`_llr_t`, ``T'`` :func:`_threshold`'s ``T`` less its margin), by
+    galloping and bisecting, then the first count ``>= r0`` with ``f >= L``. Where ``f`` is
+    increasing over the counts that is the first count ``>= lo`` with ``f >= L``, which is what this
+    returns. It is, by far, where ``0 < M <= _FAST_M``, ``T' >= _FAST_T`` and the count is below
+    ``_FAST_C``: from ``lo`` up, ``f(c + 1) - f(c) >= log((c + 1) / M) - 1 / (2 c) >= 0.031`` while
+    each value's rounding is below ``4e-16 (c log c + c |log M| + c + M) < 4e-8``; elsewhere it
+    calls :func:`_count_for`, as it does after :data:`_FAST_STEPS` counts walked (a guess far off).
+    ``g``: a whole count, NaN or inf (NaN, inf or below ``lo``: from ``lo``).
+    """
+    if not (M > 0.0 and M <= _FAST_M and L > 0.0):
+        return _count_for(M, L, table)
+    lm = math.log(M)
+    t = L - (1e-7 + 1e-12 * (abs(L) + M * (1.0 + abs(lm))))      # as _threshold's
+    if not (t >= _FAST_T):
+        return _count_for(M, L, table)
+    lo = math.ceil(M + math.sqrt(2.0 * M * t))
+    c = g if g > lo else lo
+    if not (c < _FAST_C):
+        return _count_for(M, L, table)
+    steps = 0                   # a guess far off (another region's expectation): the gallop instead
+    if _llr_t(c, M, lm, table) >= L:
+        while c > lo and _llr_t(c - 1.0, M, lm, table) >= L:
+            c -= 1.0
+            steps += 1
+            if steps > _FAST_STEPS:
+                return _count_for(M, L, table)
+        return c
+    c += 1.0
+    while _llr_t(c, M, lm, table) < L:
+        c += 1.0
+        steps += 1
+        if steps > _FAST_STEPS or not (c < _FAST_C):
+            return _count_for(M, L, table)
+    return c
+
+
 @njit
 def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pmf, cum, stop):  # pragma: no cover - compiled
     """A lower bound of the probability that a replica's max LLR is ``>= L``.
@@ -575,6 +643,7 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pm
         log_stop -= 1e-9 * abs(log_stop) + 1e-300
     prev = -1                      # regions with the same cell means as the last one bounded share its e_r
     prev_e = 0.0
+    g0 = 1.0                       # the last region's first threshold (where the next one's search starts)
     for r in range(n_reg):
         if not single[r]:
             continue
@@ -601,7 +670,9 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pm
         cmax = 0.0
         for w in range(fill):
             i = r * fill + w
-            thr[w] = _count_for(Mcell[i], L, table)
+            thr[w] = _count_from(Mcell[i], L, table, thr[w - 1] if w > 0 else g0)
+            if w == 0:
+                g0 = thr[0]
             if thr[w] < math.inf and thr[w] > cmax:
                 cmax = thr[w]
         if cmax == 0.0:
@@ -786,13 +857,23 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
     probability has a lower bound (:func:`_exceed_lower_bound`) of at least
     :func:`_screen_level` gets no replicas and ``p = 1`` (field 1: not significant; 1 keeps
     every reported p a valid, conservative p-value). Returns the number of clusters left to
-    test (the first ones, highest LLRs)."""
+    test (the first ones, highest LLRs).
+
+    A cluster whose LLR ``L`` has ``2 ncell exp(-L) + 1e-9 < pi0`` ends the screen without its bound:
+    the bound cannot reach ``pi0`` there (Chernoff: a single-region window's count reaching ``L``
+    has probability at most ``exp(-L)`` -- its threshold's LLR, by the replicas' formula, is
+    ``>= L``, the true one within 1e-12 of it -- and the bound is at most the sum over the
+    ``ncell`` windows, its rounding far below 1e-9), so the loop would have ended there too.
+    The clusters strong enough for it (``L`` above ~13 at 2,700 cells and ``pi0`` 0.014) cost the
+    screen's largest bounds (~0.5-1.3 ms each on the demo's parts)."""
     pi0 = _screen_level(replicas, alpha)
     if not (pi0 < 1.0):
         return nfound
     n_reg = zones.shape[0]
     W = exp.shape[0]
     ncell = n_reg * fill
+    if nfound == 0 or 2.0 * ncell * math.exp(-found[nfound - 1, 0]) + 1e-9 < pi0:
+        return nfound
     mcell = np.empty(ncell)
     Mcell = np.empty(ncell)
     for r in range(n_reg):
@@ -813,6 +894,8 @@ def _screen(exp, pos, fill, zones, replicas, alpha, found, nfound, table):  # pr
     cum = np.empty(SCREEN_CAP + 1)
     active = nfound
     while active > 0:
+        if 2.0 * ncell * math.exp(-found[active - 1, 0]) + 1e-9 < pi0:
+            break
         lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new,
                                    pmf, cum, pi0)
         if lb_p < pi0:
@@ -964,6 +1047,8 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         Q = np.empty((J, ncell), dtype=np.int64)
         _int_table(F, J, Q)
         qv = np.empty(ncell, dtype=np.int64)
+        og = np.empty(ncell, dtype=np.uint64)
+        _offset_keys(off, og)
         kc = np.zeros(ncell)                    # counts and cumulative counts: zero but in the regions drawn
         Cr = np.zeros(ncell)
         nz = np.empty(ncell + nspecial, dtype=np.int64)
@@ -980,10 +1065,10 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         for rep in range(replicas if active > sure else 0):
             base = np.uint64(rep) * np.uint64(U)
             if dense:
-                _draw_dense(seed, base, mcell, off, F, Q, plast, J, special, qv, kc)
+                _draw_dense(seed, base, mcell, off, og, F, Q, plast, J, special, qv, kc)
                 ntouch = n_reg
             else:
-                nnz = _draw_sparse(seed, base, mcell, off, F, Q, plast, J, special, qv, kc, nz)
+                nnz = _draw_sparse(seed, base, mcell, off, og, F, Q, plast, J, special, qv, kc, nz)
                 ntouch = 0
                 for t in range(nnz):
                     r = rof[nz[t]]
@@ -1158,7 +1243,13 @@ def _cells(obs, exp, pos, fill, stride, ends, obs_c, exp_c):  # pragma: no cover
 @njit
 def _poisson_sf(c, m):  # pragma: no cover - compiled
     """``P(X >= c)`` for ``X ~ Poisson(m)``, ``c > m > 0`` (terms summed from ``c`` up, in logs)."""
-    t = math.exp(c * math.log(m) - m - math.lgamma(c + 1.0))
+    return _poisson_sf_g(c, m, math.lgamma(c + 1.0))
+
+
+@njit
+def _poisson_sf_g(c, m, g):  # pragma: no cover - compiled
+    """:func:`_poisson_sf` with ``g = lgamma(c + 1)`` given (the same value: one function of ``c``)."""
+    t = math.exp(c * math.log(m) - m - g)
     total = t
     k = c
     while t > 1e-17 * total:
@@ -1179,6 +1270,8 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
     n_reg = Mz.shape[0]
     e = math.exp(-L)
     total = 0.0
+    c = 1.0
+    lg = np.full(0 if chernoff_only else 256, np.nan)   # lgamma(c + 1) of the counts met (a few distinct)
     for zc in range(n_reg):
         for s in range(nsize[zc]):
             for w in range(fill):
@@ -1188,9 +1281,17 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
                 if chernoff_only:
                     total += e
                     continue
-                c = _count_for(m, L, table)
+                c = _count_from(m, L, table, c)
                 if c < math.inf:
-                    t = _poisson_sf(c, m)
+                    ic = int(c)
+                    if ic < lg.shape[0]:
+                        g = lg[ic]
+                        if g != g:
+                            g = math.lgamma(c + 1.0)
+                            lg[ic] = g
+                    else:
+                        g = math.lgamma(c + 1.0)
+                    t = _poisson_sf_g(c, m, g)
                     total += t if t < e else e
                 else:
                     total += e
