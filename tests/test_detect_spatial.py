@@ -143,7 +143,7 @@ def test_spatial_batch_equals_spatial_pass(seed):
     rows = _batch_rows(rng, n, LANES)
     dirv = rng.choice([1, -1, 0], LANES).astype(np.int64)
     for min_nb in (0, 1, 2, 4):
-        zc8, w8 = np.empty(LANES * n, np.float32), np.empty(LANES * n, np.float32)
+        zc8 = np.empty(LANES * n, np.float32)
         acc8, cnt8 = np.empty(LANES * n), np.empty(LANES * n, np.float32)
         n_lanes = int(rng.integers(1, LANES + 1))
         bases = []
@@ -155,8 +155,8 @@ def test_spatial_batch_equals_spatial_pass(seed):
         got = [b.copy() for b in bases]
         dg = [np.zeros(n, np.int8) for _ in bases]
         for lane in range(n_lanes):
-            spatial_lane(rows[lane], lane, zc8, w8)
-        spatial_score8(zc8, w8, dirv, indptr, indices, min_nb, acc8, cnt8, np.empty(LANES * n))
+            spatial_lane(rows[lane], lane, zc8)
+        spatial_score8(zc8, dirv.astype(np.float64), indptr, indices, min_nb, acc8, cnt8, np.empty(LANES * n))
         for lane in range(n_lanes):
             spatial_raise8(acc8, lane, got[lane], dg[lane], 5)
         for lane in range(n_lanes):
@@ -166,6 +166,6 @@ def test_spatial_batch_equals_spatial_pass(seed):
             np.testing.assert_array_equal(dg[lane], dw)
             # the same lane by the sparse path
             got2, dg2 = bases[lane].copy(), np.zeros(n, np.int8)
-            spatial_lane_sparse(zc8, w8, lane, indptr, indices, int(dirv[lane]), min_nb, got2, dg2, 5)
+            spatial_lane_sparse(zc8, lane, indptr, indices, int(dirv[lane]), min_nb, got2, dg2, 5)
             np.testing.assert_array_equal(got2.view(np.int32), want.view(np.int32))
             np.testing.assert_array_equal(dg2, dw)

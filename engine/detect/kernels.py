@@ -959,7 +959,7 @@ def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, w8, score,
+def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, score,
              det):  # pragma: no cover - compiled
     """A row's cycle whose spatial pass and catalog levels were deferred (:func:`_row_finish`): its
     residuals ``z`` go to lane ``lane`` of the batch tables (:func:`engine.detect.spatial.spatial_lane`).
@@ -968,11 +968,11 @@ def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, 
     :func:`engine.detect.spatial.spatial_pass` does it (region by region; nothing for a row with no
     residual, ~37 % of the demo's computed row-cycles), then its catalog levels."""
     n_reg = z.shape[0]
-    nv = spatial_lane(z, lane, zc8, w8)
+    nv = spatial_lane(z, lane, zc8)
     if 3.0 * nv >= n_reg:
         return True
     if nv > 0.0:
-        spatial_lane_sparse(zc8, w8, lane, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
+        spatial_lane_sparse(zc8, lane, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
     if not math.isnan(warn):
         _thr_pass(x, warn, alarm, score, det)
     return False
@@ -996,13 +996,13 @@ def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, v
 
 
 @njit
-def _lanes_out(V, score, det, i, warn, alarm, zc8, w8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
+def _lanes_out(V, score, det, i, warn, alarm, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
                npend):  # pragma: no cover - compiled
     """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
     in the lanes at once, each cycle's raise and catalog levels (in that order, as
     :func:`_row_finish`), then the copies of the skipped cycles ``pend[:npend]`` in time order (each
     copies its previous cycle, final by then)."""
-    spatial_score8(zc8, w8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
     for q in range(nl):
         t = cyc[q]
         spatial_raise8(acc8, q, score[t, i], det[t, i], CODE_SPATIAL)
@@ -1036,12 +1036,12 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        zc8 = np.empty(LANES * n_reg, dtype=np.float32)
-        w8 = np.empty(LANES * n_reg, dtype=np.float32)
-        acc8 = np.empty(LANES * n_reg, dtype=np.float64)
-        cnt8 = np.empty(LANES * n_reg, dtype=np.float32)
-        dirf = np.empty(LANES * n_reg, dtype=np.float64)
-        dirv = np.zeros(LANES, dtype=np.int64)
+        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
+        zc8 = np.empty(n8, dtype=np.float32)
+        acc8 = np.empty(n8, dtype=np.float64)
+        cnt8 = np.empty(n8, dtype=np.float32)
+        dirf = np.empty(n8, dtype=np.float64)
+        dirv = np.zeros(LANES, dtype=np.float64)
         rows = np.empty(LANES, dtype=np.int64)
         nl = 0
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
@@ -1050,13 +1050,13 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
                       both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
                       cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
                       lanes_on)
-            if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8, w8,
+            if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8,
                                      score[i], det[i]):
                 rows[nl] = i
                 dirv[nl] = direction[i]
                 nl += 1
             if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
-                spatial_score8(zc8, w8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+                spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
                 for q in range(nl):
                     j = rows[q]
                     spatial_raise8(acc8, q, score[j], det[j], CODE_SPATIAL)
@@ -1097,12 +1097,12 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        zc8 = np.empty(LANES * n_reg, dtype=np.float32)
-        w8 = np.empty(LANES * n_reg, dtype=np.float32)
-        acc8 = np.empty(LANES * n_reg, dtype=np.float64)
-        cnt8 = np.empty(LANES * n_reg, dtype=np.float32)
-        dirf = np.empty(LANES * n_reg, dtype=np.float64)
-        dirv = np.full(LANES, direction[i], dtype=np.int64)
+        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
+        zc8 = np.empty(n8, dtype=np.float32)
+        acc8 = np.empty(n8, dtype=np.float64)
+        cnt8 = np.empty(n8, dtype=np.float32)
+        dirf = np.empty(n8, dtype=np.float64)
+        dirv = np.full(LANES, np.float64(direction[i]), dtype=np.float64)
         cyc = np.empty(LANES, dtype=np.int64)        # the cycles in the lanes
         pend = np.empty(n_t, dtype=np.int64)         # skipped cycles whose copy waits for the lanes
         nl = 0
@@ -1135,15 +1135,15 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held, lanes_on)
-            if lanes_on and _lane_in(z, V[t, i], nl, direction[i], wi, ai, adj_ptr, adj_idx, min_nb, zc8, w8,
+            if lanes_on and _lane_in(z, V[t, i], nl, direction[i], wi, ai, adj_ptr, adj_idx, min_nb, zc8,
                                      score[t, i], det[t, i]):
                 cyc[nl] = t
                 nl += 1
                 if nl == LANES:
-                    _lanes_out(V, score, det, i, wi, ai, zc8, w8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf,
+                    _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf,
                                cyc, nl, pend, npend)
                     nl = 0
                     npend = 0
         if nl > 0:
-            _lanes_out(V, score, det, i, wi, ai, zc8, w8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl,
+            _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl,
                        pend, npend)
