@@ -958,7 +958,7 @@ def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
         det[r] = det0[r]
 
 
-@njit(inline="always")
+@njit
 def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, score,
              det):  # pragma: no cover - compiled
     """A row's cycle whose spatial pass and catalog levels were deferred (:func:`_row_finish`): its
@@ -1102,7 +1102,9 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         acc8 = np.empty(n8, dtype=np.float64)
         cnt8 = np.empty(n8, dtype=np.float32)
         dirf = np.empty(n8, dtype=np.float64)
-        dirv = np.full(LANES, np.float64(direction[i]), dtype=np.float64)
+        dirv = np.empty(LANES, dtype=np.float64)
+        for q in range(LANES):
+            dirv[q] = direction[i]
         cyc = np.empty(LANES, dtype=np.int64)        # the cycles in the lanes
         pend = np.empty(n_t, dtype=np.int64)         # skipped cycles whose copy waits for the lanes
         nl = 0
