@@ -747,8 +747,9 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
                 det, defer):  # pragma: no cover - compiled
     """The end of a row's cycle for :func:`_step` and :func:`_step_cat`, after :func:`_row_pass`:
     the count tail, the profile bins' learning, the spatial pass, and the catalog levels last.
-    ``defer``: the last two are left to the caller (:func:`_finish_lanes`), which batches the
-    spatial pass of eight rows; nothing else of the cycle reads the scores they raise."""
+    ``defer``: the last two are left to the caller (:func:`_lane_in`, then :func:`_lanes_out` or
+    :func:`update_kernel`'s flush), which batches the spatial pass of eight rows; nothing else of
+    the cycle reads the scores they raise."""
     n_reg = x.shape[0]
     has_thr = not math.isnan(warn)
     if is_count and _any_warm(mu_s):
@@ -1024,7 +1025,9 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     observed ``nsat[i]`` cycles (warm, fixed learning rates): its counts ``N`` are frozen, no
     longer read or written (2 + 2 bytes a series less). ``judge_unset`` False: a seasonal row is
     not scored on a profile bin it has never visited; ``held[i]`` (uint8): 1 a non-count
-    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`)."""
+    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`).
+    The spatial pass of a chunk's rows runs batched, each row in a lane with its direction
+    (:func:`engine.detect.spatial.spatial_score8`), then each row's raise and catalog levels."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
@@ -1086,7 +1089,13 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     cycle is then the same function of the same arguments. Whatever changes with time alone (CUSUM,
     counts, warm-up, steadiness, a bin's visits) changes only when something is learned, so nothing
     else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
-    The same outputs and state as successive :func:`update_kernel` calls, bit for bit."""
+    The same outputs and state as successive :func:`update_kernel` calls, bit for bit.
+
+    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)"): a row's computed
+    cycles wait in :data:`engine.detect.spatial.LANES` lanes for their spatial pass and catalog levels,
+    scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
+    copy of its predecessor waits with them while lanes are pending, and is made after them in time
+    order."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
