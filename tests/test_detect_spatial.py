@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from engine.detect.seasonal import t_score
-from engine.detect.spatial import Z_CLIP, spatial_contrast, spatial_pass
+from engine.detect.spatial import (
+    LANES, Z_CLIP, spatial_contrast, spatial_lane, spatial_lane_sparse, spatial_pass, spatial_raise8, spatial_score8,
+)
 
 
 def spatial_reference(z, indptr, indices, direction, min_nb, score, det, code):
@@ -98,3 +100,72 @@ def test_spatial_pass_with_scratch_equals_reference_on_a_city_sized_row(seed):
             spatial_reference(z, indptr, indices, direction, 2, want, dw, 5)
             np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
             np.testing.assert_array_equal(dg, dw)
+
+
+def _hub_graph(rng, n):
+    """A random symmetric CSR adjacency with isolated regions and a few hubs (neighbours of many)."""
+    a = rng.random((n, n)) < rng.uniform(0.02, 0.3)
+    iso = rng.random(n) < 0.15
+    a[iso, :] = False
+    a[:, iso] = False
+    for h in rng.choice(n, min(n, 2), replace=False):
+        if not iso[h]:
+            a[h, ~iso] = True
+    a = np.triu(a, 1)
+    a = a | a.T
+    indptr = np.concatenate([[0], np.cumsum(a.sum(1))]).astype(np.int64)
+    indices = np.concatenate([rng.permutation(np.flatnonzero(row)) for row in a]
+                             + [np.zeros(0, np.int64)]).astype(np.int64)
+    return indptr, indices
+
+
+def _batch_rows(rng, n, n_rows):
+    """Residual rows with missing fractions 0..1, +-0, +-inf, values at and beyond the clip."""
+    rows = []
+    for _ in range(n_rows):
+        z = (rng.standard_t(3, n) * rng.choice([0.5, 3.0, 20.0])).astype(np.float32)
+        special = np.array([0.0, -0.0, np.inf, -np.inf, Z_CLIP, -Z_CLIP, np.nextafter(Z_CLIP, 7), 1e30],
+                           np.float32)
+        pick = rng.random(n) < 0.2
+        z[pick] = rng.choice(special, int(pick.sum()))
+        z[rng.random(n) < rng.choice([0.0, 0.2, 0.5, 0.7, 0.95, 1.0])] = np.nan
+        rows.append(z)
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_spatial_batch_equals_spatial_pass(seed):
+    """Eight rows at once (:func:`spatial_score8` / :func:`spatial_raise8`, per-lane directions, a
+    sparse lane by :func:`spatial_lane_sparse`) against :func:`spatial_pass` row by row: bit for bit."""
+    rng = np.random.default_rng(500 + seed)
+    n = int(rng.integers(1, 60))
+    indptr, indices = _hub_graph(rng, n)
+    rows = _batch_rows(rng, n, LANES)
+    dirv = rng.choice([1, -1, 0], LANES).astype(np.int64)
+    for min_nb in (0, 1, 2, 4):
+        zc8 = np.empty(LANES * n, np.float32)
+        acc8, cnt8 = np.empty(LANES * n), np.empty(LANES * n, np.float32)
+        n_lanes = int(rng.integers(1, LANES + 1))
+        bases = []
+        for lane in range(LANES):
+            base = rng.random(n).astype(np.float32)
+            base[rng.random(n) < 0.3] = np.nan
+            base[rng.random(n) < 0.1] = 1.0
+            bases.append(base)
+        got = [b.copy() for b in bases]
+        dg = [np.zeros(n, np.int8) for _ in bases]
+        for lane in range(n_lanes):
+            spatial_lane(rows[lane], lane, zc8)
+        spatial_score8(zc8, dirv.astype(np.float64), indptr, indices, min_nb, acc8, cnt8, np.empty(LANES * n))
+        for lane in range(n_lanes):
+            spatial_raise8(acc8, lane, got[lane], dg[lane], 5)
+        for lane in range(n_lanes):
+            want, dw = bases[lane].copy(), np.zeros(n, np.int8)
+            spatial_pass(rows[lane], indptr, indices, int(dirv[lane]), min_nb, want, dw, 5)
+            np.testing.assert_array_equal(got[lane].view(np.int32), want.view(np.int32))
+            np.testing.assert_array_equal(dg[lane], dw)
+            # the same lane by the sparse path
+            got2, dg2 = bases[lane].copy(), np.zeros(n, np.int8)
+            spatial_lane_sparse(zc8, lane, indptr, indices, int(dirv[lane]), min_nb, got2, dg2, 5)
+            np.testing.assert_array_equal(got2.view(np.int32), want.view(np.int32))
+            np.testing.assert_array_equal(dg2, dw)

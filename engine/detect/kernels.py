@@ -34,7 +34,7 @@ from engine.detect.params import (
     P_MU_FLOOR, P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
-from engine.detect.spatial import spatial_pass
+from engine.detect.spatial import LANES, spatial_lane, spatial_lane_sparse, spatial_pass, spatial_raise8, spatial_score8
 from engine.levels import CRITICAL, WARN
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
@@ -744,9 +744,12 @@ def _row_bins(x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, sha
 @njit(inline="always")
 def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
                 shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score,
-                det):  # pragma: no cover - compiled
+                det, defer):  # pragma: no cover - compiled
     """The end of a row's cycle for :func:`_step` and :func:`_step_cat`, after :func:`_row_pass`:
-    the count tail, the profile bins' learning, the spatial pass, and the catalog levels last."""
+    the count tail, the profile bins' learning, the spatial pass, and the catalog levels last.
+    ``defer``: the last two are left to the caller (:func:`_lane_in`, then :func:`_lanes_out` or
+    :func:`update_kernel`'s flush), which batches the spatial pass of eight rows; nothing else of
+    the cycle reads the scores they raise."""
     n_reg = x.shape[0]
     has_thr = not math.isnan(warn)
     if is_count and _any_warm(mu_s):
@@ -756,6 +759,8 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
         _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
         if p2 >= 0:
             _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
+    if defer:
+        return
     if spatial and n_reg > 1:
         spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
     if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
@@ -795,7 +800,7 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, CN, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
     _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
-                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, False)
     return nmin
 
 
@@ -803,7 +808,7 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
 def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
               L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
               z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
-              scan_mu, scan_on, judge_unset, hold_mode, steady):  # pragma: no cover - compiled
+              scan_mu, scan_on, judge_unset, hold_mode, steady, defer):  # pragma: no cover - compiled
     """:func:`_step` for the catalog kernels (:func:`_step_row`): ``steady`` (bool) marks a steady row,
     whose ``NL`` is then scratch (neither read nor kept), as is ``CN`` of a one-sided row. One-sided
     rows run the four lean cases of :func:`_row_pass` (``CN`` None; ``NL`` None when ``steady``; with
@@ -835,7 +840,7 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
             x, np.float32(sh), sh2, fb, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, CN, NL, steady, nsat, T, z, mu_s, var_s, c3_s, score, det)
     _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
-                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det)
+                shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score, det, defer)
     return nmin
 
 
@@ -881,7 +886,7 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
 @njit
 def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
               both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci,
-              score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
+              score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held, defer):  # pragma: no cover
     """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
     steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
     rules (``judge_unset`` False) with ``weekly_fallback`` on and a profile row laid out with
@@ -898,7 +903,7 @@ def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, s
     nl = ci.view(np.int16) if sty else N[i]
     nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
                S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s,
-               c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty)
+               c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty, defer)
     if not sty and nm >= nsat[i]:
         steady[i] = True
 
@@ -946,21 +951,67 @@ def _same_values(a, b):  # pragma: no cover - compiled
     return diff == _0
 
 
-@njit
-def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, visits, score0, det0, score, det,
-              expected, scale, want_baseline, scan_slot, scan_mu, judge_unset):  # pragma: no cover - compiled
-    """Row ``i``'s cycle as a copy of its previous one (:func:`run_kernel`'s skip): the scores and codes
-    ``score0`` / ``det0``, and the baseline / the scan's expectations recomputed from the unchanged state
-    (:func:`_baseline_pass`, as :func:`_step_row` does: the previous cycle may not have wanted them)."""
+@njit(inline="always")
+def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
+    """``score``, ``det`` = ``score0``, ``det0``."""
     for r in range(score.shape[0]):
         score[r] = score0[r]
         det[r] = det0[r]
+
+
+@njit
+def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, score,
+             det):  # pragma: no cover - compiled
+    """A row's cycle whose spatial pass and catalog levels were deferred (:func:`_row_finish`): its
+    residuals ``z`` go to lane ``lane`` of the batch tables (:func:`engine.detect.spatial.spatial_lane`).
+    Returns whether the lane is taken: a row with at least a third of its regions scored waits for
+    the batch (:func:`engine.detect.spatial.spatial_score8`); a sparser one is finished here, as
+    :func:`engine.detect.spatial.spatial_pass` does it (region by region; nothing for a row with no
+    residual, ~37 % of the demo's computed row-cycles), then its catalog levels."""
+    n_reg = z.shape[0]
+    nv = spatial_lane(z, lane, zc8)
+    if 3.0 * nv >= n_reg:
+        return True
+    if nv > 0.0:
+        spatial_lane_sparse(zc8, lane, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
+    if not math.isnan(warn):
+        _thr_pass(x, warn, alarm, score, det)
+    return False
+
+
+@njit
+def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, visits, score0, det0, score, det,
+              expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, copy):  # pragma: no cover - compiled
+    """Row ``i``'s cycle as a copy of its previous one (:func:`run_kernel`'s skip): the scores and codes
+    ``score0`` / ``det0`` (when ``copy``; else the caller copies them once they are final), and the baseline
+    / the scan's expectations recomputed from the unchanged state (:func:`_baseline_pass`, as
+    :func:`_step_row` does: the previous cycle may not have wanted them)."""
+    if copy:
+        _copy_row(score0, det0, score, det)
     slot = scan_slot[i]
     son = slot >= 0
     if want_baseline or son:
         fbp = _fb_phase(i, phd, season, par, shape, judge_unset)
         _row_bins(x, ph, fbp, season[i], is_count[i], warmup[i], par, L[i], D[i], S[i], N[i], shape[i], visits[i],
                   expected, scale, want_baseline, scan_mu[slot if son else 0], son, judge_unset)
+
+
+@njit
+def _lanes_out(V, score, det, i, warn, alarm, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
+               npend):  # pragma: no cover - compiled
+    """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
+    in the lanes at once, each cycle's raise and catalog levels (in that order, as
+    :func:`_row_finish`), then the copies of the skipped cycles ``pend[:npend]`` in time order (each
+    copies its previous cycle, final by then)."""
+    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+    for q in range(nl):
+        t = cyc[q]
+        spatial_raise8(acc8, q, score[t, i], det[t, i], CODE_SPATIAL)
+        if not math.isnan(warn):
+            _thr_pass(V[t, i], warn, alarm, score[t, i], det[t, i])
+    for q in range(npend):
+        t = pend[q]
+        _copy_row(score[t - 1, i], det[t - 1, i], score[t, i], det[t, i])
 
 
 @njit(parallel=True)
@@ -974,9 +1025,13 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     observed ``nsat[i]`` cycles (warm, fixed learning rates): its counts ``N`` are frozen, no
     longer read or written (2 + 2 bytes a series less). ``judge_unset`` False: a seasonal row is
     not scored on a profile bin it has never visited; ``held[i]`` (uint8): 1 a non-count
-    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`)."""
+    series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`).
+    The spatial pass of a chunk's rows runs batched, each row in a lane with its direction
+    (:func:`engine.detect.spatial.spatial_score8`), then each row's raise and catalog levels."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
+    lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
+    min_nb = int(par[P_SPATIAL_MIN])
     for ch in prange(n_chunks):
         z = np.empty(n_reg, dtype=np.float32)
         mu_s = np.empty(n_reg, dtype=np.float32)
@@ -984,11 +1039,33 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
+        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
+        zc8 = np.empty(n8, dtype=np.float32)
+        acc8 = np.empty(n8, dtype=np.float64)
+        cnt8 = np.empty(n8, dtype=np.float32)
+        dirf = np.empty(n8, dtype=np.float64)
+        dirv = np.zeros(LANES, dtype=np.float64)
+        rows = np.empty(LANES, dtype=np.int64)
+        nl = 0
         for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
             ph = phase_w if season[i] == 2 else phase_d
             _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
                       both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                      cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held)
+                      cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
+                      lanes_on)
+            if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8,
+                                     score[i], det[i]):
+                rows[nl] = i
+                dirv[nl] = direction[i]
+                nl += 1
+            if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
+                spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+                for q in range(nl):
+                    j = rows[q]
+                    spatial_raise8(acc8, q, score[j], det[j], CODE_SPATIAL)
+                    if not math.isnan(warn[j]):
+                        _thr_pass(V[j], warn[j], alarm[j], score[j], det[j])
+                nl = 0
 
 
 @njit(parallel=True)
@@ -1012,8 +1089,16 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     cycle is then the same function of the same arguments. Whatever changes with time alone (CUSUM,
     counts, warm-up, steadiness, a bin's visits) changes only when something is learned, so nothing
     else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
-    The same outputs and state as successive :func:`update_kernel` calls, bit for bit."""
+    The same outputs and state as successive :func:`update_kernel` calls, bit for bit.
+
+    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)"): a row's computed
+    cycles wait in :data:`engine.detect.spatial.LANES` lanes for their spatial pass and catalog levels,
+    scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
+    copy of its predecessor waits with them while lanes are pending, and is made after them in time
+    order."""
     n_t, n_ind, n_reg = V.shape
+    lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
+    min_nb = int(par[P_SPATIAL_MIN])
     for i in prange(n_ind):
         z = np.empty(n_reg, dtype=np.float32)
         mu_s = np.empty(n_reg, dtype=np.float32)
@@ -1021,6 +1106,20 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
+        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
+        zc8 = np.empty(n8, dtype=np.float32)
+        acc8 = np.empty(n8, dtype=np.float64)
+        cnt8 = np.empty(n8, dtype=np.float32)
+        dirf = np.empty(n8, dtype=np.float64)
+        dirv = np.empty(LANES, dtype=np.float64)
+        for q in range(LANES):
+            dirv[q] = direction[i]
+        cyc = np.empty(LANES, dtype=np.int64)        # the cycles in the lanes
+        pend = np.empty(n_t, dtype=np.int64)         # skipped cycles whose copy waits for the lanes
+        nl = 0
+        npend = 0
+        wi = warn[i]
+        ai = alarm[i]
         sea = season[i]
         quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
         sty0 = False        # ... and ran with this steady flag
@@ -1036,11 +1135,26 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 # cycle t - 1 learned nothing and t repeats it (values, bins, state): its outputs
                 _skip_row(np.int64(i), V[t, i], ph, phase_d[t], season, is_count, warmup, par, L, D, S, N, shape,
                           visits, score[t - 1, i], det[t - 1, i], score[t, i], det[t, i], expected[bt, i],
-                          scale[bt, i], want, scan_slot, scan_mu[t], judge_unset)
+                          scale[bt, i], want, scan_slot, scan_mu[t], judge_unset, nl == 0)
+                if nl > 0:      # cycle t - 1's scores wait for the lanes: so does the copy
+                    pend[npend] = t
+                    npend += 1
                 continue
             quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
             sty0 = sty
             _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
-                      scan_mu[t], judge_unset, held)
+                      scan_mu[t], judge_unset, held, lanes_on)
+            if lanes_on and _lane_in(z, V[t, i], nl, direction[i], wi, ai, adj_ptr, adj_idx, min_nb, zc8,
+                                     score[t, i], det[t, i]):
+                cyc[nl] = t
+                nl += 1
+                if nl == LANES:
+                    _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf,
+                               cyc, nl, pend, npend)
+                    nl = 0
+                    npend = 0
+        if nl > 0:
+            _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl,
+                       pend, npend)

@@ -21,14 +21,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from engine.config import njit
 from engine.detect.special import t4_sf
 
-__all__ = ["Z_CLIP", "spatial_contrast", "spatial_pass"]
+__all__ = ["LANES", "Z_CLIP", "spatial_contrast", "spatial_lane", "spatial_lane_sparse", "spatial_pass",
+           "spatial_raise8", "spatial_score8"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
+#: residual vectors scored together by :func:`spatial_score8` (one AVX2 load of float32 a neighbour)
+LANES = 8
 
 
 @njit
@@ -52,6 +59,90 @@ def spatial_contrast(z, indptr, indices, r, min_nb):
     if m < min_nb:
         return math.nan
     return (_clip(zr) - acc / m) / math.sqrt(1.0 + 1.0 / m)
+
+
+@intrinsic
+def _sum_lanes(typingctx, zc8, indices, j0, j1, acc8, cnt8, q):
+    """``acc8[q:q + LANES]`` = the sums over ``j`` in ``[j0, j1)`` of the lanes ``zc8[k:k + LANES]``
+    (``k = LANES * indices[j]``) with a missing (NaN) lane adding +0.0, each from +0.0, in that order;
+    ``cnt8[q:q + LANES]`` the counts of the lanes not missing. The running sums are LLVM vectors
+    (``zc8``'s lanes widened to ``acc8``'s float type first: exact), so each lane adds the same terms
+    in the same order as :func:`spatial_pass`'s scalar loop ``a = 0.0; a += zc[k]`` (IEEE additions
+    lane by lane: the same bits), kept in registers across the neighbours. LLVM does not pack those
+    scalar adds itself: numba's per-index address arithmetic (a wrap-around test per index) hides
+    that the lanes are consecutive. No bounds check: the callers index whole lane groups of arrays of
+    ``LANES * n`` elements with valid CSR indices."""
+    def codegen(context, builder, signature, args):
+        zt, it, _, _, at, ct, _ = signature.args
+        zc_v, idx_v, lo, hi, acc_v, cnt_v, qq = args
+        z_a = context.make_array(zt)(context, builder, zc_v)
+        i_a = context.make_array(it)(context, builder, idx_v)
+        a_a = context.make_array(at)(context, builder, acc_v)
+        c_a = context.make_array(ct)(context, builder, cnt_v)
+        va_t = llvm_ir.VectorType(context.get_value_type(at.dtype), LANES)
+        vz_t = llvm_ir.VectorType(context.get_value_type(zt.dtype), LANES)
+        vc_t = llvm_ir.VectorType(context.get_value_type(ct.dtype), LANES)
+        al_a, al_z, al_c = (x.dtype.bitwidth // 8 for x in (at, zt, ct))
+        zero_z = llvm_ir.Constant(vz_t, None)
+        zero_c = llvm_ir.Constant(vc_t, None)
+        one_c = llvm_ir.Constant(vc_t, [1.0] * LANES)
+        sa = cgutils.alloca_once_value(builder, llvm_ir.Constant(va_t, None))   # +0.0 in every lane
+        sc = cgutils.alloca_once_value(builder, zero_c)
+        with cgutils.for_range_slice(builder, lo, hi, llvm_ir.Constant(lo.type, 1)) as (j, _):
+            ix = builder.load(builder.gep(i_a.data, [j]))
+            if ix.type.width < lo.type.width:
+                ix = builder.sext(ix, lo.type)
+            k = builder.mul(ix, llvm_ir.Constant(lo.type, LANES))
+            vz = builder.load(builder.bitcast(builder.gep(z_a.data, [k]), vz_t.as_pointer()), align=al_z)
+            ok = builder.fcmp_ordered("ord", vz, vz)
+            vz = builder.select(ok, vz, zero_z)
+            if zt.dtype != at.dtype:
+                vz = builder.fpext(vz, va_t)
+            builder.store(builder.fadd(builder.load(sa), vz), sa)
+            builder.store(builder.fadd(builder.load(sc), builder.select(ok, one_c, zero_c)), sc)
+        builder.store(builder.load(sa), builder.bitcast(builder.gep(a_a.data, [qq]), va_t.as_pointer()), align=al_a)
+        builder.store(builder.load(sc), builder.bitcast(builder.gep(c_a.data, [qq]), vc_t.as_pointer()), align=al_c)
+        return context.get_dummy_value()
+    arrs = (zc8, acc8, cnt8)
+    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and isinstance(x.dtype, types.Float)
+                for x in arrs) and isinstance(indices, types.Array) and indices.ndim == 1 and indices.layout == "C"
+            and isinstance(indices.dtype, types.Integer) and indices.dtype.bitwidth <= 64
+            and zc8.dtype.bitwidth <= acc8.dtype.bitwidth):
+        return None
+    return types.void(zc8, indices, types.intp, types.intp, acc8, cnt8, types.intp), codegen
+
+
+@njit(inline="always")
+def _sparse_rows(zc, w, st, off, indptr, indices, direction, min_nb, score, det, code):  # pragma: no cover
+    """:func:`spatial_pass` on a sparse row: region by region, skipping the missing ones. ``zc``
+    the clipped residuals of region ``r`` at ``st * r + off`` (a lane of :func:`spatial_lane`'s
+    table, NaN where missing: ``w`` None; or a plain row, ``st`` 1, ``off`` 0, 0 where missing
+    beside the 0 / 1 weights ``w``)."""
+    n = score.shape[0]
+    for r in range(n):
+        i = st * r + off
+        if (zc[i] != zc[i]) if w is None else (w[i] == 0.0):
+            continue
+        a = 0.0
+        m = 0
+        for j in range(indptr[r], indptr[r + 1]):
+            k = st * indices[j] + off
+            if (zc[k] == zc[k]) if w is None else (w[k] != 0.0):
+                a += zc[k]
+                m += 1
+        if m < min_nb or m == 0:
+            continue
+        d = (np.float64(zc[st * r + off]) - a / m) / math.sqrt(1.0 + 1.0 / m)
+        old = score[r]
+        if direction == 1:
+            sc = 1.0 - t4_sf(d) if d > 0.0 else 0.0
+        elif direction == -1:
+            sc = 1.0 - t4_sf(-d) if d < 0.0 else 0.0
+        else:
+            sc = 1.0 - 2.0 * t4_sf(abs(d))
+        if old != old or sc > old:
+            score[r] = sc
+            det[r] = code
 
 
 @njit(error_model="numpy")
@@ -95,29 +186,7 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
     if 3.0 * nv < n:
         # a sparse row (a third of the demo's rows have < 1/3 of their regions scored): region
         # by region, skipping the missing ones, is cheaper than every region's vector pass
-        for r in range(n):
-            if w[r] == 0.0:
-                continue
-            a = 0.0
-            m = 0
-            for j in range(indptr[r], indptr[r + 1]):
-                k = indices[j]
-                if w[k] != 0.0:
-                    a += zc[k]
-                    m += 1
-            if m < min_nb or m == 0:
-                continue
-            d = (np.float64(zc[r]) - a / m) / math.sqrt(1.0 + 1.0 / m)
-            old = score[r]
-            if direction == 1:
-                sc = 1.0 - t4_sf(d) if d > 0.0 else 0.0
-            elif direction == -1:
-                sc = 1.0 - t4_sf(-d) if d < 0.0 else 0.0
-            else:
-                sc = 1.0 - 2.0 * t4_sf(abs(d))
-            if old != old or sc > old:
-                score[r] = sc
-                det[r] = code
+        _sparse_rows(zc, w, 1, 0, indptr, indices, direction, min_nb, score, det, code)
         return
     for r in range(n):
         a = 0.0
@@ -149,5 +218,76 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
         old = score[r]
         sc = acc[r]
         if w[r] > 0.0 and cnt[r] >= lo and (old != old or sc > old):
+            score[r] = sc
+            det[r] = code
+
+
+@njit
+def spatial_lane(z, lane, zc8):
+    """Lane ``lane`` of the batch table ``zc8`` (flat, ``LANES * n``, region-major: region ``r``'s
+    lanes at ``LANES * r``) from residual row ``z``: clipped at :data:`Z_CLIP` as in
+    :func:`spatial_pass`, NaN where missing; returns the number of regions with a residual."""
+    nv = 0.0
+    for r in range(z.shape[0]):
+        zr = z[r]
+        ok = zr == zr
+        c = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
+        zc8[LANES * r + lane] = c
+        nv += 1.0 if ok else 0.0
+    return nv
+
+
+@njit(error_model="numpy")
+def spatial_lane_sparse(zc8, lane, indptr, indices, direction, min_nb, score, det, code):
+    """:func:`spatial_pass` of a sparse row held in lane ``lane`` (:func:`spatial_lane`)."""
+    _sparse_rows(zc8, None, LANES, lane, indptr, indices, direction, min_nb, score, det, code)
+
+
+@njit(error_model="numpy")
+def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
+    """The spatial scores of :data:`LANES` residual rows at once (:func:`spatial_lane`'s table).
+
+    Every row shares the adjacency, so one neighbour index serves eight lanes (one 32-byte load of
+    float32, :func:`_sum_lanes`) instead of one. Each lane adds the same float64 terms in the same
+    CSR order as :func:`spatial_pass`'s dense path (a missing neighbour adds +0.0), and its score is
+    the same float64 formula, the tail of ``|d|`` in direction ``dirv[lane]`` (float); so lane by
+    lane the same scores bit for bit. ``acc8`` (float64) receives each region's score per lane
+    (region-major as the table), NaN where there is none (region missing, too few neighbours);
+    ``cnt8`` float32 scratch of that length, ``dirf`` float64 scratch of that length (each lane's
+    direction beside it: read with the lane's index, the score loop vectorises; a read of
+    ``dirv[q % LANES]`` per element kept it scalar, 3.5x the time). Raise the rows with
+    :func:`spatial_raise8`.
+    """
+    n = indptr.shape[0] - 1
+    for r in range(n):
+        q = LANES * r
+        _sum_lanes(zc8, indices, indptr[r], indptr[r + 1], acc8, cnt8, q)
+        for u in range(LANES):
+            dirf[q + u] = dirv[u]
+    lo = np.float64(min_nb if min_nb > 1 else 1)
+    for q in range(LANES * n):             # the contrast's score (float64, vectorised)
+        mf = np.float64(cnt8[q])
+        m = mf if mf >= 1.0 else 1.0
+        zq = np.float64(zc8[q])
+        d = (zq - acc8[q] / m) / math.sqrt(1.0 + 1.0 / m)
+        a = abs(d)
+        qq = math.sqrt(4.0 + a * a)
+        omw = 4.0 / (qq * (qq + a))
+        tail = 0.5 * omw * omw * (1.0 + 0.5 * a / qq)
+        dr = dirf[q]
+        up = 1.0 - tail if d > 0.0 else 0.0
+        dn = 1.0 - tail if d < 0.0 else 0.0
+        sc = up if dr == 1.0 else (dn if dr == -1.0 else 1.0 - 2.0 * tail)
+        acc8[q] = sc if ((zq == zq) & (mf >= lo)) else math.nan
+
+
+@njit
+def spatial_raise8(acc8, lane, score, det, code):
+    """Raise ``score`` to lane ``lane``'s spatial scores (:func:`spatial_score8`) where higher or
+    ``score`` is NaN (``det = code`` there), as :func:`spatial_pass` does."""
+    for r in range(score.shape[0]):
+        sc = acc8[LANES * r + lane]
+        old = score[r]
+        if sc == sc and (old != old or sc > old):
             score[r] = sc
             det[r] = code
