@@ -959,6 +959,16 @@ def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
         det[r] = det0[r]
 
 
+@njit(inline="always")
+def _lane_tables(n_reg, lanes_on):  # pragma: no cover - compiled
+    """A thread's spatial batch tables (:func:`engine.detect.spatial.spatial_score8`): the lanes'
+    clipped residuals, neighbour sums, counts and per-entry directions, ``LANES`` x ``n_reg`` each
+    (empty without the spatial pass)."""
+    n8 = LANES * n_reg if lanes_on else 0
+    return (np.empty(n8, dtype=np.float32), np.empty(n8, dtype=np.float64), np.empty(n8, dtype=np.float32),
+            np.empty(n8, dtype=np.float64))
+
+
 @njit
 def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, score,
              det):  # pragma: no cover - compiled
@@ -1039,11 +1049,7 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
-        zc8 = np.empty(n8, dtype=np.float32)
-        acc8 = np.empty(n8, dtype=np.float64)
-        cnt8 = np.empty(n8, dtype=np.float32)
-        dirf = np.empty(n8, dtype=np.float64)
+        zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
         dirv = np.zeros(LANES, dtype=np.float64)
         rows = np.empty(LANES, dtype=np.int64)
         nl = 0
@@ -1106,11 +1112,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         c3_s = np.empty(n_reg, dtype=np.float32)
         cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
         ci = np.empty(n_reg, dtype=np.int32)
-        n8 = LANES * n_reg if lanes_on else 0        # the batch's tables (none without the spatial pass)
-        zc8 = np.empty(n8, dtype=np.float32)
-        acc8 = np.empty(n8, dtype=np.float64)
-        cnt8 = np.empty(n8, dtype=np.float32)
-        dirf = np.empty(n8, dtype=np.float64)
+        zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
         dirv = np.empty(LANES, dtype=np.float64)
         for q in range(LANES):
             dirv[q] = direction[i]
