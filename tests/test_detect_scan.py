@@ -468,9 +468,9 @@ def test_tail_bound_bounds_the_replica_max():
     n, fill = 20, 4
     zones = _zones(n, 4)
     exp = np.random.default_rng(5).uniform(0.05, 1.0, size=(fill, n)).astype(np.float32)
-    Cz, Mz = np.empty((n, 4, fill)), np.empty((n, 4, fill))
+    Mz = np.empty((n, 4, fill))
     nsize = np.zeros(n, dtype=np.int64)
-    _zone_sums(exp, exp, fill, fill, zones, Cz, Mz, nsize, np.empty((fill, n)))
+    _zone_sums(exp, fill, fill, zones, Mz, nsize, np.empty((fill, n)))
     for planted in (0, 1, 2, 3):
         obs = np.zeros((fill, n), np.float32)
         obs[fill - 1 - np.arange(planted + 1), 4] = planted + 1          # the newest cycles (row fill - 1 newest)
@@ -986,9 +986,9 @@ def test_tail_bound_terms_are_the_poisson_tails():
         k = int(rng.integers(1, K + 1))
         zones[zc, :k] = np.r_[zc, rng.choice(np.delete(np.arange(n), zc), K - 1, replace=False)][:k]
     exp = rng.choice([0.0, 1e-3, 0.05, 0.4, 3.0, 40.0, 800.0], size=(fill, n))
-    Mz, Cz, Mw = np.empty((n, K, fill)), np.empty((n, K, fill)), np.empty((fill, n))
+    Mz, Mw = np.empty((n, K, fill)), np.empty((fill, n))
     nsize = np.zeros(n, dtype=np.int64)
-    _zone_sums(exp, exp, fill, fill, zones, Cz, Mz, nsize, Mw)
+    _zone_sums(exp, fill, fill, zones, Mz, nsize, Mw)
     for L in (0.4, 2.5, 9.0, 31.0, 400.0):
         e, want = math.exp(-L), 0.0
         for zc in range(n):

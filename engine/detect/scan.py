@@ -734,18 +734,17 @@ def _window_sums(obs, exp, pos, fill, Cw, Mw):  # pragma: no cover - compiled
 
 
 @njit
-def _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw):  # pragma: no cover - compiled
-    """Observed / expected counts per (zone, size, window): ``Cz``, ``Mz`` (n_reg, K, fill);
-    ``nsize`` regions per zone; ``Mw[w, r]`` expected count of region r over window w."""
+def _zone_sums(exp, pos, fill, zones, Mz, nsize, Mw):  # pragma: no cover - compiled
+    """Expected counts per (zone, size, window): ``Mz`` (n_reg, K, fill); ``nsize`` regions per
+    zone; ``Mw[w, r]`` expected count of region r over window w. (The Monte Carlo and the union
+    bound need only the expectations; :func:`_observe` sums the observed counts as it searches.)"""
     n_reg, K = zones.shape
-    Cw = np.empty((fill, n_reg))
-    _window_sums(obs, exp, pos, fill, Cw, Mw)
-    csum = np.zeros(fill)
+    Cw = np.empty((fill, n_reg))        # scratch: _window_sums' observed half, unused here
+    _window_sums(exp, exp, pos, fill, Cw, Mw)
     msum = np.zeros(fill)
     for zc in range(n_reg):
         nsize[zc] = 0
         for w in range(fill):
-            csum[w] = 0.0
             msum[w] = 0.0
         for s in range(K):
             r = zones[zc, s]
@@ -753,9 +752,7 @@ def _zone_sums(obs, exp, pos, fill, zones, Cz, Mz, nsize, Mw):  # pragma: no cov
                 break
             nsize[zc] = s + 1
             for w in range(fill):
-                csum[w] += Cw[w, r]
                 msum[w] += Mw[w, r]
-                Cz[zc, s, w] = csum[w]
                 Mz[zc, s, w] = msum[w]
 
 
@@ -785,7 +782,7 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
         return 0
     # each zone prefix's largest LLR over the windows (Lzs) and its first window (Wzs): the searches
     # below take the first (zone, size, window) of the largest LLR, which is the first (zone, size) of
-    # the largest Lzs and its Wzs. The sums and LLRs are those of _zone_sums and _llr_t
+    # the largest Lzs and its Wzs. The sums are _window_sums' in zone order, the LLRs _llr_t's
     Cw = np.empty((fill, n_reg))
     Mw = np.empty((fill, n_reg))
     _window_sums(obs, exp, pos, fill, Cw, Mw)
@@ -952,11 +949,10 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         active = tested
         if active == 0:
             continue
-        Cz = np.empty((n_reg, K, fill))
         Mz = np.empty((n_reg, K, fill))
         Mw = np.empty((fill, n_reg))
         nsize = np.zeros(n_reg, dtype=np.int64)
-        _zone_sums(exp, exp, pos, fill, zones, Cz, Mz, nsize, Mw)   # (observed sums not needed)
+        _zone_sums(exp, pos, fill, zones, Mz, nsize, Mw)
         # the mirror of the screen: from the highest LLR down, clusters whose union bound U says that
         # no replica is likely to reach them (R U <= SURE_EPS) stop the replicas once all the others
         # have stopped; U is what their p would be then (no replica reaching them, the tail below).
