@@ -419,11 +419,11 @@ class Detectors:
 
         >>> d = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=1, cycle="1h")
         >>> t, cyc = d._cycle_one(np.datetime64("2024-01-01T05:30")); str(t[0]), int(cyc[0])
-        ('2024-01-01T05:30:00.000000000', 473405)
-        >>> d.state.cycle[0] = 473405; d._cycle_one(np.datetime64("2024-01-01T05:59"))
+        ('2024-01-01T05:30:00.000000000', 473357)
+        >>> d.state.cycle[0] = 473357; d._cycle_one(np.datetime64("2024-01-01T05:59"))
         Traceback (most recent call last):
         ...
-        ValueError: time 2024-01-01T05:59:00.000000000 is not after the last cycle scored (cycle 473405); detectors only move forward
+        ValueError: time 2024-01-01T05:59:00.000000000 is not after the last cycle scored (cycle 473357); detectors only move forward
         """
         if type(time) is not np.datetime64 or np.isnat(time):
             return self._cycles([time])
