@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -412,6 +413,29 @@ class Detectors:
                              f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
         return t, cyc
 
+    def _cycle_one(self, time):
+        """:meth:`_cycles` of ``[time]``: the same ``(t, cyc)`` and errors; a ``numpy.datetime64``
+        (a cycle loop's usual time) without pandas, which costs ~0.3-0.7 ms a call.
+
+        >>> d = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=1, cycle="1h")
+        >>> t, cyc = d._cycle_one(np.datetime64("2024-01-01T05:30")); str(t[0]), int(cyc[0])
+        ('2024-01-01T05:30:00.000000000', 473357)
+        >>> d.state.cycle[0] = 473357; d._cycle_one(np.datetime64("2024-01-01T05:59"))
+        Traceback (most recent call last):
+        ...
+        ValueError: time 2024-01-01T05:59:00.000000000 is not after the last cycle scored (cycle 473357); detectors only move forward
+        """
+        if type(time) is not np.datetime64 or np.isnat(time):
+            return self._cycles([time])
+        t = np.array([time]).astype("datetime64[ns]")
+        if t.astype(time.dtype)[0] != time:          # out of datetime64[ns]'s range: pandas says so
+            return self._cycles([time])
+        cyc = t.astype(np.int64) // self.cycle.astype(np.int64)
+        if cyc[0] <= self.state.cycle[0]:
+            raise ValueError(f"time {t[0]} is not after the last cycle scored "
+                             f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
+        return t, cyc
+
     def _phases(self, t):
         """Profile bins of times ``t``: with ``city_rules`` daily profiles have separate weekday
         and weekend halves (bin ``h`` Monday-Friday, ``per_day + h`` Saturday-Sunday: city life
@@ -465,7 +489,7 @@ class Detectors:
             cycle number; ``expected``/``scale`` when asked.
         """
         v = self._check_values(values, 2)
-        t, cyc = self._cycles([time])
+        t, cyc = self._cycle_one(time)
         dbin, wbin = self._phases(t)
         n_ind, n_reg = v.shape
         if out is None:
@@ -488,7 +512,7 @@ class Detectors:
                       self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
                       s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                       score, det, expected, scale, baseline, self.scan_slot, scan_mu, not self.city_rules,
-                      self.hold_mode)
+                      self.hold_mode, numba.get_num_threads())
         extra = {"cycle": int(cyc[0]), "clusters": []}
         if n_scan:
             if self.params.scan_condition:

@@ -1027,7 +1027,8 @@ def _lanes_out(V, score, det, i, warn, alarm, zc8, dirv, adj_ptr, adj_idx, min_n
 @njit(parallel=True)
 def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
                   L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
-                  score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held):  # pragma: no cover
+                  score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held,
+                  n_workers):  # pragma: no cover
     """One cycle for every indicator: ``V`` (n_ind, n_reg) -> ``score``, ``det`` (and baseline).
 
     ``CP`` is each series' bad-side CUSUM, ``CN`` the C- rows of the two-sided indicators (row
@@ -1037,12 +1038,21 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     not scored on a profile bin it has never visited; ``held[i]`` (uint8): 1 a non-count
     series' exact non-zero repeat is not learned, 2 any repeat, 0 every value learned (see :func:`_row_pass`).
     The spatial pass of a chunk's rows runs batched, each row in a lane with its direction
-    (:func:`engine.detect.spatial.spatial_score8`), then each row's raise and catalog levels."""
+    (:func:`engine.detect.spatial.spatial_score8`), then each row's raise and catalog levels.
+
+    **Dealt chunks** (docs/detect.md, "Single-cycle update ... (tenth session)"): the rows go in
+    chunks of :data:`CHUNK`, dealt to ``n_workers`` workers (``numba.get_num_threads()`` from the
+    caller: numba splits a ``prange`` statically, so each thread runs one worker): worker ``w`` runs
+    chunks ``w, w + n_workers, ...``, with its scratch allocated once. The catalog's costly rows
+    (count rows ~2x) sit in runs, so contiguous halves were 5-7 % apart in CPU; dealt, they
+    balance. Each row's cycle is computed as before (the same chunks, lanes and order within a
+    chunk): the outputs and state are the same bit for bit whatever ``n_workers``."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
+    nw = min(max(n_workers, 1), max(n_chunks, 1))
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
-    for ch in prange(n_chunks):
+    for w in prange(nw):
         z = np.empty(n_reg, dtype=np.float32)
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
@@ -1052,26 +1062,27 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
         dirv = np.zeros(LANES, dtype=np.float64)
         rows = np.empty(LANES, dtype=np.int64)
-        nl = 0
-        for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
-            ph = phase_w if season[i] == 2 else phase_d
-            _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-                      both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                      cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
-                      lanes_on)
-            if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8,
-                                     score[i], det[i]):
-                rows[nl] = i
-                dirv[nl] = direction[i]
-                nl += 1
-            if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
-                spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
-                for q in range(nl):
-                    j = rows[q]
-                    spatial_raise8(acc8, q, score[j], det[j], CODE_SPATIAL)
-                    if not math.isnan(warn[j]):
-                        _thr_pass(V[j], warn[j], alarm[j], score[j], det[j])
-                nl = 0
+        for ch in range(w, n_chunks, nw):
+            nl = 0
+            for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
+                ph = phase_w if season[i] == 2 else phase_d
+                _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
+                          both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+                          cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
+                          lanes_on)
+                if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8,
+                                         score[i], det[i]):
+                    rows[nl] = i
+                    dirv[nl] = direction[i]
+                    nl += 1
+                if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
+                    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+                    for q in range(nl):
+                        j = rows[q]
+                        spatial_raise8(acc8, q, score[j], det[j], CODE_SPATIAL)
+                        if not math.isnan(warn[j]):
+                            _thr_pass(V[j], warn[j], alarm[j], score[j], det[j])
+                    nl = 0
 
 
 @njit(parallel=True)
