@@ -591,7 +591,15 @@ def _count_from(M, L, table, g):  # pragma: no cover - compiled
     """
     if not (M > 0.0 and M <= _FAST_M and L > 0.0):
         return _count_for(M, L, table)
-    lm = math.log(M)
+    return _count_from_l(M, math.log(M), L, table, g)
+
+
+@njit
+def _count_from_l(M, lm, L, table, g):  # pragma: no cover - compiled
+    """:func:`_count_from` with ``lm = log(M)`` given (the same value: the union bound takes it once a
+    zone-window for the count and the Poisson tail, :func:`_tail_bound`)."""
+    if not (M > 0.0 and M <= _FAST_M and L > 0.0):
+        return _count_for(M, L, table)
     t = L - (1e-7 + 1e-12 * (abs(L) + M * (1.0 + abs(lm))))      # as _threshold's
     if not (t >= _FAST_T):
         return _count_for(M, L, table)
@@ -1282,7 +1290,13 @@ def _poisson_sf(c, m):  # pragma: no cover - compiled
 @njit
 def _poisson_sf_g(c, m, g):  # pragma: no cover - compiled
     """:func:`_poisson_sf` with ``g = lgamma(c + 1)`` given (the same value: one function of ``c``)."""
-    t = math.exp(c * math.log(m) - m - g)
+    return _poisson_sf_lg(c, m, math.log(m), g)
+
+
+@njit
+def _poisson_sf_lg(c, m, lm, g):  # pragma: no cover - compiled
+    """:func:`_poisson_sf_g` with ``lm = log(m)`` given (the same value)."""
+    t = math.exp(c * lm - m - g)
     total = t
     k = c
     while t > 1e-17 * total:
@@ -1314,7 +1328,8 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
                 if chernoff_only:
                     total += e
                     continue
-                c = _count_from(m, L, table, c)
+                lm = math.log(m)                    # once for the count and its tail
+                c = _count_from_l(m, lm, L, table, c)
                 if c < math.inf:
                     ic = int(c)
                     if ic < lg.shape[0]:
@@ -1324,7 +1339,7 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
                             lg[ic] = g
                     else:
                         g = math.lgamma(c + 1.0)
-                    t = _poisson_sf_g(c, m, g)
+                    t = _poisson_sf_lg(c, m, lm, g)
                     total += t if t < e else e
                 else:
                     total += e
