@@ -1001,3 +1001,31 @@ def test_tail_bound_terms_are_the_poisson_tails():
                     t = _poisson_sf(c, m) if c < math.inf else e
                     want += t if t < e else e
         assert _tail_bound(Mz, nsize, fill, L, False, TABLE) == min(want, 1.0), L
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_observe_on_sparse_counts_matches_reference(seed):
+    """``_observe``'s shortcuts (sums only over a zone prefix's windows with a count; no LLR for a window with
+    the last one's count over more expectation) give the written-out search's clusters, bit for bit: sparse
+    counts repeated over the nested windows, regions with no expectation (the same ``m`` over windows), tiny
+    and large expectations, counts past the ``c log c`` table, fractional counts."""
+    from engine.detect.scan import _observe
+    rng = np.random.default_rng(500 + seed)
+    n, fill = 40, 9
+    zones = _zones(n, 5)
+    zl = [[int(v) for v in z if v >= 0] for z in zones]
+    for case in range(12):
+        exp = rng.choice([0.0, 1e-6, 0.003, 0.05, 0.4, 3.0], size=(fill, n), p=[.1, .05, .35, .3, .15, .05])
+        obs = (rng.random((fill, n)) < 0.08) * rng.integers(1, 4, size=(fill, n)).astype(np.float64)
+        if case % 4 == 1:
+            obs[rng.integers(0, fill), rng.integers(0, n)] = 5000.0          # past the table
+        if case % 4 == 2:
+            obs[obs > 0] += 0.5                                             # fractional counts
+        if case % 4 == 3:
+            exp[:, rng.integers(0, n, 6)] = 0.0                            # no expectation at all
+        found = np.empty((MAX_CLUSTERS, 5))
+        nf = _observe(np.ascontiguousarray(obs[::-1]), np.ascontiguousarray(exp[::-1]), np.int64(fill), np.int64(fill),
+                      zones, found, TABLE)
+        want = ref.scan_reference(obs, exp, zl, 0, 0, 0.05, TABLE)
+        np.testing.assert_array_equal(found[:, [0, 2, 3, 4]], want[:, [0, 2, 3, 4]])
+        assert nf == int(np.count_nonzero(~np.isnan(want[:, 0])))

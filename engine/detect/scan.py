@@ -591,7 +591,15 @@ def _count_from(M, L, table, g):  # pragma: no cover - compiled
     """
     if not (M > 0.0 and M <= _FAST_M and L > 0.0):
         return _count_for(M, L, table)
-    lm = math.log(M)
+    return _count_from_l(M, math.log(M), L, table, g)
+
+
+@njit
+def _count_from_l(M, lm, L, table, g):  # pragma: no cover - compiled
+    """:func:`_count_from` with ``lm = log(M)`` given (the same value: the union bound takes it once a
+    zone-window for the count and the Poisson tail, :func:`_tail_bound`)."""
+    if not (M > 0.0 and M <= _FAST_M and L > 0.0):
+        return _count_for(M, L, table)
     t = L - (1e-7 + 1e-12 * (abs(L) + M * (1.0 + abs(lm))))      # as _threshold's
     if not (t >= _FAST_T):
         return _count_for(M, L, table)
@@ -783,32 +791,69 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
     # each zone prefix's largest LLR over the windows (Lzs) and its first window (Wzs): the searches
     # below take the first (zone, size, window) of the largest LLR, which is the first (zone, size) of
     # the largest Lzs and its Wzs. The sums are _window_sums' in zone order, the LLRs _llr_t's
+    #
+    # Two shortcuts, the same values (docs/detect.md, "Scan in the demo, 2026-11-30 (tenth session)"):
+    # * a zone prefix's sums are kept only over the windows where it has a count (the windows are
+    #   nested, so from the first window with a count of any of its members on: ``lo``); a window
+    #   entering that range gets its sums so far in the members' order, the running sums' additions.
+    #   Elsewhere its count is zero, so no LLR (the old sums were 0 + 0 + ... there).
+    # * over the windows of one prefix the count only rises and the expectation too: a window with the
+    #   same count as the last window evaluated (``cref``, ``mref``) over more expectation has a lower
+    #   LLR, by at least ``(c / m - 1)(m - mref)``; where that is far above both values' rounding
+    #   (each within ``1e-15 (|c log c| + c |log m| + c + m)``, below ``1e-15 (3 c^2 + 5 c |log mref| +
+    #   4 c)`` for the two: ``mref < m < c``), its computed LLR is below the last one's, so not above
+    #   ``bv``: not computed.
     Cw = np.empty((fill, n_reg))
     Mw = np.empty((fill, n_reg))
     _window_sums(obs, exp, pos, fill, Cw, Mw)
+    fw = np.empty(n_reg, dtype=np.int64)        # each region's first window with a (non-zero) count; fill: none
+    for r in range(n_reg):
+        f = fill
+        for w in range(fill):
+            if Cw[w, r] != 0.0:
+                f = w
+                break
+        fw[r] = f
     csum = np.empty(fill)
     msum = np.empty(fill)
     Lzs = np.zeros((n_reg, K))
     Wzs = np.zeros((n_reg, K), dtype=np.int64)
     nsize = np.zeros(n_reg, dtype=np.int64)
     for zc in range(n_reg):
-        for w in range(fill):
-            csum[w] = 0.0
-            msum[w] = 0.0
+        lo = fill                               # the prefix's sums are kept over windows lo ..
         for s in range(K):
             r = zones[zc, s]
             if r < 0:
                 break
             nsize[zc] = s + 1
+            if fw[r] < lo:
+                for w in range(fw[r], lo):      # their sums over the members so far, in order
+                    c = 0.0
+                    m = 0.0
+                    for j in range(s):
+                        c += Cw[w, zones[zc, j]]
+                        m += Mw[w, zones[zc, j]]
+                    csum[w] = c
+                    msum[w] = m
+                lo = fw[r]
             bv = 0.0
             bw = -1
-            for w in range(fill):
+            cref = -1.0
+            mref = 0.0
+            gref = 0.0
+            for w in range(lo, fill):
                 csum[w] += Cw[w, r]
                 msum[w] += Mw[w, r]
                 c = csum[w]
                 m = msum[w]
                 if c > m and m > 0.0:
-                    v = _llr_t(c, m, math.log(m), table)
+                    if c == cref and m > mref and (c - m) * (m - mref) > m * (gref + 2e-12 * c * c):
+                        continue                # the same count over more expectation: below the last LLR
+                    lm = math.log(m)
+                    v = _llr_t(c, m, lm, table)
+                    cref = c
+                    mref = m
+                    gref = 1e-12 * (2.0 * c * abs(lm) + 2.0 * c)
                     if v > bv:
                         bv = v
                         bw = w
@@ -1245,7 +1290,13 @@ def _poisson_sf(c, m):  # pragma: no cover - compiled
 @njit
 def _poisson_sf_g(c, m, g):  # pragma: no cover - compiled
     """:func:`_poisson_sf` with ``g = lgamma(c + 1)`` given (the same value: one function of ``c``)."""
-    t = math.exp(c * math.log(m) - m - g)
+    return _poisson_sf_lg(c, m, math.log(m), g)
+
+
+@njit
+def _poisson_sf_lg(c, m, lm, g):  # pragma: no cover - compiled
+    """:func:`_poisson_sf_g` with ``lm = log(m)`` given (the same value)."""
+    t = math.exp(c * lm - m - g)
     total = t
     k = c
     while t > 1e-17 * total:
@@ -1277,7 +1328,8 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
                 if chernoff_only:
                     total += e
                     continue
-                c = _count_from(m, L, table, c)
+                lm = math.log(m)                    # once for the count and its tail
+                c = _count_from_l(m, lm, L, table, c)
                 if c < math.inf:
                     ic = int(c)
                     if ic < lg.shape[0]:
@@ -1287,7 +1339,7 @@ def _tail_bound(Mz, nsize, fill, L, chernoff_only, table):  # pragma: no cover -
                             lg[ic] = g
                     else:
                         g = math.lgamma(c + 1.0)
-                    t = _poisson_sf_g(c, m, g)
+                    t = _poisson_sf_lg(c, m, lm, g)
                     total += t if t < e else e
                 else:
                     total += e
