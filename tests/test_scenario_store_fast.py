@@ -77,6 +77,48 @@ def test_append_day_writes_every_chunk_and_reads_back_the_same(tmp_path):
     np.testing.assert_array_equal(back.view(np.uint32), np.concatenate(day).view(np.uint32))
 
 
+
+def _store_files(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("n_new", [4, 3])
+def test_append_day_writes_the_files_zarr_writes(tmp_path, monkeypatch, n_new):
+    """The chunks written directly (``_append_chunks``: whole time chunks) are the files zarr writes,
+    byte for byte (edge chunks padded with the fill value, the compressor's bytes, ``.zarray``, the
+    group's attributes, the consolidated metadata); a day that does not fill whole time chunks goes
+    through zarr and reads back the same."""
+    import xarray as xr
+
+    rng = np.random.default_rng(5)
+    n_t, n_i, n_r = 4, 300, 5                        # indicators in two chunks of 256 and 44 (padded)
+    times = np.arange("2020-01-01T01:00", "2020-01-01T13:00", np.timedelta64(1, "h"), dtype="datetime64[ns]")
+    first = rng.random((n_t, n_i, n_r), dtype=np.float32)
+    ds = xr.Dataset({"value": (("time", "indicator", "region"), first)},
+                    coords={"time": times[:n_t], "indicator": np.arange(n_i), "region": np.arange(n_r)})
+    days = [rng.random((n_new, n_i, n_r), dtype=np.float32) for _ in range(2)]
+    for d in days:
+        d[rng.random(d.shape) < 0.5] = np.nan
+    made = {}
+    for name, direct in (("zarr", False), ("direct", True)):
+        path = tmp_path / f"{name}.zarr"
+        st.create_store(ds, path)
+        calls = []
+        real = st._append_chunks
+        monkeypatch.setattr(st, "_append_chunks",
+                            lambda *a: calls.append(real(*a)) or calls[-1] if direct else False)
+        for k, d in enumerate(days):
+            st.append_day(path, {"value": d}, times[n_t + k * n_new:n_t + (k + 1) * n_new], {"day": k})
+        monkeypatch.undo()
+        made[name] = path
+        if direct:
+            assert calls == ([True, True] if n_new == 4 else [False, False])
+    assert _store_files(made["zarr"]) == _store_files(made["direct"])
+    back = xr.open_zarr(made["direct"]).load()
+    np.testing.assert_array_equal(back["value"].values.view(np.uint32),
+                                  np.concatenate([first] + days).view(np.uint32))
+    assert back.attrs["day"] == 1
+
 @pytest.mark.slow
 def test_a_run_storing_every_cycle_equals_a_serial_one_with_slow_writes(tmp_path, monkeypatch):
     """At ``store_every`` of one cycle the stores take the core's day buffer and the detectors'
