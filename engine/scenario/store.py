@@ -157,9 +157,10 @@ def _append_chunks(path, name, a, n0) -> bool:
     """Append ``a`` (whole time chunks) to array ``name`` of the local format-2 store ``path`` as
     zarr writes it: each chunk the C-ordered block of the array (an edge chunk padded with the fill
     value), encoded by the array's compressor, in the file ``i.j.k`` (written to a temporary file
-    and renamed), then ``.zarray`` with the new shape. zarr does the same through its asynchronous
-    pipeline, one event-loop round trip and two thread hand-offs a chunk, which cost as much CPU
-    as the compression.
+    and renamed, as zarr's local store writes), then ``.zarray`` with the new shape: the files
+    zarr writes, byte for byte (``tests/test_scenario_store_fast.py``), without its asynchronous
+    pipeline's event-loop round trips and thread hand-offs (~12 % of an hourly day's append;
+    the compression is most of the rest: docs/report.md, tenth session).
 
     Returns False (nothing written) where the array is not laid out so (filters, another order or
     separator, no fill value, or the day not starting and ending on a time chunk's boundary):
