@@ -103,6 +103,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
             low += q < 0.5
             k += (x == x) & (c != th) & ((c != cl) | no_scan)
         fam += k
+        if m == 0:                           # every score NaN: never split; the fold skips it (below)
+            row_f[i] = -1.0
         if m < min_regions:
             continue
         if 2 * low <= m:
@@ -151,6 +153,10 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
         for j in range(a, b):
             i = members[j]
             f = row_f[i]
+            if f < 0.0:                      # a driving row without a score: NaN everywhere, so it
+                if j != a:                   # replaces nothing; as the first member it is written
+                    continue
+                f = 0.0
             # the first member's scores straight into the output, the others' into ``row``
             dst = out_s[g] if j == a else row
             if f == 0.0:                 # not split (most rows): no division
@@ -169,8 +175,12 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
                     y2 = zero if q >= one else one - q
                     dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
             if j == a:
-                out_lead[g, :] = i
+                for r in range(n_reg):
+                    out_lead[g, r] = i
+                    out_d[g, r] = det[i, r]
+                    out_v[g, r] = value[i, r]
             else:
+                # the lead's code and value follow its score (streamed with the row, no gather after)
                 for r in range(n_reg):
                     y = row[r]
                     best = out_s[g, r]
@@ -178,10 +188,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
                     take = (y == y) & (not (best >= y))
                     out_s[g, r] = y if take else best
                     out_lead[g, r] = i if take else out_lead[g, r]
-        for r in range(n_reg):
-            ld = out_lead[g, r]
-            out_d[g, r] = det[ld, r]
-            out_v[g, r] = value[ld, r]
+                    out_d[g, r] = det[i, r] if take else out_d[g, r]
+                    out_v[g, r] = value[i, r] if take else out_v[g, r]
         for j in range(a, b):
             i = members[j]
             y = _adjusted(d_score[i, 0], d_det[i, 0], th, cl, scan, on, f_stat, f_scan)

@@ -207,7 +207,7 @@ def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
     tz.resize((n0 + n,))
     tz[n0:n0 + n] = num
     if attrs:
-        g.attrs.update({k: _plain(v) for k, v in attrs.items()})
+        g.update_attributes({k: _plain(v) for k, v in attrs.items()})   # one metadata write
     zarr.consolidate_metadata(str(path), zarr_format=2)
 
 
