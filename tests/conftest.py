@@ -83,10 +83,108 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedCompileScheduling(config, log)
 
 
+# ----------------------------------------------------------------------------- one compile per kernel
+# Under xdist the workers share the checkout's numba cache but not their memory: two workers that
+# need the same specialisation at the same time both miss the (fresh) cache and both compile it
+# (the scheduler above avoids that for the modules it knows; a new module, a scenario run or a
+# benchmark can still meet another worker on a kernel). So each worker takes an exclusive file
+# lock per (function, signature) around numba's ``Dispatcher.compile``: the second one waits
+# while the first compiles and saves, then numba's own cache lookup (the first thing
+# ``compile`` does) loads what the first saved. Waiting costs no CPU. The lock order follows the
+# call graph (a kernel's compile takes its callees' locks inside its own), so two workers cannot
+# wait on each other; a wait longer than COMPILE_LOCK_WAIT_S compiles anyway (never a hang).
+# The cache's index files get a lock too (a save is a read, an update and two writes: two
+# workers saving two signatures of one function at once could lose an entry or share a data
+# file). Only in xdist workers; a plain run does nothing here. CITYVITALS_COMPILE_LOCKS=0: off.
+
+COMPILE_LOCK_ENV = "CITYVITALS_COMPILE_LOCKS"
+COMPILE_LOCK_WAIT_S = 900.0
+
+
+def _lock_file(folder: Path, text: str):
+    import hashlib
+
+    return open(folder / (hashlib.sha1(text.encode()).hexdigest()[:24] + ".lock"), "a")
+
+
+def _flock(fh, wait_s: float) -> bool:
+    """Exclusive ``flock`` on ``fh``, polling up to ``wait_s`` seconds; False if not had."""
+    import fcntl
+    import time
+
+    t_end = time.monotonic() + wait_s
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > t_end:
+                return False
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
+
+
+def _install_compile_locks(folder: Path) -> None:
+    import fcntl
+    import threading
+    import time
+
+    from numba.core import caching, sigutils
+    from numba.core.dispatcher import Dispatcher
+
+    held: set[str] = set()          # keys this process holds (a recursive compile takes none again)
+    local = threading.RLock()       # threads of this process: one at a time per lock file
+    compile_ = Dispatcher.compile
+
+    def compile(self, sig):
+        try:
+            args, _ = sigutils.normalize_signature(sig)
+            if tuple(args) in self.overloads or type(self._cache).__name__ == "NullCache":
+                return compile_(self, sig)          # in memory already, or nothing to share
+            py = self.py_func
+            key = f"{py.__module__}.{py.__qualname__}|{args}"
+        except Exception:
+            return compile_(self, sig)
+        if key in held:
+            return compile_(self, sig)
+        with _lock_file(folder, key) as fh:
+            t0 = time.monotonic()
+            got = _flock(fh, COMPILE_LOCK_WAIT_S)
+            if _LOG and time.monotonic() - t0 > 0.05:       # the compile log: what this worker waited for
+                _LOG["waits"].append({"key": key, "wait": time.monotonic() - t0, "test": _LOG["test"]})
+            held.add(key)
+            try:
+                return compile_(self, sig)
+            finally:
+                held.discard(key)
+                if got:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    compile.__wrapped__ = compile_
+    Dispatcher.compile = compile
+
+    def locked(fn):
+        def wrapper(self, *a, **k):
+            with local, _lock_file(folder, "index|" + self._index_path) as fh:
+                got = _flock(fh, 60.0)
+                try:
+                    return fn(self, *a, **k)
+                finally:
+                    if got:
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+        wrapper.__wrapped__ = fn
+        return wrapper
+
+    caching.IndexDataCacheFile.save = locked(caching.IndexDataCacheFile.save)
+    caching.IndexDataCacheFile.load = locked(caching.IndexDataCacheFile.load)
+
+
 # ----------------------------------------------------------------------------- compile log
 # CITYVITALS_COMPILE_LOG=DIR: every numba compile of this process (function, signature, CPU of the
-# compiling thread without its nested compiles, test) and every test's CPU, written to
-# DIR/<worker>-<pid>.json at the end (the measurement behind SHARED; docs/benchmarks.md).
+# compiling thread without its nested compiles, test), every test's CPU and every compile lock this
+# worker waited for (a compile another worker did for it), written to DIR/<worker>-<pid>.json at
+# the session's end (the measurement behind SHARED; docs/benchmarks.md, docs/testing.md).
 
 _LOG: dict = {}
 
@@ -118,10 +216,21 @@ def _log_compiles():
 
 
 def pytest_configure(config):
+    if os.environ.get(COMPILE_LOCK_ENV) != "0":
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            if os.environ.get(COMPILE_LOCK_ENV):
+                _install_compile_locks(Path(os.environ[COMPILE_LOCK_ENV]))
+        elif getattr(config.option, "numprocesses", None) and not os.environ.get(COMPILE_LOCK_ENV):
+            import tempfile
+
+            # the controller, before it starts the workers (they inherit the environment)
+            folder = tempfile.mkdtemp(prefix="cityvitals-compile-locks-")
+            os.environ[COMPILE_LOCK_ENV] = folder
+            config._cityvitals_lock_folder = folder
     if os.environ.get("CITYVITALS_COMPILE_LOG"):
         import time
 
-        _LOG.update(compiles=[], tests=[], test="<collect>", cpu0=time.process_time())
+        _LOG.update(compiles=[], tests=[], waits=[], test="<collect>", cpu0=time.process_time())
         _log_compiles()
 
 
@@ -140,6 +249,16 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def pytest_unconfigure(config):
+    folder = getattr(config, "_cityvitals_lock_folder", None)
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(COMPILE_LOCK_ENV, None)
+
+
+def pytest_sessionfinish(session):
+    # written here, not at unconfigure: an xdist worker is ended before its unconfigure runs
     if not _LOG:
         return
     import json
@@ -148,6 +267,6 @@ def pytest_unconfigure(config):
     folder = Path(os.environ["CITYVITALS_COMPILE_LOG"])
     folder.mkdir(parents=True, exist_ok=True)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    out = {k: _LOG[k] for k in ("compiles", "tests")}
+    out = {k: _LOG[k] for k in ("compiles", "tests", "waits")}
     out["cpu"] = time.process_time() - _LOG["cpu0"]
     (folder / f"{worker}-{os.getpid()}.json").write_text(json.dumps(out))
