@@ -180,6 +180,32 @@ def _install_compile_locks(folder: Path) -> None:
     caching.IndexDataCacheFile.load = locked(caching.IndexDataCacheFile.load)
 
 
+# ----------------------------------------------------------------------------- scenario warmers
+# A scenario run on a fresh numba cache spawns two warmer processes (engine.scenario.warm) that
+# compile the run's kernels beside it, until one complete warm-up is recorded. In the suite that
+# is whichever scenario test first runs on the clean clone (scheduling decides), and its warmers
+# compile the detectors' and scan's kernels while the other worker may be compiling the same ones:
+# two more processes on two cores, and compiles the workers' lock (above) cannot see. So the
+# suite runs with CITYVITALS_WARM=0 (no warmer: each run compiles in its own process, as on any
+# warm cache) but for the modules in WARMER_MODULES, which test the warmer itself and get the
+# variable removed. A CITYVITALS_WARM set by the caller is left as it is.
+
+WARMER_MODULES = ("test_scenario_warm.py",)
+_WARM_OFF = {"set": False}
+_WARM_OFF_ENV = "CITYVITALS_WARM_OFF_BY_TESTS"
+
+
+@pytest.fixture(autouse=True)
+def _scenario_warmer_where_tested(request):
+    if _WARM_OFF["set"] and Path(str(request.node.path)).name in WARMER_MODULES:
+        mp = pytest.MonkeyPatch()
+        mp.delenv("CITYVITALS_WARM", raising=False)
+        yield
+        mp.undo()
+    else:
+        yield
+
+
 # ----------------------------------------------------------------------------- compile log
 # CITYVITALS_COMPILE_LOG=DIR: every numba compile of this process (function, signature, CPU of the
 # compiling thread without its nested compiles, test), every test's CPU and every compile lock this
@@ -216,6 +242,10 @@ def _log_compiles():
 
 
 def pytest_configure(config):
+    if "CITYVITALS_WARM" not in os.environ or os.environ.get(_WARM_OFF_ENV) == "1":
+        # scenario warmers off (see WARMER_MODULES); the mark tells the xdist workers it was us
+        os.environ["CITYVITALS_WARM"], os.environ[_WARM_OFF_ENV] = "0", "1"
+        _WARM_OFF["set"] = True
     if os.environ.get(COMPILE_LOCK_ENV) != "0":
         if os.environ.get("PYTEST_XDIST_WORKER"):
             if os.environ.get(COMPILE_LOCK_ENV):
