@@ -26,7 +26,8 @@ import pytest
 
 # module file name -> shared work unit; the order of the groups is the order they start in
 SHARED = {
-    "test_detect_series.py": "detect", "test_detect_kernels.py": "detect", "test_detect_scan.py": "detect",
+    "test_detect_series.py": "detect", "test_detect_kernels.py": "detect", "test_detect_detectors.py": "detect",
+    "test_detect_scan.py": "detect",
     "test_core_kernels.py": "core",
     "test_indices.py": "indices", "test_indices_batch.py": "indices",
 }
@@ -83,10 +84,36 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedCompileScheduling(config, log)
 
 
+# ----------------------------------------------------------------------------- scenario warmers
+# A scenario run on a fresh numba cache spawns two warmer processes (engine.scenario.warm) that
+# compile the run's kernels beside it, until one complete warm-up is recorded. In the suite that
+# is whichever scenario test first runs on the clean clone (scheduling decides), and its warmers
+# compile the detectors' and scan's kernels while the other worker may be compiling the same ones:
+# two more processes on two cores, compiling what the workers compile. So the
+# suite runs with CITYVITALS_WARM=0 (no warmer: each run compiles in its own process, as on any
+# warm cache) but for the modules in WARMER_MODULES, which test the warmer itself and get the
+# variable removed. A CITYVITALS_WARM set by the caller is left as it is.
+
+WARMER_MODULES = ("test_scenario_warm.py",)
+_WARM_OFF = {"set": False}
+_WARM_OFF_ENV = "CITYVITALS_WARM_OFF_BY_TESTS"
+
+
+@pytest.fixture(autouse=True)
+def _scenario_warmer_where_tested(request):
+    if _WARM_OFF["set"] and Path(str(request.node.path)).name in WARMER_MODULES:
+        mp = pytest.MonkeyPatch()
+        mp.delenv("CITYVITALS_WARM", raising=False)
+        yield
+        mp.undo()
+    else:
+        yield
+
+
 # ----------------------------------------------------------------------------- compile log
 # CITYVITALS_COMPILE_LOG=DIR: every numba compile of this process (function, signature, CPU of the
 # compiling thread without its nested compiles, test) and every test's CPU, written to
-# DIR/<worker>-<pid>.json at the end (the measurement behind SHARED; docs/benchmarks.md).
+# DIR/<worker>-<pid>.json at the session's end (the measurement behind SHARED; docs/benchmarks.md, docs/testing.md).
 
 _LOG: dict = {}
 
@@ -118,6 +145,10 @@ def _log_compiles():
 
 
 def pytest_configure(config):
+    if "CITYVITALS_WARM" not in os.environ or os.environ.get(_WARM_OFF_ENV) == "1":
+        # scenario warmers off (see WARMER_MODULES); the mark tells the xdist workers it was us
+        os.environ["CITYVITALS_WARM"], os.environ[_WARM_OFF_ENV] = "0", "1"
+        _WARM_OFF["set"] = True
     if os.environ.get("CITYVITALS_COMPILE_LOG"):
         import time
 
@@ -139,7 +170,8 @@ def pytest_runtest_protocol(item, nextitem):
     _LOG["test"] = "<between>"
 
 
-def pytest_unconfigure(config):
+def pytest_sessionfinish(session):
+    # written here, not at unconfigure: an xdist worker is ended before its unconfigure runs
     if not _LOG:
         return
     import json
