@@ -9,8 +9,8 @@ import pytest
 
 from engine.detect.seasonal import t_score
 from engine.detect.spatial import (
-    LANES, Z_CLIP, spatial_clip, spatial_contrast, spatial_lane, spatial_lane_sparse, spatial_lanes_in, spatial_lanes_out,
-    spatial_pass, spatial_raise, spatial_raise8, spatial_score8, spatial_sparse,
+    LANES, Z_CLIP, spatial_clip, spatial_contrast, spatial_lane, spatial_lane_sparse, spatial_lanes_in,
+    spatial_lanes_out, spatial_pass, spatial_raise, spatial_raise8, spatial_score8, spatial_sparse,
 )
 
 

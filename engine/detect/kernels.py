@@ -35,8 +35,8 @@ from engine.detect.params import (
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import (
-    LANES, spatial_clip, spatial_lane, spatial_lane_sparse, spatial_lanes_in, spatial_lanes_out, spatial_pass, spatial_raise,
-    spatial_raise8, spatial_score8, spatial_sparse,
+    LANES, spatial_clip, spatial_lane, spatial_lane_sparse, spatial_lanes_in, spatial_lanes_out, spatial_pass,
+    spatial_raise, spatial_raise8, spatial_score8, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
 
@@ -1122,9 +1122,10 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
     The same outputs and state as successive :func:`update_kernel` calls, bit for bit.
 
-    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)"): a row's computed
-    cycles wait in :data:`engine.detect.spatial.LANES` lanes for their spatial pass and catalog levels,
-    scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
+    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)" and "Spatial batch's
+    transpositions ... (tenth session)"): a row's computed cycles wait in :data:`engine.detect.spatial.LANES`
+    lanes -- the rows of ``zb``, into which the row pass writes the residuals -- for their spatial pass and
+    catalog levels, scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
     copy of its predecessor waits with them while lanes are pending, and is made after them in time
     order."""
     n_t, n_ind, n_reg = V.shape
