@@ -34,7 +34,10 @@ from engine.detect.params import (
     P_MU_FLOOR, P_OVERDISP, P_SCALE_RATE, P_SHAPE_CLIP, P_SHAPE_RATE, P_SPATIAL_MIN, P_SPREAD_RATE,
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
-from engine.detect.spatial import LANES, spatial_lane, spatial_lane_sparse, spatial_pass, spatial_raise8, spatial_score8
+from engine.detect.spatial import (
+    LANES, spatial_clip, spatial_lane, spatial_lane_sparse, spatial_lanes_in, spatial_lanes_out, spatial_pass,
+    spatial_raise, spatial_raise8, spatial_score8, spatial_sparse,
+)
 from engine.levels import CRITICAL, WARN
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
@@ -980,10 +983,28 @@ def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, 
     residual, ~37 % of the demo's computed row-cycles), then its catalog levels."""
     n_reg = z.shape[0]
     nv = spatial_lane(z, lane, zc8)
-    if 3.0 * nv >= n_reg:
+    if 3 * nv >= n_reg:
         return True
-    if nv > 0.0:
+    if nv > 0:
         spatial_lane_sparse(zc8, lane, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
+    if not math.isnan(warn):
+        _thr_pass(x, warn, alarm, score, det)
+    return False
+
+
+@njit
+def _lane_keep(z, x, direction, warn, alarm, adj_ptr, adj_idx, min_nb, score, det):  # pragma: no cover - compiled
+    """:func:`_lane_in` for :func:`run_kernel`, whose lanes are the rows of ``zb`` (``LANES`` x n_reg):
+    the row pass wrote the cycle's residuals straight into its lane's row ``z``, clipped here in place
+    (:func:`engine.detect.spatial.spatial_clip`). Returns whether the lane is taken (at least a third of
+    the regions scored: the row waits for :func:`_lanes_out`); a sparser row is finished here (region
+    by region, :func:`engine.detect.spatial.spatial_sparse`; nothing for a row with no residual), then
+    its catalog levels."""
+    nv = spatial_clip(z)
+    if 3 * nv >= z.shape[0]:
+        return True
+    if nv > 0:
+        spatial_sparse(z, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
     if not math.isnan(warn):
         _thr_pass(x, warn, alarm, score, det)
     return False
@@ -1007,16 +1028,20 @@ def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, v
 
 
 @njit
-def _lanes_out(V, score, det, i, warn, alarm, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
+def _lanes_out(V, score, det, i, warn, alarm, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
                npend):  # pragma: no cover - compiled
     """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
-    in the lanes at once, each cycle's raise and catalog levels (in that order, as
-    :func:`_row_finish`), then the copies of the skipped cycles ``pend[:npend]`` in time order (each
-    copies its previous cycle, final by then)."""
+    in the lanes (the rows of ``zb``) at once -- into the table by 8 x 8 transposes, scored, and back
+    into rows (``dirf`` holds them: scratch, refilled by each scoring) --, each cycle's raise and
+    catalog levels (in that order, as :func:`_row_finish`), then the copies of the skipped cycles
+    ``pend[:npend]`` in time order (each copies its previous cycle, final by then)."""
+    spatial_lanes_in(zb, zc8)
     spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+    sb = dirf.reshape((LANES, zb.shape[1]))
+    spatial_lanes_out(acc8, sb)
     for q in range(nl):
         t = cyc[q]
-        spatial_raise8(acc8, q, score[t, i], det[t, i], CODE_SPATIAL)
+        spatial_raise(sb[q], score[t, i], det[t, i], CODE_SPATIAL)
         if not math.isnan(warn):
             _thr_pass(V[t, i], warn, alarm, score[t, i], det[t, i])
     for q in range(npend):
@@ -1108,16 +1133,17 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     else needs a test. The first cycle of each call is computed (no ``score[t - 1]`` in the call).
     The same outputs and state as successive :func:`update_kernel` calls, bit for bit.
 
-    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)"): a row's computed
-    cycles wait in :data:`engine.detect.spatial.LANES` lanes for their spatial pass and catalog levels,
-    scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
+    **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)" and "Spatial batch's
+    transpositions ... (tenth session)"): a row's computed cycles wait in :data:`engine.detect.spatial.LANES`
+    lanes -- the rows of ``zb``, into which the row pass writes the residuals -- for their spatial pass and
+    catalog levels, scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
     copy of its predecessor waits with them while lanes are pending, and is made after them in time
     order."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
     for i in prange(n_ind):
-        z = np.empty(n_reg, dtype=np.float32)
+        zb = np.zeros((LANES, n_reg), dtype=np.float32)   # the lanes: row q takes the residuals of cycle cyc[q]
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
         c3_s = np.empty(n_reg, dtype=np.float32)
@@ -1155,19 +1181,22 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 continue
             quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
             sty0 = sty
+            z = zb[nl]      # the row pass writes the residuals straight into the next free lane
             _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP,
                       CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s,
                       c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i], scale[bt, i], want, scan_slot,
                       scan_mu[t], judge_unset, held, lanes_on)
-            if lanes_on and _lane_in(z, V[t, i], nl, direction[i], wi, ai, adj_ptr, adj_idx, min_nb, zc8,
-                                     score[t, i], det[t, i]):
+            if lanes_on and _lane_keep(z, V[t, i], direction[i], wi, ai, adj_ptr, adj_idx, min_nb, score[t, i],
+                                       det[t, i]):
                 cyc[nl] = t
                 nl += 1
                 if nl == LANES:
-                    _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf,
-                               cyc, nl, pend, npend)
+                    # (np.int64: the same argument types in numba's typing before and after the parfor
+                    # pass, so each callee compiles once; docs/detect.md "... (tenth session)")
+                    _lanes_out(V, score, det, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8,
+                               cnt8, dirf, cyc, np.int64(nl), pend, np.int64(npend))
                     nl = 0
                     npend = 0
         if nl > 0:
-            _lanes_out(V, score, det, i, wi, ai, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl,
-                       pend, npend)
+            _lanes_out(V, score, det, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf,
+                       cyc, np.int64(nl), pend, np.int64(npend))

@@ -29,8 +29,9 @@ from numba.extending import intrinsic
 from engine.config import njit
 from engine.detect.special import t4_sf
 
-__all__ = ["LANES", "Z_CLIP", "spatial_contrast", "spatial_lane", "spatial_lane_sparse", "spatial_pass",
-           "spatial_raise8", "spatial_score8"]
+__all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lane", "spatial_lane_sparse",
+           "spatial_lanes_in", "spatial_lanes_out", "spatial_pass", "spatial_raise", "spatial_raise8", "spatial_score8",
+           "spatial_sparse"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -226,14 +227,15 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
 def spatial_lane(z, lane, zc8):
     """Lane ``lane`` of the batch table ``zc8`` (flat, ``LANES * n``, region-major: region ``r``'s
     lanes at ``LANES * r``) from residual row ``z``: clipped at :data:`Z_CLIP` as in
-    :func:`spatial_pass`, NaN where missing; returns the number of regions with a residual."""
-    nv = 0.0
+    :func:`spatial_pass`, NaN where missing; returns the number of regions with a residual (an integer
+    count: a float sum is a serial chain of additions, ~3 cycles a region, which LLVM may not reorder)."""
+    nv = 0
     for r in range(z.shape[0]):
         zr = z[r]
         ok = zr == zr
         c = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
         zc8[LANES * r + lane] = c
-        nv += 1.0 if ok else 0.0
+        nv += 1 if ok else 0
     return nv
 
 
@@ -291,3 +293,111 @@ def spatial_raise8(acc8, lane, score, det, code):
         if sc == sc and (old != old or sc > old):
             score[r] = sc
             det[r] = code
+
+
+def _transpose8x8(builder, rows):
+    """The eight columns of the 8 x 8 block whose rows are the LLVM vectors ``rows`` (24 shuffles in
+    three rounds -- pairs within 128-bit halves, pairs of pairs, halves -- which LLVM's x86 backend
+    lowers to ``vunpcklps`` / ``vshufps`` / ``vperm2f128`` for float32; any element type)."""
+    i32v = llvm_ir.VectorType(llvm_ir.IntType(32), 8)
+
+    def mix(a, b, mask):
+        return builder.shuffle_vector(a, b, llvm_ir.Constant(i32v, mask))
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for p in range(4):
+        t += [mix(rows[2 * p], rows[2 * p + 1], lo), mix(rows[2 * p], rows[2 * p + 1], hi)]
+    m0, m1 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    s = [mix(t[0], t[2], m0), mix(t[0], t[2], m1), mix(t[1], t[3], m0), mix(t[1], t[3], m1),
+         mix(t[4], t[6], m0), mix(t[4], t[6], m1), mix(t[5], t[7], m0), mix(t[5], t[7], m1)]
+    f0, f1 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    return [mix(s[c % 4], s[c % 4 + 4], f0 if c < 4 else f1) for c in range(8)]
+
+
+@intrinsic
+def _transpose8(typingctx, src, s0, s_step, dst, d0, d_step):
+    """An 8 x 8 block transposed: ``dst[d0 + c * d_step + u] = src[s0 + u * s_step + c]`` for ``u``,
+    ``c`` in ``0..7`` (flat indices into C-contiguous arrays of one float type): eight vector loads,
+    :func:`_transpose8x8`, eight vector stores. A copy: the same bits. No bounds check."""
+    def codegen(context, builder, signature, args):
+        st, _, _, dt, _, _ = signature.args
+        src_v, a0, a_step, dst_v, b0, b_step = args
+        s_a = context.make_array(st)(context, builder, src_v)
+        d_a = context.make_array(dt)(context, builder, dst_v)
+        vt = llvm_ir.VectorType(context.get_value_type(st.dtype), LANES)
+        al = st.dtype.bitwidth // 8
+        rows = []
+        for u in range(LANES):
+            k = builder.add(a0, builder.mul(a_step, llvm_ir.Constant(a0.type, u)))
+            rows.append(builder.load(builder.bitcast(builder.gep(s_a.data, [k]), vt.as_pointer()), align=al))
+        for c, col in enumerate(_transpose8x8(builder, rows)):
+            k = builder.add(b0, builder.mul(b_step, llvm_ir.Constant(b0.type, c)))
+            builder.store(col, builder.bitcast(builder.gep(d_a.data, [k]), vt.as_pointer()), align=al)
+        return context.get_dummy_value()
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.layout == "C"
+            and dst.layout == "C" and isinstance(src.dtype, types.Float) and src.dtype == dst.dtype):
+        return None
+    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
+
+
+@njit
+def spatial_clip(z):
+    """Residual row ``z`` clipped at :data:`Z_CLIP` in place, as :func:`spatial_lane` clips it (NaN
+    stays NaN); returns the number of regions with a residual. Branch-free and vectorised: the count is
+    an integer (a float count, as :func:`spatial_pass` keeps, is a serial chain of additions LLVM may not
+    reorder: the loop stayed scalar, ~1 ms a demo cycle in :func:`engine.detect.kernels.run_kernel`)."""
+    nv = 0
+    for r in range(z.shape[0]):
+        zr = z[r]
+        ok = zr == zr
+        z[r] = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
+        nv += 1 if ok else 0
+    return nv
+
+
+@njit
+def spatial_lanes_in(zb, zc8):
+    """:func:`spatial_lane`'s table ``zc8`` from :data:`LANES` clipped rows at once: ``zb``
+    (``LANES`` x n, C order, row ``u`` lane ``u``; :func:`spatial_clip`) transposed in 8 x 8 blocks
+    (:func:`_transpose8`: vector loads, shuffles and stores instead of a strided scalar store a value)."""
+    n = zb.shape[1]
+    nb = n // LANES
+    for b in range(nb):
+        _transpose8(zb, LANES * b, n, zc8, LANES * LANES * b, LANES)
+    for r in range(LANES * nb, n):
+        for u in range(LANES):
+            zc8[LANES * r + u] = zb[u, r]
+
+
+@njit
+def spatial_lanes_out(acc8, sb):
+    """:func:`spatial_score8`'s scores ``acc8`` (region-major) back into rows: ``sb`` (``LANES`` x n,
+    C order) row ``u`` = lane ``u``, transposed in 8 x 8 blocks (:func:`_transpose8`)."""
+    n = sb.shape[1]
+    nb = n // LANES
+    for b in range(nb):
+        _transpose8(acc8, LANES * LANES * b, LANES, sb, LANES * b, n)
+    for r in range(LANES * nb, n):
+        for u in range(LANES):
+            sb[u, r] = acc8[LANES * r + u]
+
+
+@njit
+def spatial_raise(sc, score, det, code):
+    """:func:`spatial_raise8` of a lane's scores held as a row (:func:`spatial_lanes_out`): ``score``
+    raised to ``sc`` where higher or NaN (``det = code`` there), NaN in ``sc`` = no score. Branch-free
+    (vectorises; the raise's outcome is data-dependent: a branch a region mispredicts)."""
+    for r in range(score.shape[0]):
+        s = sc[r]
+        old = score[r]
+        up = (s == s) & ((old != old) | (s > old))
+        d0 = det[r]
+        score[r] = np.float32(s) if up else old
+        det[r] = code if up else d0
+
+
+@njit(error_model="numpy")
+def spatial_sparse(zc, indptr, indices, direction, min_nb, score, det, code):
+    """:func:`spatial_pass` of a sparse row ``zc`` already clipped (:func:`spatial_clip`; NaN where
+    missing): region by region, as :func:`spatial_lane_sparse` does a lane."""
+    _sparse_rows(zc, None, 1, 0, indptr, indices, direction, min_nb, score, det, code)
