@@ -35,8 +35,8 @@ from engine.detect.params import (
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import (
-    LANES, spatial_clip, spatial_lane, spatial_lane_sparse, spatial_lanes_in, spatial_lanes_out, spatial_pass,
-    spatial_raise, spatial_raise8, spatial_score8, spatial_sparse,
+    LANES, spatial_clip, spatial_lanes_in, spatial_lanes_out, spatial_pass, spatial_raise, spatial_score8,
+    spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
 
@@ -750,7 +750,7 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
                 det, defer):  # pragma: no cover - compiled
     """The end of a row's cycle for :func:`_step` and :func:`_step_cat`, after :func:`_row_pass`:
     the count tail, the profile bins' learning, the spatial pass, and the catalog levels last.
-    ``defer``: the last two are left to the caller (:func:`_lane_in`, then :func:`_lanes_out` or
+    ``defer``: the last two are left to the caller (:func:`_lane_keep`, then :func:`_lanes_out` or
     :func:`update_kernel`'s flush), which batches the spatial pass of eight rows; nothing else of
     the cycle reads the scores they raise."""
     n_reg = x.shape[0]
@@ -973,29 +973,11 @@ def _lane_tables(n_reg, lanes_on):  # pragma: no cover - compiled
 
 
 @njit
-def _lane_in(z, x, lane, direction, warn, alarm, adj_ptr, adj_idx, min_nb, zc8, score,
-             det):  # pragma: no cover - compiled
-    """A row's cycle whose spatial pass and catalog levels were deferred (:func:`_row_finish`): its
-    residuals ``z`` go to lane ``lane`` of the batch tables (:func:`engine.detect.spatial.spatial_lane`).
-    Returns whether the lane is taken: a row with at least a third of its regions scored waits for
-    the batch (:func:`engine.detect.spatial.spatial_score8`); a sparser one is finished here, as
-    :func:`engine.detect.spatial.spatial_pass` does it (region by region; nothing for a row with no
-    residual, ~37 % of the demo's computed row-cycles), then its catalog levels."""
-    n_reg = z.shape[0]
-    nv = spatial_lane(z, lane, zc8)
-    if 3 * nv >= n_reg:
-        return True
-    if nv > 0:
-        spatial_lane_sparse(zc8, lane, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
-    if not math.isnan(warn):
-        _thr_pass(x, warn, alarm, score, det)
-    return False
-
-
-@njit
 def _lane_keep(z, x, direction, warn, alarm, adj_ptr, adj_idx, min_nb, score, det):  # pragma: no cover - compiled
-    """:func:`_lane_in` for :func:`run_kernel`, whose lanes are the rows of ``zb`` (``LANES`` x n_reg):
-    the row pass wrote the cycle's residuals straight into its lane's row ``z``, clipped here in place
+    """A row's cycle whose spatial pass and catalog levels were deferred (:func:`_row_finish`), for the
+    spatial batch of :func:`run_kernel` and :func:`update_kernel`, whose lanes are the rows of ``zb``
+    (``LANES`` x n_reg): the row pass wrote the cycle's residuals straight into its lane's row ``z``,
+    clipped here in place
     (:func:`engine.detect.spatial.spatial_clip`). Returns whether the lane is taken (at least a third of
     the regions scored: the row waits for :func:`_lanes_out`); a sparser row is finished here (region
     by region, :func:`engine.detect.spatial.spatial_sparse`; nothing for a row with no residual), then
@@ -1027,18 +1009,27 @@ def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, v
                   expected, scale, want_baseline, scan_mu[slot if son else 0], son, judge_unset)
 
 
-@njit
-def _lanes_out(V, score, det, i, warn, alarm, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
-               npend):  # pragma: no cover - compiled
-    """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
-    in the lanes (the rows of ``zb``) at once -- into the table by 8 x 8 transposes, scored, and back
-    into rows (``dirf`` holds them: scratch, refilled by each scoring) --, each cycle's raise and
-    catalog levels (in that order, as :func:`_row_finish`), then the copies of the skipped cycles
-    ``pend[:npend]`` in time order (each copies its previous cycle, final by then)."""
+@njit(inline="always")
+def _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf):  # pragma: no cover - compiled
+    """The spatial scores of the lanes held as the rows of ``zb`` (each with direction ``dirv[q]``):
+    into the region-major table ``zc8`` by 8 x 8 transposes, scored
+    (:func:`engine.detect.spatial.spatial_score8`), and back into rows, returned (a view of ``dirf``:
+    scratch, refilled by each scoring)."""
     spatial_lanes_in(zb, zc8)
     spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
     sb = dirf.reshape((LANES, zb.shape[1]))
     spatial_lanes_out(acc8, sb)
+    return sb
+
+
+@njit
+def _lanes_out(V, score, det, i, warn, alarm, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
+               npend):  # pragma: no cover - compiled
+    """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
+    in the lanes (the rows of ``zb``) at once (:func:`_score_lanes`), each cycle's raise and
+    catalog levels (in that order, as :func:`_row_finish`), then the copies of the skipped cycles
+    ``pend[:npend]`` in time order (each copies its previous cycle, final by then)."""
+    sb = _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
     for q in range(nl):
         t = cyc[q]
         spatial_raise(sb[q], score[t, i], det[t, i], CODE_SPATIAL)
@@ -1078,7 +1069,7 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
     for w in prange(nw):
-        z = np.empty(n_reg, dtype=np.float32)
+        zb = np.zeros((LANES, n_reg), dtype=np.float32)   # the lanes: row q takes the residuals of row rows[q]
         mu_s = np.empty(n_reg, dtype=np.float32)
         var_s = np.empty(n_reg, dtype=np.float32)
         c3_s = np.empty(n_reg, dtype=np.float32)
@@ -1091,20 +1082,21 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
             nl = 0
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
                 ph = phase_w if season[i] == 2 else phase_d
+                z = zb[nl]      # the row pass writes the residuals straight into the next free lane
                 _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
                           both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
                           cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
                           lanes_on)
-                if lanes_on and _lane_in(z, V[i], nl, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, zc8,
-                                         score[i], det[i]):
+                if lanes_on and _lane_keep(z, V[i], direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb,
+                                           score[i], det[i]):
                     rows[nl] = i
                     dirv[nl] = direction[i]
                     nl += 1
                 if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
-                    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+                    sb = _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
                     for q in range(nl):
                         j = rows[q]
-                        spatial_raise8(acc8, q, score[j], det[j], CODE_SPATIAL)
+                        spatial_raise(sb[q], score[j], det[j], CODE_SPATIAL)
                         if not math.isnan(warn[j]):
                             _thr_pass(V[j], warn[j], alarm[j], score[j], det[j])
                     nl = 0

@@ -29,9 +29,8 @@ from numba.extending import intrinsic
 from engine.config import njit
 from engine.detect.special import t4_sf
 
-__all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lane", "spatial_lane_sparse",
-           "spatial_lanes_in", "spatial_lanes_out", "spatial_pass", "spatial_raise", "spatial_raise8", "spatial_score8",
-           "spatial_sparse"]
+__all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_out",
+           "spatial_pass", "spatial_raise", "spatial_score8", "spatial_sparse"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -114,26 +113,24 @@ def _sum_lanes(typingctx, zc8, indices, j0, j1, acc8, cnt8, q):
 
 
 @njit(inline="always")
-def _sparse_rows(zc, w, st, off, indptr, indices, direction, min_nb, score, det, code):  # pragma: no cover
+def _sparse_rows(zc, w, indptr, indices, direction, min_nb, score, det, code):  # pragma: no cover
     """:func:`spatial_pass` on a sparse row: region by region, skipping the missing ones. ``zc``
-    the clipped residuals of region ``r`` at ``st * r + off`` (a lane of :func:`spatial_lane`'s
-    table, NaN where missing: ``w`` None; or a plain row, ``st`` 1, ``off`` 0, 0 where missing
-    beside the 0 / 1 weights ``w``)."""
+    the clipped residuals (NaN where missing: ``w`` None; or 0 where missing beside the 0 / 1
+    weights ``w``)."""
     n = score.shape[0]
     for r in range(n):
-        i = st * r + off
-        if (zc[i] != zc[i]) if w is None else (w[i] == 0.0):
+        if (zc[r] != zc[r]) if w is None else (w[r] == 0.0):
             continue
         a = 0.0
         m = 0
         for j in range(indptr[r], indptr[r + 1]):
-            k = st * indices[j] + off
+            k = indices[j]
             if (zc[k] == zc[k]) if w is None else (w[k] != 0.0):
                 a += zc[k]
                 m += 1
         if m < min_nb or m == 0:
             continue
-        d = (np.float64(zc[st * r + off]) - a / m) / math.sqrt(1.0 + 1.0 / m)
+        d = (np.float64(zc[r]) - a / m) / math.sqrt(1.0 + 1.0 / m)
         old = score[r]
         if direction == 1:
             sc = 1.0 - t4_sf(d) if d > 0.0 else 0.0
@@ -187,7 +184,7 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
     if 3.0 * nv < n:
         # a sparse row (a third of the demo's rows have < 1/3 of their regions scored): region
         # by region, skipping the missing ones, is cheaper than every region's vector pass
-        _sparse_rows(zc, w, 1, 0, indptr, indices, direction, min_nb, score, det, code)
+        _sparse_rows(zc, w, indptr, indices, direction, min_nb, score, det, code)
         return
     for r in range(n):
         a = 0.0
@@ -223,31 +220,13 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
             det[r] = code
 
 
-@njit
-def spatial_lane(z, lane, zc8):
-    """Lane ``lane`` of the batch table ``zc8`` (flat, ``LANES * n``, region-major: region ``r``'s
-    lanes at ``LANES * r``) from residual row ``z``: clipped at :data:`Z_CLIP` as in
-    :func:`spatial_pass`, NaN where missing; returns the number of regions with a residual (an integer
-    count: a float sum is a serial chain of additions, ~3 cycles a region, which LLVM may not reorder)."""
-    nv = 0
-    for r in range(z.shape[0]):
-        zr = z[r]
-        ok = zr == zr
-        c = Z_CLIP if zr > Z_CLIP else (-Z_CLIP if zr < -Z_CLIP else zr)
-        zc8[LANES * r + lane] = c
-        nv += 1 if ok else 0
-    return nv
-
-
-@njit(error_model="numpy")
-def spatial_lane_sparse(zc8, lane, indptr, indices, direction, min_nb, score, det, code):
-    """:func:`spatial_pass` of a sparse row held in lane ``lane`` (:func:`spatial_lane`)."""
-    _sparse_rows(zc8, None, LANES, lane, indptr, indices, direction, min_nb, score, det, code)
 
 
 @njit(error_model="numpy")
 def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
-    """The spatial scores of :data:`LANES` residual rows at once (:func:`spatial_lane`'s table).
+    """The spatial scores of :data:`LANES` residual rows at once: ``zc8`` (flat, ``LANES * n``,
+    region-major: region ``r``'s lanes at ``LANES * r``; :func:`spatial_lanes_in`), clipped at
+    :data:`Z_CLIP` (:func:`spatial_clip`), NaN where missing.
 
     Every row shares the adjacency, so one neighbour index serves eight lanes (one 32-byte load of
     float32, :func:`_sum_lanes`) instead of one. Each lane adds the same float64 terms in the same
@@ -257,8 +236,8 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
     (region-major as the table), NaN where there is none (region missing, too few neighbours);
     ``cnt8`` float32 scratch of that length, ``dirf`` float64 scratch of that length (each lane's
     direction beside it: read with the lane's index, the score loop vectorises; a read of
-    ``dirv[q % LANES]`` per element kept it scalar, 3.5x the time). Raise the rows with
-    :func:`spatial_raise8`.
+    ``dirv[q % LANES]`` per element kept it scalar, 3.5x the time). Back into rows with
+    :func:`spatial_lanes_out`, then :func:`spatial_raise` each.
     """
     n = indptr.shape[0] - 1
     for r in range(n):
@@ -282,17 +261,6 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
         sc = up if dr == 1.0 else (dn if dr == -1.0 else 1.0 - 2.0 * tail)
         acc8[q] = sc if ((zq == zq) & (mf >= lo)) else math.nan
 
-
-@njit
-def spatial_raise8(acc8, lane, score, det, code):
-    """Raise ``score`` to lane ``lane``'s spatial scores (:func:`spatial_score8`) where higher or
-    ``score`` is NaN (``det = code`` there), as :func:`spatial_pass` does."""
-    for r in range(score.shape[0]):
-        sc = acc8[LANES * r + lane]
-        old = score[r]
-        if sc == sc and (old != old or sc > old):
-            score[r] = sc
-            det[r] = code
 
 
 def _transpose8x8(builder, rows):
@@ -342,7 +310,7 @@ def _transpose8(typingctx, src, s0, s_step, dst, d0, d_step):
 
 @njit
 def spatial_clip(z):
-    """Residual row ``z`` clipped at :data:`Z_CLIP` in place, as :func:`spatial_lane` clips it (NaN
+    """Residual row ``z`` clipped at :data:`Z_CLIP` in place, as :func:`spatial_pass` clips it (NaN
     stays NaN); returns the number of regions with a residual. Branch-free and vectorised: the count is
     an integer (a float count, as :func:`spatial_pass` keeps, is a serial chain of additions LLVM may not
     reorder: the loop stayed scalar, ~1 ms a demo cycle in :func:`engine.detect.kernels.run_kernel`)."""
@@ -357,7 +325,7 @@ def spatial_clip(z):
 
 @njit
 def spatial_lanes_in(zb, zc8):
-    """:func:`spatial_lane`'s table ``zc8`` from :data:`LANES` clipped rows at once: ``zb``
+    """:func:`spatial_score8`'s table ``zc8`` from :data:`LANES` clipped rows at once: ``zb``
     (``LANES`` x n, C order, row ``u`` lane ``u``; :func:`spatial_clip`) transposed in 8 x 8 blocks
     (:func:`_transpose8`: vector loads, shuffles and stores instead of a strided scalar store a value)."""
     n = zb.shape[1]
@@ -384,8 +352,8 @@ def spatial_lanes_out(acc8, sb):
 
 @njit
 def spatial_raise(sc, score, det, code):
-    """:func:`spatial_raise8` of a lane's scores held as a row (:func:`spatial_lanes_out`): ``score``
-    raised to ``sc`` where higher or NaN (``det = code`` there), NaN in ``sc`` = no score. Branch-free
+    """A lane's scores held as a row (:func:`spatial_lanes_out`) raised into it as :func:`spatial_pass`
+    does: ``score`` raised to ``sc`` where higher or NaN (``det = code`` there), NaN in ``sc`` = no score. Branch-free
     (vectorises; the raise's outcome is data-dependent: a branch a region mispredicts)."""
     for r in range(score.shape[0]):
         s = sc[r]
@@ -399,5 +367,5 @@ def spatial_raise(sc, score, det, code):
 @njit(error_model="numpy")
 def spatial_sparse(zc, indptr, indices, direction, min_nb, score, det, code):
     """:func:`spatial_pass` of a sparse row ``zc`` already clipped (:func:`spatial_clip`; NaN where
-    missing): region by region, as :func:`spatial_lane_sparse` does a lane."""
-    _sparse_rows(zc, None, 1, 0, indptr, indices, direction, min_nb, score, det, code)
+    missing): region by region, as :func:`spatial_pass` does a sparse row."""
+    _sparse_rows(zc, None, indptr, indices, direction, min_nb, score, det, code)
