@@ -66,22 +66,22 @@ def test_update_same_bits_for_any_worker_count(monkeypatch, city_rules):
     pd.Timestamp("2024-03-01 05:30"), pd.Timestamp("2024-03-01 05:30", tz="Europe/Paris"), "2024-03-01 05:30",
     dt.datetime(2024, 3, 1, 5, 30),
 ])
-def test_cycle_one_equals_cycles(time):
+def test_numpy_times_equal_pandas_times(time):
     det, _ = _detectors(n_ind=2, n_reg=2)
-    t1, c1 = det._cycle_one(time)
-    t2, c2 = det._cycles([time])
+    t1, c1 = det._cycles(time if isinstance(time, np.datetime64) else [time])
+    t2, c2 = det._cycles([time], fast=False)
     assert t1.dtype == t2.dtype and t1.tobytes() == t2.tobytes()
     assert c1.dtype == c2.dtype and c1.tolist() == c2.tolist()
 
 
 @pytest.mark.parametrize("time", [np.datetime64("NaT"), np.datetime64("NaT", "ns"), np.datetime64("3000-01-01"),
                                   np.datetime64("1969-12-31T23:59:59"), "not a time", None])
-def test_cycle_one_errors_as_cycles(time):
+def test_numpy_time_errors_as_pandas(time):
     det, _ = _detectors(n_ind=2, n_reg=2)
     with pytest.raises(Exception) as want:
-        det._cycles([time])
+        det._cycles([time], fast=False)
     with pytest.raises(type(want.value)) as got:
-        det._cycle_one(time)
+        det._cycles(time if isinstance(time, np.datetime64) else [time])
     assert str(got.value) == str(want.value)
 
 

@@ -396,42 +396,34 @@ class Detectors:
         # kernel instead of two, ~100 s of compile a cold process saves
         return np.ascontiguousarray(v, dtype=np.float32)
 
-    def _cycles(self, times) -> np.ndarray:
-        idx = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(np.asarray(times)) if not isinstance(times, pd.DatetimeIndex) else times))
-        if idx.tz is not None:
-            idx = idx.tz_localize(None)
-        if idx.isna().any():
-            raise ValueError("times must be timestamps; got NaT")
-        t = idx.values.astype("datetime64[ns]")
+    def _cycles(self, times, fast: bool = True) -> np.ndarray:
+        """``times`` as ``datetime64[ns]`` and their cycle numbers, checked: timestamps (no NaT), each
+        at least a cycle after the one before and after the last cycle scored. A ``numpy.datetime64``
+        or an array of them within ``datetime64[ns]``'s range (a cycle loop's usual times) is taken
+        without pandas (~0.6-1.8 ms a call, more than a small update; ``fast=False`` goes through
+        pandas, the same values and errors); anything else (Timestamps, strings, tz-aware times)
+        through pandas.
+        """
+        t = None
+        if fast and isinstance(times, (np.datetime64, np.ndarray)) and np.asarray(times).dtype.kind == "M":
+            a = np.atleast_1d(times)
+            if not np.isnat(a).any():
+                t = a.astype("datetime64[ns]")
+                if not (t.astype(a.dtype) == a).all():    # beyond datetime64[ns]'s range: pandas says so
+                    t = None
+        if t is None:
+            idx = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(np.asarray(times)) if not isinstance(times, pd.DatetimeIndex) else times))
+            if idx.tz is not None:
+                idx = idx.tz_localize(None)
+            if idx.isna().any():
+                raise ValueError("times must be timestamps; got NaT")
+            t = idx.values.astype("datetime64[ns]")
         cyc = (t.astype(np.int64) // self.cycle.astype(np.int64)).astype(np.int64)
         if len(cyc) > 1 and (np.diff(cyc) <= 0).any():
             k = int(np.flatnonzero(np.diff(cyc) <= 0)[0])
             raise ValueError(f"times must move forward by at least one cycle ({self.cycle}); "
                              f"{t[k]} is followed by {t[k + 1]}")
         if len(cyc) and cyc[0] <= self.state.cycle[0]:
-            raise ValueError(f"time {t[0]} is not after the last cycle scored "
-                             f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
-        return t, cyc
-
-    def _cycle_one(self, time):
-        """:meth:`_cycles` of ``[time]``: the same ``(t, cyc)`` and errors; a ``numpy.datetime64``
-        (a cycle loop's usual time) without pandas, which costs ~0.3-0.7 ms a call.
-
-        >>> d = Detectors.from_spec(direction=["up_bad"], seasonality=["none"], count=[False], n_reg=1, cycle="1h")
-        >>> t, cyc = d._cycle_one(np.datetime64("2024-01-01T05:30")); str(t[0]), int(cyc[0])
-        ('2024-01-01T05:30:00.000000000', 473357)
-        >>> d.state.cycle[0] = 473357; d._cycle_one(np.datetime64("2024-01-01T05:59"))
-        Traceback (most recent call last):
-        ...
-        ValueError: time 2024-01-01T05:59:00.000000000 is not after the last cycle scored (cycle 473357); detectors only move forward
-        """
-        if type(time) is not np.datetime64 or np.isnat(time):
-            return self._cycles([time])
-        t = np.array([time]).astype("datetime64[ns]")
-        if t.astype(time.dtype)[0] != time:          # out of datetime64[ns]'s range: pandas says so
-            return self._cycles([time])
-        cyc = t.astype(np.int64) // self.cycle.astype(np.int64)
-        if cyc[0] <= self.state.cycle[0]:
             raise ValueError(f"time {t[0]} is not after the last cycle scored "
                              f"(cycle {int(self.state.cycle[0])}); detectors only move forward")
         return t, cyc
@@ -489,7 +481,7 @@ class Detectors:
             cycle number; ``expected``/``scale`` when asked.
         """
         v = self._check_values(values, 2)
-        t, cyc = self._cycle_one(time)
+        t, cyc = self._cycles(time if isinstance(time, np.datetime64) else [time])
         dbin, wbin = self._phases(t)
         n_ind, n_reg = v.shape
         if out is None:
