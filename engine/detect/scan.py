@@ -1124,6 +1124,9 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
         for i in range(ncell):
             rof[i] = i // fill
+        # each touched region's first window with a drawn cell (sparse draws): its cells before it have no
+        # count, so their cumulative counts and LLRs stay the zeros they hold (written from there on only)
+        fwr = np.zeros(n_reg, dtype=np.int64)
         if dense:
             for r in range(n_reg):
                 touched[r] = r
@@ -1136,11 +1139,16 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
                 nnz = _draw_sparse(seed, base, mcell, off, og, F, Q, plast, J, special, qv, kc, nz)
                 ntouch = 0
                 for t in range(nnz):
-                    r = rof[nz[t]]
+                    i = nz[t]
+                    r = rof[i]
+                    w = i - r * fill
                     if rmark[r] != rep:
                         rmark[r] = rep
                         touched[ntouch] = r
                         ntouch += 1
+                        fwr[r] = w
+                    elif w < fwr[r]:
+                        fwr[r] = w
                 if nspecial > 0:
                     touched[:ntouch].sort()
             # the cells (region x window: counts cumulated over the windows) and their LLRs
@@ -1149,7 +1157,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
             for t in range(ntouch):
                 r = touched[t]
                 acc = 0.0
-                for w in range(fill):
+                for w in range(fwr[r], fill):
                     i = r * fill + w
                     acc += kc[i]
                     Cr[i] = acc
@@ -1195,7 +1203,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
             if not dense:                       # (dense: every cell is written again)
                 for t in range(ntouch):
                     r = touched[t]
-                    for w in range(fill):
+                    for w in range(fwr[r], fill):
                         kc[r * fill + w] = 0.0
                         Cr[r * fill + w] = 0.0
                         Lc[r * fill + w] = 0.0
