@@ -106,7 +106,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import prange
+from numba.core import types as nb_types
+from numba.extending import intrinsic
 
 from engine.config import njit
 
@@ -963,13 +966,31 @@ def _zone_max(Cr, Mz, zones, zc, n, w, fill, rmax, table):  # pragma: no cover -
     return rmax
 
 
+@intrinsic
+def _take(typingctx, counter):
+    """``counter[0]``, raised by one in the same atomic step (LLVM ``atomicrmw add``): the shares of
+    :func:`_monte_carlo` running at once each take the next indicator of the testing order when they
+    are done with one, so no two take the same and none is left out."""
+    if not (isinstance(counter, nb_types.Array) and counter.dtype == nb_types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", arr.data, llvm_ir.Constant(llvm_ir.IntType(64), 1), "seq_cst")
+    return nb_types.int64(counter), codegen
+
+
 @njit
-def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alpha, found, table, stats, tail,
+def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, found, table, stats, tail,
                  scan_ind, score, det):  # pragma: no cover
-    """p-values of the clusters of indicators ``ind = order[j]``, ``j = first, first + step, ...``
-    (field 1 of ``found[ind]``, ``nf[ind]`` clusters; cells ``exp_c[ind]``, ``ncs[ind]`` of them;
-    replicas seeded by ``seeds[ind]``), see the module docstring; then the regions of the
-    significant ones raise ``score[scan_ind[ind]]`` / ``det[scan_ind[ind]]`` (:func:`_mark`).
+    """p-values of the clusters of indicators ``ind = order[j]``, ``j`` taken one at a time from the
+    counter ``take`` (int64 (1,), 0 for the first: :func:`_take`; every share of a cycle running at
+    once takes from the same counter, the next ``j`` each time it is done with one, until
+    ``order`` is exhausted) (field 1 of ``found[ind]``, ``nf[ind]`` clusters; cells ``exp_c[ind]``,
+    ``ncs[ind]`` of them; replicas seeded by ``seeds[ind]``), see the module docstring; then the
+    regions of the significant ones raise ``score[scan_ind[ind]]`` / ``det[scan_ind[ind]]``
+    (:func:`_mark`). Each indicator's result depends on its own inputs only, so not on which share
+    took it.
 
     One function for a whole share of a cycle's indicators (not one call an indicator): each
     compiled caller level re-optimises and re-emits everything it calls, and this is the scan's
@@ -978,7 +999,10 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
     cluster no replica reached gets ``min(1 / (R + 1), U)``, ``U`` the union bound of
     :func:`_tail_bound` (valid where the cells are independent Poisson counts under the null)."""
     n_reg, K = zones.shape
-    for j in range(first, order.shape[0], step):
+    while True:
+        j = _take(take)
+        if j >= order.shape[0]:
+            break
         ind = order[j]
         nfound = nf[ind]
         if nfound == 0:
@@ -1100,6 +1124,9 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
         for i in range(ncell):
             rof[i] = i // fill
+        # each touched region's first window with a drawn cell (sparse draws): its cells before it have no
+        # count, so their cumulative counts and LLRs stay the zeros they hold (written from there on only)
+        fwr = np.zeros(n_reg, dtype=np.int64)
         if dense:
             for r in range(n_reg):
                 touched[r] = r
@@ -1112,11 +1139,16 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
                 nnz = _draw_sparse(seed, base, mcell, off, og, F, Q, plast, J, special, qv, kc, nz)
                 ntouch = 0
                 for t in range(nnz):
-                    r = rof[nz[t]]
+                    i = nz[t]
+                    r = rof[i]
+                    w = i - r * fill
                     if rmark[r] != rep:
                         rmark[r] = rep
                         touched[ntouch] = r
                         ntouch += 1
+                        fwr[r] = w
+                    elif w < fwr[r]:
+                        fwr[r] = w
                 if nspecial > 0:
                     touched[:ntouch].sort()
             # the cells (region x window: counts cumulated over the windows) and their LLRs
@@ -1125,7 +1157,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
             for t in range(ntouch):
                 r = touched[t]
                 acc = 0.0
-                for w in range(fill):
+                for w in range(fwr[r], fill):
                     i = r * fill + w
                     acc += kc[i]
                     Cr[i] = acc
@@ -1171,7 +1203,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, first, step, zones, replicas, alp
             if not dense:                       # (dense: every cell is written again)
                 for t in range(ntouch):
                     r = touched[t]
-                    for w in range(fill):
+                    for w in range(fwr[r], fill):
                         kc[r * fill + w] = 0.0
                         Cr[r * fill + w] = 0.0
                         Lc[r * fill + w] = 0.0
@@ -1400,7 +1432,7 @@ def scan_indicator(obs, exp, pos, fill, zones, replicas, seed, alpha, score, det
     d1 = np.empty((1, det.shape[0]), dtype=det.dtype)
     d1[0] = det
     _monte_carlo(exp_c, np.full(1, nc, dtype=np.int64), np.full(1, nfound, dtype=np.int64), np.full(1, seed),
-                 one, np.int64(0), np.int64(1), zones, np.int64(replicas), np.float64(alpha), f1, table, stats[0], tail,
+                 one, np.zeros(1, dtype=np.int64), zones, np.int64(replicas), np.float64(alpha), f1, table, stats[0], tail,
                  one, s1, d1)
     _window_cycles(f1[0], np.int64(nfound), ends, stride)
     found[:] = f1[0]
@@ -1583,9 +1615,11 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     A scanning cycle pushes its counts into the rings, forms the cells and finds every
     indicator's clusters (:func:`_advance`, serial), then tests them
     (:func:`_monte_carlo`) on the numba thread count of Python threads (the kernels release the
-    GIL): with ``n`` threads, thread ``b`` takes the indicators of ranks ``b, b + n, ...`` by
-    observed LLR (significant clusters run all their replicas, the others stop early, so each
-    thread gets large and small LLRs alike). A Python driver, not one parallel kernel: a
+    GIL): the threads take the indicators in the order of their observed LLR, largest first, each
+    the next one as soon as it is done with one (one shared counter, :func:`_take`). Significant
+    clusters run all their replicas, the others stop early: a fixed deal (thread ``b`` the ranks
+    ``b, b + n, ...``) left one thread ~20 % of a cycle's Monte Carlo idle on the demo's day-10
+    cycles (docs/detect.md, "Scan in the demo, 2026-11-30 (eleventh session)"). A Python driver, not one parallel kernel: a
     ``prange`` loop compiles its body as a function of its own that links in and re-optimises the
     whole Monte Carlo, and the kernel around it did so once more (docs/detect.md, "Scan late in
     the run, 2026-11-29 (seventh session)"); the driver costs a few calls a scanning cycle.
@@ -1621,6 +1655,7 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
     seeds = np.empty(n_scan, dtype=np.uint64)
     nt = max(1, min(numba.get_num_threads(), n_scan))
     stats = np.zeros((nt, 3), dtype=np.int64)
+    take = np.zeros(1, dtype=np.int64)         # the shares' counter over ``order`` (:func:`_take`)
     t = np.int64(0)
     finish = np.bool_(False)
     while True:
@@ -1630,15 +1665,16 @@ def scan_run_kernel(V, scan_ind, scan_mu, obs, exp, ring, zones, replicas, seed,
             break
         ft, st, dt = found[t], score[t], det[t]
         share = min(nt, int(np.count_nonzero(nf)))
+        take[0] = 0
         if share <= 1:
-            _monte_carlo(exp_c, ncs, nf, seeds, order, np.int64(0), np.int64(1), zones, replicas, alpha, ft, table,
+            _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, ft, table,
                          stats[0], tail, scan_ind, st, dt)
         else:
             pool = _thread_pool(share - 1)
-            futs = [pool.submit(_monte_carlo, exp_c, ncs, nf, seeds, order, np.int64(b), np.int64(share), zones,
+            futs = [pool.submit(_monte_carlo, exp_c, ncs, nf, seeds, order, take, zones,
                                 replicas, alpha, ft, table, stats[b], tail, scan_ind, st, dt) for b in range(1, share)]
             try:
-                _monte_carlo(exp_c, ncs, nf, seeds, order, np.int64(0), np.int64(share), zones, replicas, alpha, ft,
+                _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, ft,
                              table, stats[0], tail, scan_ind, st, dt)
             finally:
                 for f in futs:        # every share waited for before an error is raised: no thread still writes
