@@ -280,54 +280,6 @@ def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
             wv[i] += rn[i]
 
 
-#: a block's update goes cell by cell over the cells with a record (:func:`_sparse_in`) when its
-#: buckets hold at most one record per this many series (event bases: most rows nearly empty)
-SPARSE = 4
-
-
-@njit(inline="always")
-def _sparse_in(wN, wP, wS, rN, ringS, oS0, on, oo, bN, bP, bS, n):  # pragma: no cover - compiled
-    """The add's block update (counts, positive counts, sums) of :func:`_add_base` (``on`` the
-    new bucket's cells, ``oo`` the leaving one's or -1, ``bS`` / ``bP`` -1: none) at the cells
-    where one of the two buckets has a count only. Elsewhere both counts are 0 and both sums +0.0
-    (a record adds to a sum only with its count; rows are cleared to +0.0), which leave every
-    window as it is: ``(w - 0.0) + 0.0`` is ``w`` bit for bit unless ``w`` is -0.0, and a window
-    sum never is (it starts at +0.0, and a sum or difference is -0.0 only from a -0.0 term: ring
-    sums start at +0.0 too)."""
-    for i in range(n):
-        a = np.int64(rN[on + i])
-        z = np.int64(rN[oo + i]) if oo >= 0 else np.int64(0)
-        if a == 0 and z == 0:
-            continue
-        wN[bN + i] += a
-        wN[bN + i] -= z
-        if bP >= 0:
-            if a > 0:
-                wP[bP + i] += 1
-            if z > 0:
-                wP[bP + i] -= 1
-        if bS >= 0:
-            if oo >= 0:
-                wS[bS + i] = (wS[bS + i] - ringS[oS0 + oo + i]) + ringS[oS0 + on + i]
-            else:
-                wS[bS + i] += ringS[oS0 + on + i]
-
-
-@njit(inline="always")
-def _sparse_out(wN, wP, wS, rN, oN, ringS, oS, bN, bP, bS, n):  # pragma: no cover - compiled
-    """The advance's subtraction of the leaving bucket (counts at ``oN``, sums at ``oS``) at its
-    cells with a count only (elsewhere it subtracts 0 and +0.0: ``w - 0.0`` is ``w`` bit for bit)."""
-    for i in range(n):
-        z = np.int64(rN[oN + i])
-        if z == 0:
-            continue
-        wN[bN + i] -= z
-        if bP >= 0 and z > 0:
-            wP[bP + i] -= 1
-        if bS >= 0:
-            wS[bS + i] -= ringS[oS + i]
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. advance
 
@@ -356,13 +308,6 @@ def _advance_base(b, k, P, S):
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
             continue
         oN = base_offN[b] + slot * n
-        if not snap and base_offO[b] < 0 and rowc[ro + slot] * SPARSE <= n:  # few cells with a record
-            oS = base_offS[b] + slot * n if blk_offS[bl] >= 0 else 0
-            if wide:
-                _sparse_out(wN, wP, wS, ringN32, oN, ringS, oS, blk_offN[bl], blk_offP[bl], blk_offS[bl], n)
-            else:
-                _sparse_out(wN, wP, wS, ringN, oN, ringS, oS, blk_offN[bl], blk_offP[bl], blk_offS[bl], n)
-            continue
         if wide:
             _ring_out(wN, ringN32, oN, blk_offN[bl], n, False)
         else:
@@ -771,16 +716,6 @@ def _add_base(b, k, P, S):
         if not fused:
             oo = -1
         if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base added each change
-            continue
-        if not snap and base_offO[b] < 0 and (rowc[ro + slot] + (rowc[ro + (k - W) % R] if oo >= 0 else 0)) * SPARSE <= n:
-            # few cells with a record in the two buckets (event bases): those cells only
-            oS0 = base_offS[b] if blk_offS[bl] >= 0 else 0
-            if wide:
-                _sparse_in(wN, wP, wS, ringN32[base_offN[b]:], ringS, oS0, on, oo, blk_offN[bl], blk_offP[bl],
-                           blk_offS[bl], n)
-            else:
-                _sparse_in(wN, wP, wS, ringN[base_offN[b]:], ringS, oS0, on, oo, blk_offN[bl], blk_offP[bl],
-                           blk_offS[bl], n)
             continue
         # a snapshot base whose buckets k - W .. k are equal: the bucket leaving equals the one
         # coming, the counts stay (integers); the float sums stay when, besides, the last time
