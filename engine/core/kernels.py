@@ -302,7 +302,7 @@ def _advance_base(b, k, P, S):
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
         if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
             continue
-        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change (_snap_one)
+        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change
             continue
         slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
@@ -584,7 +584,10 @@ def _snap_base(b, k, P, S):
     When the base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
     only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
     series is aggregated. Both give the same numbers bit for bit: each series adds its members'
-    values in the same order (members sorted by series, stable)."""
+    values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
+    a row that aggregated no series again (bucket equal to the previous one; the copy is skipped
+    when the slot already holds such a bucket), which :func:`_add_base` uses to skip the window
+    updates that would leave them as they are."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -756,7 +759,8 @@ def _add_base(b, k, P, S):
             else:
                 for i in range(n):
                     wv[i] += sn[i]
-                blk_fx[bl] = 0
+                if snap:
+                    blk_fx[bl] = 0
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
         W = q_W[qb]
         oS = base_offS[b] + slot * n
