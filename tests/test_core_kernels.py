@@ -524,3 +524,49 @@ def test_sorted_replace_equals_delete_then_insert():
         got = x.copy()
         assert K.sorted_replace(got, 2, n, old, v) == m, trial
         assert np.array_equal(got, want, equal_nan=True), (trial, x, old, v)
+
+
+def test_quiet_snapshot_bases_skip_only_what_stays(city, catalog, tmp_path, monkeypatch):
+    """Snapshot bases whose buckets stop changing skip the window updates that would leave them
+    as they are (``snap_q``, ``blk_fx``; the count-only one-bucket bases add each series' change
+    as it is aggregated): over 130 cycles with two quiet stretches (5 and 106 cycles, the second
+    longer than a day's window) and values with fractions, whole numbers, -0.0, NaN and inf,
+    replays on the serial, stage and share drivers (the state saved and loaded after cycle 11)
+    equal, values of every cycle and the end state bit for bit, an engine that steps and forgets
+    its scratch every cycle (every series aggregated, every window computed)."""
+    busy = {}  # records in cycles 0-4, 10-19 and 126-129 only
+    for c0, n in ((0, 5), (10, 10), (126, 4)):
+        busy.update(random_steps(city, catalog, K0 + c0, n, seed=31 + c0, n_ev=4, n_rd=6, n_sn=40, late_frac=0.0))
+    rng = np.random.default_rng(32)
+    feed_ids = next(iter(busy.values())).feed_ids
+    steps = [(K0 + i, None) for i in range(130)]
+    recs = []
+    for k, _ in steps:
+        rec = busy.get(k)
+        if rec is None:
+            recs.append(Records.build(feed_ids))
+            continue
+        u = rng.random(len(rec.sn_value))
+        frac = rng.integers(0, 40, len(u)) / 10.0
+        rec.sn_value[:] = np.where(u < 0.1, np.nan, np.where(u < 0.15, -0.0, np.where(u < 0.18, np.inf, np.where(
+            u < 0.6, frac, rec.sn_value))))
+        recs.append(rec)
+    full, inc = Engine(city, catalog, dtype="float64"), Engine(city, catalog, dtype="float64")
+    inc.save_state(tmp_path / "fresh.npz")
+    want = []
+    for (k, _), rec in zip(steps, recs):
+        full._scratch_for = None  # every series aggregated again, every window computed
+        want.append(full.step(rec, at=k * C).value.values)
+    want = np.stack(want)
+    allrec = _concat([(k, r) for (k, _), r in zip(steps, recs)])
+    snap = np.flatnonzero(np.diff(full.plan.mem_ptr) > 0)
+    for parallel in ("0", "1", "shares"):
+        monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
+        inc.load_state(tmp_path / "fresh.npz")
+        a = inc.replay(allrec, K0 * C, (K0 + 11) * C).value.values.copy()
+        inc.save_state(tmp_path / "mid.npz")  # a loaded state starts its quiet counts again
+        inc.load_state(tmp_path / "mid.npz")
+        b = inc.replay(allrec, (K0 + 12) * C, (K0 + 129) * C).value.values
+        assert np.array_equal(np.concatenate([a, b]), want, equal_nan=True), parallel
+        assert inc.state.equals(full.state), parallel
+        assert int(inc._snap_q[snap].max()) >= 97 and inc._blk_fx.any(), parallel  # the day's windows skipped too

@@ -246,6 +246,8 @@ class Engine:
         self._sdirty = np.zeros(p.n_series, np.uint8)
         self._qlv = np.zeros(p.q_nsize, np.float64)  # the leaving buckets' means, advance -> add
         self._qlf = np.zeros(p.q_nsize, np.uint8)
+        self._snap_q = np.zeros(p.n_bases, np.int64)  # quiet cycles of each snapshot base
+        self._blk_fx = np.zeros(len(p.blk_W), np.uint8)  # a block's float sums at a fixed point
         self._scratch_for = None
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
@@ -480,6 +482,8 @@ class Engine:
         if self._scratch_for is not s:
             self._snap_k[:] = -1
             self._sdirty[:] = 0
+            self._snap_q[:] = 0
+            self._blk_fx[:] = 0
             self._scratch_for = s
         arrs = {f: getattr(s, f) for f in K.S_FIELDS}
         if s.count_wide:  # int32 rings travel in the S_WIDE slots, the uint16 ones empty (one specialisation)
@@ -487,7 +491,8 @@ class Engine:
             arrs["ringN"] = arrs["ringO"] = self._no16
         else:
             wide = (self._no32, self._no32)
-        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty, self._qlv, self._qlf) + wide
+        return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty, self._qlv, self._qlf, self._snap_q,
+                                                       self._blk_fx) + wide
 
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)

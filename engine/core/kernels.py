@@ -60,10 +60,14 @@ S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "
 #: scratch after the state arrays in ``S`` (held by the engine, not saved: a fresh or loaded state
 #: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
 #: snapshot base last aggregated, and a flag per series whose members' latest values changed since
-S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf")
+S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf", "snap_q", "blk_fx")
 # (``qlv`` / ``qlf``, one per sorted-window series: the mean of the bucket leaving the window and
 # whether it had data, taken in the advance before any record of the cycle is binned and used by
-# the add, which deletes it and inserts the new bucket's mean in one pass: :func:`sorted_replace`)
+# the add, which deletes it and inserts the new bucket's mean in one pass: :func:`sorted_replace`;
+# ``snap_q``, per base: how many consecutive cycles up to the last one a snapshot base aggregated
+# left its bucket equal to the previous bucket (no series aggregated again): 0 after a reset;
+# ``blk_fx``, per block: the last time the add computed the block's float sums (a snapshot base)
+# every one came out equal to what it was: :func:`_add_base` skips what would not change)
 #: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
 #: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
 #: travel side by side, so one compiled specialisation serves both: each ring access branches on
@@ -289,13 +293,16 @@ def _advance_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     ro = base_offRow[b]
+    snap = mem_ptr[b + 1] > mem_ptr[b]
     for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
         if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
+            continue
+        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change
             continue
         slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
         if rowc[ro + slot] == 0:  # an empty bucket changes no sum
@@ -360,7 +367,7 @@ def _advance_base(b, k, P, S):
                 ringO32[o:o + n] = 0
             else:
                 ringO[o:o + n] = 0
-    if base_Rm[b] > 0:
+    if base_Rm[b] > 0 and not snap:  # (a snapshot base writes its whole extremes' row: _snap_base)
         slot = k % base_Rm[b]
         if base_offMin[b] >= 0:
             o = base_offMin[b] + slot * n
@@ -396,7 +403,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
     # slot of bucket k in each base's rings (bucket j = k - d: that slot minus d, wrapped), so that
@@ -404,10 +411,23 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
     nb = len(base_R)
     kR = np.empty(nb, np.int64)
     kRm = np.zeros(nb, np.int64)
+    # bucket k's cells of each base less its first series (the cell of series s is this plus s),
+    # for the records of bucket k (most of them): no slot arithmetic per record
+    cN = np.empty(nb, np.int64)
+    cS = np.empty(nb, np.int64)
+    cMin = np.empty(nb, np.int64)
+    cMax = np.empty(nb, np.int64)
+    cR = np.empty(nb, np.int64)
     for b in range(nb):
         kR[b] = k % base_R[b]
+        n = base_ser0[b + 1] - base_ser0[b]
+        cN[b] = base_offN[b] + kR[b] * n - base_ser0[b]
+        cS[b] = base_offS[b] + kR[b] * n - base_ser0[b]
+        cR[b] = base_offRow[b] + kR[b]
         if base_Rm[b] > 0:
             kRm[b] = k % base_Rm[b]
+        cMin[b] = base_offMin[b] + kRm[b] * n - base_ser0[b]
+        cMax[b] = base_offMax[b] + kRm[b] * n - base_ser0[b]
     for r in range(lo, hi):
         j = bucket[r]
         d = k - j
@@ -416,6 +436,33 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
         v = value[r]
         has_v = not math.isnan(v)
         if not has_v and not count_nan:
+            continue
+        if d == 0:  # bucket k: its cells only (no window holds bucket k before the add)
+            for m in range(map_ptr[kk], map_ptr[kk + 1]):
+                b = map_base[m]
+                if bmask[b] == 0:
+                    continue
+                s = lookup[b, reg]
+                if s < 0:
+                    continue
+                oN = cN[b] + s
+                c = _cnt(ringN, ringN32, wide, oN) + 1
+                _cnt_set(ringN, ringN32, wide, oN, c)
+                rowc[cR[b]] += 1
+                if c > cm:
+                    cm = c
+                if has_v:
+                    if base_offS[b] >= 0:
+                        ringS[cS[b] + s] += v
+                    if base_Rm[b] > 0:
+                        if base_offMin[b] >= 0:
+                            o = cMin[b] + s
+                            if v < ringMin[o]:
+                                ringMin[o] = v
+                        if base_offMax[b] >= 0:
+                            o = cMax[b] + s
+                            if v > ringMax[o]:
+                                ringMax[o] = v
             continue
         for m in range(map_ptr[kk], map_ptr[kk + 1]):
             b = map_base[m]
@@ -537,7 +584,10 @@ def _snap_base(b, k, P, S):
     When the base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
     only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
     series is aggregated. Both give the same numbers bit for bit: each series adds its members'
-    values in the same order (members sorted by series, stable)."""
+    values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
+    a row that aggregated no series again (bucket equal to the previous one; the copy is skipped
+    when the slot already holds such a bucket), which :func:`_add_base` uses to skip the window
+    updates that would leave them as they are."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -545,7 +595,7 @@ def _snap_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     n = base_ser0[b + 1] - base_ser0[b]
     s0 = base_ser0[b]
@@ -565,9 +615,13 @@ def _snap_base(b, k, P, S):
         if base_offMax[b] >= 0:
             oMax = base_offMax[b] + sm * n
     inc = snap_k[b] == k - 1
+    # quiet cycles before this one: buckets k - 1 - q .. k - 1 are equal (and a slot whose bucket
+    # is one of them already holds the row the copy below would write: the advance leaves a
+    # snapshot base's rows alone)
+    q = snap_q[b] if inc else 0
     if inc:  # (element loops, not slice assignments: numba's array-to-array setitem costs
         # seconds of compile time per dtype)
-        if R > 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
+        if R > 1 and q < R - 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
             ps = (k - 1) % R
             if wide:
                 _copy_run(ringN32, oN, base_offN[b] + ps * n, n)
@@ -581,7 +635,7 @@ def _snap_base(b, k, P, S):
                 else:
                     _copy_run(ringO, oO, base_offO[b] + ps * n, n)
             rowc[ro + slot] = rowc[ro + ps]
-        if Rm > 0:  # Rm = W + 1 >= 2: the previous bucket has its own slot
+        if Rm > 0 and q < Rm - 1:  # Rm = W + 1 >= 2: the previous bucket has its own slot
             pm = (k - 1) % Rm
             if oMin >= 0:
                 _copy_run(ringMin, oMin, base_offMin[b] + pm * n, n)
@@ -590,13 +644,20 @@ def _snap_base(b, k, P, S):
     # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
     # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
     # count in rowc
+    one = R == 1 and oS < 0  # counts only, one bucket: its windows (W == 1) equal the row, and
+    # each series aggregated again adds its change to them here (the advance and the add skip
+    # them; integers, so the same numbers as the whole row out and in)
+    again = 0
     for i in range(n):
         if sdirty[s0 + i] == 0:
             if inc:
                 continue
         else:
             sdirty[s0 + i] = 0
-        rowc[ro + slot] -= _cnt(ringN, ringN32, wide, oN + i)
+        again += 1
+        c0 = _cnt(ringN, ringN32, wide, oN + i)
+        o0 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
+        rowc[ro + slot] -= c0
         if oS >= 0:
             ringS[oS + i] = 0.0
         if oO >= 0:
@@ -605,8 +666,18 @@ def _snap_base(b, k, P, S):
             ringMin[oMin + i] = np.inf
         if oMax >= 0:
             ringMax[oMax + i] = -np.inf
-        rowc[ro + slot] += _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                                        ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
+        c1 = _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                          ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
+        rowc[ro + slot] += c1
+        if one:
+            o1 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
+            for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+                wN[blk_offN[bl] + i] += c1 - c0
+                if blk_offP[bl] >= 0:
+                    wP[blk_offP[bl] + i] += (1 if c1 > 0 else 0) - (1 if c0 > 0 else 0)
+                if blk_offO[bl] >= 0:
+                    wO[blk_offO[bl] + i] += o1 - o0
+    snap_q[b] = q + 1 if inc and again == 0 else 0
     snap_k[b] = k
 
 
@@ -623,10 +694,15 @@ def _add_base(b, k, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
-    if mem_ptr[b + 1] > mem_ptr[b]:  # a snapshot base: its bucket k aggregates the latest values first
+    snap = mem_ptr[b + 1] > mem_ptr[b]
+    # a snapshot base: its bucket k aggregates the latest values first; then buckets k - q .. k
+    # are equal (q quiet cycles: snap_q), else q = -1
+    q = -1
+    if snap:
         _snap_base(b, k, P, S)
+        q = snap_q[b]
     n = base_ser0[b + 1] - base_ser0[b]
     R = base_R[b]
     slot = k % R
@@ -642,32 +718,49 @@ def _add_base(b, k, P, S):
             continue
         if not fused:
             oo = -1
-        if wide:
-            r32 = ringN32[base_offN[b]:]
-            _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
-            if blk_offP[bl] >= 0:
-                _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
-        else:
-            r = ringN[base_offN[b]:]
-            _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
-            if blk_offP[bl] >= 0:
-                _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
-        if blk_offS[bl] >= 0:
+        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base added each change
+            continue
+        # a snapshot base whose buckets k - W .. k are equal: the bucket leaving equals the one
+        # coming, the counts stay (integers); the float sums stay when, besides, the last time
+        # they were computed (with these same two buckets when q > W) none changed: blk_fx
+        same = fused and q >= W
+        if not same:
+            if wide:
+                r32 = ringN32[base_offN[b]:]
+                _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
+                if blk_offP[bl] >= 0:
+                    _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
+            else:
+                r = ringN[base_offN[b]:]
+                _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
+                if blk_offP[bl] >= 0:
+                    _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
+            if blk_offO[bl] >= 0:
+                if wide:
+                    _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+                else:
+                    _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+        if blk_offS[bl] >= 0 and not (same and q > W and blk_fx[bl] != 0):
             wo = blk_offS[bl]
             wv = wS[wo:wo + n]
             sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
-            if oo >= 0:
+            if oo >= 0 and snap:  # (noting whether every sum stayed: blk_fx)
+                so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
+                eq = 0
+                for i in range(n):
+                    x = (wv[i] - so[i]) + sn[i]
+                    eq += 1 if x == wv[i] else 0  # (NaN: never equal)
+                    wv[i] = x
+                blk_fx[bl] = 1 if eq == n else 0
+            elif oo >= 0:
                 so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
                 for i in range(n):
                     wv[i] = (wv[i] - so[i]) + sn[i]
             else:
                 for i in range(n):
                     wv[i] += sn[i]
-        if blk_offO[bl] >= 0:
-            if wide:
-                _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
-            else:
-                _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+                if snap:
+                    blk_fx[bl] = 0
     for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
         W = q_W[qb]
         oS = base_offS[b] + slot * n
@@ -685,6 +778,9 @@ def _add_base(b, k, P, S):
     Rm = base_Rm[b]
     for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
         W = mm_W[mb]
+        if q > W:  # buckets k - 1 - W .. k equal: the running extreme of the previous window (those
+            # of k - W .. k - 1) is that bucket's, which bucket k brings again
+            continue
         mx = mm_stat[mb] == 1
         ring = ringMax if mx else ringMin
         off = base_offMax[b] if mx else base_offMin[b]
@@ -763,7 +859,7 @@ def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
