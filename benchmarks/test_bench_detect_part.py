@@ -8,9 +8,10 @@ daily pattern learned (every series warm), restored before each round.
 
 CI size (``--benchmark-disable``, one untimed run): 44 neighbourhoods instead of 300, the same
 400 learned cycles (whole days of the daily bins: the seasonal rows as warm as at 300), 48
-cycles, baselines every 4. 44 and 300 agree mod 128: the spatial batch's 8-region lanes end on
-the same partial block of 4. Every assertion runs: both ways' bits equal, the peer's first
-cycle. Checked: the same detector codes fire at both sizes (docs/testing.md, eleventh session).
+cycles, baselines every 4. 44 and 300 agree mod 128: the spatial batch's 8 x 8 transposes over
+the regions (``spatial_lanes_in`` / ``_out``) end on the same remainder of 4. Every assertion
+runs: both ways' bits equal, the peer's first cycle. Checked: the same detector codes fire at
+both sizes, in about the same shares (docs/testing.md, eleventh session).
 
 * ``detect-part-300`` -- the runner since 2026-11-29 (third session): one ``Detectors.run``
   call for the part, ``baseline_every=4``, into output buffers kept from part to part

@@ -17,9 +17,10 @@ likely cluster and ``PEER_REPLICAS`` replicas that draw every cell and scan ever
 cycle. It must find the same most likely clusters (LLR) as the engine's significant ones.
 
 CI size (``--benchmark-disable``, one untimed run): 44 neighbourhoods instead of 300 (44 and 300
-agree mod 128: the spatial batch's 8-region lanes end on the same partial block of 4), the same
-200 learned cycles, rise and planted outbreaks: every assertion runs (the planted outbreaks
-found, spatial (5) and scan (6) codes, the peer's LLRs of the engine's clusters).
+agree mod 128: the spatial batch's 8 x 8 transposes over the regions end on the same remainder
+of 4), the same 200 learned cycles, rise and planted outbreaks: every assertion runs (the
+planted outbreaks found, spatial (5) and scan (6) codes, the peer's LLRs of the engine's
+clusters).
 """
 
 from __future__ import annotations
