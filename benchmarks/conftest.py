@@ -12,7 +12,10 @@
   model, cores, memory) and the commit message are stored with it.
 * ``@pytest.mark.heavy`` sizes are skipped unless ``--heavy`` or
   ``CITYVITALS_BENCH_HEAVY=1``.
-* Under ``--benchmark-disable`` each benchmark runs once, as a plain test.
+* Under ``--benchmark-disable`` each benchmark runs once, as a plain test; a module may then run
+  it at a smaller *CI size* (the ``ci_size`` fixture is True): every assertion it makes still
+  runs and every branch it exercised is still exercised (each module says why). Timed runs
+  (``--benchmark-only``, a plain ``pytest benchmarks``) always use the sizes the issues name.
 """
 
 from __future__ import annotations
@@ -59,6 +62,18 @@ def benchmarks_enabled(config) -> bool:
     if bs is None:
         return False
     return not (bs.disabled or bs.skip)
+
+
+def ci_size_enabled(config) -> bool:
+    """True when a benchmark runs once, untimed (``--benchmark-disable``, the CI mode): it may use
+    its smaller CI size. False whenever benchmarks are timed."""
+    return not benchmarks_enabled(config)
+
+
+@pytest.fixture(scope="session")
+def ci_size(request) -> bool:
+    """True under ``--benchmark-disable``: run at the module's CI size (see the module docstring)."""
+    return ci_size_enabled(request.config)
 
 
 def session_floor(config) -> Floor:

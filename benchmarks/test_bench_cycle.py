@@ -15,6 +15,11 @@ The peer (300 only) is the plain pandas reference of ``tests/core_reference.py``
 records of each window, group by region) on a sample of indicators covering every
 (kind, aggregation, window, normalisation, filter) combination over the last 2 hours of records,
 scaled to the whole catalog; its values must equal the engine's.
+
+CI size of the 300 group (``--benchmark-disable``, one untimed run): 44 neighbourhoods, 2
+streets, 161,000 residents (the same ~3,700 a neighbourhood: the same load a region and cycle)
+after the same day of history, the same 8 rotated cycles and the peer's 8 cycles: every
+assertion runs (the step's shape, the peer's values on every sampled combination).
 """
 
 from __future__ import annotations
@@ -75,17 +80,17 @@ def _stepper(eng, ones):
 
 
 @pytest.fixture(scope="module")
-def small():
-    return _setup(300, 13, 1_100_000)
+def small(ci_size):
+    return _setup(44, 2, 161_000) if ci_size else _setup(300, 13, 1_100_000)
 
 
 def test_cycle_300_engine(benchmark, small):
     cat, city, eng, ones = small
     engine_bench(benchmark, "cycle-refresh-300", bytes_touched=eng.plan.cycle_bytes(),
-                 size=f"300 regions x {len(cat)} indicators")
+                 size=f"{city.n_regions} regions x {len(cat)} indicators")
     benchmark.extra_info["state_bytes"] = eng.state.nbytes
     ds = benchmark(_stepper(eng, ones))
-    assert ds.value.shape == (len(cat), 300)
+    assert ds.value.shape == (len(cat), city.n_regions)
 
 
 def test_cycle_300_pandas(benchmark, small):
@@ -105,7 +110,7 @@ def test_cycle_300_pandas(benchmark, small):
     for k, r in steps:
         got = eng.step(r, at=k * C).value.values
     peer_bench(benchmark, "cycle-refresh-300", scale=len(cat) / len(rows) / len(steps),
-               size=f"300 regions x {len(rows)} indicators x {len(steps)} cycles (scaled)")
+               size=f"{city.n_regions} regions x {len(rows)} indicators x {len(steps)} cycles (scaled)")
     ref = benchmark.pedantic(reference, args=(city, cat, steps), kwargs={"rows": rows}, rounds=1, iterations=1)
     sel = np.array(sorted(rows))
     assert_same(got[sel], ref[-1][0][sel], rtol=1e-9)

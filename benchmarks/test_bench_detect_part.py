@@ -6,6 +6,13 @@ scale) of each hour's last cycle. Rows (detectors 1-4) and the spatial outlier (
 (its own groups: ``test_bench_detect_run.py``, ``test_bench_scan.py``). State: 400 cycles of a
 daily pattern learned (every series warm), restored before each round.
 
+CI size (``--benchmark-disable``, one untimed run): 44 neighbourhoods instead of 300, the same
+400 learned cycles (whole days of the daily bins: the seasonal rows as warm as at 300), 48
+cycles, baselines every 4. 44 and 300 agree mod 128: the spatial batch's 8 x 8 transposes over
+the regions (``spatial_lanes_in`` / ``_out``) end on the same remainder of 4. Every assertion
+runs: both ways' bits equal, the peer's first cycle. Checked: the same detector codes fire at
+both sizes, in about the same shares (docs/testing.md, eleventh session).
+
 * ``detect-part-300`` -- the runner since 2026-11-29 (third session): one ``Detectors.run``
   call for the part, ``baseline_every=4``, into output buffers kept from part to part
   (``out=``).
@@ -29,21 +36,23 @@ from engine.bench.harness import assert_same, engine_bench, peer_bench
 from engine.detect.seasonal import SIGMA_PER_MAD
 
 N_REG = 300
+N_REG_CI = 44      # under --benchmark-disable (see above)
 N_T = 48
 EVERY = 4
 
 
 @pytest.fixture(scope="module")
-def part_state():
+def part_state(ci_size):
     from engine.catalog import Catalog
     from engine.city import City
     from engine.detect import Detectors
 
-    city = City.synthetic(seed=1, neighbourhoods=N_REG)
+    n_reg = N_REG_CI if ci_size else N_REG
+    city = City.synthetic(seed=1, neighbourhoods=n_reg)
     inds = Catalog.load().indicators
     det = Detectors.from_spec(direction=[i["direction"] for i in inds], seasonality=[i["seasonality"] for i in inds],
                               count=[i["aggregation"] == "count" and i["normalisation"] == "none" for i in inds],
-                              thresholds=[i.get("thresholds") for i in inds], n_reg=N_REG, cycle="15min",
+                              thresholds=[i.get("thresholds") for i in inds], n_reg=n_reg, cycle="15min",
                               adjacency=(city.adj_indptr, city.adj_indices), warmup_cycles=96, city_rules=True)
     rng = np.random.default_rng(0)
     t0 = np.datetime64("2024-03-04T00:00")
@@ -51,8 +60,8 @@ def part_state():
 
     def values(t):
         day = 1 + 0.3 * np.sin(2 * np.pi * (t % 96) / 96)[:, None, None] * (det.season > 0)[None, :, None]
-        v = (10 * day + rng.normal(size=(len(t), det.n_ind, N_REG))).astype(np.float32)
-        v[:, det.is_count] = rng.poisson(2.0 * day[:, det.is_count], size=(len(t), int(det.is_count.sum()), N_REG))
+        v = (10 * day + rng.normal(size=(len(t), det.n_ind, n_reg))).astype(np.float32)
+        v[:, det.is_count] = rng.poisson(2.0 * day[:, det.is_count], size=(len(t), int(det.is_count.sum()), n_reg))
         v[rng.random(v.shape) < 0.3] = np.nan                     # a third missing, as in the demo
         return v
 
@@ -61,7 +70,7 @@ def part_state():
         t = np.arange(a, a + 50)
         det.learn(values(t), t0 + t * step)
     t = np.arange(learn, learn + N_T)
-    return dict(det=det, V=values(t), times=t0 + t * step, saved=det.state.copy())
+    return dict(det=det, V=values(t), times=t0 + t * step, saved=det.state.copy(), n_reg=n_reg)
 
 
 def _restore(p):
@@ -92,9 +101,9 @@ def _hourly_calls(p):
 
 def _bytes(det):
     st = det.state
-    per_step = N_REG * det.n_ind * (4 + 1)                         # scores and codes written
+    per_step = det.n_reg * det.n_ind * (4 + 1)                     # scores and codes written
     state = sum(getattr(st, k).nbytes for k in ("level", "spread", "scale", "cusum", "last_tag"))
-    return int(N_T * (per_step + N_REG * det.n_ind * 4) + 2 * state + 2 * (N_T // EVERY) * per_step * 4 // 5)
+    return int(N_T * (per_step + det.n_reg * det.n_ind * 4) + 2 * state + 2 * (N_T // EVERY) * per_step * 4 // 5)
 
 
 @pytest.mark.parametrize("calls", ["one-call", "hourly"])
@@ -103,7 +112,7 @@ def test_detect_part_engine(benchmark, part_state, calls):
     det = p["det"]
     group = "detect-part-300" if calls == "one-call" else "detect-part-300-hourly"
     engine_bench(benchmark, group, bytes_touched=_bytes(det),
-                 size=f"{N_T} cycles x {det.n_ind} x {N_REG} series, spatial, baselines every {EVERY}")
+                 size=f"{N_T} cycles x {det.n_ind} x {p['n_reg']} series, spatial, baselines every {EVERY}")
     if calls == "one-call":
         shape = p["V"].shape
         buf = (np.empty(shape, np.float32), np.empty(shape, np.int8),
@@ -179,7 +188,7 @@ def test_detect_part_numpy_peer(benchmark, part_state):
             st.scale[sel].astype(np.float64), cp[sel].astype(np.float64), cn[sel].astype(np.float64),
             det.direction[sel], det.span[sel].astype(np.float64), det.params.as_dict(), det.adj_ptr, det.adj_idx)
     peer_bench(benchmark, "detect-part-300", scale=det.n_ind / len(sel),
-               size=f"{N_T} cycles x {len(sel)} x {N_REG} series (non-count, non-seasonal rows)")
+               size=f"{N_T} cycles x {len(sel)} x {p['n_reg']} series (non-count, non-seasonal rows)")
     ref = benchmark.pedantic(numpy_part, args=args, rounds=3, iterations=1)
     score, _ = det.run(p["V"][:1], p["times"][:1])
     _restore(p)

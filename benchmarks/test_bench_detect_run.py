@@ -15,6 +15,12 @@ Peer: the scan written plainly in whole-array numpy over all 68 indicators (the 
 likely cluster and ``PEER_REPLICAS`` replicas that draw every cell and scan every zone,
 ``scale`` for 999 replicas), without the row and spatial passes: a lower bound of a numpy
 cycle. It must find the same most likely clusters (LLR) as the engine's significant ones.
+
+CI size (``--benchmark-disable``, one untimed run): 44 neighbourhoods instead of 300 (44 and 300
+agree mod 128: the spatial batch's 8 x 8 transposes over the regions end on the same remainder
+of 4), the same 200 learned cycles, rise and planted outbreaks: every assertion runs (the
+planted outbreaks found, spatial (5) and scan (6) codes, the peer's LLRs of the engine's
+clusters).
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ import pytest
 from engine.bench.harness import assert_same, engine_bench, peer_bench
 
 N_REG = 300
+N_REG_CI = 44      # under --benchmark-disable (see above)
 LEARN = 200
 PEER_REPLICAS = 19
 
 
 @pytest.fixture(scope="module")
-def run_state():
+def run_state(ci_size):
     from engine.catalog import Catalog
     from engine.city import City
     from engine.detect import Detectors
 
-    city = City.synthetic(seed=1, neighbourhoods=N_REG)
+    n_reg = N_REG_CI if ci_size else N_REG
+    city = City.synthetic(seed=1, neighbourhoods=n_reg)
     # 4 hourly counts back (windows 1-4 h: every prefix, as the peer scans them)
     det = Detectors(Catalog.load(), city, cycle="15min", scan_windows=4)
     rng = np.random.default_rng(0)
@@ -44,8 +52,8 @@ def run_state():
     n_ind = det.n_ind
 
     def values(n_t, rate):
-        v = (10 + rng.normal(size=(n_t, n_ind, N_REG))).astype(np.float32)
-        v[:, det.is_count] = rng.poisson(rate, size=(n_t, int(det.is_count.sum()), N_REG))
+        v = (10 + rng.normal(size=(n_t, n_ind, n_reg))).astype(np.float32)
+        v[:, det.is_count] = rng.poisson(rate, size=(n_t, int(det.is_count.sum()), n_reg))
         return v
 
     for a in range(0, LEARN, 25):
@@ -56,11 +64,11 @@ def run_state():
     warm = det.scan_ind[det.season[det.scan_ind] != 2]                 # (weekly ones are still warming up)
     planted = warm[np.linspace(0, len(warm) - 1, 5).astype(int)]
     for k, i in enumerate(planted):
-        cycles[1:, i, zones[(37 * k) % N_REG, :3]] += 3
+        cycles[1:, i, zones[(37 * k) % n_reg, :3]] += 3
     for t in range(3):
         det.update(cycles[t], t0 + (LEARN + t) * step)
     saved = det.state.copy()
-    return dict(det=det, v=cycles[3], time=t0 + (LEARN + 3) * step, saved=saved, planted=planted)
+    return dict(det=det, v=cycles[3], time=t0 + (LEARN + 3) * step, saved=saved, planted=planted, n_reg=n_reg)
 
 
 def _restore(p):
@@ -71,9 +79,9 @@ def _restore(p):
 def test_detect_run_engine(benchmark, run_state):
     p = run_state
     det = p["det"]
-    out = (np.empty((det.n_ind, N_REG), np.float32), np.empty((det.n_ind, N_REG), np.int8))
+    out = (np.empty((det.n_ind, det.n_reg), np.float32), np.empty((det.n_ind, det.n_reg), np.int8))
     engine_bench(benchmark, "detect-run-300", bytes_touched=int(sum(a.nbytes for a in det.state.arrays().values())),
-                 size=f"{det.n_ind} x {N_REG} series, spatial + scan over {len(det.scan_ind)} indicators, 999 replicas")
+                 size=f"{det.n_ind} x {det.n_reg} series, spatial + scan over {len(det.scan_ind)} indicators, 999 replicas")
     score, code, extra = benchmark.pedantic(lambda: det.update(p["v"], p["time"], out=out),
                                             setup=lambda: _restore(p), rounds=5, iterations=1)
     hit = {c["indicator_index"] for c in extra["clusters"]}

@@ -8,6 +8,11 @@ same validation of readings and snapshots written plainly in pandas (``merge`` o
 the catalog's feed / item tables and the city's emitter tables, boolean checks, a stable sort by
 time), scaled to all rows of the day; it must give the same accepted arrays. The peer writes no
 quarantine details and does not prepare buckets; the engine does both.
+
+CI size (``--benchmark-disable``, one untimed run): the first 10 hours of the day (~610 k
+readings) in the same city: still over ``2 * PREPARE_PARALLEL_MIN`` readings, so the records'
+keys are still prepared on two threads (``engine.core.engine._record_keys``) as at the full
+day; every assertion runs (every row accepted, the peer's arrays equal).
 """
 
 from __future__ import annotations
@@ -20,20 +25,22 @@ from engine.bench.harness import engine_bench, peer_bench
 
 GROUP = "encode-day-300"
 DAY = pd.Timestamp("2020-02-03")
+SPAN, SPAN_CI = pd.Timedelta("1D"), pd.Timedelta("10h")         # the feeds' span; CI: --benchmark-disable
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(ci_size):
     from engine import Catalog, City
     from engine.core import Engine
     from engine.feeds import synthetic_feeds
 
     cat = Catalog.load()
     city = City.synthetic(seed=0, neighbourhoods=300, streets=13, population=1_100_000)
-    feeds = synthetic_feeds(city, cat, DAY, DAY + pd.Timedelta("1D"), seed=0)
+    end = DAY + (SPAN_CI if ci_size else SPAN)
+    feeds = synthetic_feeds(city, cat, DAY, end, seed=0)
     eng = Engine(city, cat)
     eng.encode(feeds, DAY + pd.Timedelta("15min"))  # untimed: builds the engine's lookups once
-    return cat, city, feeds, eng
+    return cat, city, feeds, eng, end
 
 
 def _emitters(city) -> pd.DataFrame:
@@ -82,22 +89,20 @@ def pandas_encode(feeds, city, cat, now) -> dict:
 
 
 def test_encode_day_engine(benchmark, data):
-    cat, city, feeds, eng = data
+    cat, city, feeds, eng, end = data
     # bytes: the frames read (categorical codes, times, values) and the arrays written (36 B a record)
     read = sum(int(df.memory_usage(index=False).sum()) for k in feeds.n_rows for _, df in feeds.parts(k))
     engine_bench(benchmark, GROUP, bytes_touched=read + 36 * sum(feeds.n_rows.values()),
                  size=f"{sum(feeds.n_rows.values()):,} rows (one day, 300 neighbourhoods)")
-    end = DAY + pd.Timedelta("1D")
     enc = benchmark.pedantic(eng.encode, args=(feeds, end), rounds=3, iterations=1)
     assert enc.records.n == sum(feeds.n_rows.values()) and not enc.counts
 
 
 def test_encode_day_pandas(benchmark, data):
-    cat, city, feeds, eng = data
+    cat, city, feeds, eng, end = data
     n = feeds.n_rows
     peer_bench(benchmark, GROUP, scale=sum(n.values()) / (n["readings"] + n["snapshots"]),
                size=f"{n['readings'] + n['snapshots']:,} readings and snapshots (scaled to the day's rows)")
-    end = DAY + pd.Timedelta("1D")
     got = benchmark.pedantic(pandas_encode, args=(feeds, city, cat, end), rounds=1, iterations=1)
     rec = eng.encode(feeds, end).records
     for kind, p, names in (("readings", "rd", ("time", "feed", "metric", "emitter", "kind", "region", "value")),

@@ -13,6 +13,13 @@ Group ``indices-part-300``: a scenario run's part, as its side thread computes i
 thread): 12 stored steps (every 4th of 48 cycles: the values a strided float32 view, the
 detectors' float32 ``expected`` / ``scale``), :meth:`IndexPlan.compute` with the run's config
 (``history_window = 0``); the peer is the pandas implementation step by step on float64 copies.
+
+CI size of ``indices-part-300`` (``--benchmark-disable``, one untimed run): 44 neighbourhoods, 2
+streets (the same ~3,700 residents a neighbourhood), the same 48 cycles, 12 stored steps and
+float32 inputs: :meth:`IndexPlan.compute` takes the same paths (12 x 2,926 x 44 = 1.5 M values,
+still over ``SERIAL_BELOW``: the threaded kernel in the peer test, the serial one on the
+engine test's one thread; one region block a cycle at both sizes). Both assertions run.
+The one-cycle groups (``indices-300``) keep their size.
 """
 
 from __future__ import annotations
@@ -133,13 +140,14 @@ def test_indices_pandas_peer(benchmark, case, catalog):
 
 
 @pytest.fixture(scope="module")
-def run_part(catalog):
+def run_part(catalog, ci_size):
     """A runner part at 300 neighbourhoods: 48 cycles of float32 values, the stored steps every 4th
     (a strided view, as ``part.isel(time=slice(3, None, 4))``), float32 baselines, ~1 % missing."""
-    city = City.synthetic(seed=0, neighbourhoods=300, streets=13, population=3_700 * 300)
+    n, streets = (44, 2) if ci_size else (300, 13)
+    city = City.synthetic(seed=0, neighbourhoods=n, streets=streets, population=3_700 * n)
     ids = [i["id"] for i in catalog.indicators]
     rng = np.random.default_rng(2)
-    shape = (48, len(ids), 300)
+    shape = (48, len(ids), n)
     v = rng.normal(0.0, 1.5, shape).astype(np.float32)
     v[rng.random(shape) < 0.01] = np.nan
     dims = ("time", "indicator", "region")
@@ -167,12 +175,13 @@ def test_indices_part_engine(benchmark, run_part, catalog):
     numba.set_num_threads(1)                                   # the run's side thread
     try:
         plan.compute(run_part["ds"])                           # compile / warm caches
+        n = run_part["city"].n_regions
         engine_bench(benchmark, "indices-part-300", bytes_touched=int(run_part["ds"]["value"].nbytes * 3),
-                     size="12 stored steps x 2926 indicators x 300 neighbourhoods, float32, one thread")
+                     size=f"12 stored steps x 2926 indicators x {n} neighbourhoods, float32, one thread")
         out = benchmark(plan.compute, run_part["ds"])
     finally:
         numba.set_num_threads(before)
-    assert out["health"].shape == (12, 21, 300 + len(run_part["city"].streets) + 1)
+    assert out["health"].shape == (12, 21, run_part["city"].n_regions + len(run_part["city"].streets) + 1)
 
 
 def test_indices_part_pandas_peer(benchmark, run_part, catalog):
@@ -185,7 +194,8 @@ def test_indices_part_pandas_peer(benchmark, run_part, catalog):
         return np.stack([pandas_indices(ds.isel(time=t).astype(np.float64), catalog, run_part["city"], cfg)
                          for t in range(ds.sizes["time"])])
 
-    peer_bench(benchmark, "indices-part-300", scale=1.0, size="12 stored steps x 2926 indicators x 300 neighbourhoods")
+    peer_bench(benchmark, "indices-part-300", scale=1.0,
+               size=f"12 stored steps x 2926 indicators x {run_part['city'].n_regions} neighbourhoods")
     got = benchmark(peer)
     engine = IndexPlan(catalog, run_part["city"], cfg).compute(ds)["health"].values
     assert_same(engine, got, rtol=1e-9, atol=1e-9)

@@ -11,6 +11,13 @@ numba's cache (an untimed 2-cycle replay in the data fixture does that first).
 With more than one numba thread (the default on a multi-core machine) the engine replays on its
 shares driver (``Engine._run_shares``: each thread runs every cycle for its own share of the
 bases); ``NUMBA_NUM_THREADS=1`` times the serial kernel.
+
+CI size (``--benchmark-disable``, one untimed run): the same 672 cycles (every window of the
+catalog, 7 days the longest, fills and slides) of a city of 44 neighbourhoods, 2 streets and
+161,000 residents (the same ~3,700 residents a neighbourhood: the same records a region and
+bucket) instead of 300; the same driver (shares: both sizes are far below
+``PARALLEL_MIN_VALUES``) in several kernel calls (``REPLAY_CHUNK_BYTES``). Every assertion runs
+(the output's shape, the reused buffer, the pandas peer's values).
 """
 
 from __future__ import annotations
@@ -29,16 +36,18 @@ C = 900 * 10**9
 K0 = 1580515200000000000 // C
 CYCLES = 672
 GROUP = "batch-replay-300"
+CITY = dict(neighbourhoods=300, streets=13, population=1_100_000)
+CITY_CI = dict(neighbourhoods=44, streets=2, population=161_000)      # under --benchmark-disable
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(ci_size):
     from engine import Catalog, City
     from engine.core import Engine
     from engine.core.synthetic import synthetic_records
 
     cat = Catalog.load()
-    city = City.synthetic(seed=0, neighbourhoods=300, streets=13, population=1_100_000)
+    city = City.synthetic(seed=0, **(CITY_CI if ci_size else CITY))
     rec = synthetic_records(city, cat, K0, CYCLES, seed=0)
     # untimed warm-up (a 2-cycle replay): loads the kernels from numba's cache (~1.7 s CPU in a
     # fresh process) and starts the driver's threads, which the first timed test would pay otherwise
@@ -52,7 +61,7 @@ def test_replay_300_engine(benchmark, data):
     cat, city, rec = data
     probe = Engine(city, cat)
     engine_bench(benchmark, GROUP, bytes_touched=CYCLES * probe.plan.cycle_bytes(),
-                 size=f"{CYCLES} cycles x 300 regions x {len(cat)} indicators")
+                 size=f"{CYCLES} cycles x {city.n_regions} regions x {len(cat)} indicators")
     benchmark.extra_info["state_bytes"] = probe.state.nbytes
 
     def run(eng):
@@ -60,7 +69,7 @@ def test_replay_300_engine(benchmark, data):
 
     # the engine (plan compile, ~0.5 s) is built untimed: the figure is the replay itself
     ds = benchmark.pedantic(run, setup=lambda: ((Engine(city, cat),), {}), rounds=1, iterations=1)
-    assert ds.value.shape == (CYCLES, len(cat), 300)
+    assert ds.value.shape == (CYCLES, len(cat), city.n_regions)
 
 
 def test_replay_300_engine_reused_output(benchmark, data):
@@ -73,7 +82,7 @@ def test_replay_300_engine_reused_output(benchmark, data):
     cat, city, rec = data
     probe = Engine(city, cat)
     engine_bench(benchmark, GROUP, bytes_touched=CYCLES * probe.plan.cycle_bytes(),
-                 size=f"{CYCLES} cycles x 300 regions x {len(cat)} indicators, output reused")
+                 size=f"{CYCLES} cycles x {city.n_regions} regions x {len(cat)} indicators, output reused")
     buf = probe.output_buffer(K0 * C, (K0 + CYCLES - 1) * C)
     buf.fill(0.0)  # the earlier replay's pages: mapped (untimed)
 
@@ -81,7 +90,7 @@ def test_replay_300_engine_reused_output(benchmark, data):
         return eng.replay(rec, K0 * C, (K0 + CYCLES - 1) * C, out=buf)
 
     ds = benchmark.pedantic(run, setup=lambda: ((Engine(city, cat),), {}), rounds=1, iterations=1)
-    assert ds.value.shape == (CYCLES, len(cat), 300) and np.shares_memory(ds.value.values, buf)
+    assert ds.value.shape == (CYCLES, len(cat), city.n_regions) and np.shares_memory(ds.value.values, buf)
 
 
 def test_replay_300_pandas(benchmark, data):
@@ -97,7 +106,7 @@ def test_replay_300_pandas(benchmark, data):
         b = lambda t: -((-t) // C) == k  # noqa: E731
         steps.append((k, rec.select(b(rec.ev_time), b(rec.rd_time), b(rec.sn_time))))
     peer_bench(benchmark, GROUP, scale=len(cat) / len(rows) * CYCLES / n,
-               size=f"{n} cycles x 300 regions x {len(rows)} indicators (scaled)")
+               size=f"{n} cycles x {city.n_regions} regions x {len(rows)} indicators (scaled)")
     ref = benchmark.pedantic(reference, args=(city, cat, steps), kwargs={"rows": rows}, rounds=1, iterations=1)
     eng = Engine(city, cat, dtype="float64")
     got = eng.replay(rec.select(rec.ev_time <= (K0 + n - 1) * C, rec.rd_time <= (K0 + n - 1) * C,

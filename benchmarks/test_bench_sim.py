@@ -18,6 +18,11 @@ Group "simulator-ensemble" (heavy) -- ``ensemble`` of ``CITYVITALS_SIM_SEEDS`` (
 stochastic seeds on a running ``LocalCluster`` of processes: the engine uses 2 workers, the peer
 1 worker (``scale=1``), so the engine/peer ratio of the report is 1 / speed-up; the engine also
 stores ``speedup`` (peer median / engine median) when the peer ran first in the session.
+
+CI size (``--benchmark-disable``, one untimed run) of the first two groups: 21 days instead of
+120 (the peer's 20 days inside them): every lever of the timeline (2020-02-01, the stages of
+02-10 .. 02-16, 02-17) and three whole weeks of every feed; every assertion runs (the shape,
+the residents conserved, the peer's state and infections, all 40 feeds producing rows).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ GROUP = "simulator"
 FEEDS_GROUP = "simulator-feeds"
 ENSEMBLE_GROUP = "simulator-ensemble"
 DAYS, PEER_DAYS = 120, 20
+DAYS_CI = 21                       # under --benchmark-disable (see above)
 SEEDS = int(os.environ.get("CITYVITALS_SIM_SEEDS", "20"))
 _ENSEMBLE_TIMES: dict = {}
 
@@ -60,6 +66,12 @@ def setup():
     return city, arrays, scenario
 
 
+@pytest.fixture(scope="module")
+def days(ci_size):
+    """The simulated days of the first two groups: :data:`DAYS`, or :data:`DAYS_CI` untimed."""
+    return DAYS_CI if ci_size else DAYS
+
+
 def _bytes_touched(arrays, days, substeps=4):
     state = arrays.n.size * 6 * 8
     links = (arrays.work_indices.size + arrays.visit_indices.size) * (8 + 8 + 8)
@@ -71,29 +83,29 @@ def _size(arrays, days):
             f"{arrays.work_indices.size:,} commute links, {days} days x 4 sub-steps")
 
 
-def test_sim_epidemic_numba(benchmark, setup):
+def test_sim_epidemic_numba(benchmark, setup, days):
     from engine.sim import Scenario, simulate
 
     city, arrays, scenario = setup
-    sc = scenario(DAYS)
+    sc = scenario(days)
     simulate(city, Scenario("2020-02-01", 2, mode="mean_field"), arrays=arrays)   # compile outside the timing
-    engine_bench(benchmark, GROUP, bytes_touched=_bytes_touched(arrays, DAYS), size=_size(arrays, DAYS))
-    benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=DAYS)
+    engine_bench(benchmark, GROUP, bytes_touched=_bytes_touched(arrays, days), size=_size(arrays, days))
+    benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=days)
     res = benchmark.pedantic(simulate, args=(city, sc), kwargs={"arrays": arrays}, rounds=3, iterations=1)
-    assert res.state.shape == (DAYS, 300, 16, 6)
+    assert res.state.shape == (days, 300, 16, 6)
     np.testing.assert_allclose(res.state.sum(axis=3), np.broadcast_to(arrays.n, res.state.shape[:3]))
 
 
-def test_sim_epidemic_numpy(benchmark, setup):
+def test_sim_epidemic_numpy(benchmark, setup, days):
     from engine.sim import simulate
     from sim_reference import epidemic_day_ref
 
     city, arrays, scenario = setup
-    peer_bench(benchmark, GROUP, scale=DAYS / PEER_DAYS, size=_size(arrays, PEER_DAYS))
+    peer_bench(benchmark, GROUP, scale=days / PEER_DAYS, size=_size(arrays, PEER_DAYS))
     benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=PEER_DAYS)
     res = benchmark.pedantic(simulate, args=(city, scenario(PEER_DAYS)),
                              kwargs={"arrays": arrays, "kernel": epidemic_day_ref}, rounds=1, iterations=1)
-    engine = simulate(city, scenario(DAYS), arrays=arrays)
+    engine = simulate(city, scenario(days), arrays=arrays)
     assert_same(engine.state[:PEER_DAYS], res.state, rtol=1e-9, atol=1e-9)
     assert_same(engine.new_infections[:PEER_DAYS], res.new_infections, rtol=1e-9, atol=1e-9)
 
@@ -118,26 +130,26 @@ def _run_with_feeds(city, sc, arrays, times=None):
     return res, rows
 
 
-def test_sim_full_run_all_feeds(benchmark, setup):
+def test_sim_full_run_all_feeds(benchmark, setup, days):
     from engine.sim import Scenario, simulate
 
     city, arrays, scenario = setup
     warm = simulate(city, Scenario("2020-02-01", 2, mode="mean_field"), arrays=arrays)   # compile outside
     next(warm.feeds_by_day())
-    res, rows = _run_with_feeds(city, scenario(DAYS).head(2), arrays)
+    res, rows = _run_with_feeds(city, scenario(days).head(2), arrays)
     per_row = 8 + 8 + 2 + 2 + 1                                      # time, value, emitter, item, feed codes
-    total = int(sum(rows.values()) * DAYS / 2)
-    engine_bench(benchmark, FEEDS_GROUP, bytes_touched=_bytes_touched(arrays, DAYS) + total * per_row,
-                 size=_size(arrays, DAYS) + f", all 40 feeds at 15-min cycles (~{total / 1e6:.0f} M records)")
+    total = int(sum(rows.values()) * days / 2)
+    engine_bench(benchmark, FEEDS_GROUP, bytes_touched=_bytes_touched(arrays, days) + total * per_row,
+                 size=_size(arrays, days) + f", all 40 feeds at 15-min cycles (~{total / 1e6:.0f} M records)")
     t0 = time.perf_counter()
     times: dict = {}
-    res, rows = benchmark.pedantic(_run_with_feeds, args=(city, scenario(DAYS), arrays, times), rounds=1,
+    res, rows = benchmark.pedantic(_run_with_feeds, args=(city, scenario(days), arrays, times), rounds=1,
                                    iterations=1)
-    benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=DAYS,
+    benchmark.extra_info.update(residents=int(arrays.n.sum()), regions=arrays.n_regions, days=days,
                                 rows=dict(sorted(rows.items())), total_rows=int(sum(rows.values())),
                                 wall_s=round(time.perf_counter() - t0, 3), load=round(os.getloadavg()[0], 2),
                                 **times)
-    assert len(rows) == 40 and res.state.shape[0] == DAYS
+    assert len(rows) == 40 and res.state.shape[0] == days
 
 
 # ------------------------------------------------------------------------------ ensemble speed-up

@@ -9,8 +9,10 @@ import scenario_reference as ref
 from engine.scenario.store import period_mean_max
 
 
-@pytest.mark.parametrize("seed,factor,n_t,dtype", [(0, 4, 96, np.float32), (1, 3, 10, np.float64), (2, 1, 5, np.float32),
-                                                   (3, 4, 3, np.float32)])
+# float32 values only: what the runner passes (the engine's replay output); a float64 case compiled a
+# second specialisation of the parallel kernel (~7 s CPU on CI) that no production caller runs
+@pytest.mark.parametrize("seed,factor,n_t,dtype", [(0, 4, 96, np.float32), (1, 3, 10, np.float32),
+                                                   (2, 1, 5, np.float32), (3, 4, 3, np.float32)])
 def test_period_mean_max_matches_reference(seed, factor, n_t, dtype):
     rng = np.random.default_rng(seed)
     v = rng.normal(10, 3, size=(n_t, 7, 5)).astype(dtype)
