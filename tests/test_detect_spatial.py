@@ -139,7 +139,10 @@ def test_spatial_batch_equals_spatial_pass(seed):
     """Eight rows at once, held as rows (the kernels' path: :func:`spatial_clip`, :func:`spatial_lanes_in`
     / :func:`spatial_lanes_out` transposes, :func:`spatial_score8` with per-lane directions,
     :func:`spatial_raise`; a sparse row by :func:`spatial_sparse`), with stale lanes beyond the used
-    ones, against :func:`spatial_pass` row by row: bit for bit."""
+    ones, against :func:`spatial_pass` row by row: bit for bit but the batch's scores, which
+    :func:`spatial_score8` computes with fewer divisions (docs/detect.md, eleventh session): within
+    one float32 step (1.2e-7; the codes equal), and its float64 scores within 1e-12 of the plain
+    reference's (:func:`test_spatial_score8_against_the_reference`)."""
     rng = np.random.default_rng(500 + seed)
     n = int(rng.integers(1, 60))
     indptr, indices = _hub_graph(rng, n)
@@ -176,7 +179,7 @@ def test_spatial_batch_equals_spatial_pass(seed):
         for lane in range(n_lanes):
             want, dw = bases[lane].copy(), np.zeros(n, np.int8)
             spatial_pass(rows[lane], indptr, indices, int(dirv[lane]), min_nb, want, dw, 5)
-            np.testing.assert_array_equal(got3[lane].view(np.int32), want.view(np.int32))
+            np.testing.assert_allclose(got3[lane], want, rtol=0, atol=1.2e-7, equal_nan=True)
             np.testing.assert_array_equal(dg3[lane], dw)
             assert nvs[lane] == np.count_nonzero(~np.isnan(rows[lane]))
             # a sparse row by spatial_sparse on its clipped row
@@ -184,3 +187,37 @@ def test_spatial_batch_equals_spatial_pass(seed):
             spatial_sparse(zb[lane], indptr, indices, int(dirv[lane]), min_nb, got4, dg4, 5)
             np.testing.assert_array_equal(got4.view(np.int32), want.view(np.int32))
             np.testing.assert_array_equal(dg4, dw)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_spatial_score8_against_the_reference(seed):
+    """:func:`spatial_score8`'s float64 scores (one division and one square root an entry) against the
+    contrast and t(4) tail written from their definition (:func:`spatial_contrast` arithmetic in
+    Python float64, :func:`engine.detect.seasonal.t_score`), every lane, region and direction: the
+    same regions scored (NaN elsewhere), the scores within 1e-12 (the rewrite differs by ~1e-15)."""
+    rng = np.random.default_rng(900 + seed)
+    n = int(rng.integers(1, 60))
+    indptr, indices = _hub_graph(rng, n)
+    rows = _batch_rows(rng, n, LANES)
+    dirv = rng.choice([1, -1, 0], LANES).astype(np.int64)
+    zb = np.stack(rows)
+    for lane in range(LANES):
+        spatial_clip(zb[lane])
+    zt = np.empty(LANES * n, np.float32)
+    spatial_lanes_in(zb, zt)
+    worst = 0.0
+    for min_nb in (0, 1, 2, 4):
+        acc8, cnt8, dirf = np.empty(LANES * n), np.empty(LANES * n, np.float32), np.empty(LANES * n)
+        spatial_score8(zt, dirv.astype(np.float64), indptr, indices, min_nb, acc8, cnt8, dirf)
+        got = acc8.reshape(n, LANES)
+        for lane in range(LANES):
+            z = zb[lane]
+            for r in range(n):
+                nb = [float(z[j]) for j in indices[indptr[r]:indptr[r + 1]] if not math.isnan(z[j])]
+                if math.isnan(z[r]) or not nb or len(nb) < min_nb:
+                    assert math.isnan(got[r, lane])
+                    continue
+                d = (float(z[r]) - sum(nb) / len(nb)) / math.sqrt(1 + 1 / len(nb))
+                want = t_score(d, int(dirv[lane]))
+                worst = max(worst, abs(got[r, lane] - want))
+    assert worst <= 1e-12

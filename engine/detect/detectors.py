@@ -641,7 +641,7 @@ class Detectors:
                    self.warn, self.alarm, self.warmup, self.span, self._par, s.level, s.spread, s.scale, s.cusum,
                    s.cusum_neg, self.both_slot, s.nobs, self.nsat, s.steady, s.last_tag, s.shape, s.visits, self.adj_ptr, self.adj_idx, self.spatial,
                    scores, dets, e_k, s_k, slot, self.scan_slot, scan_mu, not self.city_rules,
-                   self.hold_mode)
+                   self.hold_mode, numba.get_num_threads())
         clusters = [[] for _ in range(n_t)]
         if n_scan:
             if self.params.scan_condition:

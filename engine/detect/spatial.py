@@ -230,9 +230,17 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
 
     Every row shares the adjacency, so one neighbour index serves eight lanes (one 32-byte load of
     float32, :func:`_sum_lanes`) instead of one. Each lane adds the same float64 terms in the same
-    CSR order as :func:`spatial_pass`'s dense path (a missing neighbour adds +0.0), and its score is
-    the same float64 formula, the tail of ``|d|`` in direction ``dirv[lane]`` (float); so lane by
-    lane the same scores bit for bit. ``acc8`` (float64) receives each region's score per lane
+    CSR order as :func:`spatial_pass`'s dense path (a missing neighbour adds +0.0); its score is the
+    tail of ``|d|`` in direction ``dirv[lane]`` (float), the same function in float64 written with one
+    division and one square root instead of five and two (docs/detect.md, "Detectors stage ...
+    (eleventh session)"): with ``e = m z - sum`` (one rounding: ``m z`` is exact, and so is the float64
+    sum of a few float32 terms of like magnitude), ``d = e / sqrt(m (m + 1))`` and the t(4) tail's
+    ``w = |d| / sqrt(4 + d^2) = |e| / sqrt(4 m (m + 1) + e^2)``, ``tail = (1 - w)^2 (1 + w / 2) / 2``.
+    ``1 - w`` cancels at most ~6 bits (the clip bounds ``|e| <= 2 Z_CLIP m``, so ``w <= 0.9864``):
+    the score differs from :func:`spatial_pass`'s by ~1e-15, far below the float32 score it is
+    stored as (the scores are probabilities compared with the WARN / CRITICAL levels); the sign of
+    ``d`` is taken from ``e`` (one rounding) where ``z - sum / m`` takes two. ``tests/test_detect_spatial.py``
+    compares both and the plain reference. ``acc8`` (float64) receives each region's score per lane
     (region-major as the table), NaN where there is none (region missing, too few neighbours);
     ``cnt8`` float32 scratch of that length, ``dirf`` float64 scratch of that length (each lane's
     direction beside it: read with the lane's index, the score loop vectorises; a read of
@@ -246,18 +254,17 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
         for u in range(LANES):
             dirf[q + u] = dirv[u]
     lo = np.float64(min_nb if min_nb > 1 else 1)
-    for q in range(LANES * n):             # the contrast's score (float64, vectorised)
+    for q in range(LANES * n):             # the contrast's score (float64, vectorised; one division, one root)
         mf = np.float64(cnt8[q])
         m = mf if mf >= 1.0 else 1.0
         zq = np.float64(zc8[q])
-        d = (zq - acc8[q] / m) / math.sqrt(1.0 + 1.0 / m)
-        a = abs(d)
-        qq = math.sqrt(4.0 + a * a)
-        omw = 4.0 / (qq * (qq + a))
-        tail = 0.5 * omw * omw * (1.0 + 0.5 * a / qq)
+        e = zq * m - acc8[q]               # m * (z - mean): d = e / sqrt(m (m + 1))
+        w = abs(e) / math.sqrt(4.0 * m * (m + 1.0) + e * e)    # |d| / sqrt(4 + d^2)
+        omw = 1.0 - w                      # >= 0.0136: |z|, |mean| <= Z_CLIP
+        tail = 0.5 * omw * omw * (1.0 + 0.5 * w)
         dr = dirf[q]
-        up = 1.0 - tail if d > 0.0 else 0.0
-        dn = 1.0 - tail if d < 0.0 else 0.0
+        up = 1.0 - tail if e > 0.0 else 0.0
+        dn = 1.0 - tail if e < 0.0 else 0.0
         sc = up if dr == 1.0 else (dn if dr == -1.0 else 1.0 - 2.0 * tail)
         acc8[q] = sc if ((zq == zq) & (mf >= lo)) else math.nan
 
