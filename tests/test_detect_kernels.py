@@ -453,3 +453,16 @@ def test_scoring_starts_at_the_observation_that_completes_the_warm_up():
         first.append(times[np.flatnonzero(np.isfinite(score))[0]])
     assert first[0] == pd.Timestamp("2020-02-22 09:00")        # the 6th report (02-17 is the 1st)
     assert first[1] == times[5]                                  # the 6th observation
+
+
+def test_any_warm_finds_a_warm_series_anywhere():
+    # the block-wise test with its early stop: a warm series (non-NaN) in the first, a middle or the
+    # last block, or none, on rows of 0 to 6,000 series
+    from engine.detect.kernels import _any_warm
+
+    for n in (0, 1, 63, 64, 65, 200, 6000):
+        for pos in [None] + sorted({0, n // 2, n - 1} if n else set()):
+            a = np.full(n, np.nan, np.float32)
+            if pos is not None:
+                a[pos] = 0.0
+            assert _any_warm(a) == (pos is not None)

@@ -527,11 +527,17 @@ _INV_J = np.array([0.0] + [1.0 / j for j in range(1, COUNT_TERMS + 1)], dtype=np
 
 @njit(fastmath=_FAST)
 def _any_warm(mu_s):  # pragma: no cover - compiled
-    """Whether any series of the row is warm (``mu_s`` not NaN): a cold count row skips its tail."""
-    m = _0
-    for r in range(mu_s.shape[0]):
-        m += _0 if mu_s[r] != mu_s[r] else _1
-    return m > _0
+    """Whether any series of the row is warm (``mu_s`` not NaN): a cold count row skips its tail.
+    By blocks of 64 (each a vectorised count), stopping at the first block with a warm series (a warm
+    row's first)."""
+    n = mu_s.shape[0]
+    for b in range(0, n, 64):
+        m = _0
+        for r in range(b, min(b + 64, n)):
+            m += _0 if mu_s[r] != mu_s[r] else _1
+        if m > _0:
+            return True
+    return False
 
 
 #: rows of the count pass's scratch ``cw`` (float32, (COUNT_SCRATCH, n_reg)): the compacted series'
