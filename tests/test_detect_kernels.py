@@ -322,9 +322,11 @@ def test_update_into_preallocated_outputs():
         b.update(v, t0 + np.timedelta64(40, "h"), out=(out[0].astype(np.float64), out[1]))
 
 
-def test_vectorised_count_tail_equals_the_exact_one():
-    # the float32 pass (first 16 masses) against count_score (float64), every direction, Poisson and
-    # negative binomial; series beyond its range go to the exact scalar fallback
+@pytest.mark.parametrize("sparse", [False, True])
+def test_vectorised_count_tail_equals_the_exact_one(sparse):
+    # the float32 pass (first 16 masses; one-sided rows by Horner's rule) against count_score (float64),
+    # every direction, Poisson and negative binomial; series beyond its range go to the exact scalar
+    # fallback. ``sparse``: most counts 0 (fewer than one series in 8 with a tail: the branch compaction)
     from engine.detect.kernels import COUNT_SCRATCH, _count_fallback, _count_vec_pass
 
     rng = np.random.default_rng(11)
@@ -332,12 +334,16 @@ def test_vectorised_count_tail_equals_the_exact_one():
     mu = rng.uniform(0.1, 16.0, n).astype(np.float32)
     var = (mu * rng.choice([0.5, 1.0, 1.4, 2.0, 4.0, 10.0], n)).astype(np.float32)
     x = rng.poisson(mu * rng.uniform(0.2, 3.0, n)).astype(np.float32)
+    if sparse:
+        x[rng.uniform(size=n) < 0.9] = 0.0
     mu[:50] = np.nan                                     # not warm: left as the row pass scored them
     c3 = rng.uniform(0.0, 0.999, n).astype(np.float32)
+    c3[::3] = 0.0
     for direction in (1, -1, 0):
         ms = mu.copy()
-        score = np.full(n, 0.5, np.float32)
-        code = np.full(n, 7, np.int8)
+        # as the row pass leaves a count row: a warm series scored by its CUSUM (a zero count tail)
+        score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
+        code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
         nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code,
                               np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32))
         assert 0 < nfb < n - 50 and np.isfinite(ms).sum() == nfb
@@ -351,11 +357,10 @@ def test_vectorised_count_tail_equals_the_exact_one():
         assert (code[50:][~tie] == want_code[~tie]).all()
 
 
-
-
 def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
     # every count at or below its expectation in an up-bad row: no tail to sum (the pass stops after
-    # the zero tail), each warm series scored by its CUSUM alone; one series above: only it has a tail
+    # counting them: the row pass's scores, each warm series' CUSUM, stand); one series above: only it
+    # has a tail
     from engine.detect.kernels import COUNT_SCRATCH, _count_vec_pass
 
     n = 64
@@ -367,10 +372,11 @@ def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
         x = np.tile(np.array([0.0, 1.0, 2.0], np.float32), n)[:n]
         if x_hi is not None:
             x[10] = x_hi
-        ms, score, code = mu.copy(), np.full(n, 0.5, np.float32), np.full(n, 7, np.int8)
+        ms = mu.copy()
+        score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
+        code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
         assert _count_vec_pass(x, 1, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
                                np.empty(n, np.int32)) == 0
-        assert np.isnan(ms).all()
         assert (score[:4] == 0.5).all() and (code[:4] == 7).all()
         good = np.arange(4, n) != 10 if x_hi is not None else np.ones(n - 4, bool)
         np.testing.assert_array_equal(score[4:][good], c3[4:][good])
@@ -447,3 +453,16 @@ def test_scoring_starts_at_the_observation_that_completes_the_warm_up():
         first.append(times[np.flatnonzero(np.isfinite(score))[0]])
     assert first[0] == pd.Timestamp("2020-02-22 09:00")        # the 6th report (02-17 is the 1st)
     assert first[1] == times[5]                                  # the 6th observation
+
+
+def test_any_warm_finds_a_warm_series_anywhere():
+    # the block-wise test with its early stop: a warm series (non-NaN) in the first, a middle or the
+    # last block, or none, on rows of 0 to 6,000 series
+    from engine.detect.kernels import _any_warm
+
+    for n in (0, 1, 63, 64, 65, 200, 6000):
+        for pos in [None] + sorted({0, n // 2, n - 1} if n else set()):
+            a = np.full(n, np.nan, np.float32)
+            if pos is not None:
+                a[pos] = 0.0
+            assert _any_warm(a) == (pos is not None)

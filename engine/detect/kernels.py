@@ -527,114 +527,174 @@ _INV_J = np.array([0.0] + [1.0 / j for j in range(1, COUNT_TERMS + 1)], dtype=np
 
 @njit(fastmath=_FAST)
 def _any_warm(mu_s):  # pragma: no cover - compiled
-    """Whether any series of the row is warm (``mu_s`` not NaN): a cold count row skips its tail."""
-    m = _0
-    for r in range(mu_s.shape[0]):
-        m += _0 if mu_s[r] != mu_s[r] else _1
-    return m > _0
+    """Whether any series of the row is warm (``mu_s`` not NaN): a cold count row skips its tail.
+    By blocks of 64 (each a vectorised count), stopping at the first block with a warm series (a warm
+    row's first)."""
+    n = mu_s.shape[0]
+    for b in range(0, n, 64):
+        m = _0
+        for r in range(b, min(b + 64, n)):
+            m += _0 if mu_s[r] != mu_s[r] else _1
+        if m > _0:
+            return True
+    return False
 
 
 #: rows of the count pass's scratch ``cw`` (float32, (COUNT_SCRATCH, n_reg)): the compacted series'
 #: expectation, variance (then ``log P(X = 0)``), count and their two partial sums
 COUNT_SCRATCH = 5
+#: a count row whose series with a tail are fewer than one in this many is compacted by a branch
+_COUNT_SPARSE = np.float32(8.0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _count_first(mu, var, od):  # pragma: no cover - compiled
+    """A count's first mass and mass ratio (float32): ``log P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
+    with ``P(X = j) = P(X = j - 1) (ca + cb j) / j``; negative binomial where ``var > od mu``
+    (``p = mu / var``, size ``r = mu p / (1 - p)``), else Poisson."""
+    nb = var > od * mu
+    vv = var if nb else _2 * mu
+    p = mu / vv
+    q = _1 - p
+    rr = mu * p / q
+    a0 = rr * log32(p) if nb else -mu
+    pmf = exp_neg32(a0)
+    ca = q * (rr - _1) if nb else mu
+    cb = q if nb else _0
+    return a0, pmf, ca, cb
+
+
+@njit(fastmath=_FAST, inline="always")
+def _count_mark(x, up, down, mu_s):  # pragma: no cover - compiled
+    """``mu_s`` kept where a warm series is on its bad side beyond the vectorised tail's range (the exact
+    pass's series, :func:`_count_fallback`), NaN elsewhere."""
+    for r in range(x.shape[0]):
+        mu = mu_s[r]
+        kk = np.floor(np.float32(x[r]) + _05)
+        kk = kk if kk > _0 else _0
+        bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
+        fb = bad & ((kk > np.float32(COUNT_TERMS - 1)) | (mu > COUNT_MU))
+        mu_s[r] = mu if fb else _NAN
 
 
 @njit(fastmath=_FAST, error_model="numpy")
 def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover - compiled
     """Detector 2 over a count row, vectorised (float32), combined with the CUSUM; returns the
-    number of series left to :func:`_count_fallback` (marked by a non-NaN ``mu_s``).
+    number of series left to :func:`_count_fallback` (then marked by a non-NaN ``mu_s``, every
+    other series NaN; with 0 returned ``mu_s`` is left as it was).
 
-    The tail is the direct sum of the first :data:`COUNT_TERMS` probability masses,
-    ``pmf_0 = exp(-mu)`` (Poisson) or ``p**r`` (negative binomial, ``p = mu / var``,
-    ``r = mu p / (1 - p)``; :func:`log32`, :func:`exp_neg32`) and the ratio of successive masses,
-    each term added where it is inside the tail. Exact up to float32 rounding (~1e-6 absolute on
-    a score) for a count below :data:`COUNT_TERMS` and an expectation up to :data:`COUNT_MU`; the
-    other warm series on the bad side go to the float64 scalar pass. Runs before the threshold
-    pass, as the row pass does for the seasonal detector (the threshold still wins ties).
+    The row pass has already scored every warm series as a zero count tail would (its CUSUM's
+    score, code 3, or 0 with code 0: a one-sided row's good side scores exactly that); this pass
+    rewrites only the series with a tail. The tail is the sum of the first :data:`COUNT_TERMS`
+    probability masses, ``pmf_0 = exp(-mu)`` (Poisson) or ``p**r`` (negative binomial,
+    ``p = mu / var``, ``r = mu p / (1 - p)``; :func:`_count_first`) and the ratio of successive
+    masses: exact up to float32 rounding (~1e-6 absolute on a score) for a count below
+    :data:`COUNT_TERMS` and an expectation up to :data:`COUNT_MU`; the other warm series on the
+    bad side go to the float64 scalar pass. Runs before the threshold pass, as the row pass does
+    for the seasonal detector (the threshold still wins ties).
 
-    Only the warm series on the bad side of their expectation have a tail (a one-sided row's
-    good side scores 0 exactly). Every warm series is first given the score of a zero tail (the
-    CUSUM's; vectorised); a row with no series on its bad side stops there (the demo's sparse
-    counts: mostly 0 where more is bad). Otherwise the series with a tail are compacted into
-    ``cw`` (float32, (:data:`COUNT_SCRATCH`, n_reg)) with their regions in ``ci`` (int32, n_reg)
-    by a branch-free scalar loop, their 16-term sums run vectorised over them alone (the same
-    float32 operations in the same order as over the whole row: the same scores bit for bit),
-    and their scores are scattered back.
+    1. A vectorised pass counts the warm series on their bad side within the range and beyond
+       it; a row with neither stops there (the demo's sparse counts: mostly 0 where more is bad).
+    2. The series with a tail are compacted into ``cw`` (float32, (:data:`COUNT_SCRATCH`,
+       n_reg)) with their regions in ``ci`` (int32, n_reg): by a branch where fewer than one in
+       :data:`_COUNT_SPARSE` have one, else branch-free.
+    3. Where some are beyond the range, every series is marked for the exact pass.
+    4. Their tails, vectorised over the compacted series: a one-sided row's one tail by Horner's
+       rule from the top mass (a select and a multiply-add a term: docs/detect.md, "Count tail
+       ... (eleventh session)"; within ~5e-7 of the forward sum), a two-sided row's two tails by
+       the forward sums (unchanged).
+    5. Their scores are scattered back, or a series goes to the exact pass where its first mass
+       underflows (``log pmf_0 < -40``).
     """
     n_reg = x.shape[0]
     od = np.float32(overdisp)
     up = direction == 1
     down = direction == -1
-    # 1. the warm series on the bad side within the vectorised range (those with a tail to sum)
+    # 1. the warm series on the bad side: those with a tail to sum within the vectorised range and
+    # those beyond it (the exact pass's)
     n_tail = _0     # float32: an int64 count next to float32 lanes keeps the loop from vectorising
+    n_out = _0
     for r in range(n_reg):
         mu = mu_s[r]
         kk = np.floor(np.float32(x[r]) + _05)
         kk = kk if kk > _0 else _0
         bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
-        n_tail += _1 if (bad & (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)) else _0
-    # 2. ... compacted (branch-free; none on most rows of sparse counts, mostly 0 where more is bad)
+        inr = (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)
+        n_tail += _1 if (bad & inr) else _0
+        cw[3, r] = kk                   # for the compaction (cw rows 3, 4 are free until step 4)
+        cw[4, r] = _1 if (bad & inr) else _0
+        n_out += _0 if (inr | (bad == False)) else _1  # noqa: E712 (bitwise: vectorises)
+    if n_tail == _0 and n_out == _0:
+        return 0
+    # 2. ... compacted (none on most rows of sparse counts, mostly 0 where more is bad): by a branch
+    # where they are few (a rarely taken branch costs less than four stores a series), else
+    # branch-free
     m = 0
-    if n_tail > _0:
+    if n_tail * _COUNT_SPARSE < np.float32(n_reg):
         for r in range(n_reg):
-            mu = mu_s[r]
-            kk = np.floor(np.float32(x[r]) + _05)
-            kk = kk if kk > _0 else _0
-            bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
-            need = bad & (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)
+            if cw[4, r] != _0:
+                ci[m] = r
+                cw[0, m] = mu_s[r]
+                cw[1, m] = var_s[r]
+                cw[2, m] = cw[3, r]
+                m += 1
+    elif n_tail > _0:
+        for r in range(n_reg):
             ci[m] = r
-            cw[0, m] = mu
+            cw[0, m] = mu_s[r]
             cw[1, m] = var_s[r]
-            cw[2, m] = kk
-            m += 1 if need else 0
-    # 3. every warm series scored with a zero tail (the good side's score; the series with a tail
-    # are overwritten below), the out-of-range ones marked for the exact pass
-    n_out = _0
-    for r in range(n_reg):
-        mu = mu_s[r]
-        c3 = c3_s[r]
-        warm = mu == mu
-        kk = np.floor(np.float32(x[r]) + _05)
-        kk = kk if kk > _0 else _0
-        bad = (kk > mu) if up else ((kk < mu) if down else warm)
-        fb = bad & ((kk > np.float32(COUNT_TERMS - 1)) | (mu > COUNT_MU))
-        n_out += _1 if fb else _0
-        best = c3 if c3 > _0 else _0
-        code = _C_CUSUM if c3 > _0 else _C_NONE
-        s_old = score[r]
-        d_old = det[r]
-        score[r] = best if warm else s_old
-        det[r] = code if warm else d_old
-        mu_s[r] = mu if fb else _NAN
+            cw[2, m] = cw[3, r]
+            m += 1 if cw[4, r] != _0 else 0
+    # 3. the series beyond the range marked for the exact pass (``mu_s`` kept there, NaN elsewhere)
+    if n_out > _0:
+        _count_mark(x, up, down, mu_s)
     if m == 0:
         return int(n_out)
-    # 4. their tails: the first masses and the fixed 16-term sums, vectorised over the compacted series
-    for j in range(m):
-        mu = cw[0, j]
-        var = cw[1, j]
-        kk = cw[2, j]
-        nb = var > od * mu
-        vv = var if nb else _2 * mu
-        p = mu / vv
-        q = _1 - p
-        rr = mu * p / q
-        a0 = rr * log32(p) if nb else -mu
-        pmf = exp_neg32(a0)
-        ca = q * (rr - _1) if nb else mu            # pmf_j = pmf_{j-1} (ca + cb j) / j
-        cb = q if nb else _0
-        s_lo = _0                                   # P(X <= k - 1)
-        s_k = _0                                    # P(X <= k)
-        for t in range(COUNT_TERMS):
-            jf = np.float32(t)
-            s_lo += pmf if jf < kk else _0
-            s_k += pmf if jf <= kk else _0
-            pmf = pmf * (ca + cb * np.float32(t + 1)) * _INV_J[t + 1]
-        cw[1, j] = a0
-        cw[3, j] = s_lo
-        cw[4, j] = s_k
+    # 4. their tails, vectorised over the compacted series: the first mass and the ratio of
+    # successive masses (:func:`_count_first`), then the first COUNT_TERMS masses summed
+    if up or down:
+        # one tail, P(X <= kt - 1) (kt = k up, k + 1 down), by Horner from the top term:
+        # pmf_0 (1 + f_1 (1 + f_2 (1 + ...))), f_t = (ca + cb t) / t = ca / t + cb, zero from t = kt
+        # on: a select and one multiply-add on the chain a term (the forward sums of the two-sided
+        # case: two multiplications, two selects and two sums)
+        for j in range(m):
+            kk = cw[2, j]
+            a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
+            kt = kk if up else kk + _1
+            h = _0
+            for t in range(COUNT_TERMS - 1, 0, -1):
+                f = ca * _INV_J[t] + cb
+                f = f if np.float32(t) < kt else _0
+                h = f * h + f
+            sv = pmf * (_1 + h)
+            sv = sv if kt > _0 else _0
+            cw[1, j] = a0
+            cw[3, j] = sv
+            cw[4, j] = sv
+    else:
+        # both tails: the masses summed forward, P(X <= k - 1) and P(X <= k)
+        for j in range(m):
+            kk = cw[2, j]
+            a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
+            s_lo = _0
+            s_k = _0
+            for t in range(COUNT_TERMS):
+                jf = np.float32(t)
+                s_lo += pmf if jf < kk else _0
+                s_k += pmf if jf <= kk else _0
+                pmf = pmf * (ca + cb * np.float32(t + 1)) * _INV_J[t + 1]
+            cw[1, j] = a0
+            cw[3, j] = s_lo
+            cw[4, j] = s_k
     s_lo = cw[3]
     s_k = cw[4]
-    # 5. their scores (scattered back), or the exact pass where the first mass underflows
+    # 5. their scores (scattered back), or the exact pass where the first mass underflows (then the
+    # other series are marked first, if step 3 did not)
+    under = _0
+    for j in range(m):
+        under += _1 if cw[1, j] < _M40 else _0
+    if under > _0 and n_out == _0:
+        _count_mark(x, up, down, mu_s)
     nfb = 0
     for j in range(m):
         r = ci[j]
