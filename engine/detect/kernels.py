@@ -47,10 +47,12 @@ VISITS_MAX = 2**31 - 1
 CODE_SEASONAL, CODE_COUNT, CODE_CUSUM, CODE_THRESHOLD, CODE_SPATIAL = 1, 2, 3, 4, 5
 _WARN = float(WARN)  # a threshold score at or above it is a crossed catalog level
 _CRITICAL = float(CRITICAL)
-#: indicators per ``prange`` iteration of :func:`update_kernel` (each thread owns whole rows). numba splits
-#: the iterations statically, one contiguous block per thread (checked: ``set_parallel_chunksize`` does not
-#: change that under the omp layer), so the two halves of the catalog share the work as their rows' costs
-#: do (count rows ~2x: ~2 % apart on the catalog, docs/detect.md "Row pass speed")
+#: rows in a chunk of :func:`update_kernel` and :func:`run_kernel`: each kernel deals its chunks to
+#: ``n_workers`` workers in turn (worker ``w`` takes chunks ``w, w + n_workers, ...``), because numba
+#: splits a ``prange`` statically into one contiguous block per thread (``set_parallel_chunksize`` does
+#: not change that under the omp layer) and the catalog's costly rows sit in runs: contiguous halves
+#: were 8-21 % apart on the demo's parts, dealt chunks 0.4-1.8 % (docs/detect.md, "Single-cycle update
+#: ... (tenth session)" and "Detectors stage ... (eleventh session)")
 CHUNK = 8
 #: the row pass may reassociate sums (the shape accumulator) and fuse multiply-adds;
 #: it keeps IEEE NaN semantics (no ``nnan``), which the missing-data logic relies on
