@@ -437,14 +437,14 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
         has_v = not math.isnan(v)
         if not has_v and not count_nan:
             continue
-        if d == 0:  # bucket k: its cells only (no window holds bucket k before the add)
-            for m in range(map_ptr[kk], map_ptr[kk + 1]):
-                b = map_base[m]
-                if bmask[b] == 0:
-                    continue
-                s = lookup[b, reg]
-                if s < 0:
-                    continue
+        for m in range(map_ptr[kk], map_ptr[kk + 1]):
+            b = map_base[m]
+            if bmask[b] == 0:
+                continue
+            s = lookup[b, reg]
+            if s < 0:
+                continue
+            if d == 0:  # bucket k: its cells only (no window holds bucket k before the add)
                 oN = cN[b] + s
                 c = _cnt(ringN, ringN32, wide, oN) + 1
                 _cnt_set(ringN, ringN32, wide, oN, c)
@@ -463,13 +463,6 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
                             o = cMax[b] + s
                             if v > ringMax[o]:
                                 ringMax[o] = v
-            continue
-        for m in range(map_ptr[kk], map_ptr[kk + 1]):
-            b = map_base[m]
-            if bmask[b] == 0:
-                continue
-            s = lookup[b, reg]
-            if s < 0:
                 continue
             i = s - base_ser0[b]
             n = base_ser0[b + 1] - base_ser0[b]
