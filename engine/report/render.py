@@ -19,7 +19,32 @@ FIGURES = ("map", "domains", "epidemic", "recovery")
 SEVERITY_ORDER = {"critical": 0, "warn": 1}
 
 
-def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12) -> Path:
+#: the figures that read only ``epidemic.parquet`` and ``economy.parquet`` (:func:`early_figures`)
+EARLY_FIGURES = ("epidemic", "recovery")
+
+
+def early_figures(run_dir) -> dict:
+    """PNG bytes of the report's figures that need only ``epidemic.parquet`` and ``economy.parquet``
+    (:data:`EARLY_FIGURES`): a run makes them while its last stores are still written, and hands
+    them to :func:`render_report` (``pngs``). The same bytes :func:`render_report` makes from the
+    finished folder (a figure of one run reads nothing else of it).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder being written: ``epidemic.parquet`` and ``economy.parquet`` must be there
+        (``summary.json`` need not).
+
+    Returns
+    -------
+    dict
+        ``{"epidemic": bytes, "recovery": bytes}``.
+    """
+    run = Run(path=Path(run_dir), summary={}, truth={})
+    return {"epidemic": F.save_png(F.epidemic_figure(run)), "recovery": F.save_png(F.recovery_figure(run))}
+
+
+def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: dict | None = None) -> Path:
     """Write ``report.html`` and ``figures/{map,domains,epidemic,recovery}.png`` into a run folder.
 
     Parameters
@@ -33,6 +58,8 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12) -> Path:
         Cycle of the risk map (the cycle at or just before it); default the last.
     top_alerts : int
         Rows of the alerts table.
+    pngs : dict, optional
+        Figures already made from this folder's files (:func:`early_figures`), used as they are.
 
     Returns
     -------
@@ -43,6 +70,8 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12) -> Path:
     ------
     RunFolderError
         Not a run folder, a missing or malformed file, ``at`` outside the run.
+    ValueError
+        ``pngs`` names a figure other than :data:`EARLY_FIGURES`.
 
     Examples
     --------
@@ -53,6 +82,9 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12) -> Path:
     ...     sorted(p.name for p in (path.parent / "figures").iterdir()), path.name
     (['domains.png', 'epidemic.png', 'map.png', 'recovery.png'], 'report.html')
     """
+    given = dict(pngs or {})
+    if set(given) - set(EARLY_FIGURES):
+        raise ValueError(f"pngs: only {list(EARLY_FIGURES)} can be given (made by early_figures), got {sorted(given)}")
     run = load_run(run_dir)
     run.time_index(at)
     run.alerts, run.epidemic, run.economy, run.values  # noqa: B018 - read and checked before writing
@@ -60,8 +92,8 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12) -> Path:
     pngs = {
         "map": F.save_png(F.map_figure(run, city, at), tight=True),
         "domains": F.save_png(F.domain_figure(run, [city])),
-        "epidemic": F.save_png(F.epidemic_figure(run)),
-        "recovery": F.save_png(F.recovery_figure(run)),
+        "epidemic": given["epidemic"] if "epidemic" in given else F.save_png(F.epidemic_figure(run)),
+        "recovery": given["recovery"] if "recovery" in given else F.save_png(F.recovery_figure(run)),
     }
     figdir = run.path / "figures"
     figdir.mkdir(exist_ok=True)

@@ -35,6 +35,8 @@ EPIDEMIC_COLUMNS = ("date", "seed", "susceptible", "exposed", "infectious", "rec
 ECONOMY_COLUMNS = ("date", "enterprise_operation", "footfall", "power_use")
 ALERT_COLUMNS = ("time", "indicator", "region", "level", "state", "severity", "value", "score", "detector",
                  "owner", "dimension", "domain", "name_zh", "name_en", "region_name")
+#: ``indices.zarr`` up to this size (its data variables in memory) is read once when first used
+PERSIST_BYTES = 256 * 2**20
 SUMMARY_KEYS = ("scenario", "period", "epidemic", "economy", "health", "alerts", "worst_neighbourhoods")
 
 
@@ -94,7 +96,8 @@ class Run:
 
     @cached_property
     def indices(self):
-        """``indices.zarr`` (``health`` and ``grade`` over time, index, region), read lazily."""
+        """``indices.zarr`` (``health`` and ``grade`` over time, index, region): read lazily, or
+        into memory at first use when its data take at most :data:`PERSIST_BYTES`."""
         ds = self._zarr("indices.zarr", ("health", "grade"))
         for v in ("health", "grade"):
             _check_dims(self, "indices.zarr", ds[v], ("time", "index", "region"))
@@ -103,7 +106,13 @@ class Run:
         if missing:
             raise self._fail("indices.zarr", f"index labels {missing} missing; expected overall and the 4 domains "
                                              f"({', '.join(DOMAINS)})")
-        return ds.assign_coords(index=labels, region=[str(x) for x in ds["region"].values])
+        ds = ds.assign_coords(index=labels, region=[str(x) for x in ds["region"].values])
+        if sum(v.nbytes for v in ds.data_vars.values()) <= PERSIST_BYTES:
+            # read once into memory, chunk by chunk as stored: the report reads each index over
+            # the whole run (district_series) and the map's cycle; each of those reads would
+            # decompress every chunk again. The values are the stored ones either way
+            ds = ds.persist()
+        return ds
 
     @cached_property
     def times(self) -> pd.DatetimeIndex:

@@ -287,22 +287,24 @@ def _part_later(stage: Stages, warmer, manager, split: list, scan_tests: int, in
 
 
 def _day_end(stage: Stages, writer, out: Path, ctx: dict, factor: int):
-    """A scored day's stored steps and indices to the stores (one append per day and store: an
-    append's fixed cost is about that of compressing an hourly day of values). Returns the
-    values' write (:meth:`DayWriter.write`: its future, or None when written): the arrays of
+    """A scored day's indices and stored steps to the stores (one append per day and store: an
+    append's fixed cost is about that of compressing an hourly day of values). The indices go
+    first (the writer stores in order): at the run's end the summary reads ``indices.zarr``
+    while the last day's values are still compressed. Returns the values' write
+    (:meth:`DayWriter.write`: its future, or None when written): the arrays of
     ``ctx["day_buf"]`` are in use until it is done."""
     import xarray as xr
 
     with stage("zarr"):
         ds, day_buf, index_parts = ctx["ds"], ctx["day_buf"], ctx["index_parts"]
         stored_times = ctx["times"].values[factor - 1::factor]
-        written = writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
-                               stored_times, ds.attrs)
         health = np.concatenate([p["health"].values for p in index_parts])
         grade = np.concatenate([p["grade"].values for p in index_parts])
         idx_times = np.concatenate([p["time"].values for p in index_parts])
         writer.write(out / "indices.zarr", lambda: xr.concat(index_parts, dim="time"),
                      {"health": health, "grade": grade}, idx_times, index_parts[0].attrs)
+        written = writer.write(out / "values.zarr", lambda: _day_dataset(ds, day_buf, stored_times), day_buf,
+                               stored_times, ds.attrs)
         ctx.clear()   # the day's values and buffers are no longer needed here
     return written
 
@@ -536,11 +538,11 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
                 day_busy[slot] = part_busy[(n_part - 1) % len(part_bufs)]
             del ds, values, seen, day_ctx
             bar.advance()
-        with stage("side_wait"):
-            side.drain()
-        with stage("zarr"):
-            writer.close()        # the last days' writes
-
+        # the run's end. The side thread finishes the last parts, hands the last day to the writer
+        # (indices, then values) and closes the alert manager (its frame, read from the store); this
+        # thread meanwhile writes what needs none of that and draws the figures of the epidemic
+        # and the economy, then reads the indices as soon as they are stored: the last day's
+        # values are compressed while the summary is made. The report waits for them.
         def finish():
             with stage("alerts"):
                 manager.flush(10)
@@ -548,33 +550,36 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
                 manager.close()
                 return frame
 
-        alerts = side.call(finish)
+        alerts_done = side.submit(finish)
+        eco = _economy_frame(economy)
+        eco.to_parquet(out / "economy.parquet")
+        # the simulator's background outages / gas alarms (drawn with the feeds above): true alerts, not incidents
+        routine = truth.routine_events() if hasattr(truth, "routine_events") else []
+        (out / "truth.json").write_text(json.dumps({"incidents": incidents, "routine": routine}, default=str,
+                                                   ensure_ascii=False, indent=1))
+        early = _early_figures(out, stage)
+        with stage("side_wait"):
+            side.drain()
+        alerts = alerts_done.result()
+        with stage("zarr"):
+            writer.wait(out / "indices.zarr")
     finally:
         encoder.shutdown(wait=True, cancel_futures=True)
         side.close()
     with stage("alerts"):
         alerts.to_parquet(out / "alerts.parquet")
 
-    eco = pd.DataFrame(economy)
-    for raw, col in (("footfall_raw", "footfall"), ("power_raw", "power_use")):
-        peak = eco[raw].max()
-        eco[col] = 100 * eco[raw] / peak if peak and np.isfinite(peak) else np.nan
-    eco = eco.drop(columns=["footfall_raw", "power_raw"])
-    eco.to_parquet(out / "economy.parquet")
-
     parents = dict(zip(city.regions.index, city.regions["street"]))
     first = _first_firing(alerts)
     fired = first[first["time"] >= period_start] if len(first) else first
-    # the simulator's background outages / gas alarms (drawn with the feeds above): true alerts, not incidents
-    routine = truth.routine_events() if hasattr(truth, "routine_events") else []
-    (out / "truth.json").write_text(json.dumps({"incidents": incidents, "routine": routine}, default=str,
-                                               ensure_ascii=False, indent=1))
     quality = detection_quality(fired, incidents + routine, cycle, parents, match=manager.config.alert_per)
     # alerts that fired on the history's last day (the manager's warm-up): not counted above
     quality["fired_before_period"] = int(len(first) - len(fired))
     quality["rebaselined"] = rebaselined
     with stage("summary"):
         summary = _summary(scenario, city, curves, eco, out, fired, quality, quarantined, store_every)
+    with stage("zarr"):
+        writer.close()        # the last day's values
     if warmer is not None:
         summary["warm"] = warmer.report()
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
@@ -587,12 +592,32 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         pass
     else:
         with stage("report"):
-            render_report(out, city=city)
+            render_report(out, city=city, pngs=early)
         # the report's time too (runtime_s is the run before it, as before)
         summary["stages_s"] = stage.rounded()
         summary["stages_cpu_s"] = stage.rounded(cpu=True)
         (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     return summary
+
+
+def _economy_frame(economy: list) -> pd.DataFrame:
+    """``economy.parquet``'s table: each day's district figures, footfall and power use as % of their peak."""
+    eco = pd.DataFrame(economy)
+    for raw, col in (("footfall_raw", "footfall"), ("power_raw", "power_use")):
+        peak = eco[raw].max()
+        eco[col] = 100 * eco[raw] / peak if peak and np.isfinite(peak) else np.nan
+    return eco.drop(columns=["footfall_raw", "power_raw"])
+
+
+def _early_figures(out: Path, stage) -> dict | None:
+    """The report's figures that need only the epidemic and economy tables
+    (:func:`engine.report.render.early_figures`); None without :mod:`engine.report`."""
+    try:
+        from engine.report.render import early_figures
+    except ImportError:
+        return None
+    with stage("report"):
+        return early_figures(out)
 
 
 def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int = 0) -> None:
@@ -703,23 +728,30 @@ def _first_firing(alerts: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary(scenario, city, curves, eco, out: Path, fired, quality, quarantined, store_every) -> dict:
+    import dask
     import xarray as xr
 
     first = curves[curves["seed"] == scenario.seeds[0]].set_index("date")
     prevalence = first["prevalence"]
-    idx = xr.open_zarr(out / "indices.zarr")
+    # the store read once and every figure below in one computation, on this thread: the same
+    # reductions of the same chunks as one computation each (the same numbers); each of them read
+    # and decompressed the whole store again before, with a thread pool's hand-offs
+    idx = xr.open_zarr(out / "indices.zarr").persist(scheduler="synchronous")
     health = idx["health"]
     level = idx["level"].values if "level" in idx.coords else np.array(["neighbourhood"] * health.sizes["region"])
     nb = health.isel(region=np.flatnonzero(level == "neighbourhood"))
     overall = nb.sel(index="overall")
     grade = idx["grade"].isel(region=np.flatnonzero(level == "neighbourhood")).sel(index="overall")
+    domains = ("safety", "construction", "market", "livelihood")
+    grade, mean_overall, mean_by_region, *by_domain = dask.compute(
+        grade, overall.mean(), overall.mean("time"), *(nb.sel(index=d).mean() for d in domains),
+        scheduler="synchronous")
     # days in each grade: neighbourhood-cycles in each grade, averaged over neighbourhoods, as days
     g = grade.values
     steps_per_day = max(1, int(round(g.shape[0] / scenario.days)))
     counts = {name: float(np.sum(g == code) / g.shape[1] / steps_per_day)
               for code, name in enumerate(("excellent", "good", "stable", "poor"))}
-    mean_by_region = overall.mean("time").to_pandas()
-    worst = mean_by_region.nsmallest(5)
+    worst = mean_by_region.to_pandas().nsmallest(5)
     names = dict(zip(city.regions.index, city.regions["name"]))
     final_week = eco.tail(7)
     return {
@@ -735,8 +767,8 @@ def _summary(scenario, city, curves, eco, out: Path, fired, quality, quarantined
         "economy": {"enterprise_operation_recovered": float(final_week["enterprise_operation"].mean()),
                     "footfall_recovered": float(final_week["footfall"].mean()),
                     "power_use_recovered": float(final_week["power_use"].mean())},
-        "health": {"mean_overall": float(overall.mean()),
-                   "by_domain": {d: float(nb.sel(index=d).mean()) for d in ("safety", "construction", "market", "livelihood")},
+        "health": {"mean_overall": float(mean_overall),
+                   "by_domain": {d: float(m) for d, m in zip(domains, by_domain)},
                    "days_in_grade": counts},
         "alerts": {"total": int(len(fired)),
                    "by_dimension": {k: int(v) for k, v in fired["dimension"].value_counts().items()} if len(fired) else {}},

@@ -277,6 +277,14 @@ class DayWriter:
                 entry[0] = 1 - turn
         return fut
 
+    def wait(self, path) -> None:
+        """Wait until every day given so far to store ``path`` is written (raising a write's error);
+        the other stores' writes go on (a reader of ``path`` need not wait for them)."""
+        key = str(path)
+        for k, f in list(self._pending):
+            if k == key:
+                f.result()
+
     def _raise_failed(self) -> None:
         keep = []
         for key, f in self._pending:

@@ -1,0 +1,73 @@
+"""The run's tail (docs/report.md, twelfth session): the figures a run draws before its stores are
+complete, the report reading ``indices.zarr`` once, and the writer's wait for one store."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.report import load_run, render_report
+from engine.report import run as run_mod
+from engine.report.render import EARLY_FIGURES, early_figures
+from engine.scenario.store import DayWriter
+from run_fixture import fixture_city, write_run
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("tail") / "run")
+
+
+def test_early_figures_are_the_report_s_own_bytes(folder, tmp_path):
+    plain = render_report(shutil.copytree(folder, tmp_path / "plain"), fixture_city())
+    given = shutil.copytree(folder, tmp_path / "given")
+    early = early_figures(given)           # made from the two tables only: no summary.json needed
+    assert sorted(early) == sorted(EARLY_FIGURES)
+    (given / "summary.json").unlink()
+    assert early_figures(given) == early
+    shutil.copy(folder / "summary.json", given / "summary.json")
+    path = render_report(given, fixture_city(), pngs=early)
+    assert path.read_bytes() == plain.read_bytes()
+    for name in ("map", "domains", *EARLY_FIGURES):
+        assert (given / "figures" / f"{name}.png").read_bytes() == (plain.parent / "figures" / f"{name}.png").read_bytes()
+
+
+def test_only_early_figures_can_be_given(folder, tmp_path):
+    with pytest.raises(ValueError, match="'map'"):
+        render_report(shutil.copytree(folder, tmp_path / "r"), pngs={"map": b""})
+
+
+def test_indices_read_into_memory_equal_the_store_and_large_ones_stay_lazy(folder, monkeypatch):
+    mem = load_run(folder).indices
+    assert all(v.chunks is not None for v in mem.data_vars.values())    # persisted: chunks kept, in memory
+    monkeypatch.setattr(run_mod, "PERSIST_BYTES", 0)
+    lazy = load_run(folder).indices
+    for v in ("health", "grade"):
+        a, b = np.asarray(mem[v].values), np.asarray(lazy[v].values)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    assert len(dict(lazy["health"].__dask_graph__())) > len(dict(mem["health"].__dask_graph__()))
+
+
+def test_writer_wait_waits_for_one_store_and_raises_its_error(tmp_path, monkeypatch):
+    import engine.scenario.store as store
+
+    written = []
+
+    def append_day(path, data, times, attrs=None):
+        if str(path).endswith("b"):
+            raise RuntimeError("disk full on b")
+        written.append(str(path)[-1])
+
+    monkeypatch.setattr(store, "append_day", append_day)
+    monkeypatch.setattr(store, "create_store", lambda ds, path: None)
+    w = DayWriter()
+    for p in ("a", "b", "a", "b"):           # the first day of each store creates it, the second appends
+        w.write(tmp_path / p, lambda: None, {}, [])
+    w.wait(tmp_path / "a")                   # b's failed write is not a's
+    assert written == ["a"]
+    with pytest.raises(RuntimeError, match="disk full on b"):
+        w.wait(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="disk full on b"):
+        w.close()
