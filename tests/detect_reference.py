@@ -380,7 +380,8 @@ def update_reference(V, phase_d, phase_w, det, par):
                     cp, cn = st["cusum_pos"][i, r], st["cusum_neg"][i, r]
                 if ph2 is None:          # no CUSUM against the daily fallback of a weekly row (held)
                     st["cusum_pos"][i, r], st["cusum_neg"][i, r] = cp, cn
-                    s3 = cusum_score(cp, cn, dirn, par["cusum_k"])
+                    # a rolling window spanning ``span`` cycles: the stationary tail is exp(-2 k C / span)
+                    s3 = cusum_score(cp, cn, dirn, par["cusum_k"] / float(det.span[i]))
                     if s3 > best:
                         best, c = s3, 3
                 z[r] = zr

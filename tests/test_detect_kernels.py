@@ -107,15 +107,18 @@ def _values(rng, det, t):
 
 
 @pytest.mark.parametrize("seed, fast, rules", [(0, False, False), (1, False, True), (2, False, True), (3, True, True),
-                                               (4, False, 2), (5, False, 3), (6, False, 4)])
+                                               (4, False, 2), (5, False, 3), (6, False, 4), (7, False, 5)])
 def test_update_equals_reference(seed, fast, rules):
     # fast: learning rates high enough that rows turn steady within the run (nobs frozen);
     # rules: the city rules (weekday / weekend daily profiles, unvisited bins unscored, held repeats,
     # weekly rows judged by their daily fallback profile until their weekly bins are learned);
     # 3: one-week weekly warm-up over 200 cycles (the weekly bins take over from the fallback);
-    # 4: the fallback off (the default)
+    # 4: the fallback off (the default); 5: the same with rolling windows of 1-24 cycles (the CUSUM's
+    # tail judged over the window's span: kernels._row_pass's 2 k / span)
     rng = np.random.default_rng(seed)
     cfg = {"level_rate": 0.2, "spread_rate": 0.25, "scale_rate": 0.3} if fast else {}
+    if rules == 5:
+        cfg["window"] = [None, "2h", "6h", "24h", "3h", None, "24h"]
     if rules == 3:
         cfg["warmup_seasons"] = 1
     if rules in (1, 2, 3):

@@ -25,6 +25,7 @@ import math
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from engine.config import njit
@@ -126,6 +127,22 @@ def _f32_bits(typingctx, f):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], llvm_ir.IntType(32))
     return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _fence(typingctx, f):
+    """``f`` unchanged, behind ``llvm.arithmetic.fence``: fast-math may not reassociate across it.
+
+    For a loop-invariant factor of :func:`_row_pass` computed as a quotient (``2 k / span``, the
+    amplitude rate over ``max(shape^2, 1)``): with ``reassoc`` LLVM rewrote ``(a / b) * x`` as
+    ``(a * x) / b``, a division in every lane of the loop (and, under a run-time flag, a branch
+    splitting the loop body) instead of one before it (docs/detect.md, "Plain row pass ... (twelfth
+    session)"). Scalar only: a fence inside the loop would keep it from vectorising."""
+    def codegen(context, builder, signature, args):
+        fnty = llvm_ir.FunctionType(llvm_ir.FloatType(), [llvm_ir.FloatType()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.arithmetic.fence.f32")
+        return builder.call(fn, args)
+    return types.float32(types.float32), codegen
 
 
 _LOG2E = np.float32(1.4426950408889634)
@@ -268,14 +285,14 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     sh2_32 = _0 if sh2 is None else np.float32(sh2)
     shsq = sh32 * sh32
     lms_div = shsq if shsq > _1 else _1
-    amp_k = a_amp * sh32 / lms_div
+    amp_k = _fence(a_amp * sh32 / lms_div)   # one division, before the loop (:func:`_fence`)
     dirf = np.float32(direction)
     two = direction == 0
     side = _1 if direction >= 0 else -_1       # the sign of the residual that moves CP
     # A rolling-window indicator's residuals overlap ``span`` cycles, so the long-run variance of
     # their sum is ``span`` times what the CUSUM assumes: its stationary tail exp(-2kC) is really
     # exp(-2kC / span).
-    two_k = _2 * k / np.float32(span)
+    two_k = _fence(_2 * k / np.float32(span))
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
     no_cnt = hold_mode > 0 and not is_count
@@ -284,6 +301,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     # city rules: while a bin is settling (seen once), a warm series keeps its spread, which
     # scales the bin: a weekday's level carried in its first visit's bin stays where it was put
     keep_d = hold_mode > 0 and seasonal and not clip_on
+    amp_on = lms and a_amp > _0     # a scalar flag, not a short-circuit in the loop: LLVM unswitches on it
     nsat_f = np.float32(nsat)
     nmin = np.int32(NOBS_MAX)      # an integer min: a float one would not vectorise without nnan
     acc = _0
@@ -394,7 +412,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         rd = inv if inv > a_spread else a_spread
         nl = l + rl * res
         ns = s + rs * (abs(res) - s)
-        if lms and warm and a_amp > _0:
+        if amp_on & warm:
             nd = d + amp_k * res
             nd = nd if nd > _0 else _0
         else:
