@@ -923,12 +923,9 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
         bw = -1
         for zc in range(n_reg):
             for s in range(nsize[zc]):
-                clash = False
-                for j in range(s + 1):
-                    if taken[zones[zc, j]]:
-                        clash = True
-                        break
-                if clash:
+                # a prefix overlapping a cluster taken ends the zone's prefixes; the members before s
+                # were checked with the shorter prefixes, so only the new one is
+                if taken[zones[zc, s]]:
                     break
                 v = Lzs[zc, s]
                 if v > best:
