@@ -970,10 +970,13 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
         return nfound
     mcell = np.empty(ncell)
     Mcell = np.empty(ncell)
+    slots = np.empty(fill, dtype=np.int64)      # the windows' ring slots (a modulo each, not one a cell)
+    for w in range(fill):
+        slots[w] = (pos - 1 - w) % W
     for r in range(n_reg):
         acc = 0.0
         for w in range(fill):
-            m = np.float64(exp[(pos - 1 - w) % W, r])
+            m = np.float64(exp[slots[w], r])
             acc = m if w == 0 else acc + m          # as _zone_sums' Mw
             mcell[r * fill + w] = m
             Mcell[r * fill + w] = acc
