@@ -91,3 +91,76 @@ def scan_reference_cells(obs, exp, zones, replicas, seed, alpha, table, stride=1
                 want[q, 1] = exact
         want[q, 4] = lengths[int(want[q, 4]) - 1] * stride
     return want
+
+
+def exceed_lower_bound_reference(mcell, Mcell, fill, single, L, count_for, stop=math.inf):
+    """The screen's bound (``engine.detect.scan._exceed_lower_bound``) written out: for each region
+    that is a zone of its own, in order, the probability that some window's cumulative count reaches
+    its threshold (``count_for(M, L)``: the smallest count whose LLR against the window's expectation
+    ``M`` reaches ``L``), by a recursion over the windows on the counts below ``min(max threshold,
+    SCREEN_CAP)``; regions with the last bounded one's cell means take its value, regions with a cell
+    above ``NORMAL_ABOVE`` are left out; ``1 - prod (1 - e_r)`` in logs, ending once its log is below
+    ``log1p(-stop)`` by the kernel's margin. The same operations in the same order, in Python floats."""
+    from engine.detect.scan import NORMAL_ABOVE, SCREEN_CAP
+
+    n_reg = len(single)
+    log_none = 0.0
+    log_stop = -math.inf
+    if stop < 1.0:
+        log_stop = math.log1p(-stop)
+        log_stop -= 1e-9 * abs(log_stop) + 1e-300
+    prev, prev_e = -1, 0.0
+    for r in range(n_reg):
+        if not single[r]:
+            continue
+        row = [float(mcell[r * fill + w]) for w in range(fill)]
+        if prev >= 0 and row == [float(mcell[prev * fill + w]) for w in range(fill)]:
+            if prev_e > 0.0:
+                log_none += math.log1p(-prev_e)
+                if log_none < log_stop:
+                    return -math.expm1(log_none)
+            continue
+        prev, prev_e = r, 0.0
+        if any(m > NORMAL_ABOVE for m in row):
+            continue
+        thr = [float(count_for(float(Mcell[r * fill + w]), L)) for w in range(fill)]
+        finite = [t for t in thr if t < math.inf]
+        cmax = max(finite + [0.0])
+        if cmax == 0.0:
+            continue
+        cap = int(cmax) if cmax < SCREEN_CAP else SCREEN_CAP
+        dist = [1.0] + [0.0] * (cap - 1)
+        exc = 0.0
+        for w in range(fill):
+            m = row[w]
+            pk = math.exp(-m) if m > 0.0 else 1.0
+            pmf, cum, cdf = [], [], 0.0
+            for k in range(cap + 1):
+                pmf.append(pk)
+                cum.append(cdf)
+                cdf += pk
+                pk *= m / (k + 1)
+            new = [0.0] * cap
+            for c in range(cap):
+                d = dist[c]
+                if d == 0.0:
+                    continue
+                k = 0
+                while True:
+                    t = c + k
+                    if t >= thr[w]:
+                        tail = 1.0 - cum[k]
+                        exc += d * (tail if tail > 0.0 else 0.0)
+                        break
+                    if t >= cap or (m <= 0.0 and k > 0):
+                        break
+                    new[t] += d * pmf[k]
+                    k += 1
+            dist = new
+        if exc >= 1.0:
+            return 1.0
+        prev_e = exc
+        log_none += math.log1p(-exc)
+        if log_none < log_stop:
+            return -math.expm1(log_none)
+    return -math.expm1(log_none)

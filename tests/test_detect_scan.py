@@ -194,12 +194,13 @@ def test_sparse_draws_equal_the_table_draws(seed):
     _offset_keys(off, og)
     ks = np.zeros(ncell)
     qv, nz = np.empty(ncell, dtype=np.int64), np.empty(ncell + len(special), dtype=np.int64)
+    fl = np.empty(ncell, dtype=np.uint8)
     tails = 0
     for rep in range(400):
         base = np.uint64(rep) * np.uint64(U)
         kd = np.empty(ncell)
         _draw_replica(seed64, base, mcell, off, F, plast, J, special, np.empty(ncell), kd)
-        nnz = _draw_sparse(seed64, base, mcell, off, og, F, Q, plast, J, special, qv, ks, nz)
+        nnz = _draw_sparse(seed64, base, mcell, off, og, F, Q, plast, J, special, qv, fl, ks, nz)
         np.testing.assert_array_equal(ks, kd)
         assert set(np.flatnonzero(kd).tolist()) <= set(nz[:nnz].tolist())
         tails += int((kd >= J).sum())
@@ -346,6 +347,51 @@ def _single_region_exceedance(exp_newest_first, L, n_rep, rng):
     return hits / (n_rep // 500 * 500)
 
 
+def _screen_caches(n_reg, fill):
+    """Fresh scratch of the values the screen's bounds share (``_exceed_lower_bound``)."""
+    return (np.empty(n_reg * fill), np.empty(n_reg * fill), np.empty(n_reg * fill), np.zeros(n_reg, dtype=np.bool_),
+            np.empty(n_reg), np.empty(n_reg))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_screen_bound_matches_reference_with_shared_caches(seed):
+    """``_exceed_lower_bound`` equals ``scan_reference.exceed_lower_bound_reference`` bit for bit, with
+    fresh caches and with the caches its earlier calls left (thresholds, logs, first Poisson terms and
+    the regions' last bounds shared across levels, in rising, falling and mixed order, levels repeated
+    and a hair apart: the same thresholds), early stops included: the demo's small
+    cell means (1e-4 to 0.3), some regions repeating the last one's means, a zero mean, larger ones (5
+    to 50 a cell: thresholds past the cap) and a cell in the normal approximation."""
+    from engine.detect.scan import SCREEN_CAP, _count_for, _exceed_lower_bound
+
+    rng = np.random.default_rng(40 + seed)
+    n, fill = 60, 9
+    mcell = np.exp(rng.uniform(math.log(1e-4), math.log(0.3), (n, fill)))
+    mcell[5:8] = mcell[4]                                     # the same means as the last region bounded
+    mcell[10, 3] = 0.0
+    mcell[11] = rng.uniform(5.0, 40.0, fill)
+    mcell[12, 2] = 75.0                                       # normal approximation: left out
+    mcell[13] = rng.uniform(30.0, 50.0, fill)                 # thresholds past SCREEN_CAP
+    mcell = mcell.astype(np.float32).astype(np.float64)
+    Mcell = np.cumsum(mcell, axis=1).ravel()
+    mcell = mcell.ravel()
+    single = rng.random(n) < 0.9
+    scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
+               np.empty(SCREEN_CAP + 1))
+    Ls = [2.5, 4.0, 4.0 + 1e-9, 5.3, 5.3, 6.8, 9.5, 14.0]
+    shared = _screen_caches(n, fill)
+    for order in (Ls, Ls[::-1], [Ls[i] for i in rng.permutation(len(Ls))]):
+        for L in order:
+            want = sref.exceed_lower_bound_reference(mcell, Mcell, fill, single, L,
+                                                     lambda M, L_: _count_for(M, L_, TABLE))
+            for stop in (math.inf, 0.5 * want, 0.0137):
+                w = want if stop == math.inf else sref.exceed_lower_bound_reference(
+                    mcell, Mcell, fill, single, L, lambda M, L_: _count_for(M, L_, TABLE), stop)
+                got = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, stop, *shared)
+                fresh = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, stop,
+                                            *_screen_caches(n, fill))
+                assert got == w and fresh == w, (L, stop, got, fresh, w)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_screen_bound_is_the_single_region_probability(seed):
     """The screen's bound equals P(a single-region zone reaches L) (Monte Carlo, 20,000 draws),
@@ -362,13 +408,13 @@ def test_screen_bound_is_the_single_region_probability(seed):
     for L in (2.0, 4.5, 7.0):
         scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
                    np.empty(SCREEN_CAP + 1))
-        b = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf)
+        b = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf, *_screen_caches(n, fill))
         est = _single_region_exceedance(exp, L, 20_000, rng)
         assert abs(b - est) <= 4 * math.sqrt(max(est * (1 - est), 1e-4) / 20_000), (L, b, est)
         # the early stop: at a level below the full bound it returns a value at or above the level
         # (not the full bound), at a level above it the full bound
         for stop in (0.5 * b, 0.999 * b, min(2.0 * b, 0.99), 0.0):
-            bs = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, stop)
+            bs = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, stop, *_screen_caches(n, fill))
             if stop < b * (1 - 1e-6):
                 assert bs >= stop, (L, b, stop, bs)
             elif stop > b * (1 + 1e-6):
