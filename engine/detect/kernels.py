@@ -25,6 +25,7 @@ import math
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from engine.config import njit
@@ -1102,6 +1103,56 @@ def _lanes_out(V, score, det, i, warn, alarm, zb, zc8, dirv, adj_ptr, adj_idx, m
         _copy_row(score[t - 1, i], det[t - 1, i], score[t, i], det[t, i])
 
 
+def _prefetch_lines(rw):
+    """An intrinsic ``f(a, k0, n)``: a prefetch (``llvm.prefetch``, ``rw`` 0 read / 1 write, all cache
+    levels) of each 64-byte line of the flat elements ``[k0, k0 + n)`` of the C-contiguous array ``a``
+    (:func:`run_kernel`: the next cycle's input and output rows, docs/detect.md "... (twelfth
+    session)"). A hint: no value changes, no fault (a prefetch of an address past the array is
+    dropped). No bounds check."""
+    @intrinsic
+    def prefetch(typingctx, a, k0, n):
+        def codegen(context, builder, signature, args):
+            at = signature.args[0]
+            av, lo, cnt = args
+            data = context.make_array(at)(context, builder, av).data
+            i8p = llvm_ir.IntType(8).as_pointer()
+            i32 = llvm_ir.IntType(32)
+            fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32])
+            mod = builder.module
+            fn = mod.globals.get("llvm.prefetch.p0") or llvm_ir.Function(mod, fnty, "llvm.prefetch.p0")
+            nbytes = builder.mul(cnt, llvm_ir.Constant(cnt.type, at.dtype.bitwidth // 8))
+            base = builder.bitcast(builder.gep(data, [lo]), i8p)
+            with cgutils.for_range_slice(builder, llvm_ir.Constant(cnt.type, 0), nbytes,
+                                         llvm_ir.Constant(cnt.type, 64)) as (off, _):
+                builder.call(fn, [builder.gep(base, [off]), llvm_ir.Constant(i32, rw), llvm_ir.Constant(i32, 3),
+                                  llvm_ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+        if not (isinstance(a, types.Array) and a.layout == "C"):
+            return None
+        return types.void(a, types.intp, types.intp), codegen
+    return prefetch
+
+
+_prefetch_r = _prefetch_lines(0)
+_prefetch_w = _prefetch_lines(1)
+
+
+@njit(inline="always")
+def _prefetch_cycle(V, score, det, expected, scale, t, i, bs):  # pragma: no cover - compiled
+    """Prefetch row ``i`` of cycle ``t``: its values, its score and code rows, and where ``bs >= 0``
+    its baseline rows (``expected`` / ``scale`` row ``bs``) (:func:`run_kernel`)."""
+    n_ind = V.shape[1]
+    n_reg = V.shape[2]
+    k = (t * n_ind + i) * n_reg
+    _prefetch_r(V, k, n_reg)
+    _prefetch_w(score, k, n_reg)
+    _prefetch_w(det, k, n_reg)
+    if bs >= 0 and expected.shape[2] == n_reg:
+        kb = (bs * n_ind + i) * n_reg
+        _prefetch_w(expected, kb, n_reg)
+        _prefetch_w(scale, kb, n_reg)
+
+
 @njit(parallel=True)
 def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, warmup, span, par,
                   L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial,
@@ -1232,6 +1283,12 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
                 sty0 = False        # ... and ran with this steady flag
                 for t in range(n_t):
+                    # the next row-cycle's lines are fetched while this one runs (a cycle's rows lie
+                    # 3.5 MB apart: no hardware prefetcher follows; docs/detect.md "... (twelfth session)")
+                    if t + 1 < n_t:
+                        _prefetch_cycle(V, score, det, expected, scale, t + 1, i, baseline_slot[t + 1])
+                    elif i + 1 < n_ind:
+                        _prefetch_cycle(V, score, det, expected, scale, 0, i + 1, baseline_slot[0])
                     ph = phase_w[t] if sea == 2 else phase_d[t]
                     bs = baseline_slot[t]
                     want = bs >= 0
