@@ -1254,7 +1254,14 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     demo's parts was 8-21 % apart with contiguous halves. Rows dealt one by one would be 6-10 % apart
     by the rows' measured costs (the even rows cost ~4-5 % more than the odd), chunks of 8 0.4-1.8 %.
     Each row's cycles are computed as before (a row's work and order do not depend on its worker):
-    the outputs and state are the same bit for bit whatever ``n_workers``."""
+    the outputs and state are the same bit for bit whatever ``n_workers``.
+
+    **Prefetch** (docs/detect.md, "Detectors stage ... (twelfth session)"): each row-cycle first asks
+    for the lines of the next one (:func:`_prefetch_cycle`: its values, score and code rows, and
+    baseline rows when it stores them; a row's cycles lie ``n_ind n_reg`` elements apart -- 3.5 MB
+    in the demo -- where no hardware prefetcher follows), so they arrive while this one computes. A
+    hint only: the same outputs bit for bit; two threads' ``run_kernel`` CPU -7 to -11 % on the
+    demo's captured parts."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
