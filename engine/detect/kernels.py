@@ -1261,7 +1261,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     baseline rows when it stores them; a row's cycles lie ``n_ind n_reg`` elements apart -- 3.5 MB
     in the demo -- where no hardware prefetcher follows), so they arrive while this one computes. A
     hint only: the same outputs bit for bit; -4 to -7 % of the CPU of an instrumented copy on the
-    demo's captured parts (whole calls: new lower in 72 % of paired calls, not resolved beyond that)."""
+    demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that)."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
