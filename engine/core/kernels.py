@@ -67,7 +67,7 @@ S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf", "snap_q", "blk_fx")
 # ``snap_q``, per base: how many consecutive cycles up to the last one a snapshot base aggregated
 # left its bucket equal to the previous bucket (no series aggregated again): 0 after a reset;
 # ``blk_fx``, per block: the last time the add computed the block's float sums (a snapshot base)
-# every one came out equal to what it was: :func:`_add_base` skips what would not change)
+# every one came out equal to what it was: :func:`add_bases` skips what would not change)
 #: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
 #: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
 #: travel side by side, so one compiled specialisation serves both: each ring access branches on
@@ -284,8 +284,14 @@ def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
 # 1. advance
 
 
-@njit(inline="always")
-def _advance_base(b, k, P, S):
+@njit
+def advance_bases(k, bases, P, S):
+    """Stage 1 for the bases listed in ``bases`` (all of them, or one thread's share).
+
+    The plan and state arrays are taken out of ``P`` and ``S`` once a call, before the loop over
+    the bases (likewise :func:`add_bases`, :func:`values_rows`): a per-base function that took them
+    out itself, inlined into the loop, made numba take a reference to each array it used (an
+    atomic ``NRT_incref`` / ``NRT_decref`` pair each) for every base, ~30 pairs a base or row."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -295,93 +301,88 @@ def _advance_base(b, k, P, S):
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
      snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
-    n = base_ser0[b + 1] - base_ser0[b]
-    R = base_R[b]
-    ro = base_offRow[b]
-    snap = mem_ptr[b + 1] > mem_ptr[b]
-    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
-            continue
-        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change
-            continue
-        slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
-        if rowc[ro + slot] == 0:  # an empty bucket changes no sum
-            continue
-        oN = base_offN[b] + slot * n
-        if wide:
-            _ring_out(wN, ringN32, oN, blk_offN[bl], n, False)
-        else:
-            _ring_out(wN, ringN, oN, blk_offN[bl], n, False)
-        if blk_offP[bl] >= 0:
-            if wide:
-                _ring_out(wP, ringN32, oN, blk_offP[bl], n, True)
-            else:
-                _ring_out(wP, ringN, oN, blk_offP[bl], n, True)
-        if blk_offS[bl] >= 0:
-            oS = base_offS[b] + slot * n
-            wo = blk_offS[bl]
-            wv = wS[wo:wo + n]
-            rv = ringS[oS:oS + n]
-            for i in range(n):
-                wv[i] -= rv[i]
-        if blk_offO[bl] >= 0:
-            oO = base_offO[b] + slot * n
-            if wide:
-                _ring_out(wO, ringO32, oO, blk_offO[bl], n, False)
-            else:
-                _ring_out(wO, ringO, oO, blk_offO[bl], n, False)
-    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's means, before binning
-        # (the add deletes them: :func:`sorted_replace`)
-        W = q_W[qb]
-        slot = (k - W) % R
-        q0 = q_noff[qb]
-        if rowc[ro + slot] == 0:
-            for i in range(n):
-                qlf[q0 + i] = 0
-            continue
-        oN = base_offN[b] + slot * n
-        oS = base_offS[b] + slot * n
-        for i in range(n):
-            c = _cnt(ringN, ringN32, wide, oN + i)
-            if c > 0:
-                qlv[q0 + i] = ringS[oS + i] / c
-                qlf[q0 + i] = 1
-            else:
-                qlf[q0 + i] = 0
-    slot = k % R
-    # rows of empty buckets are zero already; a snapshot base writes its whole row when it
-    # aggregates (from the previous bucket's row when it can, see _snap_base)
-    if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
-        rowc[ro + slot] = 0
-        o = base_offN[b] + slot * n
-        if wide:
-            ringN32[o:o + n] = 0
-        else:
-            ringN[o:o + n] = 0
-        if base_offS[b] >= 0:
-            o = base_offS[b] + slot * n
-            ringS[o:o + n] = 0.0
-        if base_offO[b] >= 0:
-            o = base_offO[b] + slot * n
-            if wide:
-                ringO32[o:o + n] = 0
-            else:
-                ringO[o:o + n] = 0
-    if base_Rm[b] > 0 and not snap:  # (a snapshot base writes its whole extremes' row: _snap_base)
-        slot = k % base_Rm[b]
-        if base_offMin[b] >= 0:
-            o = base_offMin[b] + slot * n
-            ringMin[o:o + n] = np.inf
-        if base_offMax[b] >= 0:
-            o = base_offMax[b] + slot * n
-            ringMax[o:o + n] = -np.inf
-
-
-@njit
-def advance_bases(k, bases, P, S):
-    """Stage 1 for the bases listed in ``bases`` (all of them, or one thread's share)."""
     for j in range(len(bases)):
-        _advance_base(bases[j], k, P, S)
+        b = bases[j]
+        n = base_ser0[b + 1] - base_ser0[b]
+        R = base_R[b]
+        ro = base_offRow[b]
+        snap = mem_ptr[b + 1] > mem_ptr[b]
+        for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+            if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
+                continue
+            if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change
+                continue
+            slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
+            if rowc[ro + slot] == 0:  # an empty bucket changes no sum
+                continue
+            oN = base_offN[b] + slot * n
+            if wide:
+                _ring_out(wN, ringN32, oN, blk_offN[bl], n, False)
+            else:
+                _ring_out(wN, ringN, oN, blk_offN[bl], n, False)
+            if blk_offP[bl] >= 0:
+                if wide:
+                    _ring_out(wP, ringN32, oN, blk_offP[bl], n, True)
+                else:
+                    _ring_out(wP, ringN, oN, blk_offP[bl], n, True)
+            if blk_offS[bl] >= 0:
+                oS = base_offS[b] + slot * n
+                wo = blk_offS[bl]
+                wv = wS[wo:wo + n]
+                rv = ringS[oS:oS + n]
+                for i in range(n):
+                    wv[i] -= rv[i]
+            if blk_offO[bl] >= 0:
+                oO = base_offO[b] + slot * n
+                if wide:
+                    _ring_out(wO, ringO32, oO, blk_offO[bl], n, False)
+                else:
+                    _ring_out(wO, ringO, oO, blk_offO[bl], n, False)
+        for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's means, before binning
+            # (the add deletes them: :func:`sorted_replace`)
+            W = q_W[qb]
+            slot = (k - W) % R
+            q0 = q_noff[qb]
+            if rowc[ro + slot] == 0:
+                for i in range(n):
+                    qlf[q0 + i] = 0
+                continue
+            oN = base_offN[b] + slot * n
+            oS = base_offS[b] + slot * n
+            for i in range(n):
+                c = _cnt(ringN, ringN32, wide, oN + i)
+                if c > 0:
+                    qlv[q0 + i] = ringS[oS + i] / c
+                    qlf[q0 + i] = 1
+                else:
+                    qlf[q0 + i] = 0
+        slot = k % R
+        # rows of empty buckets are zero already; a snapshot base writes its whole row when it
+        # aggregates (from the previous bucket's row when it can, see _snap_base)
+        if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
+            rowc[ro + slot] = 0
+            o = base_offN[b] + slot * n
+            if wide:
+                ringN32[o:o + n] = 0
+            else:
+                ringN[o:o + n] = 0
+            if base_offS[b] >= 0:
+                o = base_offS[b] + slot * n
+                ringS[o:o + n] = 0.0
+            if base_offO[b] >= 0:
+                o = base_offO[b] + slot * n
+                if wide:
+                    ringO32[o:o + n] = 0
+                else:
+                    ringO[o:o + n] = 0
+        if base_Rm[b] > 0 and not snap:  # (a snapshot base writes its whole extremes' row: _snap_base)
+            slot = k % base_Rm[b]
+            if base_offMin[b] >= 0:
+                o = base_offMin[b] + slot * n
+                ringMin[o:o + n] = np.inf
+            if base_offMax[b] >= 0:
+                o = base_offMax[b] + slot * n
+                ringMax[o:o + n] = -np.inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,7 +580,7 @@ def _snap_base(b, k, P, S):
     series is aggregated. Both give the same numbers bit for bit: each series adds its members'
     values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
     a row that aggregated no series again (bucket equal to the previous one; the copy is skipped
-    when the slot already holds such a bucket), which :func:`_add_base` uses to skip the window
+    when the slot already holds such a bucket), which :func:`add_bases` uses to skip the window
     updates that would leave them as they are."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
@@ -678,8 +679,10 @@ def _snap_base(b, k, P, S):
 # 4. add
 
 
-@njit(inline="always")
-def _add_base(b, k, P, S):
+@njit
+def add_bases(k, bases, P, S):
+    """Stages 3b and 4 for the bases listed in ``bases`` (all of them, or one thread's share); the
+    arrays are taken out of ``P`` and ``S`` once a call (see :func:`advance_bases`)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -689,123 +692,118 @@ def _add_base(b, k, P, S):
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
      snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
-    snap = mem_ptr[b + 1] > mem_ptr[b]
-    # a snapshot base: its bucket k aggregates the latest values first; then buckets k - q .. k
-    # are equal (q quiet cycles: snap_q), else q = -1
-    q = -1
-    if snap:
-        _snap_base(b, k, P, S)
-        q = snap_q[b]
-    n = base_ser0[b + 1] - base_ser0[b]
-    R = base_R[b]
-    slot = k % R
-    oN = base_offN[b] + slot * n
-    ro = base_offRow[b]
-    full = rowc[ro + slot] != 0  # an empty bucket adds nothing (its rows are zero)
-    for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-        W = blk_W[bl]
-        on = slot * n  # the new bucket k
-        oo = ((k - W) % R) * n  # the leaving bucket k - W; W == R: subtracted in advance already
-        fused = W < R and rowc[ro + (k - W) % R] != 0
-        if not (full or fused):
-            continue
-        if not fused:
-            oo = -1
-        if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base added each change
-            continue
-        # a snapshot base whose buckets k - W .. k are equal: the bucket leaving equals the one
-        # coming, the counts stay (integers); the float sums stay when, besides, the last time
-        # they were computed (with these same two buckets when q > W) none changed: blk_fx
-        same = fused and q >= W
-        if not same:
-            if wide:
-                r32 = ringN32[base_offN[b]:]
-                _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
-                if blk_offP[bl] >= 0:
-                    _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
-            else:
-                r = ringN[base_offN[b]:]
-                _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
-                if blk_offP[bl] >= 0:
-                    _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
-            if blk_offO[bl] >= 0:
-                if wide:
-                    _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
-                else:
-                    _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
-        if blk_offS[bl] >= 0 and not (same and q > W and blk_fx[bl] != 0):
-            wo = blk_offS[bl]
-            wv = wS[wo:wo + n]
-            sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
-            if oo >= 0 and snap:  # (noting whether every sum stayed: blk_fx)
-                so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
-                eq = 0
-                for i in range(n):
-                    x = (wv[i] - so[i]) + sn[i]
-                    eq += 1 if x == wv[i] else 0  # (NaN: never equal)
-                    wv[i] = x
-                blk_fx[bl] = 1 if eq == n else 0
-            elif oo >= 0:
-                so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
-                for i in range(n):
-                    wv[i] = (wv[i] - so[i]) + sn[i]
-            else:
-                for i in range(n):
-                    wv[i] += sn[i]
-                if snap:
-                    blk_fx[bl] = 0
-    for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
-        W = q_W[qb]
-        oS = base_offS[b] + slot * n
-        q0 = q_noff[qb]
-        for i in range(n):
-            c = _cnt(ringN, ringN32, wide, oN + i) if full else 0
-            qc = q0 + i
-            if qlf[qc] != 0:
-                if c > 0:
-                    qn[qc] = sorted_replace(qv, q_off[qb] + i * W, qn[qc], qlv[qc], ringS[oS + i] / c)
-                else:
-                    qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], qlv[qc])
-            elif c > 0:
-                qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
-    Rm = base_Rm[b]
-    for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
-        W = mm_W[mb]
-        if q > W:  # buckets k - 1 - W .. k equal: the running extreme of the previous window (those
-            # of k - W .. k - 1) is that bucket's, which bucket k brings again
-            continue
-        mx = mm_stat[mb] == 1
-        ring = ringMax if mx else ringMin
-        off = base_offMax[b] if mx else base_offMin[b]
-        empty = -np.inf if mx else np.inf
-        ol = off + ((k - W) % Rm) * n  # the bucket leaving (still in the ring: Rm > W)
-        on = off + (k % Rm) * n
-        o = mm_off[mb]
-        for i in range(n):
-            run = mmRun[o + i]
-            vn = ring[on + i]
-            if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
-                mmRun[o + i] = vn
-            elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
-                acc = empty
-                sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
-                for c in range(W):
-                    v = ring[off + sl * n + i]
-                    sl = sl - 1 if sl > 0 else Rm - 1
-                    if mx:
-                        if v > acc:
-                            acc = v
-                    elif v < acc:
-                        acc = v
-                mmRun[o + i] = acc
-            # else the extreme stays (the new bucket does not reach it, and it did not leave)
-
-
-@njit
-def add_bases(k, bases, P, S):
-    """Stages 3b and 4 for the bases listed in ``bases`` (all of them, or one thread's share)."""
     for j in range(len(bases)):
-        _add_base(bases[j], k, P, S)
+        b = bases[j]
+        snap = mem_ptr[b + 1] > mem_ptr[b]
+        # a snapshot base: its bucket k aggregates the latest values first; then buckets k - q .. k
+        # are equal (q quiet cycles: snap_q), else q = -1
+        q = -1
+        if snap:
+            _snap_base(b, k, P, S)
+            q = snap_q[b]
+        n = base_ser0[b + 1] - base_ser0[b]
+        R = base_R[b]
+        slot = k % R
+        oN = base_offN[b] + slot * n
+        ro = base_offRow[b]
+        full = rowc[ro + slot] != 0  # an empty bucket adds nothing (its rows are zero)
+        for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+            W = blk_W[bl]
+            on = slot * n  # the new bucket k
+            oo = ((k - W) % R) * n  # the leaving bucket k - W; W == R: subtracted in advance already
+            fused = W < R and rowc[ro + (k - W) % R] != 0
+            if not (full or fused):
+                continue
+            if not fused:
+                oo = -1
+            if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base added each change
+                continue
+            # a snapshot base whose buckets k - W .. k are equal: the bucket leaving equals the one
+            # coming, the counts stay (integers); the float sums stay when, besides, the last time
+            # they were computed (with these same two buckets when q > W) none changed: blk_fx
+            same = fused and q >= W
+            if not same:
+                if wide:
+                    r32 = ringN32[base_offN[b]:]
+                    _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
+                    if blk_offP[bl] >= 0:
+                        _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
+                else:
+                    r = ringN[base_offN[b]:]
+                    _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
+                    if blk_offP[bl] >= 0:
+                        _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
+                if blk_offO[bl] >= 0:
+                    if wide:
+                        _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+                    else:
+                        _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+            if blk_offS[bl] >= 0 and not (same and q > W and blk_fx[bl] != 0):
+                wo = blk_offS[bl]
+                wv = wS[wo:wo + n]
+                sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
+                if oo >= 0 and snap:  # (noting whether every sum stayed: blk_fx)
+                    so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
+                    eq = 0
+                    for i in range(n):
+                        x = (wv[i] - so[i]) + sn[i]
+                        eq += 1 if x == wv[i] else 0  # (NaN: never equal)
+                        wv[i] = x
+                    blk_fx[bl] = 1 if eq == n else 0
+                elif oo >= 0:
+                    so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
+                    for i in range(n):
+                        wv[i] = (wv[i] - so[i]) + sn[i]
+                else:
+                    for i in range(n):
+                        wv[i] += sn[i]
+                    if snap:
+                        blk_fx[bl] = 0
+        for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
+            W = q_W[qb]
+            oS = base_offS[b] + slot * n
+            q0 = q_noff[qb]
+            for i in range(n):
+                c = _cnt(ringN, ringN32, wide, oN + i) if full else 0
+                qc = q0 + i
+                if qlf[qc] != 0:
+                    if c > 0:
+                        qn[qc] = sorted_replace(qv, q_off[qb] + i * W, qn[qc], qlv[qc], ringS[oS + i] / c)
+                    else:
+                        qn[qc] = sorted_delete(qv, q_off[qb] + i * W, qn[qc], qlv[qc])
+                elif c > 0:
+                    qn[qc] = sorted_insert(qv, q_off[qb] + i * W, qn[qc], ringS[oS + i] / c)
+        Rm = base_Rm[b]
+        for mb in range(base_mm_ptr[b], base_mm_ptr[b + 1]):
+            W = mm_W[mb]
+            if q > W:  # buckets k - 1 - W .. k equal: the running extreme of the previous window (those
+                # of k - W .. k - 1) is that bucket's, which bucket k brings again
+                continue
+            mx = mm_stat[mb] == 1
+            ring = ringMax if mx else ringMin
+            off = base_offMax[b] if mx else base_offMin[b]
+            empty = -np.inf if mx else np.inf
+            ol = off + ((k - W) % Rm) * n  # the bucket leaving (still in the ring: Rm > W)
+            on = off + (k % Rm) * n
+            o = mm_off[mb]
+            for i in range(n):
+                run = mmRun[o + i]
+                vn = ring[on + i]
+                if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
+                    mmRun[o + i] = vn
+                elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
+                    acc = empty
+                    sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
+                    for c in range(W):
+                        v = ring[off + sl * n + i]
+                        sl = sl - 1 if sl > 0 else Rm - 1
+                        if mx:
+                            if v > acc:
+                                acc = v
+                        elif v < acc:
+                            acc = v
+                    mmRun[o + i] = acc
+                # else the extreme stays (the new bucket does not reach it, and it did not leave)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -837,131 +835,6 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
         drow[r] = vd[i] if has_d else 1.0
 
 
-@njit(inline="always")
-def _value_row(t, tt, P, S, O, D, num, den, parts, scr):
-    """Output row of indicator ``t``: per code one tight loop computes numerator ``a`` and
-    denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
-    ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy).
-    ``O`` = (float32 output, float64 output): see :func:`run_cycles`.
-    With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
-    quantile: the value over 1; regions without a series: NaN over 0)."""
-    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
-     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
-     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
-     snap_bases, mem_ptr, mem_cell, mem_ser,
-     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
-     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
-    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
-    out, out64 = O
-    wide = out64.shape[0] > 0
-    nreg = scr.shape[1]
-    row = ind_row[t]
-    code = ind_code[t]
-    b = ind_base[t]
-    s0 = base_ser0[b]
-    n = base_ser0[b + 1] - s0
-    nr = ind_norm[t]
-    mult = ind_mult[t]
-    dd = ind_d[row]
-    bl = ind_blk[t]
-    va = scr[0]
-    vd = scr[1]
-    has_d = False  # a denominator in vd (else 1)
-    scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
-    if code == _C_MIN or code == _C_MAX:
-        scale = False
-        o = mm_off[bl]
-        for i in range(n):
-            acc = mmRun[o + i]
-            va[i] = acc if not math.isinf(acc) else np.nan
-    elif code == _C_QUANT:
-        scale = False
-        W = q_W[bl]
-        q = ind_q[t]
-        for i in range(n):
-            o = q_off[bl] + i * W
-            va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
-    else:  # (loops over views indexed from 0: LLVM vectorises them, see _put_row)
-        oN = blk_offN[bl]
-        oS = blk_offS[bl]
-        wn = wN[oN:oN + n]
-        ws = wS[oS:oS + n] if oS >= 0 else wS[0:0]
-        va = va[:n]
-        vd = vd[:n]
-        if code == _C_COUNT:
-            for i in range(n):
-                va[i] = float(wn[i])
-        elif code == _C_EVSUM:
-            for i in range(n):
-                va[i] = ws[i]
-        elif code == _C_RDSUM:
-            for i in range(n):
-                va[i] = ws[i] if wn[i] > 0 else np.nan
-        elif code == _C_MEAN:
-            has_d = True
-            for i in range(n):
-                va[i] = ws[i]
-                vd[i] = float(wn[i])
-        elif code == _C_EVSHARE:
-            has_d = True
-            oA = blk_offN[ind_blk2[t]]
-            wa = wN[oA:oA + n]
-            for i in range(n):
-                va[i] = float(wn[i])
-                vd[i] = float(wa[i])
-        elif code == _C_SNSHARE:
-            has_d = True
-            oO = blk_offO[bl]
-            wo = wO[oO:oO + n]
-            for i in range(n):
-                va[i] = float(wo[i])
-                vd[i] = float(wn[i])
-        else:  # _C_SNSUM
-            oP = blk_offP[bl]
-            wp = wP[oP:oP + n]
-            for i in range(n):
-                p = wp[i]
-                va[i] = ws[i] / p if p > 0 else np.nan
-        if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
-            has_d = True
-            if parts:  # the parts need it in vd; the value pass below reads the norm row itself
-                nrow = norm[nr]
-                for i in range(n):
-                    vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
-    if parts:
-        _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
-    # val = mult * (a / d) in place in va (float64), then copied into the output row (and the
-    # derived copy); series i is region i when the base covers every region (series are sorted
-    # by region), else the row is NaN where the base has no series
-    dense = n == nreg
-    va = va[:n]
-    if not scale or (not has_d and mult == 1.0):
-        pass
-    elif not has_d:
-        for i in range(n):
-            va[i] = mult * va[i]
-    elif nr >= 0:
-        nrow = norm[nr]
-        if dense:
-            for i in range(n):
-                d = nrow[i]
-                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-        else:
-            for i in range(n):
-                d = nrow[ser_region[s0 + i]]
-                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-    else:
-        vd = vd[:n]
-        for i in range(n):
-            d = vd[i]
-            va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-    if wide:  # float64 output (the float32 one is a sink)
-        _put_row(out64[tt, row], va, dense, ser_region, s0)
-    else:
-        _put_row(out[tt, row], va, dense, ser_region, s0)
-    if dd >= 0:
-        _put_row(D[tt, dd], va, dense, ser_region, s0)
 
 
 @njit(inline="always")
@@ -1060,9 +933,134 @@ def derived_rows(tt, DP, O, D, stack):
 def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
     """Stage 5 into the output ``O`` (see :func:`run_cycles`) at ``tt`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
     listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
-    (2, regions) float64 scratch of this call alone."""
+    (2, regions) float64 scratch of this call alone.
+
+    Output row of indicator ``t``: per code one tight loop computes numerator ``a`` and
+    denominator ``d`` into ``scr`` (2, regions), then ``val = mult * (a / d)`` (NaN where
+    ``d == 0``; a NaN ``a`` stays NaN) is written into the output row (and its derived copy).
+    ``O`` = (float32 output, float64 output): see :func:`run_cycles`.
+    With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
+    quantile: the value over 1; regions without a series: NaN over 0). (The arrays are taken out
+    of ``P`` and ``S`` once a call: see :func:`advance_bases`.)"""
+    (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
+     base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
+     base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
+     snap_bases, mem_ptr, mem_cell, mem_ser,
+     ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
+     base_offRow, ser_mptr, cell_mptr, cell_mem) = P
+    (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
+    out, out64 = O
+    wide = out64.shape[0] > 0
+    nreg = scr.shape[1]
     for j in range(len(rows)):
-        _value_row(rows[j], tt, P, S, O, D, num, den, parts, scr)
+        t = rows[j]
+        row = ind_row[t]
+        code = ind_code[t]
+        b = ind_base[t]
+        s0 = base_ser0[b]
+        n = base_ser0[b + 1] - s0
+        nr = ind_norm[t]
+        mult = ind_mult[t]
+        dd = ind_d[row]
+        bl = ind_blk[t]
+        va = scr[0]
+        vd = scr[1]
+        has_d = False  # a denominator in vd (else 1)
+        scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
+        if code == _C_MIN or code == _C_MAX:
+            scale = False
+            o = mm_off[bl]
+            for i in range(n):
+                acc = mmRun[o + i]
+                va[i] = acc if not math.isinf(acc) else np.nan
+        elif code == _C_QUANT:
+            scale = False
+            W = q_W[bl]
+            q = ind_q[t]
+            for i in range(n):
+                o = q_off[bl] + i * W
+                va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
+        else:  # (loops over views indexed from 0: LLVM vectorises them, see _put_row)
+            oN = blk_offN[bl]
+            oS = blk_offS[bl]
+            wn = wN[oN:oN + n]
+            ws = wS[oS:oS + n] if oS >= 0 else wS[0:0]
+            va = va[:n]
+            vd = vd[:n]
+            if code == _C_COUNT:
+                for i in range(n):
+                    va[i] = float(wn[i])
+            elif code == _C_EVSUM:
+                for i in range(n):
+                    va[i] = ws[i]
+            elif code == _C_RDSUM:
+                for i in range(n):
+                    va[i] = ws[i] if wn[i] > 0 else np.nan
+            elif code == _C_MEAN:
+                has_d = True
+                for i in range(n):
+                    va[i] = ws[i]
+                    vd[i] = float(wn[i])
+            elif code == _C_EVSHARE:
+                has_d = True
+                oA = blk_offN[ind_blk2[t]]
+                wa = wN[oA:oA + n]
+                for i in range(n):
+                    va[i] = float(wn[i])
+                    vd[i] = float(wa[i])
+            elif code == _C_SNSHARE:
+                has_d = True
+                oO = blk_offO[bl]
+                wo = wO[oO:oO + n]
+                for i in range(n):
+                    va[i] = float(wo[i])
+                    vd[i] = float(wn[i])
+            else:  # _C_SNSUM
+                oP = blk_offP[bl]
+                wp = wP[oP:oP + n]
+                for i in range(n):
+                    p = wp[i]
+                    va[i] = ws[i] / p if p > 0 else np.nan
+            if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
+                has_d = True
+                if parts:  # the parts need it in vd; the value pass below reads the norm row itself
+                    nrow = norm[nr]
+                    for i in range(n):
+                        vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
+        if parts:
+            _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
+        # val = mult * (a / d) in place in va (float64), then copied into the output row (and the
+        # derived copy); series i is region i when the base covers every region (series are sorted
+        # by region), else the row is NaN where the base has no series
+        dense = n == nreg
+        va = va[:n]
+        if not scale or (not has_d and mult == 1.0):
+            pass
+        elif not has_d:
+            for i in range(n):
+                va[i] = mult * va[i]
+        elif nr >= 0:
+            nrow = norm[nr]
+            if dense:
+                for i in range(n):
+                    d = nrow[i]
+                    va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+            else:
+                for i in range(n):
+                    d = nrow[ser_region[s0 + i]]
+                    va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+        else:
+            vd = vd[:n]
+            for i in range(n):
+                d = vd[i]
+                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+        if wide:  # float64 output (the float32 one is a sink)
+            _put_row(out64[tt, row], va, dense, ser_region, s0)
+        else:
+            _put_row(out[tt, row], va, dense, ser_region, s0)
+        if dd >= 0:
+            _put_row(D[tt, dd], va, dense, ser_region, s0)
 
 
 # ---------------------------------------------------------------------------------------------
