@@ -892,7 +892,8 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
               L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
               z, mu_s, var_s, c3_s, cw, ci, score, det, expected, scale, want_baseline,
               scan_mu, scan_on, judge_unset, hold_mode, steady, defer):  # pragma: no cover - compiled
-    """:func:`_step` for the catalog kernels (:func:`_step_row`): ``steady`` (bool) marks a steady row,
+    """:func:`_step` for the catalog kernels (:func:`run_kernel`, :func:`update_kernel`, which pass the
+    row's state rows, :func:`_row_refs`): ``steady`` (bool) marks a steady row,
     whose ``NL`` is then scratch (neither read nor kept), as is ``CN`` of a one-sided row. One-sided
     rows run the four lean cases of :func:`_row_pass` (``CN`` None; ``NL`` None when ``steady``; with
     or without the fallback: the kernel's code as before, bit for bit), two-sided rows its general
@@ -966,35 +967,28 @@ def step_indicator(x, phase, season, direction, is_count, warn, alarm, warmup, s
           expected, scale, want_baseline, scan_mu, scan_on, True, 0)
 
 
-@njit
-def _step_row(i, x, ph, phd, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-              both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci,
-              score, det, expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, held, defer):  # pragma: no cover
-    """Indicator ``i`` at one cycle in its case (one- / two-sided, steady or not); marks the row
-    steady once every series has been observed ``nsat[i]`` cycles. A weekly row under the city
-    rules (``judge_unset`` False) with ``weekly_fallback`` on and a profile row laid out with
-    its daily fallback bins (width ``9 per_day``) gets the fallback (:func:`_step`) on daily bin ``phd``."""
-    fbp = _fb_phase(i, phd, season, par, shape, judge_unset)
-    slot = scan_slot[i]
-    srow = slot if slot >= 0 else 0
-    son = slot >= 0
-    b = both_slot[i]
-    sty = steady[i]
-    # one call, one compile: a one-sided row's C- goes to count scratch row 3 (never read back: the row pass
-    # selects it away), a steady row's counts to ``ci`` seen as int16 (neither read nor kept)
-    cn = CN[b] if b >= 0 else cw[3]
-    nl = ci.view(np.int16) if sty else N[i]
-    nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i], warmup[i], span[i], par, L[i], D[i],
-               S[i], CP[i], cn, N[i], nl, nsat[i], T[i], shape[i], visits[i], adj_ptr, adj_idx, spatial, z, mu_s, var_s,
-               c3_s, cw, ci, score, det, expected, scale, want_baseline, scan_mu[srow], son, judge_unset, held[i], sty, defer)
-    if not sty and nm >= nsat[i]:
-        steady[i] = True
-
-
 @njit(inline="always")
-def _fb_phase(i, phd, season, par, shape, judge_unset):  # pragma: no cover - compiled
-    """The daily fallback bin of row ``i`` (:func:`_step_row`), -1 for none."""
-    return phd if (season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0) else -1
+def _row_refs(i, season, par, L, D, S, CP, CN, both_slot, N, T, shape, visits, cw, scan_slot,
+              judge_unset):  # pragma: no cover - compiled
+    """Row ``i``'s state rows and switches for :func:`_step_cat` and :func:`_skip_row`, taken once a row
+    by :func:`run_kernel` (for all the row's cycles) and :func:`update_kernel`: ``(L, D, S, CP, CN, N, T,
+    shape, visits, fb_on, srow, son)``. ``CN`` is the row's C- row when two-sided, else count scratch
+    row 3 (never read back: the row pass selects it away; one call, one compile). ``fb_on``: a weekly
+    row under the city rules (``judge_unset`` False) with ``weekly_fallback`` on and a profile row laid
+    out with its daily fallback bins (width ``9 per_day``) gets the fallback (:func:`_step`) on the
+    cycle's daily bin. ``srow`` / ``son``: its row of the scan's expectations and whether it has one.
+
+    **Why once a row** (docs/detect.md, "Reference counts in the row loops ... (twelfth session)"):
+    each array a numba function takes or views costs an atomic increment and decrement of its parent's
+    reference count, which numba does not prune in a function that calls another that may fail (every
+    function here). The former per-cycle ``_step_row(i, ...)`` took 36 arrays and viewed their rows
+    only to hand the rows to :func:`_step_cat`: 41 increments and as many decrements a computed
+    row-cycle, now none (the kernels call :func:`_step_cat` themselves, with these rows)."""
+    b = both_slot[i]
+    slot = scan_slot[i]
+    fb_on = season[i] == 2 and not judge_unset and par[P_FALLBACK] != 0.0 and shape.shape[1] % 9 == 0
+    return (L[i], D[i], S[i], CP[i], CN[b] if b >= 0 else cw[3], N[i], T[i], shape[i], visits[i], fb_on,
+            slot if slot >= 0 else 0, slot >= 0)
 
 
 @njit(fastmath=_FAST)
@@ -1073,20 +1067,19 @@ def _lane_keep(z, x, direction, warn, alarm, adj_ptr, adj_idx, min_nb, score, de
 
 
 @njit
-def _skip_row(i, x, ph, phd, season, is_count, warmup, par, L, D, S, N, shape, visits, score0, det0, score, det,
-              expected, scale, want_baseline, scan_slot, scan_mu, judge_unset, copy):  # pragma: no cover - compiled
-    """Row ``i``'s cycle as a copy of its previous one (:func:`run_kernel`'s skip): the scores and codes
+def _skip_row(x, ph, fbp, sea, isc, wu, par, L, D, S, N, shape, visits, score0, det0, score, det, expected, scale,
+              want_baseline, scan_mu, son, judge_unset, copy):  # pragma: no cover - compiled
+    """A row's cycle as a copy of its previous one (:func:`run_kernel`'s skip): the scores and codes
     ``score0`` / ``det0`` (when ``copy``; else the caller copies them once they are final), and the baseline
     / the scan's expectations recomputed from the unchanged state (:func:`_baseline_pass`, as
-    :func:`_step_row` does: the previous cycle may not have wanted them)."""
+    :func:`_step_cat` does: the previous cycle may not have wanted them). ``L`` ... ``visits``, ``scan_mu``
+    and ``son`` are the row's (:func:`_row_refs`), ``fbp`` its fallback bin (-1: none), ``sea``, ``isc``,
+    ``wu`` its season, count flag and warm-up."""
     if copy:
         _copy_row(score0, det0, score, det)
-    slot = scan_slot[i]
-    son = slot >= 0
     if want_baseline or son:
-        fbp = _fb_phase(i, phd, season, par, shape, judge_unset)
-        _row_bins(x, ph, fbp, season[i], is_count[i], warmup[i], par, L[i], D[i], S[i], N[i], shape[i], visits[i],
-                  expected, scale, want_baseline, scan_mu[slot if son else 0], son, judge_unset)
+        _row_bins(x, ph, fbp, sea, isc, wu, par, L, D, S, N, shape, visits, expected, scale, want_baseline,
+                  scan_mu, son, judge_unset)
 
 
 @njit(inline="always")
@@ -1208,17 +1201,27 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
         dirv = np.zeros(LANES, dtype=np.float64)
         rows = np.empty(LANES, dtype=np.int64)
+        ci16 = ci.view(np.int16)    # a steady row's counts go here (scratch: neither read nor kept)
         for ch in range(w, n_chunks, nw):
             nl = 0
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
                 ph = phase_w if season[i] == 2 else phase_d
                 z = zb[nl]      # the row pass writes the residuals straight into the next free lane
-                _step_row(np.int64(i), V[i], ph, phase_d, season, direction, is_count, warn, alarm, warmup, span, par, L, D, S, CP, CN,
-                          both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                          cw, ci, score[i], det[i], expected[i], scale[i], want_baseline, scan_slot, scan_mu, judge_unset, held,
-                          lanes_on)
-                if lanes_on and _lane_keep(z, V[i], direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb,
-                                           score[i], det[i]):
+                Li, Di, Si, CPi, CNi, Ni, Ti, shi, vii, fb_on, srow, son = _row_refs(
+                    i, season, par, L, D, S, CP, CN, both_slot, N, T, shape, visits, cw, scan_slot, judge_unset)
+                sty = steady[i]
+                fbp = phase_d if fb_on else -1
+                nl_i = ci16 if sty else Ni      # (not inside the call: numba's bytecode limit for long calls)
+                x = V[i]
+                sc = score[i]
+                dc = det[i]
+                nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i],
+                               warmup[i], span[i], par, Li, Di, Si, CPi, CNi, Ni, nl_i, nsat[i], Ti, shi,
+                               vii, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, sc, dc, expected[i], scale[i],
+                               want_baseline, scan_mu[srow], son, judge_unset, held[i], sty, lanes_on)
+                if not sty and nm >= nsat[i]:   # every series observed nsat cycles: steady from the next cycle
+                    steady[i] = True
+                if lanes_on and _lane_keep(z, x, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, sc, dc):
                     rows[nl] = i
                     dirv[nl] = direction[i]
                     nl += 1
@@ -1295,6 +1298,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
         dirv = np.empty(LANES, dtype=np.float64)
         cyc = np.empty(LANES, dtype=np.int64)        # the cycles in the lanes
         pend = np.empty(n_t, dtype=np.int64)         # skipped cycles whose copy waits for the lanes
+        ci16 = ci.view(np.int16)    # a steady row's counts go here (scratch: neither read nor kept)
         for ch in range(w, n_chunks, nw):            # chunks of rows dealt to the workers (docstring: "Dealt rows")
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
                 for q in range(LANES):
@@ -1304,6 +1308,16 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 wi = warn[i]
                 ai = alarm[i]
                 sea = season[i]
+                dri = direction[i]
+                isc = is_count[i]
+                wu = warmup[i]
+                spn = span[i]
+                ns = nsat[i]
+                hm = held[i]
+                # the row's state rows, once for all its cycles: a view or an array argument a row-cycle
+                # costs two atomic reference-count updates (:func:`_row_refs`)
+                Li, Di, Si, CPi, CNi, Ni, Ti, shi, vii, fb_on, srow, son = _row_refs(
+                    i, season, par, L, D, S, CP, CN, both_slot, N, T, shape, visits, cw, scan_slot, judge_unset)
                 quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
                 sty0 = False        # ... and ran with this steady flag
                 for t in range(n_t):
@@ -1314,31 +1328,37 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                     elif i + 1 < n_ind:
                         _prefetch_cycle(V, score, det, expected, scale, 0, i + 1, baseline_slot[0])
                     ph = phase_w[t] if sea == 2 else phase_d[t]
+                    fbp = phase_d[t] if fb_on else -1
                     bs = baseline_slot[t]
                     want = bs >= 0
                     bt = bs if want else 0
                     sty = steady[i]
+                    x = V[t, i]
                     if (t > 0 and quiet and sty == sty0
                             and (sea == 0 or (phase_d[t] == phase_d[t - 1]
                                               and (sea != 2 or phase_w[t] == phase_w[t - 1])))
-                            and _same_values(V[t, i], V[t - 1, i])):
+                            and _same_values(x, V[t - 1, i])):
                         # cycle t - 1 learned nothing and t repeats it (values, bins, state): its outputs
-                        _skip_row(np.int64(i), V[t, i], ph, phase_d[t], season, is_count, warmup, par, L, D, S, N,
-                                  shape, visits, score[t - 1, i], det[t - 1, i], score[t, i], det[t, i],
-                                  expected[bt, i], scale[bt, i], want, scan_slot, scan_mu[t], judge_unset, nl == 0)
+                        _skip_row(x, ph, fbp, sea, isc, wu, par, Li, Di, Si, Ni, shi, vii, score[t - 1, i],
+                                  det[t - 1, i], score[t, i], det[t, i], expected[bt, i], scale[bt, i], want,
+                                  scan_mu[t, srow], son, judge_unset, nl == 0)
                         if nl > 0:      # cycle t - 1's scores wait for the lanes: so does the copy
                             pend[npend] = t
                             npend += 1
                         continue
-                    quiet = _quiet_row(V[t, i], N[i], sty, nsat[i], T[i], held[i], is_count[i])
+                    quiet = _quiet_row(x, Ni, sty, ns, Ti, hm, isc)
                     sty0 = sty
                     z = zb[nl]      # the row pass writes the residuals straight into the next free lane
-                    _step_row(np.int64(i), V[t, i], ph, phase_d[t], season, direction, is_count, warn, alarm, warmup,
-                              span, par, L, D, S, CP, CN, both_slot, N, nsat, steady, T, shape, visits, adj_ptr, adj_idx,
-                              spatial, z, mu_s, var_s, c3_s, cw, ci, score[t, i], det[t, i], expected[bt, i],
-                              scale[bt, i], want, scan_slot, scan_mu[t], judge_unset, held, lanes_on)
-                    if lanes_on and _lane_keep(z, V[t, i], direction[i], wi, ai, adj_ptr, adj_idx, min_nb, score[t, i],
-                                               det[t, i]):
+                    sc = score[t, i]
+                    dc = det[t, i]
+                    nl_i = ci16 if sty else Ni  # (not inside the call: numba's bytecode limit for long calls)
+                    nm = _step_cat(x, ph, fbp, sea, dri, isc, wi, ai, wu, spn, par, Li, Di, Si, CPi, CNi, Ni,
+                                   nl_i, ns, Ti, shi, vii, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
+                                   cw, ci, sc, dc, expected[bt, i], scale[bt, i], want, scan_mu[t, srow], son,
+                                   judge_unset, hm, sty, lanes_on)
+                    if not sty and nm >= ns:    # every series observed nsat cycles: steady from the next cycle
+                        steady[i] = True
+                    if lanes_on and _lane_keep(z, x, dri, wi, ai, adj_ptr, adj_idx, min_nb, sc, dc):
                         cyc[nl] = t
                         nl += 1
                         if nl == LANES:
