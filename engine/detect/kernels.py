@@ -1128,8 +1128,7 @@ def _prefetch_lines(rw):
             i8p = llvm_ir.IntType(8).as_pointer()
             i32 = llvm_ir.IntType(32)
             fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32])
-            mod = builder.module
-            fn = mod.globals.get("llvm.prefetch.p0") or llvm_ir.Function(mod, fnty, "llvm.prefetch.p0")
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
             nbytes = builder.mul(cnt, llvm_ir.Constant(cnt.type, at.dtype.bitwidth // 8))
             base = builder.bitcast(builder.gep(data, [lo]), i8p)
             with cgutils.for_range_slice(builder, llvm_ir.Constant(cnt.type, 0), nbytes,
