@@ -152,8 +152,8 @@ def _borrow(typingctx, a):
     is a test of a null pointer instead of an atomic update of the parent's count.
 
     For :func:`run_kernel` and :func:`update_kernel`, whose row-cycles hand ~30 arrays and views to
-    functions numba does not prune the counts of (every callee may fail): ~60 atomic pairs a computed
-    row-cycle, on the meminfos that all rows of one parent array share -- at two threads the cache
+    functions numba does not prune the counts of (every callee may fail): 67 atomic increments (and as
+    many decrements) a computed row-cycle, on the meminfos that all rows of one parent array share -- at two threads the cache
     lines of those counts went back and forth between the cores (docs/detect.md, "... (thirteenth
     session)"). Where the null is seen (the kernel's own loop) LLVM removes the calls altogether.
     **Only for an array that outlives every use of the result**: the kernels' arguments (held by
@@ -1223,7 +1223,8 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     chunks ``w, w + n_workers, ...``, with its scratch allocated once. The catalog's costly rows
     (count rows ~2x) sit in runs, so contiguous halves were 5-7 % apart in CPU; dealt, they
     balance. Each row's cycle is computed as before (the same chunks, lanes and order within a
-    chunk): the outputs and state are the same bit for bit whatever ``n_workers``."""
+    chunk): the outputs and state are the same bit for bit whatever ``n_workers``. As in :func:`run_kernel`,
+    each worker hands on arrays that are not reference counted (:func:`_borrow`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     nw = min(max(n_workers, 1), max(n_chunks, 1))
@@ -1326,7 +1327,12 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     baseline rows when it stores them; a row's cycles lie ``n_ind n_reg`` elements apart -- 3.5 MB
     in the demo -- where no hardware prefetcher follows), so they arrive while this one computes. A
     hint only: the same outputs bit for bit; -4 to -7 % of the CPU of an instrumented copy on the
-    demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that)."""
+    demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that).
+
+    **No reference counts** (docs/detect.md, "... (thirteenth session)"): each worker takes the arrays it
+    hands on (the kernel's arguments, its scratch) through :func:`_borrow` once, so the views and calls
+    of its row-cycles update no reference count (they were 67 atomic pairs a computed row-cycle, on
+    counts shared by both threads). The same code on the same memory: the outputs bit for bit."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
