@@ -153,9 +153,10 @@ def _borrow(typingctx, a):
 
     For :func:`run_kernel` and :func:`update_kernel`, whose row-cycles hand ~30 arrays and views to
     functions numba does not prune the counts of (every callee may fail): 67 atomic increments (and as
-    many decrements) a computed row-cycle, on the meminfos that all rows of one parent array share -- at two threads the cache
-    lines of those counts went back and forth between the cores (docs/detect.md, "... (thirteenth
-    session)"). Where the null is seen (the kernel's own loop) LLVM removes the calls altogether.
+    many decrements) a computed row-cycle, on the meminfos that all rows of one parent array share
+    (at two threads their cache lines go back and forth between the cores; docs/detect.md, "Reference
+    counts ... (thirteenth session)"). Where the null is seen (the kernel's own loop) LLVM removes
+    the calls altogether; in a callee each is a call that tests a null pointer.
     **Only for an array that outlives every use of the result**: the kernels' arguments (held by
     the caller) and scratch kept alive by :func:`_keep`; a borrowed array is never returned or
     stored. The values are the same memory: no output changes."""
@@ -1329,7 +1330,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     hint only: the same outputs bit for bit; -4 to -7 % of the CPU of an instrumented copy on the
     demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that).
 
-    **No reference counts** (docs/detect.md, "... (thirteenth session)"): each worker takes the arrays it
+    **No reference counts** (docs/detect.md, "Reference counts ... (thirteenth session)"): each worker takes the arrays it
     hands on (the kernel's arguments, its scratch) through :func:`_borrow` once, so the views and calls
     of its row-cycles update no reference count (they were 67 atomic pairs a computed row-cycle, on
     counts shared by both threads). The same code on the same memory: the outputs bit for bit."""
