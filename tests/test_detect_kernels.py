@@ -469,3 +469,36 @@ def test_any_warm_finds_a_warm_series_anywhere():
             if pos is not None:
                 a[pos] = 0.0
             assert _any_warm(a) == (pos is not None)
+
+
+def test_borrow_views_the_same_memory():
+    # _borrow (the kernels' arrays without a reference count): the same data, shape and strides -- writes
+    # through it and its views land in the array; _keep holds borrowed scratch alive up to its call
+    import numba
+
+    from engine.detect.kernels import _borrow, _keep
+
+    @numba.njit
+    def f(a, n):
+        own = (np.arange(n, dtype=np.float64), np.zeros(3, dtype=np.int64))
+        s = _borrow(own[0])
+        b = _borrow(a)
+        for i in range(b.shape[0]):
+            row = b[i]
+            row[1:] = s[i] + row[0]
+        t = 0.0
+        for i in range(s.shape[0]):
+            t += s[i]
+        _keep(own)
+        return t
+
+    a = np.arange(12.0).reshape(4, 3)
+    want = a.copy()
+    want[:, 1:] = (np.arange(4.0) + a[:, 0])[:, None]
+    assert f(a, 4) == 6.0
+    np.testing.assert_array_equal(a, want)
+    b = np.arange(12.0).reshape(3, 4)[:, ::2]        # a strided view: the strides carried over
+    want = b.copy()
+    want[:, 1:] = (np.arange(3.0) + b[:, 0])[:, None]
+    f(b, 3)
+    np.testing.assert_array_equal(b, want)

@@ -145,6 +145,46 @@ def _fence(typingctx, f):
     return types.float32(types.float32), codegen
 
 
+@intrinsic
+def _borrow(typingctx, a):
+    """``a`` as an array that is not reference counted: the same data, shape and strides, with a
+    null meminfo (and parent), so each increment or decrement numba makes of it, or of a view of it,
+    is a test of a null pointer instead of an atomic update of the parent's count.
+
+    For :func:`run_kernel` and :func:`update_kernel`, whose row-cycles hand ~30 arrays and views to
+    functions numba does not prune the counts of (every callee may fail): 67 atomic increments (and as
+    many decrements) a computed row-cycle, on the meminfos that all rows of one parent array share
+    (at two threads their cache lines go back and forth between the cores; docs/detect.md, "Reference
+    counts ... (thirteenth session)"). Where the null is seen (the kernel's own loop) LLVM removes
+    the calls altogether; in a callee each is a call that tests a null pointer.
+    **Only for an array that outlives every use of the result**: the kernels' arguments (held by
+    the caller) and scratch kept alive by :func:`_keep`; a borrowed array is never returned or
+    stored. The values are the same memory: no output changes."""
+    def codegen(context, builder, signature, args):
+        at = signature.args[0]
+        src = context.make_array(at)(context, builder, args[0])
+        dst = context.make_array(at)(context, builder)
+        for f in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(dst, f, getattr(src, f))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        dst.parent = cgutils.get_null_value(dst.parent.type)
+        return dst._getvalue()
+    if not isinstance(a, types.Array):
+        return None
+    return a(a), codegen
+
+
+@intrinsic
+def _keep(typingctx, t):
+    """Nothing, but a use of ``t`` (a tuple of arrays): numba keeps each array alive (its reference
+    held) until this call, so arrays :func:`_borrow`-ed before it stay valid up to it."""
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+    if not (isinstance(t, types.BaseTuple) and all(isinstance(x, types.Array) for x in t)):
+        return None
+    return types.void(t), codegen
+
+
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -1184,54 +1224,62 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     chunks ``w, w + n_workers, ...``, with its scratch allocated once. The catalog's costly rows
     (count rows ~2x) sit in runs, so contiguous halves were 5-7 % apart in CPU; dealt, they
     balance. Each row's cycle is computed as before (the same chunks, lanes and order within a
-    chunk): the outputs and state are the same bit for bit whatever ``n_workers``."""
+    chunk): the outputs and state are the same bit for bit whatever ``n_workers``. As in :func:`run_kernel`,
+    each worker hands on arrays that are not reference counted (:func:`_borrow`)."""
     n_ind, n_reg = V.shape
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     nw = min(max(n_workers, 1), max(n_chunks, 1))
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
     for w in prange(nw):
-        zb = np.zeros((LANES, n_reg), dtype=np.float32)   # the lanes: row q takes the residuals of row rows[q]
-        mu_s = np.empty(n_reg, dtype=np.float32)
-        var_s = np.empty(n_reg, dtype=np.float32)
-        c3_s = np.empty(n_reg, dtype=np.float32)
-        cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
-        ci = np.empty(n_reg, dtype=np.int32)
-        zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
-        dirv = np.zeros(LANES, dtype=np.float64)
-        rows = np.empty(LANES, dtype=np.int64)
+        # the worker's scratch (held by ``own`` up to :func:`_keep` below) and the arrays it hands on, not
+        # reference counted in its loops (:func:`_borrow`: no atomic update a call or a view)
+        own = (np.zeros((LANES, n_reg), dtype=np.float32), np.empty(n_reg, dtype=np.float32),
+               np.empty(n_reg, dtype=np.float32), np.empty(n_reg, dtype=np.float32),
+               np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32), np.empty(n_reg, dtype=np.int32),
+               np.zeros(LANES, dtype=np.float64), np.empty(LANES, dtype=np.int64)) + _lane_tables(n_reg, lanes_on)
+        zb = _borrow(own[0])        # the lanes: row q takes the residuals of row rows[q]
+        mu_s, var_s, c3_s, cw, ci = _borrow(own[1]), _borrow(own[2]), _borrow(own[3]), _borrow(own[4]), _borrow(own[5])
+        dirv, rows, zc8, acc8, cnt8, dirf = (_borrow(own[6]), _borrow(own[7]), _borrow(own[8]), _borrow(own[9]),
+                                             _borrow(own[10]), _borrow(own[11]))
+        V_b, score_b, det_b, expected_b, scale_b, scan_mu_b = (_borrow(V), _borrow(score), _borrow(det), _borrow(expected),
+                                                               _borrow(scale), _borrow(scan_mu))
+        L_b, D_b, S_b, CP_b, CN_b, N_b, T_b = _borrow(L), _borrow(D), _borrow(S), _borrow(CP), _borrow(CN), _borrow(N), _borrow(T)
+        shape_b, visits_b, par_b, adj_ptr_b, adj_idx_b = _borrow(shape), _borrow(visits), _borrow(par), _borrow(adj_ptr), _borrow(adj_idx)
+        season_b, both_slot_b, scan_slot_b = _borrow(season), _borrow(both_slot), _borrow(scan_slot)
         ci16 = ci.view(np.int16)    # a steady row's counts go here (scratch: neither read nor kept)
         for ch in range(w, n_chunks, nw):
             nl = 0
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
-                ph = phase_w if season[i] == 2 else phase_d
+                ph = phase_w if season_b[i] == 2 else phase_d
                 z = zb[nl]      # the row pass writes the residuals straight into the next free lane
                 Li, Di, Si, CPi, CNi, Ni, Ti, shi, vii, fb_on, srow, son = _row_refs(
-                    i, season, par, L, D, S, CP, CN, both_slot, N, T, shape, visits, cw, scan_slot, judge_unset)
+                    i, season_b, par_b, L_b, D_b, S_b, CP_b, CN_b, both_slot_b, N_b, T_b, shape_b, visits_b, cw, scan_slot_b, judge_unset)
                 sty = steady[i]
                 fbp = phase_d if fb_on else -1
                 nl_i = ci16 if sty else Ni      # (not inside the call: numba's bytecode limit for long calls)
-                x = V[i]
-                sc = score[i]
-                dc = det[i]
-                nm = _step_cat(x, ph, fbp, season[i], direction[i], is_count[i], warn[i], alarm[i],
-                               warmup[i], span[i], par, Li, Di, Si, CPi, CNi, Ni, nl_i, nsat[i], Ti, shi,
-                               vii, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, sc, dc, expected[i], scale[i],
-                               want_baseline, scan_mu[srow], son, judge_unset, held[i], sty, lanes_on)
+                x = V_b[i]
+                sc = score_b[i]
+                dc = det_b[i]
+                nm = _step_cat(x, ph, fbp, season_b[i], direction[i], is_count[i], warn[i], alarm[i],
+                               warmup[i], span[i], par_b, Li, Di, Si, CPi, CNi, Ni, nl_i, nsat[i], Ti, shi,
+                               vii, adj_ptr_b, adj_idx_b, spatial, z, mu_s, var_s, c3_s, cw, ci, sc, dc, expected_b[i], scale_b[i],
+                               want_baseline, scan_mu_b[srow], son, judge_unset, held[i], sty, lanes_on)
                 if not sty and nm >= nsat[i]:   # every series observed nsat cycles: steady from the next cycle
                     steady[i] = True
-                if lanes_on and _lane_keep(z, x, direction[i], warn[i], alarm[i], adj_ptr, adj_idx, min_nb, sc, dc):
+                if lanes_on and _lane_keep(z, x, direction[i], warn[i], alarm[i], adj_ptr_b, adj_idx_b, min_nb, sc, dc):
                     rows[nl] = i
                     dirv[nl] = direction[i]
                     nl += 1
                 if nl == LANES or (nl > 0 and i == min(n_ind, (ch + 1) * CHUNK) - 1):
-                    sb = _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
+                    sb = _score_lanes(zb, zc8, dirv, adj_ptr_b, adj_idx_b, min_nb, acc8, cnt8, dirf)
                     for q in range(nl):
                         j = rows[q]
-                        spatial_raise(sb[q], score[j], det[j], CODE_SPATIAL)
+                        spatial_raise(sb[q], score_b[j], det_b[j], CODE_SPATIAL)
                         if not math.isnan(warn[j]):
-                            _thr_pass(V[j], warn[j], alarm[j], score[j], det[j])
+                            _thr_pass(V_b[j], warn[j], alarm[j], score_b[j], det_b[j])
                     nl = 0
+        _keep(own)
 
 
 @njit(parallel=True)
@@ -1280,23 +1328,36 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     baseline rows when it stores them; a row's cycles lie ``n_ind n_reg`` elements apart -- 3.5 MB
     in the demo -- where no hardware prefetcher follows), so they arrive while this one computes. A
     hint only: the same outputs bit for bit; -4 to -7 % of the CPU of an instrumented copy on the
-    demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that)."""
+    demo's captured parts (whole calls: new lower in 73 % of paired calls, not resolved beyond that).
+
+    **No reference counts** (docs/detect.md, "Reference counts ... (thirteenth session)"): each worker takes the arrays it
+    hands on (the kernel's arguments, its scratch) through :func:`_borrow` once, so the views and calls
+    of its row-cycles update no reference count (they were 67 atomic pairs a computed row-cycle, on
+    counts shared by both threads). The same code on the same memory: the outputs bit for bit."""
     n_t, n_ind, n_reg = V.shape
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the row's cycles (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
     n_chunks = (n_ind + CHUNK - 1) // CHUNK
     nw = min(max(n_workers, 1), max(n_chunks, 1))
     for w in prange(nw):
-        zb = np.zeros((LANES, n_reg), dtype=np.float32)   # the lanes: row q takes the residuals of cycle cyc[q]
-        mu_s = np.empty(n_reg, dtype=np.float32)
-        var_s = np.empty(n_reg, dtype=np.float32)
-        c3_s = np.empty(n_reg, dtype=np.float32)
-        cw = np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32)
-        ci = np.empty(n_reg, dtype=np.int32)
-        zc8, acc8, cnt8, dirf = _lane_tables(n_reg, lanes_on)
-        dirv = np.empty(LANES, dtype=np.float64)
-        cyc = np.empty(LANES, dtype=np.int64)        # the cycles in the lanes
-        pend = np.empty(n_t, dtype=np.int64)         # skipped cycles whose copy waits for the lanes
+        # the worker's scratch (held by ``own`` up to :func:`_keep` below) and the arrays it hands on, not
+        # reference counted in its loops (:func:`_borrow`: no atomic update a call or a view)
+        own = (np.zeros((LANES, n_reg), dtype=np.float32), np.empty(n_reg, dtype=np.float32),
+               np.empty(n_reg, dtype=np.float32), np.empty(n_reg, dtype=np.float32),
+               np.empty((COUNT_SCRATCH, n_reg), dtype=np.float32), np.empty(n_reg, dtype=np.int32),
+               np.empty(LANES, dtype=np.float64), np.empty(LANES, dtype=np.int64),
+               np.empty(n_t, dtype=np.int64)) + _lane_tables(n_reg, lanes_on)
+        zb = _borrow(own[0])        # the lanes: row q takes the residuals of cycle cyc[q]
+        mu_s, var_s, c3_s, cw, ci = _borrow(own[1]), _borrow(own[2]), _borrow(own[3]), _borrow(own[4]), _borrow(own[5])
+        dirv = _borrow(own[6])
+        cyc = _borrow(own[7])       # the cycles in the lanes
+        pend = _borrow(own[8])      # skipped cycles whose copy waits for the lanes
+        zc8, acc8, cnt8, dirf = _borrow(own[9]), _borrow(own[10]), _borrow(own[11]), _borrow(own[12])
+        V_b, score_b, det_b, expected_b, scale_b, scan_mu_b = (_borrow(V), _borrow(score), _borrow(det), _borrow(expected),
+                                                               _borrow(scale), _borrow(scan_mu))
+        L_b, D_b, S_b, CP_b, CN_b, N_b, T_b = _borrow(L), _borrow(D), _borrow(S), _borrow(CP), _borrow(CN), _borrow(N), _borrow(T)
+        shape_b, visits_b, par_b, adj_ptr_b, adj_idx_b = _borrow(shape), _borrow(visits), _borrow(par), _borrow(adj_ptr), _borrow(adj_idx)
+        season_b, both_slot_b, scan_slot_b = _borrow(season), _borrow(both_slot), _borrow(scan_slot)
         ci16 = ci.view(np.int16)    # a steady row's counts go here (scratch: neither read nor kept)
         for ch in range(w, n_chunks, nw):            # chunks of rows dealt to the workers (docstring: "Dealt rows")
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
@@ -1306,7 +1367,7 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 npend = 0
                 wi = warn[i]
                 ai = alarm[i]
-                sea = season[i]
+                sea = season_b[i]
                 dri = direction[i]
                 isc = is_count[i]
                 wu = warmup[i]
@@ -1316,31 +1377,31 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                 # the row's state rows, once for all its cycles: a view or an array argument a row-cycle
                 # costs two atomic reference-count updates (:func:`_row_refs`)
                 Li, Di, Si, CPi, CNi, Ni, Ti, shi, vii, fb_on, srow, son = _row_refs(
-                    i, season, par, L, D, S, CP, CN, both_slot, N, T, shape, visits, cw, scan_slot, judge_unset)
+                    i, season_b, par_b, L_b, D_b, S_b, CP_b, CN_b, both_slot_b, N_b, T_b, shape_b, visits_b, cw, scan_slot_b, judge_unset)
                 quiet = False       # the last computed cycle left the row's state as it was (:func:`_quiet_row`)
                 sty0 = False        # ... and ran with this steady flag
                 for t in range(n_t):
                     # the next row-cycle's lines are fetched while this one runs (a cycle's rows lie
                     # 3.5 MB apart: no hardware prefetcher follows; docs/detect.md "... (twelfth session)")
                     if t + 1 < n_t:
-                        _prefetch_cycle(V, score, det, expected, scale, t + 1, i, baseline_slot[t + 1])
+                        _prefetch_cycle(V_b, score_b, det_b, expected_b, scale_b, t + 1, i, baseline_slot[t + 1])
                     elif i + 1 < n_ind:
-                        _prefetch_cycle(V, score, det, expected, scale, 0, i + 1, baseline_slot[0])
+                        _prefetch_cycle(V_b, score_b, det_b, expected_b, scale_b, 0, i + 1, baseline_slot[0])
                     ph = phase_w[t] if sea == 2 else phase_d[t]
                     fbp = phase_d[t] if fb_on else -1
                     bs = baseline_slot[t]
                     want = bs >= 0
                     bt = bs if want else 0
                     sty = steady[i]
-                    x = V[t, i]
+                    x = V_b[t, i]
                     if (t > 0 and quiet and sty == sty0
                             and (sea == 0 or (phase_d[t] == phase_d[t - 1]
                                               and (sea != 2 or phase_w[t] == phase_w[t - 1])))
-                            and _same_values(x, V[t - 1, i])):
+                            and _same_values(x, V_b[t - 1, i])):
                         # cycle t - 1 learned nothing and t repeats it (values, bins, state): its outputs
-                        _skip_row(x, ph, fbp, sea, isc, wu, par, Li, Di, Si, Ni, shi, vii, score[t - 1, i],
-                                  det[t - 1, i], score[t, i], det[t, i], expected[bt, i], scale[bt, i], want,
-                                  scan_mu[t, srow], son, judge_unset, nl == 0)
+                        _skip_row(x, ph, fbp, sea, isc, wu, par_b, Li, Di, Si, Ni, shi, vii, score_b[t - 1, i],
+                                  det_b[t - 1, i], score_b[t, i], det_b[t, i], expected_b[bt, i], scale_b[bt, i], want,
+                                  scan_mu_b[t, srow], son, judge_unset, nl == 0)
                         if nl > 0:      # cycle t - 1's scores wait for the lanes: so does the copy
                             pend[npend] = t
                             npend += 1
@@ -1348,25 +1409,26 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                     quiet = _quiet_row(x, Ni, sty, ns, Ti, hm, isc)
                     sty0 = sty
                     z = zb[nl]      # the row pass writes the residuals straight into the next free lane
-                    sc = score[t, i]
-                    dc = det[t, i]
+                    sc = score_b[t, i]
+                    dc = det_b[t, i]
                     nl_i = ci16 if sty else Ni  # (not inside the call: numba's bytecode limit for long calls)
-                    nm = _step_cat(x, ph, fbp, sea, dri, isc, wi, ai, wu, spn, par, Li, Di, Si, CPi, CNi, Ni,
-                                   nl_i, ns, Ti, shi, vii, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s,
-                                   cw, ci, sc, dc, expected[bt, i], scale[bt, i], want, scan_mu[t, srow], son,
+                    nm = _step_cat(x, ph, fbp, sea, dri, isc, wi, ai, wu, spn, par_b, Li, Di, Si, CPi, CNi, Ni,
+                                   nl_i, ns, Ti, shi, vii, adj_ptr_b, adj_idx_b, spatial, z, mu_s, var_s, c3_s,
+                                   cw, ci, sc, dc, expected_b[bt, i], scale_b[bt, i], want, scan_mu_b[t, srow], son,
                                    judge_unset, hm, sty, lanes_on)
                     if not sty and nm >= ns:    # every series observed nsat cycles: steady from the next cycle
                         steady[i] = True
-                    if lanes_on and _lane_keep(z, x, dri, wi, ai, adj_ptr, adj_idx, min_nb, sc, dc):
+                    if lanes_on and _lane_keep(z, x, dri, wi, ai, adj_ptr_b, adj_idx_b, min_nb, sc, dc):
                         cyc[nl] = t
                         nl += 1
                         if nl == LANES:
                             # (np.int64: the same argument types in numba's typing before and after the parfor
                             # pass, so each callee compiles once; docs/detect.md "... (tenth session)")
-                            _lanes_out(V, score, det, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr, adj_idx, min_nb,
+                            _lanes_out(V_b, score_b, det_b, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr_b, adj_idx_b, min_nb,
                                        acc8, cnt8, dirf, cyc, np.int64(nl), pend, np.int64(npend))
                             nl = 0
                             npend = 0
                 if nl > 0:
-                    _lanes_out(V, score, det, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8,
+                    _lanes_out(V_b, score_b, det_b, np.int64(i), wi, ai, zb, zc8, dirv, adj_ptr_b, adj_idx_b, min_nb, acc8, cnt8,
                                dirf, cyc, np.int64(nl), pend, np.int64(npend))
+        _keep(own)
