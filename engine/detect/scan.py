@@ -1180,7 +1180,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
         touched = np.empty(n_reg, dtype=np.int64)
         rmark = np.full(n_reg, -1, dtype=np.int64)
         Lc = np.zeros(ncell)                    # a replica's cells' LLRs (inf past the table of c log c): zero
-        hot_list = np.empty(ncell, dtype=np.int64)   # but in the regions drawn; hot: LLR >= thr / K
+        Lr = np.zeros(n_reg)                    # but in the regions drawn; and each region's largest (zero: none)
         rof = np.empty(ncell, dtype=np.int64)   # region of cell i (i // fill: a load, not a division per cell drawn)
         for i in range(ncell):
             rof[i] = i // fill
@@ -1211,12 +1211,14 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
                         fwr[r] = w
                 if nspecial > 0:
                     touched[:ntouch].sort()
-            # the cells (region x window: counts cumulated over the windows) and their LLRs
+            # the cells (region x window: counts cumulated over the windows), their LLRs and each region's
+            # largest (Lr: 0 where none is above 0)
             hot = (thr / K) * (1.0 - 1e-9)
             nhot = 0
             for t in range(ntouch):
                 r = touched[t]
                 acc = 0.0
+                lmax = 0.0
                 for w in range(fwr[r], fill):
                     i = r * fill + w
                     acc += kc[i]
@@ -1224,35 +1226,48 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
                     if acc > Mcell[i]:
                         v = _llr_t(acc, Mcell[i], lMc[i], table) if acc < table.shape[0] else math.inf
                         Lc[i] = v
-                        if v >= hot:
-                            hot_list[nhot] = i
-                            nhot += 1
+                        nhot += 1 if v >= hot else 0
+                        lmax = v if v > lmax else lmax
                     else:
                         Lc[i] = 0.0
+                Lr[r] = lmax
             stats[0] += 1
             stats[1] += nhot
             # the LLR is subadditive over regions: a zone-window reaches T only where its cells' LLRs sum
             # to thr or more, so where one of them is hot (>= thr / K) and the LLRs of the regions sharing
-            # a zone with it sum to thr or more
+            # a zone with it sum to thr or more. A region's largest LLRs summed over the same regions in the
+            # same order bound those sums at every window of it, as computed (a rounded sum does not fall
+            # where a term rises), so a region whose bound is below thr has none to sum: the same cells,
+            # the same sums, in the same order (touched regions, then windows) as summing at each hot cell
             rmax = 0.0
             if thr > 0.0:
-                for t in range(nhot):
-                    i = hot_list[t]
-                    r = rof[i]
-                    w = i - r * fill
+                for t in range(ntouch):
+                    r = touched[t]
+                    if not (Lr[r] >= hot):
+                        continue                # no hot cell
                     b = 0.0
                     for e in range(nptr[r], nptr[r + 1]):
-                        b += Lc[nreg[e] * fill + w]
+                        b += Lr[nreg[e]]
                     if not (b >= thr):
                         continue
-                    for e in range(mptr[r], mptr[r + 1]):
-                        zc = mzone[e]
+                    for w in range(fwr[r], fill):
+                        if not (Lc[r * fill + w] >= hot):
+                            continue            # (hot > 0 here: a hot cell is above its expectation)
                         b = 0.0
-                        for s in range(nsize[zc]):
-                            b += Lc[zones[zc, s] * fill + w]
-                        if b >= thr:
-                            stats[2] += 1
-                            rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
+                        for e in range(nptr[r], nptr[r + 1]):
+                            b += Lc[nreg[e] * fill + w]
+                        if not (b >= thr):
+                            continue
+                        for e in range(mptr[r], mptr[r + 1]):
+                            zc = mzone[e]
+                            b = 0.0
+                            for s in range(nsize[zc]):
+                                b += Lc[zones[zc, s] * fill + w]
+                            if b >= thr:
+                                stats[2] += 1
+                                rmax = _zone_max(Cr, Mz, zones, zc, nsize[zc], w, fill, rmax, table)
+                        if rmax >= top:
+                            break
                     if rmax >= top:
                         break
             else:
@@ -1263,6 +1278,7 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
             if not dense:                       # (dense: every cell is written again)
                 for t in range(ntouch):
                     r = touched[t]
+                    Lr[r] = 0.0
                     for w in range(fwr[r], fill):
                         kc[r * fill + w] = 0.0
                         Cr[r * fill + w] = 0.0
