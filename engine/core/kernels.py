@@ -859,21 +859,6 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 
 
-@njit(inline="always")
-def _put_row(dst, tt, row, scr, dense, n, nreg, ser_region, s0):  # pragma: no cover - compiled
-    """``dst[tt, row] = scr[0, :n]`` (dense: series i is region i), or NaN and ``scr[0, i]`` at
-    region ``ser_region[s0 + i]`` (element loops with uint64 region indices, no views: LLVM
-    vectorises them, and numba takes no reference; see :func:`sorted_insert`)."""
-    if dense:
-        for i in range(np.uint64(n)):
-            dst[tt, row, i] = scr[0, i]
-    else:
-        for r in range(np.uint64(nreg)):
-            dst[tt, row, r] = np.nan
-        for i in range(n):
-            dst[tt, row, ser_region[s0 + i]] = scr[0, i]
-
-
 @njit
 def derived_rows(tt, DP, O, D, stack):
     """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
@@ -923,9 +908,11 @@ def derived_rows(tt, DP, O, D, stack):
                 elif op == 4:
                     for r in range(nreg):
                         stack[x, r] = stack[x, r] * stack[y, r]
-                elif op == 5:
+                elif op == 5:  # (the divisor made nonzero first: no zero-division check, a vector loop)
                     for r in range(nreg):
-                        stack[x, r] = stack[x, r] / stack[y, r] if stack[y, r] != 0.0 else np.nan
+                        d = stack[y, r]
+                        v = stack[x, r] / (d if d != 0.0 else 1.0)
+                        stack[x, r] = v if d != 0.0 else np.nan
                 elif op == 8:
                     for r in range(nreg):
                         if math.isnan(stack[x, r]) or stack[y, r] < stack[x, r]:
@@ -973,6 +960,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
+    unreg = np.uint64(nreg)
     for j in range(len(rows)):
         t = rows[j]
         row = ind_row[t]
@@ -1032,9 +1020,10 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
                     scr[1, i] = float(wN[oN + i])
             else:  # _C_SNSUM
                 oP = np.uint64(blk_offP[bl])
-                for i in range(un):
+                for i in range(un):  # (divisors made nonzero first: see the value pass below)
                     p = wP[oP + i]
-                    scr[0, i] = wS[oS + i] / p if p > 0 else np.nan
+                    v = wS[oS + i] / (p if p > 0 else 1)
+                    scr[0, i] = v if p > 0 else np.nan
             if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
                 has_d = True
                 if parts:  # the parts need it in scr[1]; the value pass below reads the norm row itself
@@ -1044,7 +1033,10 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
             _put_parts(tt, row, n, nreg, s0, ser_region, scr[0], scr[1], has_d, num, den)
         # val = mult * (a / d) in place in scr[0] (float64), then copied into the output row (and the
         # derived copy); series i is region i when the base covers every region (series are sorted
-        # by region), else the row is NaN where the base has no series
+        # by region), else the row is NaN where the base has no series. (Each division's divisor is
+        # made nonzero first, ``a / (d if d != 0 else 1)``, and the result replaced by NaN where
+        # ``d == 0``: the same numbers, but numba's zero-division check, which kept these loops
+        # scalar, folds away and LLVM vectorises them.)
         dense = n == nreg
         if not scale or (not has_d and mult == 1.0):
             pass
@@ -1055,21 +1047,55 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
             if dense:
                 for i in range(un):
                     d = norm[nr, i]
-                    scr[0, i] = mult * (scr[0, i] / d) if d != 0.0 else np.nan
+                    v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                    scr[0, i] = v if d != 0.0 else np.nan
             else:
                 for i in range(n):
                     d = norm[nr, ser_region[s0 + i]]
-                    scr[0, i] = mult * (scr[0, i] / d) if d != 0.0 else np.nan
+                    v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                    scr[0, i] = v if d != 0.0 else np.nan
         else:
             for i in range(un):
                 d = scr[1, i]
-                scr[0, i] = mult * (scr[0, i] / d) if d != 0.0 else np.nan
-        if wide:  # float64 output (the float32 one is a sink)
-            _put_row(out64, tt, row, scr, dense, n, nreg, ser_region, s0)
+                v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                scr[0, i] = v if d != 0.0 else np.nan
+        # the output row (float64 when ``wide``: the float32 one is a sink) and its derived copy in
+        # one pass (loops written out here, not a helper taking the arrays: numba kept a reference
+        # count pair per array argument of an inlined helper in this loop)
+        if not dense:  # NaN where the base has no series
+            for r in range(unreg):
+                if wide:
+                    out64[tt, row, r] = np.nan
+                else:
+                    out[tt, row, r] = np.nan
+                if dd >= 0:
+                    D[tt, dd, r] = np.nan
+            for i in range(n):
+                r = ser_region[s0 + i]
+                v = scr[0, i]
+                if wide:
+                    out64[tt, row, r] = v
+                else:
+                    out[tt, row, r] = v
+                if dd >= 0:
+                    D[tt, dd, r] = v
+        elif wide:
+            if dd >= 0:
+                for i in range(un):
+                    v = scr[0, i]
+                    out64[tt, row, i] = v
+                    D[tt, dd, i] = v
+            else:
+                for i in range(un):
+                    out64[tt, row, i] = scr[0, i]
+        elif dd >= 0:
+            for i in range(un):
+                v = scr[0, i]
+                out[tt, row, i] = v
+                D[tt, dd, i] = v
         else:
-            _put_row(out, tt, row, scr, dense, n, nreg, ser_region, s0)
-        if dd >= 0:
-            _put_row(D, tt, dd, scr, dense, n, nreg, ser_region, s0)
+            for i in range(un):
+                out[tt, row, i] = scr[0, i]
 
 
 # ---------------------------------------------------------------------------------------------
