@@ -1063,12 +1063,14 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
         # one pass (loops written out here, not a helper taking the arrays: numba kept a reference
         # count pair per array argument of an inlined helper in this loop)
         if not dense:  # NaN where the base has no series
-            for r in range(unreg):
-                if wide:
+            if wide:
+                for r in range(unreg):
                     out64[tt, row, r] = np.nan
-                else:
+            else:
+                for r in range(unreg):
                     out[tt, row, r] = np.nan
-                if dd >= 0:
+            if dd >= 0:
+                for r in range(unreg):
                     D[tt, dd, r] = np.nan
             for i in range(n):
                 r = ser_region[s0 + i]
