@@ -8,8 +8,9 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 2. bin - events and readings add into their bucket's ring row (a late record into its own, older
    bucket, and straight into the running sums, running extremes and sorted windows that still
    cover it);
-3. snapshots - records update the latest value per entity; then (per base, right before its add)
-   each snapshot base aggregates its entities into its bucket ``k``;
+3. snapshots - records update the latest value per entity; then (at the start of the add, for
+   the bases of the call) each snapshot base aggregates its entities into its bucket ``k``
+   (:func:`snap_aggregate`);
 4. add - every block adds bucket ``k``; every sorted window replaces the leaving bucket's mean
    (noted in the advance) by bucket ``k``'s in one pass (the same sorted values as deleting it in
    the advance: a window holds a multiset, and equal means are the same bits); every running
