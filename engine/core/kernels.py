@@ -8,8 +8,9 @@ One cycle ``k`` (absolute cycle number: the cycle ends at ``k * cycle_ns`` since
 2. bin - events and readings add into their bucket's ring row (a late record into its own, older
    bucket, and straight into the running sums, running extremes and sorted windows that still
    cover it);
-3. snapshots - records update the latest value per entity; then (per base, right before its add)
-   each snapshot base aggregates its entities into its bucket ``k``;
+3. snapshots - records update the latest value per entity; then (at the start of the add, for
+   the bases of the call) each snapshot base aggregates its entities into its bucket ``k``
+   (:func:`snap_aggregate`);
 4. add - every block adds bucket ``k``; every sorted window replaces the leaving bucket's mean
    (noted in the advance) by bucket ``k``'s in one pass (the same sorted values as deleting it in
    the advance: a window holds a multiset, and equal means are the same bits); every running
@@ -118,9 +119,12 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
 @njit(inline="always")
 def sorted_insert(x, o, n, v):
     """Insert ``v`` into the ascending ``x[o:o+n]`` (NaN last, like ``np.sort``); returns ``n + 1``.
-    The caller guarantees room for one more value. (Loops over a view indexed from 0: the shift
-    compiles to a vector copy.)"""
-    xv = x[o:o + n + 1]
+    The caller guarantees room for one more value.
+
+    (No views, here and in the other sorted-window helpers: numba takes a reference (an atomic
+    increment and decrement) for every view it cannot prove short-lived, and in the kernels' loops
+    it cannot. The shifts index ``x`` with uint64 offsets: no negative-index fix-up per element,
+    so they still compile to vector copies.)"""
     if math.isnan(v):
         pos = n
     else:
@@ -128,40 +132,45 @@ def sorted_insert(x, o, n, v):
         hi = n
         while lo < hi:
             mid = (lo + hi) >> 1
-            if xv[mid] <= v:  # NaN compares False: v goes before it
+            if x[o + mid] <= v:  # NaN compares False: v goes before it
                 lo = mid + 1
             else:
                 hi = mid
         pos = lo
-    for c in range(n - pos):
-        xv[n - c] = xv[n - c - 1]
-    xv[pos] = v
+    e = np.uint64(o + n)
+    for c in range(np.uint64(n - pos)):
+        x[e - c] = x[e - c - np.uint64(1)]
+    x[o + pos] = v
     return n + 1
+
+
+@njit(inline="always")
+def _shift_down(x, a, m):
+    """``x[a:a + m] = x[a + 1:a + m + 1]`` (ascending element copies, uint64 offsets)."""
+    d = np.uint64(a)
+    for c in range(np.uint64(m)):
+        x[d + c] = x[d + c + np.uint64(1)]
 
 
 @njit(inline="always")
 def sorted_delete(x, o, n, v):
     """Delete one value equal to ``v`` (NaN: one NaN) from the ascending ``x[o:o+n]``; returns the
     new length (``n`` when ``v`` is not there)."""
-    xv = x[o:o + n]
     if math.isnan(v):
-        if n == 0 or not math.isnan(xv[n - 1]):
+        if n == 0 or not math.isnan(x[o + n - 1]):
             return n
         return n - 1
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if xv[mid] < v:
+        if x[o + mid] < v:
             lo = mid + 1
         else:
             hi = mid
-    if lo >= n or xv[lo] != v:
+    if lo >= n or x[o + lo] != v:
         return n
-    dst = xv[lo:n - 1]
-    src = xv[lo + 1:n]
-    for c in range(n - 1 - lo):
-        dst[c] = src[c]
+    _shift_down(x, o + lo, n - 1 - lo)
     return n - 1
 
 
@@ -175,41 +184,39 @@ def sorted_replace(x, o, n, old, v):
     positions move by one. A NaN ``old`` or ``v`` (rare) goes through delete then insert."""
     if math.isnan(old) or math.isnan(v):
         return sorted_insert(x, o, sorted_delete(x, o, n, old), v)
-    xv = x[o:o + n]
+    u = np.uint64(o)
     lt = 0
     le = 0
-    for i in range(n):
-        e = xv[i]
+    for i in range(np.uint64(n)):
+        e = x[u + i]
         lt += 1 if e < old else 0  # NaN compares False and sorts last: the searches' positions
         le += 1 if e <= v else 0
-    if lt >= n or xv[lt] != old:
+    if lt >= n or x[o + lt] != old:
         return sorted_insert(x, o, n, v)
     pd = lt  # old's position; v goes at le in x, at le - 1 in x without old when le > pd
     if le > pd:
         pi = le - 1
-        dst = xv[pd:pi]
-        src = xv[pd + 1:pi + 1]
-        for c in range(pi - pd):
-            dst[c] = src[c]
+        _shift_down(x, o + pd, pi - pd)
     else:
         pi = le
-        for c in range(pd - pi):
-            xv[pd - c] = xv[pd - c - 1]
-    xv[pi] = v
+        e = np.uint64(o + pd)
+        for c in range(np.uint64(pd - pi)):
+            x[e - c] = x[e - c - np.uint64(1)]
+    x[o + pi] = v
     return n
 
 
 @njit(inline="always")
-def quantile_sorted(x, n, q):
-    """Linear-interpolation quantile of the sorted ``x[:n]`` (numpy's default method)."""
+def quantile_sorted(x, o, n, q):
+    """Linear-interpolation quantile of the sorted ``x[o:o+n]`` (numpy's default method)."""
     if n == 0:
         return np.nan
     pos = q * (n - 1)
     lo = int(math.floor(pos))
     hi = min(lo + 1, n - 1)
     t = pos - lo
-    a = x[lo]
-    b = x[hi]
+    a = x[o + lo]
+    b = x[o + hi]
     d = b - a
     # numpy's _lerp: a + d * t, or b - d * (1 - t) for t >= 0.5
     if t >= 0.5:
@@ -239,45 +246,54 @@ def _cnt_set(a16, a32, wide, o, v):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def _fill(a, o, n, v):  # pragma: no cover - compiled
+    """``a[o:o + n] = v`` as an element loop with a uint64 offset (no view: see :func:`sorted_insert`)."""
+    u = np.uint64(o)
+    for i in range(np.uint64(n)):
+        a[u + i] = v
+
+
+@njit(inline="always")
 def _ring_out(w, ring, o, wo, n, pos):  # pragma: no cover - compiled
     """``w[wo:wo + n] -= ring[o:o + n]`` (``pos``: minus 1 where the ring cell is positive).
-    (Loops over views indexed from 0 here and below: LLVM vectorises them.)"""
-    wv = w[wo:wo + n]
-    rv = ring[o:o + n]
+    (Element loops with uint64 offsets here and below, no views: LLVM vectorises them, and numba
+    takes no reference per call; see :func:`sorted_insert`.)"""
+    uw = np.uint64(wo)
+    ur = np.uint64(o)
     if pos:
-        for i in range(n):
-            if rv[i] > 0:
-                wv[i] -= 1
+        for i in range(np.uint64(n)):
+            if ring[ur + i] > 0:
+                w[uw + i] -= 1
     else:
-        for i in range(n):
-            wv[i] -= rv[i]
+        for i in range(np.uint64(n)):
+            w[uw + i] -= ring[ur + i]
 
 
 @njit(inline="always")
 def _ring_in(w, r, on, oo, wo, n, pos):  # pragma: no cover - compiled
     """``w[wo:wo + n] += r[on:on + n]`` minus ``r[oo:oo + n]`` when ``oo >= 0`` (``pos``: plus /
     minus 1 where the ring cell is positive)."""
-    wv = w[wo:wo + n]
-    rn = r[on:on + n]
+    uw = np.uint64(wo)
+    un = np.uint64(on)
     if oo >= 0:
-        ro = r[oo:oo + n]
+        uo = np.uint64(oo)
         if pos:
-            for i in range(n):
-                if rn[i] > 0:
-                    wv[i] += 1
-                if ro[i] > 0:
-                    wv[i] -= 1
+            for i in range(np.uint64(n)):
+                if r[un + i] > 0:
+                    w[uw + i] += 1
+                if r[uo + i] > 0:
+                    w[uw + i] -= 1
         else:
-            for i in range(n):
-                wv[i] += rn[i]
-                wv[i] -= ro[i]
+            for i in range(np.uint64(n)):
+                w[uw + i] += r[un + i]
+                w[uw + i] -= r[uo + i]
     elif pos:
-        for i in range(n):
-            if rn[i] > 0:
-                wv[i] += 1
+        for i in range(np.uint64(n)):
+            if r[un + i] > 0:
+                w[uw + i] += 1
     else:
-        for i in range(n):
-            wv[i] += rn[i]
+        for i in range(np.uint64(n)):
+            w[uw + i] += r[un + i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +326,7 @@ def advance_bases(k, bases, P, S):
         for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
             if blk_W[bl] < R:  # the leaving bucket stays in the ring: subtracted in add, one pass with the new one
                 continue
-            if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base adds each change
+            if snap and R == 1 and base_offS[b] < 0:  # counts only: snap_aggregate adds each change
                 continue
             slot = (k - blk_W[bl]) % R  # the slot of bucket k, cleared below
             if rowc[ro + slot] == 0:  # an empty bucket changes no sum
@@ -326,12 +342,7 @@ def advance_bases(k, bases, P, S):
                 else:
                     _ring_out(wP, ringN, oN, blk_offP[bl], n, True)
             if blk_offS[bl] >= 0:
-                oS = base_offS[b] + slot * n
-                wo = blk_offS[bl]
-                wv = wS[wo:wo + n]
-                rv = ringS[oS:oS + n]
-                for i in range(n):
-                    wv[i] -= rv[i]
+                _ring_out(wS, ringS, base_offS[b] + slot * n, blk_offS[bl], n, False)
             if blk_offO[bl] >= 0:
                 oO = base_offO[b] + slot * n
                 if wide:
@@ -358,31 +369,28 @@ def advance_bases(k, bases, P, S):
                     qlf[q0 + i] = 0
         slot = k % R
         # rows of empty buckets are zero already; a snapshot base writes its whole row when it
-        # aggregates (from the previous bucket's row when it can, see _snap_base)
+        # aggregates (from the previous bucket's row when it can, see snap_aggregate)
         if rowc[ro + slot] != 0 and mem_ptr[b + 1] == mem_ptr[b]:
             rowc[ro + slot] = 0
             o = base_offN[b] + slot * n
             if wide:
-                ringN32[o:o + n] = 0
+                _fill(ringN32, o, n, 0)
             else:
-                ringN[o:o + n] = 0
+                _fill(ringN, o, n, 0)
             if base_offS[b] >= 0:
-                o = base_offS[b] + slot * n
-                ringS[o:o + n] = 0.0
+                _fill(ringS, base_offS[b] + slot * n, n, 0.0)
             if base_offO[b] >= 0:
                 o = base_offO[b] + slot * n
                 if wide:
-                    ringO32[o:o + n] = 0
+                    _fill(ringO32, o, n, 0)
                 else:
-                    ringO[o:o + n] = 0
-        if base_Rm[b] > 0 and not snap:  # (a snapshot base writes its whole extremes' row: _snap_base)
+                    _fill(ringO, o, n, 0)
+        if base_Rm[b] > 0 and not snap:  # (a snapshot base writes its whole extremes' row: snap_aggregate)
             slot = k % base_Rm[b]
             if base_offMin[b] >= 0:
-                o = base_offMin[b] + slot * n
-                ringMin[o:o + n] = np.inf
+                _fill(ringMin, base_offMin[b] + slot * n, n, np.inf)
             if base_offMax[b] >= 0:
-                o = base_offMax[b] + slot * n
-                ringMax[o:o + n] = -np.inf
+                _fill(ringMax, base_offMax[b] + slot * n, n, -np.inf)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,7 +539,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
 def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem, mem_ser, sdirty):
     """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins.
     A cell whose value changes (bit for bit: a NaN stays a NaN, 0.0 and -0.0 differ) flags every
-    series it is a member of in ``sdirty`` (re-aggregated by :func:`_snap_base`)."""
+    series it is a member of in ``sdirty`` (re-aggregated by :func:`snap_aggregate`)."""
     for r in range(lo, hi):
         c = cell[r]
         if time[r] >= st_time[c]:
@@ -571,17 +579,21 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
     return c
 
 
-@njit(inline="always")
-def _snap_base(b, k, P, S):
-    """Aggregate the entities of snapshot base ``b`` (latest values) into its bucket ``k``.
+@njit
+def snap_aggregate(k, bases, P, S):
+    """Aggregate the entities of each snapshot base listed in ``bases`` (others are skipped) into
+    its bucket ``k`` (latest values): stage 3b, which :func:`add_bases` runs first for its bases
+    (each base's aggregation writes only that base's rows, flags and windows, so all of them
+    before the adds give the numbers of each one right before its add).
 
-    When the base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
+    When a base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
     only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
     series is aggregated. Both give the same numbers bit for bit: each series adds its members'
     values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
     a row that aggregated no series again (bucket equal to the previous one; the copy is skipped
     when the slot already holds such a bucket), which :func:`add_bases` uses to skip the window
-    updates that would leave them as they are."""
+    updates that would leave them as they are. (The arrays are taken out of ``P`` and ``S`` once
+    a call: see :func:`advance_bases`.)"""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -591,88 +603,119 @@ def _snap_base(b, k, P, S):
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
      snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
-    n = base_ser0[b + 1] - base_ser0[b]
-    s0 = base_ser0[b]
-    R = base_R[b]
-    slot = k % R
-    ro = base_offRow[b]
-    oN = base_offN[b] + slot * n
-    oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
-    oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
-    Rm = base_Rm[b]
-    oMin = -1
-    oMax = -1
-    if Rm > 0:
-        sm = k % Rm
-        if base_offMin[b] >= 0:
-            oMin = base_offMin[b] + sm * n
-        if base_offMax[b] >= 0:
-            oMax = base_offMax[b] + sm * n
-    inc = snap_k[b] == k - 1
-    # quiet cycles before this one: buckets k - 1 - q .. k - 1 are equal (and a slot whose bucket
-    # is one of them already holds the row the copy below would write: the advance leaves a
-    # snapshot base's rows alone)
-    q = snap_q[b] if inc else 0
-    if inc:  # (element loops, not slice assignments: numba's array-to-array setitem costs
-        # seconds of compile time per dtype)
-        if R > 1 and q < R - 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
-            ps = (k - 1) % R
-            if wide:
-                _copy_run(ringN32, oN, base_offN[b] + ps * n, n)
-            else:
-                _copy_run(ringN, oN, base_offN[b] + ps * n, n)
-            if oS >= 0:
-                _copy_run(ringS, oS, base_offS[b] + ps * n, n)
-            if oO >= 0:
+    for j in range(len(bases)):
+        b = bases[j]
+        if mem_ptr[b + 1] == mem_ptr[b]:  # not a snapshot base
+            continue
+        n = base_ser0[b + 1] - base_ser0[b]
+        s0 = base_ser0[b]
+        R = base_R[b]
+        slot = k % R
+        ro = base_offRow[b]
+        oN = base_offN[b] + slot * n
+        oS = base_offS[b] + slot * n if base_offS[b] >= 0 else -1
+        oO = base_offO[b] + slot * n if base_offO[b] >= 0 else -1
+        Rm = base_Rm[b]
+        oMin = -1
+        oMax = -1
+        if Rm > 0:
+            sm = k % Rm
+            if base_offMin[b] >= 0:
+                oMin = base_offMin[b] + sm * n
+            if base_offMax[b] >= 0:
+                oMax = base_offMax[b] + sm * n
+        inc = snap_k[b] == k - 1
+        # quiet cycles before this one: buckets k - 1 - q .. k - 1 are equal (and a slot whose bucket
+        # is one of them already holds the row the copy below would write: the advance leaves a
+        # snapshot base's rows alone)
+        q = snap_q[b] if inc else 0
+        if inc:  # (element loops, not slice assignments: numba's array-to-array setitem costs
+            # seconds of compile time per dtype)
+            if R > 1 and q < R - 1:  # (R == 1: the row holds bucket k - 1 still, advance left it)
+                ps = (k - 1) % R
                 if wide:
-                    _copy_run(ringO32, oO, base_offO[b] + ps * n, n)
+                    _copy_run(ringN32, oN, base_offN[b] + ps * n, n)
                 else:
-                    _copy_run(ringO, oO, base_offO[b] + ps * n, n)
-            rowc[ro + slot] = rowc[ro + ps]
-        if Rm > 0 and q < Rm - 1:  # Rm = W + 1 >= 2: the previous bucket has its own slot
-            pm = (k - 1) % Rm
+                    _copy_run(ringN, oN, base_offN[b] + ps * n, n)
+                if oS >= 0:
+                    _copy_run(ringS, oS, base_offS[b] + ps * n, n)
+                if oO >= 0:
+                    if wide:
+                        _copy_run(ringO32, oO, base_offO[b] + ps * n, n)
+                    else:
+                        _copy_run(ringO, oO, base_offO[b] + ps * n, n)
+                rowc[ro + slot] = rowc[ro + ps]
+            if Rm > 0 and q < Rm - 1:  # Rm = W + 1 >= 2: the previous bucket has its own slot
+                pm = (k - 1) % Rm
+                if oMin >= 0:
+                    _copy_run(ringMin, oMin, base_offMin[b] + pm * n, n)
+                if oMax >= 0:
+                    _copy_run(ringMax, oMax, base_offMax[b] + pm * n, n)
+        # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
+        # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
+        # count in rowc
+        one = R == 1 and oS < 0  # counts only, one bucket: its windows (W == 1) equal the row, and
+        # each series aggregated again adds its change to them here (the advance and the add skip
+        # them; integers, so the same numbers as the whole row out and in)
+        again = 0
+        for i in range(n):
+            if sdirty[s0 + i] == 0:
+                if inc:
+                    continue
+            else:
+                sdirty[s0 + i] = 0
+            again += 1
+            c0 = _cnt(ringN, ringN32, wide, oN + i)
+            o0 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
+            rowc[ro + slot] -= c0
+            if oS >= 0:
+                ringS[oS + i] = 0.0
+            if oO >= 0:
+                _cnt_set(ringO, ringO32, wide, oO + i, 0)
             if oMin >= 0:
-                _copy_run(ringMin, oMin, base_offMin[b] + pm * n, n)
+                ringMin[oMin + i] = np.inf
             if oMax >= 0:
-                _copy_run(ringMax, oMax, base_offMax[b] + pm * n, n)
-    # a snapshot base's rowc of a slot is always the sum of that slot's counts (whatever the row
-    # holds: bucket k - 1 copied, or an older bucket), so each series aggregated again swaps its
-    # count in rowc
-    one = R == 1 and oS < 0  # counts only, one bucket: its windows (W == 1) equal the row, and
-    # each series aggregated again adds its change to them here (the advance and the add skip
-    # them; integers, so the same numbers as the whole row out and in)
-    again = 0
+                ringMax[oMax + i] = -np.inf
+            c1 = _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
+                              ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
+            rowc[ro + slot] += c1
+            if one:
+                o1 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
+                for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
+                    wN[blk_offN[bl] + i] += c1 - c0
+                    if blk_offP[bl] >= 0:
+                        wP[blk_offP[bl] + i] += (1 if c1 > 0 else 0) - (1 if c0 > 0 else 0)
+                    if blk_offO[bl] >= 0:
+                        wO[blk_offO[bl] + i] += o1 - o0
+        snap_q[b] = q + 1 if inc and again == 0 else 0
+        snap_k[b] = k
+
+
+@njit(inline="always")
+def _mm_slide(ring, mmRun, o, off, k, W, Rm, n, mx):  # pragma: no cover - compiled
+    """Slide the running extremes ``mmRun[o:o + n]`` (maxima when ``mx``, else minima) of a base's
+    extremes' ring at ``off`` (``Rm`` slots) to buckets ``k - W + 1 .. k``."""
+    empty = -np.inf if mx else np.inf
+    ol = off + ((k - W) % Rm) * n  # the bucket leaving (still in the ring: Rm > W)
+    on = off + (k % Rm) * n
     for i in range(n):
-        if sdirty[s0 + i] == 0:
-            if inc:
-                continue
-        else:
-            sdirty[s0 + i] = 0
-        again += 1
-        c0 = _cnt(ringN, ringN32, wide, oN + i)
-        o0 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
-        rowc[ro + slot] -= c0
-        if oS >= 0:
-            ringS[oS + i] = 0.0
-        if oO >= 0:
-            _cnt_set(ringO, ringO32, wide, oO + i, 0)
-        if oMin >= 0:
-            ringMin[oMin + i] = np.inf
-        if oMax >= 0:
-            ringMax[oMax + i] = -np.inf
-        c1 = _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
-                          ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
-        rowc[ro + slot] += c1
-        if one:
-            o1 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
-            for bl in range(base_blk_ptr[b], base_blk_ptr[b + 1]):
-                wN[blk_offN[bl] + i] += c1 - c0
-                if blk_offP[bl] >= 0:
-                    wP[blk_offP[bl] + i] += (1 if c1 > 0 else 0) - (1 if c0 > 0 else 0)
-                if blk_offO[bl] >= 0:
-                    wO[blk_offO[bl] + i] += o1 - o0
-    snap_q[b] = q + 1 if inc and again == 0 else 0
-    snap_k[b] = k
+        run = mmRun[o + i]
+        vn = ring[on + i]
+        if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
+            mmRun[o + i] = vn
+        elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
+            acc = empty
+            sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
+            for c in range(W):
+                v = ring[off + sl * n + i]
+                sl = sl - 1 if sl > 0 else Rm - 1
+                if mx:
+                    if v > acc:
+                        acc = v
+                elif v < acc:
+                    acc = v
+            mmRun[o + i] = acc
+        # else the extreme stays (the new bucket does not reach it, and it did not leave)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,15 +735,13 @@ def add_bases(k, bases, P, S):
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
      snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
+    snap_aggregate(k, bases, P, S)
     for j in range(len(bases)):
         b = bases[j]
         snap = mem_ptr[b + 1] > mem_ptr[b]
-        # a snapshot base: its bucket k aggregates the latest values first; then buckets k - q .. k
-        # are equal (q quiet cycles: snap_q), else q = -1
-        q = -1
-        if snap:
-            _snap_base(b, k, P, S)
-            q = snap_q[b]
+        # a snapshot base: its bucket k aggregated the latest values (snap_aggregate); buckets
+        # k - q .. k are equal (q quiet cycles: snap_q), else q = -1
+        q = snap_q[b] if snap else -1
         n = base_ser0[b + 1] - base_ser0[b]
         R = base_R[b]
         slot = k % R
@@ -716,47 +757,49 @@ def add_bases(k, bases, P, S):
                 continue
             if not fused:
                 oo = -1
-            if snap and R == 1 and base_offS[b] < 0:  # counts only: _snap_base added each change
+            if snap and R == 1 and base_offS[b] < 0:  # counts only: snap_aggregate added each change
                 continue
             # a snapshot base whose buckets k - W .. k are equal: the bucket leaving equals the one
             # coming, the counts stay (integers); the float sums stay when, besides, the last time
             # they were computed (with these same two buckets when q > W) none changed: blk_fx
             same = fused and q >= W
-            if not same:
+            if not same:  # (ring offsets, -1: no leaving bucket)
+                bN = base_offN[b]
+                rn = bN + on
+                ro_ = bN + oo if oo >= 0 else -1
                 if wide:
-                    r32 = ringN32[base_offN[b]:]
-                    _ring_in(wN, r32, on, oo, blk_offN[bl], n, False)
+                    _ring_in(wN, ringN32, rn, ro_, blk_offN[bl], n, False)
                     if blk_offP[bl] >= 0:
-                        _ring_in(wP, r32, on, oo, blk_offP[bl], n, True)
+                        _ring_in(wP, ringN32, rn, ro_, blk_offP[bl], n, True)
                 else:
-                    r = ringN[base_offN[b]:]
-                    _ring_in(wN, r, on, oo, blk_offN[bl], n, False)
+                    _ring_in(wN, ringN, rn, ro_, blk_offN[bl], n, False)
                     if blk_offP[bl] >= 0:
-                        _ring_in(wP, r, on, oo, blk_offP[bl], n, True)
+                        _ring_in(wP, ringN, rn, ro_, blk_offP[bl], n, True)
                 if blk_offO[bl] >= 0:
+                    bO = base_offO[b]
                     if wide:
-                        _ring_in(wO, ringO32[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+                        _ring_in(wO, ringO32, bO + on, bO + oo if oo >= 0 else -1, blk_offO[bl], n, False)
                     else:
-                        _ring_in(wO, ringO[base_offO[b]:], on, oo, blk_offO[bl], n, False)
+                        _ring_in(wO, ringO, bO + on, bO + oo if oo >= 0 else -1, blk_offO[bl], n, False)
             if blk_offS[bl] >= 0 and not (same and q > W and blk_fx[bl] != 0):
-                wo = blk_offS[bl]
-                wv = wS[wo:wo + n]
-                sn = ringS[base_offS[b] + on:base_offS[b] + on + n]
+                uw = np.uint64(blk_offS[bl])  # (uint64 offsets, no views: see sorted_insert)
+                un = np.uint64(base_offS[b] + on)
                 if oo >= 0 and snap:  # (noting whether every sum stayed: blk_fx)
-                    so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
+                    uo = np.uint64(base_offS[b] + oo)
                     eq = 0
-                    for i in range(n):
-                        x = (wv[i] - so[i]) + sn[i]
-                        eq += 1 if x == wv[i] else 0  # (NaN: never equal)
-                        wv[i] = x
+                    for i in range(np.uint64(n)):
+                        w = wS[uw + i]
+                        x = (w - ringS[uo + i]) + ringS[un + i]
+                        eq += 1 if x == w else 0  # (NaN: never equal)
+                        wS[uw + i] = x
                     blk_fx[bl] = 1 if eq == n else 0
                 elif oo >= 0:
-                    so = ringS[base_offS[b] + oo:base_offS[b] + oo + n]
-                    for i in range(n):
-                        wv[i] = (wv[i] - so[i]) + sn[i]
+                    uo = np.uint64(base_offS[b] + oo)
+                    for i in range(np.uint64(n)):
+                        wS[uw + i] = (wS[uw + i] - ringS[uo + i]) + ringS[un + i]
                 else:
-                    for i in range(n):
-                        wv[i] += sn[i]
+                    for i in range(np.uint64(n)):
+                        wS[uw + i] += ringS[un + i]
                     if snap:
                         blk_fx[bl] = 0
         for qb in range(base_q_ptr[b], base_q_ptr[b + 1]):  # the leaving bucket's mean out, the new one in
@@ -779,31 +822,10 @@ def add_bases(k, bases, P, S):
             if q > W:  # buckets k - 1 - W .. k equal: the running extreme of the previous window (those
                 # of k - W .. k - 1) is that bucket's, which bucket k brings again
                 continue
-            mx = mm_stat[mb] == 1
-            ring = ringMax if mx else ringMin
-            off = base_offMax[b] if mx else base_offMin[b]
-            empty = -np.inf if mx else np.inf
-            ol = off + ((k - W) % Rm) * n  # the bucket leaving (still in the ring: Rm > W)
-            on = off + (k % Rm) * n
-            o = mm_off[mb]
-            for i in range(n):
-                run = mmRun[o + i]
-                vn = ring[on + i]
-                if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
-                    mmRun[o + i] = vn
-                elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
-                    acc = empty
-                    sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
-                    for c in range(W):
-                        v = ring[off + sl * n + i]
-                        sl = sl - 1 if sl > 0 else Rm - 1
-                        if mx:
-                            if v > acc:
-                                acc = v
-                        elif v < acc:
-                            acc = v
-                    mmRun[o + i] = acc
-                # else the extreme stays (the new bucket does not reach it, and it did not leave)
+            if mm_stat[mb] == 1:  # (one ring or the other passed by name: no array bound by a select)
+                _mm_slide(ringMax, mmRun, mm_off[mb], base_offMax[b], k, W, Rm, n, True)
+            else:
+                _mm_slide(ringMin, mmRun, mm_off[mb], base_offMin[b], k, W, Rm, n, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,12 +834,13 @@ def add_bases(k, bases, P, S):
 
 @njit(inline="always")
 def _copy_run(ring, dst, src, n):  # pragma: no cover - compiled
-    """``ring[dst:dst + n] = ring[src:src + n]`` as an element loop (numba's array-to-array
-    setitem costs seconds of compile time per dtype)."""
-    d = ring[dst:dst + n]
-    s = ring[src:src + n]
-    for i in range(n):
-        d[i] = s[i]
+    """``ring[dst:dst + n] = ring[src:src + n]`` (the runs do not overlap) as an element loop
+    (numba's array-to-array setitem costs seconds of compile time per dtype) with uint64 offsets
+    (no views: see :func:`sorted_insert`)."""
+    d = np.uint64(dst)
+    s = np.uint64(src)
+    for i in range(np.uint64(n)):
+        ring[d + i] = ring[s + i]
 
 
 @njit(inline="always")
@@ -837,23 +860,6 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 
 
-@njit(inline="always")
-def _put_row(dst, va, dense, ser_region, s0):  # pragma: no cover - compiled
-    """``dst[:] = va`` (dense: series i is region i), or NaN and ``va[i]`` at region
-    ``ser_region[s0 + i]`` (a loop over a view from index 0 without an index select: LLVM
-    vectorises it)."""
-    n = len(va)
-    if dense:
-        d = dst[:n]
-        for i in range(n):
-            d[i] = va[i]
-    else:
-        dst[:] = np.nan
-        sr = ser_region[s0:s0 + n]
-        for i in range(n):
-            dst[sr[i]] = va[i]
-
-
 @njit
 def derived_rows(tt, DP, O, D, stack):
     """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
@@ -865,68 +871,69 @@ def derived_rows(tt, DP, O, D, stack):
     ops, arg, consts, ptr, out_row, d_pos = DP
     out, out64 = O
     wide = out64.shape[0] > 0
-    nreg = D.shape[2]
-    Dt = D[tt]
+    nreg = np.uint64(D.shape[2])
+    # (element loops over uint64 region indices of the 2-d / 3-d arrays, no row views: numba takes
+    # no reference per instruction; see sorted_insert)
     for j in range(len(out_row)):
         h = 0
         for pc in range(ptr[j], ptr[j + 1]):
             op = ops[pc]
             if op == 0:  # ref
-                src = Dt[arg[pc]]
-                dst = stack[h]
+                a = arg[pc]
                 for r in range(nreg):
-                    dst[r] = src[r]
+                    stack[h, r] = D[tt, a, r]
                 h += 1
             elif op == 1:  # num
                 c = consts[arg[pc]]
-                dst = stack[h]
                 for r in range(nreg):
-                    dst[r] = c
+                    stack[h, r] = c
                 h += 1
             elif op == 6 or op == 7:  # neg, abs
-                x = stack[h - 1]
+                x = h - 1
                 if op == 6:
                     for r in range(nreg):
-                        x[r] = -x[r]
+                        stack[x, r] = -stack[x, r]
                 else:
                     for r in range(nreg):
-                        x[r] = abs(x[r])
+                        stack[x, r] = abs(stack[x, r])
             else:
                 h -= 1
-                x = stack[h - 1]
-                y = stack[h]
+                x = h - 1
+                y = h
                 if op == 2:
                     for r in range(nreg):
-                        x[r] = x[r] + y[r]
+                        stack[x, r] = stack[x, r] + stack[y, r]
                 elif op == 3:
                     for r in range(nreg):
-                        x[r] = x[r] - y[r]
+                        stack[x, r] = stack[x, r] - stack[y, r]
                 elif op == 4:
                     for r in range(nreg):
-                        x[r] = x[r] * y[r]
-                elif op == 5:
+                        stack[x, r] = stack[x, r] * stack[y, r]
+                elif op == 5:  # (the divisor made nonzero first: no zero-division check, a vector loop)
                     for r in range(nreg):
-                        x[r] = x[r] / y[r] if y[r] != 0.0 else np.nan
+                        d = stack[y, r]
+                        v = stack[x, r] / (d if d != 0.0 else 1.0)
+                        stack[x, r] = v if d != 0.0 else np.nan
                 elif op == 8:
                     for r in range(nreg):
-                        if math.isnan(x[r]) or y[r] < x[r]:
-                            x[r] = y[r]
+                        if math.isnan(stack[x, r]) or stack[y, r] < stack[x, r]:
+                            stack[x, r] = stack[y, r]
                 else:
                     for r in range(nreg):
-                        if math.isnan(x[r]) or y[r] > x[r]:
-                            x[r] = y[r]
-        res = stack[0]
-        drow = Dt[d_pos[j]]
+                        if math.isnan(stack[x, r]) or stack[y, r] > stack[x, r]:
+                            stack[x, r] = stack[y, r]
+        dp = d_pos[j]
+        orow = out_row[j]
         if wide:
-            o64 = out64[tt, out_row[j]]
             for r in range(nreg):
-                drow[r] = res[r]
-                o64[r] = res[r]
+                v = stack[0, r]
+                D[tt, dp, r] = v
+                out64[tt, orow, r] = v
         else:
-            orow = out[tt, out_row[j]]
             for r in range(nreg):
-                drow[r] = res[r]
-                orow[r] = res[r]
+                v = stack[0, r]
+                D[tt, dp, r] = v
+                out[tt, orow, r] = v
 
 
 @njit
@@ -941,7 +948,8 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
     ``O`` = (float32 output, float64 output): see :func:`run_cycles`.
     With ``parts`` (coarser levels) ``a`` and ``d`` also go into ``num`` / ``den`` (min, max,
     quantile: the value over 1; regions without a series: NaN over 0). (The arrays are taken out
-    of ``P`` and ``S`` once a call: see :func:`advance_bases`.)"""
+    of ``P`` and ``S`` once a call: see :func:`advance_bases`; the row loops index them with
+    uint64 offsets, no views: see :func:`sorted_insert`.)"""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -953,6 +961,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
+    unreg = np.uint64(nreg)
     for j in range(len(rows)):
         t = rows[j]
         row = ind_row[t]
@@ -960,107 +969,136 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
         b = ind_base[t]
         s0 = base_ser0[b]
         n = base_ser0[b + 1] - s0
+        un = np.uint64(n)
         nr = ind_norm[t]
         mult = ind_mult[t]
         dd = ind_d[row]
         bl = ind_blk[t]
-        va = scr[0]
-        vd = scr[1]
-        has_d = False  # a denominator in vd (else 1)
+        has_d = False  # a denominator in scr[1] (else 1)
         scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
         if code == _C_MIN or code == _C_MAX:
             scale = False
-            o = mm_off[bl]
-            for i in range(n):
+            o = np.uint64(mm_off[bl])
+            for i in range(un):
                 acc = mmRun[o + i]
-                va[i] = acc if not math.isinf(acc) else np.nan
+                scr[0, i] = acc if not math.isinf(acc) else np.nan
         elif code == _C_QUANT:
             scale = False
             W = q_W[bl]
             q = ind_q[t]
+            o0 = q_off[bl]
+            n0 = q_noff[bl]
             for i in range(n):
-                o = q_off[bl] + i * W
-                va[i] = quantile_sorted(qv[o:o + W], qn[q_noff[bl] + i], q)
-        else:  # (loops over views indexed from 0: LLVM vectorises them, see _put_row)
-            oN = blk_offN[bl]
-            oS = blk_offS[bl]
-            wn = wN[oN:oN + n]
-            ws = wS[oS:oS + n] if oS >= 0 else wS[0:0]
-            va = va[:n]
-            vd = vd[:n]
+                scr[0, i] = quantile_sorted(qv, o0 + i * W, qn[n0 + i], q)
+        else:
+            oN = np.uint64(blk_offN[bl])
+            oS = np.uint64(max(blk_offS[bl], 0))  # (read only by the codes that have sums)
             if code == _C_COUNT:
-                for i in range(n):
-                    va[i] = float(wn[i])
+                for i in range(un):
+                    scr[0, i] = float(wN[oN + i])
             elif code == _C_EVSUM:
-                for i in range(n):
-                    va[i] = ws[i]
+                for i in range(un):
+                    scr[0, i] = wS[oS + i]
             elif code == _C_RDSUM:
-                for i in range(n):
-                    va[i] = ws[i] if wn[i] > 0 else np.nan
+                for i in range(un):
+                    scr[0, i] = wS[oS + i] if wN[oN + i] > 0 else np.nan
             elif code == _C_MEAN:
                 has_d = True
-                for i in range(n):
-                    va[i] = ws[i]
-                    vd[i] = float(wn[i])
+                for i in range(un):
+                    scr[0, i] = wS[oS + i]
+                    scr[1, i] = float(wN[oN + i])
             elif code == _C_EVSHARE:
                 has_d = True
-                oA = blk_offN[ind_blk2[t]]
-                wa = wN[oA:oA + n]
-                for i in range(n):
-                    va[i] = float(wn[i])
-                    vd[i] = float(wa[i])
+                oA = np.uint64(blk_offN[ind_blk2[t]])
+                for i in range(un):
+                    scr[0, i] = float(wN[oN + i])
+                    scr[1, i] = float(wN[oA + i])
             elif code == _C_SNSHARE:
                 has_d = True
-                oO = blk_offO[bl]
-                wo = wO[oO:oO + n]
-                for i in range(n):
-                    va[i] = float(wo[i])
-                    vd[i] = float(wn[i])
+                oO = np.uint64(blk_offO[bl])
+                for i in range(un):
+                    scr[0, i] = float(wO[oO + i])
+                    scr[1, i] = float(wN[oN + i])
             else:  # _C_SNSUM
-                oP = blk_offP[bl]
-                wp = wP[oP:oP + n]
-                for i in range(n):
-                    p = wp[i]
-                    va[i] = ws[i] / p if p > 0 else np.nan
+                oP = np.uint64(blk_offP[bl])
+                for i in range(un):  # (divisors made nonzero first: see the value pass below)
+                    p = wP[oP + i]
+                    v = wS[oS + i] / (p if p > 0 else 1)
+                    scr[0, i] = v if p > 0 else np.nan
             if nr >= 0:  # a normalised value divides by the region's denominator (whatever the code)
                 has_d = True
-                if parts:  # the parts need it in vd; the value pass below reads the norm row itself
-                    nrow = norm[nr]
+                if parts:  # the parts need it in scr[1]; the value pass below reads the norm row itself
                     for i in range(n):
-                        vd[i] = nrow[i if n == nreg else ser_region[s0 + i]]
+                        scr[1, i] = norm[nr, i if n == nreg else ser_region[s0 + i]]
         if parts:
-            _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den)
-        # val = mult * (a / d) in place in va (float64), then copied into the output row (and the
+            _put_parts(tt, row, n, nreg, s0, ser_region, scr[0], scr[1], has_d, num, den)
+        # val = mult * (a / d) in place in scr[0] (float64), then copied into the output row (and the
         # derived copy); series i is region i when the base covers every region (series are sorted
-        # by region), else the row is NaN where the base has no series
+        # by region), else the row is NaN where the base has no series. (Each division's divisor is
+        # made nonzero first, ``a / (d if d != 0 else 1)``, and the result replaced by NaN where
+        # ``d == 0``: the same numbers, but numba's zero-division check, which kept these loops
+        # scalar, folds away and LLVM vectorises them.)
         dense = n == nreg
-        va = va[:n]
         if not scale or (not has_d and mult == 1.0):
             pass
         elif not has_d:
-            for i in range(n):
-                va[i] = mult * va[i]
+            for i in range(un):
+                scr[0, i] = mult * scr[0, i]
         elif nr >= 0:
-            nrow = norm[nr]
             if dense:
-                for i in range(n):
-                    d = nrow[i]
-                    va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+                for i in range(un):
+                    d = norm[nr, i]
+                    v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                    scr[0, i] = v if d != 0.0 else np.nan
             else:
                 for i in range(n):
-                    d = nrow[ser_region[s0 + i]]
-                    va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
+                    d = norm[nr, ser_region[s0 + i]]
+                    v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                    scr[0, i] = v if d != 0.0 else np.nan
         else:
-            vd = vd[:n]
+            for i in range(un):
+                d = scr[1, i]
+                v = mult * (scr[0, i] / (d if d != 0.0 else 1.0))
+                scr[0, i] = v if d != 0.0 else np.nan
+        # the output row (float64 when ``wide``: the float32 one is a sink) and its derived copy in
+        # one pass (loops written out here, not a helper taking the arrays: numba kept a reference
+        # count pair per array argument of an inlined helper in this loop)
+        if not dense:  # NaN where the base has no series
+            if wide:
+                for r in range(unreg):
+                    out64[tt, row, r] = np.nan
+            else:
+                for r in range(unreg):
+                    out[tt, row, r] = np.nan
+            if dd >= 0:
+                for r in range(unreg):
+                    D[tt, dd, r] = np.nan
             for i in range(n):
-                d = vd[i]
-                va[i] = mult * (va[i] / d) if d != 0.0 else np.nan
-        if wide:  # float64 output (the float32 one is a sink)
-            _put_row(out64[tt, row], va, dense, ser_region, s0)
+                r = ser_region[s0 + i]
+                v = scr[0, i]
+                if wide:
+                    out64[tt, row, r] = v
+                else:
+                    out[tt, row, r] = v
+                if dd >= 0:
+                    D[tt, dd, r] = v
+        elif wide:
+            if dd >= 0:
+                for i in range(un):
+                    v = scr[0, i]
+                    out64[tt, row, i] = v
+                    D[tt, dd, i] = v
+            else:
+                for i in range(un):
+                    out64[tt, row, i] = scr[0, i]
+        elif dd >= 0:
+            for i in range(un):
+                v = scr[0, i]
+                out[tt, row, i] = v
+                D[tt, dd, i] = v
         else:
-            _put_row(out[tt, row], va, dense, ser_region, s0)
-        if dd >= 0:
-            _put_row(D[tt, dd], va, dense, ser_region, s0)
+            for i in range(un):
+                out[tt, row, i] = scr[0, i]
 
 
 # ---------------------------------------------------------------------------------------------
