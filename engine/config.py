@@ -2,6 +2,15 @@
 
 ``fastmath`` stays off: the kernels rely on NaN semantics (missing data) that fastmath
 may break. ``cache`` keeps start-up short for the CLI and the tests.
+
+**Fresh compile vs cached load.** numba links a copy of every non-inlined callee into each caller's
+module and optimises it again there. A process that compiles a caller has compiled its callees
+first, and the JIT binds the caller's calls to the callees' own code; a process that loads the
+caller from the cache runs the caller's copies. Without fast-math flags the two are the same
+arithmetic; with ``contract`` (the detectors' ``_FAST``) a sum of two products may be fused into an
+FMA on a different product in each (docs/testing.md, "Fresh compile vs cached load ... (thirteenth
+session)"): a fast-math function must leave LLVM one product to fuse per sum. Check:
+``CITYVITALS_FRESH_CHECK=1 python3 -m pytest tests/test_fresh_vs_cached.py``.
 """
 
 from __future__ import annotations
