@@ -244,6 +244,20 @@ def _push(dx, sh, cl, cl_max, d):  # pragma: no cover - compiled
     return delta if d > _0 else _0
 
 
+@njit(error_model="numpy")
+def _mul_nofuse(a, b):  # pragma: no cover - compiled
+    """``a * b`` without fast-math flags: LLVM inlines it and cannot fuse the product into an FMA.
+
+    :func:`_row_pass`'s floor ``f_spread * d + f_level * abs(l)`` (``contract``): the x86 backend fuses
+    the first product of a sum into an FMA, and which is first is decided by LLVM's reassociation
+    ranks, which numba's second optimisation of the callee inside each caller's module swapped in
+    three of its five compiled cases: the kernels compiled in the process and the same kernels
+    loaded from numba's cache rounded the floor differently (docs/testing.md, "Fresh compile vs
+    cached load ... (thirteenth session)"). With ``f_level * abs(l)`` plain, ``f_spread * d`` is
+    the one product to fuse in every copy (as the process-compiled code did)."""
+    return a * b
+
+
 @njit(fastmath=_FAST, error_model="numpy")
 def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span, clip_on, clip2, judge, hold_mode,
               par, L, D, S, CP, CN, N, steady, nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
@@ -377,7 +391,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         hold = rep | (xv != xv) | (unj & warm)          # nothing to learn (but the profile bin)
         # baseline
         sigma = _SIG * s
-        fl = f_spread * d + f_level * abs(l) + _TINY
+        fl = f_spread * d + _mul_nofuse(f_level, abs(l)) + _TINY   # one FMA in every copy (:func:`_mul_nofuse`)
         sigma = sigma if sigma > fl else fl
         e = l + d * sh32
         var = sigma * sigma
