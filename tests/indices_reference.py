@@ -197,3 +197,34 @@ def group_sums_ref(q, spec, geometric, floor):
                     num[g, c] += spec.weight[i] * f
                     den[g, c] += spec.weight[i]
     return num, den
+
+
+def accumulate_sums_ref(deficit, method, geometric, floor, n_groups, group_of, group_w, order, parent_of, region_w,
+                        n_parents):
+    """The sums of ``normalise_accumulate`` from its deficits and methods (cycles, n_ind, n_region):
+    ``num, den`` (cycles, n_groups, n_region) -- per group the weighted sum of q = 1 - deficit (or
+    of log(max(q, floor))) and of the weights over the values normalised (method != 0), rows in
+    order, the group sets in order -- and ``pnum, pden`` (cycles, n_ind, n_parents): per parent the
+    region-weighted sum of q and of the weights, regions in visiting order ``order``. Plain loops,
+    a value not normalised skipped."""
+    k, ni, nr = deficit.shape
+    num = np.zeros((k, n_groups, nr))
+    den = np.zeros((k, n_groups, nr))
+    pnum = np.zeros((k, ni, n_parents))
+    pden = np.zeros((k, ni, n_parents))
+    for t in range(k):
+        for i in range(ni):
+            for r in order:
+                if method[t, i, r] == 0:
+                    continue
+                q = 1.0 - deficit[t, i, r]
+                f = math.log(max(q, floor)) if geometric else q
+                for s in range(group_of.shape[0]):
+                    g = group_of[s, i]
+                    if g >= 0:
+                        num[t, g, r] += group_w[s, i] * f
+                        den[t, g, r] += group_w[s, i]
+                if n_parents:
+                    pnum[t, i, parent_of[r]] += region_w[r] * q
+                    pden[t, i, parent_of[r]] += region_w[r]
+    return num, den, pnum, pden

@@ -380,13 +380,18 @@ def element_deficit(x, i, r, e1, s1, has1, e2, s2, has2, direction, cfg_ref, thr
 
 
 @njit(inline="always", error_model="numpy")
-def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_ref, pe, ps, consts, geometric,
-                   qb, fb, okb, db, mb, want_deficit):
-    """Normalise a segment of indicator ``i``'s row (``vr[k]``, baselines ``er/sr``, ``e2r/s2r``,
-    peers ``pe/ps``) into ``qb`` (q), ``fb`` (what is summed: q or its log) and ``okb``
-    (normalised at all); deficit and method into ``db``/``mb`` when ``want_deficit``.
-    ``consts`` = (tol, cap, floor_rel, floor_abs, gfloor). Returns the finite values no rule
-    normalised."""
+def _normalise_row(va, ov, ea, sa, has1, e2a, s2a, o2, has2, i, n, direction, cfg_ref, thr_ref, pe, ps,
+                   consts, geometric, qb, fb, okb, db, mb, want_deficit):
+    """Normalise a segment of indicator ``i``'s row into ``qb`` (q), ``fb`` (what is summed: q or
+    its log) and ``okb`` (normalised at all); deficit and method into ``db``/``mb`` when
+    ``want_deficit``. ``consts`` = (tol, cap, floor_rel, floor_abs, gfloor). Returns the finite
+    values no rule normalised.
+
+    Value ``k < n`` of the segment is ``va[ov + k]``, its baseline ``ea[ov + k]`` / ``sa[ov + k]``,
+    its history baseline ``e2a[o2 + k]`` / ``s2a[o2 + k]`` (flat arrays and offsets, not a view a
+    row: each view costs an atomic reference count pair), its peers ``pe`` / ``ps``. The offsets
+    are unsigned: a signed index gets a negative-index fix-up per value, which kept the fast loop
+    from vectorising."""
     tol, cap, floor_rel, floor_abs, gfloor = consts
     dirn = direction[i]
     c0, c1, c2, c3 = cfg_ref[i, 0], cfg_ref[i, 1], cfg_ref[i, 2], cfg_ref[i, 3]
@@ -395,7 +400,6 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
     has_thr = t1 == t1 or t2 == t2
     has_peer = math.isfinite(pe)
     unresolved = 0
-    n = vr.shape[0]
     rest = True
     if has1 and not has_cfg and not want_deficit:
         # the usual case first, without the rule chain: a value with a usable baseline. No
@@ -403,9 +407,9 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
         # was mispredicted often): every value is normalised, ``okb`` says which count
         n_rest = 0
         for k in range(n):
-            x = np.float64(vr[k])
-            e = np.float64(er[k])
-            sc = np.float64(sr[k])
+            x = np.float64(va[ov + np.uint64(k)])
+            e = np.float64(ea[ov + np.uint64(k)])
+            sc = np.float64(sa[ov + np.uint64(k)])
             fin = (x - x) == 0.0
             ok = fin & ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
             q = 1.0 - z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
@@ -415,7 +419,7 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
             n_rest += fin & (ok == False)  # noqa: E712
         rest = n_rest > 0
     for k in range(n if rest else 0):
-        x = np.float64(vr[k])
+        x = np.float64(va[ov + np.uint64(k)])
         if not want_deficit and has1 and not has_cfg and okb[k]:
             continue                         # done above
         m = 0
@@ -426,14 +430,14 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
                 m = 1
             else:
                 if has1:
-                    e = np.float64(er[k])
-                    sc = np.float64(sr[k])
+                    e = np.float64(ea[ov + np.uint64(k)])
+                    sc = np.float64(sa[ov + np.uint64(k)])
                     if math.isfinite(e) and math.isfinite(sc) and sc >= 0.0:
                         d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
                         m = 2
                 if m == 0 and has2:
-                    e = e2r[k]
-                    sc = s2r[k]
+                    e = e2a[o2 + np.uint64(k)]
+                    sc = s2a[o2 + np.uint64(k)]
                     if math.isfinite(e) and math.isfinite(sc):
                         d = z_deficit(x, e, sc, dirn, tol, cap, floor_rel, floor_abs)
                         m = 3
@@ -456,15 +460,66 @@ def _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_
     return unresolved
 
 
+@njit(inline="always", error_model="numpy")
+def _parent_sums1(pnum, pden, t, i, j, pq, pw, run_a, run_p, n_runs):
+    """Row ``i``'s region-weighted sums into its parents: ``pq[j]`` (weight x q, or +0.0) and
+    ``pw[j]`` (the weight, or +0.0) added in region order over each run ``u`` of one parent."""
+    for u in range(n_runs):
+        p = run_p[u]
+        acc_n = pnum[t, i, p]
+        acc_d = pden[t, i, p]
+        for k in range(run_a[u], run_a[u + 1]):
+            acc_n += pq[j, k]
+            acc_d += pw[j, k]
+        pnum[t, i, p] = acc_n
+        pden[t, i, p] = acc_d
+
+
+@njit(inline="always", error_model="numpy")
+def _parent_sums4(pnum, pden, t, i, pq, pw, run_a, run_p, n_runs):
+    """:func:`_parent_sums1` of rows ``i .. i + 3`` (slots 0-3) in one loop: a row's two sums are
+    each a chain of dependent additions (bound by the addition's latency); four rows' eight
+    chains run side by side. Each sum adds the same terms in the same order as alone."""
+    for u in range(n_runs):
+        p = run_p[u]
+        n0 = pnum[t, i, p]
+        n1 = pnum[t, i + 1, p]
+        n2 = pnum[t, i + 2, p]
+        n3 = pnum[t, i + 3, p]
+        d0 = pden[t, i, p]
+        d1 = pden[t, i + 1, p]
+        d2 = pden[t, i + 2, p]
+        d3 = pden[t, i + 3, p]
+        for k in range(run_a[u], run_a[u + 1]):
+            n0 += pq[0, k]
+            n1 += pq[1, k]
+            n2 += pq[2, k]
+            n3 += pq[3, k]
+            d0 += pw[0, k]
+            d1 += pw[1, k]
+            d2 += pw[2, k]
+            d3 += pw[3, k]
+        pnum[t, i, p] = n0
+        pnum[t, i + 1, p] = n1
+        pnum[t, i + 2, p] = n2
+        pnum[t, i + 3, p] = n3
+        pden[t, i, p] = d0
+        pden[t, i + 1, p] = d1
+        pden[t, i + 2, p] = d2
+        pden[t, i + 3, p] = d3
+
+
 @njit(error_model="numpy")
 def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_parents, outs, want_deficit, dm_out):
     """Normalise and accumulate cycle ``t``, region block ``b`` (see :func:`normalise_accumulate`).
 
-    Works on the block's row segments: slices when the block's regions are contiguous in
-    memory (the usual case: regions stored street by street), else gathered copies. Group sums
-    go to block-local tables first and are stored once at the end; parent sums stay in
-    registers over each run of one parent. Every sum adds the same terms in the same order as
-    the plain element-by-element loop of ``tests/indices_reference.py`` describes.
+    Works on the block's row segments: read in place when the block's regions are contiguous in
+    memory (the usual case: regions stored street by street), else from gathered copies. Group
+    sums go to block-local tables first and are stored once at the end; parent sums stay in
+    registers over each run of one parent, four rows at a time. Every sum adds the same terms in
+    the same order as the plain element-by-element loop of ``tests/indices_reference.py``
+    describes. No array is viewed or rebound inside the row loop (numba keeps an atomic
+    reference count pair for each, per row).
     """
     v, e1, s1, has1, e2, s2, hpos, peer_e, peer_s = data
     direction, cfg_ref, thr_ref = rules
@@ -472,7 +527,6 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
     order, block_start, block_stop, parent_of, region_w = regions
     num, den, pnum, pden, unresolved = outs
     d_out, m_out = dm_out
-    ni = v.shape[1]
     ng = num.shape[1]
     j0 = block_start[b]
     j1 = block_stop[b]
@@ -498,31 +552,42 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
     sb = np.full(nj, np.nan, dtype=s1.dtype)
     e2b = np.full(nj, np.nan)
     s2b = np.full(nj, np.nan)
-    pb = np.empty(nj, dtype=np.int64)
     wb = np.empty(nj)
+    pq = np.empty((4, nj))                    # four rows' parent terms (weight x q) and weights
+    pw = np.empty((4, nj))
     # the block's runs of one parent: run ``u`` is ``[run_a[u], run_a[u + 1])`` of parent ``run_p[u]``
     run_a = np.empty(nj + 1, dtype=np.int64)
     run_p = np.empty(nj, dtype=np.int64)
     n_runs = 0
     if n_parents > 0:
         for k in range(nj):
-            pb[k] = parent_of[order[j0 + k]]
+            p = parent_of[order[j0 + k]]
             wb[k] = region_w[order[j0 + k]]
-            if k == 0 or pb[k] != pb[k - 1]:
+            if k == 0 or p != run_p[n_runs - 1]:     # (run_p[n_runs - 1]: the previous region's parent)
                 run_a[n_runs] = k
-                run_p[n_runs] = pb[k]
+                run_p[n_runs] = p
                 n_runs += 1
         run_a[n_runs] = nj
+    ni = v.shape[1]
+    # where a row's segment is read: in place (contiguous regions: the flat arrays at the row's
+    # offset) or from the gathered copies (offset 0); no view a row (each costs reference counts)
+    va, ea, sa, e2a, s2a = vb, eb, sb, e2b, s2b
+    nr = v.shape[2]
+    if contig:
+        va = v.reshape(-1)
+        if has1:
+            ea = e1.reshape(-1)
+            sa = s1.reshape(-1)
+        if has2:
+            e2a = e2.reshape(-1)
+            s2a = s2.reshape(-1)
     for i in range(ni):
+        j = i % 4                      # the row's slot in pq / pw
+        ov = np.uint64(0)
+        o2 = np.uint64(0)
         if contig:
-            vr = v[t, i, r0:r0 + nj]
-            er, sr, e2r, s2r = eb, sb, e2b, s2b
-            if has1:
-                er = e1[t, i, r0:r0 + nj]
-                sr = s1[t, i, r0:r0 + nj]
-            if has2:
-                e2r = e2[h, i, r0:r0 + nj]
-                s2r = s2[h, i, r0:r0 + nj]
+            ov = np.uint64((t * ni + i) * nr + r0)
+            o2 = np.uint64((max(h, 0) * ni + i) * nr + r0)
         else:
             for k in range(nj):
                 r = order[j0 + k]
@@ -533,10 +598,9 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
                 if has2:
                     e2b[k] = e2[h, i, r]
                     s2b[k] = s2[h, i, r]
-            vr, er, sr, e2r, s2r = vb, eb, sb, e2b, s2b
-        unresolved[t, b, i] += _normalise_row(vr, er, sr, has1, e2r, s2r, has2, i, direction, cfg_ref, thr_ref,
-                                              peer_e[t, i], peer_s[t, i], consts, geometric, qb, fb, okb, db, mb,
-                                              want_deficit)
+        unresolved[t, b, i] += _normalise_row(va, ov, ea, sa, has1, e2a, s2a, o2, has2, i, nj, direction,
+                                              cfg_ref, thr_ref, peer_e[t, i], peer_s[t, i], consts, geometric,
+                                              qb, fb, okb, db, mb, want_deficit)
         if want_deficit:
             for k in range(nj):
                 r = order[j0 + k]
@@ -551,19 +615,25 @@ def _accumulate_task(t, b, data, rules, consts, geometric, groups, regions, n_pa
             w = group_w[s, i]
             for k in range(nj):
                 o = okb[k]
-                numb[g, k] += (w * fb[k]) if o else 0.0
+                # the product first, then the choice: numba lowers ``w * fb[k] if o else 0.0`` as a
+                # branch around the multiplication, and the loop was not vectorised
+                x = w * fb[k]
+                numb[g, k] += x if o else 0.0
                 denb[g, k] += w if o else 0.0
         if n_parents > 0:
-            for u in range(n_runs):
-                p = run_p[u]
-                acc_n = pnum[t, i, p]
-                acc_d = pden[t, i, p]
-                for k in range(run_a[u], run_a[u + 1]):
-                    o = okb[k]
-                    acc_n += (wb[k] * qb[k]) if o else 0.0
-                    acc_d += wb[k] if o else 0.0
-                pnum[t, i, p] = acc_n
-                pden[t, i, p] = acc_d
+            # the parents' terms of the row, branch-free (a vectorised loop; a term that does not
+            # count is +0.0, as the sums below always added); summed four rows at a time
+            for k in range(nj):
+                o = okb[k]
+                w = wb[k]
+                x = w * qb[k]
+                pq[j, k] = x if o else 0.0
+                pw[j, k] = w if o else 0.0
+            if j == 3:
+                _parent_sums4(pnum, pden, t, i - 3, pq, pw, run_a, run_p, n_runs)
+            elif i == ni - 1:
+                for jj in range(j + 1):
+                    _parent_sums1(pnum, pden, t, i - j + jj, jj, pq, pw, run_a, run_p, n_runs)
     for g in range(ng):
         for k in range(nj):
             r = order[j0 + k]
