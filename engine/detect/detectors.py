@@ -86,7 +86,7 @@ def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float =
 
     o = np.asarray(obs)
     if (isinstance(mu, np.ndarray) and mu.dtype == np.float64 and mu.flags.c_contiguous and mu.flags.writeable
-            and o.shape == mu.shape and o.dtype in (np.float32, np.float64) and mu.ndim >= 1
+            and o.shape == mu.shape and o.dtype in (np.float32, np.float64) and mu.ndim >= 1 and mu.size > 0
             and np.ndim(hours) == 0 and np.ndim(events) == 0):
         n_reg = mu.shape[-1]
         with_prior = prior is not None and events > 0
