@@ -290,3 +290,70 @@ def test_scan_ring96_cadence4_numpy_peer(benchmark, ring96):
     every = _engine_ring96_cadence(p, every=1)()          # today's scan, every cycle (seeded by cycle 8 too)
     np.testing.assert_array_equal(found[3], every[3])      # the scanning cycle: the every-cycle scan's
     assert not np.array_equal(found[:3], every[:3], equal_nan=True)
+
+
+# ----------------------------------------------------------------------------- conditioning on totals
+
+@pytest.fixture(scope="module")
+def part():
+    """A detector part's scanned counts as the runner conditions them: 32 cycles x 55 indicators x 300
+    regions, float32 counts (sparse: ~0.05 a region and hour), float64 expectations, 3 % missing,
+    the regions' populations as the prior."""
+    rng = np.random.default_rng(3)
+    shape = (32, 55, 300)
+    obs = rng.poisson(0.05, shape).astype(np.float32)
+    obs[rng.random(shape) < 0.03] = np.nan
+    mu = rng.gamma(0.5, 0.1, shape)
+    return dict(obs=obs, mu=mu, prior=rng.uniform(500, 15000, 300))
+
+
+def _condition_numpy(obs, mu, prior, hours, events):
+    """The conditioning's numpy form (whole-part passes; ``tests/scan_reference.py``'s)."""
+    ok = np.isfinite(obs) & np.isfinite(mu)
+    c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
+    mu_ok = np.where(ok, mu, 0.0)
+    m = mu_ok.sum(axis=-1, keepdims=True)
+    f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
+    w = np.where(ok, np.asarray(prior, dtype=np.float64), 0.0)
+    ws = w.sum(axis=-1, keepdims=True)
+    kappa = events * ok.sum(axis=-1, keepdims=True)
+    den = hours * m + kappa
+    use = (ws > 0) & (m > 0)
+    g = np.divide(np.maximum(c, 1.0), den, out=np.zeros_like(den), where=use)
+    mu_ok *= hours
+    share = np.divide(w, ws, out=np.zeros_like(w), where=ws > 0)
+    share *= kappa
+    share += mu_ok
+    share *= g
+    mu *= f
+    np.copyto(mu, share, where=ok & use)
+
+
+def test_condition_engine(benchmark, part):
+    """``condition_on_totals`` (one pass, ``scan.condition_kernel``) on a copy of the part's expectations."""
+    from engine.detect.detectors import condition_on_totals
+
+    p = part
+    engine_bench(benchmark, "condition-part", bytes_touched=int(p["obs"].nbytes + 3 * p["mu"].nbytes),
+                 size="32 cycles x 55 indicators x 300 regions (a copy of mu included)")
+
+    def run():
+        mu = p["mu"].copy()
+        condition_on_totals(p["obs"], mu, p["prior"], 50.0, 5.0)
+        return mu
+    got = benchmark(run)
+    want = p["mu"].copy()
+    _condition_numpy(p["obs"], want, p["prior"], 50.0, 5.0)
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64))     # bit for bit
+
+
+def test_condition_numpy_peer(benchmark, part):
+    p = part
+    peer_bench(benchmark, "condition-part", size="the numpy form (a copy of mu included)")
+
+    def run():
+        mu = p["mu"].copy()
+        _condition_numpy(p["obs"], mu, p["prior"], 50.0, 5.0)
+        return mu
+    got = benchmark(run)
+    assert np.isfinite(got).any()

@@ -164,3 +164,29 @@ def exceed_lower_bound_reference(mcell, Mcell, fill, single, L, count_for, stop=
         if log_none < log_stop:
             return -math.expm1(log_none)
     return -math.expm1(log_none)
+
+
+def condition_on_totals_reference(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
+    """``engine.detect.detectors.condition_on_totals`` in its numpy form (whole-array passes, numpy's
+    sums): what :func:`engine.detect.scan.condition_kernel` must equal bit for bit."""
+    ok = np.isfinite(obs) & np.isfinite(mu)
+    c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
+    mu_ok = np.where(ok, mu, 0.0)
+    m = mu_ok.sum(axis=-1, keepdims=True)
+    f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
+    if prior is None or not events > 0:
+        mu *= f
+        return
+    w = np.where(ok, np.asarray(prior, dtype=np.float64), 0.0)
+    ws = w.sum(axis=-1, keepdims=True)
+    kappa = events * ok.sum(axis=-1, keepdims=True)
+    den = hours * m + kappa
+    use = (ws > 0) & (m > 0)
+    g = np.divide(np.maximum(c, 1.0), den, out=np.zeros_like(den), where=use)
+    mu_ok *= hours
+    share = np.divide(w, ws, out=np.zeros_like(w), where=ws > 0)
+    share *= kappa
+    share += mu_ok
+    share *= g
+    mu *= f
+    np.copyto(mu, share, where=ok & use)

@@ -421,6 +421,69 @@ def test_screen_bound_is_the_single_region_probability(seed):
                 assert bs == b, (L, b, stop, bs)
 
 
+def _screen_by_the_loop(exp, fill, zones, pi0, found, nfound):
+    """The screen as the loop from the lowest LLR up (before the top-first shortcut): each cluster's
+    bound (``_exceed_lower_bound`` to ``pi0``) until one is below ``pi0``."""
+    from engine.detect.scan import SCREEN_CAP, _exceed_lower_bound
+
+    n = zones.shape[0]
+    slots = [(fill - 1 - w) % exp.shape[0] for w in range(fill)]
+    mc = np.array([[float(exp[slots[w], r]) for w in range(fill)] for r in range(n)])
+    mcell, Mcell = mc.ravel(), np.cumsum(mc, axis=1).ravel()
+    single = np.zeros(n, dtype=np.bool_)
+    single[zones[zones[:, 0] >= 0, 0]] = True
+    scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
+               np.empty(SCREEN_CAP + 1))
+    active = nfound
+    while active > 0:
+        L = found[active - 1, 0]
+        if 2.0 * n * fill * math.exp(-L) + 1e-9 < pi0:
+            break
+        if _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, pi0, *_screen_caches(n, fill)) < pi0:
+            break
+        found[active - 1, 1] = 1.0
+        active -= 1
+    return active, (mcell, Mcell, single, scratch)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_screen_top_first_keeps_the_loops_decisions(seed):
+    """``_screen`` (the top cluster's bound first, to ``pi0`` and a margin) screens exactly the clusters
+    the loop from the lowest LLR up screens, with the same ``found``: clusters' LLRs spread over the
+    levels where the bound crosses ``pi0`` (found by bisection), a hair either side of it, and one,
+    two or three clusters."""
+    from engine.detect.scan import _exceed_lower_bound, _screen, screen_level
+
+    rng = np.random.default_rng(70 + seed)
+    n, fill = 40, 6
+    zones = _zones(n, 4)
+    pi0 = screen_level(999, 0.001)
+    tops = 0
+    for case in range(12):
+        exp = np.exp(rng.uniform(math.log(3e-4), math.log(0.4), (fill, n))).astype(np.float32)
+        exp[:, rng.integers(0, n, 2)] = 0.0
+        _, (mcell, Mcell, single, scratch) = _screen_by_the_loop(exp, fill, zones, pi0, np.full((3, 5), np.nan), 0)
+        lo, hi = 0.5, 40.0                                          # the LLR where the bound crosses pi0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            b = _exceed_lower_bound(mcell, Mcell, fill, single, mid, TABLE, *scratch, math.inf,
+                                    *_screen_caches(n, fill))
+            lo, hi = (mid, hi) if b >= pi0 else (lo, mid)
+        for nfound in (1, 2, 3):
+            Ls = np.sort(rng.choice([lo * (1 - 1e-12), hi * (1 + 1e-12), lo * 0.9, hi * 1.1, lo - 1.0,
+                                     hi + 0.5, lo * (1 - 1e-7)], nfound, replace=False))[::-1]
+            found = np.full((MAX_CLUSTERS, 5), np.nan)
+            found[:nfound, 0] = Ls
+            want = found.copy()
+            a_want, _ = _screen_by_the_loop(exp, fill, zones, pi0, want, nfound)
+            got = found.copy()
+            a_got = _screen(exp, fill, fill, zones, pi0, got, nfound, TABLE)
+            assert a_got == a_want, (case, nfound, Ls, a_got, a_want)
+            np.testing.assert_array_equal(got, want)
+            tops += nfound > 1 and a_got == 0
+    assert tops > 0                                                 # the top-first path decided some
+
+
 def test_screen_level():
     from engine.detect.scan import SCREEN_EPS, _binom_cdf, screen_level
 
@@ -643,6 +706,34 @@ def test_condition_on_totals_matches_a_plain_loop(seed):
     got = mu.copy()
     condition_on_totals(obs, got)
     _assert_conditioned(obs, got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_condition_on_totals_is_the_numpy_form_bit_for_bit(dtype):
+    """``condition_on_totals`` (its one-pass kernel, ``scan.condition_kernel``) equals the numpy form
+    (``scan_reference.condition_on_totals_reference``: numpy's pairwise sums) bit for bit: rows of 1
+    to 300 regions (numpy's sum blocks of 8 and 128 and their splits), whole and fractional counts,
+    NaN and inf in either array, zero expectations, a prior with zero weights, no prior, events 0."""
+    from engine.detect.detectors import condition_on_totals
+
+    rng = np.random.default_rng(5)
+    for n_reg in (1, 7, 8, 9, 17, 128, 129, 257, 300):
+        for case in range(4):
+            shape = (2, 3, n_reg)
+            obs = (rng.poisson(1.5, shape) if case % 2 else rng.gamma(0.5, 3.0, shape)).astype(dtype)
+            mu = rng.gamma(0.3, 1.0, shape) * (1e3 if case == 3 else 1.0)
+            obs[rng.random(shape) < 0.1] = np.nan
+            mu[rng.random(shape) < 0.1] = np.nan
+            mu[rng.random(shape) < 0.1] = 0.0
+            if case == 2:
+                obs[0, 0, 0] = np.inf
+                mu[1, 1] = np.nan
+            prior = rng.uniform(0, 15000, n_reg) * (rng.random(n_reg) < 0.8)
+            for args in ((), (prior, 50.0, 5.0), (prior, 33.3, 0.0), (prior, 0.0, 1.7)):
+                got, want = mu.copy(), mu.copy()
+                condition_on_totals(obs, got, *args)
+                sref.condition_on_totals_reference(obs, want, *args)
+                assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (n_reg, case, len(args))
 
 
 def test_detectors_scan_disjoint_counts_of_the_scanned_window():

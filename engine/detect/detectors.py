@@ -77,7 +77,26 @@ def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float =
     array([[ 2.,  2., nan]])
     >>> mu = np.array([[1e-3, 0.2]]); condition_on_totals(np.array([[1.0, 1.0]]), mu, np.array([1.0, 1.0]), 50.0, 1.0); mu.round(3)
     array([[0.174, 1.826]])
+
+    Computed by :func:`engine.detect.scan.condition_kernel` (one pass, bit for bit the numpy form below)
+    where ``obs`` is float32 / float64 and ``mu`` a writeable C-contiguous float64 array of the same
+    shape; by the numpy form otherwise.
     """
+    from engine.detect.scan import condition_kernel
+
+    o = np.asarray(obs)
+    if (isinstance(mu, np.ndarray) and mu.dtype == np.float64 and mu.flags.c_contiguous and mu.flags.writeable
+            and o.shape == mu.shape and o.dtype in (np.float32, np.float64) and mu.ndim >= 1 and mu.size > 0
+            and np.ndim(hours) == 0 and np.ndim(events) == 0):
+        n_reg = mu.shape[-1]
+        with_prior = prior is not None and events > 0
+        w = np.asarray(prior, dtype=np.float64) if with_prior else np.zeros(n_reg)
+        if w.shape == (n_reg,):
+            o2 = np.ascontiguousarray(o).reshape(-1, n_reg)
+            condition_kernel(o2, mu.reshape(-1, n_reg), np.ascontiguousarray(w), float(hours),
+                             float(events) if with_prior else 0.0, bool(with_prior), np.empty(n_reg, o2.dtype),
+                             np.empty(n_reg), np.empty(n_reg))
+            return
     ok = np.isfinite(obs) & np.isfinite(mu)
     c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
     mu_ok = np.where(ok, mu, 0.0)

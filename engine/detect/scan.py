@@ -513,6 +513,10 @@ def _seq_h(replicas, alpha):  # pragma: no cover - compiled
 SCREEN_EPS = 1e-6
 #: counts tracked per region by the screen's bound (larger thresholds are left out of it)
 SCREEN_CAP = 64
+#: the screen decides every cluster of an indicator from the top's bound alone where that bound's
+#: ``log(1 - bound)`` is this much (relative) below ``log(1 - pi0)`` (:func:`_screen`): far above the
+#: bound's rounding (~1e-13 relative), far below the bounds' spread (so it almost never costs a bound)
+SCREEN_TOP_MARGIN = 1e-6
 
 
 @njit
@@ -960,12 +964,25 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     ``ncell`` windows, its rounding far below 1e-9), so the loop would have ended there too.
     The clusters strong enough for it (``L`` above ~13 at 2,700 cells and ``pi0`` 0.014) cost the
     screen's largest bounds (~0.5-1.3 ms each on the demo's parts). ``pi0``: :func:`_screen_level`
-    of the replicas and alpha (the caller's, once for all its indicators)."""
+    of the replicas and alpha (the caller's, once for all its indicators).
+
+    The top first: with more than one cluster, the highest LLR's bound is computed first, to the level
+    ``pi0m`` (``log(1 - pi0m) = (1 +`` :data:`SCREEN_TOP_MARGIN` ``) log(1 - pi0)``). Where it reaches
+    ``pi0m`` every cluster is screened, as the loop would have: a lower LLR has thresholds at most the
+    top's (the first count whose LLR reaches it), so each region's exact ``e_r`` -- the probability of
+    a path reaching some window's threshold before passing the cap -- is at least the top's, and the
+    exact bound too; the computed values are within ~1e-13 (relative, of ``log(1 - bound)``) of the exact
+    ones, far inside the margin, so each lower cluster's computed bound reaches ``pi0``. Where it is below
+    ``pi0`` (the whole bound: no early end) it is the value the loop would compute for the top (bounds do
+    not depend on what was computed before), so the loop stops below the top. Between the two: the
+    loop as before. The same decisions, the same ``found``: most indicators of the demo have three
+    clusters, all screened, now at one bound."""
     if not (pi0 < 1.0):
         return nfound
     n_reg = zones.shape[0]
     W = exp.shape[0]
     ncell = n_reg * fill
+    pi0m = -math.expm1(math.log1p(-pi0) * (1.0 + SCREEN_TOP_MARGIN))     # the top's level: pi0 and a margin
     if nfound == 0 or 2.0 * ncell * math.exp(-found[nfound - 1, 0]) + 1e-9 < pi0:
         return nfound
     mcell = np.empty(ncell)
@@ -995,8 +1012,21 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     known = np.zeros(n_reg, dtype=np.bool_)
     elast = np.empty(n_reg)
     llast = np.empty(n_reg)
+    # the top first (highest LLR): where its bound reaches pi0 with a margin, every lower cluster's does
+    # (below), so one bound decides them all; where it is below pi0 the loop from the lowest up ends at
+    # the top, whose bound is then not computed again
+    last = 0                                    # clusters the loop leaves untested (0 or the top)
+    if nfound > 1 and not (2.0 * ncell * math.exp(-found[0, 0]) + 1e-9 < pi0):
+        lb_t = _exceed_lower_bound(mcell, Mcell, fill, single, found[0, 0], table, thr, dist, new,
+                                   pmf, cum, pi0m, lmc, emc, tlast, known, elast, llast)
+        if lb_t >= pi0m:
+            for q in range(nfound):
+                found[q, 1] = 1.0
+            return 0
+        if lb_t < pi0:
+            last = 1
     active = nfound
-    while active > 0:
+    while active > last:
         if 2.0 * ncell * math.exp(-found[active - 1, 0]) + 1e-9 < pi0:
             break
         lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new,
@@ -1541,6 +1571,140 @@ def _seed(seed, ind, cycle):  # pragma: no cover - compiled
     s = _mix(np.uint64(seed) ^ np.uint64(0x5DEECE66D))
     s = _mix(s ^ (np.uint64(ind) * np.uint64(0x9E3779B97F4A7C15)))
     return _mix(s ^ np.uint64(cycle))
+
+
+@njit
+def _pairwise_leaf(a, lo, n, zero):  # pragma: no cover - compiled
+    """numpy's pairwise sum of ``a[lo:lo + n]`` for ``n <= 128``: eight running sums, then the rest."""
+    if n < 8:
+        res = zero
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = lo + 8
+    end = lo + n - n % 8
+    while i < end:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < lo + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit
+def _pairwise_sum(a, lo, n, zero, frames, sv):  # pragma: no cover - compiled
+    """``a[lo:lo + n]`` summed as numpy's ``add.reduce`` sums a contiguous row (its pairwise sum: blocks
+    of up to 128 in eight running sums, :func:`_pairwise_leaf`; above 128 the two halves split at a
+    multiple of 8, summed apart and added), in ``a``'s dtype; ``zero`` that dtype's 0. The halves by an
+    explicit stack (a recursive function loaded from numba's cache crashed): ``frames`` int64 (3, 64)
+    scratch, ``sv`` (64,) of ``a``'s dtype. numpy's reduction starts from its identity: the caller adds
+    ``zero + ...`` (:func:`condition_kernel`)."""
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n, zero)
+    slo = frames[0]                             # frames: a range and how far it is (0 new, 1 left done, 2 both)
+    sn = frames[1]
+    st = frames[2]                              # (sv: the values of the finished ranges, left before right)
+    top = 0
+    slo[0] = lo
+    sn[0] = n
+    st[0] = 0
+    nv = 0
+    while top >= 0:
+        m = sn[top]
+        if m <= 128:
+            sv[nv] = _pairwise_leaf(a, slo[top], m, zero)
+            nv += 1
+            top -= 1
+            continue
+        n2 = m // 2
+        n2 -= n2 % 8
+        if st[top] == 0:
+            st[top] = 1
+            slo[top + 1] = slo[top]
+            sn[top + 1] = n2
+            st[top + 1] = 0
+            top += 1
+        elif st[top] == 1:
+            st[top] = 2
+            slo[top + 1] = slo[top] + n2
+            sn[top + 1] = m - n2
+            st[top + 1] = 0
+            top += 1
+        else:
+            sv[nv - 2] = sv[nv - 2] + sv[nv - 1]
+            nv -= 1
+            top -= 1
+    return sv[0]
+
+
+@njit
+def condition_kernel(obs, mu, prior, hours, events, with_prior, oz, mz, wz):  # pragma: no cover - compiled
+    """:func:`engine.detect.detectors.condition_on_totals` on rows: ``obs`` (N, n_reg) float32 or float64,
+    ``mu`` (N, n_reg) float64 scaled in place, ``prior`` (n_reg,) float64 (read where ``with_prior``: a
+    prior and ``events > 0``), ``oz`` / ``mz`` / ``wz`` (n_reg,) scratch of ``obs``'s dtype / float64 /
+    float64. The same operations as the numpy form, row by row in one pass instead of a dozen passes
+    over the whole part: the sums are numpy's pairwise sums of the masked rows (:func:`_pairwise_sum`
+    from numpy's identity 0), every other value one element's own products, quotients and sums in the
+    numpy form's order (no fast-math, so no fused or reordered arithmetic): bit for bit the same.
+    """
+    N, n_reg = mu.shape
+    if n_reg == 0:
+        return
+    frames = np.empty((3, 64), dtype=np.int64)  # _pairwise_sum's scratch
+    svo = np.empty(64, dtype=oz.dtype)
+    svm = np.empty(64)
+    zero_o = np.zeros(1, dtype=oz.dtype)        # 0 in obs's dtype
+    okz = np.empty(n_reg, dtype=np.bool_)
+    for t in range(N):
+        nok = 0
+        for r in range(n_reg):                  # the masked rows (selects, no branch)
+            o = obs[t, r]
+            u = mu[t, r]
+            ok = math.isfinite(o) and math.isfinite(u)
+            oz[r] = o if ok else zero_o[0]
+            mz[r] = u if ok else 0.0
+            wz[r] = prior[r] if ok else 0.0
+            okz[r] = ok
+            nok += ok
+        zo = zero_o[0]
+        one = zo + np.float32(1.0)              # 1 in obs's dtype
+        c = zo + _pairwise_sum(oz, 0, n_reg, zo, frames, svo)
+        m = 0.0 + _pairwise_sum(mz, 0, n_reg, 0.0, frames, svm)
+        cm = c if c > one else one              # np.maximum(c, 1.0), in c's dtype (c is no NaN)
+        f = np.float64(cm) / m if m > 0.0 else 1.0
+        if not with_prior:
+            for r in range(n_reg):
+                mu[t, r] *= f
+            continue
+        ws = 0.0 + _pairwise_sum(wz, 0, n_reg, 0.0, frames, svm)
+        kappa = events * np.float64(nok)
+        den = hours * m + kappa
+        use = ws > 0.0 and m > 0.0
+        g = np.float64(cm) / den if use else 0.0
+        for r in range(n_reg):
+            sh = wz[r] / ws if ws > 0.0 else 0.0
+            sh *= kappa
+            sh += mz[r] * hours
+            sh *= g
+            v = mu[t, r] * f
+            mu[t, r] = sh if (use and okz[r]) else v
 
 
 def clogc_table(n: int = _CLOGC) -> np.ndarray:
