@@ -315,11 +315,12 @@ def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int 
     fb = buf[0]
     fold = manager.fold
     epochs = _epochs(times)
-    for t in range(len(times)):
-        out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
-                         alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb)
-        manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
-                                          "neighbourhood": out["neighbourhood"] + (values[t],)})
+    with manager.batch():   # the part's store writes in one transaction, its notifications delivered after
+        for t in range(len(times)):
+            out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
+                             alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb)
+            manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
+                                              "neighbourhood": out["neighbourhood"] + (values[t],)})
 
 
 def _epochs(times) -> list:
@@ -343,13 +344,14 @@ def _alert_part_steps(manager, times, scores, dets, values, buf: list, scan_test
     cfg = manager.config
     if buf and isinstance(buf[0], dict):
         buf.clear()
-    for t in range(len(times)):
-        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
-                          rows=manager.fold.drives)
-        if not buf:
-            buf.extend([out, {}])
-        local, district, d_det, d_val = out
-        family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
-                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
-        manager.process_cycle(times[t], {"district": (district, d_det, d_val),
-                                         "neighbourhood": (local, dets[t], values[t])})
+    with manager.batch():
+        for t in range(len(times)):
+            out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
+                              rows=manager.fold.drives)
+            if not buf:
+                buf.extend([out, {}])
+            local, district, d_det, d_val = out
+            family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
+                          alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
+            manager.process_cycle(times[t], {"district": (district, d_det, d_val),
+                                             "neighbourhood": (local, dets[t], values[t])})
