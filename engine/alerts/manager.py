@@ -274,7 +274,7 @@ class AlertManager:
             self._check_time(level, t)
         return self._cycle(t, inputs, folded=False)
 
-    def process_folded(self, time, levels: dict) -> CycleResult:
+    def process_folded(self, time, levels: dict, fill: dict | None = None) -> CycleResult:
         """Process several levels of one cycle whose scores are already folded to the alert rows.
 
         The same as :meth:`process_cycle` after its fold (:meth:`engine.alerts.fold.Fold.apply`):
@@ -287,6 +287,11 @@ class AlertManager:
             ``{level: (score, detector, value, lead, raw_value)}``: the folded arrays (alert rows x
             regions of the level: float score, integer detector code, float value, integer lead
             indicator row) and the level's unfolded values (indicators x regions).
+        fill : dict, optional
+            ``{level: fill(cells)}``: the level's detector, value and lead arrays are complete
+            only where ``fill`` has completed them (``fold_cycle(..., lazy=True)``); the manager
+            calls it with the flat cells it reads (its series with events and its firing alerts)
+            before reading them.
         """
         t = to_epoch(time)
         inputs = {}
@@ -308,14 +313,19 @@ class AlertManager:
                 flat.append(np.ascontiguousarray(a).reshape(-1))
             inputs[level] = tuple(flat)
             self._check_time(level, t)
-        return self._cycle(t, inputs, folded=True)
+        if fill:
+            unknown = set(fill) - set(inputs)
+            if unknown:
+                raise ValueError(f"fill names levels {sorted(unknown)} that are not processed; expected some of "
+                                 f"{sorted(inputs)}")
+        return self._cycle(t, inputs, folded=True, fill=fill)
 
     def _check_time(self, level: str, t: int) -> None:
         if level in self.last_time and t <= self.last_time[level]:
             raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
                              f"({iso(self.last_time[level])})")
 
-    def _cycle(self, t: int, inputs: dict, folded: bool) -> CycleResult:
+    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None) -> CycleResult:
         rows: list[tuple] = []
         touched: set[int] = set()
         resolved: list[int] = []
@@ -340,6 +350,13 @@ class AlertManager:
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
             idx, ev = step(st, score, t, self.config, ws, self.row_pending)
+            if fill and level in fill:
+                # the cells read below: the series with events and the level's firing alerts (_refresh)
+                nreg = st.shape[1]
+                ks = [ep.row * nreg + ep.reg for ep in self.alerts.values() if ep.level == level]
+                cells = np.union1d(idx, np.array(ks, np.int64)) if ks else idx
+                if len(cells):
+                    fill[level](cells)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)
