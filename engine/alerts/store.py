@@ -180,7 +180,9 @@ class AlertStore:
         []
         >>> db.count("cycles")
         0
-        >>> db.end_batch(); db.count("cycles")
+        >>> db.end_batch()
+        []
+        >>> db.count("cycles")
         1
         """
         if self._batch is not None:
