@@ -80,6 +80,25 @@ def test_fold_cycle_equals_the_three_steps_bit_for_bit(catalog, n_reg, nan_share
         # the case is not trivial: split rows, firing-level scores, leads from several members
         # (one region: fewer than min_regions, no district)
         assert np.isfinite(out["district"][0]).any() == (n_reg >= 5) and (out["neighbourhood"][0] >= WARN).any()
+        # lazy: the neighbourhood's score alone, its codes, values and leads where they are filled
+        lz = {}
+        fold_cycle(fold, s, det, val, looks=looks, method=method, alpha=alpha, scan_tests=scan, buf=lz, lazy=True)
+        for a in lz["neighbourhood"][1:]:
+            a.fill(-7)
+        got = fold_cycle(fold, s, det, val, looks=looks, method=method, alpha=alpha, scan_tests=scan, buf=lz,
+                         lazy=True)
+        assert np.array_equal(got["neighbourhood"][0], nb[0], equal_nan=True) and got["m"] == m
+        for want, b in zip(di, got["district"]):
+            assert np.array_equal(want, b, equal_nan=True)
+        some = np.flatnonzero(rng.random(nb[0].size) < 0.3)
+        got["fill"](some)
+        for want, b in zip(nb[1:], got["neighbourhood"][1:]):
+            assert np.array_equal(want.reshape(-1)[some], b.reshape(-1)[some], equal_nan=True)
+            rest = np.setdiff1d(np.arange(b.size), some)
+            assert (b.reshape(-1)[rest] == -7).all()
+        got["fill"](np.arange(nb[0].size))
+        for want, b in zip(nb, got["neighbourhood"]):
+            assert np.array_equal(want, b, equal_nan=True)
 
 
 def test_fold_cycle_a_shared_shift_splits_and_a_lone_tail_survives_the_family(catalog):

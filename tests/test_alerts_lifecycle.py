@@ -65,6 +65,28 @@ def test_kernel_equals_reference_on_a_large_random_block():
     assert (a.state == FIRING).any() and (a.flapping == 1).any()
 
 
+def test_kernel_equals_reference_with_quiet_blocks_and_a_few_hot_series():
+    """The kernel skips blocks of 256 series where nothing can happen: hot series at block edges,
+    in the last (short) block, flapping ones whose register keeps a block hot after they settle."""
+    rng = np.random.default_rng(11)
+    cfg = AlertConfig(pending_cycles=2, flap_window=6, flap_threshold=3, flap_clear=1, stale_cycles=3)
+    a, b = SeriesState.empty(19, 101), SeriesState.empty(19, 101)        # 1,919 series: 7 full blocks + 127
+    hot = np.array([0, 255, 256, 511, 700, 1023, 1024, 1800, 1918])
+    for t in range(18):
+        score = (rng.random(a.n) * 0.9).astype(np.float32)
+        score[rng.random(a.n) < 0.4] = np.nan
+        score[hot] = np.where(rng.random(hot.size) < 0.6, np.float32(0.9995), np.float32(0.5))
+        if t > 12:
+            score[hot] = np.nan                                          # stale: cancelled / resolved
+        ia, ea = step(a, score, t, cfg)
+        ib, eb = step_reference(b, score, t, cfg)
+        assert ia.tolist() == ib.tolist() and ea.tolist() == eb.tolist()
+        assert set(ia.tolist()) <= set(hot.tolist())
+    for f in KERNEL_FIELDS:
+        assert np.array_equal(getattr(a, f), getattr(b, f))
+    assert (a.flap_bits != 0).any() and (b.nan_run > 0).sum() > 0.3 * a.n
+
+
 def test_kernel_equals_reference_with_pending_cycles_per_row():
     rng = np.random.default_rng(11)
     cfg = AlertConfig(pending_cycles=3, flap_window=8, flap_threshold=3, flap_clear=1)

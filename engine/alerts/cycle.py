@@ -66,8 +66,11 @@ def _adjusted(y, c, th, cl, scan, stat_on, f_stat, f_scan):  # pragma: no cover 
 @njit(error_model="numpy")
 def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, cl, scan, stat_on, per_warn,
                  f_scan, row_f, med_buf, row, d_score, d_det, d_val, out_s, out_d, out_v, out_lead,
-                 dist_s, dist_d, dist_v, dist_lead):  # pragma: no cover - compiled
+                 dist_s, dist_d, dist_v, dist_lead, lazy=False):  # pragma: no cover - compiled
     """One cycle: split, family control and fold of both levels; returns the family size ``m``.
+
+    ``lazy``: the neighbourhood level's score only (``out_d``, ``out_v``, ``out_lead`` are not
+    written); :func:`fold_cells` gives them at the cells that are read.
 
     ``row_f``: scratch (indicators,), the split divisor of each row (0: not split).
     ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32.
@@ -175,10 +178,16 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
                     y2 = zero if q >= one else one - q
                     dst[r] = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
             if j == a:
+                if not lazy:
+                    for r in range(n_reg):
+                        out_lead[g, r] = i
+                        out_d[g, r] = det[i, r]
+                        out_v[g, r] = value[i, r]
+            elif lazy:
                 for r in range(n_reg):
-                    out_lead[g, r] = i
-                    out_d[g, r] = det[i, r]
-                    out_v[g, r] = value[i, r]
+                    y = row[r]
+                    best = out_s[g, r]
+                    out_s[g, r] = y if (y == y) & (not (best >= y)) else best
             else:
                 # the lead's code and value follow its score (streamed with the row, no gather after)
                 for r in range(n_reg):
@@ -202,9 +211,54 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
     return fam
 
 
+@njit(error_model="numpy")
+def fold_cells(ks, score, det, value, ptr, members, looks, th, cl, scan, on, f_stat, f_scan, row_f,
+               out_s, out_d, out_v, out_lead):  # pragma: no cover - compiled
+    """The neighbourhood fold's lead, code and value at the flat cells ``ks`` (subject row x
+    regions + region) after a ``lazy`` :func:`cycle_kernel`: each member's adjusted score computed
+    as the kernel computes it, merged by the same rule in the same order. Returns how many cells
+    had a score other than the kernel's (0: a check)."""
+    n_reg = score.shape[1]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    no_scan = not scan
+    bad = 0
+    for t in range(ks.shape[0]):
+        g = ks[t] // n_reg
+        r = ks[t] - g * n_reg
+        a, b = ptr[g], ptr[g + 1]
+        best = np.float32(np.nan)
+        lead = members[a]
+        for j in range(a, b):
+            i = members[j]
+            f = row_f[i]
+            if f < 0.0:
+                if j != a:
+                    continue
+                f = 0.0
+            c = det[i, r]
+            if f == 0.0:
+                y = np.float32(1.0 - _tail32(score[i, r], c, looks, th))
+            else:
+                z = _tail32(score[i, r], c, looks, th) / f
+                y = np.float32(0.0 if z >= 1.0 else 1.0 - z)
+            q = (f_scan if (c == cl) & scan else f_stat) * (one - y)
+            y2 = zero if q >= one else one - q
+            y = y if (c == th) | (((c != cl) | no_scan) & (not on)) else y2
+            if j == a or ((y == y) & (not (best >= y))):
+                best = y
+                lead = i
+        x = out_s[g, r]
+        bad += not ((x == best) | ((x != x) & (best != best)))
+        out_lead[g, r] = lead
+        out_d[g, r] = det[lead, r]
+        out_v[g, r] = value[lead, r]
+    return bad
+
+
 def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bonferroni", alpha: float = 0.05,
                warn: float | None = None, scan_tests: int = 0, scan_share: float = SCAN_SHARE,
-               min_regions: int = MIN_REGIONS, buf: dict | None = None):
+               min_regions: int = MIN_REGIONS, buf: dict | None = None, lazy: bool = False):
     """Split, family control and fold of one cycle (what ``common_mode`` + ``family_adjust`` + ``Fold.apply`` give).
 
     Parameters
@@ -219,6 +273,11 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
         functions).
     buf : dict, optional
         Output and scratch arrays kept between calls (the results of the previous call are overwritten).
+    lazy : bool
+        Fold the neighbourhood level's scores only: its detector codes, values and leads are left
+        as they were, to be completed at the cells that are read by ``buf["fill"](ks)`` (flat
+        cells, subject row x regions + region; :func:`fold_cells`). The manager reads them only
+        at the series with events and at its firing alerts (``process_folded``'s ``fill``).
 
     Returns
     -------
@@ -278,9 +337,24 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
     m = cycle_kernel(s, d, v, np.ascontiguousarray(fold.drives, dtype=np.bool_), fold.ptr, fold.members,
                      int(min_regions), float(looks), np.int8(DETECTOR_CODES["threshold"]),
                      np.int8(DETECTOR_CODES["cluster"]), bool(scan_tests), method == "bonferroni", float(per_warn),
-                     f_scan, *buf["scratch"], *buf["district_in"], *buf["neighbourhood"], *buf["district"])
+                     f_scan, *buf["scratch"], *buf["district_in"], *buf["neighbourhood"], *buf["district"], bool(lazy))
     buf["m"] = int(m) + int(scan_tests)
     buf["district_value"] = buf["district_in"][2]
+    if lazy:
+        # the kernel's own f_stat and switch (the same float32 rounding of the same product)
+        on = method == "bonferroni" and m > 0
+        f_stat = np.float32(int(m) * per_warn)
+        args = (s, d, v, fold.ptr, fold.members, float(looks), np.int8(DETECTOR_CODES["threshold"]),
+                np.int8(DETECTOR_CODES["cluster"]), bool(scan_tests), on, f_stat, f_scan, buf["scratch"][0],
+                *buf["neighbourhood"])
+
+        def fill(ks):
+            if fold_cells(np.ascontiguousarray(ks, dtype=np.int64), *args):
+                raise AssertionError("fold_cells: a score differs from the cycle kernel's")
+
+        buf["fill"] = fill
+    else:
+        buf["fill"] = None
     return buf
 
 
@@ -315,11 +389,14 @@ def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int 
     fb = buf[0]
     fold = manager.fold
     epochs = _epochs(times)
-    for t in range(len(times)):
-        out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
-                         alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb)
-        manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
-                                          "neighbourhood": out["neighbourhood"] + (values[t],)})
+    with manager.batch():   # the part's store writes in one transaction, its notifications delivered after
+        for t in range(len(times)):
+            out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
+                             alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb, lazy=True)
+            # the neighbourhoods' codes, values and leads only where the manager reads them
+            manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
+                                              "neighbourhood": out["neighbourhood"] + (values[t],)},
+                                   fill={"neighbourhood": out["fill"]})
 
 
 def _epochs(times) -> list:
@@ -343,13 +420,14 @@ def _alert_part_steps(manager, times, scores, dets, values, buf: list, scan_test
     cfg = manager.config
     if buf and isinstance(buf[0], dict):
         buf.clear()
-    for t in range(len(times)):
-        out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
-                          rows=manager.fold.drives)
-        if not buf:
-            buf.extend([out, {}])
-        local, district, d_det, d_val = out
-        family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
-                      alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
-        manager.process_cycle(times[t], {"district": (district, d_det, d_val),
-                                         "neighbourhood": (local, dets[t], values[t])})
+    with manager.batch():
+        for t in range(len(times)):
+            out = common_mode(scores[t], dets[t], values[t], looks=cfg.looks, out=buf[0] if buf else None,
+                              rows=manager.fold.drives)
+            if not buf:
+                buf.extend([out, {}])
+            local, district, d_det, d_val = out
+            family_adjust(local, dets[t], district, d_det, manager.fold.drives, method=cfg.multiplicity,
+                          alpha=cfg.family_alpha, warn=cfg.fire_level, buf=buf[1], scan_tests=scan_tests)
+            manager.process_cycle(times[t], {"district": (district, d_det, d_val),
+                                             "neighbourhood": (local, dets[t], values[t])})

@@ -162,23 +162,33 @@ def _nan_runs(score, nan_run):  # pragma: no cover - compiled
 def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
                  row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
                  ev_out, idx_out):  # pragma: no cover - compiled
-    """All series, one cycle: NaN runs advanced in a vectorised pass, then the rules
-    (:func:`_advance`) only where something can happen (a series that is not inactive, a score at
-    the fire level, a flap register still counting); the quiet rest is untouched."""
+    """All series, one cycle: NaN runs advanced in a vectorised pass, then a block of series at a
+    time, a branch-free pass (it vectorises) finds whether anything can happen in the block (a
+    series that is not inactive, a score at the fire level, a flap register still counting: the OR
+    of the flap bits, the state and the fire test is not zero); only such a block is gone through
+    with the rules (:func:`_advance`) where something can happen. Nearly every block is quiet."""
     n = score.shape[0]
     _nan_runs(score, nan_run)
     m = 0
     zero = np.uint64(0)
-    for k in range(n):
-        s = score[k]
-        if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+    block = 256
+    for b0 in range(0, n, block):
+        b1 = min(b0 + block, n)
+        hot = np.uint64(0)
+        for k in range(b0, b1):
+            hot |= flap_bits[k] | np.uint64(state[k]) | np.uint64(score[k] >= fire)
+        if hot == zero:
             continue
-        ev = _advance(k, s, t, row_pending[k // n_reg], state, count, severity, nan_run, since, started,
-                      flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
-        if ev != 0:
-            ev_out[m] = ev
-            idx_out[m] = k
-            m += 1
+        for k in range(b0, b1):
+            s = score[k]
+            if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+                continue
+            ev = _advance(k, s, t, row_pending[k // n_reg], state, count, severity, nan_run, since, started,
+                          flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
+            if ev != 0:
+                ev_out[m] = ev
+                idx_out[m] = k
+                m += 1
     return m
 
 

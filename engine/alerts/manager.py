@@ -33,6 +33,7 @@ alert that has fired stays firing (flagged ``flapping``) rather than resolving a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -171,6 +172,7 @@ class AlertManager:
         self.groups: dict[tuple, Group] = {}
         self.next_id = self.store.max_alert_id() + 1
         self._ws: dict[str, dict] = {}
+        self._in_batch = False
         self._current: dict[str, tuple] = {}
         self._ind_ids = np.array(self.router.ids, dtype=object)
         self._reg_ids = {lvl: np.array(self.hierarchy.ids(lvl), dtype=object) for lvl in self.hierarchy.levels}
@@ -272,7 +274,7 @@ class AlertManager:
             self._check_time(level, t)
         return self._cycle(t, inputs, folded=False)
 
-    def process_folded(self, time, levels: dict) -> CycleResult:
+    def process_folded(self, time, levels: dict, fill: dict | None = None) -> CycleResult:
         """Process several levels of one cycle whose scores are already folded to the alert rows.
 
         The same as :meth:`process_cycle` after its fold (:meth:`engine.alerts.fold.Fold.apply`):
@@ -285,6 +287,11 @@ class AlertManager:
             ``{level: (score, detector, value, lead, raw_value)}``: the folded arrays (alert rows x
             regions of the level: float score, integer detector code, float value, integer lead
             indicator row) and the level's unfolded values (indicators x regions).
+        fill : dict, optional
+            ``{level: fill(cells)}``: the level's detector, value and lead arrays are complete
+            only where ``fill`` has completed them (``fold_cycle(..., lazy=True)``); the manager
+            calls it with the flat cells it reads (its series with events and its firing alerts)
+            before reading them.
         """
         t = to_epoch(time)
         inputs = {}
@@ -306,14 +313,19 @@ class AlertManager:
                 flat.append(np.ascontiguousarray(a).reshape(-1))
             inputs[level] = tuple(flat)
             self._check_time(level, t)
-        return self._cycle(t, inputs, folded=True)
+        if fill:
+            unknown = set(fill) - set(inputs)
+            if unknown:
+                raise ValueError(f"fill names levels {sorted(unknown)} that are not processed; expected some of "
+                                 f"{sorted(inputs)}")
+        return self._cycle(t, inputs, folded=True, fill=fill)
 
     def _check_time(self, level: str, t: int) -> None:
         if level in self.last_time and t <= self.last_time[level]:
             raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
                              f"({iso(self.last_time[level])})")
 
-    def _cycle(self, t: int, inputs: dict, folded: bool) -> CycleResult:
+    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None) -> CycleResult:
         rows: list[tuple] = []
         touched: set[int] = set()
         resolved: list[int] = []
@@ -338,13 +350,20 @@ class AlertManager:
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
             idx, ev = step(st, score, t, self.config, ws, self.row_pending)
+            if fill and level in fill:
+                # the cells read below: the series with events and the level's firing alerts (_refresh)
+                nreg = st.shape[1]
+                ks = [ep.row * nreg + ep.reg for ep in self.alerts.values() if ep.level == level]
+                cells = np.union1d(idx, np.array(ks, np.int64)) if ks else idx
+                if len(cells):
+                    fill[level](cells)
             self._current[level] = (score, detector, raw_value)
             if len(idx):
                 self._apply(level, st, idx, ev, t, score, detector, value, rows, touched, resolved, lead)
             self.last_time[level] = t
-            cycles.append([t, iso(t), level, st.n, len(idx)] +
-                          [int(np.count_nonzero(ev & bit)) for bit in (EV_PENDING, EV_CANCELLED, EV_FIRED, EV_RESOLVED)] +
-                          [None, _time.perf_counter() - t0])
+            counts = ([int(np.count_nonzero(ev & bit)) for bit in (EV_PENDING, EV_CANCELLED, EV_FIRED, EV_RESOLVED)]
+                      if len(idx) else [0, 0, 0, 0])
+            cycles.append([t, iso(t), level, st.n, len(idx)] + counts + [None, _time.perf_counter() - t0])
         notifications = self._notify(t, touched)
         cycles.append([t, iso(t), "all", sum(c[3] for c in cycles), sum(c[4] for c in cycles)] +
                       [sum(c[k] for c in cycles) for k in (5, 6, 7, 8)] + [len(notifications), None])
@@ -354,10 +373,8 @@ class AlertManager:
         self.store.write_cycle(transitions=rows, alerts=alert_rows, resolved=resolved, notifications=notifications,
                                levels=list(inputs), cycles=cycles, t=t)
         self._forget_resolved()
-        self._drain_sync()
-        for s in self.sinks:
-            if s.asynchronous:
-                s.wake()
+        if not self._in_batch:
+            self._deliver()
         transitions = [dict(zip(TRANSITION_KEYS, r), type="transition") for r in rows]
         return CycleResult(transitions, [dict(n["payload"], type="notification") for n in notifications])
 
@@ -606,6 +623,42 @@ class AlertManager:
                 iso(ep.escalated_at))
 
     # ------------------------------------------------------------------ sinks
+    def _deliver(self) -> None:
+        """Written notifications to the sinks: the synchronous ones drain now, the others are woken."""
+        self._drain_sync()
+        for s in self.sinks:
+            if s.asynchronous:
+                s.wake()
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Cycles processed together: their store writes go in one transaction at the end, and the
+        sinks get their notifications then (each cycle alone: a transaction and a delivery a cycle).
+
+        For cycles that arrive together (a run's part of a day: :func:`engine.alerts.cycle.alert_part`).
+        The results are those of the cycles one by one: the same rows in the same order, the
+        same notifications in the same order. The batch holds the store's write lock until it
+        ends (:meth:`engine.alerts.store.AlertStore.begin_batch`): an acknowledgement or silence
+        another process makes meanwhile waits, and counts from the next batch. A cycle that
+        raises leaves the cycles before it written, as alone. Nested batches are one batch.
+
+        Examples
+        --------
+        >>> # with am.batch():
+        >>> #     for t, s in cycles: am.process(t, s)
+        """
+        if self._in_batch:
+            yield self
+            return
+        self.store.begin_batch()
+        self._in_batch = True
+        try:
+            yield self
+        finally:
+            self._in_batch = False
+            self.store.end_batch()
+            self._deliver()
+
     def _drain_sync(self) -> None:
         for s in self.sinks:
             if not s.asynchronous:

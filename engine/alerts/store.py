@@ -122,6 +122,7 @@ class AlertStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
+        self._batch = None
         if self.path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -138,16 +139,73 @@ class AlertStore:
             self.store = store
 
         def __enter__(self):
-            self.store.conn.execute("BEGIN IMMEDIATE")
-            return self.store.conn
+            st = self.store
+            if st._batch is not None:       # inside a batch: a savepoint of its transaction
+                st._batch["cache"].clear()  # (an ack or silence of this connection: read again)
+                st.conn.execute("SAVEPOINT tx")
+            else:
+                st.conn.execute("BEGIN IMMEDIATE")
+            return st.conn
 
         def __exit__(self, exc_type, exc, tb):
-            self.store.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if self.store._batch is not None:
+                if exc_type is not None:
+                    self.store.conn.execute("ROLLBACK TO tx")
+                self.store.conn.execute("RELEASE tx")
+            else:
+                self.store.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
             return False
 
     def transaction(self):
-        """``with store.transaction() as conn:`` one atomic write."""
+        """``with store.transaction() as conn:`` one atomic write (a savepoint inside a batch)."""
         return AlertStore._Tx(self)
+
+    # ---------------------------------------------------------------- batches of cycles
+    def begin_batch(self) -> None:
+        """Start a batch: the following :meth:`write_cycle` calls are kept and written together by
+        :meth:`end_batch`, in one transaction that holds the write lock from now on.
+
+        While the batch holds the lock no other connection can commit, so the acknowledgements
+        and silences are read once (:meth:`open_acks`, :meth:`silences`) and kept: every cycle of
+        the batch reads what it would have read alone. Used by
+        :meth:`engine.alerts.manager.AlertManager.batch` for a run's part of a day.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> db = AlertStore(os.path.join(tempfile.mkdtemp(), "a.sqlite"))
+        >>> db.begin_batch()
+        >>> db.write_cycle(cycles=[(900, "1970-01-01T00:15:00Z", "district", 1, 0, 0, 0, 0, 0, None, 0.0)],
+        ...                levels=["district"], t=900)
+        []
+        >>> db.count("cycles")
+        0
+        >>> db.end_batch()
+        []
+        >>> db.count("cycles")
+        1
+        """
+        if self._batch is not None:
+            raise ValueError("a batch is already open on this store")
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._batch = {"del": [], "transitions": [], "cycles": [], "alerts": [], "resolved": [],
+                       "notifications": [], "cache": {}}
+
+    def end_batch(self) -> list[str]:
+        """Write the batch's cycles (in the order :meth:`write_cycle` got them) and commit; returns
+        the ids of the notifications that are new. A failing write rolls the batch back."""
+        b = self._batch
+        if b is None:
+            raise ValueError("no batch is open on this store")
+        self._batch = None
+        try:
+            new = self._write(self.conn, b["del"], b["transitions"], b["cycles"], b["alerts"], b["resolved"],
+                              b["notifications"])
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return new
 
     def count(self, table: str, where: str = "", params: tuple = ()) -> int:
         """Rows of a table (``where`` is trusted SQL text from this package; values go in ``params``)."""
@@ -182,35 +240,56 @@ class AlertStore:
         t : int
             The cycle time.
         """
-        new = []
+        dels = [(int(t), lv) for lv in levels]
+        trans = [tuple(r) + (int(t),) for r in transitions]
+        resolved = [(int(i), iso(t)) for i in resolved]
+        b = self._batch
+        if b is not None:
+            b["del"] += dels
+            b["transitions"] += trans
+            b["cycles"] += cycles
+            b["alerts"] += alerts
+            b["resolved"] += resolved
+            b["notifications"] += notifications
+            acks = b["cache"].get("acks")
+            if acks is not None:    # a resolved alert's acknowledgement is cleared (when the batch is written)
+                for i, _ in resolved:
+                    acks.pop(i, None)
+            return []
         with self.transaction() as c:
-            c.executemany("DELETE FROM transitions WHERE cycle = ? AND level = ?", [(int(t), lv) for lv in levels])
-            c.executemany("INSERT INTO transitions (t, time, level, indicator, region, alert_id, events, "
-                          "state, alert_state, severity, value, score, detector, cycle) "
-                          f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,{int(t)})", transitions)
-            c.executemany("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?,?,?,?,?,?)", cycles)
-            cols = ", ".join(ALERT_COLUMNS)
-            upd = ", ".join(f"{k}=excluded.{k}" for k in ALERT_COLUMNS[1:])
-            c.executemany(f"INSERT INTO alerts ({cols}) VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) "
-                          f"ON CONFLICT(id) DO UPDATE SET {upd}", alerts)
-            if resolved:
-                stamp = iso(t)
-                c.executemany("UPDATE alerts SET acked_by=NULL, acked_at=NULL, ack_comment=NULL WHERE id = ?",
-                              [(int(i),) for i in resolved])
-                c.executemany("UPDATE acks SET cleared_at = ? WHERE alert_id = ? AND cleared_at IS NULL",
-                              [(stamp, int(i)) for i in resolved])
-            for n in notifications:
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO notifications (id, t, time, kind, status, reason, department, contact, "
-                    "level, region, dimension, alert_ids, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (n["id"], int(n["t"]), iso(n["t"]), n["kind"], n.get("status"), n.get("reason"),
-                     n.get("department"), n.get("contact"), n.get("level"), n.get("region"), n.get("dimension"),
-                     json.dumps(n.get("alert_ids", [])),
-                     json.dumps(n["payload"], ensure_ascii=False, sort_keys=True)))
-                if cur.rowcount:
-                    new.append(n["id"])
-                    c.executemany("INSERT OR IGNORE INTO outbox (notification_id, sink, created_at) VALUES (?,?,?)",
-                                  [(n["id"], s, iso(_time.time())) for s in n.get("sinks", ())])
+            return self._write(c, dels, trans, cycles, alerts, resolved, notifications)
+
+    @staticmethod
+    def _write(c, dels, transitions, cycles, alerts, resolved, notifications) -> list[str]:
+        """One cycle's rows, or a batch's (each table's rows in the cycles' order: the same rows,
+        row ids and sequence numbers as cycle by cycle)."""
+        new = []
+        c.executemany("DELETE FROM transitions WHERE cycle = ? AND level = ?", dels)
+        c.executemany("INSERT INTO transitions (t, time, level, indicator, region, alert_id, events, "
+                      "state, alert_state, severity, value, score, detector, cycle) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", transitions)
+        c.executemany("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?,?,?,?,?,?)", cycles)
+        cols = ", ".join(ALERT_COLUMNS)
+        upd = ", ".join(f"{k}=excluded.{k}" for k in ALERT_COLUMNS[1:])
+        c.executemany(f"INSERT INTO alerts ({cols}) VALUES ({', '.join('?' * len(ALERT_COLUMNS))}) "
+                      f"ON CONFLICT(id) DO UPDATE SET {upd}", alerts)
+        if resolved:
+            c.executemany("UPDATE alerts SET acked_by=NULL, acked_at=NULL, ack_comment=NULL WHERE id = ?",
+                          [(i,) for i, _ in resolved])
+            c.executemany("UPDATE acks SET cleared_at = ? WHERE alert_id = ? AND cleared_at IS NULL",
+                          [(stamp, i) for i, stamp in resolved])
+        for n in notifications:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO notifications (id, t, time, kind, status, reason, department, contact, "
+                "level, region, dimension, alert_ids, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (n["id"], int(n["t"]), iso(n["t"]), n["kind"], n.get("status"), n.get("reason"),
+                 n.get("department"), n.get("contact"), n.get("level"), n.get("region"), n.get("dimension"),
+                 json.dumps(n.get("alert_ids", [])),
+                 json.dumps(n["payload"], ensure_ascii=False, sort_keys=True)))
+            if cur.rowcount:
+                new.append(n["id"])
+                c.executemany("INSERT OR IGNORE INTO outbox (notification_id, sink, created_at) VALUES (?,?,?)",
+                              [(n["id"], s, iso(_time.time())) for s in n.get("sinks", ())])
         return new
 
     # ---------------------------------------------------------------- alerts
@@ -287,7 +366,16 @@ class AlertStore:
             return int(cur.lastrowid)
 
     def open_acks(self) -> dict:
-        """``{alert_id: {"by", "comment", "time"}}`` of acknowledgements not yet cleared."""
+        """``{alert_id: {"by", "comment", "time"}}`` of acknowledgements not yet cleared (in a batch:
+        read once, see :meth:`begin_batch`)."""
+        if self._batch is not None:
+            cache = self._batch["cache"]
+            if "acks" not in cache:
+                cache["acks"] = self._open_acks()
+            return cache["acks"]
+        return self._open_acks()
+
+    def _open_acks(self) -> dict:
         return {int(r["alert_id"]): {"by": r["by"], "comment": r["comment"], "time": r["time"]}
                 for r in self.conn.execute("SELECT * FROM acks WHERE cleared_at IS NULL ORDER BY id")}
 
@@ -324,13 +412,18 @@ class AlertStore:
             c.execute("UPDATE silences SET removed_at = ?, removed_by = ? WHERE id = ?", (t, by, int(silence_id)))
 
     def silences(self, active_at: int | None = None) -> list[Silence]:
-        """All silences, or those active at a time."""
-        out = []
-        for r in self.conn.execute("SELECT * FROM silences ORDER BY id"):
-            s = Silence(**{k: r[k] for k in r.keys()})
-            if active_at is None or s.active(active_at):
-                out.append(s)
-        return out
+        """All silences, or those active at a time (in a batch: read once, see :meth:`begin_batch`)."""
+        if self._batch is not None:
+            cache = self._batch["cache"]
+            if "silences" not in cache:
+                cache["silences"] = self._silences()
+            every = cache["silences"]
+        else:
+            every = self._silences()
+        return [s for s in every if active_at is None or s.active(active_at)]
+
+    def _silences(self) -> list[Silence]:
+        return [Silence(**{k: r[k] for k in r.keys()}) for r in self.conn.execute("SELECT * FROM silences ORDER BY id")]
 
     # ---------------------------------------------------------------- notifications and outbox
     def notifications(self, kind: str | None = None) -> list[dict]:
