@@ -1,6 +1,7 @@
 """The run's stores' compressor and the per-part Datasets the runner hands the indices (fourteenth
 session): lossless, readable by ``xarray.open_zarr``, and the same Datasets as the assignments
-they replace. Small and quick (no numba kernel compiled)."""
+they replace. Small and quick (no kernel of its own: the last test runs the indices' float64
+kernels, which ``tests/test_indices.py`` compiles as well)."""
 
 from __future__ import annotations
 
