@@ -132,11 +132,11 @@ def period_mean_max(value: np.ndarray, score: np.ndarray, factor: int, out=None)
 def store_compressor():
     """The data variables' compressor: blosc-lz4 level 5 **without byte shuffle** (numcodecs).
 
-    Lossless like any codec; on the demo's hourly days (45-68 % NaN, many values repeated from
-    one stored step to the next) it compresses ~20 % less CPU than zarr's default (the same with
-    byte shuffle: the shuffle pass, and lz4 then finds shorter matches) and its chunks are ~13 %
-    smaller (docs/report.md, fourteenth session). Any zarr reader (``xarray.open_zarr``) decodes
-    it from the array's ``.zarray``.
+    Lossless like any codec. On the demo's hourly days (45-68 % NaN, many values repeated from
+    one stored step to the next) it takes ~20 % less CPU to compress than zarr's default, the
+    same codec with byte shuffle (no shuffle pass, and lz4 finds whole repeated values as
+    matches), and its chunks are ~13 % smaller (docs/report.md, fourteenth session). Any zarr
+    reader (``xarray.open_zarr``) decodes it from the array's ``.zarray``.
     """
     from numcodecs import Blosc
 
