@@ -35,7 +35,8 @@ def _dims_ok(da: xr.DataArray, name: str) -> xr.DataArray:
     want = ("time", "indicator", "region") if "time" in da.dims else ("indicator", "region")
     if set(da.dims) != set(want):
         raise ValueError(f"variable {name!r} must have dims {want} (or without time), got {da.dims}")
-    return da.transpose(*want)
+    # already in order (a run's part): as it is (xarray's transpose rebuilds every coordinate, ~1 ms)
+    return da if da.dims == want else da.transpose(*want)
 
 
 def select_time(ds: xr.Dataset, at=None) -> int | None:
@@ -524,7 +525,9 @@ def _assemble(prep: Prepared, cycles: list | None, results: tuple) -> xr.Dataset
         dims3, adims = dims3[1:], adims[1:]
     coords = prep.plan.coords(prep.spec, prep.hier)
     if prep.has_time:
-        coords = coords.assign(time=prep.value["time"].values[cycles])
+        # the plan's coordinates and the cycles' times (``Coordinates.assign`` merges and aligns
+        # them all again: twice the cost, the same coordinates)
+        coords = xr.Coordinates({**coords.variables, "time": prep.value["time"].values[cycles]})
     elif "time" in prep.ds.coords and prep.ds["time"].size == 1:
         coords = coords.assign(time=prep.ds["time"].values)
     out = xr.Dataset(

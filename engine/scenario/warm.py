@@ -387,7 +387,8 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
     from engine.core.dataset import indicator_coords, make_dataset
     from engine.detect import Detectors
     from engine.indices import IndexPlan
-    from engine.scenario.runner import _alert_day, _alerts_frame, _PartBuffers, _detect_part, _store_part, _parts
+    from engine.scenario.runner import (_alert_day, _alerts_frame, _PartBuffers, _detect_part, _store_part, _parts,
+                                         _stored_steps)
     from engine.scenario.windows import mask_partial_windows, window_fill_minutes
 
     times_s: dict = {}
@@ -447,17 +448,12 @@ def warm_stages(city, cycle: str, factor: int, index_config, folder: Path | None
 
             _, labels, _ = level_groups(city, city.levels[0])
             ds = make_dataset(values, indicator_coords(catalog.indicators), labels, city.levels[0], times=times)
-            part = ds.isel(time=slice(0, n_t))
-            part["score"] = (("time", "indicator", "region"), scores)
-            stored = part.isel(time=slice(factor - 1, None, factor)) if factor > 1 else part
             e, sc = expected.copy(), scale.copy()
             # a few indicators without a baseline (a run's warm-up): their peers, few enough for the
             # serial peer kernel the run uses (IndexPlan: rows x regions < SERIAL_BELOW)
             e[:, ::100, :] = np.nan
             sc[:, ::100, :] = np.nan
-            stored["expected"] = (("time", "indicator", "region"), e)
-            stored["scale"] = (("time", "indicator", "region"), sc)
-            plan.compute(stored)
+            plan.compute(_stored_steps(ds, 0, n_t, factor, e, sc))   # the part's Dataset as the run makes it
             mark("indices", t0)
         if "store" in stages:
             t0 = time.perf_counter()
