@@ -214,15 +214,11 @@ def test_base_shares_partition_bases_and_rows(city, catalog):
     owner_r = np.full(len(p.ind_row), -1)
     ops, arg, consts, ptr, out_row, d_pos = eng._DP
     owner_d = np.full(len(out_row), -1)
-    for j, (bases, rows, mask, dp, (mptr, mbase)) in enumerate(shares):
+    for j, (bases, rows, mask, dp) in enumerate(shares):
         assert (owner_b[bases] == -1).all() and (owner_r[rows] == -1).all()
         owner_b[bases] = j
         owner_r[rows] = j
         assert np.array_equal(np.flatnonzero(mask), bases)
-        # the share's key map: each key's bases of the share, in the plan's order
-        for kk in range(len(p.map_ptr) - 1):
-            mine = [b for b in p.map_base[p.map_ptr[kk]:p.map_ptr[kk + 1]] if mask[b]]
-            assert list(mbase[mptr[kk]:mptr[kk + 1]]) == mine
         # the share's derived program: whole rows of the full program, in its order
         where = np.flatnonzero(np.isin(out_row, dp[4]))
         assert (owner_d[where] == -1).all() and np.array_equal(out_row[where], dp[4])

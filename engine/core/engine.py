@@ -256,7 +256,7 @@ class Engine:
         self._scratch_for = None
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
-        self._all_map = (p.map_ptr, p.map_base)  # (kernels.bin_records: every base of each key)
+        self._all_mask = np.ones(p.n_bases, np.uint8)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -574,7 +574,7 @@ class Engine:
             self._run_shares(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
         else:
             K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, O, D, num, den, parts, self._scratch(1)[0],
-                         self._DP, self._stack, self._all_bases, self._all_rows, self._all_map, True)
+                         self._DP, self._stack, self._all_bases, self._all_rows, self._all_mask, True)
         self.state.last_cycle = k0 + T - 1
 
     def _shares(self, parts: int) -> tuple:
@@ -617,7 +617,7 @@ class Engine:
             k = k0 + t
             tt = t - (T - ncomp)
             run([(K.advance_bases, k, b, P, S) for b in bases])
-            K.bin_snap(k, t, EV, RD, SN, P, S, self._all_map)
+            K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
             run([(K.add_bases, k, b, P, S) for b in bases])
             if tt >= 0:
                 run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
@@ -626,9 +626,7 @@ class Engine:
 
     def _base_shares(self, parts: int) -> list:
         """``parts`` disjoint shares of the bases for :meth:`_run_shares`, as (bases, indicator
-        positions, uint8 base mask, derived program, key map) each (the key map: the plan's
-        ``map_ptr`` / ``map_base`` with the share's bases only, for :func:`kernels.bin_records`);
-        empty shares dropped. An indicator row
+        positions, uint8 base mask, derived program) each; empty shares dropped. An indicator row
         goes with its base, the bases a row reads (an event share's denominator base) stay in one
         share, and so do the bases every derived row reads (through the rows its formula refers
         to, derived ones included): each derived row is evaluated by the share holding its inputs,
@@ -694,7 +692,6 @@ class Engine:
             owner[comp == c] = j
             load[j] += wc[c]
         shares = []
-        key_of = np.repeat(np.arange(len(p.map_ptr) - 1), np.diff(p.map_ptr))  # each map entry's key
         dj = np.where(has, owner[np.maximum(first, 0)], -1)
         for j in range(parts):
             bases = np.flatnonzero(owner == j).astype(np.int64)
@@ -702,13 +699,10 @@ class Engine:
                 continue
             rows = np.flatnonzero(owner[p.ind_base] == j).astype(np.int64)
             mask = (owner == j).astype(np.uint8)
-            keep = mask[p.map_base] != 0  # the share's key map: its bases of each key, in the plan's order
-            cnt = np.bincount(key_of[keep], minlength=len(p.map_ptr) - 1)
-            bmap = (np.concatenate([[0], np.cumsum(cnt)]).astype(p.map_ptr.dtype), p.map_base[keep].copy())
             mine = dj == j
             if not shares:  # derived rows reading no indicator (constants): the first share's
                 mine |= dj < 0
-            shares.append((bases, rows, mask, self._sub_program(np.flatnonzero(mine)), bmap))
+            shares.append((bases, rows, mask, self._sub_program(np.flatnonzero(mine))))
         self._bshares, self._bshares_for = shares, parts
         return shares
 
@@ -758,8 +752,7 @@ class Engine:
         if stacks is None or len(stacks) < m:
             stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
         _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], dp,
-                         stacks[j], bases, rows, bmap, len(dp[4]) > 0)
-                        for j, (bases, rows, _, dp, bmap) in enumerate(shares)])
+                         stacks[j], bases, rows, mask, len(dp[4]) > 0) for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
             t[i_dirty][:] = 0

@@ -398,15 +398,13 @@ def advance_bases(k, bases, P, S):
 
 
 @njit
-def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, mptr, mbase):
+def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
     """Add events or readings ``lo .. hi - 1`` (``bucket <= k``) into their buckets and, when late,
     into the running sums, extremes and sorted windows that still cover their bucket. A NaN value
     adds nothing to sums and extremes; it still counts when ``count_nan`` (events: the event
     happened) and is skipped otherwise (readings). Records of a base whose ring no longer holds
-    their bucket are ignored for that base (no window of it covers them). Only the bases of the
-    key map ``mptr`` / ``mbase`` are touched (the plan's ``map_ptr`` / ``map_base``: every base,
-    or the map of one thread's share: its bases of each key, in the plan's order; see
-    :func:`run_cycles`)."""
+    their bucket are ignored for that base (no window of it covers them). Only bases with
+    ``bmask[b] != 0`` are touched (all of them, or one thread's share: see :func:`run_cycles`)."""
     (map_ptr, map_base, lookup, base_ser0, base_R, base_Rm, base_offS, base_offN, base_offO,
      base_offMin, base_offMax, base_blk_ptr, blk_W, blk_offS, blk_offN, blk_offO, blk_offP,
      base_mm_ptr, mm_W, mm_stat, mm_off, base_q_ptr, q_W, q_off, q_noff,
@@ -440,20 +438,18 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, mptr, mb
         cMin[b] = base_offMin[b] + kRm[b] * n - base_ser0[b]
         cMax[b] = base_offMax[b] + kRm[b] * n - base_ser0[b]
     for r in range(lo, hi):
-        kk = key[r]
-        m0 = mptr[kk]
-        m1 = mptr[kk + 1]
-        if m0 == m1:  # no base of this key here (another share's record)
-            continue
         j = bucket[r]
         d = k - j
+        kk = key[r]
         reg = region[r]
         v = value[r]
         has_v = not math.isnan(v)
         if not has_v and not count_nan:
             continue
-        for m in range(m0, m1):
-            b = mbase[m]
+        for m in range(map_ptr[kk], map_ptr[kk + 1]):
+            b = map_base[m]
+            if bmask[b] == 0:
+                continue
             s = lookup[b, reg]
             if s < 0:
                 continue
@@ -1111,7 +1107,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmap, derived):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmask, derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
     them into the output at ``t - (T - ncomp)`` (and ``num``, ``den``). ``D`` (1, compact rows,
     regions) float64: the derived formulas' inputs of the cycle being computed, written by the
@@ -1130,11 +1126,10 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
     snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
     program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
-    ``bases`` / ``rows``: every base / indicator position (``arange``), ``bmap`` the plan's key
-    map (``map_ptr``, ``map_base``), and ``derived`` True; or one thread's share of the whole call:
-    the bases of the share, ``bmap`` the share's key map (each key's bases of the share, in the
-    plan's order: records of other bases are skipped, a record of none of them at one test), the
-    indicator rows whose bases (share denominators included) are in
+    ``bases`` / ``rows``: every base / indicator position (``arange``), ``bmask`` (uint8 per
+    base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
+    bases of the share (``bmask`` 1 for them, 0 for the others: records and snapshot values of
+    other bases are skipped), the indicator rows whose bases (share denominators included) are in
     it, ``DP`` the share's part of the derived program (the derived rows that read only rows of
     the share, :meth:`engine.core.engine.Engine._base_shares`) and ``derived`` True when that part
     is not empty. Shares write disjoint state (by base), output and derived-copy rows; the arrays
@@ -1147,7 +1142,7 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     for t in range(T):
         k = k0 + t
         advance_bases(k, bases, P, S)
-        bin_snap(k, t, EV, RD, SN, P, S, bmap)
+        bin_snap(k, t, EV, RD, SN, P, S, bmask)
         add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
         if tt >= 0:
@@ -1157,17 +1152,15 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
 
 
 @njit
-def bin_snap(k, t, EV, RD, SN, P, S, bmap):
+def bin_snap(k, t, EV, RD, SN, P, S, bmask):
     """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings of the
-    bases of the key map ``bmap`` = (``mptr``, ``mbase``) (:func:`bin_records`), apply snapshot
-    records to the latest values."""
-    mptr, mbase = bmap
+    bases with ``bmask[b] != 0``, apply snapshot records to the latest values."""
     ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
     rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
     sn_t, sn_c, sn_v, sn_o = SN
     if ev_o[t + 1] > ev_o[t]:
-        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, mptr, mbase)
+        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, bmask)
     if rd_o[t + 1] > rd_o[t]:
-        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, mptr, mbase)
+        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
         snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
