@@ -516,19 +516,21 @@ class Engine:
         cuts = np.flatnonzero(b[1:] != b[:-1])
         return int(np.diff(np.concatenate([[-1], cuts, [len(b) - 1]])).max())
 
-    def _cell_bound(self, ev: dict, rd: dict) -> int:
+    def _cell_bound(self, ev: dict, rd: dict, per_bucket=None) -> int:
         """What :meth:`_state_tuple` adds to ``cmax`` to decide whether the count rings widen: the
         most records of ``ev`` or ``rd`` sharing a bucket and a region (:meth:`_most_per_cell`),
-        or the cheaper :meth:`_most_per_bucket` (never less) when that one already says no; the
-        same decision either way."""
+        or the cheaper :meth:`_most_per_bucket` (never less; ``per_bucket``: that of both, when
+        the caller has it) when that one already says no; the same decision either way."""
         from engine.core.plan import COUNT16_MAX
 
         s = self.state
         if s.count_wide:
             return 0  # (not read)
-        a, b = self._most_per_bucket(ev), self._most_per_bucket(rd)
-        if a is not None and b is not None and int(s.cmax[0]) + max(a, b) <= COUNT16_MAX:
-            return max(a, b)
+        if per_bucket is None:
+            a, b = self._most_per_bucket(ev), self._most_per_bucket(rd)
+            per_bucket = None if a is None or b is None else max(a, b)
+        if per_bucket is not None and int(s.cmax[0]) + per_bucket <= COUNT16_MAX:
+            return per_bucket
         return max(self._most_per_cell(ev), self._most_per_cell(rd))
 
     def _most_per_cell(self, g: dict) -> int:
@@ -545,15 +547,17 @@ class Engine:
             return int(np.bincount((bucket - b0) * nreg + region, minlength=1).max())
         return int(np.unique((bucket - b0) * nreg + region, return_counts=True)[1].max())
 
-    def _run(self, k0: int, T: int, ncomp: int, groups: dict | None, out=None, D=None, num=None, den=None) -> None:
+    def _run(self, k0: int, T: int, ncomp: int, groups: dict | None, out=None, D=None, num=None, den=None,
+             per_bucket=None) -> None:
         """Run cycles ``k0 .. k0 + T - 1`` in one kernel call; values of the last ``ncomp`` cycles
-        into ``out`` / ``D`` (and ``num`` / ``den`` when given: roll-up parts)."""
+        into ``out`` / ``D`` (and ``num`` / ``den`` when given: roll-up parts); ``per_bucket``:
+        the most events or readings of the call sharing a bucket, when the caller has it."""
         if groups is None:
             groups = self._no_records(T)
         ev, rd, sn = groups["ev"], groups["rd"], groups["sn"]
         # events and readings feed different bases: the larger of the two bounds any ring cell;
         # only the records this call bins (``off[0] .. off[-1] - 1``) count
-        S = self._state_tuple(self._cell_bound(ev, rd))
+        S = self._state_tuple(self._cell_bound(ev, rd, per_bucket))
         parts = num is not None
         if out is None:
             O = (self._sink32, self._no64)
@@ -930,18 +934,21 @@ class Engine:
             populating = None
         return self._replay(feeds, k0, k1, level, g, labels, out, populating)
 
-    def _few_per_cell(self, allrec: dict) -> bool:
-        """True when no chunking of a replay of ``allrec`` (off over the whole call) could widen
-        the count rings: the state's ``cmax`` plus twice the most records sharing a bucket stays
-        within uint16 (a ring cell's count in the call is at most ``cmax`` plus its bucket's
-        records, and a chunk adds at most that many again), or the rings are wide already."""
+    def _few_per_cell(self, allrec: dict):
+        """The most events or readings of ``allrec`` (off over the whole call) sharing a bucket
+        when no chunking of a replay of them could widen the count rings: the state's ``cmax``
+        plus twice that stays within uint16 (a ring cell's count in the call is at most ``cmax``
+        plus its bucket's records, and a chunk adds at most that many again); ``None`` when it
+        might (or the records are not sorted by bucket); 0 when the rings are wide already."""
         from engine.core.plan import COUNT16_MAX
 
         s = self.state
         if s.count_wide:
-            return True
+            return 0
         most = [self._most_per_bucket(allrec[g]) for g in ("ev", "rd")]
-        return None not in most and int(s.cmax[0]) + 2 * max(most) <= COUNT16_MAX
+        if None in most or int(s.cmax[0]) + 2 * max(most) > COUNT16_MAX:
+            return None
+        return max(most)
 
     def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
         """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
@@ -971,7 +978,8 @@ class Engine:
             allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
         per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
         chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
-        if fine and REPLAY_CHUNK_CYCLES > chunk and self._few_per_cell(allrec):
+        per_bucket = self._few_per_cell(allrec) if fine and REPLAY_CHUNK_CYCLES > chunk else None
+        if per_bucket is not None:
             # no scratch grows with the cycles: the whole replay in one call (one call per thread
             # of the shares driver, no wait between chunks), unless the count rings might widen
             # within it (then the chunks above, so they widen where they always did)
@@ -989,7 +997,7 @@ class Engine:
                 dst, D, num, den = out_all[t0:t1], self._dcycle(), None, None
             else:
                 dst, D, num, den = (x[:n] for x in bufs)
-            self._run(k0 + t0, n, n, grp, dst, D, num, den)
+            self._run(k0 + t0, n, n, grp, dst, D, num, den, per_bucket if n == T else None)
             self._finish(dst, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
         if populating is not None:
             populating.join()
