@@ -755,7 +755,14 @@ class Engine:
         stacks = getattr(self, "_stacks", None)
         if stacks is None or len(stacks) < m:
             stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
-        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], dp,
+        # each share its own one-cycle derived inputs (it writes and reads only its rows; in one
+        # array the shares' rows interleave, and lines at their borders bounce between the cores)
+        Ds = getattr(self, "_dshares", None)
+        if D.shape[0] != 1:
+            Ds = [D] * m
+        elif Ds is None or len(Ds) < m or Ds[0].shape != D.shape:
+            Ds = self._dshares = [np.empty_like(D) for _ in range(m)]
+        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j], dp,
                          stacks[j], bases, rows, mask, len(dp[4]) > 0) for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
