@@ -762,8 +762,9 @@ class Engine:
             Ds = [D] * m
         elif Ds is None or len(Ds) < m or Ds[0].shape != D.shape:
             Ds = self._dshares = [np.empty_like(D) for _ in range(m)]
-        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j], dp,
-                         stacks[j], bases, rows, mask, len(dp[4]) > 0) for j, (bases, rows, mask, dp) in enumerate(shares)])
+        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j],
+                         dp, stacks[j], bases, rows, mask, len(dp[4]) > 0)
+                        for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
             t[i_dirty][:] = 0
@@ -922,10 +923,11 @@ class Engine:
 
         Notes
         -----
-        A fresh output is allocated with 4 kB pages (:func:`small_pages`) and a thread maps its pages (:func:`_populate`) from before the records are
-        prepared, so its first-touch faults overlap the serial preparation and the kernels. The
-        records' temporaries keep numpy's default (4 kB pages for them cost the serial preparation
-        ~0.15-0.2 s more per replay in a process that replays repeatedly; docs/core.md, round 7).
+        A fresh output is allocated with 4 kB pages (:func:`small_pages`) and a thread maps its
+        pages (:func:`_populate`) from before the records are prepared, so its first-touch faults
+        overlap the serial preparation and the kernels. The records' temporaries keep numpy's
+        default (4 kB pages for them cost the serial preparation ~0.15-0.2 s more per replay in a
+        process that replays repeatedly; docs/core.md, round 7).
         """
         k0, k1 = self._cycle_of(start), self._cycle_of(end)
         if k1 < k0:
@@ -985,7 +987,9 @@ class Engine:
             allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
         per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
         chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
-        per_bucket = self._few_per_cell(allrec) if fine and REPLAY_CHUNK_CYCLES > chunk else None
+        per_bucket = None
+        if fine and REPLAY_CHUNK_CYCLES > chunk:
+            per_bucket = self._few_per_cell(allrec)
         if per_bucket is not None:
             # no scratch grows with the cycles: the whole replay in one call (one call per thread
             # of the shares driver, no wait between chunks), unless the count rings might widen
