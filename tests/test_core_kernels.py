@@ -183,10 +183,12 @@ def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, 
             return (bk <= k) if i == 0 else (bk == k)
         split.append((k, allrec.select(sel(allrec.ev_time), sel(allrec.rd_time), sel(allrec.sn_time))))
     monkeypatch.setattr(core_engine, "REPLAY_CHUNK_BYTES", 1)  # one cycle per kernel call
+    monkeypatch.setattr(core_engine, "REPLAY_CHUNK_CYCLES", 1)  # (the finest level's limit)
     e1 = Engine(city, catalog)
     r1 = e1.replay(allrec, K0 * C, (K0 + 3) * C).value.values  # two replays continuing each other
     r2 = e1.replay(allrec, (K0 + 4) * C, (K0 + 6) * C).value.values
     monkeypatch.setattr(core_engine, "REPLAY_CHUNK_BYTES", 2**30)  # all in one call
+    monkeypatch.setattr(core_engine, "REPLAY_CHUNK_CYCLES", 100_000)
     r3 = Engine(city, catalog).replay(allrec, K0 * C, (K0 + 6) * C).value.values
     s = Engine(city, catalog)
     stepped = np.stack([s.step(rec, at=k * C).value.values for k, rec in split])

@@ -33,8 +33,13 @@ from engine.core.state import State
 
 #: values per cycle (indicators x regions) from which the cycle kernels use all numba threads
 PARALLEL_MIN_VALUES = 4_000_000
-#: float64 scratch of one replay kernel call (cycles per call = this / bytes of one cycle)
+#: float64 scratch of one replay kernel call at a coarser level (cycles per call = this / bytes of
+#: one cycle's values, roll-up parts and derived inputs)
 REPLAY_CHUNK_BYTES = 96 * 2**20
+#: cycles of one replay kernel call at the finest level, which has no per-cycle scratch (the values
+#: go straight into the output, the derived formulas' inputs are one cycle's: ``kernels.run_cycles``),
+#: when the count rings cannot need widening within the call (:meth:`Engine._replay`)
+REPLAY_CHUNK_CYCLES = 100_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -494,6 +499,40 @@ class Engine:
         return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty, self._qlv, self._qlf, self._snap_q,
                                                        self._blk_fx) + wide
 
+    @staticmethod
+    def _most_per_bucket(g: dict):
+        """The most records of ``g`` that this call bins (``off[0] .. off[-1] - 1``) sharing a
+        bucket: a bound of :meth:`_most_per_cell` (a cell is a bucket and a region) from the
+        buckets' runs, the records being sorted by bucket (:meth:`_prepare`; ``None`` if not)."""
+        lo, hi = int(g["off"][0]), int(g["off"][-1])
+        b = g["bucket"][lo:hi]
+        if len(b) < 2:
+            return len(b)
+        if (b[1:] < b[:-1]).any():
+            return None
+        b0, b1 = int(b[0]), int(b[-1])
+        if b1 - b0 < 1_000_000:
+            return int(np.diff(np.searchsorted(b, np.arange(b0, b1 + 2))).max())
+        cuts = np.flatnonzero(b[1:] != b[:-1])
+        return int(np.diff(np.concatenate([[-1], cuts, [len(b) - 1]])).max())
+
+    def _cell_bound(self, ev: dict, rd: dict, per_bucket=None) -> int:
+        """What :meth:`_state_tuple` adds to ``cmax`` to decide whether the count rings widen: the
+        most records of ``ev`` or ``rd`` sharing a bucket and a region (:meth:`_most_per_cell`),
+        or the cheaper :meth:`_most_per_bucket` (never less; ``per_bucket``: that of both, when
+        the caller has it) when that one already says no; the same decision either way."""
+        from engine.core.plan import COUNT16_MAX
+
+        s = self.state
+        if s.count_wide:
+            return 0  # (not read)
+        if per_bucket is None:
+            a, b = self._most_per_bucket(ev), self._most_per_bucket(rd)
+            per_bucket = None if a is None or b is None else max(a, b)
+        if per_bucket is not None and int(s.cmax[0]) + per_bucket <= COUNT16_MAX:
+            return per_bucket
+        return max(self._most_per_cell(ev), self._most_per_cell(rd))
+
     def _most_per_cell(self, g: dict) -> int:
         """The most records sharing a bucket and a region: a count ring cell (base, series, bucket)
         grows by at most this much, since a series belongs to one region."""
@@ -508,15 +547,17 @@ class Engine:
             return int(np.bincount((bucket - b0) * nreg + region, minlength=1).max())
         return int(np.unique((bucket - b0) * nreg + region, return_counts=True)[1].max())
 
-    def _run(self, k0: int, T: int, ncomp: int, groups: dict | None, out=None, D=None, num=None, den=None) -> None:
+    def _run(self, k0: int, T: int, ncomp: int, groups: dict | None, out=None, D=None, num=None, den=None,
+             per_bucket=None) -> None:
         """Run cycles ``k0 .. k0 + T - 1`` in one kernel call; values of the last ``ncomp`` cycles
-        into ``out`` / ``D`` (and ``num`` / ``den`` when given: roll-up parts)."""
+        into ``out`` / ``D`` (and ``num`` / ``den`` when given: roll-up parts); ``per_bucket``:
+        the most events or readings of the call sharing a bucket, when the caller has it."""
         if groups is None:
             groups = self._no_records(T)
         ev, rd, sn = groups["ev"], groups["rd"], groups["sn"]
         # events and readings feed different bases: the larger of the two bounds any ring cell;
         # only the records this call bins (``off[0] .. off[-1] - 1``) count
-        S = self._state_tuple(max(self._most_per_cell(ev), self._most_per_cell(rd)))
+        S = self._state_tuple(self._cell_bound(ev, rd, per_bucket))
         parts = num is not None
         if out is None:
             O = (self._sink32, self._no64)
@@ -714,8 +755,16 @@ class Engine:
         stacks = getattr(self, "_stacks", None)
         if stacks is None or len(stacks) < m:
             stacks = self._stacks = [self._stack] + [np.empty_like(self._stack) for _ in range(m - 1)]
-        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], dp,
-                         stacks[j], bases, rows, mask, len(dp[4]) > 0) for j, (bases, rows, mask, dp) in enumerate(shares)])
+        # each share its own one-cycle derived inputs (it writes and reads only its rows; in one
+        # array the shares' rows interleave, and lines at their borders bounce between the cores)
+        Ds = getattr(self, "_dshares", None)
+        if D.shape[0] != 1:
+            Ds = [D] * m
+        elif Ds is None or len(Ds) < m or Ds[0].shape != D.shape:
+            Ds = self._dshares = [np.empty_like(D) for _ in range(m)]
+        _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j],
+                         dp, stacks[j], bases, rows, mask, len(dp[4]) > 0)
+                        for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale
             t[i_dirty][:] = 0
@@ -739,12 +788,20 @@ class Engine:
         g, labels, _ = level_groups(self.city, level)
         return level, (None if level == first else g), labels
 
+    def _dcycle(self) -> np.ndarray:
+        """The derived formulas' inputs of one cycle, (1, compact rows, regions) float64, kept
+        between calls (the kernels rewrite it every cycle: :func:`kernels.run_cycles`)."""
+        D = getattr(self, "_D1", None)
+        if D is None:
+            D = self._D1 = np.empty((1, len(self.derived.compact_rows), self.plan.n_regions), np.float64)
+        return D
+
     def _buffers(self, T: int, out_dtype, parts: bool):
-        """(out, D, num, den) for ``T`` cycles at the finest level."""
+        """(out, D, num, den) for ``T`` cycles at the finest level (``D``: one cycle's)."""
         p = self.plan
         nind, nreg = len(p.indicator_ids), p.n_regions
         out = np.empty((T, nind, nreg), out_dtype)
-        D = np.empty((T, len(self.derived.compact_rows), nreg), np.float64)
+        D = self._dcycle()
         if parts:
             return out, D, np.empty((T, nind, nreg), np.float64), np.empty((T, nind, nreg), np.float64)
         return out, D, None, None
@@ -838,8 +895,10 @@ class Engine:
         Equal, number for number, to successive :meth:`step` calls where the first step gets every
         record up to ``start`` and each later step the records of its own cycle. An engine that
         already computed cycles continues from them (records of those cycles are skipped), so a
-        long period can be replayed in chunks with the same result. Runs the cycles in chunks of
-        up to :data:`REPLAY_CHUNK_BYTES` of float64 scratch, one kernel call per chunk.
+        long period can be replayed in chunks with the same result. At the finest level the whole
+        period is one kernel call (up to :data:`REPLAY_CHUNK_CYCLES` cycles; in chunks of
+        :data:`REPLAY_CHUNK_BYTES` where the count rings might widen within it); at a coarser level
+        chunks of up to :data:`REPLAY_CHUNK_BYTES` of float64 scratch, one kernel call each.
 
         Parameters
         ----------
@@ -864,11 +923,11 @@ class Engine:
 
         Notes
         -----
-        A fresh output is allocated with 4 kB pages (:func:`small_pages`, as is the derived rows'
-        scratch) and a thread maps its pages (:func:`_populate`) from before the records are
-        prepared, so its first-touch faults overlap the serial preparation and the kernels. The
-        records' temporaries keep numpy's default (4 kB pages for them cost the serial preparation
-        ~0.15-0.2 s more per replay in a process that replays repeatedly; docs/core.md, round 7).
+        A fresh output is allocated with 4 kB pages (:func:`small_pages`) and a thread maps its
+        pages (:func:`_populate`) from before the records are prepared, so its first-touch faults
+        overlap the serial preparation and the kernels. The records' temporaries keep numpy's
+        default (4 kB pages for them cost the serial preparation ~0.15-0.2 s more per replay in a
+        process that replays repeatedly; docs/core.md, round 7).
         """
         k0, k1 = self._cycle_of(start), self._cycle_of(end)
         if k1 < k0:
@@ -883,6 +942,22 @@ class Engine:
         else:  # a reused buffer: its pages are mapped already
             populating = None
         return self._replay(feeds, k0, k1, level, g, labels, out, populating)
+
+    def _few_per_cell(self, allrec: dict):
+        """The most events or readings of ``allrec`` (off over the whole call) sharing a bucket
+        when no chunking of a replay of them could widen the count rings: the state's ``cmax``
+        plus twice that stays within uint16 (a ring cell's count in the call is at most ``cmax``
+        plus its bucket's records, and a chunk adds at most that many again); ``None`` when it
+        might (or the records are not sorted by bucket); 0 when the rings are wide already."""
+        from engine.core.plan import COUNT16_MAX
+
+        s = self.state
+        if s.count_wide:
+            return 0
+        most = [self._most_per_bucket(allrec[g]) for g in ("ev", "rd")]
+        if None in most or int(s.cmax[0]) + 2 * max(most) > COUNT16_MAX:
+            return None
+        return max(most)
 
     def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
         """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
@@ -912,8 +987,15 @@ class Engine:
             allrec[gn]["off"] = np.concatenate([[0], n0 + (b - b[0])]).astype(np.int64)
         per_cycle = nind * nreg * (8 * 3 if not fine else self.dtype.itemsize) + len(self.derived.compact_rows) * nreg * 8
         chunk = int(max(1, min(T, REPLAY_CHUNK_BYTES // max(per_cycle, 1))))
+        per_bucket = None
+        if fine and REPLAY_CHUNK_CYCLES > chunk:
+            per_bucket = self._few_per_cell(allrec)
+        if per_bucket is not None:
+            # no scratch grows with the cycles: the whole replay in one call (one call per thread
+            # of the shares driver, no wait between chunks), unless the count rings might widen
+            # within it (then the chunks above, so they widen where they always did)
+            chunk = int(min(T, REPLAY_CHUNK_CYCLES))
         bufs = None if fine else self._buffers(chunk, np.float64, True)
-        Dfine = None
         for t0 in range(0, T, chunk):
             t1 = min(T, t0 + chunk)
             n = t1 - t0
@@ -923,13 +1005,10 @@ class Engine:
                 grp[gn] = {c: v for c, v in d.items() if c != "off"}
                 grp[gn]["off"] = o[t0:t1 + 1]
             if fine:
-                if Dfine is None:
-                    with small_pages():
-                        Dfine = np.empty((chunk, len(self.derived.compact_rows), nreg), np.float64)
-                dst, D, num, den = out_all[t0:t1], Dfine[:n], None, None
+                dst, D, num, den = out_all[t0:t1], self._dcycle(), None, None
             else:
                 dst, D, num, den = (x[:n] for x in bufs)
-            self._run(k0 + t0, n, n, grp, dst, D, num, den)
+            self._run(k0 + t0, n, n, grp, dst, D, num, den, per_bucket if n == T else None)
             self._finish(dst, D, num, den, g, len(labels), None if fine else out_all[t0:t1])
         if populating is not None:
             populating.join()

@@ -862,9 +862,10 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 @njit
 def derived_rows(tt, DP, O, D, stack):
-    """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[tt]``
-    (rows in dependency order, each a stack program over whole region vectors; see
-    :meth:`engine.core.derived.DerivedPlan.program`), into ``D[tt]`` and the output ``O[0][tt]``
+    """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[0]`` (the
+    cycle's: one cycle, rewritten every cycle; rows in dependency order, each a stack program over
+    whole region vectors; see :meth:`engine.core.derived.DerivedPlan.program`), into ``D[0]`` and
+    the output ``O[0][tt]``
     (float32), or ``O[1][tt]`` (float64) when that one is not empty.
     ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
     evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
@@ -881,7 +882,7 @@ def derived_rows(tt, DP, O, D, stack):
             if op == 0:  # ref
                 a = arg[pc]
                 for r in range(nreg):
-                    stack[h, r] = D[tt, a, r]
+                    stack[h, r] = D[0, a, r]
                 h += 1
             elif op == 1:  # num
                 c = consts[arg[pc]]
@@ -927,18 +928,18 @@ def derived_rows(tt, DP, O, D, stack):
         if wide:
             for r in range(nreg):
                 v = stack[0, r]
-                D[tt, dp, r] = v
+                D[0, dp, r] = v
                 out64[tt, orow, r] = v
         else:
             for r in range(nreg):
                 v = stack[0, r]
-                D[tt, dp, r] = v
+                D[0, dp, r] = v
                 out[tt, orow, r] = v
 
 
 @njit
 def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
-    """Stage 5 into the output ``O`` (see :func:`run_cycles`) at ``tt`` (and ``D[tt]``, ``num[tt]``, ``den[tt]``) for the indicators
+    """Stage 5 into the output ``O`` (see :func:`run_cycles`) at ``tt`` (and ``D[0]``, ``num[tt]``, ``den[tt]``) for the indicators
     listed in ``rows`` (positions in ``ind_row``: all of them, or one thread's share); ``scr``
     (2, regions) float64 scratch of this call alone.
 
@@ -1072,7 +1073,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
                     out[tt, row, r] = np.nan
             if dd >= 0:
                 for r in range(unreg):
-                    D[tt, dd, r] = np.nan
+                    D[0, dd, r] = np.nan
             for i in range(n):
                 r = ser_region[s0 + i]
                 v = scr[0, i]
@@ -1081,13 +1082,13 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
                 else:
                     out[tt, row, r] = v
                 if dd >= 0:
-                    D[tt, dd, r] = v
+                    D[0, dd, r] = v
         elif wide:
             if dd >= 0:
                 for i in range(un):
                     v = scr[0, i]
                     out64[tt, row, i] = v
-                    D[tt, dd, i] = v
+                    D[0, dd, i] = v
             else:
                 for i in range(un):
                     out64[tt, row, i] = scr[0, i]
@@ -1095,7 +1096,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
             for i in range(un):
                 v = scr[0, i]
                 out[tt, row, i] = v
-                D[tt, dd, i] = v
+                D[0, dd, i] = v
         else:
             for i in range(un):
                 out[tt, row, i] = scr[0, i]
@@ -1108,7 +1109,11 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 @njit
 def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmask, derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
-    them into the output at ``t - (T - ncomp)`` (and ``D``, ``num``, ``den``).
+    them into the output at ``t - (T - ncomp)`` (and ``num``, ``den``). ``D`` (1, compact rows,
+    regions) float64: the derived formulas' inputs of the cycle being computed, written by the
+    values and read by the derived rows of the same cycle, so one cycle's worth serves a call of
+    any length (and every share of the shares driver at once: each writes and reads only its own
+    rows).
 
     ``O`` = (``out``, ``out64``): a float32 output and a float64 one, always both, so that one
     compiled specialisation serves either output dtype. When ``out64`` is empty (``shape[0] ==
