@@ -10,12 +10,18 @@ docs/detect.md for the worst case, every indicator significant.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from engine.bench.harness import assert_same, engine_bench, peer_bench
 from engine.city import City
 from engine.detect.scan import MAX_CLUSTERS, build_zones, clogc_table, scan_update_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from scan_reference import condition_on_totals_reference  # noqa: E402  (the numpy form: the peer)
 
 
 @pytest.fixture(scope="module")
@@ -307,28 +313,6 @@ def part():
     return dict(obs=obs, mu=mu, prior=rng.uniform(500, 15000, 300))
 
 
-def _condition_numpy(obs, mu, prior, hours, events):
-    """The conditioning's numpy form (whole-part passes; ``tests/scan_reference.py``'s)."""
-    ok = np.isfinite(obs) & np.isfinite(mu)
-    c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
-    mu_ok = np.where(ok, mu, 0.0)
-    m = mu_ok.sum(axis=-1, keepdims=True)
-    f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
-    w = np.where(ok, np.asarray(prior, dtype=np.float64), 0.0)
-    ws = w.sum(axis=-1, keepdims=True)
-    kappa = events * ok.sum(axis=-1, keepdims=True)
-    den = hours * m + kappa
-    use = (ws > 0) & (m > 0)
-    g = np.divide(np.maximum(c, 1.0), den, out=np.zeros_like(den), where=use)
-    mu_ok *= hours
-    share = np.divide(w, ws, out=np.zeros_like(w), where=ws > 0)
-    share *= kappa
-    share += mu_ok
-    share *= g
-    mu *= f
-    np.copyto(mu, share, where=ok & use)
-
-
 def test_condition_engine(benchmark, part):
     """``condition_on_totals`` (one pass, ``scan.condition_kernel``) on a copy of the part's expectations."""
     from engine.detect.detectors import condition_on_totals
@@ -343,7 +327,7 @@ def test_condition_engine(benchmark, part):
         return mu
     got = benchmark(run)
     want = p["mu"].copy()
-    _condition_numpy(p["obs"], want, p["prior"], 50.0, 5.0)
+    condition_on_totals_reference(p["obs"], want, p["prior"], 50.0, 5.0)
     assert np.array_equal(got.view(np.uint64), want.view(np.uint64))     # bit for bit
 
 
@@ -353,7 +337,7 @@ def test_condition_numpy_peer(benchmark, part):
 
     def run():
         mu = p["mu"].copy()
-        _condition_numpy(p["obs"], mu, p["prior"], 50.0, 5.0)
+        condition_on_totals_reference(p["obs"], mu, p["prior"], 50.0, 5.0)
         return mu
     got = benchmark(run)
     assert np.isfinite(got).any()
