@@ -35,6 +35,8 @@ from engine.order_stats import median_inplace
 
 __all__ = ["alert_part", "cycle_kernel", "fold_cycle", "median_inplace"]
 
+INF_BITS = np.int32(0x7F800000)   # the float32 bits of +inf: above it, NaNs
+
 
 @njit(inline="always")
 def _tail32(x, c, looks, th):  # pragma: no cover - compiled
@@ -63,15 +65,51 @@ def _adjusted(y, c, th, cl, scan, stat_on, f_stat, f_scan):  # pragma: no cover 
     return zero if q >= one else one - q
 
 
+def _low_cut(looks: float) -> np.float32:
+    """The largest float32 score ``x`` whose tail ``min(1, looks (1 - x))`` (float64, as
+    ``common_mode`` computes it) is not below 0.5: a score counts as low-tailed (``q < 0.5``)
+    exactly when it is above this. The tail does not increase with ``x``, so a bisection over the
+    float32 numbers from 0.5 (tail >= 0.5, ``looks >= 1``) to +inf (tail -inf).
+
+    >>> float(_low_cut(1.0)), float(_low_cut(2.0))
+    (0.5, 0.75)
+    """
+    def low(b):
+        x = float(np.array(b, np.int32).view(np.float32))
+        return min(1.0, looks * (1.0 - x)) < 0.5
+
+    lo, hi = int(np.array(0.5, np.float32).view(np.int32)), int(INF_BITS)
+    if low(lo) or not low(hi):
+        raise ValueError(f"looks must be >= 1, got {looks!r}")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if low(mid) else (mid, hi)
+    return np.array(lo, np.int32).view(np.float32)[()]
+
+
 @njit(error_model="numpy")
 def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, cl, scan, stat_on, per_warn,
                  f_scan, row_f, med_buf, row, d_score, d_det, d_val, out_s, out_d, out_v, out_lead,
-                 dist_s, dist_d, dist_v, dist_lead, lazy=False):  # pragma: no cover - compiled
+                 dist_s, dist_d, dist_v, dist_lead, lazy, bound, hot, fire, bits,
+                 row_mx, row_mx_f, x_lo):  # pragma: no cover - compiled
     """One cycle: split, family control and fold of both levels; returns the family size ``m``.
 
     ``lazy``: the neighbourhood level's score only (``out_d``, ``out_v``, ``out_lead`` are not
-    written); :func:`fold_cells` gives them at the cells that are read.
+    written); :func:`fold_cells` gives them at the cells that are read. With ``bound`` as well
+    (``hot``: uint8, one per subject row; ``bits``: ``score.view(np.int32)``; ``row_mx``:
+    scratch, one int32 per indicator, ``row_mx_f`` its float32 view), the
+    score is exact only on the subject rows that are ``hot`` or where a member's cell may reach
+    ``fire``; on the other rows it is NaN where the exact score is NaN (every member's score NaN)
+    and ``-inf`` elsewhere (below ``fire``, as the exact score is).
 
+    The bound: with family factors ``f_stat`` (when ``on``) and ``f_scan`` (when ``scan``) >= 1
+    and ``fire > 0.5``, a member cell's adjusted score is at most ``max(0.5, y(x))``, ``y(x) =
+    float32(1 - float32(1 - x))`` (a threshold code's score) of the member row's largest score
+    ``x`` <= 1: every step is monotone in ``x``; ``looks >= 1`` and ``min(1, .)`` only raise the
+    tail of ``x`` in [0, 1], the split divisor (<= 1) only raises it, and ``1 - f (1 - y)`` with
+    ``f >= 1`` is at most ``y`` for ``y >= 0.5`` (``1 - y`` exact in float32) and at most 0.5 below.
+    A row whose largest score is above 1 is always exact.
+    ``x_lo``: :func:`_low_cut` of ``looks`` (float32).
     ``row_f``: scratch (indicators,), the split divisor of each row (0: not split).
     ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32.
     ``d_score`` / ``d_det`` / ``d_val``: the district column (indicators x 1), as ``common_mode`` returns it (before the family
@@ -83,6 +121,9 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
     n_ind, n_reg = score.shape
     fam = 0
     no_scan = not scan
+    bound = lazy and bound
+    ninf = np.float32(-np.inf)
+    half = np.float32(0.5)
     # pass 1: per driving row, counts (branch-free), the family's tests, the split rows' medians
     for i in range(n_ind):
         row_f[i] = 0.0
@@ -91,21 +132,31 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
         d_val[i, 0] = np.nan
         if not rows[i]:
             continue
-        m = 0
-        low = 0
-        k = 0
+        # in float32 and int32 only (they vectorise): ``q`` is NaN exactly where the score is, and
+        # ``q < 0.5`` exactly where the score is above ``0.5`` (threshold code) or above ``x_lo``
+        # (any other; :func:`_low_cut`). The scores first: most rows are NaN throughout (no
+        # opinion), and their codes need not be read.
+        m = np.int32(0)
+        mx = np.int32(-1)
         for r in range(n_reg):
             x = score[i, r]
-            c = det[i, r]
-            p = 1.0 - np.float64(x)
-            lp = looks * p
-            if lp > 1.0:
-                lp = 1.0
-            q = p if c == th else lp
-            m += q == q
-            low += q < 0.5
-            k += (x == x) & (c != th) & ((c != cl) | no_scan)
+            m += np.int32(x == x)
+            # the row's largest score >= 0 as its float32 bits (ordered as the numbers; NaN and
+            # negative scores left out): an integer max, which vectorises (a float one does not)
+            xb = bits[i, r]
+            mx = max(mx, xb if xb <= INF_BITS else np.int32(-1))
+        low = np.int32(0)
+        k = np.int32(0)
+        if m > 0:
+            for r in range(n_reg):
+                x = score[i, r]
+                c = det[i, r]
+                is_th = c == th
+                cut = half if is_th else x_lo
+                low += np.int32(x > cut)
+                k += np.int32((x == x) & (not is_th) & ((c != cl) | no_scan))
         fam += k
+        row_mx[i] = mx
         if m == 0:                           # every score NaN: never split; the fold skips it (below)
             row_f[i] = -1.0
         if m < min_regions:
@@ -146,6 +197,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
         fam += (y == y) & (c != th) & ((c != cl) | no_scan)
     on = stat_on and fam > 0
     f_stat = np.float32(fam * per_warn)
+    # the bound (see the docstring) holds when the family factors do not raise a score
+    bound = bound and fire > 0.5 and (f_stat >= 1.0 or not on) and (f_scan >= 1.0 or no_scan)
     # pass 2: the fold, each member's local and adjusted score computed as it is read: a member
     # row's scores go to ``row`` first (a branch-free loop: it vectorises), then the max
     one = np.float32(1.0)
@@ -153,7 +206,28 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
     n_rows = ptr.shape[0] - 1
     for g in range(n_rows):
         a, b = ptr[g], ptr[g + 1]
-        for j in range(a, b):
+        cold = bound and hot[g] == 0
+        if cold:
+            for j in range(a, b):
+                i = members[j]
+                x = row_mx_f[i]     # row_mx[i] as a float32; -1 (no score >= 0): NaN
+                if row_f[i] >= 0.0 and row_mx[i] >= 0 and (x > 1.0 or np.float32(1.0 - _tail32(x, th, looks, th)) >= fire):
+                    cold = False
+                    break
+        if cold:
+            # no cell of the row can reach the fire level and no series of it is hot: its NaNs
+            # (a cell is NaN only where every member's score is) and -inf elsewhere
+            for j in range(a, b):
+                i = members[j]
+                if j == a:
+                    for r in range(n_reg):
+                        x = score[i, r]
+                        out_s[g, r] = x if x != x else ninf
+                elif row_f[i] >= 0.0:
+                    for r in range(n_reg):
+                        x = score[i, r]
+                        out_s[g, r] = ninf if x == x else out_s[g, r]
+        for j in range(b if cold else a, b):
             i = members[j]
             f = row_f[i]
             if f < 0.0:                      # a driving row without a score: NaN everywhere, so it
@@ -258,7 +332,7 @@ def fold_cells(ks, score, det, value, ptr, members, looks, th, cl, scan, on, f_s
 
 def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bonferroni", alpha: float = 0.05,
                warn: float | None = None, scan_tests: int = 0, scan_share: float = SCAN_SHARE,
-               min_regions: int = MIN_REGIONS, buf: dict | None = None, lazy: bool = False):
+               min_regions: int = MIN_REGIONS, buf: dict | None = None, lazy: bool = False, hot=None):
     """Split, family control and fold of one cycle (what ``common_mode`` + ``family_adjust`` + ``Fold.apply`` give).
 
     Parameters
@@ -278,6 +352,13 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
         as they were, to be completed at the cells that are read by ``buf["fill"](ks)`` (flat
         cells, subject row x regions + region; :func:`fold_cells`). The manager reads them only
         at the series with events and at its firing alerts (``process_folded``'s ``fill``).
+    hot : array of uint8 (one per subject row), optional
+        With ``lazy``: the subject rows whose neighbourhood scores must be exact (the rows with a
+        series that is not inactive or whose flap register still counts:
+        :func:`engine.alerts.lifecycle.hot_rows`). On any other row where no member's cell can
+        reach ``warn`` (the fire level; a bound from each member row's largest score of each code
+        class) the score is only NaN where the exact one is and ``-inf`` elsewhere: what the state
+        machine reads of an inactive, quiet series (NaN or not, at the fire level or not).
 
     Returns
     -------
@@ -330,14 +411,30 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
                                 np.empty(rows, np.int32))
         buf["district"] = (np.empty((fold.n_rows, 1), np.float32), np.empty((fold.n_rows, 1), np.int8),
                            np.empty((fold.n_rows, 1), np.float32), np.empty((fold.n_rows, 1), np.int32))
+        buf["row_mx"] = np.empty(n_ind, np.int32)
+        buf["hot1"] = np.ones(fold.n_rows, np.uint8)     # every row hot: the exact scores (no bound)
     # the family without the scans' cells gets alpha (1 - scan_share); a cluster cell q = p scan_tests / scan_share
     a_fam = alpha * (1.0 - scan_share) if scan_tests else alpha
     per_warn = (1.0 - warn) / a_fam
     f_scan = np.float32(scan_tests / scan_share * (1.0 - warn) / alpha) if scan_tests else np.float32(0.0)
+    th, cl = DETECTOR_CODES["threshold"], DETECTOR_CODES["cluster"]
+    if buf.get("looks") != looks:
+        buf["looks"] = looks
+        buf["x_lo"] = _low_cut(float(looks))
+    x_lo = buf["x_lo"]
+    if hot is not None:
+        if not lazy:
+            raise ValueError("hot needs lazy=True (the exact fold writes every row)")
+        hot = np.asarray(hot)
+        if hot.shape != (fold.n_rows,) or hot.dtype != np.uint8:
+            raise ValueError(f"hot must be {fold.n_rows} uint8 (one per subject row), got shape {hot.shape}, "
+                             f"dtype {hot.dtype}")
     m = cycle_kernel(s, d, v, np.ascontiguousarray(fold.drives, dtype=np.bool_), fold.ptr, fold.members,
-                     int(min_regions), float(looks), np.int8(DETECTOR_CODES["threshold"]),
-                     np.int8(DETECTOR_CODES["cluster"]), bool(scan_tests), method == "bonferroni", float(per_warn),
-                     f_scan, *buf["scratch"], *buf["district_in"], *buf["neighbourhood"], *buf["district"], bool(lazy))
+                     int(min_regions), float(looks), np.int8(th), np.int8(cl), bool(scan_tests),
+                     method == "bonferroni", float(per_warn), f_scan, *buf["scratch"], *buf["district_in"],
+                     *buf["neighbourhood"], *buf["district"], bool(lazy), hot is not None,
+                     buf["hot1"] if hot is None else hot, float(warn), s.view(np.int32),
+                     buf["row_mx"], buf["row_mx"].view(np.float32), x_lo)
     buf["m"] = int(m) + int(scan_tests)
     buf["district_value"] = buf["district_in"][2]
     if lazy:
@@ -391,8 +488,11 @@ def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int 
     epochs = _epochs(times)
     with manager.batch():   # the part's store writes in one transaction, its notifications delivered after
         for t in range(len(times)):
+            # the neighbourhood scores exact on the rows the state machine reads them (hot_rows), and
+            # where a cell may reach the fire level; elsewhere NaN or not is enough
             out = fold_cycle(fold, scores[t], dets[t], values[t], looks=cfg.looks, method=cfg.multiplicity,
-                             alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb, lazy=True)
+                             alpha=cfg.family_alpha, warn=cfg.fire_level, scan_tests=scan_tests, buf=fb, lazy=True,
+                             hot=manager.hot_rows("neighbourhood"))
             # the neighbourhoods' codes, values and leads only where the manager reads them
             manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
                                               "neighbourhood": out["neighbourhood"] + (values[t],)},

@@ -48,7 +48,7 @@ from engine.alerts.state import (
 )
 from engine.config import njit
 
-__all__ = ["step", "step_reference"]
+__all__ = ["hot_rows", "step", "step_reference"]
 
 
 @njit
@@ -161,14 +161,19 @@ def _nan_runs(score, nan_run):  # pragma: no cover - compiled
 @njit
 def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
                  row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
-                 ev_out, idx_out):  # pragma: no cover - compiled
+                 ev_out, idx_out, hot_rows):  # pragma: no cover - compiled
     """All series, one cycle: NaN runs advanced in a vectorised pass, then a block of series at a
     time, a branch-free pass (it vectorises) finds whether anything can happen in the block (a
     series that is not inactive, a score at the fire level, a flap register still counting: the OR
     of the flap bits, the state and the fire test is not zero); only such a block is gone through
-    with the rules (:func:`_advance`) where something can happen. Nearly every block is quiet."""
+    with the rules (:func:`_advance`) where something can happen. Nearly every block is quiet.
+
+    ``hot_rows`` (uint8, one per series row): set to 1 for the rows that, after the cycle, hold a
+    series that is not inactive or whose flap register still counts (0 elsewhere): only series gone
+    through the rules can be such (a quiet block stays quiet)."""
     n = score.shape[0]
     _nan_runs(score, nan_run)
+    hot_rows[:] = 0
     m = 0
     zero = np.uint64(0)
     block = 256
@@ -185,6 +190,8 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
                 continue
             ev = _advance(k, s, t, row_pending[k // n_reg], state, count, severity, nan_run, since, started,
                           flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
+            if state[k] != INACTIVE or flap_bits[k] != zero:
+                hot_rows[k // n_reg] = 1
             if ev != 0:
                 ev_out[m] = ev
                 idx_out[m] = k
@@ -256,19 +263,52 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
     """
     s = _check_score(state, score)
     ws = workspace if workspace is not None else {}
-    if ws.get("n") != state.n:
+    if ws.get("n") != state.n or len(ws["hot"]) != state.shape[0]:
         ws["n"] = state.n
         ws["ev"] = np.empty(state.n, np.uint8)
         ws["idx"] = np.empty(state.n, np.int64)
+        ws["hot"] = np.empty(state.shape[0], np.uint8)
     # the parameters are checked once per (config, pending, shape) a workspace sees (the manager's
     # every cycle: the same objects)
     key = ws.get("params_of")
     if key is None or key[0] is not cfg or key[1] is not pending or key[2] != state.shape:
         ws["params"] = _params(cfg, state, pending)
         ws["params_of"] = (cfg, pending, state.shape)
+    ws["hot_of"] = None
     m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
-                     state.started, state.flap_bits, state.flapping, *ws["params"], ws["ev"], ws["idx"])
+                     state.started, state.flap_bits, state.flapping, *ws["params"], ws["ev"], ws["idx"], ws["hot"])
+    ws["hot_of"] = (state.state, state.flap_bits)
     return ws["idx"][:m].copy(), ws["ev"][:m].copy()
+
+
+def hot_rows(state: SeriesState, workspace: dict) -> np.ndarray:
+    """The series rows (uint8, one per row: 1 or 0) holding a series that is not inactive or whose
+    flap register still counts: the rows whose scores the state machine reads beyond "NaN or not,
+    at the fire level or not" (:func:`engine.alerts.cycle.fold_cycle`'s ``hot``).
+
+    The last :func:`step` with this ``workspace`` on these state arrays wrote them; otherwise (a
+    new workspace, arrays loaded or replaced) they are computed from the arrays. A caller that
+    changes the state arrays in place outside :func:`step` drops ``workspace["hot_of"]``.
+
+    Examples
+    --------
+    >>> from engine.alerts.config import AlertConfig
+    >>> st = SeriesState.empty(3, 2)
+    >>> ws = {}
+    >>> hot_rows(st, ws).tolist()
+    [0, 0, 0]
+    >>> _ = step(st, np.array([[0.2, 0.5], [0.5, 0.9999], [np.nan, 0.1]]), 100, AlertConfig(pending_cycles=2), ws)
+    >>> hot_rows(st, ws).tolist()
+    [0, 1, 0]
+    """
+    of = workspace.get("hot_of")
+    h = workspace.get("hot")
+    if of is None or h is None or of[0] is not state.state or of[1] is not state.flap_bits or len(h) != state.shape[0]:
+        busy = (state.state != INACTIVE) | (state.flap_bits != 0)
+        h = busy.reshape(state.shape[0], -1).any(axis=1).astype(np.uint8)
+        workspace["hot"] = h
+        workspace["hot_of"] = (state.state, state.flap_bits)
+    return h
 
 
 def step_reference(state: SeriesState, score, t: int, cfg, pending=None) -> tuple[np.ndarray, np.ndarray]:

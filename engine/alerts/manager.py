@@ -47,7 +47,7 @@ from engine import levels as score_levels
 from engine.alerts.config import AlertConfig, iso, to_epoch
 from engine.alerts.fold import Fold
 from engine.alerts.grouping import Group
-from engine.alerts.lifecycle import step
+from engine.alerts.lifecycle import hot_rows, step
 from engine.alerts.notifications import escalation_summary, group_summary
 from engine.alerts.regions import Hierarchy
 from engine.alerts.routing import Router
@@ -319,6 +319,14 @@ class AlertManager:
                 raise ValueError(f"fill names levels {sorted(unknown)} that are not processed; expected some of "
                                  f"{sorted(inputs)}")
         return self._cycle(t, inputs, folded=True, fill=fill)
+
+    def hot_rows(self, level: str) -> np.ndarray:
+        """The level's alert rows (uint8, one per row) holding a series that is not inactive or
+        whose flap register still counts (:func:`engine.alerts.lifecycle.hot_rows`): the rows whose
+        folded scores :meth:`process_folded` must get exactly; on the others it reads only whether
+        a score is NaN and whether it is at the fire level (``fold_cycle(..., hot=...)``). The
+        array is the level's workspace's, rewritten by the next cycle."""
+        return hot_rows(self._state(level), self._ws.setdefault(level, {}))
 
     def _check_time(self, level: str, t: int) -> None:
         if level in self.last_time and t <= self.last_time[level]:
@@ -798,6 +806,7 @@ class AlertManager:
             fired = to_epoch(row["fired_at"]) if row["fired_at"] else t_up
             st.state[k], st.count[k], st.severity[k], st.alert_id[k] = FIRING, 0, sev, row["id"]
             st.since[k], st.started[k] = fired, started
+            self._ws.setdefault(level, {}).pop("hot_of", None)   # the state changed outside step
             ep = _Alert(row["id"], level, i, reg, row=int(self.fold.row_of[i]), severity=sev, started_at=started, fired_at=fired,
                         critical_since=t_up if sev == CRITICAL else None, muted=row["muted"] or "",
                         escalated_at=to_epoch(row["escalated_at"]) if row["escalated_at"] else None,
