@@ -91,7 +91,7 @@ def _low_cut(looks: float) -> np.float32:
 def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, cl, scan, stat_on, per_warn,
                  f_scan, row_f, med_buf, row, d_score, d_det, d_val, out_s, out_d, out_v, out_lead,
                  dist_s, dist_d, dist_v, dist_lead, lazy, bound, hot, fire, bits,
-                 row_mx, row_mx_f, x_lo):  # pragma: no cover - compiled
+                 row_mx, row_mx_f, x_lo, exact):  # pragma: no cover - compiled
     """One cycle: split, family control and fold of both levels; returns the family size ``m``.
 
     ``lazy``: the neighbourhood level's score only (``out_d``, ``out_v``, ``out_lead`` are not
@@ -109,7 +109,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
     tail of ``x`` in [0, 1], the split divisor (<= 1) only raises it, and ``1 - f (1 - y)`` with
     ``f >= 1`` is at most ``y`` for ``y >= 0.5`` (``1 - y`` exact in float32) and at most 0.5 below.
     A row whose largest score is above 1 is always exact.
-    ``x_lo``: :func:`_low_cut` of ``looks`` (float32).
+    ``x_lo``: :func:`_low_cut` of ``looks`` (float32). ``exact`` (uint8, one per subject row):
+    written, 1 where the row's neighbourhood scores are exact, 0 where not (``bound`` only).
     ``row_f``: scratch (indicators,), the split divisor of each row (0: not split).
     ``med_buf``: scratch (regions,) float64 for the medians; ``row``: scratch (regions,) float32.
     ``d_score`` / ``d_det`` / ``d_val``: the district column (indicators x 1), as ``common_mode`` returns it (before the family
@@ -214,6 +215,7 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
                 if row_f[i] >= 0.0 and row_mx[i] >= 0 and (x > 1.0 or np.float32(1.0 - _tail32(x, th, looks, th)) >= fire):
                     cold = False
                     break
+        exact[g] = not cold
         if cold:
             # no cell of the row can reach the fire level and no series of it is hot: its NaNs
             # (a cell is NaN only where every member's score is) and -inf elsewhere
@@ -365,7 +367,9 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
     dict
         ``"neighbourhood"``: (score, detector, value, lead) folded, subjects x regions;
         ``"district"``: the same, subjects x 1; ``"district_value"``: the unfolded district
-        values (indicators x 1); ``"m"``: the family size (``family_adjust``'s return).
+        values (indicators x 1); ``"m"``: the family size (``family_adjust``'s return);
+        ``"exact"``: uint8 per subject row, 1 where the neighbourhood scores are exact (all 1
+        without ``hot``); a row of 0 holds only inactive, quiet series below the fire level.
 
     Examples
     --------
@@ -413,6 +417,7 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
                            np.empty((fold.n_rows, 1), np.float32), np.empty((fold.n_rows, 1), np.int32))
         buf["row_mx"] = np.empty(n_ind, np.int32)
         buf["hot1"] = np.ones(fold.n_rows, np.uint8)     # every row hot: the exact scores (no bound)
+        buf["exact"] = np.empty(fold.n_rows, np.uint8)
     # the family without the scans' cells gets alpha (1 - scan_share); a cluster cell q = p scan_tests / scan_share
     a_fam = alpha * (1.0 - scan_share) if scan_tests else alpha
     per_warn = (1.0 - warn) / a_fam
@@ -434,7 +439,8 @@ def fold_cycle(fold, score, det, value, *, looks: float = 1.0, method: str = "bo
                      method == "bonferroni", float(per_warn), f_scan, *buf["scratch"], *buf["district_in"],
                      *buf["neighbourhood"], *buf["district"], bool(lazy), hot is not None,
                      buf["hot1"] if hot is None else hot, float(warn), s.view(np.int32),
-                     buf["row_mx"], buf["row_mx"].view(np.float32), x_lo)
+                     buf["row_mx"], buf["row_mx"].view(np.float32), x_lo,
+                     buf["exact"])
     buf["m"] = int(m) + int(scan_tests)
     buf["district_value"] = buf["district_in"][2]
     if lazy:
@@ -496,7 +502,7 @@ def alert_part(manager, times, scores, dets, values, buf: list, scan_tests: int 
             # the neighbourhoods' codes, values and leads only where the manager reads them
             manager.process_folded(epochs[t], {"district": out["district"] + (out["district_value"],),
                                               "neighbourhood": out["neighbourhood"] + (values[t],)},
-                                   fill={"neighbourhood": out["fill"]})
+                                   fill={"neighbourhood": out["fill"]}, rows={"neighbourhood": out["exact"]})
 
 
 def _epochs(times) -> list:

@@ -199,6 +199,37 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
     return m
 
 
+@njit
+def _step_rows_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
+                      row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                      ev_out, idx_out, hot_rows, rows):  # pragma: no cover - compiled
+    """:func:`_step_kernel` where the caller knows the series rows that can hold a series that is not
+    quiet (``rows[g] != 0``; every series of the other rows is inactive, its flap register 0 and its
+    score not at the fire level, so the rules would skip it): NaN runs advanced for all series, the
+    rules gone through on those rows only (no pass over the others' states and registers)."""
+    n = score.shape[0]
+    _nan_runs(score, nan_run)
+    hot_rows[:] = 0
+    m = 0
+    zero = np.uint64(0)
+    for g in range(rows.shape[0]):
+        if rows[g] == 0:
+            continue
+        for k in range(g * n_reg, min((g + 1) * n_reg, n)):
+            s = score[k]
+            if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+                continue
+            ev = _advance(k, s, t, row_pending[g], state, count, severity, nan_run, since, started,
+                          flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
+            if state[k] != INACTIVE or flap_bits[k] != zero:
+                hot_rows[g] = 1
+            if ev != 0:
+                ev_out[m] = ev
+                idx_out[m] = k
+                m += 1
+    return m
+
+
 def _check_score(state: SeriesState, score) -> np.ndarray:
     s = np.asarray(score)
     if s.size != state.n or (s.ndim == 2 and s.shape != state.shape):
@@ -227,7 +258,7 @@ def _params(cfg, state: SeriesState, pending) -> tuple:
 
 
 def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
-         pending=None) -> tuple[np.ndarray, np.ndarray]:
+         pending=None, rows=None) -> tuple[np.ndarray, np.ndarray]:
     """Advance every series of a level by one cycle, in place.
 
     Parameters
@@ -245,6 +276,11 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
         object takes it to hold the same values (pass a new array after changing one).
     pending : array of int, shape (n_indicators,), optional
         Pending cycles of each row (each >= 1); default ``cfg.pending_cycles`` for every row.
+    rows : array of uint8, shape (n_indicators,), optional
+        The caller's promise that every series of a row of 0 is quiet: inactive, its flap register
+        0 and its score not at ``cfg.fire_level`` (NaN or below). The rules then go through the
+        rows of 1 only (the same states and events: they would skip the others' series).
+        :func:`engine.alerts.cycle.fold_cycle`'s ``"exact"`` with ``hot=`` :func:`hot_rows`.
 
     Returns
     -------
@@ -275,8 +311,16 @@ def step(state: SeriesState, score, t: int, cfg, workspace: dict | None = None,
         ws["params"] = _params(cfg, state, pending)
         ws["params_of"] = (cfg, pending, state.shape)
     ws["hot_of"] = None
-    m = _step_kernel(s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
-                     state.started, state.flap_bits, state.flapping, *ws["params"], ws["ev"], ws["idx"], ws["hot"])
+    args = (s, np.int64(t), state.state, state.count, state.severity, state.nan_run, state.since,
+            state.started, state.flap_bits, state.flapping, *ws["params"], ws["ev"], ws["idx"], ws["hot"])
+    if rows is None:
+        m = _step_kernel(*args)
+    else:
+        r = np.asarray(rows)
+        if r.shape != (state.shape[0],) or r.dtype != np.uint8:
+            raise ValueError(f"rows must be {state.shape[0]} uint8 (one per series row), got shape {r.shape}, "
+                             f"dtype {r.dtype}")
+        m = _step_rows_kernel(*args, r)
     ws["hot_of"] = (state.state, state.flap_bits)
     return ws["idx"][:m].copy(), ws["ev"][:m].copy()
 

@@ -274,7 +274,7 @@ class AlertManager:
             self._check_time(level, t)
         return self._cycle(t, inputs, folded=False)
 
-    def process_folded(self, time, levels: dict, fill: dict | None = None) -> CycleResult:
+    def process_folded(self, time, levels: dict, fill: dict | None = None, rows: dict | None = None) -> CycleResult:
         """Process several levels of one cycle whose scores are already folded to the alert rows.
 
         The same as :meth:`process_cycle` after its fold (:meth:`engine.alerts.fold.Fold.apply`):
@@ -292,6 +292,11 @@ class AlertManager:
             only where ``fill`` has completed them (``fold_cycle(..., lazy=True)``); the manager
             calls it with the flat cells it reads (its series with events and its firing alerts)
             before reading them.
+        rows : dict, optional
+            ``{level: rows}``: uint8, one per alert row; a row of 0 holds only series that are
+            inactive, whose flap registers are 0 and whose scores are not at the fire level (the
+            caller's promise: ``fold_cycle``'s ``"exact"``); the state machine goes through the
+            rows of 1 only (:func:`engine.alerts.lifecycle.step`'s ``rows``).
         """
         t = to_epoch(time)
         inputs = {}
@@ -313,12 +318,12 @@ class AlertManager:
                 flat.append(np.ascontiguousarray(a).reshape(-1))
             inputs[level] = tuple(flat)
             self._check_time(level, t)
-        if fill:
-            unknown = set(fill) - set(inputs)
+        for name, d in (("fill", fill), ("rows", rows)):
+            unknown = set(d or ()) - set(inputs)
             if unknown:
-                raise ValueError(f"fill names levels {sorted(unknown)} that are not processed; expected some of "
+                raise ValueError(f"{name} names levels {sorted(unknown)} that are not processed; expected some of "
                                  f"{sorted(inputs)}")
-        return self._cycle(t, inputs, folded=True, fill=fill)
+        return self._cycle(t, inputs, folded=True, fill=fill, rows=rows)
 
     def hot_rows(self, level: str) -> np.ndarray:
         """The level's alert rows (uint8, one per row) holding a series that is not inactive or
@@ -333,7 +338,7 @@ class AlertManager:
             raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
                              f"({iso(self.last_time[level])})")
 
-    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None) -> CycleResult:
+    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None, rows: dict | None = None) -> CycleResult:
         rows: list[tuple] = []
         touched: set[int] = set()
         resolved: list[int] = []
@@ -357,7 +362,7 @@ class AlertManager:
                                                  value.reshape(self.n_indicators, nreg), out=ws)
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
-            idx, ev = step(st, score, t, self.config, ws, self.row_pending)
+            idx, ev = step(st, score, t, self.config, ws, self.row_pending, rows=(rows or {}).get(level))
             if fill and level in fill:
                 # the cells read below: the series with events and the level's firing alerts (_refresh)
                 nreg = st.shape[1]
