@@ -323,7 +323,7 @@ class AlertManager:
             if unknown:
                 raise ValueError(f"{name} names levels {sorted(unknown)} that are not processed; expected some of "
                                  f"{sorted(inputs)}")
-        return self._cycle(t, inputs, folded=True, fill=fill, rows=rows)
+        return self._cycle(t, inputs, folded=True, fill=fill, exact_rows=rows)
 
     def hot_rows(self, level: str) -> np.ndarray:
         """The level's alert rows (uint8, one per row) holding a series that is not inactive or
@@ -338,7 +338,8 @@ class AlertManager:
             raise ValueError(f"cycle time {iso(t)} is not after the last cycle processed at level {level!r} "
                              f"({iso(self.last_time[level])})")
 
-    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None, rows: dict | None = None) -> CycleResult:
+    def _cycle(self, t: int, inputs: dict, folded: bool, fill: dict | None = None,
+               exact_rows: dict | None = None) -> CycleResult:
         rows: list[tuple] = []
         touched: set[int] = set()
         resolved: list[int] = []
@@ -362,7 +363,7 @@ class AlertManager:
                                                  value.reshape(self.n_indicators, nreg), out=ws)
                 score, detector, value, lead = fs.reshape(-1), fd.reshape(-1), fv.reshape(-1), fl.reshape(-1)
             st = self._state(level)
-            idx, ev = step(st, score, t, self.config, ws, self.row_pending, rows=(rows or {}).get(level))
+            idx, ev = step(st, score, t, self.config, ws, self.row_pending, rows=(exact_rows or {}).get(level))
             if fill and level in fill:
                 # the cells read below: the series with events and the level's firing alerts (_refresh)
                 nreg = st.shape[1]
