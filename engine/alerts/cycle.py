@@ -212,7 +212,8 @@ def cycle_kernel(score, det, value, rows, ptr, members, min_regions, looks, th, 
             for j in range(a, b):
                 i = members[j]
                 x = row_mx_f[i]     # row_mx[i] as a float32; -1 (no score >= 0): NaN
-                if row_f[i] >= 0.0 and row_mx[i] >= 0 and (x > 1.0 or np.float32(1.0 - _tail32(x, th, looks, th)) >= fire):
+                if row_f[i] >= 0.0 and row_mx[i] >= 0 and (
+                        x > 1.0 or np.float32(1.0 - _tail32(x, th, looks, th)) >= fire):
                     cold = False
                     break
         exact[g] = not cold
