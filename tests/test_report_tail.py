@@ -34,9 +34,9 @@ def test_early_figures_are_the_report_s_own_bytes(folder, tmp_path):
         assert (given / "figures" / f"{name}.png").read_bytes() == (plain.parent / "figures" / f"{name}.png").read_bytes()
 
 
-def test_only_early_figures_can_be_given(folder, tmp_path):
-    with pytest.raises(ValueError, match="'map'"):
-        render_report(shutil.copytree(folder, tmp_path / "r"), pngs={"map": b""})
+def test_only_the_report_s_figures_can_be_given(folder, tmp_path):
+    with pytest.raises(ValueError, match="'nope'"):
+        render_report(shutil.copytree(folder, tmp_path / "r"), pngs={"nope": b""})
 
 
 def test_indices_read_into_memory_equal_the_store_and_large_ones_stay_lazy(folder, monkeypatch):
