@@ -72,12 +72,7 @@ def load_build(script: Path):
 
 
 def _run(build, args) -> int:
-    import os
-
     from engine.scenario.script import run_args
-
-    # the report's figures drawn in a second process while the run goes on (engine.report.worker)
-    os.environ.setdefault("CITYVITALS_FIGURE_WORKER", "1")
 
     try:
         sc, summary = run_args(build, args)

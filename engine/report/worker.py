@@ -2,7 +2,9 @@
 
 A run's last seconds were serial on one core: the epidemic and recovery figures, then the
 summary, then the risk map and the domain figure (matplotlib holds the GIL: a thread cannot
-draw them beside the run's own Python). A run starts a **figure worker** at its start: a plain
+draw them beside the run's own Python). With ``CITYVITALS_FIGURE_WORKER=1``
+(:func:`engine.scenario.runner.run_scenario`; off by default: under load it cost CPU and won no
+wall, docs/report.md fifteenth session) a run starts a **figure worker** at its start: a plain
 Python process (``python3 -m engine.report.worker``: spawned, not forked, as numba's OpenMP
 runtime and ``fork`` do not mix) that imports matplotlib and the report while the run's start
 leaves the second core idle, then draws each figure as soon as the files it reads are written

@@ -401,8 +401,8 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, w
     if out.exists():
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
-    # the report's figures are drawn in a second process as their files are written (its imports
-    # run while this one starts, on the core the start leaves idle; engine.report.worker)
+    # with CITYVITALS_FIGURE_WORKER=1 the report's figures are drawn in a second process as their
+    # files are written (its imports run while this one starts; engine.report.worker)
     figs = _figure_worker() if want_figs else None
     try:
         return _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
@@ -414,9 +414,11 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, w
 
 
 def _figure_worker_wanted() -> bool:
-    """Whether a run draws its report's figures in a second process: ``CITYVITALS_FIGURE_WORKER=1``
-    (what ``cityvitals demo`` and ``replay`` set unless it is set already). Off by default: the
-    worker's imports (~1.5-2 s of CPU) cost more than a small city's figures (the tests' runs)."""
+    """Whether a run draws its report's figures in a second process (:mod:`engine.report.worker`):
+    ``CITYVITALS_FIGURE_WORKER=1``. Off by default: the worker's own start (~2-3 s of CPU: a
+    second interpreter, matplotlib, the report and the map's modules) fills the end's idle core
+    only on a quiet machine; under load 6-9 it cost 2-3 s of CPU and no wall was won
+    (docs/report.md, fifteenth session)."""
     import os
 
     raw = os.environ.get("CITYVITALS_FIGURE_WORKER", "").strip() or "0"
