@@ -75,8 +75,39 @@ def test_stages_count_a_side_threads_own_cpu():
     assert stage.seconds["side"] >= 0.1
 
 
+def test_stages_own_cpu_counts_the_calling_thread_and_its_named_workers_only():
+    stage = Stages()
+    burnt, done, stop = {}, threading.Barrier(3), threading.Event()
+
+    def burn(key):
+        c0 = time.thread_time()
+        sum(i * i for i in range(400_000))
+        burnt[key] = time.thread_time() - c0
+
+    def thread(key):      # a pool's thread: it outlives the stage
+        burn(key)
+        done.wait()
+        stop.wait()
+
+    worker = threading.Thread(target=thread, args=("worker",), name="test-core_0")
+    other = threading.Thread(target=thread, args=("other",), name="test-other_0")
+    with stage("core", own=("test-core",)):
+        worker.start(), other.start()
+        burn("caller")
+        done.wait()
+    stop.set()
+    worker.join(), other.join()
+    with stage("plain"):
+        pass
+    assert min(burnt.values()) > 0
+    want = burnt["caller"] + burnt["worker"]
+    assert abs(stage.own["core"] - want) < 0.01 + 0.05 * want      # not the other thread's CPU
+    assert stage.cpu["core"] >= want + burnt["other"] - 0.01          # the process's CPU counts it
+    assert stage.rounded(own=True) == {"core": round(stage.own["core"], 2)}
+
+
 @pytest.mark.slow
-def test_a_pipelined_run_equals_a_serial_one(tmp_path):
+def test_a_pipelined_run_equals_a_serial_one(tmp_path, monkeypatch):
     from engine.cli.scenario import load_build
     from engine.scenario.script import prepare
 
@@ -88,6 +119,8 @@ def test_a_pipelined_run_equals_a_serial_one(tmp_path):
 
     runs = {}
     for name, pipeline in (("pipe", True), ("serial", False)):
+        # the pipelined run draws its figures in the figure worker (engine.report.worker), the serial one itself
+        monkeypatch.setenv("CITYVITALS_FIGURE_WORKER", "1" if pipeline else "0")
         runs[name] = run_scenario(sc, tmp_path / name, store_every="1h", progress=False, pipeline=pipeline)
     a, b = runs["pipe"], runs["serial"]
     assert a["detection"] == b["detection"] and a["health"] == b["health"] and a["economy"] == b["economy"]
@@ -95,6 +128,10 @@ def test_a_pipelined_run_equals_a_serial_one(tmp_path):
     assert "side_wait" in a["stages_s"]
     assert len(pd.read_parquet(tmp_path / "pipe" / "alerts.parquet"))
     assert assert_run_outputs_equal(tmp_path / "pipe", tmp_path / "serial")
+    for name in ("map", "domains", "epidemic", "recovery"):
+        png = f"figures/{name}.png"
+        assert (tmp_path / "pipe" / png).read_bytes() == (tmp_path / "serial" / png).read_bytes(), name
+    assert a["stages_own_cpu_s"]["core_replay"] > 0
 
 
 def test_side_thread_count_from_the_environment(monkeypatch):

@@ -59,7 +59,9 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: di
     top_alerts : int
         Rows of the alerts table.
     pngs : dict, optional
-        Figures already made from this folder's files (:func:`early_figures`), used as they are.
+        Figures already made from this folder's files (:func:`early_figures`, or any of
+        :data:`FIGURES` by :func:`engine.report.worker.draw` with the same ``city``), used as
+        they are.
 
     Returns
     -------
@@ -71,7 +73,7 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: di
     RunFolderError
         Not a run folder, a missing or malformed file, ``at`` outside the run.
     ValueError
-        ``pngs`` names a figure other than :data:`EARLY_FIGURES`.
+        ``pngs`` names a figure not in :data:`FIGURES`.
 
     Examples
     --------
@@ -83,15 +85,17 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: di
     (['domains.png', 'epidemic.png', 'map.png', 'recovery.png'], 'report.html')
     """
     given = dict(pngs or {})
-    if set(given) - set(EARLY_FIGURES):
-        raise ValueError(f"pngs: only {list(EARLY_FIGURES)} can be given (made by early_figures), got {sorted(given)}")
+    if set(given) - set(FIGURES):
+        raise ValueError(f"pngs: only {list(FIGURES)} can be given, got {sorted(given)}")
+    if at is not None and "map" in given:
+        raise ValueError("pngs: a map given is the last cycle's (engine.report.worker.draw); give at=None with it")
     run = load_run(run_dir)
     run.time_index(at)
     run.alerts, run.epidemic, run.economy, run.values  # noqa: B018 - read and checked before writing
     city = resolve_city(run, city)
     pngs = {
-        "map": F.save_png(F.map_figure(run, city, at), tight=True),
-        "domains": F.save_png(F.domain_figure(run, [city])),
+        "map": given["map"] if "map" in given else F.save_png(F.map_figure(run, city, at), tight=True),
+        "domains": given["domains"] if "domains" in given else F.save_png(F.domain_figure(run, [city])),
         "epidemic": given["epidemic"] if "epidemic" in given else F.save_png(F.epidemic_figure(run)),
         "recovery": given["recovery"] if "recovery" in given else F.save_png(F.recovery_figure(run)),
     }

@@ -46,25 +46,36 @@ class Stages:
     (``stages_cpu_s``; on a shared machine the wall time also counts waiting). A stage timed in
     the thread that made the ``Stages`` counts the CPU of all the process's threads (the numba
     kernels' threads included, and whatever other threads ran meanwhile); one timed in another
-    thread (the run's side thread) counts that thread's own CPU. Thread-safe."""
+    thread (the run's side thread) counts that thread's own CPU. A stage timed with ``own``
+    (thread name prefixes) also counts its own CPU (``stages_own_cpu_s``): the calling thread's
+    and that of the threads named so (its workers: the core's ``cityvitals-core`` pool), not the
+    other threads running meanwhile (:func:`_threads_cpu`). Thread-safe."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.own: dict[str, float] = {}
         self._owner = threading.get_ident()
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def __call__(self, name: str):
+    def __call__(self, name: str, own: tuple = ()):
         clock = _time.process_time if threading.get_ident() == self._owner else _time.thread_time
-        t0, c0 = _time.perf_counter(), clock()
+        o0 = _threads_cpu(own) if own else None
+        t0, c0, s0 = _time.perf_counter(), clock(), _time.thread_time()
         try:
             yield
         finally:
-            wall, cpu = _time.perf_counter() - t0, clock() - c0
+            wall, cpu, self_cpu = _time.perf_counter() - t0, clock() - c0, _time.thread_time() - s0
+            if own:
+                o1 = _threads_cpu(own)
+                # a worker started during the stage counts from its start; one gone is not counted
+                self_cpu += sum(c - o0.get(t, 0.0) for t, c in o1.items())
             with self._lock:
                 self.seconds[name] = self.seconds.get(name, 0.0) + wall
                 self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+                if own:
+                    self.own[name] = self.own.get(name, 0.0) + self_cpu
 
     def timed_iter(self, name: str, it):
         """``it``'s items, the time spent producing each counted to ``name``."""
@@ -77,8 +88,27 @@ class Stages:
                     return
             yield item
 
-    def rounded(self, cpu: bool = False) -> dict:
-        return {k: round(v, 2) for k, v in (self.cpu if cpu else self.seconds).items()}
+    def rounded(self, cpu: bool = False, own: bool = False) -> dict:
+        return {k: round(v, 2) for k, v in (self.own if own else self.cpu if cpu else self.seconds).items()}
+
+
+def _threads_cpu(prefixes: tuple) -> dict:
+    """CPU seconds so far of each live thread whose name starts with one of ``prefixes``, by
+    thread ident (``time.pthread_getcpuclockid``; {} where the platform has no per-thread clock)."""
+    if not hasattr(_time, "pthread_getcpuclockid"):
+        return {}
+    out = {}
+    for t in threading.enumerate():
+        if t.ident is not None and t.name.startswith(prefixes) and t.is_alive():
+            try:
+                out[t.ident] = _time.clock_gettime(_time.pthread_getcpuclockid(t.ident))
+            except (OSError, OverflowError):
+                pass
+    return out
+
+
+#: the threads of the core's replay (engine.core.engine's pool): counted in its own CPU
+CORE_THREADS = ("cityvitals-core",)
 
 
 #: cycles a run keeps in flight after the core (detectors, alerts, indices, storage): half a day of
@@ -362,17 +392,55 @@ def run_scenario(scenario, out, *, store_every: str | None = None, progress: boo
 
 
 def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, warm=None, pipeline=True) -> dict:
-    from engine.indices import load_config
-    from engine.scenario.warm import start as warm_start
-
     t_start = _time.perf_counter()
     stage = Stages()
     cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
     factor = store_factor(store_every, cycle)   # checked before anything runs
+    want_figs = _figure_worker_wanted()
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
+    # with CITYVITALS_FIGURE_WORKER=1 the report's figures are drawn in a second process as their
+    # files are written (its imports run while this one starts; engine.report.worker)
+    figs = _figure_worker() if want_figs else None
+    try:
+        return _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+                         warm, pipeline, figs)
+    except BaseException:
+        if figs is not None:
+            figs.close(wait=False)
+        raise
+
+
+def _figure_worker_wanted() -> bool:
+    """Whether a run draws its report's figures in a second process (:mod:`engine.report.worker`):
+    ``CITYVITALS_FIGURE_WORKER=1``. Off by default: the worker's own start (~2-3 s of CPU: a
+    second interpreter, matplotlib, the report and the map's modules) fills the end's idle core
+    only on a quiet machine; under load 6-9 it cost 2-3 s of CPU and no wall was won
+    (docs/report.md, fifteenth session)."""
+    import os
+
+    raw = os.environ.get("CITYVITALS_FIGURE_WORKER", "").strip() or "0"
+    if raw not in ("0", "1"):
+        raise ValueError(f"CITYVITALS_FIGURE_WORKER={raw!r}: expected 0 or 1")
+    return raw == "1"
+
+
+def _figure_worker():
+    """A :class:`engine.report.worker.FigureWorker`, or None (no :mod:`engine.report`, or none started)."""
+    try:
+        from engine.report.worker import FigureWorker
+    except ImportError:
+        return None
+    return FigureWorker.start()
+
+
+def _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor, warm,
+              pipeline, figs) -> dict:
+    from engine.indices import load_config
+    from engine.scenario.warm import start as warm_start
+
     city = city if city is not None else scenario.build_city()
     # The detectors supply each series' baseline (expected, scale); where they have none yet (warm-up)
     # the indices fall back to the other regions at the same cycle rather than re-deriving a
@@ -381,10 +449,10 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, w
     warmer = None if warm is False else warm_start(city, scenario.cycle, factor, index_config, force=bool(warm))
     if warmer is None:
         return _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
-                         index_config, warmer, pipeline)
+                         index_config, warmer, pipeline, figs)
     try:
         summary = _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle,
-                            factor, index_config, warmer, pipeline)
+                            factor, index_config, warmer, pipeline, figs)
     except BaseException:
         warmer.close(timeout=0)   # the run failed: stop the warmer now
         raise
@@ -393,7 +461,7 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, w
 
 
 def _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
-              index_config, warmer, pipeline) -> dict:
+              index_config, warmer, pipeline, figs=None) -> dict:
     import xarray as xr
 
     from engine.alerts import AlertManager, JsonlSink
@@ -424,6 +492,8 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
     curves["prevalence"] = curves["infectious"] / population
     curves["detected_cases"] = curves["new_detected"]
     curves.to_parquet(out / "epidemic.parquet")
+    if figs is not None:
+        figs.submit(("epidemic",), out)
     main = results[0]
     truth = main.truth
     incidents = [i.to_dict() if hasattr(i, "to_dict") else dict(vars(i)) for i in getattr(truth, "incidents", truth)]
@@ -482,7 +552,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
             day_start = pd.Timestamp(day.date)
             slot = _free_slot(day_busy, n_day, stage)
             n_day += 1
-            with stage("core_replay"):
+            with stage("core_replay", own=CORE_THREADS):
                 day_end = day_start + pd.Timedelta("1D")
                 if day_bufs[slot] is None:
                     day_bufs[slot] = engine.output_buffer(day_start + cycle, day_end)
@@ -573,12 +643,18 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         routine = truth.routine_events() if hasattr(truth, "routine_events") else []
         (out / "truth.json").write_text(json.dumps({"incidents": incidents, "routine": routine}, default=str,
                                                    ensure_ascii=False, indent=1))
-        early = _early_figures(out, stage)
+        if figs is not None:
+            figs.submit(("recovery",), out)
+            early = None
+        else:
+            early = _early_figures(out, stage)
         with stage("side_wait"):
             side.drain()
         alerts = alerts_done.result()
         with stage("zarr"):
             writer.wait(out / "indices.zarr")
+        if figs is not None:     # the map and the domain figure read only indices.zarr: drawn while the summary is made
+            figs.submit(("map", "domains"), out, city)
     finally:
         encoder.shutdown(wait=True, cancel_futures=True)
         side.close()
@@ -601,6 +677,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
     summary["runtime_s"] = round(_time.perf_counter() - t_start, 2)
     summary["stages_s"] = stage.rounded()
     summary["stages_cpu_s"] = stage.rounded(cpu=True)
+    summary["stages_own_cpu_s"] = stage.rounded(own=True)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=_json_default))
     try:
         from engine.report import render_report
@@ -608,6 +685,9 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         pass
     else:
         with stage("report"):
+            if figs is not None:
+                early = figs.result()     # (a figure the worker could not draw is drawn here)
+                figs.close()
             render_report(out, city=city, pngs=early)
         # the report's time too (runtime_s is the run before it, as before)
         summary["stages_s"] = stage.rounded()
