@@ -7,6 +7,16 @@ independent), scored with the same t(4) tail as the seasonal detector. A shock c
 the whole area (rain, a holiday) raises every ``z`` and leaves ``d`` small; a region that
 departs from its neighbours stands out. Needs ``spatial_min_neighbours`` neighbours.
 
+**The score as computed** (since docs/detect.md, "Spatial pass ..., 2026-11-30 (fifteenth session)"):
+with ``s`` the float64 sum of the ``m`` neighbours' clipped float32 residuals in CSR order (exact for
+a few terms of like magnitude) and ``e = m z - s`` in float64 (one rounding; ``d = e / sqrt(m (m +
+1))``, its sign and its zero exact), the tail is computed in float32 from ``e``: ``w = |e| / sqrt(4 m
+(m + 1) + e^2)`` (``= |d| / sqrt(4 + d^2)``), ``tail = (1 - w)^2 (1 + w / 2) / 2``, each operation
+rounded to float32 (:func:`_score32`). It is the float64 definition above within ~2e-7 (the clip
+bounds the cancellation in ``1 - w``: ``w <= 0.9864``), below the float32 it is stored as by a few
+steps. Every path (:func:`spatial_pass`, :func:`spatial_sparse`, the kernels' batch
+:func:`spatial_score8`) computes the same operations in the same order: the same bits.
+
 >>> import numpy as np
 >>> z = np.array([0.0, 0.2, -0.1, 8.0])
 >>> indptr = np.array([0, 3, 5, 7, 10]); indices = np.array([1, 2, 3, 0, 3, 0, 3, 0, 1, 2])
@@ -192,18 +202,14 @@ def _sparse_rows(zc, w, indptr, indices, direction, min_nb, score, det, code):  
 def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=None, w=None, acc=None, cnt=None):
     """Raise ``score[r]`` to the spatial score where it is higher (``det[r] = code`` there).
 
-    The arithmetic of :func:`spatial_contrast` and :func:`engine.detect.seasonal.t_score`
-    (the closed-form t(4) tail of :func:`engine.detect.special.t4_sf`), in four loops over the
-    regions: the residuals clipped once into ``zc`` (0 where missing) beside a 0 / 1 weight
-    ``w``; then, for a row with at least a third of its regions scored, the neighbour sums
-    ``acc`` and counts ``cnt`` as branch-free gathers; every region's
-    contrast score (``error_model="numpy"`` and no stores but one: the loop vectorises, 4
-    float64 lanes of square roots and divisions; no division here can be by zero); then the
-    update (a sparser row goes region by region, skipping the missing ones). One region at a
-    time with a NaN test per neighbour and a scalar tail cost ~1.6x as much on a full row (docs/detect.md, "Detector speed in a run, 2026-11-29 (third session)"). The same
-    operations in the same order, so the same scores bit for bit: a missing neighbour adds
-    +0.0 (which changes no sum that starts at +0.0), and the tail of each direction is the one
-    of ``|d|`` (``tests/test_detect_spatial.py`` checks against the plain reference).
+    The score of the module docstring (:func:`_score32`: ``e`` in float64, the tail in float32), in
+    four loops over the regions: the residuals clipped once into ``zc`` (0 where missing) beside a
+    0 / 1 weight ``w``; then, for a row with at least a third of its regions scored, the neighbour
+    sums ``acc`` (float64) and counts ``cnt`` as branch-free gathers; every region's score; then the
+    update (a sparser row goes region by region, skipping the missing ones: :func:`_sparse_rows`).
+    A missing neighbour adds +0.0 (which changes no sum that starts at +0.0): the same operations in
+    the same order as the sparse rows and the kernels' batch (:func:`spatial_score8`), so the same
+    bits (``tests/test_detect_spatial.py`` checks against the plain reference).
     ``zc``, ``w``: scratch of ``z``'s length and dtype; ``acc``, ``cnt``: float64 scratch of
     that length (each allocated when None).
     """
