@@ -1093,11 +1093,12 @@ def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
 @njit(inline="always")
 def _lane_tables(n_reg, lanes_on):  # pragma: no cover - compiled
     """A thread's spatial batch tables (:func:`engine.detect.spatial.spatial_score8`): the lanes'
-    clipped residuals, neighbour sums, counts and per-entry directions, ``LANES`` x ``n_reg`` each
-    (empty without the spatial pass)."""
+    clipped residuals and their scores, float32, ``LANES`` x ``n_reg`` each (empty without the spatial
+    pass), and two empty arrays (the places of the float64 sums and directions the scoring no longer
+    needs: the callers' argument lists stay as they were)."""
     n8 = LANES * n_reg if lanes_on else 0
-    return (np.empty(n8, dtype=np.float32), np.empty(n8, dtype=np.float64), np.empty(n8, dtype=np.float32),
-            np.empty(n8, dtype=np.float64))
+    return (np.empty(n8, dtype=np.float32), np.empty(n8, dtype=np.float32), np.empty(0, dtype=np.float32),
+            np.empty(0, dtype=np.float64))
 
 
 @njit
@@ -1139,12 +1140,12 @@ def _skip_row(x, ph, fbp, sea, isc, wu, par, L, D, S, N, shape, visits, score0, 
 @njit(inline="always")
 def _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf):  # pragma: no cover - compiled
     """The spatial scores of the lanes held as the rows of ``zb`` (each with direction ``dirv[q]``):
-    into the region-major table ``zc8`` by 8 x 8 transposes, scored
-    (:func:`engine.detect.spatial.spatial_score8`), and back into rows, returned (a view of ``dirf``:
-    scratch, refilled by each scoring)."""
+    into the region-major table ``zc8`` by 8 x 8 transposes, scored into ``acc8``
+    (:func:`engine.detect.spatial.spatial_score8`, float32), and back into rows, returned (a view of
+    ``zc8``, free once scored: scratch, refilled by each scoring). ``cnt8``, ``dirf``: unused."""
     spatial_lanes_in(zb, zc8)
-    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
-    sb = dirf.reshape((LANES, zb.shape[1]))
+    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8)
+    sb = zc8.reshape((LANES, zb.shape[1]))
     spatial_lanes_out(acc8, sb)
     return sb
 

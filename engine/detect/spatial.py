@@ -7,6 +7,16 @@ independent), scored with the same t(4) tail as the seasonal detector. A shock c
 the whole area (rain, a holiday) raises every ``z`` and leaves ``d`` small; a region that
 departs from its neighbours stands out. Needs ``spatial_min_neighbours`` neighbours.
 
+**The score as computed** (since docs/detect.md, "Spatial pass ..., 2026-11-30 (fifteenth session)"):
+with ``s`` the float64 sum of the ``m`` neighbours' clipped float32 residuals in CSR order (exact for
+a few terms of like magnitude) and ``e = m z - s`` in float64 (one rounding; ``d = e / sqrt(m (m +
+1))``, its sign and its zero exact), the tail is computed in float32 from ``e``: ``w = |e| / sqrt(4 m
+(m + 1) + e^2)`` (``= |d| / sqrt(4 + d^2)``), ``tail = (1 - w)^2 (1 + w / 2) / 2``, each operation
+rounded to float32 (:func:`_score32`). It is the float64 definition above within ~2e-7 (the clip
+bounds the cancellation in ``1 - w``: ``w <= 0.9864``), below the float32 it is stored as by a few
+steps. Every path (:func:`spatial_pass`, :func:`spatial_sparse`, the kernels' batch
+:func:`spatial_score8`) computes the same operations in the same order: the same bits.
+
 >>> import numpy as np
 >>> z = np.array([0.0, 0.2, -0.1, 8.0])
 >>> indptr = np.array([0, 3, 5, 7, 10]); indices = np.array([1, 2, 3, 0, 3, 0, 3, 0, 1, 2])
@@ -27,7 +37,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from engine.config import njit
-from engine.detect.special import t4_sf
 
 __all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_out",
            "spatial_pass", "spatial_raise", "spatial_score8", "spatial_sparse"]
@@ -62,54 +71,106 @@ def spatial_contrast(z, indptr, indices, r, min_nb):
 
 
 @intrinsic
-def _sum_lanes(typingctx, zc8, indices, j0, j1, acc8, cnt8, q):
-    """``acc8[q:q + LANES]`` = the sums over ``j`` in ``[j0, j1)`` of the lanes ``zc8[k:k + LANES]``
-    (``k = LANES * indices[j]``) with a missing (NaN) lane adding +0.0, each from +0.0, in that order;
-    ``cnt8[q:q + LANES]`` the counts of the lanes not missing. The running sums are LLVM vectors
-    (``zc8``'s lanes widened to ``acc8``'s float type first: exact), so each lane adds the same terms
-    in the same order as :func:`spatial_pass`'s scalar loop ``a = 0.0; a += zc[k]`` (IEEE additions
-    lane by lane: the same bits), kept in registers across the neighbours. LLVM does not pack those
-    scalar adds itself: numba's per-index address arithmetic (a wrap-around test per index) hides
-    that the lanes are consecutive. No bounds check: the callers index whole lane groups of arrays of
-    ``LANES * n`` elements with valid CSR indices."""
+def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
+    """``out8[q:q + LANES]`` = the spatial scores (:func:`_score32`) of the lanes ``zc8[q:q + LANES]``
+    (float32, clipped, NaN where missing) against the lanes ``zc8[k:k + LANES]`` (``k = LANES *
+    indices[j]``) of the neighbours ``j`` in ``[j0, j1)``; lane ``u``'s direction ``dirv[u]`` (1, -1,
+    else two-sided), NaN where there is no score (the lane missing, or fewer than ``lo`` (float32, >= 1)
+    neighbours with data). One vector of eight lanes throughout: the neighbour sums are float64 LLVM
+    vectors kept in registers (``zc8``'s lanes widened first: exact; a missing lane adds +0.0: each lane
+    adds the same terms in the same order as :func:`_sparse_rows`' scalar loop, so the same bits), then
+    :func:`_score32`'s operations in its order, lane by lane (IEEE operations: the same bits as the
+    scalar code; the square root and the division in float32, eight lanes an instruction). No bounds check: the
+    callers index whole lane groups of arrays of ``LANES * n`` elements with valid CSR indices."""
     def codegen(context, builder, signature, args):
-        zt, it, _, _, at, ct, _ = signature.args
-        zc_v, idx_v, lo, hi, acc_v, cnt_v, qq = args
+        zt, it, _, _, dt, _, ot, _ = signature.args
+        zc_v, idx_v, lo_j, hi_j, dir_v, lo_v, out_v, qq = args
         z_a = context.make_array(zt)(context, builder, zc_v)
         i_a = context.make_array(it)(context, builder, idx_v)
-        a_a = context.make_array(at)(context, builder, acc_v)
-        c_a = context.make_array(ct)(context, builder, cnt_v)
-        va_t = llvm_ir.VectorType(context.get_value_type(at.dtype), LANES)
-        vz_t = llvm_ir.VectorType(context.get_value_type(zt.dtype), LANES)
-        vc_t = llvm_ir.VectorType(context.get_value_type(ct.dtype), LANES)
-        al_a, al_z, al_c = (x.dtype.bitwidth // 8 for x in (at, zt, ct))
-        zero_z = llvm_ir.Constant(vz_t, None)
-        zero_c = llvm_ir.Constant(vc_t, None)
-        one_c = llvm_ir.Constant(vc_t, [1.0] * LANES)
-        sa = cgutils.alloca_once_value(builder, llvm_ir.Constant(va_t, None))   # +0.0 in every lane
-        sc = cgutils.alloca_once_value(builder, zero_c)
-        with cgutils.for_range_slice(builder, lo, hi, llvm_ir.Constant(lo.type, 1)) as (j, _):
+        d_a = context.make_array(dt)(context, builder, dir_v)
+        o_a = context.make_array(ot)(context, builder, out_v)
+        f32 = llvm_ir.FloatType()
+        vf = llvm_ir.VectorType(f32, LANES)
+        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
+        mod = builder.module
+
+        def splat(x):
+            return llvm_ir.Constant(vf, [x] * LANES)
+        zero, one, half, two, four = splat(0.0), splat(1.0), splat(0.5), splat(2.0), splat(4.0)
+        vd64 = llvm_ir.VectorType(llvm_ir.DoubleType(), LANES)
+        zero64 = llvm_ir.Constant(vd64, [0.0] * LANES)
+        sa = cgutils.alloca_once_value(builder, zero64)
+        sc = cgutils.alloca_once_value(builder, zero)
+        with cgutils.for_range_slice(builder, lo_j, hi_j, llvm_ir.Constant(lo_j.type, 1)) as (j, _):
             ix = builder.load(builder.gep(i_a.data, [j]))
-            if ix.type.width < lo.type.width:
-                ix = builder.sext(ix, lo.type)
-            k = builder.mul(ix, llvm_ir.Constant(lo.type, LANES))
-            vz = builder.load(builder.bitcast(builder.gep(z_a.data, [k]), vz_t.as_pointer()), align=al_z)
+            if ix.type.width < lo_j.type.width:
+                ix = builder.sext(ix, lo_j.type)
+            k = builder.mul(ix, llvm_ir.Constant(lo_j.type, LANES))
+            vz = builder.load(builder.bitcast(builder.gep(z_a.data, [k]), vf.as_pointer()), align=4)
             ok = builder.fcmp_ordered("ord", vz, vz)
-            vz = builder.select(ok, vz, zero_z)
-            if zt.dtype != at.dtype:
-                vz = builder.fpext(vz, va_t)
-            builder.store(builder.fadd(builder.load(sa), vz), sa)
-            builder.store(builder.fadd(builder.load(sc), builder.select(ok, one_c, zero_c)), sc)
-        builder.store(builder.load(sa), builder.bitcast(builder.gep(a_a.data, [qq]), va_t.as_pointer()), align=al_a)
-        builder.store(builder.load(sc), builder.bitcast(builder.gep(c_a.data, [qq]), vc_t.as_pointer()), align=al_c)
+            builder.store(builder.fadd(builder.load(sa), builder.fpext(builder.select(ok, vz, zero), vd64)), sa)
+            builder.store(builder.fadd(builder.load(sc), builder.select(ok, one, zero)), sc)
+        acc = builder.load(sa)
+        cnt = builder.load(sc)
+        zr = builder.load(builder.bitcast(builder.gep(z_a.data, [qq]), vf.as_pointer()), align=4)
+        m = builder.select(builder.fcmp_ordered(">=", cnt, one), cnt, one)
+        e64 = builder.fsub(builder.fmul(builder.fpext(zr, vd64), builder.fpext(m, vd64)), acc)
+        e = builder.fptrunc(e64, vf)
+        fnt = llvm_ir.FunctionType(vf, [vf])
+        sqrt = cgutils.get_or_insert_function(mod, fnt, f"llvm.sqrt.v{LANES}f32")
+        fabs = cgutils.get_or_insert_function(mod, fnt, f"llvm.fabs.v{LANES}f32")
+        den = builder.call(sqrt, [builder.fadd(builder.fmul(builder.fmul(four, m), builder.fadd(m, one)),
+                                               builder.fmul(e, e))])
+        w = builder.fdiv(builder.call(fabs, [e]), den)
+        omw = builder.fsub(one, w)
+        tail = builder.fmul(builder.fmul(builder.fmul(half, omw), omw), builder.fadd(one, builder.fmul(half, w)))
+        s1 = builder.fsub(one, tail)
+        up = builder.select(builder.fcmp_ordered(">", e64, zero64), s1, zero)
+        dn = builder.select(builder.fcmp_ordered("<", e64, zero64), s1, zero)
+        both = builder.fsub(one, builder.fmul(two, tail))
+        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
+        if isinstance(dt.dtype, types.Float):
+            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
+            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
+        else:
+            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
+            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        sv = builder.select(is_up, up, builder.select(is_dn, dn, both))
+        lov = builder.insert_element(llvm_ir.Constant(vf, None), lo_v, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        lov = builder.shuffle_vector(lov, lov, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
+        valid = builder.and_(builder.fcmp_ordered("ord", zr, zr), builder.fcmp_ordered(">=", cnt, lov))
+        sv = builder.select(valid, sv, splat(float("nan")))
+        builder.store(sv, builder.bitcast(builder.gep(o_a.data, [qq]), vf.as_pointer()), align=4)
         return context.get_dummy_value()
-    arrs = (zc8, acc8, cnt8)
-    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and isinstance(x.dtype, types.Float)
-                for x in arrs) and isinstance(indices, types.Array) and indices.ndim == 1 and indices.layout == "C"
-            and isinstance(indices.dtype, types.Integer) and indices.dtype.bitwidth <= 64
-            and zc8.dtype.bitwidth <= acc8.dtype.bitwidth):
+    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and x.dtype == types.float32
+                for x in (zc8, out8)) and isinstance(indices, types.Array) and indices.ndim == 1
+            and indices.layout == "C" and isinstance(indices.dtype, types.Integer) and indices.dtype.bitwidth <= 64
+            and isinstance(dirv, types.Array) and dirv.ndim == 1 and dirv.layout == "C"
+            and isinstance(dirv.dtype, (types.Float, types.Integer)) and lo == types.float32):
         return None
-    return types.void(zc8, indices, types.intp, types.intp, acc8, cnt8, types.intp), codegen
+    return types.void(zc8, indices, types.intp, types.intp, dirv, types.float32, out8, types.intp), codegen
+
+
+_F0, _F05, _F1, _F2, _F4 = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(2.0), np.float32(4.0)
+
+
+@njit(inline="always")
+def _score32(zr, a, mf, direction):  # pragma: no cover - compiled (inlined)
+    """The spatial score of a region (the definition, module docstring): ``zr`` its clipped residual
+    (float32), ``a`` the float64 sum of its ``mf`` (float32, >= 1) neighbours' in CSR order.
+    ``e = m z - sum`` in float64 (one rounding: the product is exact, and so is the sum of a few float32
+    terms of like magnitude: a region level with its neighbours has ``e = 0`` exactly), then the tail in
+    float32. The same operations in the same order as :func:`_score_lanes8`'s vector code: the same bits."""
+    e64 = np.float64(zr) * np.float64(mf) - a
+    e = np.float32(e64)
+    w = abs(e) / np.sqrt(_F4 * mf * (mf + _F1) + e * e)
+    omw = _F1 - w
+    tail = _F05 * omw * omw * (_F1 + _F05 * w)
+    if direction == 1:
+        return _F1 - tail if e64 > 0.0 else _F0
+    if direction == -1:
+        return _F1 - tail if e64 < 0.0 else _F0
+    return _F1 - _F2 * tail
 
 
 @njit(inline="always")
@@ -126,18 +187,12 @@ def _sparse_rows(zc, w, indptr, indices, direction, min_nb, score, det, code):  
         for j in range(indptr[r], indptr[r + 1]):
             k = indices[j]
             if (zc[k] == zc[k]) if w is None else (w[k] != 0.0):
-                a += zc[k]
+                a += np.float64(np.float32(zc[k]))
                 m += 1
         if m < min_nb or m == 0:
             continue
-        d = (np.float64(zc[r]) - a / m) / math.sqrt(1.0 + 1.0 / m)
+        sc = _score32(np.float32(zc[r]), a, np.float32(m), direction)
         old = score[r]
-        if direction == 1:
-            sc = 1.0 - t4_sf(d) if d > 0.0 else 0.0
-        elif direction == -1:
-            sc = 1.0 - t4_sf(-d) if d < 0.0 else 0.0
-        else:
-            sc = 1.0 - 2.0 * t4_sf(abs(d))
         if old != old or sc > old:
             score[r] = sc
             det[r] = code
@@ -147,18 +202,14 @@ def _sparse_rows(zc, w, indptr, indices, direction, min_nb, score, det, code):  
 def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=None, w=None, acc=None, cnt=None):
     """Raise ``score[r]`` to the spatial score where it is higher (``det[r] = code`` there).
 
-    The arithmetic of :func:`spatial_contrast` and :func:`engine.detect.seasonal.t_score`
-    (the closed-form t(4) tail of :func:`engine.detect.special.t4_sf`), in four loops over the
-    regions: the residuals clipped once into ``zc`` (0 where missing) beside a 0 / 1 weight
-    ``w``; then, for a row with at least a third of its regions scored, the neighbour sums
-    ``acc`` and counts ``cnt`` as branch-free gathers; every region's
-    contrast score (``error_model="numpy"`` and no stores but one: the loop vectorises, 4
-    float64 lanes of square roots and divisions; no division here can be by zero); then the
-    update (a sparser row goes region by region, skipping the missing ones). One region at a
-    time with a NaN test per neighbour and a scalar tail cost ~1.6x as much on a full row (docs/detect.md, "Detector speed in a run, 2026-11-29 (third session)"). The same
-    operations in the same order, so the same scores bit for bit: a missing neighbour adds
-    +0.0 (which changes no sum that starts at +0.0), and the tail of each direction is the one
-    of ``|d|`` (``tests/test_detect_spatial.py`` checks against the plain reference).
+    The score of the module docstring (:func:`_score32`: ``e`` in float64, the tail in float32), in
+    four loops over the regions: the residuals clipped once into ``zc`` (0 where missing) beside a
+    0 / 1 weight ``w``; then, for a row with at least a third of its regions scored, the neighbour
+    sums ``acc`` (float64) and counts ``cnt`` as branch-free gathers; every region's score; then the
+    update (a sparser row goes region by region, skipping the missing ones: :func:`_sparse_rows`).
+    A missing neighbour adds +0.0 (which changes no sum that starts at +0.0): the same operations in
+    the same order as the sparse rows and the kernels' batch (:func:`spatial_score8`), so the same
+    bits (``tests/test_detect_spatial.py`` checks against the plain reference).
     ``zc``, ``w``: scratch of ``z``'s length and dtype; ``acc``, ``cnt``: float64 scratch of
     that length (each allocated when None).
     """
@@ -188,29 +239,17 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
         return
     for r in range(n):
         a = 0.0
-        mf = 0.0
+        mf = _F0
         for j in range(indptr[r], indptr[r + 1]):
             k = indices[j]
-            a += zc[k]
-            mf += w[k]
+            a += np.float64(np.float32(zc[k]))
+            mf += np.float32(w[k])
         acc[r] = a
         cnt[r] = mf
-    for r in range(n):                     # the contrast's score, vectorised (float64, 4 lanes)
-        mf = cnt[r]
-        m = mf if mf >= 1.0 else 1.0
-        d = (np.float64(zc[r]) - acc[r] / m) / math.sqrt(1.0 + 1.0 / m)
-        # t4_sf(|d|), as :func:`engine.detect.special.t4_sf` computes it for t >= 0
-        a = abs(d)
-        q = math.sqrt(4.0 + a * a)
-        omw = 4.0 / (q * (q + a))
-        tail = 0.5 * omw * omw * (1.0 + 0.5 * a / q)
-        if direction == 1:
-            sc = 1.0 - tail if d > 0.0 else 0.0
-        elif direction == -1:
-            sc = 1.0 - tail if d < 0.0 else 0.0
-        else:
-            sc = 1.0 - 2.0 * tail
-        acc[r] = sc
+    for r in range(n):                     # the contrast's score (float32, vectorised)
+        mf = np.float32(cnt[r])
+        m = mf if mf >= _F1 else _F1
+        acc[r] = _score32(np.float32(zc[r]), acc[r], m, direction)
     lo = np.float64(min_nb if min_nb > 1 else 1)
     for r in range(n):
         old = score[r]
@@ -222,52 +261,25 @@ def spatial_pass(z, indptr, indices, direction, min_nb, score, det, code, zc=Non
 
 
 
-@njit(error_model="numpy")
-def spatial_score8(zc8, dirv, indptr, indices, min_nb, acc8, cnt8, dirf):
-    """The spatial scores of :data:`LANES` residual rows at once: ``zc8`` (flat, ``LANES * n``,
+@njit
+def spatial_score8(zc8, dirv, indptr, indices, min_nb, out8):
+    """The spatial scores of :data:`LANES` residual rows at once: ``zc8`` (float32, flat, ``LANES * n``,
     region-major: region ``r``'s lanes at ``LANES * r``; :func:`spatial_lanes_in`), clipped at
-    :data:`Z_CLIP` (:func:`spatial_clip`), NaN where missing.
+    :data:`Z_CLIP` (:func:`spatial_clip`), NaN where missing; ``dirv`` the lanes' directions
+    (``LANES``, float or integer).
 
     Every row shares the adjacency, so one neighbour index serves eight lanes (one 32-byte load of
-    float32, :func:`_sum_lanes`) instead of one. Each lane adds the same float64 terms in the same
-    CSR order as :func:`spatial_pass`'s dense path (a missing neighbour adds +0.0); its score is the
-    tail of ``|d|`` in direction ``dirv[lane]`` (float), the same function in float64 written with one
-    division and one square root instead of five and two (docs/detect.md, "Detectors stage ...
-    (eleventh session)"): with ``e = m z - sum`` (one rounding: ``m z`` is exact, and so is the float64
-    sum of a few float32 terms of like magnitude), ``d = e / sqrt(m (m + 1))`` and the t(4) tail's
-    ``w = |d| / sqrt(4 + d^2) = |e| / sqrt(4 m (m + 1) + e^2)``, ``tail = (1 - w)^2 (1 + w / 2) / 2``.
-    ``1 - w`` cancels at most ~6 bits (the clip bounds ``|e| <= 2 Z_CLIP m``, so ``w <= 0.9864``):
-    the score differs from :func:`spatial_pass`'s by ~1e-15, far below the float32 score it is
-    stored as (the scores are probabilities compared with the WARN / CRITICAL levels); the sign of
-    ``d`` is taken from ``e`` (one rounding) where ``z - sum / m`` takes two. ``tests/test_detect_spatial.py``
-    compares both and the plain reference. ``acc8`` (float64) receives each region's score per lane
-    (region-major as the table), NaN where there is none (region missing, too few neighbours);
-    ``cnt8`` float32 scratch of that length, ``dirf`` float64 scratch of that length (each lane's
-    direction beside it: read with the lane's index, the score loop vectorises; a read of
-    ``dirv[q % LANES]`` per element kept it scalar, 3.5x the time). Back into rows with
-    :func:`spatial_lanes_out`, then :func:`spatial_raise` each.
+    float32) instead of one, and each region's eight scores are one vector computation
+    (:func:`_score_lanes8`: the neighbour sums, the count, :func:`_score32`'s score): the same bits as
+    :func:`spatial_pass` and :func:`spatial_sparse` give each row. ``out8`` (float32, ``LANES * n``)
+    receives each region's scores (region-major, as the table), NaN where there is none (region
+    missing, too few neighbours). Back into rows with :func:`spatial_lanes_out`, then
+    :func:`spatial_raise` each.
     """
     n = indptr.shape[0] - 1
+    lo = np.float32(min_nb if min_nb > 1 else 1)
     for r in range(n):
-        q = LANES * r
-        _sum_lanes(zc8, indices, indptr[r], indptr[r + 1], acc8, cnt8, q)
-        for u in range(LANES):
-            dirf[q + u] = dirv[u]
-    lo = np.float64(min_nb if min_nb > 1 else 1)
-    for q in range(LANES * n):             # the contrast's score (float64, vectorised; one division, one root)
-        mf = np.float64(cnt8[q])
-        m = mf if mf >= 1.0 else 1.0
-        zq = np.float64(zc8[q])
-        e = zq * m - acc8[q]               # m * (z - mean): d = e / sqrt(m (m + 1))
-        w = abs(e) / math.sqrt(4.0 * m * (m + 1.0) + e * e)    # |d| / sqrt(4 + d^2)
-        omw = 1.0 - w                      # >= 0.0136: |z|, |mean| <= Z_CLIP
-        tail = 0.5 * omw * omw * (1.0 + 0.5 * w)
-        dr = dirf[q]
-        up = 1.0 - tail if e > 0.0 else 0.0
-        dn = 1.0 - tail if e < 0.0 else 0.0
-        sc = up if dr == 1.0 else (dn if dr == -1.0 else 1.0 - 2.0 * tail)
-        acc8[q] = sc if ((zq == zq) & (mf >= lo)) else math.nan
-
+        _score_lanes8(zc8, indices, indptr[r], indptr[r + 1], dirv, lo, out8, LANES * r)
 
 
 def _transpose8x8(builder, rows):
@@ -357,18 +369,59 @@ def spatial_lanes_out(acc8, sb):
             sb[u, r] = acc8[LANES * r + u]
 
 
+@intrinsic
+def _raise8(typingctx, sc, score, det, code, k):
+    """:func:`spatial_raise` on the :data:`LANES` entries ``[k, k + LANES)``: one vector load, compare,
+    select and store each of ``sc``, ``score`` (float32) and ``det`` (int8). No bounds check."""
+    def codegen(context, builder, signature, args):
+        st, ot, dt, _, _ = signature.args
+        s_v, o_v, d_v, c_v, kk = args
+        s_a, o_a, d_a = (context.make_array(t)(context, builder, v) for t, v in ((st, s_v), (ot, o_v), (dt, d_v)))
+        vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+        vb = llvm_ir.VectorType(llvm_ir.IntType(8), LANES)
+        ps = builder.bitcast(builder.gep(s_a.data, [kk]), vf.as_pointer())
+        po = builder.bitcast(builder.gep(o_a.data, [kk]), vf.as_pointer())
+        pd = builder.bitcast(builder.gep(d_a.data, [kk]), vb.as_pointer())
+        s = builder.load(ps, align=4)
+        old = builder.load(po, align=4)
+        d0 = builder.load(pd, align=1)
+        up = builder.and_(builder.fcmp_ordered("ord", s, s), builder.fcmp_unordered(">", s, old))
+        c8 = builder.trunc(c_v, llvm_ir.IntType(8))
+        cv = builder.insert_element(llvm_ir.Constant(vb, None), c8, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        cv = builder.shuffle_vector(cv, cv, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
+        new = builder.select(up, s, old)
+        if "x86_64" in builder.module.triple:
+            # the blend made opaque (an empty inline asm in a vector register): LLVM's x86 backend
+            # otherwise turns ``store(select(up, s, load p), p)`` into a masked store (``vmaskmovps``,
+            # microcoded on AMD: the raise stayed at ~1 ns an entry with it)
+            new = builder.asm(llvm_ir.FunctionType(vf, [vf]), "", "=x,0", [new], False)
+        builder.store(new, po, align=4)
+        builder.store(builder.select(up, cv, d0), pd, align=1)
+        return context.get_dummy_value()
+    arrs = (sc, score)
+    if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and x.dtype == types.float32 for x in arrs)
+            and isinstance(det, types.Array) and det.ndim == 1 and det.layout == "C" and det.dtype == types.int8
+            and isinstance(code, types.Integer)):
+        return None
+    return types.void(sc, score, det, code, types.intp), codegen
+
+
 @njit
 def spatial_raise(sc, score, det, code):
     """A lane's scores held as a row (:func:`spatial_lanes_out`) raised into it as :func:`spatial_pass`
-    does: ``score`` raised to ``sc`` where higher or NaN (``det = code`` there), NaN in ``sc`` = no score. Branch-free
-    (vectorises; the raise's outcome is data-dependent: a branch a region mispredicts)."""
-    for r in range(score.shape[0]):
+    does: ``score`` raised to ``sc`` where higher or NaN (``det = code`` there), NaN in ``sc`` = no score.
+    ``sc``, ``score`` float32 and ``det`` int8 (the kernels' rows, C-contiguous): :data:`LANES` entries a
+    vector (:func:`_raise8`; a plain loop stayed mostly scalar, ~1 ns an entry), then the rest one by one."""
+    n = score.shape[0]
+    nb = n - n % LANES
+    for k in range(0, nb, LANES):
+        _raise8(sc, score, det, code, k)
+    for r in range(nb, n):
         s = sc[r]
         old = score[r]
-        up = (s == s) & ((old != old) | (s > old))
-        d0 = det[r]
-        score[r] = np.float32(s) if up else old
-        det[r] = code if up else d0
+        if (s == s) and ((old != old) or (s > old)):
+            score[r] = s
+            det[r] = code
 
 
 @njit(error_model="numpy")
