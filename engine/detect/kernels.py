@@ -407,18 +407,19 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
             mu = e
             sd = sigma
         zr = (xv - mu) / sd
-        # detector 1: t(4), its score in closed form with one division and one square root:
-        # P(|T| <= a) = a (a^2 + 6) / (a^2 + 4)^(3/2), and the one-sided score 1 - tail = (1 + that) / 2
-        # (the tail itself is not formed: the score is 1 - tail rounded to float32 either way)
+        # detector 1: t(4) tail, closed form with one division:
+        # g = 1 / (q^2 (q + a)), 1 - w = 4 q g, w = a / q = a q (q + a) g
         a = abs(zr)
         a = _AMAX if a > _AMAX else a                   # no float32 overflow; NaN kept
         q2 = _4 + a * a
-        w = a * (q2 + _2) / (q2 * math.sqrt(q2))
-        w = _1 if w > _1 else w                         # rounding: at most 1 (NaN kept)
+        q = math.sqrt(q2)
+        g = _1 / (q2 * (q + a))
+        omw = _4 * q * g
+        tail = _05 * omw * omw * (_1 + _05 * a * q * (q + a) * g)
         if direction == 0:
-            sc1 = w
+            sc1 = _1 - _2 * tail
         else:
-            sc1 = _05 + _05 * w if dirf * zr > _0 else _0
+            sc1 = _1 - tail if dirf * zr > _0 else _0
         # detector 3: CUSUM (capped); CP is the bad side's sum (C- of a down_bad row: on -z),
         # CN the C- of a two-sided row
         zc = zr if zr < cclip else cclip
