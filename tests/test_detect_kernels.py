@@ -347,10 +347,10 @@ def test_vectorised_count_tail_equals_the_exact_one(sparse):
         # as the row pass leaves a count row: a warm series scored by its CUSUM (a zero count tail)
         score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
         code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
-        nfb = _count_vec_pass(x, direction, 1.5, ms, var, score, code,
+        nfb = _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code,
                               np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32))
         assert 0 < nfb < n - 50 and np.isfinite(ms).sum() == nfb
-        _count_fallback(x, direction, 1.5, ms, var, score, code)
+        _count_fallback(x, direction, 1.5, ms, var, c3, score, code)
         assert (score[:50] == 0.5).all() and (code[:50] == 7).all()
         want = np.array([count_score(float(x[i]), float(mu[i]), float(var[i]), direction, 1.5) for i in range(50, n)])
         best = np.maximum(want, c3[50:])
@@ -378,7 +378,7 @@ def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
         ms = mu.copy()
         score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
         code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
-        assert _count_vec_pass(x, 1, 1.5, ms, var, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
+        assert _count_vec_pass(x, 1, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
                                np.empty(n, np.int32)) == 0
         assert (score[:4] == 0.5).all() and (code[:4] == 7).all()
         good = np.arange(4, n) != 10 if x_hi is not None else np.ones(n - 4, bool)

@@ -306,12 +306,8 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
     type in the loop, so LLVM vectorises it at full float32 width. The threshold detector
     is combined afterwards (:func:`_thr_pass`, rows with levels only). Count rows get their
-    CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s``
-    for :func:`_count_vec_pass`. ``c3_s`` is not written (a scratch
-    argument kept for the callers): the count pass recovers a warm series' CUSUM score from
-    ``score`` / ``det`` -- ``score`` where the code is 3, else 0 -- bit for bit, because a count
-    row's warm series is scored ``max(0, sc3)`` here with code 3 exactly where ``sc3 > 0``
-    (docs/detect.md, "Row loop ... (fifteenth session)").
+    CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s`` / ``c3_s``
+    for :func:`_count_vec_pass`.
 
     **Count rows** learn on the count's own terms: the level (the expected count off the
     profile) is kept ``>= 0``, and the spread ``D`` -- the unit of the shared profile -- at least
@@ -452,8 +448,9 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         score[r] = best
         det[r] = code if best > _0 else _C_NONE
         z[r] = zr if sc_ok else _NAN
-        mu_s[r] = mu if sc_ok else _NAN     # read by the count pass only (stored on every row: under
-        var_s[r] = var                      # ``if is_count`` LLVM masks the stores, +8 %)
+        mu_s[r] = mu if sc_ok else _NAN
+        var_s[r] = var
+        c3_s[r] = sc3
         # robust learning
         res = xv - e
         dev = abs(xv - l)
@@ -655,15 +652,14 @@ def _count_mark(x, up, down, mu_s):  # pragma: no cover - compiled
 
 
 @njit(fastmath=_FAST, error_model="numpy")
-def _count_vec_pass(x, direction, overdisp, mu_s, var_s, score, det, cw, ci):  # pragma: no cover - compiled
+def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover - compiled
     """Detector 2 over a count row, vectorised (float32), combined with the CUSUM; returns the
     number of series left to :func:`_count_fallback` (then marked by a non-NaN ``mu_s``, every
     other series NaN; with 0 returned ``mu_s`` is left as it was).
 
     The row pass has already scored every warm series as a zero count tail would (its CUSUM's
     score, code 3, or 0 with code 0: a one-sided row's good side scores exactly that); this pass
-    rewrites only the series with a tail, combined with that CUSUM score (read back from ``score``
-    where ``det`` is 3, else 0: :func:`_row_pass`). The tail is the sum of the first :data:`COUNT_TERMS`
+    rewrites only the series with a tail. The tail is the sum of the first :data:`COUNT_TERMS`
     probability masses, ``pmf_0 = exp(-mu)`` (Poisson) or ``p**r`` (negative binomial,
     ``p = mu / var``, ``r = mu p / (1 - p)``; :func:`_count_first`) and the ratio of successive
     masses: exact up to float32 rounding (~1e-6 absolute on a score) for a count below
@@ -792,7 +788,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, score, det, cw, ci):  #
             sc2 = _1 - pp if pp < _1 else _0
         best = sc2
         code = _C_COUNT
-        c3 = score[r] if det[r] == _C_CUSUM else _0     # the row pass's CUSUM score (its docstring)
+        c3 = c3_s[r]
         if c3 > best:
             best = c3
             code = _C_CUSUM
@@ -802,7 +798,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, score, det, cw, ci):  #
 
 
 @njit
-def _count_fallback(x, direction, overdisp, mu_s, var_s, score, det):  # pragma: no cover - compiled
+def _count_fallback(x, direction, overdisp, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
     """The exact count tail (float64) of the series :func:`_count_vec_pass` left (non-NaN ``mu_s``)."""
     for r in range(x.shape[0]):
         mu = np.float64(mu_s[r])
@@ -810,7 +806,7 @@ def _count_fallback(x, direction, overdisp, mu_s, var_s, score, det):  # pragma:
             continue
         best = count_score(np.float64(x[r]), mu, np.float64(var_s[r]), direction, overdisp)
         code = CODE_COUNT
-        sc3 = np.float64(score[r]) if det[r] == CODE_CUSUM else 0.0   # the row pass's CUSUM score
+        sc3 = np.float64(c3_s[r])
         if sc3 > best:
             best = sc3
             code = CODE_CUSUM
@@ -894,8 +890,8 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
     n_reg = x.shape[0]
     has_thr = not math.isnan(warn)
     if is_count and _any_warm(mu_s):
-        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, score, det, cw, ci) > 0:
-            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, score, det)
+        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
     if seasonal and cnt > 0:
         _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
         if p2 >= 0:
