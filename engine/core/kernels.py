@@ -560,38 +560,21 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
                  ringMax, ringN32, ringO32, wide):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
     ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
-    cell is overwritten); returns the members with a value (the count).
-
-    The sum, the ones' count and the extremes run in local variables, started from the cells and
-    written back once: the same operations in the same order as adding into the cells member by
-    member (the same bits), but the ring cells (float64 arrays that may alias, so every update was
-    a store and a reload) are no longer a chain through memory per member: ~25 ns a member before
-    (the fifteenth session, docs/core.md)."""
+    cell is overwritten); returns the members with a value (the count)."""
     c = 0
-    sm = ringS[oS + i] if oS >= 0 else 0.0
-    co = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
-    mn = ringMin[oMin + i] if oMin >= 0 else np.inf
-    mx = ringMax[oMax + i] if oMax >= 0 else -np.inf
     for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
         if math.isnan(v):
             continue
         c += 1
-        sm += v
-        if v == 1.0:
-            co += 1
-        if v < mn:
-            mn = v
-        if v > mx:
-            mx = v
-    if oS >= 0:
-        ringS[oS + i] = sm
-    if oO >= 0:
-        _cnt_set(ringO, ringO32, wide, oO + i, co)
-    if oMin >= 0:
-        ringMin[oMin + i] = mn
-    if oMax >= 0:
-        ringMax[oMax + i] = mx
+        if oS >= 0:
+            ringS[oS + i] += v
+        if oO >= 0 and v == 1.0:
+            _cnt_set(ringO, ringO32, wide, oO + i, _cnt(ringO, ringO32, wide, oO + i) + 1)
+        if oMin >= 0 and v < ringMin[oMin + i]:
+            ringMin[oMin + i] = v
+        if oMax >= 0 and v > ringMax[oMax + i]:
+            ringMax[oMax + i] = v
     _cnt_set(ringN, ringN32, wide, oN + i, c)
     return c
 
