@@ -704,18 +704,11 @@ def _mm_slide(ring, mmRun, o, off, k, W, Rm, n, mx):  # pragma: no cover - compi
         if (vn >= run) if mx else (vn <= run):  # the new bucket holds the extreme (whatever left)
             mmRun[o + i] = vn
         elif run != empty and ring[ol + i] == run:  # the extreme left: recompute from the ring
-            # (no bucket of the window passes ``run``, the extreme of the previous window, which
-            # held them all; so the first bucket, newest first, that equals ``run`` is the extreme,
-            # the one the whole scan would keep (it keeps the newest of equal extremes): the scan
-            # stops there. Ties are common: the leaving bucket often only shares the extreme)
             acc = empty
             sl = k % Rm  # buckets k, k - 1, .. k - W + 1 (slots counted down, wrapped)
             for c in range(W):
                 v = ring[off + sl * n + i]
                 sl = sl - 1 if sl > 0 else Rm - 1
-                if v == run:
-                    acc = v
-                    break
                 if mx:
                     if v > acc:
                         acc = v
