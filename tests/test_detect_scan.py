@@ -1166,3 +1166,89 @@ def test_observe_on_sparse_counts_matches_reference(seed):
         want = ref.scan_reference(obs, exp, zl, 0, 0, 0.05, TABLE)
         np.testing.assert_array_equal(found[:, [0, 2, 3, 4]], want[:, [0, 2, 3, 4]])
         assert nf == int(np.count_nonzero(~np.isnan(want[:, 0])))
+
+
+# ----------------------------------------------------------------------------- fifteenth session: the replicas' skip draw
+
+def _skip_tables_of(exp):
+    """The engine's draw tables of cells ``exp`` (fill, n) (row 0 the newest): mcell, F, plast, J and the
+    skip classes of ``_skip_tables`` (nd, dcell, cptr, ccell, cpb, clq, D, cF0; the table cell-major, Ft,
+    in F's place), the normal-approximation cells."""
+    from engine.detect.scan import SKIP_LAST, _skip_tables
+
+    fill, n = exp.shape
+    ncell = n * fill
+    mcell, off = np.empty(ncell), np.empty(ncell, dtype=np.uint64)
+    F, plast = np.empty((POISSON_TABLE, ncell)), np.empty(ncell)
+    _, J = _cell_tables(np.ascontiguousarray(exp[::-1]), fill, fill, mcell, off, F, plast)
+    dcell, ccell = np.empty(ncell, dtype=np.int64), np.empty(ncell, dtype=np.int64)
+    cptr = np.empty(SKIP_LAST + 2, dtype=np.int64)
+    cpb, clq = np.empty(SKIP_LAST + 1), np.empty(SKIP_LAST + 1)
+    Ft, D, cF0 = np.empty((ncell, J)), np.empty((J, ncell)), np.empty(ncell)
+    nd = _skip_tables(F, ncell, dcell, cptr, ccell, cpb, clq, Ft, D, cF0)
+    np.testing.assert_array_equal(Ft, F[:J].T)
+    special = np.flatnonzero(mcell > 50.0).astype(np.int64)
+    return mcell, Ft, plast, J, (nd, dcell, cptr, ccell, cpb, clq, D, cF0), special
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_skip_draws_equal_the_reference(seed):
+    """``_draw_skip`` gives ``scan_reference.skip_draw_reference``'s counts, cell for cell (direct cells,
+    every skip class, cells past the table, normal approximation, no expectation, chances that round to
+    0), writes only where it lists, and lists every cell with a count."""
+    from engine.detect.scan import _draw_skip
+
+    rng = np.random.default_rng(seed)
+    n, fill = 40, 4
+    exp = rng.choice([0.0, 1e-18, 1e-6, 0.004, 0.05, 0.1, 0.13, 0.7, 3.0, 9.0], size=(fill, n)).astype(np.float32)
+    exp[0, :3] = [55.0, 20.0, 45.0]
+    mcell, F, plast, J, sk, special = _skip_tables_of(exp)
+    k = np.zeros(n * fill)
+    nz = np.empty(n * fill + len(special), dtype=np.int64)
+    tails = 0
+    for rep in range(150):
+        nnz = _draw_skip(np.uint64(31 + seed), np.uint64(rep) << np.uint64(32), mcell, F, plast, J, *sk, special, np.empty(n * fill), np.empty(n * fill), k, nz)
+        want = sref.skip_draw_reference(31 + seed, rep, exp.astype(np.float64))
+        np.testing.assert_array_equal(k.reshape(n, fill).T, want)
+        assert set(np.flatnonzero(k).tolist()) <= set(nz[:nnz].tolist())
+        tails += int((want >= J).sum())
+        k[nz[:nnz]] = 0.0
+        assert not k.any()
+    assert tails > 0
+
+
+def test_skip_draws_are_independent_poisson():
+    """The null distribution of the skip draw: each cell's counts over 20,000 replicas have Poisson(m)'s
+    frequencies (every count expected 20 times or more, within 4.5 standard deviations, and P(X > 0)),
+    and two cells of one skip class have a count together as often as independent ones would."""
+    from engine.detect.scan import _draw_skip
+    from scipy.stats import poisson
+
+    ms = np.array([1e-4, 0.004, 0.03, 0.03, 0.1, 0.1, 0.13, 0.5, 2.0, 7.0, 30.0, 60.0])
+    exp = np.repeat(ms[None, :], 2, axis=0).astype(np.float32)      # 2 windows x 12 regions
+    fill, n = exp.shape
+    mcell, F, plast, J, sk, special = _skip_tables_of(exp)
+    N = 20_000
+    counts = np.empty((N, n * fill))
+    k = np.zeros(n * fill)
+    nz = np.empty(n * fill + len(special), dtype=np.int64)
+    for rep in range(N):
+        nnz = _draw_skip(np.uint64(5), np.uint64(rep) << np.uint64(32), mcell, F, plast, J, *sk, special, np.empty(n * fill), np.empty(n * fill), k, nz)
+        counts[rep] = k
+        k[nz[:nnz]] = 0.0
+    for i in range(n * fill):
+        m = float(np.float32(mcell[i]))
+        if m > 50.0:
+            continue                                                 # the normal approximation: as before
+        x = counts[:, i]
+        q = 1.0 - math.exp(-m)
+        assert abs((x > 0).mean() - q) <= 4.5 * math.sqrt(q * (1 - q) / N) + 1e-12, (m, (x > 0).mean(), q)
+        for c in range(int(x.max()) + 1):
+            pc = poisson.pmf(c, m)
+            if pc * N >= 20:
+                assert abs((x == c).mean() - pc) <= 4.5 * math.sqrt(pc * (1 - pc) / N), (m, c)
+    # two cells of the class of m = 0.1 (regions 4 and 5, both windows), and of 0.03
+    for a, b in ((4 * fill, 5 * fill + 1), (2 * fill, 3 * fill), (4 * fill, 4 * fill + 1)):
+        pa, pb = (counts[:, a] > 0).mean(), (counts[:, b] > 0).mean()
+        both = ((counts[:, a] > 0) & (counts[:, b] > 0)).mean()
+        assert abs(both - pa * pb) <= 4.5 * math.sqrt(pa * pb / N) + 2e-4, (a, b, both, pa * pb)
