@@ -5,11 +5,7 @@
   8, 12, ... counts, then all of them).
 * :func:`tail_bound_reference`: the union bound of ``P(max LLR >= L)`` over every zone-window,
   Poisson tails from scipy.
-* :func:`skip_draw_reference`: one replica's counts as the engine draws them (cells with a fair
-  chance of a count a uniform each, the others found by geometric skips over classes of that chance:
-  ``engine.detect.scan._draw_skip``), and :func:`scan_reference_skip`, the scan of
-  :func:`detect_reference.scan_reference` with those replicas.
-* :func:`scan_reference_cells`: :func:`scan_reference_skip` on those cells, with the
+* :func:`scan_reference_cells`: :func:`detect_reference.scan_reference` on those cells, with the
   p-values of clusters no replica reached refined by the bound, and the window in cycles -- what
   :func:`engine.detect.scan.scan_indicator` must return.
 """
@@ -78,105 +74,13 @@ def tail_bound_reference(cells_exp, zones, L):
     return min(exact, 1.0), min(chern, 1.0)
 
 
-_M64 = (1 << 64) - 1
-_GAMMA = 0x9E3779B97F4A7C15
-
-
-def _inverse(u, m):
-    """Poisson(m)'s inverse CDF at ``u`` (the pmf recurrence from exp(-m), as ``detect_reference.poisson_draw``)."""
-    k, p = 0.0, math.exp(-m)
-    f = p
-    while u > f and k < 1000.0:
-        k += 1.0
-        p *= m / k
-        f += p
-    return k
-
-
-def skip_draw_reference(seed, rep, ex):
-    """Replica ``rep``'s counts (fill, n) of cells with expectations ``ex`` (fill, n), as
-    ``engine.detect.scan._draw_skip`` draws them. Cells in the engine's order (region, then window);
-    the uniforms are numbers ``rep * 2**32, rep * 2**32 + 1, ...`` of the stream of ``seed``.
-
-    ``p = 1 - exp(-m)``, the chance of a count (cells with ``0 < m <= 50``). First every cell with
-    ``p > 1/8``: a uniform ``u``, the count by inversion. Then the other cells with ``p > 0`` in classes
-    ``c = 2 .. 60`` (``p <= 2**-c``, ``p > 2**-c / 2`` but in the last), class by class: a uniform ``g``
-    skips ``floor(log(g) / log1p(-2**-c))`` cells of the class, the next cell takes a uniform ``v`` and
-    is drawn by inversion at ``u = 1 - v 2**-c`` -- where the cell's own uniform is above ``1 - 2**-c``,
-    which happens to each cell independently with probability ``2**-c`` (hence geometric gaps); an
-    empty class takes no uniform; a cell not reached has count 0. Last the cells above 50, two uniforms each (normal approximation)."""
-    fill, n = ex.shape
-    cells = [(r, w) for r in range(n) for w in range(fill)]
-    stream = ref.SplitMix((int(seed) + ((int(rep) << 32) * _GAMMA)) & _M64)
-    X = np.zeros((fill, n))
-    classes = {c: [] for c in range(2, 61)}
-    for r, w in cells:
-        m = float(ex[w, r])
-        if m <= 0.0 or m > 50.0:
-            continue
-        p = 1.0 - math.exp(-m)
-        if p > 0.125:
-            X[w, r] = _inverse(stream.uniform(), m)
-        elif p > 0.0:
-            c, pb = 2, 0.25
-            while c < 60 and p <= 0.5 * pb:
-                c, pb = c + 1, 0.5 * pb
-            classes[c].append((r, w))
-    for c in range(2, 61):
-        pb = 2.0 ** -c
-        t = -1
-        while classes[c]:                               # (an empty class takes no uniform)
-            t += 1 + math.floor(math.log(stream.uniform()) / math.log1p(-pb))
-            if t >= len(classes[c]):
-                break
-            r, w = classes[c][t]
-            X[w, r] = _inverse(1.0 - stream.uniform() * pb, float(ex[w, r]))
-    for r, w in cells:
-        m = float(ex[w, r])
-        if m > 50.0:
-            u1, u2 = stream.uniform(), stream.uniform()
-            g = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-            X[w, r] = max(math.floor(m + math.sqrt(m) * g + 0.5), 0.0)
-    return X
-
-
-def scan_reference_skip(obs, exp, zones, replicas, seed, alpha, table, max_clusters=3):
-    """:func:`detect_reference.scan_reference` (clusters, every replica in full, every zone scanned, the
-    stopping rule applied afterwards) with replica ``k`` drawn by :func:`skip_draw_reference` (``rep = k
-    - 1``)."""
-    fill, n = obs.shape
-    ex = exp.astype(np.float64)
-    M = np.zeros((fill, n))
-    for w in range(fill):
-        for r in range(n):
-            M[w, r] = ex[w, r] + (M[w - 1, r] if w else 0.0)
-    found = ref.scan_reference(obs, exp, zones, 0, seed, alpha, table, max_clusters)   # the clusters
-    clusters = [tuple(row) for row in found if not np.isnan(row[0])]
-    if not clusters:
-        return found
-    h = int(math.floor(alpha * replicas)) + 1
-    exceed = [0] * len(clusters)
-    stop = [0] * len(clusters)
-    for k in range(1, replicas + 1):
-        Cr = np.cumsum(skip_draw_reference(seed, k - 1, ex), axis=0)
-        rmax = max(ref._zone_llrs(Cr, M, zones, table).values())
-        for q, cl in enumerate(clusters):
-            if rmax >= cl[0] and not stop[q]:
-                exceed[q] += 1
-                if exceed[q] == h:
-                    stop[q] = k
-    for q in range(len(clusters)):
-        found[q, 1] = h / stop[q] if stop[q] else (1.0 + exceed[q]) / (replicas + 1.0)
-    return found
-
-
 def scan_reference_cells(obs, exp, zones, replicas, seed, alpha, table, stride=1, tail=False):
     """What ``scan_indicator`` returns for a ring whose newest ``fill`` cycles are ``obs``, ``exp``
     (row 0 the newest): the reference scan of the cells; with ``tail``, a cluster that no replica
     reached (``p = 1 / (R + 1)``, not stopped) gets ``min(1 / (R + 1), bound)`` where the Chernoff sum is
     below ``1 / (R + 1)``; the window in cycles."""
     co, ce, lengths = cells_reference(obs, exp, stride)
-    want = scan_reference_skip(co, ce, zones, replicas, seed, alpha, table)
+    want = ref.scan_reference(co, ce, zones, replicas, seed, alpha, table)
     floor_p = 1.0 / (replicas + 1.0)
     for q in range(want.shape[0]):
         if np.isnan(want[q, 0]):

@@ -44,17 +44,13 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
 * the screen's mirror (``tail`` only, no normal-approximation cell): a cluster whose union bound
   ``U`` (below) gives ``R U <= SURE_EPS`` = 1e-6 needs no replicas of its own: they stop once the
   clusters below it have stopped, and its p is ``U`` -- what all ``R`` replicas give unless one
-  of them reaches it (probability <= ``R U``). Series with a count expected in many cells clear
-  every cell a replica and evaluate every region.
+  of them reaches it (probability <= ``R U``). Series with a count expected in many cells draw
+  every cell without a branch (:func:`_draw_dense`, the same draws).
 * a replica needs its max LLR only where it reaches the lowest LLR still tested, ``T``:
-  whole counts are drawn by inversion from a table (``F[k] = P(X <= k)`` per cell, the draw is
-  ``#{k: u > F[k]}``), and only the cells with a count are drawn (a few % of the cells of
-  low-count series): a cell whose chance of a count ``1 - F[0]`` is above 1/8 takes a uniform
-  of its own; the others, grouped by that chance (at most ``2**-c``), are reached by geometric
-  skips over the cells whose uniform would exceed ``1 - 2**-c`` (:func:`_draw_skip`: the same
-  null distribution as one uniform a cell, ~2 uniforms a cell with a count instead of one a
-  cell; since 2026-11-30, fifteenth session; before, every cell's own uniform by its number in
-  the stream, :func:`_draw_replica`). The LLR is subadditive
+  whole counts are drawn by table lookup (``F[k] = P(X <= k)`` per cell, the draw is
+  ``#{k: u > F[k]}``; the uniforms are ``q / 2**53`` for whole ``q``, so the replicas compare
+  ``q`` with ``floor(F[k] * 2**53)`` and count only the cells past ``F[0]``, a few % of the
+  cells of low-count series: :func:`_draw_sparse`, the same draws). The LLR is subadditive
   over regions (``LLR(zone) <= sum of its regions' LLRs``, each region's cell being its count
   and expectation over the window), so a zone-window can reach ``T`` only where its cells' LLRs
   sum to ``T`` (less a margin above the formulas' rounding, :func:`_zone_margin`), and then one
@@ -91,9 +87,9 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
 
 Replicas use a splitmix64 generator seeded from (seed, indicator, cycle number), so a
 cycle's p-values do not depend on threads, on batch replay, on the order of the indicators
-or on the other indicators. Replica ``k`` (0-based) takes the uniforms numbered ``k 2**32``,
-``k 2**32 + 1``, ... of the stream (counter-based), in the order of :func:`_draw_skip`. Counts
-with a cell mean above 50 are drawn from the normal approximation. The kernels find every
+or on the other indicators. The uniform of a cell is addressed by its number in the stream
+(counter-based), in the order of :func:`_poisson` (windows, then regions). Counts with a
+cell mean above 50 are drawn from the normal approximation. The kernels find every
 indicator's clusters first, then run the Monte Carlo over the indicators ranked by observed
 LLR (the expensive, significant ones spread over the threads).
 
@@ -410,161 +406,8 @@ def _draw_dense(seed, base, mcell, off, og, F, Q, plast, J, special, qv, k):  # 
         k[i] = _normal_count(mcell[i], qv[i] * _UNIT, _uniform_at(seed, base + off[i] + np.uint64(1)))
 
 
-#: cells whose chance of a count in a replica (``1 - F[0]``) is above this draw a uniform each
-#: (:func:`_draw_skip`); the others are grouped by that chance, at most ``2**-c`` (``c`` >= 2), and found
-#: by geometric skips
-SKIP_DIRECT = 0.125
-#: the last skip class: cells with a chance of a count at most ``2**-SKIP_LAST`` share it
-SKIP_LAST = 60
-
-
-@njit
-def _skip_tables(F, ncell, dcell, cptr, ccell, cpb, clq, Ft, D, cF0):  # pragma: no cover - compiled
-    """Set-up of :func:`_draw_skip` from the replicas' cumulative table ``F`` (:func:`_cell_tables`).
-
-    ``p = 1 - F[0, i]`` is the chance that cell ``i`` draws a count (exact: ``F[0] >= 1/2`` there
-    below ``SKIP_DIRECT``; 0 for the cells without a table: no expectation, normal approximation).
-    Cells with ``p > SKIP_DIRECT`` go to ``dcell`` (in cell order); a cell with ``0 < p <=
-    SKIP_DIRECT`` to class ``c`` (2 .. ``SKIP_LAST``): the smallest power ``pb = 2**-c`` with ``p <=
-    pb`` and ``p > pb / 2`` (``c = SKIP_LAST``: any ``p <= pb``), its cells in cell order at
-    ``ccell[cptr[c]:cptr[c + 1]]``; ``cpb[c] = pb``, ``clq[c] = log1p(-pb)``. ``Ft`` (ncell, J): ``F``
-    cell-major (a cell's table in one or two cache lines); ``D`` (J, ncell): the direct cells' columns of
-    ``F`` in their order (first ``nd``); ``cF0``: ``F[0]`` of the class cells in their order. Returns the
-    direct cells ``nd``."""
-    nd = 0
-    for c in range(SKIP_LAST + 2):
-        cptr[c] = 0
-    for i in range(ncell):
-        p = 1.0 - F[0, i]
-        if p > SKIP_DIRECT:
-            dcell[nd] = i
-            nd += 1
-        elif p > 0.0:
-            c = 2
-            pb = 0.25
-            while c < SKIP_LAST and p <= 0.5 * pb:
-                pb *= 0.5
-                c += 1
-            cptr[c + 1] += 1
-    for c in range(SKIP_LAST + 1):
-        cptr[c + 1] += cptr[c]
-    nxt = cptr[:SKIP_LAST + 1].copy()
-    for i in range(ncell):
-        p = 1.0 - F[0, i]
-        if p <= SKIP_DIRECT and p > 0.0:
-            c = 2
-            pb = 0.25
-            while c < SKIP_LAST and p <= 0.5 * pb:
-                pb *= 0.5
-                c += 1
-            ccell[nxt[c]] = i
-            cF0[nxt[c]] = F[0, i]
-            nxt[c] += 1
-    J = Ft.shape[1]
-    for j in range(J):
-        for d in range(nd):
-            D[j, d] = F[j, dcell[d]]
-    for i in range(ncell):
-        for j in range(J):
-            Ft[i, j] = F[j, i]
-    pb = 1.0
-    for c in range(SKIP_LAST + 1):
-        cpb[c] = pb
-        clq[c] = math.log1p(-pb) if pb < 1.0 else -math.inf
-        pb *= 0.5
-    return nd
-
-
-@njit
-def _table_count(u, i, mcell, Ft, plast, J):  # pragma: no cover - compiled
-    """The count of cell ``i`` for the uniform ``u``: ``#{j < J: u > Ft[i, j]}`` (the inverse CDF; ``Ft``
-    the table cell-major), past the table :func:`_draw_tail`."""
-    j = 0
-    while j < J and u > Ft[i, j]:
-        j += 1
-    if j == J:
-        return _draw_tail(u, mcell[i], J - 1, plast[i], Ft[i, J - 1])
-    return float(j)
-
-
-@njit
-def _draw_skip(seed, base, mcell, Ft, plast, J, nd, dcell, cptr, ccell, cpb, clq, D, cF0, special, uv, kd, k, nz):  # pragma: no cover - compiled
-    """One replica's counts, written where non-zero (into ``k``, which must be zero there: the caller
-    clears what it read), the cells written listed in ``nz``; returns their number. ``uv``, ``kd``:
-    scratch, a float a direct cell. The tables: :func:`_skip_tables` (``D``: the direct cells' table).
-
-    The replica's uniforms are numbers ``base, base + 1, ...`` of the stream of ``seed`` (as
-    :func:`_uniform_at`), taken in this order:
-
-    1. each direct cell ``dcell[:nd]`` (chance of a count above :data:`SKIP_DIRECT`), in order: its
-       uniform ``u``, its count by inversion (:func:`_table_count`);
-    2. each class ``c`` of :func:`_skip_tables` (cells whose chance of a count ``p`` is at most
-       ``pb = 2**-c``), in order: the cells whose uniform would exceed ``1 - pb`` are i.i.d.
-       Bernoulli(``pb``), so the gaps between them are geometric: a uniform ``g`` a gap, skipping
-       ``floor(log(g) / log1p(-pb))`` cells; at each cell reached a uniform ``v``, and the cell's
-       uniform ``u = 1 - v pb`` (uniform above ``1 - pb``, as the cell's own would be there) gives
-       its count by inversion (0 where ``u <= F[0]``); every cell not reached has ``u <= 1 - pb <=
-       F[0]``: count 0;
-    3. each normal-approximation cell (``special``): two uniforms, :func:`_normal_count`.
-
-    Each cell's count is then Poisson(its expectation) by inversion of a uniform, independently of
-    the others: the null distribution of :func:`_draw_replica`'s draws (a different draw of it),
-    with ~2 uniforms a cell with a count in the classes instead of one a cell."""
-    sb = seed + base * np.uint64(_GAMMA)
-    for d in range(nd):                 # the direct cells' uniforms (numbers base + d): one vectorised pass
-        z = _mix(sb + (np.uint64(d) + np.uint64(1)) * np.uint64(_GAMMA))
-        uv[d] = ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740993.0)
-    nnz = 0
-    for d in range(nd):                 # their counts #{j < J: u > F[j]}: whole-table comparisons, no branch
-        kd[d] = 0.0
-    for j in range(J):
-        Dj = D[j]
-        for d in range(nd):
-            kd[d] += 1.0 if uv[d] > Dj[d] else 0.0
-    fj = float(J)
-    nnz = 0
-    for d in range(nd):                 # written and listed without a branch (0 where none: k is 0 there)
-        i = dcell[d]
-        c = kd[d]
-        if c == fj:
-            c = _draw_tail(uv[d], mcell[i], J - 1, plast[i], Ft[i, J - 1])
-        k[i] = c
-        nz[nnz] = i
-        nnz += 1 if c > 0.0 else 0
-    state = sb + np.uint64(nd) * np.uint64(_GAMMA)      # the stream after them (as :func:`_uniform` walks it)
-    for c in range(2, SKIP_LAST + 1):
-        lo = cptr[c]
-        hi = cptr[c + 1]
-        if lo == hi:
-            continue
-        lq = clq[c]
-        pb = cpb[c]
-        t = lo - 1
-        while True:
-            state, g = _uniform(state)
-            gap = math.log(g) / lq
-            if gap >= float(hi - 1 - t):
-                break
-            t += 1 + int(gap)
-            i = ccell[t]
-            state, v = _uniform(state)
-            u = 1.0 - v * pb
-            if u > cF0[t]:
-                k[i] = _table_count(u, i, mcell, Ft, plast, J)
-                nz[nnz] = i
-                nnz += 1
-    for t in range(special.shape[0]):
-        i = special[t]
-        state, u1 = _uniform(state)
-        state, u2 = _uniform(state)
-        k[i] = _normal_count(mcell[i], u1, u2)
-        nz[nnz] = i
-        nnz += 1
-    return nnz
-
-
-#: an indicator's replicas clear and evaluate every cell where the cells expected to get a count are at
-#: least this share of all (else only the regions drawn)
+#: an indicator's replicas draw every cell (:func:`_draw_dense`) where the cells expected to get a
+#: count are at least this share of all (else only those, :func:`_draw_sparse`)
 DENSE_SHARE = 0.2
 #: a cluster gets no replicas where ``R U`` (``U`` its union bound, :func:`_tail_bound`) is at most
 #: this: the chance that any replica reaches it (the mirror of the screen, ``SCREEN_EPS``)
@@ -1355,17 +1198,12 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
             lMc[i] = math.log(Mcell[i]) if Mcell[i] > 0.0 else 0.0
         margin = _zone_margin(Mcell, K, float(table.shape[0]))
         thr = T - margin - 1e-12 * T
-        dcell = np.empty(ncell, dtype=np.int64)      # the replicas' draw (_draw_skip): direct cells, skip classes
-        cptr = np.empty(SKIP_LAST + 2, dtype=np.int64)
-        ccell = np.empty(ncell, dtype=np.int64)
-        cpb = np.empty(SKIP_LAST + 1)
-        clq = np.empty(SKIP_LAST + 1)
-        Ft = np.empty((ncell, J))
-        D = np.empty((J, ncell))
-        cF0 = np.empty(ncell)
-        uv = np.empty(ncell)
-        kd = np.empty(ncell)
-        nd = _skip_tables(F, ncell, dcell, cptr, ccell, cpb, clq, Ft, D, cF0)
+        Q = np.empty((J, ncell), dtype=np.int64)
+        _int_table(F, J, Q)
+        qv = np.empty(ncell, dtype=np.int64)
+        fl = np.empty(ncell, dtype=np.uint8)
+        og = np.empty(ncell, dtype=np.uint64)
+        _offset_keys(off, og)
         kc = np.zeros(ncell)                    # counts and cumulative counts: zero but in the regions drawn
         Cr = np.zeros(ncell)
         nz = np.empty(ncell + nspecial, dtype=np.int64)
@@ -1383,14 +1221,12 @@ def _monte_carlo(exp_c, ncs, nf, seeds, order, take, zones, replicas, alpha, fou
             for r in range(n_reg):
                 touched[r] = r
         for rep in range(replicas if active > sure else 0):
-            base = np.uint64(rep) << np.uint64(32)      # a replica's uniforms: 2**32 numbers of the stream
+            base = np.uint64(rep) * np.uint64(U)
             if dense:
-                for i in range(ncell):
-                    kc[i] = 0.0
-                _draw_skip(seed, base, mcell, Ft, plast, J, nd, dcell, cptr, ccell, cpb, clq, D, cF0, special, uv, kd, kc, nz)
+                _draw_dense(seed, base, mcell, off, og, F, Q, plast, J, special, qv, kc)
                 ntouch = n_reg
             else:
-                nnz = _draw_skip(seed, base, mcell, Ft, plast, J, nd, dcell, cptr, ccell, cpb, clq, D, cF0, special, uv, kd, kc, nz)
+                nnz = _draw_sparse(seed, base, mcell, off, og, F, Q, plast, J, special, qv, fl, kc, nz)
                 ntouch = 0
                 for t in range(nnz):
                     i = nz[t]
