@@ -708,32 +708,77 @@ def test_condition_on_totals_matches_a_plain_loop(seed):
     _assert_conditioned(obs, got, want)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_condition_on_totals_is_the_numpy_form_bit_for_bit(dtype):
-    """``condition_on_totals`` (its one-pass kernel, ``scan.condition_kernel``) equals the numpy form
-    (``scan_reference.condition_on_totals_reference``: numpy's pairwise sums) bit for bit: rows of 1
-    to 300 regions (numpy's sum blocks of 8 and 128 and their splits), whole and fractional counts,
-    NaN and inf in either array, zero expectations, a prior with zero weights, no prior, events 0."""
-    from engine.detect.detectors import condition_on_totals
-
-    rng = np.random.default_rng(5)
+def _conditioning_cases(seed, dtype, whole=None):
+    """Random rows for ``condition_on_totals``: 1 to 300 regions (numpy's sum blocks of 8 and 128 and
+    their splits), one or two leading axes, whole and fractional counts, NaN and inf in either array,
+    zero expectations, an all-missing row, a prior with zero weights (all zero over a row's taking
+    regions too), no prior, events 0, hours 0. Yields (obs, mu, args)."""
+    rng = np.random.default_rng(seed)
     for n_reg in (1, 7, 8, 9, 17, 128, 129, 257, 300):
         for case in range(4):
-            shape = (2, 3, n_reg)
-            obs = (rng.poisson(1.5, shape) if case % 2 else rng.gamma(0.5, 3.0, shape)).astype(dtype)
+            shape = (2, 3, n_reg) if case < 3 else (5, n_reg)
+            frac = (case % 2 == 0) if whole is None else not whole
+            obs = (rng.gamma(0.5, 3.0, shape) if frac else rng.poisson(1.5, shape)).astype(dtype)
             mu = rng.gamma(0.3, 1.0, shape) * (1e3 if case == 3 else 1.0)
             obs[rng.random(shape) < 0.1] = np.nan
             mu[rng.random(shape) < 0.1] = np.nan
             mu[rng.random(shape) < 0.1] = 0.0
             if case == 2:
                 obs[0, 0, 0] = np.inf
+                mu[0, 1, -1] = np.inf
                 mu[1, 1] = np.nan
+                mu[1, 2] = 0.0
             prior = rng.uniform(0, 15000, n_reg) * (rng.random(n_reg) < 0.8)
-            for args in ((), (prior, 50.0, 5.0), (prior, 33.3, 0.0), (prior, 0.0, 1.7)):
-                got, want = mu.copy(), mu.copy()
-                condition_on_totals(obs, got, *args)
-                sref.condition_on_totals_reference(obs, want, *args)
-                assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (n_reg, case, len(args))
+            if case == 1:
+                prior[: n_reg // 2 + 1] = 0.0
+            for args in ((), (prior, 50.0, 5.0), (prior, 33.3, 0.0), (prior, 0.0, 1.7), (None, 50.0, 5.0)):
+                yield obs, mu, args
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_condition_on_totals_is_the_numpy_form_bit_for_bit(dtype):
+    """``condition_on_totals`` (its one-pass kernel, ``scan.condition_kernel``) equals the engine's own
+    numpy form (``detectors.condition_on_totals_numpy``: numpy's pairwise sums, the fallback) bit for
+    bit on the cases of ``_conditioning_cases``."""
+    from engine.detect.detectors import condition_on_totals, condition_on_totals_numpy
+
+    n = 0
+    for obs, mu, args in _conditioning_cases(5, dtype):
+        got, want = mu.copy(), mu.copy()
+        condition_on_totals(obs, got, *args)
+        condition_on_totals_numpy(obs, want, *args)
+        assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (obs.shape, len(args))
+        n += 1
+    assert n == 9 * 4 * 5
+
+
+@pytest.mark.parametrize("dtype,whole", [(np.float64, None), (np.float32, True), (np.float32, False)])
+def test_condition_on_totals_matches_the_plain_reference(dtype, whole):
+    """Both of the engine's forms (the kernel and the numpy fallback) against the plain per-row
+    reference (``scan_reference.condition_on_totals_reference``: the taking regions listed, totals by
+    ``math.fsum``, each region's value by its formula).
+
+    Tolerance: every sum is of terms >= 0 (counts, expectations, weights), so any summation order is
+    within ``(n - 1) u`` of the exact sum (relative; ``n <= 300`` terms), and the rest is <= 6 roundings
+    of products and quotients of such sums (no subtraction: no cancellation). Float64 sums, and float32
+    sums of whole counts (exact below 2**24), give <= 300 * 2**-53 + 6 * 2**-53 < 4e-14: ``rtol`` 1e-12.
+    The engine sums fractional float32 counts in float32 (numpy's ``add.reduce`` in the counts' dtype):
+    ``(n - 1) 2**-24 <= 299 * 5.96e-8 = 1.79e-5`` on the observed total: ``rtol`` 2e-5 there. Missing
+    values (NaN) and infinities must be where the reference has them."""
+    from engine.detect.detectors import condition_on_totals, condition_on_totals_numpy
+
+    rtol = 2e-5 if (dtype == np.float32 and not whole) else 1e-12
+    n = changed = 0
+    for obs, mu, args in _conditioning_cases(7, dtype, whole):
+        want = mu.copy()
+        sref.condition_on_totals_reference(obs, want, *args)
+        for form in (condition_on_totals, condition_on_totals_numpy):
+            got = mu.copy()
+            form(obs, got, *args)
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=f"{form.__name__} {obs.shape} {args[1:]}")
+            n += 1
+        changed += not np.array_equal(want, mu, equal_nan=True)
+    assert n == 2 * 9 * 4 * 5 and changed >= 9 * 4 * 4
 
 
 def test_detectors_scan_disjoint_counts_of_the_scanned_window():
