@@ -166,6 +166,29 @@ def exceed_lower_bound_reference(mcell, Mcell, fill, single, L, count_for, stop=
     return -math.expm1(log_none)
 
 
+def exceed_union_reference(mcell, Mcell, fill, single, L, count_for):
+    """What the screen's upper bound (``engine.detect.scan._exceed_upper_bound``) must be at or above: for
+    each region the exact bound counts (a zone of its own, no cell above ``NORMAL_ABOVE``), the sum over
+    its windows that end a run of equal thresholds (``count_for(M, L)``, finite and at most
+    ``SCREEN_CAP``) of ``P(Poisson(M) >= threshold)`` (scipy), at most 1; summed over the regions. At or
+    above the exact bound: a region's windows reach their thresholds only if one of these does."""
+    from engine.detect.scan import NORMAL_ABOVE, SCREEN_CAP
+
+    total = 0.0
+    for r in range(len(single)):
+        if not single[r] or any(float(mcell[r * fill + w]) > NORMAL_ABOVE for w in range(fill)):
+            continue
+        thr = [count_for(float(Mcell[r * fill + w]), L) for w in range(fill)]
+        u = 0.0
+        for w in range(fill):
+            t = thr[w]
+            if t == math.inf or t > SCREEN_CAP or (w + 1 < fill and thr[w + 1] == t):
+                continue
+            u += float(poisson.sf(t - 1, float(Mcell[r * fill + w])))
+        total += min(u, 1.0)
+    return total
+
+
 def condition_on_totals_reference(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
     """What ``engine.detect.detectors.condition_on_totals`` means, one row (one cycle's count over the
     regions, the last axis) at a time, in Python floats, ``mu`` changed in place:

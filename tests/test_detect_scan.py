@@ -421,6 +421,77 @@ def test_screen_bound_is_the_single_region_probability(seed):
                 assert bs == b, (L, b, stop, bs)
 
 
+def _bound_cases(rng, n=60, fill=9):
+    """Cell means of ``n`` regions x ``fill`` windows as ``test_screen_bound_matches_reference_with_shared_caches``'s:
+    the demo's small means, repeats, a zero, large ones, a normal-approximation cell, some regions in no
+    single-region zone. Returns (mcell, Mcell, single)."""
+    mcell = np.exp(rng.uniform(math.log(1e-4), math.log(0.3), (n, fill)))
+    mcell[5:8] = mcell[4]
+    mcell[10, 3] = 0.0
+    mcell[14] = 0.0
+    mcell[11] = rng.uniform(5.0, 40.0, fill)
+    mcell[12, 2] = 75.0
+    mcell[13] = rng.uniform(30.0, 50.0, fill)
+    mcell[15] = rng.uniform(0.5, 3.0, fill)
+    mcell = mcell.astype(np.float32).astype(np.float64)
+    return mcell.ravel(), np.cumsum(mcell, axis=1).ravel(), rng.random(n) < 0.9
+
+
+def test_screen_breakpoints_bound_the_thresholds():
+    """``_breakpoint(c, Lp)`` is at or above the root ``M*`` of ``c log(c / M) - c + M = Lp`` (the true LLR
+    at it is at most ``Lp``, in exact rationals of a float's log: checked by mpmath at 50 digits) and
+    within 1e-6 (relative) of it; so every expectation whose computed threshold is ``c`` lies at or below it."""
+    import mpmath
+
+    from engine.detect.scan import SCREEN_CAP, _breakpoint, _count_for
+
+    mpmath.mp.dps = 50
+    rng = np.random.default_rng(3)
+    for Lp in (0.05, 0.7, 2.5, 6.0, 9.3, 13.7, 30.0):
+        for c in (1, 2, 3, 5, 8, 13, 21, 40, SCREEN_CAP):
+            B = _breakpoint(c, Lp)
+            assert 0.0 < B <= c
+            llr = lambda M: c * mpmath.log(mpmath.mpf(c) / M) - c + M      # noqa: E731
+            assert llr(mpmath.mpf(B)) <= Lp, (c, Lp, B)
+            if B < c:
+                assert llr(mpmath.mpf(B) * (1 - mpmath.mpf("1e-6"))) > Lp, (c, Lp, B)
+            # an expectation whose threshold (the replicas' formula) is c is at or below B (L a hair above Lp)
+            L = Lp + 1e-6 + 1e-9 * Lp
+            for M in np.exp(rng.uniform(math.log(1e-5), math.log(c), 50)):
+                if _count_for(M, L, TABLE) == c:
+                    assert M <= B, (c, L, M, B)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_screen_upper_bound_is_above_the_bound(seed):
+    """``_exceed_upper_bound`` is at or above the union over each region's runs of equal thresholds of
+    the Poisson tails at the replicas' thresholds (``scan_reference.exceed_union_reference``, scipy),
+    which is at or above the exact bound (``_exceed_lower_bound`` without an early end); it stays close
+    (the screen's use: < 1.5 times the union on these cells); its early end returns a value at or above
+    the level."""
+    from engine.detect.scan import SCREEN_CAP, _count_for, _exceed_lower_bound, _exceed_upper_bound
+
+    rng = np.random.default_rng(50 + seed)
+    n, fill = 60, 9
+    mcell, Mcell, single = _bound_cases(rng, n, fill)
+    scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
+               np.empty(SCREEN_CAP + 1))
+    B = np.empty(SCREEN_CAP + 1)
+    for L in (1.5, 2.5, 4.0, 5.3, 6.8, 9.5, 11.0, 14.0, 20.0):
+        exact = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf, *_screen_caches(n, fill))
+        union = sref.exceed_union_reference(mcell, Mcell, fill, single, L, lambda M, L_: _count_for(M, L_, TABLE))
+        ub = _exceed_upper_bound(mcell, Mcell, fill, single, L, B, math.inf)
+        assert exact <= union * (1 + 1e-9) + 1e-15, (L, exact, union)
+        assert union <= ub * (1 + 1e-9) + 1e-15, (L, union, ub)
+        assert ub <= 1.5 * union + 1e-12 or ub >= 1.0, (L, ub, union)
+        for stop in (0.5 * ub, ub, 0.0137, 0.0):
+            got = _exceed_upper_bound(mcell, Mcell, fill, single, L, B, stop)
+            assert (got >= stop) if stop <= ub else (got == ub), (L, stop, got, ub)
+    bad = mcell.copy()
+    bad[int(np.flatnonzero(single)[0]) * fill + 3] = -0.1      # no Poisson mean: not bounded
+    assert _exceed_upper_bound(bad, Mcell, fill, single, 9.0, B, math.inf) == math.inf
+
+
 def _screen_by_the_loop(exp, fill, zones, pi0, found, nfound):
     """The screen as the loop from the lowest LLR up (before the top-first shortcut): each cluster's
     bound (``_exceed_lower_bound`` to ``pi0``) until one is below ``pi0``."""
@@ -471,7 +542,7 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
             lo, hi = (mid, hi) if b >= pi0 else (lo, mid)
         for nfound in (1, 2, 3):
             Ls = np.sort(rng.choice([lo * (1 - 1e-12), hi * (1 + 1e-12), lo * 0.9, hi * 1.1, lo - 1.0,
-                                     hi + 0.5, lo * (1 - 1e-7)], nfound, replace=False))[::-1]
+                                     hi + 0.5, lo * (1 - 1e-7), hi + 0.02, hi * 1.005], nfound, replace=False))[::-1]
             found = np.full((MAX_CLUSTERS, 5), np.nan)
             found[:nfound, 0] = Ls
             want = found.copy()

@@ -788,6 +788,114 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pm
     return -math.expm1(log_none)
 
 
+#: the screen's upper bound (:func:`_exceed_upper_bound`) decides that a lower bound is below ``pi0`` only
+#: where it is below ``pi0 (1 - this) - SCREEN_UB_ABS``: far above the bounds' rounding (below ~1e-9 absolute)
+SCREEN_UB_REL = 1e-6
+SCREEN_UB_ABS = 1e-8
+#: ``1 / c!`` for ``c`` up to :data:`SCREEN_CAP` (the upper bound's Poisson terms)
+_INV_FACT = np.array([1.0 / math.gamma(c + 1.0) for c in range(SCREEN_CAP + 1)])
+
+
+@njit
+def _breakpoint(c, Lp):  # pragma: no cover - compiled
+    """A value ``B >= M*``, ``M*`` the root in ``(0, c)`` of ``c log(c / M) - c + M = Lp`` (``Lp > 0``): every
+    expectation ``M`` whose whole count ``c`` has a true LLR of at least ``Lp`` is at most ``B`` (the LLR
+    falls as ``M`` rises on ``(0, c)``). Newton in ``u = log M`` from ``log c - 1 - Lp / c`` (the left of the
+    root: the function is convex and falls there, so the steps rise to the root and stay below it), then
+    pushed up by ``1e-9`` (relative) and checked: the function's computed value at ``B`` must be below
+    ``-1e-12`` of its terms (its rounding: ~1e-16 of them), so the root is below ``B``. ``c`` where not shown."""
+    cc = float(c)
+    lc = math.log(cc)
+    u = lc - 1.0 - Lp / cc
+    for _ in range(60):
+        eu = math.exp(u)
+        d = cc - eu
+        if not (d > 0.0):
+            return cc
+        step = (cc * (lc - u) - cc + eu - Lp) / d
+        u += step
+        if not (step > 1e-13 * (1.0 + abs(u))):
+            break
+    for k in range(4):
+        u += 1e-9 * (1.0 + abs(u)) * (1.0 + 1000.0 * k)
+        eu = math.exp(u)
+        if not (eu < cc):
+            return cc
+        if cc * (lc - u) - cc + eu - Lp < -1e-12 * (cc * (abs(lc) + abs(u) + 1.0) + eu + abs(Lp)):
+            return eu
+    return cc
+
+
+@njit
+def _exceed_upper_bound(mcell, Mcell, fill, single, L, B, stop):  # pragma: no cover - compiled
+    """An upper bound of :func:`_exceed_lower_bound`'s exact value (without its early end), or a value
+    ``>= stop`` once its sum passes ``stop``: the screen's cheap way to know that a bound is below its
+    level (a tested cluster's bound runs over every region, ~4-6 times this).
+
+    For each region the exact bound counts (``e_r``: single-region zones, no cell above
+    :data:`NORMAL_ABOVE`), ``e_r <= P(some window w has S_w >= t_w)`` for any ``t_w`` at most its
+    threshold (``S_w`` the window's count, Poisson with mean ``Mcell``; the exact one also leaves out
+    counts past its cap), and ``<= sum P(S_w >= t_w)`` over the last window of each run of equal ``t_w``
+    (counts only rise over the windows). ``t_w``: the first ``c`` with ``M_w <= B[c]``, ``B[c]``
+    :func:`_breakpoint` at ``Lp = L - 1e-6 - 1e-9 |L|``: a threshold ``c`` has ``_llr_t(c, M) >= L``, within
+    ~1e-10 of the true LLR for counts up to :data:`SCREEN_CAP`, so its true LLR is ``>= Lp`` and ``M <=
+    B[c]``; ``t_w`` past ``SCREEN_CAP`` leaves the window out (its threshold is past the exact bound's cap,
+    which counts at most ``SCREEN_CAP``). ``P(S >= t) <= P(S = t) (t + 1) / (t + 1 - M)`` (the terms fall by
+    ``M / (k + 1) <= M / (t + 1)``; ``t > M``). Returns ``sum_r min(1, u_r)``, at least ``1 - prod (1 - u_r)``.
+    ``B`` (``SCREEN_CAP + 1``): scratch, filled as far as needed."""
+    n_reg = single.shape[0]
+    Lp = L - (1e-6 + 1e-9 * abs(L))
+    nb = B.shape[0]
+    nk = 1                                  # B[1 .. nk - 1] computed
+    total = 0.0
+    for r in range(n_reg):
+        if not single[r]:
+            continue
+        skip = False
+        for w in range(fill):
+            m = mcell[r * fill + w]
+            if not (m >= 0.0):
+                return math.inf             # (no Poisson: not bounded here)
+            if m > NORMAL_ABOVE:
+                skip = True
+        if skip:
+            continue
+        t = 1
+        ur = 0.0
+        tp = 0
+        Mp = 0.0
+        for w in range(fill):
+            M = Mcell[r * fill + w]
+            if M <= 0.0:
+                continue
+            while t < nb:
+                if t >= nk:
+                    B[t] = _breakpoint(t, Lp)
+                    nk = t + 1
+                if B[t] >= M:
+                    break
+                t += 1
+            if t != tp and tp > 0:          # the last run ends: its last window's tail
+                pt = math.exp(-Mp) * _INV_FACT[tp]
+                for _ in range(tp):
+                    pt *= Mp
+                ur += pt * (tp + 1.0) / (tp + 1.0 - Mp)
+            if t >= nb:
+                tp = 0
+                break
+            tp = t
+            Mp = M
+        if tp > 0:
+            pt = math.exp(-Mp) * _INV_FACT[tp]
+            for _ in range(tp):
+                pt *= Mp
+            ur += pt * (tp + 1.0) / (tp + 1.0 - Mp)
+        total += ur if ur < 1.0 else 1.0
+        if total >= stop:
+            return total
+    return total
+
+
 @njit(inline="always")
 def _window_sums(obs, exp, pos, fill, Cw, Mw):  # pragma: no cover - compiled
     """Each region's observed (``Cw``) and expected (``Mw``) counts over the last ``w + 1`` cycles
@@ -1016,19 +1124,26 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     # (below), so one bound decides them all; where it is below pi0 the loop from the lowest up ends at
     # the top, whose bound is then not computed again
     last = 0                                    # clusters the loop leaves untested (0 or the top)
+    B = np.empty(SCREEN_CAP + 1)                # the upper bound's breakpoints (_exceed_upper_bound)
+    below = pi0 * (1.0 - SCREEN_UB_REL) - SCREEN_UB_ABS
     if nfound > 1 and not (2.0 * ncell * math.exp(-found[0, 0]) + 1e-9 < pi0):
-        lb_t = _exceed_lower_bound(mcell, Mcell, fill, single, found[0, 0], table, thr, dist, new,
-                                   pmf, cum, pi0m, lmc, emc, tlast, known, elast, llast)
-        if lb_t >= pi0m:
-            for q in range(nfound):
-                found[q, 1] = 1.0
-            return 0
-        if lb_t < pi0:
-            last = 1
+        if _exceed_upper_bound(mcell, Mcell, fill, single, found[0, 0], B, below) < below:
+            last = 1                            # the top's bound is below pi0 (not computed)
+        else:
+            lb_t = _exceed_lower_bound(mcell, Mcell, fill, single, found[0, 0], table, thr, dist, new,
+                                       pmf, cum, pi0m, lmc, emc, tlast, known, elast, llast)
+            if lb_t >= pi0m:
+                for q in range(nfound):
+                    found[q, 1] = 1.0
+                return 0
+            if lb_t < pi0:
+                last = 1
     active = nfound
     while active > last:
         if 2.0 * ncell * math.exp(-found[active - 1, 0]) + 1e-9 < pi0:
             break
+        if _exceed_upper_bound(mcell, Mcell, fill, single, found[active - 1, 0], B, below) < below:
+            break                               # its bound is below pi0 (not computed)
         lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new,
                                    pmf, cum, pi0, lmc, emc, tlast, known, elast, llast)
         if lb_p < pi0:
