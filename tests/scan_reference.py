@@ -166,27 +166,36 @@ def exceed_lower_bound_reference(mcell, Mcell, fill, single, L, count_for, stop=
     return -math.expm1(log_none)
 
 
-def exceed_union_reference(mcell, Mcell, fill, single, L, count_for):
-    """What the screen's upper bound (``engine.detect.scan._exceed_upper_bound``) must be at or above: for
-    each region the exact bound counts (a zone of its own, no cell above ``NORMAL_ABOVE``), the sum over
-    its windows that end a run of equal thresholds (``count_for(M, L)``, finite and at most
-    ``SCREEN_CAP``) of ``P(Poisson(M) >= threshold)`` (scipy), at most 1; summed over the regions. At or
-    above the exact bound: a region's windows reach their thresholds only if one of these does."""
+def _region_tails(mcell, Mcell, fill, single, L, count_for):
+    """For each region the exact bound counts (a zone of its own, no cell above ``NORMAL_ABOVE``): the
+    Poisson tails ``P(Poisson(M_w) >= threshold_w)`` (scipy) of its windows that end a run of equal
+    thresholds (``count_for(M, L)``, finite and at most ``SCREEN_CAP``)."""
     from engine.detect.scan import NORMAL_ABOVE, SCREEN_CAP
 
-    total = 0.0
+    out = []
     for r in range(len(single)):
         if not single[r] or any(float(mcell[r * fill + w]) > NORMAL_ABOVE for w in range(fill)):
             continue
         thr = [count_for(float(Mcell[r * fill + w]), L) for w in range(fill)]
-        u = 0.0
-        for w in range(fill):
-            t = thr[w]
-            if t == math.inf or t > SCREEN_CAP or (w + 1 < fill and thr[w + 1] == t):
-                continue
-            u += float(poisson.sf(t - 1, float(Mcell[r * fill + w])))
-        total += min(u, 1.0)
-    return total
+        out.append([float(poisson.sf(thr[w] - 1, float(Mcell[r * fill + w]))) for w in range(fill)
+                    if thr[w] != math.inf and thr[w] <= SCREEN_CAP and not (w + 1 < fill and thr[w + 1] == thr[w])])
+    return out
+
+
+def exceed_union_reference(mcell, Mcell, fill, single, L, count_for):
+    """What the screen's upper fast bound (``engine.detect.scan._exceed_fast_bound``) must be at or above:
+    summed over the regions, the sum of :func:`_region_tails` (at most 1 a region). At or above the exact
+    bound: a region's windows reach their thresholds only if one of these windows does."""
+    return sum(min(sum(t), 1.0) for t in _region_tails(mcell, Mcell, fill, single, L, count_for))
+
+
+def exceed_max_reference(mcell, Mcell, fill, single, L, count_for):
+    """What the screen's lower fast bound must be at or below: ``1 - prod (1 - max tail)`` over the regions
+    (:func:`_region_tails`). At or below the exact bound: each such window's event is one it counts."""
+    none = 1.0
+    for t in _region_tails(mcell, Mcell, fill, single, L, count_for):
+        none *= 1.0 - max(t, default=0.0)
+    return 1.0 - none
 
 
 def condition_on_totals_reference(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):

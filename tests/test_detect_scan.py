@@ -438,9 +438,11 @@ def _bound_cases(rng, n=60, fill=9):
 
 
 def test_screen_breakpoints_bound_the_thresholds():
-    """``_breakpoint(c, Lp)`` is at or above the root ``M*`` of ``c log(c / M) - c + M = Lp`` (the true LLR
-    at it is at most ``Lp``, in exact rationals of a float's log: checked by mpmath at 50 digits) and
-    within 1e-6 (relative) of it; so every expectation whose computed threshold is ``c`` lies at or below it."""
+    """``_breakpoint(c, Lp, up)`` is at or above (``up``) / at or below the root ``M*`` of ``c log(c / M) - c + M
+    = Lp`` (the true LLR at it at most / above ``Lp``: mpmath at 50 digits) and within 1e-6 (relative) of
+    it; so an expectation whose computed threshold (``_count_for``) is ``c`` at a level a hair above ``Lp``
+    lies at or below the upper one, and one at or below the lower one at a level a hair below has a
+    threshold at most ``c``."""
     import mpmath
 
     from engine.detect.scan import SCREEN_CAP, _breakpoint, _count_for
@@ -449,27 +451,31 @@ def test_screen_breakpoints_bound_the_thresholds():
     rng = np.random.default_rng(3)
     for Lp in (0.05, 0.7, 2.5, 6.0, 9.3, 13.7, 30.0):
         for c in (1, 2, 3, 5, 8, 13, 21, 40, SCREEN_CAP):
-            B = _breakpoint(c, Lp)
-            assert 0.0 < B <= c
             llr = lambda M: c * mpmath.log(mpmath.mpf(c) / M) - c + M      # noqa: E731
-            assert llr(mpmath.mpf(B)) <= Lp, (c, Lp, B)
-            if B < c:
-                assert llr(mpmath.mpf(B) * (1 - mpmath.mpf("1e-6"))) > Lp, (c, Lp, B)
-            # an expectation whose threshold (the replicas' formula) is c is at or below B (L a hair above Lp)
-            L = Lp + 1e-6 + 1e-9 * Lp
+            hi = _breakpoint(c, Lp, True)
+            lo = _breakpoint(c, Lp, False)
+            assert 0.0 < lo <= hi <= c, (c, Lp, lo, hi)
+            assert llr(mpmath.mpf(hi)) <= Lp < llr(mpmath.mpf(lo)), (c, Lp, lo, hi)
+            if hi < c:
+                assert llr(mpmath.mpf(hi) * (1 - mpmath.mpf("1e-6"))) > Lp, (c, Lp, hi)
+            assert llr(mpmath.mpf(lo) * (1 + mpmath.mpf("1e-6"))) <= Lp, (c, Lp, lo)
+            L_up, L_low = Lp + 1e-6 + 1e-9 * Lp, Lp - 1e-6 - 1e-9 * Lp
             for M in np.exp(rng.uniform(math.log(1e-5), math.log(c), 50)):
-                if _count_for(M, L, TABLE) == c:
-                    assert M <= B, (c, L, M, B)
+                if _count_for(M, L_up, TABLE) == c:
+                    assert M <= hi, (c, L_up, M, hi)
+                if M <= lo:
+                    assert _count_for(M, L_low, TABLE) <= c, (c, L_low, M, lo)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_screen_upper_bound_is_above_the_bound(seed):
-    """``_exceed_upper_bound`` is at or above the union over each region's runs of equal thresholds of
-    the Poisson tails at the replicas' thresholds (``scan_reference.exceed_union_reference``, scipy),
-    which is at or above the exact bound (``_exceed_lower_bound`` without an early end); it stays close
-    (the screen's use: < 1.5 times the union on these cells); its early end returns a value at or above
-    the level."""
-    from engine.detect.scan import SCREEN_CAP, _count_for, _exceed_lower_bound, _exceed_upper_bound
+def test_screen_fast_bounds_bracket_the_bound(seed):
+    """``_exceed_fast_bound``: the upper one is at or above the union over each region's runs of equal
+    thresholds of the Poisson tails at the replicas' thresholds (``scan_reference.exceed_union_reference``,
+    scipy), which is at or above the exact bound (``_exceed_lower_bound`` without an early end); the lower
+    one is at or below the exact bound and at or below the bound of the largest such tail a region
+    (``scan_reference.exceed_max_reference``). Both stay close on these cells (the screen's use); their
+    early ends return a value at or above the level."""
+    from engine.detect.scan import SCREEN_CAP, _count_for, _exceed_fast_bound, _exceed_lower_bound
 
     rng = np.random.default_rng(50 + seed)
     n, fill = 60, 9
@@ -477,19 +483,26 @@ def test_screen_upper_bound_is_above_the_bound(seed):
     scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
                np.empty(SCREEN_CAP + 1))
     B = np.empty(SCREEN_CAP + 1)
+    count_for = lambda M, L_: _count_for(M, L_, TABLE)              # noqa: E731
     for L in (1.5, 2.5, 4.0, 5.3, 6.8, 9.5, 11.0, 14.0, 20.0):
         exact = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf, *_screen_caches(n, fill))
-        union = sref.exceed_union_reference(mcell, Mcell, fill, single, L, lambda M, L_: _count_for(M, L_, TABLE))
-        ub = _exceed_upper_bound(mcell, Mcell, fill, single, L, B, math.inf)
-        assert exact <= union * (1 + 1e-9) + 1e-15, (L, exact, union)
+        union = sref.exceed_union_reference(mcell, Mcell, fill, single, L, count_for)
+        most = sref.exceed_max_reference(mcell, Mcell, fill, single, L, count_for)
+        ub = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, True)
+        lb = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, False)
+        assert most <= exact * (1 + 1e-9) + 1e-15 and exact <= union * (1 + 1e-9) + 1e-15, (L, most, exact, union)
         assert union <= ub * (1 + 1e-9) + 1e-15, (L, union, ub)
+        assert lb <= most * (1 + 1e-9) + 1e-15, (L, lb, most)
         assert ub <= 1.5 * union + 1e-12 or ub >= 1.0, (L, ub, union)
-        for stop in (0.5 * ub, ub, 0.0137, 0.0):
-            got = _exceed_upper_bound(mcell, Mcell, fill, single, L, B, stop)
-            assert (got >= stop) if stop <= ub else (got == ub), (L, stop, got, ub)
+        assert lb >= 0.2 * exact, (L, lb, exact)
+        for bound, up in ((ub, True), (lb, False)):
+            for stop in (0.5 * bound, bound, 0.0137, 0.0):
+                got = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, stop, up)
+                assert (got >= stop) if stop <= bound * (1 - 1e-12) else (got == bound), (L, up, stop, got, bound)
     bad = mcell.copy()
     bad[int(np.flatnonzero(single)[0]) * fill + 3] = -0.1      # no Poisson mean: not bounded
-    assert _exceed_upper_bound(bad, Mcell, fill, single, 9.0, B, math.inf) == math.inf
+    assert _exceed_fast_bound(bad, Mcell, fill, single, 9.0, B, math.inf, True) == math.inf
+    assert _exceed_fast_bound(bad, Mcell, fill, single, 9.0, B, math.inf, False) == 0.0
 
 
 def _screen_by_the_loop(exp, fill, zones, pi0, found, nfound):
