@@ -536,13 +536,14 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
     the loop from the lowest LLR up screens, with the same ``found``: clusters' LLRs spread over the
     levels where the bound crosses ``pi0`` (found by bisection), a hair either side of it, and one,
     two or three clusters."""
-    from engine.detect.scan import _exceed_lower_bound, _screen, screen_level
+    from engine.detect.scan import SCREEN_CAP, _exceed_fast_bound, _exceed_lower_bound, _screen, screen_level
 
     rng = np.random.default_rng(70 + seed)
     n, fill = 40, 6
     zones = _zones(n, 4)
     pi0 = screen_level(999, 0.001)
-    tops = 0
+    tops = fast_up = fast_down = 0
+    B = np.empty(SCREEN_CAP + 1)
     for case in range(12):
         exp = np.exp(rng.uniform(math.log(3e-4), math.log(0.4), (fill, n))).astype(np.float32)
         exp[:, rng.integers(0, n, 2)] = 0.0
@@ -565,7 +566,11 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
             assert a_got == a_want, (case, nfound, Ls, a_got, a_want)
             np.testing.assert_array_equal(got, want)
             tops += nfound > 1 and a_got == 0
+            for L in Ls:                                            # where the fast bounds decide (either way)
+                fast_up += _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, False) >= pi0 * 1.000001 + 1e-8
+                fast_down += _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, True) < pi0 * 0.999999 - 1e-8
     assert tops > 0                                                 # the top-first path decided some
+    assert fast_up > 0 and fast_down > 0                            # and the fast bounds some, both ways
 
 
 def test_screen_level():

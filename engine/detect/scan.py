@@ -35,7 +35,9 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   cluster whose bound is at least ``pi0`` (:func:`screen_level`: the full test, ``E ~ Bin(R,
   pi)``, would call it significant with probability <= :data:`SCREEN_EPS` = 1e-6 for every
   ``pi >= pi0``; 0.089 at 999 replicas and alpha 0.05) gets no replicas and ``p = 1``. The
-  screen only ever declares "not significant", so the test stays at level alpha; its
+  screen only ever declares "not significant", so the test stays at level alpha (most bounds are
+  decided without the recursion, by cheap bounds of it either way, :func:`_exceed_fast_bound`: the
+  same decisions); its
   decisions differ from the full test's with probability <= 1e-6 per screened cluster (in
   practice far less: the bound of a screened cluster is mostly well above ``pi0``); the p-values of
   every other cluster are unchanged. The screen goes from the lowest LLR up (the bound falls as
@@ -1101,7 +1103,14 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     ``pi0`` (the whole bound: no early end) it is the value the loop would compute for the top (bounds do
     not depend on what was computed before), so the loop stops below the top. Between the two: the
     loop as before. The same decisions, the same ``found``: most indicators of the demo have three
-    clusters, all screened, now at one bound."""
+    clusters, all screened, now at one bound.
+
+    Each bound, the top's and the loop's, is first bracketed by :func:`_exceed_fast_bound` (no thresholds
+    searched, no recursion): a lower one at or above the level (``pi0m`` for the top, ``pi0``; with
+    :data:`SCREEN_FAST_REL` / :data:`SCREEN_FAST_ABS` above it) decides "at or above" and an upper one
+    below ``pi0`` (the same margins below it) decides "below", as the exact bound would (its computed
+    value is within ~1e-9 of the exact one; docs/detect.md, "Scan: the screen's fast bounds",
+    sixteenth session); only between the two is :func:`_exceed_lower_bound` computed."""
     if not (pi0 < 1.0):
         return nfound
     n_reg = zones.shape[0]
