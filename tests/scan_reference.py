@@ -166,27 +166,74 @@ def exceed_lower_bound_reference(mcell, Mcell, fill, single, L, count_for, stop=
     return -math.expm1(log_none)
 
 
+def _region_tails(mcell, Mcell, fill, single, L, count_for):
+    """For each region the exact bound counts (a zone of its own, no cell above ``NORMAL_ABOVE``): the
+    Poisson tails ``P(Poisson(M_w) >= threshold_w)`` (scipy) of its windows that end a run of equal
+    thresholds (``count_for(M, L)``, finite and at most ``SCREEN_CAP``)."""
+    from engine.detect.scan import NORMAL_ABOVE, SCREEN_CAP
+
+    out = []
+    for r in range(len(single)):
+        if not single[r] or any(float(mcell[r * fill + w]) > NORMAL_ABOVE for w in range(fill)):
+            continue
+        thr = [count_for(float(Mcell[r * fill + w]), L) for w in range(fill)]
+        out.append([float(poisson.sf(thr[w] - 1, float(Mcell[r * fill + w]))) for w in range(fill)
+                    if thr[w] != math.inf and thr[w] <= SCREEN_CAP and not (w + 1 < fill and thr[w + 1] == thr[w])])
+    return out
+
+
+def exceed_union_reference(mcell, Mcell, fill, single, L, count_for):
+    """What the screen's upper fast bound (``engine.detect.scan._exceed_fast_bound``) must be at or above:
+    summed over the regions, the sum of :func:`_region_tails` (at most 1 a region). At or above the exact
+    bound: a region's windows reach their thresholds only if one of these windows does."""
+    return sum(min(sum(t), 1.0) for t in _region_tails(mcell, Mcell, fill, single, L, count_for))
+
+
+def exceed_max_reference(mcell, Mcell, fill, single, L, count_for):
+    """What the screen's lower fast bound must be at or below: ``1 - prod (1 - max tail)`` over the regions
+    (:func:`_region_tails`). At or below the exact bound: each such window's event is one it counts."""
+    none = 1.0
+    for t in _region_tails(mcell, Mcell, fill, single, L, count_for):
+        none *= 1.0 - max(t, default=0.0)
+    return 1.0 - none
+
+
 def condition_on_totals_reference(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
-    """``engine.detect.detectors.condition_on_totals`` in its numpy form (whole-array passes, numpy's
-    sums): what :func:`engine.detect.scan.condition_kernel` must equal bit for bit."""
-    ok = np.isfinite(obs) & np.isfinite(mu)
-    c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
-    mu_ok = np.where(ok, mu, 0.0)
-    m = mu_ok.sum(axis=-1, keepdims=True)
-    f = np.divide(np.maximum(c, 1.0), m, out=np.ones_like(m), where=m > 0)
-    if prior is None or not events > 0:
-        mu *= f
-        return
-    w = np.where(ok, np.asarray(prior, dtype=np.float64), 0.0)
-    ws = w.sum(axis=-1, keepdims=True)
-    kappa = events * ok.sum(axis=-1, keepdims=True)
-    den = hours * m + kappa
-    use = (ws > 0) & (m > 0)
-    g = np.divide(np.maximum(c, 1.0), den, out=np.zeros_like(den), where=use)
-    mu_ok *= hours
-    share = np.divide(w, ws, out=np.zeros_like(w), where=ws > 0)
-    share *= kappa
-    share += mu_ok
-    share *= g
-    mu *= f
-    np.copyto(mu, share, where=ok & use)
+    """What ``engine.detect.detectors.condition_on_totals`` means, one row (one cycle's count over the
+    regions, the last axis) at a time, in Python floats, ``mu`` changed in place:
+
+    * the taking regions are those where both ``obs`` and ``mu`` are finite;
+    * ``tot_o`` (the observed total, at least 1) and ``tot_m`` (the expected total) are their exact sums
+      (``math.fsum``: correctly rounded);
+    * no prior (``prior`` None or ``events`` not > 0): every region's ``mu`` times ``tot_o / tot_m``
+      (unchanged where ``tot_m`` is 0);
+    * with a prior ``w``: where ``tot_m > 0`` and the taking regions' weights sum to ``tot_w > 0``, a
+      taking region gets ``tot_o (hours mu_r + kappa w_r / tot_w) / (hours tot_m + kappa)``, ``kappa =
+      events n``, ``n`` the taking regions; every other region (and every region of a row where either
+      total is 0) is scaled as without the prior.
+
+    Independent of the engine's numpy form and kernel (their sums are pairwise in the counts' dtype:
+    the test compares with a tolerance)."""
+    obs = np.asarray(obs)
+    n_reg = mu.shape[-1]
+    o2 = obs.reshape(-1, n_reg)
+    m2 = mu.reshape(-1, n_reg)
+    assert np.shares_memory(m2, mu) or mu.size == 0
+    with_prior = prior is not None and events > 0
+    for t in range(m2.shape[0]):
+        take = [r for r in range(n_reg) if math.isfinite(float(o2[t, r])) and math.isfinite(float(m2[t, r]))]
+        tot_o = max(math.fsum(float(o2[t, r]) for r in take), 1.0)
+        tot_m = math.fsum(float(m2[t, r]) for r in take)
+        f = tot_o / tot_m if tot_m > 0 else 1.0
+        shrink = set()
+        if with_prior and tot_m > 0:
+            tot_w = math.fsum(float(prior[r]) for r in take)
+            if tot_w > 0:
+                kappa = float(events) * len(take)
+                den = float(hours) * tot_m + kappa
+                for r in take:
+                    m2[t, r] = tot_o * (float(hours) * float(m2[t, r]) + kappa * float(prior[r]) / tot_w) / den
+                shrink = set(take)
+        for r in range(n_reg):
+            if r not in shrink:
+                m2[t, r] = float(m2[t, r]) * f

@@ -421,6 +421,90 @@ def test_screen_bound_is_the_single_region_probability(seed):
                 assert bs == b, (L, b, stop, bs)
 
 
+def _bound_cases(rng, n=60, fill=9):
+    """Cell means of ``n`` regions x ``fill`` windows as ``test_screen_bound_matches_reference_with_shared_caches``'s:
+    the demo's small means, repeats, a zero, large ones, a normal-approximation cell, some regions in no
+    single-region zone. Returns (mcell, Mcell, single)."""
+    mcell = np.exp(rng.uniform(math.log(1e-4), math.log(0.3), (n, fill)))
+    mcell[5:8] = mcell[4]
+    mcell[10, 3] = 0.0
+    mcell[14] = 0.0
+    mcell[11] = rng.uniform(5.0, 40.0, fill)
+    mcell[12, 2] = 75.0
+    mcell[13] = rng.uniform(30.0, 50.0, fill)
+    mcell[15] = rng.uniform(0.5, 3.0, fill)
+    mcell = mcell.astype(np.float32).astype(np.float64)
+    return mcell.ravel(), np.cumsum(mcell, axis=1).ravel(), rng.random(n) < 0.9
+
+
+def test_screen_breakpoints_bound_the_thresholds():
+    """``_breakpoint(c, Lp, up)`` is at or above (``up``) / at or below the root ``M*`` of ``c log(c / M) - c + M
+    = Lp`` (the true LLR at it at most / above ``Lp``: mpmath at 50 digits) and within 1e-6 (relative) of
+    it; so an expectation whose computed threshold (``_count_for``) is ``c`` at a level a hair above ``Lp``
+    lies at or below the upper one, and one at or below the lower one at a level a hair below has a
+    threshold at most ``c``."""
+    import mpmath
+
+    from engine.detect.scan import SCREEN_CAP, _breakpoint, _count_for
+
+    mpmath.mp.dps = 50
+    rng = np.random.default_rng(3)
+    for Lp in (0.05, 0.7, 2.5, 6.0, 9.3, 13.7, 30.0):
+        for c in (1, 2, 3, 5, 8, 13, 21, 40, SCREEN_CAP):
+            llr = lambda M: c * mpmath.log(mpmath.mpf(c) / M) - c + M      # noqa: E731
+            hi = _breakpoint(c, Lp, True)
+            lo = _breakpoint(c, Lp, False)
+            assert 0.0 < lo <= hi <= c, (c, Lp, lo, hi)
+            assert llr(mpmath.mpf(hi)) <= Lp < llr(mpmath.mpf(lo)), (c, Lp, lo, hi)
+            if hi < c:
+                assert llr(mpmath.mpf(hi) * (1 - mpmath.mpf("1e-6"))) > Lp, (c, Lp, hi)
+            assert llr(mpmath.mpf(lo) * (1 + mpmath.mpf("1e-6"))) <= Lp, (c, Lp, lo)
+            L_up, L_low = Lp + 1e-6 + 1e-9 * Lp, Lp - 1e-6 - 1e-9 * Lp
+            for M in np.exp(rng.uniform(math.log(1e-5), math.log(c), 50)):
+                if _count_for(M, L_up, TABLE) == c:
+                    assert M <= hi, (c, L_up, M, hi)
+                if M <= lo:
+                    assert _count_for(M, L_low, TABLE) <= c, (c, L_low, M, lo)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_screen_fast_bounds_bracket_the_bound(seed):
+    """``_exceed_fast_bound``: the upper one is at or above the union over each region's runs of equal
+    thresholds of the Poisson tails at the replicas' thresholds (``scan_reference.exceed_union_reference``,
+    scipy), which is at or above the exact bound (``_exceed_lower_bound`` without an early end); the lower
+    one is at or below the exact bound and at or below the bound of the largest such tail a region
+    (``scan_reference.exceed_max_reference``). Both stay close on these cells (the screen's use); their
+    early ends return a value at or above the level."""
+    from engine.detect.scan import SCREEN_CAP, _count_for, _exceed_fast_bound, _exceed_lower_bound
+
+    rng = np.random.default_rng(50 + seed)
+    n, fill = 60, 9
+    mcell, Mcell, single = _bound_cases(rng, n, fill)
+    scratch = (np.empty(fill), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP), np.empty(SCREEN_CAP + 1),
+               np.empty(SCREEN_CAP + 1))
+    B = np.empty(SCREEN_CAP + 1)
+    count_for = lambda M, L_: _count_for(M, L_, TABLE)              # noqa: E731
+    for L in (1.5, 2.5, 4.0, 5.3, 6.8, 9.5, 11.0, 14.0, 20.0):
+        exact = _exceed_lower_bound(mcell, Mcell, fill, single, L, TABLE, *scratch, math.inf, *_screen_caches(n, fill))
+        union = sref.exceed_union_reference(mcell, Mcell, fill, single, L, count_for)
+        most = sref.exceed_max_reference(mcell, Mcell, fill, single, L, count_for)
+        ub = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, True)
+        lb = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, False)
+        assert most <= exact * (1 + 1e-9) + 1e-15 and exact <= union * (1 + 1e-9) + 1e-15, (L, most, exact, union)
+        assert union <= ub * (1 + 1e-9) + 1e-15, (L, union, ub)
+        assert lb <= most * (1 + 1e-9) + 1e-15, (L, lb, most)
+        assert ub <= 1.5 * union + 1e-12 or ub >= 1.0, (L, ub, union)
+        assert lb >= 0.2 * exact, (L, lb, exact)
+        for bound, up in ((ub, True), (lb, False)):
+            for stop in (0.5 * bound, bound, 0.0137, 0.0):
+                got = _exceed_fast_bound(mcell, Mcell, fill, single, L, B, stop, up)
+                assert (got >= stop) if stop <= bound * (1 - 1e-12) else (got == bound), (L, up, stop, got, bound)
+    bad = mcell.copy()
+    bad[int(np.flatnonzero(single)[0]) * fill + 3] = -0.1      # no Poisson mean: not bounded
+    assert _exceed_fast_bound(bad, Mcell, fill, single, 9.0, B, math.inf, True) == math.inf
+    assert _exceed_fast_bound(bad, Mcell, fill, single, 9.0, B, math.inf, False) == 0.0
+
+
 def _screen_by_the_loop(exp, fill, zones, pi0, found, nfound):
     """The screen as the loop from the lowest LLR up (before the top-first shortcut): each cluster's
     bound (``_exceed_lower_bound`` to ``pi0``) until one is below ``pi0``."""
@@ -452,13 +536,14 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
     the loop from the lowest LLR up screens, with the same ``found``: clusters' LLRs spread over the
     levels where the bound crosses ``pi0`` (found by bisection), a hair either side of it, and one,
     two or three clusters."""
-    from engine.detect.scan import _exceed_lower_bound, _screen, screen_level
+    from engine.detect.scan import SCREEN_CAP, _exceed_fast_bound, _exceed_lower_bound, _screen, screen_level
 
     rng = np.random.default_rng(70 + seed)
     n, fill = 40, 6
     zones = _zones(n, 4)
     pi0 = screen_level(999, 0.001)
-    tops = 0
+    tops = fast_up = fast_down = 0
+    B = np.empty(SCREEN_CAP + 1)
     for case in range(12):
         exp = np.exp(rng.uniform(math.log(3e-4), math.log(0.4), (fill, n))).astype(np.float32)
         exp[:, rng.integers(0, n, 2)] = 0.0
@@ -471,7 +556,7 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
             lo, hi = (mid, hi) if b >= pi0 else (lo, mid)
         for nfound in (1, 2, 3):
             Ls = np.sort(rng.choice([lo * (1 - 1e-12), hi * (1 + 1e-12), lo * 0.9, hi * 1.1, lo - 1.0,
-                                     hi + 0.5, lo * (1 - 1e-7)], nfound, replace=False))[::-1]
+                                     hi + 0.5, lo * (1 - 1e-7), hi + 0.02, hi * 1.005], nfound, replace=False))[::-1]
             found = np.full((MAX_CLUSTERS, 5), np.nan)
             found[:nfound, 0] = Ls
             want = found.copy()
@@ -481,7 +566,11 @@ def test_screen_top_first_keeps_the_loops_decisions(seed):
             assert a_got == a_want, (case, nfound, Ls, a_got, a_want)
             np.testing.assert_array_equal(got, want)
             tops += nfound > 1 and a_got == 0
+            for L in Ls:                                            # where the fast bounds decide (either way)
+                fast_up += _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, False) >= pi0 * 1.000001 + 1e-8
+                fast_down += _exceed_fast_bound(mcell, Mcell, fill, single, L, B, math.inf, True) < pi0 * 0.999999 - 1e-8
     assert tops > 0                                                 # the top-first path decided some
+    assert fast_up > 0 and fast_down > 0                            # and the fast bounds some, both ways
 
 
 def test_screen_level():
@@ -708,32 +797,77 @@ def test_condition_on_totals_matches_a_plain_loop(seed):
     _assert_conditioned(obs, got, want)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_condition_on_totals_is_the_numpy_form_bit_for_bit(dtype):
-    """``condition_on_totals`` (its one-pass kernel, ``scan.condition_kernel``) equals the numpy form
-    (``scan_reference.condition_on_totals_reference``: numpy's pairwise sums) bit for bit: rows of 1
-    to 300 regions (numpy's sum blocks of 8 and 128 and their splits), whole and fractional counts,
-    NaN and inf in either array, zero expectations, a prior with zero weights, no prior, events 0."""
-    from engine.detect.detectors import condition_on_totals
-
-    rng = np.random.default_rng(5)
+def _conditioning_cases(seed, dtype, whole=None):
+    """Random rows for ``condition_on_totals``: 1 to 300 regions (numpy's sum blocks of 8 and 128 and
+    their splits), one or two leading axes, whole and fractional counts, NaN and inf in either array,
+    zero expectations, an all-missing row, a prior with zero weights (all zero over a row's taking
+    regions too), no prior, events 0, hours 0. Yields (obs, mu, args)."""
+    rng = np.random.default_rng(seed)
     for n_reg in (1, 7, 8, 9, 17, 128, 129, 257, 300):
         for case in range(4):
-            shape = (2, 3, n_reg)
-            obs = (rng.poisson(1.5, shape) if case % 2 else rng.gamma(0.5, 3.0, shape)).astype(dtype)
+            shape = (2, 3, n_reg) if case < 3 else (5, n_reg)
+            frac = (case % 2 == 0) if whole is None else not whole
+            obs = (rng.gamma(0.5, 3.0, shape) if frac else rng.poisson(1.5, shape)).astype(dtype)
             mu = rng.gamma(0.3, 1.0, shape) * (1e3 if case == 3 else 1.0)
             obs[rng.random(shape) < 0.1] = np.nan
             mu[rng.random(shape) < 0.1] = np.nan
             mu[rng.random(shape) < 0.1] = 0.0
             if case == 2:
                 obs[0, 0, 0] = np.inf
+                mu[0, 1, -1] = np.inf
                 mu[1, 1] = np.nan
+                mu[1, 2] = 0.0
             prior = rng.uniform(0, 15000, n_reg) * (rng.random(n_reg) < 0.8)
-            for args in ((), (prior, 50.0, 5.0), (prior, 33.3, 0.0), (prior, 0.0, 1.7)):
-                got, want = mu.copy(), mu.copy()
-                condition_on_totals(obs, got, *args)
-                sref.condition_on_totals_reference(obs, want, *args)
-                assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (n_reg, case, len(args))
+            if case == 1:
+                prior[: n_reg // 2 + 1] = 0.0
+            for args in ((), (prior, 50.0, 5.0), (prior, 33.3, 0.0), (prior, 0.0, 1.7), (None, 50.0, 5.0)):
+                yield obs, mu, args
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_condition_on_totals_is_the_numpy_form_bit_for_bit(dtype):
+    """``condition_on_totals`` (its one-pass kernel, ``scan.condition_kernel``) equals the engine's own
+    numpy form (``detectors.condition_on_totals_numpy``: numpy's pairwise sums, the fallback) bit for
+    bit on the cases of ``_conditioning_cases``."""
+    from engine.detect.detectors import condition_on_totals, condition_on_totals_numpy
+
+    n = 0
+    for obs, mu, args in _conditioning_cases(5, dtype):
+        got, want = mu.copy(), mu.copy()
+        condition_on_totals(obs, got, *args)
+        condition_on_totals_numpy(obs, want, *args)
+        assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (obs.shape, len(args))
+        n += 1
+    assert n == 9 * 4 * 5
+
+
+@pytest.mark.parametrize("dtype,whole", [(np.float64, None), (np.float32, True), (np.float32, False)])
+def test_condition_on_totals_matches_the_plain_reference(dtype, whole):
+    """Both of the engine's forms (the kernel and the numpy fallback) against the plain per-row
+    reference (``scan_reference.condition_on_totals_reference``: the taking regions listed, totals by
+    ``math.fsum``, each region's value by its formula).
+
+    Tolerance: every sum is of terms >= 0 (counts, expectations, weights), so any summation order is
+    within ``(n - 1) u`` of the exact sum (relative; ``n <= 300`` terms), and the rest is <= 6 roundings
+    of products and quotients of such sums (no subtraction: no cancellation). Float64 sums, and float32
+    sums of whole counts (exact below 2**24), give <= 300 * 2**-53 + 6 * 2**-53 < 4e-14: ``rtol`` 1e-12.
+    The engine sums fractional float32 counts in float32 (numpy's ``add.reduce`` in the counts' dtype):
+    ``(n - 1) 2**-24 <= 299 * 5.96e-8 = 1.79e-5`` on the observed total: ``rtol`` 2e-5 there. Missing
+    values (NaN) and infinities must be where the reference has them."""
+    from engine.detect.detectors import condition_on_totals, condition_on_totals_numpy
+
+    rtol = 2e-5 if (dtype == np.float32 and not whole) else 1e-12
+    n = changed = 0
+    for obs, mu, args in _conditioning_cases(7, dtype, whole):
+        want = mu.copy()
+        sref.condition_on_totals_reference(obs, want, *args)
+        for form in (condition_on_totals, condition_on_totals_numpy):
+            got = mu.copy()
+            form(obs, got, *args)
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=f"{form.__name__} {obs.shape} {args[1:]}")
+            n += 1
+        changed += not np.array_equal(want, mu, equal_nan=True)
+    assert n == 2 * 9 * 4 * 5 and changed >= 9 * 4 * 4
 
 
 def test_detectors_scan_disjoint_counts_of_the_scanned_window():

@@ -78,9 +78,9 @@ def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float =
     >>> mu = np.array([[1e-3, 0.2]]); condition_on_totals(np.array([[1.0, 1.0]]), mu, np.array([1.0, 1.0]), 50.0, 1.0); mu.round(3)
     array([[0.174, 1.826]])
 
-    Computed by :func:`engine.detect.scan.condition_kernel` (one pass, bit for bit the numpy form below)
-    where ``obs`` is float32 / float64 and ``mu`` a writeable C-contiguous float64 array of the same
-    shape; by the numpy form otherwise.
+    Computed by :func:`engine.detect.scan.condition_kernel` (one pass, bit for bit the numpy form
+    :func:`condition_on_totals_numpy`) where ``obs`` is float32 / float64 and ``mu`` a writeable
+    C-contiguous float64 array of the same shape; by the numpy form otherwise.
     """
     from engine.detect.scan import condition_kernel
 
@@ -97,6 +97,18 @@ def condition_on_totals(obs, mu, prior=None, hours: float = 0.0, events: float =
                              float(events) if with_prior else 0.0, bool(with_prior), np.empty(n_reg, o2.dtype),
                              np.empty(n_reg), np.empty(n_reg))
             return
+    condition_on_totals_numpy(obs, mu, prior, hours, events)
+
+
+def condition_on_totals_numpy(obs, mu, prior=None, hours: float = 0.0, events: float = 0.0):
+    """:func:`condition_on_totals` in its numpy form (whole-array passes, numpy's pairwise sums): the
+    fallback for other dtypes / layouts, and what :func:`engine.detect.scan.condition_kernel` equals
+    bit for bit (``tests/test_detect_scan.py``; the plain per-row meaning is
+    ``tests/scan_reference.py::condition_on_totals_reference``).
+
+    >>> mu = np.array([[0.5, 0.5, np.nan]]); condition_on_totals_numpy(np.array([[3.0, 1.0, 7.0]]), mu); mu
+    array([[ 2.,  2., nan]])
+    """
     ok = np.isfinite(obs) & np.isfinite(mu)
     c = np.where(ok, obs, 0.0).sum(axis=-1, keepdims=True)
     mu_ok = np.where(ok, mu, 0.0)

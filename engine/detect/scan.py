@@ -35,7 +35,9 @@ For each count indicator the catalog marks ``cluster_scan``, every cycle:
   cluster whose bound is at least ``pi0`` (:func:`screen_level`: the full test, ``E ~ Bin(R,
   pi)``, would call it significant with probability <= :data:`SCREEN_EPS` = 1e-6 for every
   ``pi >= pi0``; 0.089 at 999 replicas and alpha 0.05) gets no replicas and ``p = 1``. The
-  screen only ever declares "not significant", so the test stays at level alpha; its
+  screen only ever declares "not significant", so the test stays at level alpha (most bounds are
+  decided without the recursion, by cheap bounds of it either way, :func:`_exceed_fast_bound`: the
+  same decisions); its
   decisions differ from the full test's with probability <= 1e-6 per screened cluster (in
   practice far less: the bound of a screened cluster is mostly well above ``pi0``); the p-values of
   every other cluster are unchanged. The screen goes from the lowest LLR up (the bound falls as
@@ -788,6 +790,131 @@ def _exceed_lower_bound(mcell, Mcell, fill, single, L, table, thr, dist, new, pm
     return -math.expm1(log_none)
 
 
+#: the screen's fast bounds (:func:`_exceed_fast_bound`) decide that the exact bound is below a level
+#: ``x`` only where the upper one is below ``x (1 - SCREEN_FAST_REL) - SCREEN_FAST_ABS``, at or above it only
+#: where the lower one is at or above ``x (1 + SCREEN_FAST_REL) + SCREEN_FAST_ABS``: far above the bounds'
+#: rounding (below ~1e-9 absolute)
+SCREEN_FAST_REL = 1e-6
+SCREEN_FAST_ABS = 1e-8
+#: ``1 / c!`` for ``c`` up to :data:`SCREEN_CAP` (the fast bounds' Poisson terms)
+_INV_FACT = np.array([1.0 / math.gamma(c + 1.0) for c in range(SCREEN_CAP + 1)])
+
+
+@njit
+def _breakpoint(c, Lp, up):  # pragma: no cover - compiled
+    """A value ``B >= M*`` (``up``) or ``B <= M*`` (not ``up``), ``M*`` the root in ``(0, c)`` of ``c log(c / M)
+    - c + M = Lp`` (``Lp > 0``; the true LLR falls as ``M`` rises on ``(0, c)``): with ``up``, every expectation
+    whose whole count ``c`` has a true LLR of at least ``Lp`` is at most ``B``; without, every expectation at
+    most ``B`` gives ``c`` a true LLR above ``Lp``. Newton in ``u = log M`` from ``log c - 1 - Lp / c`` (left of
+    the root: the function is convex and falls there, so the steps rise to the root and stay below it),
+    then moved by ``1e-9`` (relative) and checked: the function's computed value at ``B`` must be beyond
+    ``1e-12`` of its terms (its rounding: ~1e-16 of them) on the side asked for. Where not shown: ``c``
+    (``up``) or 0."""
+    cc = float(c)
+    lc = math.log(cc)
+    u = lc - 1.0 - Lp / cc
+    for _ in range(60):
+        eu = math.exp(u)
+        d = cc - eu
+        if not (d > 0.0):
+            return cc if up else 0.0
+        step = (cc * (lc - u) - cc + eu - Lp) / d
+        u += step
+        if not (step > 1e-13 * (1.0 + abs(u))):
+            break
+    sgn = 1.0 if up else -1.0
+    for k in range(4):
+        u += sgn * 1e-9 * (1.0 + abs(u)) * (1.0 + 1000.0 * k)
+        eu = math.exp(u)
+        if up and not (eu < cc):
+            return cc
+        h = cc * (lc - u) - cc + eu - Lp
+        tol = 1e-12 * (cc * (abs(lc) + abs(u) + 1.0) + eu + abs(Lp))
+        if (h < -tol) if up else (h > tol):
+            return eu
+    return cc if up else 0.0
+
+
+@njit
+def _exceed_fast_bound(mcell, Mcell, fill, single, L, B, stop, up):  # pragma: no cover - compiled
+    """An upper (``up``) or a lower bound of :func:`_exceed_lower_bound`'s exact value (its value without an
+    early end, in exact arithmetic), cheap (no thresholds searched, no recursion: ~1/4-1/5 of its cost a
+    region), or a value ``>= stop`` once the bound passes ``stop``: the screen's quick decisions.
+
+    Each region the exact bound counts (a zone of its own, no cell above :data:`NORMAL_ABOVE`) has ``e_r
+    = P(some window w reaches its threshold)`` (``S_w``, the window's count, Poisson with mean ``Mcell``;
+    thresholds at most :data:`SCREEN_CAP`: a path is left out only past every threshold it could reach).
+    The windows' counts ``t_w``: the first ``c`` with ``M_w <= B[c]``, ``B[c]`` :func:`_breakpoint` at ``Lp =
+    L - d`` (``up``: ``B`` at or above the root) or ``L + d`` (lower: at or below it), ``d = 1e-6 + 1e-9
+    |L|``. A threshold ``c`` (the smallest count with ``_llr_t(c, M) >= L``; the formula is increasing in
+    the count by far more than its rounding, ~1e-10 for counts and expectations up to ``SCREEN_CAP``) has a
+    true LLR ``>= L - d``, so ``M <= B_up[c]`` and ``t_w`` is at most the threshold; ``M <= B_low[c]`` gives
+    ``c`` a true LLR above ``L + d``, so the threshold is at most ``c``: ``t_w`` at least the threshold. The
+    counts only rise over the windows, so within a run of equal ``t_w`` only its last window matters:
+    upper: ``e_r <= sum`` over the runs' last windows of ``P(S_w >= t_w) <= P(S_w = t_w) (t_w + 1) / (t_w + 1
+    - M_w)`` (the terms fall by ``M / (k + 1)``; ``t > M``), windows with ``t_w`` past ``SCREEN_CAP`` left out
+    (their thresholds too); lower: ``e_r >= max P(S_w = t_w)`` over them. Returned: upper ``sum_r min(1,
+    u_r)`` (at least ``1 - prod (1 - u_r)``), lower ``1 - prod (1 - l_r)`` in logs. ``inf`` (upper) or 0
+    (lower) where a cell mean is negative or NaN. ``B`` (``SCREEN_CAP + 1``): scratch."""
+    n_reg = single.shape[0]
+    d = 1e-6 + 1e-9 * abs(L)
+    Lp = L - d if up else L + d
+    nb = B.shape[0]
+    nk = 1                                  # B[1 .. nk - 1] computed
+    total = 0.0
+    log_none = 0.0
+    log_stop = math.log1p(-stop) if stop < 1.0 else -math.inf
+    for r in range(n_reg):
+        if not single[r]:
+            continue
+        skip = False
+        for w in range(fill):
+            m = mcell[r * fill + w]
+            if not (m >= 0.0):
+                return math.inf if up else 0.0      # (no Poisson: not bounded here)
+            if m > NORMAL_ABOVE:
+                skip = True
+        if skip:
+            continue
+        t = 1
+        ur = 0.0
+        tp = 0
+        Mp = 0.0
+        for w in range(fill + 1):
+            if w < fill:
+                M = Mcell[r * fill + w]
+                if M <= 0.0:
+                    continue
+                while t < nb:
+                    if t >= nk:
+                        B[t] = _breakpoint(t, Lp, up)
+                        nk = t + 1
+                    if B[t] >= M:
+                        break
+                    t += 1
+            if tp > 0 and (w == fill or t != tp):       # a run ends: its last window's term
+                pt = math.exp(-Mp) * _INV_FACT[tp]
+                for _ in range(tp):
+                    pt *= Mp
+                if up:
+                    ur += pt * (tp + 1.0) / (tp + 1.0 - Mp)
+                elif pt > ur:
+                    ur = pt
+            if w == fill or t >= nb:
+                break
+            tp = t
+            Mp = M
+        if up:
+            total += ur if ur < 1.0 else 1.0
+            if total >= stop:
+                return total
+        elif ur > 0.0:
+            log_none += math.log1p(-ur)
+            if log_none < log_stop:
+                return -math.expm1(log_none)
+    return total if up else -math.expm1(log_none)
+
+
 @njit(inline="always")
 def _window_sums(obs, exp, pos, fill, Cw, Mw):  # pragma: no cover - compiled
     """Each region's observed (``Cw``) and expected (``Mw``) counts over the last ``w + 1`` cycles
@@ -976,7 +1103,14 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     ``pi0`` (the whole bound: no early end) it is the value the loop would compute for the top (bounds do
     not depend on what was computed before), so the loop stops below the top. Between the two: the
     loop as before. The same decisions, the same ``found``: most indicators of the demo have three
-    clusters, all screened, now at one bound."""
+    clusters, all screened, now at one bound.
+
+    Each bound, the top's and the loop's, is first bracketed by :func:`_exceed_fast_bound` (no thresholds
+    searched, no recursion): a lower one at or above the level (``pi0m`` for the top, ``pi0``; with
+    :data:`SCREEN_FAST_REL` / :data:`SCREEN_FAST_ABS` above it) decides "at or above" and an upper one
+    below ``pi0`` (the same margins below it) decides "below", as the exact bound would (its computed
+    value is within ~1e-9 of the exact one; docs/detect.md, "Scan: the screen's fast bounds",
+    sixteenth session); only between the two is :func:`_exceed_lower_bound` computed."""
     if not (pi0 < 1.0):
         return nfound
     n_reg = zones.shape[0]
@@ -1016,19 +1150,36 @@ def _screen(exp, pos, fill, zones, pi0, found, nfound, table):  # pragma: no cov
     # (below), so one bound decides them all; where it is below pi0 the loop from the lowest up ends at
     # the top, whose bound is then not computed again
     last = 0                                    # clusters the loop leaves untested (0 or the top)
+    B = np.empty(SCREEN_CAP + 1)                # the fast bounds' breakpoints (_exceed_fast_bound)
+    below = pi0 * (1.0 - SCREEN_FAST_REL) - SCREEN_FAST_ABS
+    above = pi0 * (1.0 + SCREEN_FAST_REL) + SCREEN_FAST_ABS
+    above_m = pi0m * (1.0 + SCREEN_FAST_REL) + SCREEN_FAST_ABS
     if nfound > 1 and not (2.0 * ncell * math.exp(-found[0, 0]) + 1e-9 < pi0):
-        lb_t = _exceed_lower_bound(mcell, Mcell, fill, single, found[0, 0], table, thr, dist, new,
-                                   pmf, cum, pi0m, lmc, emc, tlast, known, elast, llast)
-        if lb_t >= pi0m:
-            for q in range(nfound):
+        if _exceed_fast_bound(mcell, Mcell, fill, single, found[0, 0], B, above_m, False) >= above_m:
+            for q in range(nfound):             # the top's bound is at or above pi0m (not computed)
                 found[q, 1] = 1.0
             return 0
-        if lb_t < pi0:
-            last = 1
+        if _exceed_fast_bound(mcell, Mcell, fill, single, found[0, 0], B, below, True) < below:
+            last = 1                            # the top's bound is below pi0 (not computed)
+        else:
+            lb_t = _exceed_lower_bound(mcell, Mcell, fill, single, found[0, 0], table, thr, dist, new,
+                                       pmf, cum, pi0m, lmc, emc, tlast, known, elast, llast)
+            if lb_t >= pi0m:
+                for q in range(nfound):
+                    found[q, 1] = 1.0
+                return 0
+            if lb_t < pi0:
+                last = 1
     active = nfound
     while active > last:
         if 2.0 * ncell * math.exp(-found[active - 1, 0]) + 1e-9 < pi0:
             break
+        if _exceed_fast_bound(mcell, Mcell, fill, single, found[active - 1, 0], B, above, False) >= above:
+            found[active - 1, 1] = 1.0          # its bound is at or above pi0 (not computed)
+            active -= 1
+            continue
+        if _exceed_fast_bound(mcell, Mcell, fill, single, found[active - 1, 0], B, below, True) < below:
+            break                               # its bound is below pi0 (not computed)
         lb_p = _exceed_lower_bound(mcell, Mcell, fill, single, found[active - 1, 0], table, thr, dist, new,
                                    pmf, cum, pi0, lmc, emc, tlast, known, elast, llast)
         if lb_p < pi0:
