@@ -158,6 +158,33 @@ def _nan_runs(score, nan_run):  # pragma: no cover - compiled
         nan_run[k] = r if s != s else 0
 
 
+@njit(inline="always")
+def _quiet(st, s, bits, fire):  # pragma: no cover - compiled
+    """A series the rules would leave as it is: inactive (``st``), its score ``s`` not at the fire
+    level, its flap register ``bits`` 0. Scalars only: an inlined helper taking the state arrays
+    costs a reference count pair per array per call (per series of a hot block)."""
+    return st == INACTIVE and not (s >= fire) and bits == np.uint64(0)
+
+
+@njit
+def _visit(k, g, s, t, n_pending, state, count, severity, nan_run, since, started, flap_bits, flapping,
+           n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off, ev_out, idx_out, hot_rows,
+           m):  # pragma: no cover - compiled
+    """Series ``k`` of row ``g`` (not :func:`_quiet`) at score ``s``, as both step kernels visit it:
+    the rules (:func:`_advance`), the row marked hot when the series is left not quiet, its event
+    appended at ``m``. Returns the events' count after it. Called for the series that are not
+    quiet only (few a cycle): its array arguments' reference counts are paid there only."""
+    ev = _advance(k, s, t, n_pending, state, count, severity, nan_run, since, started, flap_bits, flapping,
+                  n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
+    if state[k] != INACTIVE or flap_bits[k] != np.uint64(0):
+        hot_rows[g] = 1
+    if ev != 0:
+        ev_out[m] = ev
+        idx_out[m] = k
+        m += 1
+    return m
+
+
 @njit
 def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap_bits, flapping,
                  row_pending, n_reg, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
@@ -186,16 +213,12 @@ def _step_kernel(score, t, state, count, severity, nan_run, since, started, flap
             continue
         for k in range(b0, b1):
             s = score[k]
-            if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+            if _quiet(state[k], s, flap_bits[k], fire):
                 continue
-            ev = _advance(k, s, t, row_pending[k // n_reg], state, count, severity, nan_run, since, started,
-                          flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
-            if state[k] != INACTIVE or flap_bits[k] != zero:
-                hot_rows[k // n_reg] = 1
-            if ev != 0:
-                ev_out[m] = ev
-                idx_out[m] = k
-                m += 1
+            g = k // n_reg
+            m = _visit(k, g, s, t, row_pending[g], state, count, severity, nan_run, since, started,
+                       flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                       ev_out, idx_out, hot_rows, m)
     return m
 
 
@@ -211,22 +234,16 @@ def _step_rows_kernel(score, t, state, count, severity, nan_run, since, started,
     _nan_runs(score, nan_run)
     hot_rows[:] = 0
     m = 0
-    zero = np.uint64(0)
     for g in range(rows.shape[0]):
         if rows[g] == 0:
             continue
         for k in range(g * n_reg, min((g + 1) * n_reg, n)):
             s = score[k]
-            if state[k] == INACTIVE and not (s >= fire) and flap_bits[k] == zero:
+            if _quiet(state[k], s, flap_bits[k], fire):
                 continue
-            ev = _advance(k, s, t, row_pending[g], state, count, severity, nan_run, since, started,
-                          flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off)
-            if state[k] != INACTIVE or flap_bits[k] != zero:
-                hot_rows[g] = 1
-            if ev != 0:
-                ev_out[m] = ev
-                idx_out[m] = k
-                m += 1
+            m = _visit(k, g, s, t, row_pending[g], state, count, severity, nan_run, since, started,
+                       flap_bits, flapping, n_resolve, fire, crit, clear, stale, window_mask, flap_on, flap_off,
+                       ev_out, idx_out, hot_rows, m)
     return m
 
 

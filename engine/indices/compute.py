@@ -21,6 +21,7 @@ from engine.indices.spec import IndexSpec
 _EMPTY2 = np.zeros((0, 0))
 _EMPTY3 = np.zeros((0, 0, 0))
 _EMPTY3_F32 = np.zeros((0, 0, 0), dtype=np.float32)
+_NO_PARENT = np.zeros(0, dtype=np.int64)
 
 
 def _one_thread() -> bool:
@@ -259,6 +260,34 @@ class Prepared:
         np.copyto(out, x)
         return out
 
+    def _stored_value(self, cl: list, dt, e1: np.ndarray, s1: np.ndarray, hpos: np.ndarray,
+                      rows: np.ndarray) -> np.ndarray | None:
+        """The values of the consecutive cycles ``cl`` copied into the plan's work array ``value``
+        with ``rows`` (k, n_indicator) the rows that need peers (:func:`~engine.indices.kernels.rows_needing_peers`),
+        both in one read (:func:`~engine.indices.kernels.copy_rows_needing_peers`), where the values
+        are a strided view of ``dt`` whose cycles are each C-contiguous (a run's stored steps: every
+        ``factor``-th cycle of the day) and the baseline is the Dataset's only (no history). Else
+        None (nothing written): :meth:`_cycles` and ``rows_needing_peers`` give the same."""
+        if not self.has_time or len(cl) == 0 or (hpos >= 0).any():
+            return None
+        c0 = cl[0]
+        if cl != list(range(c0, c0 + len(cl))):
+            return None
+        x = self.value.isel(time=slice(c0, c0 + len(cl))).values
+        k, ni, nr = x.shape
+        isz = x.itemsize
+        row, cyc = nr * isz, ni * nr * isz
+        if (x.dtype != dt or x.flags.c_contiguous or e1.shape != x.shape or s1.shape != x.shape or cyc == 0
+                or x.strides[1:] != (row, isz) or x.strides[0] <= 0 or x.strides[0] % cyc):
+            return None
+        step = x.strides[0] // cyc
+        # the same memory as one C-ordered array from the first cycle to the last (cycle t at t * step)
+        src = np.lib.stride_tricks.as_strided(x, shape=((k - 1) * step + 1, ni, nr), strides=(cyc, row, isz),
+                                              writeable=False)
+        v = self.plan.scratch("value", x.shape, dt)
+        K.copy_rows_needing_peers(src, np.int64(step), e1, s1, self.spec.cfg_ref, self.spec.thr_ref, v, rows)
+        return v
+
     def _dtype(self, reuse: bool):
         """float32 when every input array is float32 and nothing of the copies outlives the call
         (``reuse``): the kernels then read the values as stored (each converted to float64 as it
@@ -308,13 +337,18 @@ class Prepared:
         # without the deficits nothing of these copies outlives the call: reuse the plan's work arrays
         reuse = not want_deficit
         dt = self._dtype(reuse)
-        v = self._cycles(self.value, cl, "value" if reuse else None, dt)
-        k, ni, nr = v.shape
         has1 = self.expected is not None
         empty = _EMPTY3 if dt == np.float64 else _EMPTY3_F32
         e1 = self._cycles(self.expected, cl, "expected" if reuse else None, dt) if has1 else empty
         s1 = self._cycles(self.scale, cl, "scale" if reuse else None, dt) if has1 else empty
         e2, s2, hpos = self._history(cl, e1 if has1 else None, s1 if has1 else None)
+        # a run's stored steps: the values' copy and the rows that need peers in one read
+        rows = np.empty(e1.shape[:2], dtype=np.bool_) if reuse and has1 else None
+        v = self._stored_value(cl, dt, e1, s1, hpos, rows) if rows is not None else None
+        fused = v is not None
+        if not fused:
+            v = self._cycles(self.value, cl, "value" if reuse else None, dt)
+        k, ni, nr = v.shape
         peer_e = np.full((k, ni), np.nan)
         peer_s = np.full((k, ni), np.nan)
         parent = self.hier.base.parent
@@ -350,8 +384,9 @@ class Prepared:
         # the rows only peers can normalise, found before the pass (not by a first pass and a
         # second one for every cycle that found peers: the same results, one pass; in a run's
         # warm-up nearly every stored step has such rows)
-        rows = np.empty((k, ni), dtype=np.bool_)
-        K.rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, self.spec.cfg_ref, self.spec.thr_ref, rows)
+        if not fused:
+            rows = np.empty((k, ni), dtype=np.bool_)
+            K.rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, self.spec.cfg_ref, self.spec.thr_ref, rows)
         need = np.flatnonzero(rows.any(axis=1))
         if len(need):
             pe = np.empty((len(need), ni))
@@ -395,19 +430,22 @@ class Prepared:
 
     def parent_tables(self, pnum: np.ndarray, pden: np.ndarray) -> list[np.ndarray]:
         """Normalised-score tables ([k,] n_indicator, n_regions_at_level) for every level above the base."""
+        # one kernel a level (the ratio and the next level's sums; numpy's strided column adds over
+        # the streets cost ~10 ms a run's part): the same divisions, the same sums in the same order
+        lead = pnum.shape[:-1]
+        pnum = np.ascontiguousarray(pnum, dtype=np.float64).reshape(-1, pnum.shape[-1])
+        pden = np.ascontiguousarray(pden, dtype=np.float64).reshape(-1, pden.shape[-1])
         tables = []
         for lv in range(1, len(self.hier.levels)):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                tables.append(np.where(pden > 0, pnum / pden, np.nan))
+            q = np.empty(pnum.shape)
             up = self.hier.levels[lv].parent
+            n_up = len(self.hier.levels[lv + 1].ids) if up is not None else 0
+            sn = np.empty((pnum.shape[0], n_up))
+            sd = np.empty_like(sn)
+            K.parent_ratio_rollup(pnum, pden, _NO_PARENT if up is None else np.asarray(up, dtype=np.int64), q, sn, sd)
+            tables.append(q.reshape(lead + q.shape[-1:]))
             if up is None:
                 break
-            n_up = len(self.hier.levels[lv + 1].ids)
-            sn = np.zeros(pnum.shape[:-1] + (n_up,))
-            sd = np.zeros_like(sn)
-            for c in range(pnum.shape[-1]):          # a few dozen streets / blocks: no BLAS
-                sn[..., up[c]] += pnum[..., c]
-                sd[..., up[c]] += pden[..., c]
             pnum, pden = sn, sd
         return tables
 

@@ -322,6 +322,72 @@ def rows_needing_peers(v, e1, s1, has1, e2, s2, hpos, cfg_ref, thr_ref, out):
                 break
 
 
+@njit(error_model="numpy")
+def copy_rows_needing_peers(src, step, e1, s1, cfg_ref, thr_ref, v, out):
+    """``v[t] = src[t * step]`` (a copy of the stored steps; ``src`` of ``v``'s dtype) and ``out[t, i]`` as
+    :func:`rows_needing_peers` gives it with the Dataset's baseline ``e1``/``s1`` and no history
+    baseline, in one read of the values: a run's stored steps are every ``step``-th cycle of the
+    day's values (``src``: a C-ordered view from the first to the last), copied here anyway.
+
+    The flags in the values' own dtype: ``x - x == 0`` (finite), ``s >= 0`` are the same tests in
+    float32 as in float64 (exact conversions), so the same flags (tested).
+
+    Examples
+    --------
+    >>> src = np.array([[[9.0, 9.0], [9.0, 9.0]], [[1.0, 2.0], [3.0, np.nan]]])   # step 1: cycle 1
+    >>> e = np.array([[[1.0, np.nan], [1.0, 1.0]]])
+    >>> ref = np.full((2, 4), np.nan)
+    >>> v = np.empty((1, 2, 2)); out = np.zeros((1, 2), np.bool_)
+    >>> copy_rows_needing_peers(src[1:], 1, e, np.ones_like(e), ref, ref, v, out)
+    >>> out.tolist(), v[0, 0].tolist()
+    ([[True, False]], [1.0, 2.0])
+    """
+    k, ni, nr = v.shape
+    for t in range(k):
+        ts = t * step
+        for i in range(ni):
+            if (cfg_ref[i, 1] == cfg_ref[i, 1] or cfg_ref[i, 2] == cfg_ref[i, 2]
+                    or thr_ref[i, 1] == thr_ref[i, 1] or thr_ref[i, 2] == thr_ref[i, 2]):
+                for r in range(nr):
+                    v[t, i, r] = src[ts, i, r]
+                out[t, i] = False
+                continue
+            # branch-free (as rows_needing_peers): a finite value without a usable baseline
+            bad = 0
+            for r in range(nr):
+                x = src[ts, i, r]
+                v[t, i, r] = x
+                e = e1[t, i, r]
+                sc = s1[t, i, r]
+                ok = ((e - e) == 0.0) & ((sc - sc) == 0.0) & (sc >= 0.0)
+                bad += ((x - x) == 0.0) & (ok == False)  # noqa: E712
+            out[t, i] = bad > 0
+
+
+@njit(error_model="numpy")
+def parent_ratio_rollup(pnum, pden, up, q, sn, sd):
+    """One level of :meth:`~engine.indices.compute.Prepared.parent_tables` on (rows, n) sums:
+    ``q = pnum / pden`` where ``pden > 0``, else NaN; with ``up`` (the n regions' parents, or
+    empty) the next level's sums ``sn``/``sd`` (rows, n_up): each parent's regions added in
+    order from +0.0 (numpy's ``sn[..., up[c]] += pnum[..., c]`` for c in order: the same sums)."""
+    rows, n = pnum.shape
+    roll = up.shape[0] > 0
+    n_up = sn.shape[1]
+    for j in range(rows):
+        for c in range(n):
+            d = pden[j, c]
+            x = pnum[j, c] / d
+            q[j, c] = x if d > 0.0 else np.nan
+        if roll:
+            for u in range(n_up):
+                sn[j, u] = 0.0
+                sd[j, u] = 0.0
+            for c in range(n):
+                u = up[c]
+                sn[j, u] += pnum[j, c]
+                sd[j, u] += pden[j, c]
+
+
 @njit(inline="always", error_model="numpy")
 def range_deficit(x, b0, b1, b2, b3):
     """Deficit of ``x`` against the range ``[b0 bad, b1 good, b2 good, b3 bad]`` (NaN = open side)."""
