@@ -43,7 +43,7 @@ REPLAY_CHUNK_CYCLES = 100_000
 #: the weight of a group of bases whose add is followed right away by the values of their rows
 #: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
 #: running extremes (x2) and sorted windows (x4), plus snapshot members
-ADD_GROUP_WEIGHT = 60_000
+ADD_GROUP_WEIGHT = 20_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -581,9 +581,9 @@ class Engine:
         elif mode == "shares":
             self._run_shares(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
         else:
-            bases, rows, bptr, rptr, dp, dptr = self._groups_of(self._all_bases, self._all_rows, self._DP)
+            bases, rows, bptr, rptr = self._groups_of(self._all_bases, self._all_rows)
             K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, O, D, num, den, parts, self._scratch(1)[0],
-                         dp, self._stack, bases, rows, bptr, rptr, dptr, self._all_mask, True)
+                         self._DP, self._stack, bases, rows, bptr, rptr, self._all_mask, True)
         self.state.last_cycle = k0 + T - 1
 
     def _shares(self, parts: int) -> tuple:
@@ -715,28 +715,20 @@ class Engine:
         self._bshares, self._bshares_for = shares, parts
         return shares
 
-    def _share_groups(self, bases, rows, dp, stack) -> tuple:
-        """:meth:`_groups_of` as :func:`kernels.run_cycles`' arguments ``DP`` to ``dptr``."""
-        bases, rows, bptr, rptr, dp, dptr = self._groups_of(bases, rows, dp)
-        return dp, stack, bases, rows, bptr, rptr, dptr
-
-    def _groups_of(self, bases: np.ndarray, rows: np.ndarray, dp: tuple) -> tuple:
-        """(bases, rows, bptr, rptr, dp, dptr) for :func:`kernels.run_cycles`: ``bases`` (in their
-        order) cut into consecutive groups of about :data:`ADD_GROUP_WEIGHT` (series weighted by
-        the blocks, running extremes and sorted windows of their base, plus snapshot members);
-        ``rows`` reordered (stable) by the group that completes their bases (a row goes with the
-        group of its base, or of its share denominator's base when that one comes later); the
-        derived program ``dp`` (:meth:`DerivedPlan.program` or a share's part of it) reordered
-        (stable: dependency order within a group) by the group that completes its inputs (the
-        latest of its references' rows' and derived rows' groups; 0 for none). Cached per
-        ``bases`` / ``rows`` / ``dp`` (by identity)."""
+    def _groups_of(self, bases: np.ndarray, rows: np.ndarray) -> tuple:
+        """(bases, rows, bptr, rptr) for :func:`kernels.run_cycles`: ``bases`` (in their order) cut
+        into consecutive groups of about :data:`ADD_GROUP_WEIGHT` (series weighted by the blocks,
+        running extremes and sorted windows of their base, plus snapshot members), and ``rows``
+        reordered (stable) by the group that completes their bases: a row goes with the group of
+        its base, or of its share denominator's base when that one comes later. Cached per
+        ``bases`` / ``rows`` pair (by identity)."""
         cache = getattr(self, "_groups_cache", None)
         if cache is None:
             cache = self._groups_cache = {}
-        key = (id(bases), id(rows), id(dp))
+        key = (id(bases), id(rows))
         hit = cache.get(key)
-        if hit is not None and hit[0] is bases and hit[1] is rows and hit[2] is dp:
-            return hit[3]
+        if hit is not None and hit[0] is bases and hit[1] is rows:
+            return hit[2]
         p = self.plan
         nser = np.diff(p.base_ser0).astype(np.float64)
         w = (nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr))
@@ -746,7 +738,7 @@ class Engine:
         if len(grp):
             _, grp = np.unique(grp, return_inverse=True)  # (consecutive group numbers from 0)
             grp = grp.astype(np.int64).reshape(-1)
-        ng = max(1, int(grp[-1]) + 1 if len(grp) else 0)  # (one group at least: the derived rows go in it)
+        ng = int(grp[-1]) + 1 if len(grp) else 0
         of = np.full(p.n_bases, -1, np.int64)
         of[bases] = grp
         rg = of[p.ind_base[rows]]
@@ -757,35 +749,14 @@ class Engine:
         order = np.argsort(rg, kind="stable")
         bptr = np.concatenate([[0], np.cumsum(np.bincount(grp, minlength=ng))]).astype(np.int64)
         rptr = np.concatenate([[0], np.cumsum(np.bincount(rg, minlength=ng))]).astype(np.int64)
-        # the derived rows: the group completing each compact row (a value row's, then each derived
-        # row's in program order)
-        ops, arg, _, ptr, out_row, d_pos = dp
-        cg = np.full(len(self.derived.compact_rows), -1, np.int64)
-        dd = self._P[K.P_FIELDS.index("ind_d")][p.ind_row[rows]]
-        cg[dd[dd >= 0]] = rg[dd >= 0]
-        jg = np.zeros(len(out_row), np.int64)
-        for j in range(len(out_row)):
-            refs = arg[ptr[j]:ptr[j + 1]][ops[ptr[j]:ptr[j + 1]] == 0]
-            if len(refs) and (cg[refs] < 0).any():
-                raise AssertionError("a derived row reading a row not computed before it")
-            jg[j] = cg[refs].max() if len(refs) else 0
-            cg[d_pos[j]] = jg[j]
-        js = np.argsort(jg, kind="stable")
-        dptr = np.concatenate([[0], np.cumsum(np.bincount(jg, minlength=ng))]).astype(np.int64)
-        out = (np.ascontiguousarray(bases, np.int64), np.ascontiguousarray(rows[order], np.int64), bptr, rptr,
-               self._program_of(dp, js), dptr)
-        cache[key] = (bases, rows, dp, out)
+        out = (np.ascontiguousarray(bases, np.int64), np.ascontiguousarray(rows[order], np.int64), bptr, rptr)
+        cache[key] = (bases, rows, out)
         return out
 
     def _sub_program(self, js: np.ndarray) -> tuple:
         """The derived program (:meth:`DerivedPlan.program`) of derived rows ``js`` only (ascending:
         the program's order), for :func:`kernels.derived_rows`."""
-        return self._program_of(self._DP, js)
-
-    @staticmethod
-    def _program_of(dp: tuple, js: np.ndarray) -> tuple:
-        """The derived rows ``js`` of the program ``dp``, in that order."""
-        ops, arg, consts, ptr, out_row, d_pos = dp
+        ops, arg, consts, ptr, out_row, d_pos = self._DP
         js = np.asarray(js, np.int64)
         lens = ptr[js + 1] - ptr[js]
         idx = np.concatenate([np.arange(ptr[j], ptr[j + 1]) for j in js]).astype(np.int64) if len(js) \
@@ -835,7 +806,7 @@ class Engine:
         elif Ds is None or len(Ds) < m or Ds[0].shape != D.shape:
             Ds = self._dshares = [np.empty_like(D) for _ in range(m)]
         _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j],
-                         *self._share_groups(bases, rows, dp, stacks[j]), mask, len(dp[4]) > 0)
+                         dp, stacks[j], *self._groups_of(bases, rows), mask, len(dp[4]) > 0)
                         for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale

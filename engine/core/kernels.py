@@ -869,20 +869,13 @@ def derived_rows(tt, DP, O, D, stack):
     (float32), or ``O[1][tt]`` (float64) when that one is not empty.
     ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
     evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
-    derived_range(tt, DP, O, D, stack, 0, len(DP[4]))
-
-
-@njit
-def derived_range(tt, DP, O, D, stack, j0, j1):
-    """:func:`derived_rows` for the derived rows ``j0 .. j1 - 1`` of the program ``DP`` only (their
-    inputs computed already)."""
     ops, arg, consts, ptr, out_row, d_pos = DP
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = np.uint64(D.shape[2])
     # (element loops over uint64 region indices of the 2-d / 3-d arrays, no row views: numba takes
     # no reference per instruction; see sorted_insert)
-    for j in range(j0, j1):
+    for j in range(len(out_row)):
         h = 0
         for pc in range(ptr[j], ptr[j + 1]):
             op = ops[pc]
@@ -1114,8 +1107,8 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bptr, rptr, dptr,
-               bmask, derived):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bptr, rptr, bmask,
+               derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
     them into the output at ``t - (T - ncomp)`` (and ``num``, ``den``). ``D`` (1, compact rows,
     regions) float64: the derived formulas' inputs of the cycle being computed, written by the
@@ -1144,16 +1137,12 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     every share writes (``cmax``,
     ``st_value``, ``st_time``, ``sdirty``) are the thread's own copies in its ``S``.
 
-    The add (stages 3b and 4), the values (stage 5) and the derived rows run group by group:
-    ``bases[bptr[g]:bptr[g + 1]]`` are added, then the values of ``rows[rptr[g]:rptr[g + 1]]``, the
-    rows whose bases (share denominators included) are in groups ``0 .. g``, then the derived rows
-    ``dptr[g] .. dptr[g + 1] - 1`` of ``DP``, those whose inputs are all computed by then (``DP``
-    ordered by group, in dependency order within each: :meth:`engine.core.engine.Engine._groups_of`):
+    The add (stages 3b and 4) and the values (stage 5) run group by group: ``bases[bptr[g]:bptr[g +
+    1]]`` are added, then the values of ``rows[rptr[g]:rptr[g + 1]]``, the rows whose bases
+    (share denominators included) are in groups ``0 .. g`` (:meth:`engine.core.engine.Engine._groups_of`):
     a row's window sums, extremes and sorted windows are read while the add has just written them
-    (in the cache), not after every other base's add, and a derived row's inputs likewise. Each
-    base's add writes only that base's state, a row reads only its bases' and a derived row only
-    rows computed before it, so the numbers are those of every add, then every row, then every
-    derived row.
+    (in the cache), not after every other base's add. Each base's add writes only that base's
+    state and a row reads only its bases', so the numbers are those of every add then every row.
 
     The threaded driver for big cities (:meth:`engine.core.engine.Engine._run_threads`) runs the
     same stage functions cycle by cycle from Python, each stage split over threads by bases or
@@ -1167,8 +1156,8 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
             add_bases(k, bases[bptr[g]:bptr[g + 1]], P, S)
             if tt >= 0 and rptr[g + 1] > rptr[g]:
                 values_rows(tt, rows[rptr[g]:rptr[g + 1]], P, S, O, D, num, den, parts, scr)
-            if tt >= 0 and derived and dptr[g + 1] > dptr[g]:
-                derived_range(tt, DP, O, D, stack, dptr[g], dptr[g + 1])
+        if tt >= 0 and derived and len(DP[4]) > 0:
+            derived_rows(tt, DP, O, D, stack)
 
 
 @njit
