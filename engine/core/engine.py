@@ -43,7 +43,7 @@ REPLAY_CHUNK_CYCLES = 100_000
 #: the weight of a group of bases whose add is followed right away by the values of their rows
 #: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
 #: running extremes (x2) and sorted windows (x4), plus snapshot members
-ADD_GROUP_WEIGHT = 20_000
+ADD_GROUP_WEIGHT = 60_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
