@@ -572,3 +572,36 @@ def test_quiet_snapshot_bases_skip_only_what_stays(city, catalog, tmp_path, monk
         assert np.array_equal(np.concatenate([a, b]), want, equal_nan=True), parallel
         assert inc.state.equals(full.state), parallel
         assert int(inc._snap_q[snap].max()) >= 97 and inc._blk_fx.any(), parallel  # the day's windows skipped too
+
+
+@pytest.mark.parametrize("parallel", ["0", "shares"])
+def test_add_and_values_in_groups_equal_one_group(city, catalog, monkeypatch, parallel):
+    """The add and the values group by group (:func:`kernels.run_cycles`, ``Engine._groups_of``):
+    every base its own group (weight 1) gives the output and the state of one group (every add,
+    then every row: the order before the groups), on the serial and the shares driver; each row
+    comes after the group of each base it reads, every base and row exactly once."""
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
+    steps = random_steps(city, catalog, K0, 6, seed=21)
+    rec = _concat(steps)
+    got = {}
+    for w in (1, 1e18):
+        monkeypatch.setattr(core_engine, "ADD_GROUP_WEIGHT", w)
+        eng = Engine(city, catalog)
+        got[w] = (eng.replay(rec, K0 * C, (K0 + 5) * C).value.values, eng)
+        p = eng.plan
+        for bases_in, rows_in in [(eng._all_bases, eng._all_rows)] + [(b, r) for b, r, _, _ in eng._base_shares(2)]:
+            bases, rows, bptr, rptr = eng._groups_of(bases_in, rows_in)
+            assert np.array_equal(bases, bases_in) and np.array_equal(np.sort(rows), np.sort(rows_in))
+            assert len(bptr) == len(rptr) and bptr[-1] == len(bases) and rptr[-1] == len(rows)
+            if w == 1:
+                assert len(bptr) - 1 >= len(bases) // 2  # (a base without series here shares a group)
+            grp_of = np.full(p.n_bases, -1)
+            for g in range(len(bptr) - 1):
+                grp_of[bases[bptr[g]:bptr[g + 1]]] = g
+            for g in range(len(rptr) - 1):
+                r = rows[rptr[g]:rptr[g + 1]]
+                assert (grp_of[p.ind_base[r]] <= g).all() and (grp_of[p.ind_base[r]] >= 0).all()
+                two = r[p.ind_blk2[r] >= 0]
+                assert (grp_of[p.blk_base[p.ind_blk2[two]]] <= g).all()
+    assert np.array_equal(got[1][0], got[1e18][0], equal_nan=True)
+    assert got[1][1].state.equals(got[1e18][1].state)

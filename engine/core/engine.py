@@ -40,6 +40,10 @@ REPLAY_CHUNK_BYTES = 96 * 2**20
 #: go straight into the output, the derived formulas' inputs are one cycle's: ``kernels.run_cycles``),
 #: when the count rings cannot need widening within the call (:meth:`Engine._replay`)
 REPLAY_CHUNK_CYCLES = 100_000
+#: the weight of a group of bases whose add is followed right away by the values of their rows
+#: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
+#: running extremes (x2) and sorted windows (x4), plus snapshot members
+ADD_GROUP_WEIGHT = 60_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -577,8 +581,9 @@ class Engine:
         elif mode == "shares":
             self._run_shares(k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts)
         else:
+            bases, rows, bptr, rptr = self._groups_of(self._all_bases, self._all_rows)
             K.run_cycles(k0, T, ncomp, EV, RD, SN, self._P, S, O, D, num, den, parts, self._scratch(1)[0],
-                         self._DP, self._stack, self._all_bases, self._all_rows, self._all_mask, True)
+                         self._DP, self._stack, bases, rows, bptr, rptr, self._all_mask, True)
         self.state.last_cycle = k0 + T - 1
 
     def _shares(self, parts: int) -> tuple:
@@ -710,6 +715,44 @@ class Engine:
         self._bshares, self._bshares_for = shares, parts
         return shares
 
+    def _groups_of(self, bases: np.ndarray, rows: np.ndarray) -> tuple:
+        """(bases, rows, bptr, rptr) for :func:`kernels.run_cycles`: ``bases`` (in their order) cut
+        into consecutive groups of about :data:`ADD_GROUP_WEIGHT` (series weighted by the blocks,
+        running extremes and sorted windows of their base, plus snapshot members), and ``rows``
+        reordered (stable) by the group that completes their bases: a row goes with the group of
+        its base, or of its share denominator's base when that one comes later. Cached per
+        ``bases`` / ``rows`` pair (by identity)."""
+        cache = getattr(self, "_groups_cache", None)
+        if cache is None:
+            cache = self._groups_cache = {}
+        key = (id(bases), id(rows))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is bases and hit[1] is rows:
+            return hit[2]
+        p = self.plan
+        nser = np.diff(p.base_ser0).astype(np.float64)
+        w = (nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr))
+             + np.diff(p.mem_ptr))[bases]
+        grp = (np.floor(np.cumsum(w) / ADD_GROUP_WEIGHT).astype(np.int64) if len(bases)
+               else np.zeros(0, np.int64))
+        if len(grp):
+            _, grp = np.unique(grp, return_inverse=True)  # (consecutive group numbers from 0)
+            grp = grp.astype(np.int64).reshape(-1)
+        ng = int(grp[-1]) + 1 if len(grp) else 0
+        of = np.full(p.n_bases, -1, np.int64)
+        of[bases] = grp
+        rg = of[p.ind_base[rows]]
+        two = p.ind_blk2[rows] >= 0
+        rg[two] = np.maximum(rg[two], of[p.blk_base[p.ind_blk2[rows][two]]])
+        if (rg < 0).any():
+            raise AssertionError("a row whose base is not among the bases")
+        order = np.argsort(rg, kind="stable")
+        bptr = np.concatenate([[0], np.cumsum(np.bincount(grp, minlength=ng))]).astype(np.int64)
+        rptr = np.concatenate([[0], np.cumsum(np.bincount(rg, minlength=ng))]).astype(np.int64)
+        out = (np.ascontiguousarray(bases, np.int64), np.ascontiguousarray(rows[order], np.int64), bptr, rptr)
+        cache[key] = (bases, rows, out)
+        return out
+
     def _sub_program(self, js: np.ndarray) -> tuple:
         """The derived program (:meth:`DerivedPlan.program`) of derived rows ``js`` only (ascending:
         the program's order), for :func:`kernels.derived_rows`."""
@@ -763,7 +806,7 @@ class Engine:
         elif Ds is None or len(Ds) < m or Ds[0].shape != D.shape:
             Ds = self._dshares = [np.empty_like(D) for _ in range(m)]
         _run_all(pool, [(K.run_cycles, k0, T, ncomp, EV, RD, SN, P, tuples[j], O, Ds[j], num, den, parts, scr[j],
-                         dp, stacks[j], bases, rows, mask, len(dp[4]) > 0)
+                         dp, stacks[j], *self._groups_of(bases, rows), mask, len(dp[4]) > 0)
                         for j, (bases, rows, mask, dp) in enumerate(shares)])
         S[i_cmax][0] = max(int(t[i_cmax][0]) for t in tuples)
         for t in tuples:  # every share consumed its own flags; those of the other shares' series are stale

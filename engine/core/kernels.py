@@ -1107,7 +1107,8 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
 
 
 @njit
-def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bmask, derived):
+def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, stack, bases, rows, bptr, rptr, bmask,
+               derived):
     """Run cycles ``k0 .. k0 + T - 1``, one thread; compute the values of the last ``ncomp`` of
     them into the output at ``t - (T - ncomp)`` (and ``num``, ``den``). ``D`` (1, compact rows,
     regions) float64: the derived formulas' inputs of the cycle being computed, written by the
@@ -1126,8 +1127,8 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     :func:`bin_records`); ``RD`` the same for readings; ``SN`` = (time, cell, value, off) for
     snapshots. ``scr`` is the value kernel's (2, regions) scratch, ``DP`` / ``stack`` the derived
     program and its stack (:func:`derived_rows`), evaluated right after each cycle's values;
-    ``bases`` / ``rows``: every base / indicator position (``arange``), ``bmask`` (uint8 per
-    base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
+    ``bases`` / ``rows``: every base / indicator position, in groups (``bptr`` / ``rptr``: see
+    below), ``bmask`` (uint8 per base) 1 for every base, and ``derived`` True; or one thread's share of the whole call: the
     bases of the share (``bmask`` 1 for them, 0 for the others: records and snapshot values of
     other bases are skipped), the indicator rows whose bases (share denominators included) are in
     it, ``DP`` the share's part of the derived program (the derived rows that read only rows of
@@ -1136,6 +1137,13 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
     every share writes (``cmax``,
     ``st_value``, ``st_time``, ``sdirty``) are the thread's own copies in its ``S``.
 
+    The add (stages 3b and 4) and the values (stage 5) run group by group: ``bases[bptr[g]:bptr[g +
+    1]]`` are added, then the values of ``rows[rptr[g]:rptr[g + 1]]``, the rows whose bases
+    (share denominators included) are in groups ``0 .. g`` (:meth:`engine.core.engine.Engine._groups_of`):
+    a row's window sums, extremes and sorted windows are read while the add has just written them
+    (in the cache), not after every other base's add. Each base's add writes only that base's
+    state and a row reads only its bases', so the numbers are those of every add then every row.
+
     The threaded driver for big cities (:meth:`engine.core.engine.Engine._run_threads`) runs the
     same stage functions cycle by cycle from Python, each stage split over threads by bases or
     rows."""
@@ -1143,12 +1151,13 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
         k = k0 + t
         advance_bases(k, bases, P, S)
         bin_snap(k, t, EV, RD, SN, P, S, bmask)
-        add_bases(k, bases, P, S)
         tt = t - (T - ncomp)
-        if tt >= 0:
-            values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
-            if derived and len(DP[4]) > 0:
-                derived_rows(tt, DP, O, D, stack)
+        for g in range(len(bptr) - 1):
+            add_bases(k, bases[bptr[g]:bptr[g + 1]], P, S)
+            if tt >= 0 and rptr[g + 1] > rptr[g]:
+                values_rows(tt, rows[rptr[g]:rptr[g + 1]], P, S, O, D, num, den, parts, scr)
+        if tt >= 0 and derived and len(DP[4]) > 0:
+            derived_rows(tt, DP, O, D, stack)
 
 
 @njit
