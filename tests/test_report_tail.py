@@ -1,7 +1,6 @@
 """The run's tail (docs/report.md, twelfth and fifteenth sessions): the figures a run draws before
-its stores are complete, in a second process (``engine.report.worker``: its bytes are the
-report's own, and a worker that fails only leaves the figures to the report), the report reading
-``indices.zarr`` once, and the writer's wait for one store."""
+its stores are complete (their bytes are the report's own), the report reading ``indices.zarr``
+once, and the writer's wait for one store."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import pytest
 from engine.report import load_run, render_report
 from engine.report import run as run_mod
 from engine.report.render import EARLY_FIGURES, FIGURES, early_figures
-from engine.report.worker import NEEDS, FigureWorker, draw
 from engine.scenario.store import DayWriter
 from run_fixture import fixture_city, write_run
 
@@ -41,41 +39,6 @@ def test_early_figures_are_the_report_s_own_bytes(folder, plain, tmp_path):
     assert path.read_bytes() == plain[0]
     for name in ("map", "domains", *EARLY_FIGURES):
         assert (given / "figures" / f"{name}.png").read_bytes() == plain[1][name]
-
-
-def test_every_figure_has_its_files():
-    assert sorted(NEEDS) == sorted(FIGURES)
-
-
-def test_drawn_figures_give_the_report_s_own_bytes(folder, plain, tmp_path):
-    given = shutil.copytree(folder, tmp_path / "given")
-    (given / "summary.json").unlink()                # the figures need no summary
-    pngs = draw(FIGURES, given, fixture_city())
-    assert pngs == plain[1]
-    shutil.copy(folder / "summary.json", given / "summary.json")
-    path = render_report(given, fixture_city(), pngs=pngs)
-    assert path.read_bytes() == plain[0]
-    assert {n: (given / "figures" / f"{n}.png").read_bytes() for n in FIGURES} == plain[1]
-
-
-def test_unknown_figures_are_refused(folder):
-    with pytest.raises(ValueError, match="nope"):
-        draw(("epidemic", "nope"), folder)
-
-
-def test_a_worker_gone_leaves_the_figures_to_the_report(folder, plain, tmp_path):
-    # (the worker's bytes in a whole run: tests/test_scenario_pipeline.py's pipelined run against
-    # the serial one, which draws its own)
-    w = FigureWorker.start()
-    w.proc.kill()
-    w.proc.wait()
-    w.submit(("epidemic",), folder)
-    w.submit(("map", "domains"), folder, fixture_city())
-    assert w.result() == {}
-    assert "worker gone" in w.failed
-    w.close()
-    path = render_report(shutil.copytree(folder, tmp_path / "r"), fixture_city(), pngs=w.result())
-    assert path.read_bytes() == plain[0]
 
 
 def test_a_map_given_needs_the_last_cycle(folder, tmp_path):

@@ -107,7 +107,7 @@ def test_stages_own_cpu_counts_the_calling_thread_and_its_named_workers_only():
 
 
 @pytest.mark.slow
-def test_a_pipelined_run_equals_a_serial_one(tmp_path, monkeypatch):
+def test_a_pipelined_run_equals_a_serial_one(tmp_path):
     from engine.cli.scenario import load_build
     from engine.scenario.script import prepare
 
@@ -119,8 +119,6 @@ def test_a_pipelined_run_equals_a_serial_one(tmp_path, monkeypatch):
 
     runs = {}
     for name, pipeline in (("pipe", True), ("serial", False)):
-        # the pipelined run draws its figures in the figure worker (engine.report.worker), the serial one itself
-        monkeypatch.setenv("CITYVITALS_FIGURE_WORKER", "1" if pipeline else "0")
         runs[name] = run_scenario(sc, tmp_path / name, store_every="1h", progress=False, pipeline=pipeline)
     a, b = runs["pipe"], runs["serial"]
     assert a["detection"] == b["detection"] and a["health"] == b["health"] and a["economy"] == b["economy"]

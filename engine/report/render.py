@@ -60,8 +60,7 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: di
         Rows of the alerts table.
     pngs : dict, optional
         Figures already made from this folder's files (:func:`early_figures`, or any of
-        :data:`FIGURES` by :func:`engine.report.worker.draw` with the same ``city``), used as
-        they are.
+        :data:`FIGURES` drawn from the same folder with the same ``city``), used as they are.
 
     Returns
     -------
@@ -88,7 +87,7 @@ def render_report(run_dir, city=None, *, at=None, top_alerts: int = 12, pngs: di
     if set(given) - set(FIGURES):
         raise ValueError(f"pngs: only {list(FIGURES)} can be given, got {sorted(given)}")
     if at is not None and "map" in given:
-        raise ValueError("pngs: a map given is the last cycle's (engine.report.worker.draw); give at=None with it")
+        raise ValueError("pngs: a map given is the last cycle's; give at=None with it")
     run = load_run(run_dir)
     run.time_index(at)
     run.alerts, run.epidemic, run.economy, run.values  # noqa: B018 - read and checked before writing

@@ -396,48 +396,16 @@ def _run_scenario(scenario, out, *, store_every, progress, city, store_thread, w
     stage = Stages()
     cycle = pd.Timedelta(minutes=scenario.cycle_minutes)
     factor = store_factor(store_every, cycle)   # checked before anything runs
-    want_figs = _figure_worker_wanted()
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     (out / "figures").mkdir(parents=True)
-    # with CITYVITALS_FIGURE_WORKER=1 the report's figures are drawn in a second process as their
-    # files are written (its imports run while this one starts; engine.report.worker)
-    figs = _figure_worker() if want_figs else None
-    try:
-        return _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
-                         warm, pipeline, figs)
-    except BaseException:
-        if figs is not None:
-            figs.close(wait=False)
-        raise
-
-
-def _figure_worker_wanted() -> bool:
-    """Whether a run draws its report's figures in a second process (:mod:`engine.report.worker`):
-    ``CITYVITALS_FIGURE_WORKER=1``. Off by default: the worker's own start (~2-3 s of CPU: a
-    second interpreter, matplotlib, the report and the map's modules) fills the end's idle core
-    only on a quiet machine; under load 6-9 it cost 2-3 s of CPU and no wall was won
-    (docs/report.md, fifteenth session)."""
-    import os
-
-    raw = os.environ.get("CITYVITALS_FIGURE_WORKER", "").strip() or "0"
-    if raw not in ("0", "1"):
-        raise ValueError(f"CITYVITALS_FIGURE_WORKER={raw!r}: expected 0 or 1")
-    return raw == "1"
-
-
-def _figure_worker():
-    """A :class:`engine.report.worker.FigureWorker`, or None (no :mod:`engine.report`, or none started)."""
-    try:
-        from engine.report.worker import FigureWorker
-    except ImportError:
-        return None
-    return FigureWorker.start()
+    return _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
+                     warm, pipeline)
 
 
 def _run_warm(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor, warm,
-              pipeline, figs) -> dict:
+              pipeline) -> dict:
     from engine.indices import load_config
     from engine.scenario.warm import start as warm_start
 
@@ -449,10 +417,10 @@ def _run_warm(scenario, out, store_every, progress, city, store_thread, t_start,
     warmer = None if warm is False else warm_start(city, scenario.cycle, factor, index_config, force=bool(warm))
     if warmer is None:
         return _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
-                         index_config, warmer, pipeline, figs)
+                         index_config, warmer, pipeline)
     try:
         summary = _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle,
-                            factor, index_config, warmer, pipeline, figs)
+                            factor, index_config, warmer, pipeline)
     except BaseException:
         warmer.close(timeout=0)   # the run failed: stop the warmer now
         raise
@@ -461,7 +429,7 @@ def _run_warm(scenario, out, store_every, progress, city, store_thread, t_start,
 
 
 def _run_body(scenario, out, store_every, progress, city, store_thread, t_start, stage, cycle, factor,
-              index_config, warmer, pipeline, figs=None) -> dict:
+              index_config, warmer, pipeline) -> dict:
     import xarray as xr
 
     from engine.alerts import AlertManager, JsonlSink
@@ -492,8 +460,6 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
     curves["prevalence"] = curves["infectious"] / population
     curves["detected_cases"] = curves["new_detected"]
     curves.to_parquet(out / "epidemic.parquet")
-    if figs is not None:
-        figs.submit(("epidemic",), out)
     main = results[0]
     truth = main.truth
     incidents = [i.to_dict() if hasattr(i, "to_dict") else dict(vars(i)) for i in getattr(truth, "incidents", truth)]
@@ -643,18 +609,12 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         routine = truth.routine_events() if hasattr(truth, "routine_events") else []
         (out / "truth.json").write_text(json.dumps({"incidents": incidents, "routine": routine}, default=str,
                                                    ensure_ascii=False, indent=1))
-        if figs is not None:
-            figs.submit(("recovery",), out)
-            early = None
-        else:
-            early = _early_figures(out, stage)
+        early = _early_figures(out, stage)
         with stage("side_wait"):
             side.drain()
         alerts = alerts_done.result()
         with stage("zarr"):
             writer.wait(out / "indices.zarr")
-        if figs is not None:     # the map and the domain figure read only indices.zarr: drawn while the summary is made
-            figs.submit(("map", "domains"), out, city)
     finally:
         encoder.shutdown(wait=True, cancel_futures=True)
         side.close()
@@ -685,9 +645,6 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         pass
     else:
         with stage("report"):
-            if figs is not None:
-                early = figs.result()     # (a figure the worker could not draw is drawn here)
-                figs.close()
             render_report(out, city=city, pngs=early)
         # the report's time too (runtime_s is the run before it, as before)
         summary["stages_s"] = stage.rounded()
