@@ -616,19 +616,19 @@ def test_window_lengths_and_cells_match_reference():
     for k in range(0, 130):
         assert window_lengths(k) == sref.window_lengths_reference(k) and n_windows(k) == len(window_lengths(k))
     rng = np.random.default_rng(11)
-    n, W = 7, 24
-    for stride in (1, 2, 4):
-        for fill in (0, 1, 3, 4, 5, 9, 16, 24):
-            newest = rng.poisson(1.0, size=(fill, n)).astype(np.float32)
-            ex = rng.uniform(0.0, 2.0, size=(fill, n)).astype(np.float32)
-            pos = int(rng.integers(0, W))
-            ends = np.empty(W + 1, dtype=np.int64)
-            oc, ec = np.full((W, n), np.nan), np.full((W, n), np.nan)
-            nc = _cells(_ring_buffer(newest, W, pos), _ring_buffer(ex, W, pos), pos, fill, stride, ends, oc, ec)
-            co, ce, lengths = sref.cells_reference(newest, ex, stride)
-            assert nc == len(lengths) and ends[:nc].tolist() == lengths
-            np.testing.assert_array_equal(oc[:nc][::-1], co)     # newest cell last in the engine's rows
-            np.testing.assert_array_equal(ec[:nc][::-1], ce)
+    n = 7
+    for W, stride, fill in [(24, s, f) for s in (1, 2, 4) for f in (0, 1, 3, 4, 5, 9, 16, 24)] + \
+            [(96, s, f) for s in (1, 3, 4) for f in (2, 7, 23, 33, 61, 95, 96)]:  # cells of 1 to 32 counts, odd and even
+        newest = rng.poisson(1.0, size=(fill, n)).astype(np.float32)
+        ex = rng.uniform(0.0, 2.0, size=(fill, n)).astype(np.float32)
+        pos = int(rng.integers(0, W))
+        ends = np.empty(W + 1, dtype=np.int64)
+        oc, ec = np.full((W, n), np.nan), np.full((W, n), np.nan)
+        nc = _cells(_ring_buffer(newest, W, pos), _ring_buffer(ex, W, pos), pos, fill, stride, ends, oc, ec)
+        co, ce, lengths = sref.cells_reference(newest, ex, stride)
+        assert nc == len(lengths) and ends[:nc].tolist() == lengths
+        np.testing.assert_array_equal(oc[:nc][::-1], co)     # newest cell last in the engine's rows
+        np.testing.assert_array_equal(ec[:nc][::-1], ce)
 
 
 @pytest.mark.parametrize("seed,stride,fill,tail,planted", [(0, 4, 16, True, True), (1, 4, 9, False, True),
