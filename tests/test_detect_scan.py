@@ -616,19 +616,19 @@ def test_window_lengths_and_cells_match_reference():
     for k in range(0, 130):
         assert window_lengths(k) == sref.window_lengths_reference(k) and n_windows(k) == len(window_lengths(k))
     rng = np.random.default_rng(11)
-    n, W = 7, 24
-    for stride in (1, 2, 4):
-        for fill in (0, 1, 3, 4, 5, 9, 16, 24):
-            newest = rng.poisson(1.0, size=(fill, n)).astype(np.float32)
-            ex = rng.uniform(0.0, 2.0, size=(fill, n)).astype(np.float32)
-            pos = int(rng.integers(0, W))
-            ends = np.empty(W + 1, dtype=np.int64)
-            oc, ec = np.full((W, n), np.nan), np.full((W, n), np.nan)
-            nc = _cells(_ring_buffer(newest, W, pos), _ring_buffer(ex, W, pos), pos, fill, stride, ends, oc, ec)
-            co, ce, lengths = sref.cells_reference(newest, ex, stride)
-            assert nc == len(lengths) and ends[:nc].tolist() == lengths
-            np.testing.assert_array_equal(oc[:nc][::-1], co)     # newest cell last in the engine's rows
-            np.testing.assert_array_equal(ec[:nc][::-1], ce)
+    n = 7
+    for W, stride, fill in [(24, s, f) for s in (1, 2, 4) for f in (0, 1, 3, 4, 5, 9, 16, 24)] + \
+            [(96, s, f) for s in (1, 3, 4) for f in (2, 7, 23, 33, 61, 95, 96)]:  # cells of 1 to 32 counts, odd and even
+        newest = rng.poisson(1.0, size=(fill, n)).astype(np.float32)
+        ex = rng.uniform(0.0, 2.0, size=(fill, n)).astype(np.float32)
+        pos = int(rng.integers(0, W))
+        ends = np.empty(W + 1, dtype=np.int64)
+        oc, ec = np.full((W, n), np.nan), np.full((W, n), np.nan)
+        nc = _cells(_ring_buffer(newest, W, pos), _ring_buffer(ex, W, pos), pos, fill, stride, ends, oc, ec)
+        co, ce, lengths = sref.cells_reference(newest, ex, stride)
+        assert nc == len(lengths) and ends[:nc].tolist() == lengths
+        np.testing.assert_array_equal(oc[:nc][::-1], co)     # newest cell last in the engine's rows
+        np.testing.assert_array_equal(ec[:nc][::-1], ce)
 
 
 @pytest.mark.parametrize("seed,stride,fill,tail,planted", [(0, 4, 16, True, True), (1, 4, 9, False, True),
@@ -1300,3 +1300,89 @@ def test_observe_on_sparse_counts_matches_reference(seed):
         want = ref.scan_reference(obs, exp, zl, 0, 0, 0.05, TABLE)
         np.testing.assert_array_equal(found[:, [0, 2, 3, 4]], want[:, [0, 2, 3, 4]])
         assert nf == int(np.count_nonzero(~np.isnan(want[:, 0])))
+
+
+def _observe_cases(rng, n, fill):
+    """Cells for ``_observe``'s lazy search (newest first): sparse and dense counts, exact ties between
+    regions and zones, counts a hair above their expectation, fractional counts, counts over no expectation,
+    and (kind 5) a cell negative or NaN (the bound is then not used)."""
+    for kind in range(6):
+        for _ in range(4):
+            exp = rng.choice([0.0, 1e-6, 0.003, 0.05, 0.4, 3.0, 40.0], size=(fill, n),
+                             p=[.1, .05, .3, .3, .15, .05, .05])
+            dens = rng.choice([0.02, 0.08, 0.3, 0.9])
+            obs = (rng.random((fill, n)) < dens) * rng.integers(1, 4, size=(fill, n)).astype(np.float64)
+            if kind == 1:                                               # identical regions: ties
+                src = rng.integers(0, n)
+                for d in rng.integers(0, n, 6):
+                    obs[:, d], exp[:, d] = obs[:, src], exp[:, src]
+            elif kind == 2:                                             # one value everywhere: ties everywhere
+                exp[:] = 0.05
+                obs[:] = (rng.random((fill, n)) < 0.1) * 1.0
+            elif kind == 3:                                             # c a hair above m, fractional counts
+                exp = obs * (1.0 - rng.choice([1e-15, 1e-12, 1e-9, 0.0], size=obs.shape)) + (obs == 0) * 0.01
+                obs[obs > 0] += rng.choice([0.0, 0.5, 1e-9])
+            elif kind == 4:                                             # counts over no expectation
+                exp[:, rng.integers(0, n, 4)] = 0.0
+            elif kind == 5:                                             # a negative or NaN cell
+                v = rng.choice([np.nan, -1.0, -0.0])
+                if rng.random() < 0.5:
+                    obs[rng.integers(0, fill), rng.integers(0, n)] = v
+                else:
+                    exp[rng.integers(0, fill), rng.integers(0, n)] = v
+            yield kind, obs, exp
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_observe_lazy_search_matches_reference(seed):
+    """``_observe`` computes a longer zone prefix's LLRs only where the sum of its regions' own largest LLRs
+    (and a margin) reaches the best value known: the clusters (LLR, centre, size, window) are still the
+    written-out search's over every zone, bit for bit, with its ties in the scan's order."""
+    from engine.detect.scan import _observe
+    rng = np.random.default_rng(700 + seed)
+    for n, K, fill in ((40, 5, 9), (90, 6, 4), (12, 3, 1)):
+        zones = _zones(n, K)
+        zl = [[int(v) for v in z if v >= 0] for z in zones]
+        for kind, obs, exp in _observe_cases(rng, n, fill):
+            found = np.empty((MAX_CLUSTERS, 5))
+            nf = _observe(np.ascontiguousarray(obs[::-1]), np.ascontiguousarray(exp[::-1]), np.int64(fill),
+                          np.int64(fill), zones, found, TABLE)
+            want = ref.scan_reference(obs, exp, zl, 0, 0, 0.05, TABLE)
+            np.testing.assert_array_equal(found[:, [0, 2, 3, 4]], want[:, [0, 2, 3, 4]], err_msg=f"kind {kind}")
+            assert nf == int(np.count_nonzero(~np.isnan(want[:, 0])))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_observe_prefix_bound_covers_every_prefix(seed):
+    """The lazy search's bound: every zone prefix's computed LLR at every window (the reference's formula) is at
+    most the sum of its regions' own largest LLRs times ``_prefix_factor`` plus ``_prefix_margin`` (counts and
+    expectations >= 0; a region with a count and no expectation is left out here, its term is ``inf``) -- and
+    the bound is not loose by much where it matters (a single hot region: within 2 % of its zone's LLR)."""
+    from engine.detect.scan import _prefix_factor, _prefix_margin
+    rng = np.random.default_rng(800 + seed)
+    n, K, fill = 40, 6, 9
+    zones = _zones(n, K)
+    zl = [[int(v) for v in z if v >= 0] for z in zones]
+    checked = 0
+    for kind, obs, exp in _observe_cases(rng, n, fill):
+        if kind in (4, 5):
+            continue
+        exp[obs > 0] = np.maximum(exp[obs > 0], 1e-6)                   # a count has an expectation
+        C, M = np.cumsum(obs, axis=0), np.cumsum(exp, axis=0)
+        L = ref._zone_llrs(C, M, zl, TABLE)
+        Lr = np.array([max(L[r, 0, w] for w in range(fill)) if zl[r][0] == r else 0.0 for r in range(n)])
+        margin = _prefix_margin(K * C[-1].max(), K * M[-1].max(), K)
+        for zc, z in enumerate(zl):
+            ub = 0.0
+            for s, r in enumerate(z):
+                ub += Lr[r]
+                for w in range(fill):
+                    assert L[zc, s, w] <= ub * _prefix_factor(K) + margin
+                    checked += 1
+    assert checked > 10000
+    obs = np.zeros((fill, n))
+    exp = np.full((fill, n), 0.05)
+    obs[0, 7] = 6.0
+    C, M = np.cumsum(obs, axis=0), np.cumsum(exp, axis=0)
+    L = ref._zone_llrs(C, M, zl, TABLE)
+    assert L[7, 0, 0] * _prefix_factor(K) + _prefix_margin(K * 6.0, K * M[-1].max(), K) < L[7, 0, 0] * 1.02

@@ -950,11 +950,144 @@ def _zone_sums(exp, pos, fill, zones, Mz, nsize, Mw):  # pragma: no cover - comp
                 Mz[zc, s, w] = msum[w]
 
 
+@njit(inline="always")
+def _prefix_best(csum, msum, lo, fill, table):  # pragma: no cover - compiled
+    """A zone prefix's largest LLR over the windows ``lo .. fill - 1`` of its sums (``csum``, ``msum``) and its
+    first window of it (``0.0, -1``: none above 0), :func:`_llr_t`'s values.
+
+    Over the windows of one prefix the count only rises and the expectation too: a window with the same count
+    as the last window evaluated (``cref``, ``mref``) over more expectation has a lower LLR, by at least
+    ``(c / m - 1)(m - mref)``; where that is far above both values' rounding (each within ``1e-15 (|c log c| +
+    c |log m| + c + m)``, below ``1e-15 (3 c^2 + 5 c |log mref| + 4 c)`` for the two: ``mref < m < c``), its
+    computed LLR is below the last one's, so not above ``bv``: not computed."""
+    bv = 0.0
+    bw = -1
+    cref = -1.0
+    mref = 0.0
+    gref = 0.0
+    for w in range(lo, fill):
+        c = csum[w]
+        m = msum[w]
+        if c > m and m > 0.0:
+            if c == cref and m > mref and (c - m) * (m - mref) > m * (gref + 2e-12 * c * c):
+                continue                # the same count over more expectation: below the last LLR
+            lm = math.log(m)
+            v = _llr_t(c, m, lm, table)
+            cref = c
+            mref = m
+            gref = 1e-12 * (2.0 * c * abs(lm) + 2.0 * c)
+            if v > bv:
+                bv = v
+                bw = w
+    return bv, bw
+
+
+@njit(inline="always")
+def _zone_prefixes(zc, s_lim, zones, Cw, Mw, fw, fill, csum, msum, Lzs, Wzs, table):  # pragma: no cover - compiled
+    """``Lzs[zc, s]``, ``Wzs[zc, s]`` for the prefixes ``1 .. s_lim - 1`` of zone ``zc`` (:func:`_prefix_best`;
+    prefix 0 is its first region's, set by the caller). A prefix's sums are kept only over the windows where
+    it has a count (the windows are nested, so from the first window with a count of any of its members on:
+    ``lo``); a window entering that range gets its sums so far in the members' order, the running sums'
+    additions. Elsewhere its count is zero, so no LLR (the old sums were 0 + 0 + ... there)."""
+    lo = fill
+    for s in range(s_lim):
+        r = zones[zc, s]
+        if fw[r] < lo:
+            for w in range(fw[r], lo):          # their sums over the members so far, in order
+                c = 0.0
+                m = 0.0
+                for j in range(s):
+                    c += Cw[w, zones[zc, j]]
+                    m += Mw[w, zones[zc, j]]
+                csum[w] = c
+                msum[w] = m
+            lo = fw[r]
+        for w in range(lo, fill):
+            csum[w] += Cw[w, r]
+            msum[w] += Mw[w, r]
+        if s > 0:
+            bv, bw = _prefix_best(csum, msum, lo, fill, table)
+            Lzs[zc, s] = bv
+            Wzs[zc, s] = bw
+
+
+@njit(inline="always")
+def _select(zones, nsize, taken, Lzs, Wzs, zmax):  # pragma: no cover - compiled
+    """The first (zone, size) in the scan's order of the largest ``Lzs`` above 0 among the prefixes that
+    overlap no taken region: (value, zone, size - 1, window); zone -1 where none. ``zmax[zc]``: at least every
+    ``Lzs[zc, s]`` (a zone whose ``zmax`` is not above the best so far cannot replace it: not walked)."""
+    best = 0.0
+    bz = -1
+    bs = -1
+    bw = -1
+    for zc in range(zones.shape[0]):
+        if zmax[zc] <= best:
+            continue
+        for s in range(nsize[zc]):
+            # a prefix overlapping a cluster taken ends the zone's prefixes; the members before s
+            # were checked with the shorter prefixes, so only the new one is
+            if taken[zones[zc, s]]:
+                break
+            v = Lzs[zc, s]
+            if v > best:
+                best = v
+                bz = zc
+                bs = s
+                bw = Wzs[zc, s]
+    return best, bz, bs, bw
+
+
+@njit
+def _prefix_margin(cz, mz, K):  # pragma: no cover - compiled
+    """How far above the sum of its regions' own largest LLRs a zone prefix's computed LLR can be (counts at
+    most ``cz``, expectations at most ``mz``, ``K`` regions at most; :func:`_observe`). Multiply the sum by
+    :func:`_prefix_factor` and add this."""
+    lc = math.log(cz) if cz > 1.0 else 0.0
+    lmz = math.log(mz) if mz > 1.0 else 0.0
+    return 1e-9 + 1e-13 * (K + 2) * (cz * (2.0 * lc + lmz + 3.0) + mz + 1.0)
+
+
+@njit
+def _prefix_factor(K):  # pragma: no cover - compiled
+    """The sum of a prefix's regions' LLRs raised by this factor (its rounding, and the formulas' error
+    relative to the LLR): :func:`_prefix_margin`."""
+    return 1.0 + 2e-13 * (K + 2)
+
+
 @njit
 def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - compiled
     """Most likely cluster and non-overlapping secondaries into ``found`` (p left NaN).
 
-    Returns the number found (0 when no zone has more than expected)."""
+    Returns the number found (0 when no zone has more than expected).
+
+    Each zone prefix's largest LLR over the windows (``Lzs``) and its first window (``Wzs``): the search
+    takes the first (zone, size, window) of the largest LLR, which is the first (zone, size) of the largest
+    ``Lzs`` and its ``Wzs``. The sums are :func:`_window_sums`' in zone order, the LLRs :func:`_llr_t`'s,
+    with the shortcuts of :func:`_zone_prefixes` and :func:`_prefix_best` (docs/detect.md, "Scan in the
+    demo, 2026-11-30 (tenth session)").
+
+    Lazily (docs/detect.md, "Scan: the observed clusters' lazy search, 2026-11-30 (seventeenth session)"):
+    every region's own LLR first (``Lr``, its largest over the windows: each zone's prefix 0). The LLR is
+    subadditive over regions (:func:`_zone_margin`; counts and expectations >= 0, ``llr(0, 0) = 0``), so a
+    longer prefix's LLR at a window is at most the sum of its regions' there, at most the sum of their
+    ``Lr`` (``inf`` for a region with a count over no expectation) -- computed, within ``margin`` and a
+    relative ``1e-12``-ish of it (below). Before each cluster's search only the zones with a prefix still
+    open (no region taken) whose bound reaches the best value already known among the open prefixes (the
+    threshold ``thr``, raised as zones are computed; ties go to the scan's order, so "reaches", not
+    "passes"), and with a count, get their prefixes computed; every other prefix's value is below the
+    cluster's (or 0) and is left 0. A zone computed once is computed up to its first taken region: the
+    prefixes any later search opens.
+
+    The margin: with every cell of the ``fill`` newest slots finite and >= 0 (else ``inf``: every zone with a
+    count is computed), a prefix of at most ``K`` regions has counts ``c <= Cz = K cmax`` and expectations
+    ``m <= Mz = K mmax`` (``cmax``, ``mmax``: the largest region totals over all windows). Each formula is
+    within a few ulps of ``|c log c| + c |log m| + c + m`` (:func:`_llr_t`), the prefix's summed counts and
+    expectations within ``K`` ulps (the LLR moves by at most ``c (1 + |log c| + |log m|)`` times that); for
+    ``m >= 1``, ``c |log m| <= c log Mz``, below, ``c |log m| = LLR + c - m - c log c``, with ``LLR`` at most
+    the bound ``ub``. So the ``K + 1`` formulas and the sums are within ``(K + 2) 8 eps (Cz (2 log+ Cz +
+    log+ Mz + 3) + Mz + 1 + ub)``: the margin is ``1e-13 (K + 2)`` (~60 times that) of the first terms plus
+    1e-9, and ``ub`` is raised by ``2e-13 (K + 2)`` of itself (its own sum's rounding included).
+    """
     n_reg, K = zones.shape
     for q in range(found.shape[0]):
         for f in range(found.shape[1]):
@@ -974,96 +1107,99 @@ def _observe(obs, exp, pos, fill, zones, found, table):  # pragma: no cover - co
             break
     if not any_count:
         return 0
-    # each zone prefix's largest LLR over the windows (Lzs) and its first window (Wzs): the searches
-    # below take the first (zone, size, window) of the largest LLR, which is the first (zone, size) of
-    # the largest Lzs and its Wzs. The sums are _window_sums' in zone order, the LLRs _llr_t's
-    #
-    # Two shortcuts, the same values (docs/detect.md, "Scan in the demo, 2026-11-30 (tenth session)"):
-    # * a zone prefix's sums are kept only over the windows where it has a count (the windows are
-    #   nested, so from the first window with a count of any of its members on: ``lo``); a window
-    #   entering that range gets its sums so far in the members' order, the running sums' additions.
-    #   Elsewhere its count is zero, so no LLR (the old sums were 0 + 0 + ... there).
-    # * over the windows of one prefix the count only rises and the expectation too: a window with the
-    #   same count as the last window evaluated (``cref``, ``mref``) over more expectation has a lower
-    #   LLR, by at least ``(c / m - 1)(m - mref)``; where that is far above both values' rounding
-    #   (each within ``1e-15 (|c log c| + c |log m| + c + m)``, below ``1e-15 (3 c^2 + 5 c |log mref| +
-    #   4 c)`` for the two: ``mref < m < c``), its computed LLR is below the last one's, so not above
-    #   ``bv``: not computed.
-    Cw = np.empty((fill, n_reg))
+    Cw = np.empty((fill, n_reg))                # _window_sums, and the cells' check for the margin
     Mw = np.empty((fill, n_reg))
-    _window_sums(obs, exp, pos, fill, Cw, Mw)
-    fw = np.empty(n_reg, dtype=np.int64)        # each region's first window with a (non-zero) count; fill: none
-    for r in range(n_reg):
-        f = fill
-        for w in range(fill):
-            if Cw[w, r] != 0.0:
-                f = w
-                break
-        fw[r] = f
+    good = 0
+    for w in range(fill):
+        slot = (pos - 1 - w) % W
+        for r in range(n_reg):
+            o = obs[slot, r]
+            e = exp[slot, r]
+            Cw[w, r] = o + (Cw[w - 1, r] if w > 0 else 0.0)
+            Mw[w, r] = e + (Mw[w - 1, r] if w > 0 else 0.0)
+            good += (o >= 0.0) & (o <= 1e300) & (e >= 0.0) & (e <= 1e300)
+    fw = np.full(n_reg, fill, dtype=np.int64)   # each region's first window with a (non-zero) count; fill: none
+    for w in range(fill - 1, -1, -1):
+        for r in range(n_reg):
+            fw[r] = w if Cw[w, r] != 0.0 else fw[r]
+    margin = math.inf
+    if good == fill * n_reg:
+        cmax = 0.0
+        mmax = 0.0
+        for r in range(n_reg):
+            cmax = max(cmax, Cw[fill - 1, r])
+            mmax = max(mmax, Mw[fill - 1, r])
+        margin = _prefix_margin(K * cmax, K * mmax, K)
+    uf = _prefix_factor(K)
     csum = np.empty(fill)
     msum = np.empty(fill)
+    Lr = np.zeros(n_reg)                        # each region's own largest LLR and its window
+    Wr = np.full(n_reg, -1, dtype=np.int64)
+    Lb = np.zeros(n_reg)                        # ... as a term of the bounds: inf for a count over no expectation
+    for r in range(n_reg):
+        lo = fw[r]
+        if lo >= fill:
+            continue
+        for w in range(lo, fill):
+            csum[w] = 0.0 + Cw[w, r]
+            msum[w] = 0.0 + Mw[w, r]
+        bv, bw = _prefix_best(csum, msum, lo, fill, table)
+        Lr[r] = bv
+        Wr[r] = bw
+        Lb[r] = bv if Mw[lo, r] > 0.0 else math.inf
     Lzs = np.zeros((n_reg, K))
-    Wzs = np.zeros((n_reg, K), dtype=np.int64)
+    Wzs = np.full((n_reg, K), -1, dtype=np.int64)
     nsize = np.zeros(n_reg, dtype=np.int64)
+    zmax = np.zeros(n_reg)                      # the largest Lzs of each zone so far
+    ubz = np.full(n_reg, -math.inf)             # each zone's bound over all its prefixes; -inf: no count in it
     for zc in range(n_reg):
-        lo = fill                               # the prefix's sums are kept over windows lo ..
+        ub = 0.0
+        has = False
         for s in range(K):
             r = zones[zc, s]
             if r < 0:
                 break
             nsize[zc] = s + 1
-            if fw[r] < lo:
-                for w in range(fw[r], lo):      # their sums over the members so far, in order
-                    c = 0.0
-                    m = 0.0
-                    for j in range(s):
-                        c += Cw[w, zones[zc, j]]
-                        m += Mw[w, zones[zc, j]]
-                    csum[w] = c
-                    msum[w] = m
-                lo = fw[r]
-            bv = 0.0
-            bw = -1
-            cref = -1.0
-            mref = 0.0
-            gref = 0.0
-            for w in range(lo, fill):
-                csum[w] += Cw[w, r]
-                msum[w] += Mw[w, r]
-                c = csum[w]
-                m = msum[w]
-                if c > m and m > 0.0:
-                    if c == cref and m > mref and (c - m) * (m - mref) > m * (gref + 2e-12 * c * c):
-                        continue                # the same count over more expectation: below the last LLR
-                    lm = math.log(m)
-                    v = _llr_t(c, m, lm, table)
-                    cref = c
-                    mref = m
-                    gref = 1e-12 * (2.0 * c * abs(lm) + 2.0 * c)
-                    if v > bv:
-                        bv = v
-                        bw = w
-            Lzs[zc, s] = bv
-            Wzs[zc, s] = bw
+            ub += Lb[r]
+            has |= fw[r] < fill
+        if nsize[zc] > 0:
+            r = zones[zc, 0]
+            Lzs[zc, 0] = Lr[r]
+            Wzs[zc, 0] = Wr[r]
+            zmax[zc] = Lr[r]
+        if has and nsize[zc] > 1:
+            ubz[zc] = ub * uf + margin
+    done = np.zeros(n_reg, dtype=np.bool_)      # zones whose prefixes (up to the first taken region) are computed
     taken = np.zeros(n_reg, dtype=np.bool_)
     nfound = 0
     for q in range(found.shape[0]):
-        best = 0.0
-        bz = -1
-        bs = -1
-        bw = -1
+        best, bz, bs, bw = _select(zones, nsize, taken, Lzs, Wzs, zmax)
+        thr = best
+        more = False
         for zc in range(n_reg):
+            if done[zc] or ubz[zc] < thr:
+                continue                        # below thr over all its prefixes (or no count)
+            ub = 0.0
+            has = False
+            s_lim = 0
             for s in range(nsize[zc]):
-                # a prefix overlapping a cluster taken ends the zone's prefixes; the members before s
-                # were checked with the shorter prefixes, so only the new one is
-                if taken[zones[zc, s]]:
+                r = zones[zc, s]
+                if taken[r]:
                     break
+                ub += Lb[r]
+                has |= fw[r] < fill
+                s_lim = s + 1
+            if s_lim < 2 or not has or ub * uf + margin < thr:
+                continue                        # every open prefix's LLR is below thr (or 0)
+            _zone_prefixes(zc, s_lim, zones, Cw, Mw, fw, fill, csum, msum, Lzs, Wzs, table)
+            done[zc] = True
+            more = True
+            for s in range(1, s_lim):
                 v = Lzs[zc, s]
-                if v > best:
-                    best = v
-                    bz = zc
-                    bs = s
-                    bw = Wzs[zc, s]
+                thr = max(thr, v)
+                zmax[zc] = max(zmax[zc], v)
+        if more:
+            best, bz, bs, bw = _select(zones, nsize, taken, Lzs, Wzs, zmax)
         if bz < 0:
             break
         found[q, 0] = best
