@@ -360,6 +360,60 @@ def test_vectorised_count_tail_equals_the_exact_one(sparse):
         assert (code[50:][~tie] == want_code[~tie]).all()
 
 
+@pytest.mark.parametrize("kmax", [7, 11, 15])
+def test_count_tail_of_dense_rows_against_the_slow_reference(kmax):
+    # dense count rows (half the series with a tail: the branch-free compaction), the one-sided tail's
+    # Horner sum from the row's top term (8, 12 or 16 terms by the row's largest count: ``kmax``), every
+    # direction, against the slow reference (tests/detect_reference.py, float64 sums of the masses) after
+    # the exact fallback; the extremes of the expectation (the floor 1e-3, the vectorised range's top 12,
+    # beyond it), of the variance (far below the expectation, just overdispersed, so large that the first
+    # mass underflows) and of the count (0, a negative value, .5 rounding, the range's top 15, beyond it)
+    from engine.detect.kernels import COUNT_MU, COUNT_SCRATCH, COUNT_TERMS, _count_fallback, _count_vec_pass
+
+    rng = np.random.default_rng(kmax)
+    n = 2400
+    mu = rng.choice([1e-3, 0.05, 0.7, 2.0, 4.5, 9.0, float(COUNT_MU), 12.5, 30.0], n)
+    mu = (mu * np.where(rng.uniform(size=n) < 0.7, rng.uniform(0.9, 1.0, n), 1.0)).astype(np.float32)
+    var = (mu * rng.choice([0.01, 1.0, 1.6, 3.0, 40.0, 1e4], n)).astype(np.float32)
+    x = np.minimum(rng.poisson(np.maximum(mu, 0.3) * rng.uniform(0.0, 3.0, n)), kmax).astype(np.float32)
+    x[::97] = -1.0
+    x[1::97] = kmax - 0.5                               # rounds to kmax (half up)
+    x[2::97] = kmax
+    x[::11] = 0.0
+    mu[:20] = np.nan
+    mu[20] = var[20] = 2.0                              # (below: raised to the range's top)
+    c3 = rng.uniform(0.0, 0.999, n).astype(np.float32)
+    c3[::2] = 0.0
+    for direction in (1, -1, 0):
+        if direction == 1:
+            assert (np.isfinite(mu) & (np.floor(x + 0.5) > mu)).sum() * 8 > n    # dense: not the branch path
+        ms = mu.copy()
+        score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
+        code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
+        if _count_vec_pass(x, direction, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32),
+                           np.empty(n, np.int32)) > 0:
+            _count_fallback(x, direction, 1.5, ms, var, c3, score, code)
+        want = np.array([ref.count_score(float(x[i]), float(mu[i]), float(var[i]), direction, 1.5)
+                         for i in range(20, n)])
+        best = np.maximum(want, c3[20:])
+        np.testing.assert_allclose(score[20:], best, rtol=2e-6, atol=2e-6)
+        tie = np.isclose(want, c3[20:], rtol=1e-5, atol=1e-6)
+        assert (code[20:][~tie] == np.where(best > 0, np.where(c3[20:] > want, 3, 2), 0)[~tie]).all()
+        assert (score[:20] == 0.5).all() and (code[:20] == 7).all()
+        # the same row with one series raised to the range's top (an up-bad row then sums all COUNT_TERMS
+        # terms): the other series' scores are the same bits (the terms above a series' top are zeros)
+        x2 = x.copy()
+        x2[20] = COUNT_TERMS - 1
+        sc2 = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
+        cd2 = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
+        ms2 = mu.copy()
+        if _count_vec_pass(x2, direction, 1.5, ms2, var, c3, sc2, cd2, np.empty((COUNT_SCRATCH, n), np.float32),
+                           np.empty(n, np.int32)) > 0:
+            _count_fallback(x2, direction, 1.5, ms2, var, c3, sc2, cd2)
+        np.testing.assert_array_equal(sc2[21:], score[21:])
+        np.testing.assert_array_equal(cd2[21:], code[21:])
+
+
 def test_count_tail_of_a_row_with_no_series_on_its_bad_side():
     # every count at or below its expectation in an up-bad row: no tail to sum (the pass stops after
     # counting them: the row pass's scores, each warm series' CUSUM, stand); one series above: only it

@@ -668,15 +668,17 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     for the seasonal detector (the threshold still wins ties).
 
     1. A vectorised pass counts the warm series on their bad side within the range and beyond
-       it; a row with neither stops there (the demo's sparse counts: mostly 0 where more is bad).
+       it, and those whose top term is past 8 and past 12; a row with neither stops there (the
+       demo's sparse counts: mostly 0 where more is bad).
     2. The series with a tail are compacted into ``cw`` (float32, (:data:`COUNT_SCRATCH`,
        n_reg)) with their regions in ``ci`` (int32, n_reg): by a branch where fewer than one in
-       :data:`_COUNT_SPARSE` have one, else branch-free.
+       :data:`_COUNT_SPARSE` have one, else their regions branch-free (one store a series), then
+       their inputs gathered (three stores a series with a tail, not four a series of the row).
     3. Where some are beyond the range, every series is marked for the exact pass.
     4. Their tails, vectorised over the compacted series: a one-sided row's one tail by Horner's
-       rule from the top mass (a select and a multiply-add a term: docs/detect.md, "Count tail
-       ... (eleventh session)"; within ~5e-7 of the forward sum), a two-sided row's two tails by
-       the forward sums (unchanged).
+       rule from the row's top term (8, 12 or 16 terms; :func:`_count_tail1`: a select and a
+       multiply-add a term, docs/detect.md, "Count tail ... (eleventh session)"; within ~5e-7 of the
+       forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`).
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
        underflows (``log pmf_0 < -40``).
     """
@@ -685,18 +687,25 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     up = direction == 1
     down = direction == -1
     # 1. the warm series on the bad side: those with a tail to sum within the vectorised range and
-    # those beyond it (the exact pass's)
+    # those beyond it (the exact pass's), and how many of the first have a top term past 8 and 12
     n_tail = _0     # float32: an int64 count next to float32 lanes keeps the loop from vectorising
     n_out = _0
+    n_gt8 = _0
+    n_gt12 = _0
+    kt_add = _0 if up else _1
     for r in range(n_reg):
         mu = mu_s[r]
         kk = np.floor(np.float32(x[r]) + _05)
         kk = kk if kk > _0 else _0
         bad = (kk > mu) if up else ((kk < mu) if down else (mu == mu))
         inr = (kk <= np.float32(COUNT_TERMS - 1)) & (mu <= COUNT_MU)
-        n_tail += _1 if (bad & inr) else _0
+        tl = bad & inr
+        n_tail += _1 if tl else _0
+        kt = kk + kt_add
+        n_gt8 += _1 if (tl & (kt > np.float32(8.0))) else _0
+        n_gt12 += _1 if (tl & (kt > np.float32(12.0))) else _0
         cw[3, r] = kk                   # for the compaction (cw rows 3, 4 are free until step 4)
-        cw[4, r] = _1 if (bad & inr) else _0
+        cw[4, r] = _1 if tl else _0
         n_out += _0 if (inr | (bad == False)) else _1  # noqa: E712 (bitwise: vectorises)
     if n_tail == _0 and n_out == _0:
         return 0
@@ -715,53 +724,29 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     elif n_tail > _0:
         for r in range(n_reg):
             ci[m] = r
-            cw[0, m] = mu_s[r]
-            cw[1, m] = var_s[r]
-            cw[2, m] = cw[3, r]
             m += 1 if cw[4, r] != _0 else 0
+        for j in range(m):
+            r = np.uint32(ci[j])
+            cw[0, j] = mu_s[r]
+            cw[1, j] = var_s[r]
+            cw[2, j] = cw[3, r]
     # 3. the series beyond the range marked for the exact pass (``mu_s`` kept there, NaN elsewhere)
     if n_out > _0:
         _count_mark(x, up, down, mu_s)
     if m == 0:
         return int(n_out)
-    # 4. their tails, vectorised over the compacted series: the first mass and the ratio of
-    # successive masses (:func:`_count_first`), then the first COUNT_TERMS masses summed
+    # 4. their tails, vectorised over the compacted series (the count score into cw row 3, log P(X = 0)
+    # into row 1): one-sided rows by Horner's rule from the row's top term (8, 12 or all 16: the
+    # terms above every series' top are exact zeros)
     if up or down:
-        # one tail, P(X <= kt - 1) (kt = k up, k + 1 down), by Horner from the top term:
-        # pmf_0 (1 + f_1 (1 + f_2 (1 + ...))), f_t = (ca + cb t) / t = ca / t + cb, zero from t = kt
-        # on: a select and one multiply-add on the chain a term (the forward sums of the two-sided
-        # case: two multiplications, two selects and two sums)
-        for j in range(m):
-            kk = cw[2, j]
-            a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
-            kt = kk if up else kk + _1
-            h = _0
-            for t in range(COUNT_TERMS - 1, 0, -1):
-                f = ca * _INV_J[t] + cb
-                f = f if np.float32(t) < kt else _0
-                h = f * h + f
-            sv = pmf * (_1 + h)
-            sv = sv if kt > _0 else _0
-            cw[1, j] = a0
-            cw[3, j] = sv
-            cw[4, j] = sv
+        if n_gt8 == _0:
+            _count_tail1(cw, m, od, up, 8)
+        elif n_gt12 == _0:
+            _count_tail1(cw, m, od, up, 12)
+        else:
+            _count_tail1(cw, m, od, up, COUNT_TERMS)
     else:
-        # both tails: the masses summed forward, P(X <= k - 1) and P(X <= k)
-        for j in range(m):
-            kk = cw[2, j]
-            a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
-            s_lo = _0
-            s_k = _0
-            for t in range(COUNT_TERMS):
-                jf = np.float32(t)
-                s_lo += pmf if jf < kk else _0
-                s_k += pmf if jf <= kk else _0
-                pmf = pmf * (ca + cb * np.float32(t + 1)) * _INV_J[t + 1]
-            cw[1, j] = a0
-            cw[3, j] = s_lo
-            cw[4, j] = s_k
-    s_lo = cw[3]
-    s_k = cw[4]
+        _count_tail2(cw, m, od)
     # 5. their scores (scattered back), or the exact pass where the first mass underflows (then the
     # other series are marked first, if step 3 did not)
     under = _0
@@ -771,30 +756,62 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
         _count_mark(x, up, down, mu_s)
     nfb = 0
     for j in range(m):
-        r = ci[j]
-        a0 = cw[1, j]
-        if a0 < _M40:
+        r = np.uint32(ci[j])    # (unsigned: no wraparound test)
+        if cw[1, j] < _M40:
             mu_s[r] = cw[0, j]
             nfb += 1
             continue
-        if up:
-            sc2 = s_lo[j]
-        elif down:
-            sc2 = _1 - s_k[j]
-        else:
-            hi = _1 - s_lo[j]
-            sk = s_k[j]
-            pp = _2 * (sk if sk < hi else hi)
-            sc2 = _1 - pp if pp < _1 else _0
-        best = sc2
-        code = _C_COUNT
+        sc2 = cw[3, j]
         c3 = c3_s[r]
-        if c3 > best:
-            best = c3
-            code = _C_CUSUM
+        cus = c3 > sc2
+        best = c3 if cus else sc2
         score[r] = best
-        det[r] = code if best > _0 else _C_NONE
+        det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
     return nfb + int(n_out)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _count_tail1(cw, m, od, up, nt):  # pragma: no cover - compiled
+    """Step 4 of :func:`_count_vec_pass` on a one-sided row: the count score of each of the ``m`` compacted
+    series (``cw`` rows 0-2: expectation, variance, count) into ``cw`` row 3 and ``log P(X = 0)`` into row 1.
+    The tail ``P(X <= kt - 1)`` (``kt`` = k up, k + 1 down) by Horner's rule from term ``nt - 1`` (``nt``
+    a constant, every ``kt <= nt``): ``pmf_0 (1 + f_1 (1 + f_2 (1 + ...)))``, ``f_t = ca / t + cb``, zero
+    from ``t = kt`` on (a select and one multiply-add on the chain a term). The terms from ``kt`` to
+    :data:`COUNT_TERMS` - 1 leave ``h`` exactly 0, so any ``nt >= max kt`` gives the same bits; the chain
+    of multiply-adds is the loop's latency (docs/detect.md, "Count pass ... (seventeenth session)")."""
+    for j in range(m):
+        kk = cw[2, j]
+        a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
+        kt = kk if up else kk + _1
+        h = _0
+        for t in range(nt - 1, 0, -1):
+            f = ca * _INV_J[t] + cb
+            f = f if np.float32(t) < kt else _0
+            h = f * h + f
+        sv = pmf * (_1 + h)
+        sv = sv if kt > _0 else _0
+        cw[1, j] = a0
+        cw[3, j] = sv if up else _1 - sv
+
+
+@njit(fastmath=_FAST, inline="always")
+def _count_tail2(cw, m, od):  # pragma: no cover - compiled
+    """Step 4 of :func:`_count_vec_pass` on a two-sided row: both tails by the masses summed forward,
+    ``P(X <= k - 1)`` and ``P(X <= k)``, their two-sided score into ``cw`` row 3, ``log P(X = 0)`` into row 1."""
+    for j in range(m):
+        kk = cw[2, j]
+        a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
+        s_lo = _0
+        s_k = _0
+        for t in range(COUNT_TERMS):
+            jf = np.float32(t)
+            s_lo += pmf if jf < kk else _0
+            s_k += pmf if jf <= kk else _0
+            pmf = pmf * (ca + cb * np.float32(t + 1)) * _INV_J[t + 1]
+        hi = _1 - s_lo
+        pp = _2 * (s_k if s_k < hi else hi)
+        cw[1, j] = a0
+        cw[3, j] = _1 - pp if pp < _1 else _0
 
 
 @njit
