@@ -146,7 +146,7 @@ def _n_threads() -> int:
 
 def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
     """:func:`kernels.record_keys` of records ``cols`` (time, feed, a, b, region) into ``outs``
-    (bucket, key, region), split over the numba thread count of Python threads (the kernel releases
+    (bucket, key, region; an empty region: not written), split over the numba thread count of Python threads (the kernel releases
     the GIL) from :data:`PREPARE_PARALLEL_MIN` records: each thread maps its own contiguous part,
     so the outputs are the same; (valid, sorted) of the whole."""
     n = len(cols[0])
@@ -261,6 +261,10 @@ class Engine:
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
         self._all_mask = np.ones(p.n_bases, np.uint8)
+        # the prepared records' kernel keys (reading / event map keys, snapshot cells): int32 where
+        # every key fits (less to write and to read back per record than int64; regions are int32)
+        nkeys = max(len(p.map_ptr) - 1, int(p.snap_size))
+        self._key_dtype = np.dtype(np.int32) if nkeys < 2**31 - 1 else np.dtype(np.int64)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -428,12 +432,19 @@ class Engine:
             self._check(rec)
         fk = p.feed_kind.astype(np.int64)
         out = {}
+        kt = self._key_dtype
         for g, (names, kind, off, mul, alim, blo, bhi, add, nreg) in self._groups.items():
             time, feed, a, b, region, value = (getattr(rec, n) for n in names)
             n = len(time)
-            bucket, key, reg = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            bucket, key = np.empty(n, np.int64), np.empty(n, kt)
+            # the records' own region column when it is int32 (as :class:`Records` builds it): checked
+            # by record_keys, not copied (``reg`` empty: not written)
+            same = region.dtype == np.int32 and region.flags.c_contiguous
+            reg = np.empty(0 if same else n, np.int32)
             ok, srt = _record_keys((time, feed, a, b, region), (p.cycle_ns, fk, kind, off, mul, alim, blo, bhi, add,
                                                                  nreg), (bucket, key, reg))
+            if same:
+                reg = region
             if not ok:
                 self._check(rec)  # raises, naming the bad value
                 raise ValueError(f"bad {g} records")  # (not reached: _check finds what record_keys did)
@@ -821,7 +832,7 @@ class Engine:
 
     def _no_records(self, T: int) -> dict:
         z = np.zeros(T + 1, np.int64)
-        e = dict(bucket=np.zeros(0, np.int64), key=np.zeros(0, np.int64), region=np.zeros(0, np.int64),
+        e = dict(bucket=np.zeros(0, np.int64), key=np.zeros(0, self._key_dtype), region=np.zeros(0, np.int32),
                  value=np.zeros(0, np.float64), time=np.zeros(0, np.int64), off=z)
         return {"ev": e, "rd": e, "sn": e}
 
