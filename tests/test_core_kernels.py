@@ -163,8 +163,13 @@ def test_count_rings_widen_before_they_could_overflow(city, catalog, tmp_path):
     assert c.state.ringN.dtype == np.int32 and c.state.equals(a.state)
 
 
-@pytest.mark.parametrize("parallel", ["0", "1", "shares"])
+@pytest.mark.parametrize("parallel", ["0", "1", "shares", "shares-records"])
 def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, monkeypatch, parallel):
+    # shares-records: the shares balanced by the records of the first call that bins any
+    # (Engine._record_weights; a call without records before it keeps the plan's shares)
+    if parallel == "shares-records":
+        parallel = "shares"
+        monkeypatch.setattr(core_engine, "SHARE_RECORDS_MIN", 1)
     monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
     steps = random_steps(city, catalog, K0, 7, seed=14)
     allrec = Records.build(steps[0][1].feed_ids,
@@ -201,14 +206,38 @@ def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, 
     assert np.array_equal(st, ss, equal_nan=True)
 
 
-def test_base_shares_partition_bases_and_rows(city, catalog):
+@pytest.mark.parametrize("records", [False, True])
+def test_base_shares_partition_bases_and_rows(city, catalog, records):
     """The shares driver's split: every base, indicator row and derived row in exactly one share,
     a row with its base and its share denominator's base, a derived row with every row it reads
     (its program the full program's instructions, in order), and two non-empty shares here (so
-    the driver test above runs two threads' worth of shares)."""
+    the driver test above runs two threads' worth of shares); with the plan's weights, and with
+    the records' (``Engine._record_weights``: on few records, each (record, base) pair counted
+    once, equal to a count from the map)."""
     eng = Engine(city, catalog)
     p = eng.plan
-    shares = eng._base_shares(2)
+    recw = None
+    if records:
+        steps = random_steps(city, catalog, K0, 3, seed=8)
+        prep = [eng._prepare(r) for _, r in steps]
+        grp = {g: {c: np.concatenate([d[g][c] for d in prep]) for c in ("bucket", "key", "region", "value")}
+               for g in ("ev", "rd")}
+        for g in grp.values():
+            g["off"] = np.array([0, len(g["key"])], np.int64)
+        tup = [(g["bucket"], g["key"], g["region"], g["value"], g["off"], True) for g in grp.values()]
+        assert eng._record_weights(*tup) is None  # fewer than SHARE_RECORDS_MIN
+        core_engine.SHARE_RECORDS_MIN, keep = 1, core_engine.SHARE_RECORDS_MIN
+        try:
+            recw = eng._record_weights(*tup)
+        finally:
+            core_engine.SHARE_RECORDS_MIN = keep
+        want = np.zeros(p.n_bases)
+        for g in grp.values():
+            for kk in g["key"]:
+                for m in range(p.map_ptr[kk], p.map_ptr[kk + 1]):
+                    want[p.map_base[m]] += 1
+        assert want.sum() > 0 and np.array_equal(recw, want)
+    shares = eng._base_shares(2, recw)
     assert len(shares) == 2
     owner_b = np.full(p.n_bases, -1)
     owner_r = np.full(len(p.ind_row), -1)

@@ -44,6 +44,11 @@ REPLAY_CHUNK_CYCLES = 100_000
 #: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
 #: running extremes (x2) and sorted windows (x4), plus snapshot members
 ADD_GROUP_WEIGHT = 60_000
+#: the shares driver's balance (:meth:`Engine._base_shares`): the binning's weight (records of
+#: each base, from the first call that bins at least :data:`SHARE_RECORDS_MIN` of them) next to
+#: the add's and the values' (1 each); the benchmark's cycle: binning ~0.9 ms, add ~2.9, values ~2.5
+SHARE_RECORDS_WEIGHT = 0.35
+SHARE_RECORDS_MIN = 100_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -645,7 +650,32 @@ class Engine:
                 if len(self._DP[4]) > 0:
                     K.derived_rows(tt, self._DP, O, D, self._stack)
 
-    def _base_shares(self, parts: int) -> list:
+    def _record_weights(self, EV: tuple, RD: tuple):
+        """Records binned per cycle of each base (float64, bases), estimated from the events and
+        readings of this call (a strided sample of at most ~200,000 of each), for
+        :meth:`_base_shares`; ``None`` while no call binned :data:`SHARE_RECORDS_MIN` records.
+        Computed once (the first call with that many records) and kept, so the shares stay."""
+        w = getattr(self, "_recw", None)
+        if w is not None:
+            return w
+        p = self.plan
+        nkeys = len(p.map_ptr) - 1
+        cnt = np.zeros(nkeys)
+        tot = 0
+        for g in (EV, RD):
+            key, off = g[1], g[4]
+            lo, hi = int(off[0]), int(off[-1])
+            tot += hi - lo
+            if hi > lo:
+                step = max(1, (hi - lo) // 200_000)
+                cnt += np.bincount(key[lo:hi:step], minlength=nkeys)[:nkeys] * float(step)
+        if tot < SHARE_RECORDS_MIN:
+            return None
+        per_entry = np.repeat(cnt, np.diff(p.map_ptr))  # (the map's entries: each key's bases)
+        self._recw = np.bincount(p.map_base, weights=per_entry, minlength=p.n_bases)[:p.n_bases]
+        return self._recw
+
+    def _base_shares(self, parts: int, recw=None) -> list:
         """``parts`` disjoint shares of the bases for :meth:`_run_shares`, as (bases, indicator
         positions, uint8 base mask, derived program) each; empty shares dropped. An indicator row
         goes with its base, the bases a row reads (an event share's denominator base) stay in one
@@ -655,8 +685,12 @@ class Engine:
         program, :meth:`_sub_program`, in the program's dependency order). Groups of bases are dealt
         out largest first to the lightest share, weighted by an estimate of their work per cycle
         (ring row and window-sum cells added, running extremes and sorted windows, snapshot
-        members, output values written, derived instructions)."""
-        if getattr(self, "_bshares_for", None) == parts:
+        members, output values written, derived instructions) and, when given, ``recw`` (records
+        binned per base: :meth:`_record_weights`; :data:`SHARE_RECORDS_WEIGHT`). Any partition
+        gives the same numbers (each base and row computed by one thread as the serial kernel
+        does); the weights only balance the threads' work."""
+        key = (parts, recw is not None)
+        if getattr(self, "_bshares_for", None) == key:
             return self._bshares
         p = self.plan
         B = p.n_bases
@@ -703,6 +737,8 @@ class Engine:
         has = first >= 0
         w_rows += np.bincount(first[has], weights=np.diff(ptr)[has] * p.n_regions / 2.0, minlength=B)
         w = w_base / max(w_base.sum(), 1.0) + w_rows / max(w_rows.sum(), 1.0)  # add and values: similar costs
+        if recw is not None:
+            w = w + SHARE_RECORDS_WEIGHT * recw / max(recw.sum(), 1.0)
         wc = np.bincount(comp, weights=w, minlength=B)
         load = np.zeros(parts)
         owner = np.zeros(B, np.int64)
@@ -724,7 +760,7 @@ class Engine:
             if not shares:  # derived rows reading no indicator (constants): the first share's
                 mine |= dj < 0
             shares.append((bases, rows, mask, self._sub_program(np.flatnonzero(mine))))
-        self._bshares, self._bshares_for = shares, parts
+        self._bshares, self._bshares_for = shares, key
         return shares
 
     def _groups_of(self, bases: np.ndarray, rows: np.ndarray) -> tuple:
@@ -789,7 +825,7 @@ class Engine:
 
         nt = max(2, numba.get_num_threads())  # (forced with one numba thread: still two shares)
         pool = _thread_pool(nt)
-        shares = self._base_shares(nt)
+        shares = self._base_shares(nt, self._record_weights(EV, RD))
         m = len(shares)
         scr = self._scratch(m)
         P = self._P
