@@ -163,8 +163,13 @@ def test_count_rings_widen_before_they_could_overflow(city, catalog, tmp_path):
     assert c.state.ringN.dtype == np.int32 and c.state.equals(a.state)
 
 
-@pytest.mark.parametrize("parallel", ["0", "1", "shares"])
+@pytest.mark.parametrize("parallel", ["0", "1", "shares", "shares-records"])
 def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, monkeypatch, parallel):
+    # shares-records: the shares balanced by the records of the first call that bins any
+    # (Engine._record_weights; a call without records before it keeps the plan's shares)
+    if parallel == "shares-records":
+        parallel = "shares"
+        monkeypatch.setattr(core_engine, "SHARE_RECORDS_MIN", 1)
     monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
     steps = random_steps(city, catalog, K0, 7, seed=14)
     allrec = Records.build(steps[0][1].feed_ids,
@@ -201,14 +206,38 @@ def test_replay_in_small_chunks_and_parallel_drivers_equal_steps(city, catalog, 
     assert np.array_equal(st, ss, equal_nan=True)
 
 
-def test_base_shares_partition_bases_and_rows(city, catalog):
+@pytest.mark.parametrize("records", [False, True])
+def test_base_shares_partition_bases_and_rows(city, catalog, records):
     """The shares driver's split: every base, indicator row and derived row in exactly one share,
     a row with its base and its share denominator's base, a derived row with every row it reads
     (its program the full program's instructions, in order), and two non-empty shares here (so
-    the driver test above runs two threads' worth of shares)."""
+    the driver test above runs two threads' worth of shares); with the plan's weights, and with
+    the records' (``Engine._record_weights``: on few records, each (record, base) pair counted
+    once, equal to a count from the map)."""
     eng = Engine(city, catalog)
     p = eng.plan
-    shares = eng._base_shares(2)
+    recw = None
+    if records:
+        steps = random_steps(city, catalog, K0, 3, seed=8)
+        prep = [eng._prepare(r) for _, r in steps]
+        grp = {g: {c: np.concatenate([d[g][c] for d in prep]) for c in ("bucket", "key", "region", "value")}
+               for g in ("ev", "rd")}
+        for g in grp.values():
+            g["off"] = np.array([0, len(g["key"])], np.int64)
+        tup = [(g["bucket"], g["key"], g["region"], g["value"], g["off"], True) for g in grp.values()]
+        assert eng._record_weights(*tup) is None  # fewer than SHARE_RECORDS_MIN
+        core_engine.SHARE_RECORDS_MIN, keep = 1, core_engine.SHARE_RECORDS_MIN
+        try:
+            recw = eng._record_weights(*tup)
+        finally:
+            core_engine.SHARE_RECORDS_MIN = keep
+        want = np.zeros(p.n_bases)
+        for g in grp.values():
+            for kk in g["key"]:
+                for m in range(p.map_ptr[kk], p.map_ptr[kk + 1]):
+                    want[p.map_base[m]] += 1
+        assert want.sum() > 0 and np.array_equal(recw, want)
+    shares = eng._base_shares(2, recw)
     assert len(shares) == 2
     owner_b = np.full(p.n_bases, -1)
     owner_r = np.full(len(p.ind_row), -1)
@@ -283,6 +312,36 @@ def test_records_prepared_in_parts_equal_one_part(city, catalog, monkeypatch):
         readings=cols, snapshots=cols)
     with pytest.raises(ValueError, match="ev_category 999"):
         eng._prepare(bad)
+
+
+def test_replay_bins_records_sorted_by_bucket(city, catalog, monkeypatch):
+    """``Engine._few_per_cell`` takes the records a replay bins as sorted by bucket (no check):
+    they are, for records given in random order, in a first replay and in a continued one (late
+    records of computed cycles dropped); and the bound it gives is the one with the check."""
+    steps = random_steps(city, catalog, K0, 6, seed=23)
+    names = ("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value",
+             "rd_time", "rd_feed", "rd_metric", "rd_emitter", "rd_kind", "rd_region", "rd_value",
+             "sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region", "sn_value")
+    cols = {n: np.concatenate([getattr(r, n) for _, r in steps]) for n in names}
+    allrec = Records.build(steps[0][1].feed_ids, events=cols, readings=cols, snapshots=cols)
+    rng = np.random.default_rng(5)
+    rec = allrec.select(*(rng.permutation(len(getattr(allrec, f))) for f in ("ev_time", "rd_time", "sn_time")))
+    orig = Engine._most_per_bucket
+    seen = []
+
+    def checked(g, known_sorted=False):
+        lo, hi = int(g["off"][0]), int(g["off"][-1])
+        assert (np.diff(g["bucket"][lo:hi]) >= 0).all()
+        got = orig(g, known_sorted)
+        assert got == orig(g, False)
+        seen.append(known_sorted)
+        return got
+
+    monkeypatch.setattr(Engine, "_most_per_bucket", staticmethod(checked))
+    eng = Engine(city, catalog)
+    eng.replay(rec, K0 * C, (K0 + 2) * C)
+    eng.replay(rec, (K0 + 3) * C, (K0 + 5) * C)
+    assert seen.count(True) >= 4
 
 
 def test_state_layout_and_sizes(city, catalog):
@@ -526,6 +585,47 @@ def test_sorted_replace_equals_delete_then_insert():
         got = x.copy()
         assert K.sorted_replace(got, 2, n, old, v) == m, trial
         assert np.array_equal(got, want, equal_nan=True), (trial, x, old, v)
+
+
+def test_running_extreme_slide_equals_a_scan_of_each_window():
+    """``_mm_slide`` (the add's running extremes: the new bucket in, a series whose extreme left
+    recomputed from the ring) leaves every series' extreme of its window
+    ``k - W + 1 .. k`` as a scan of that window newest first with a strict comparison (the newest
+    of equal extremes: the same bits, 0.0 / -0.0 included): random rings of few distinct values
+    (ties, zeros of both signs, empty buckets), maxima and minima, every window length up to the
+    ring's, several series leaving at once or none; the cells outside the base's run untouched."""
+    rng = np.random.default_rng(7)
+    pool = np.array([0.0, -0.0, 1.0, -1.0, 2.5, 3.0])
+    for trial in range(3000):
+        mx = bool(rng.integers(2))
+        empty = -np.inf if mx else np.inf
+        n = int(rng.integers(1, 9))
+        W = int(rng.integers(1, 7))
+        Rm = W + 1 + int(rng.integers(0, 3))
+        k = int(rng.integers(W, 60))
+        off = int(rng.integers(0, 4))
+        ring = np.full(off + Rm * n + 3, 99.0)
+        vals = pool[rng.integers(len(pool), size=Rm * n)]
+        vals[rng.random(Rm * n) < 0.2] = empty
+        ring[off:off + Rm * n] = vals
+
+        def scan(last, i):
+            acc = empty
+            for c in range(W):
+                v = ring[off + ((last - c) % Rm) * n + i]
+                if (v > acc) if mx else (v < acc):
+                    acc = v
+            return acc
+
+        o = int(rng.integers(0, 3))
+        mm = np.full(o + n + 2, 42.0)
+        for i in range(n):
+            mm[o + i] = scan(k - 1, i)  # the window before the slide
+        want = mm.copy()
+        for i in range(n):
+            want[o + i] = scan(k, i)
+        K._mm_slide(ring, mm, o, off, k, W, Rm, n, mx)
+        assert np.array_equal(mm.view(np.int64), want.view(np.int64)), (trial, mx, W, Rm, k, ring, mm, want)
 
 
 def test_quiet_snapshot_bases_skip_only_what_stays(city, catalog, tmp_path, monkeypatch):

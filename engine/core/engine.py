@@ -44,6 +44,11 @@ REPLAY_CHUNK_CYCLES = 100_000
 #: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
 #: running extremes (x2) and sorted windows (x4), plus snapshot members
 ADD_GROUP_WEIGHT = 60_000
+#: the shares driver's balance (:meth:`Engine._base_shares`): the binning's weight (records of
+#: each base, from the first call that bins at least :data:`SHARE_RECORDS_MIN` of them) next to
+#: the add's and the values' (1 each); the benchmark's cycle: binning ~0.9 ms, add ~2.9, values ~2.5
+SHARE_RECORDS_WEIGHT = 0.35
+SHARE_RECORDS_MIN = 100_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -146,7 +151,7 @@ def _n_threads() -> int:
 
 def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
     """:func:`kernels.record_keys` of records ``cols`` (time, feed, a, b, region) into ``outs``
-    (bucket, key, region), split over the numba thread count of Python threads (the kernel releases
+    (bucket, key, region; an empty region: not written), split over the numba thread count of Python threads (the kernel releases
     the GIL) from :data:`PREPARE_PARALLEL_MIN` records: each thread maps its own contiguous part,
     so the outputs are the same; (valid, sorted) of the whole."""
     n = len(cols[0])
@@ -261,6 +266,10 @@ class Engine:
         self._all_bases = np.arange(p.n_bases, dtype=np.int64)
         self._all_rows = np.arange(len(p.ind_row), dtype=np.int64)
         self._all_mask = np.ones(p.n_bases, np.uint8)
+        # the prepared records' kernel keys (reading / event map keys, snapshot cells): int32 where
+        # every key fits (less to write and to read back per record than int64; regions are int32)
+        nkeys = max(len(p.map_ptr) - 1, int(p.snap_size))
+        self._key_dtype = np.dtype(np.int32) if nkeys < 2**31 - 1 else np.dtype(np.int64)
         *dp, depth = self.derived.program()
         self._DP = tuple(dp)
         self._stack = np.empty((depth, p.n_regions), np.float64)
@@ -428,12 +437,19 @@ class Engine:
             self._check(rec)
         fk = p.feed_kind.astype(np.int64)
         out = {}
+        kt = self._key_dtype
         for g, (names, kind, off, mul, alim, blo, bhi, add, nreg) in self._groups.items():
             time, feed, a, b, region, value = (getattr(rec, n) for n in names)
             n = len(time)
-            bucket, key, reg = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            bucket, key = np.empty(n, np.int64), np.empty(n, kt)
+            # the records' own region column when it is int32 (as :class:`Records` builds it): checked
+            # by record_keys, not copied (``reg`` empty: not written)
+            same = region.dtype == np.int32 and region.flags.c_contiguous
+            reg = np.empty(0 if same else n, np.int32)
             ok, srt = _record_keys((time, feed, a, b, region), (p.cycle_ns, fk, kind, off, mul, alim, blo, bhi, add,
                                                                  nreg), (bucket, key, reg))
+            if same:
+                reg = region
             if not ok:
                 self._check(rec)  # raises, naming the bad value
                 raise ValueError(f"bad {g} records")  # (not reached: _check finds what record_keys did)
@@ -504,15 +520,16 @@ class Engine:
                                                        self._blk_fx) + wide
 
     @staticmethod
-    def _most_per_bucket(g: dict):
+    def _most_per_bucket(g: dict, known_sorted: bool = False):
         """The most records of ``g`` that this call bins (``off[0] .. off[-1] - 1``) sharing a
         bucket: a bound of :meth:`_most_per_cell` (a cell is a bucket and a region) from the
-        buckets' runs, the records being sorted by bucket (:meth:`_prepare`; ``None`` if not)."""
+        buckets' runs, the records being sorted by bucket (:meth:`_prepare`; ``None`` if not;
+        ``known_sorted``: the caller knows they are, the check is skipped)."""
         lo, hi = int(g["off"][0]), int(g["off"][-1])
         b = g["bucket"][lo:hi]
         if len(b) < 2:
             return len(b)
-        if (b[1:] < b[:-1]).any():
+        if not known_sorted and (b[1:] < b[:-1]).any():
             return None
         b0, b1 = int(b[0]), int(b[-1])
         if b1 - b0 < 1_000_000:
@@ -633,7 +650,32 @@ class Engine:
                 if len(self._DP[4]) > 0:
                     K.derived_rows(tt, self._DP, O, D, self._stack)
 
-    def _base_shares(self, parts: int) -> list:
+    def _record_weights(self, EV: tuple, RD: tuple):
+        """Records binned per cycle of each base (float64, bases), estimated from the events and
+        readings of this call (a strided sample of at most ~200,000 of each), for
+        :meth:`_base_shares`; ``None`` while no call binned :data:`SHARE_RECORDS_MIN` records.
+        Computed once (the first call with that many records) and kept, so the shares stay."""
+        w = getattr(self, "_recw", None)
+        if w is not None:
+            return w
+        p = self.plan
+        nkeys = len(p.map_ptr) - 1
+        cnt = np.zeros(nkeys)
+        tot = 0
+        for g in (EV, RD):
+            key, off = g[1], g[4]
+            lo, hi = int(off[0]), int(off[-1])
+            tot += hi - lo
+            if hi > lo:
+                step = max(1, (hi - lo) // 200_000)
+                cnt += np.bincount(key[lo:hi:step], minlength=nkeys)[:nkeys] * float(step)
+        if tot < SHARE_RECORDS_MIN:
+            return None
+        per_entry = np.repeat(cnt, np.diff(p.map_ptr))  # (the map's entries: each key's bases)
+        self._recw = np.bincount(p.map_base, weights=per_entry, minlength=p.n_bases)[:p.n_bases]
+        return self._recw
+
+    def _base_shares(self, parts: int, recw=None) -> list:
         """``parts`` disjoint shares of the bases for :meth:`_run_shares`, as (bases, indicator
         positions, uint8 base mask, derived program) each; empty shares dropped. An indicator row
         goes with its base, the bases a row reads (an event share's denominator base) stay in one
@@ -643,8 +685,12 @@ class Engine:
         program, :meth:`_sub_program`, in the program's dependency order). Groups of bases are dealt
         out largest first to the lightest share, weighted by an estimate of their work per cycle
         (ring row and window-sum cells added, running extremes and sorted windows, snapshot
-        members, output values written, derived instructions)."""
-        if getattr(self, "_bshares_for", None) == parts:
+        members, output values written, derived instructions) and, when given, ``recw`` (records
+        binned per base: :meth:`_record_weights`; :data:`SHARE_RECORDS_WEIGHT`). Any partition
+        gives the same numbers (each base and row computed by one thread as the serial kernel
+        does); the weights only balance the threads' work."""
+        key = (parts, recw is not None)
+        if getattr(self, "_bshares_for", None) == key:
             return self._bshares
         p = self.plan
         B = p.n_bases
@@ -691,6 +737,8 @@ class Engine:
         has = first >= 0
         w_rows += np.bincount(first[has], weights=np.diff(ptr)[has] * p.n_regions / 2.0, minlength=B)
         w = w_base / max(w_base.sum(), 1.0) + w_rows / max(w_rows.sum(), 1.0)  # add and values: similar costs
+        if recw is not None:
+            w = w + SHARE_RECORDS_WEIGHT * recw / max(recw.sum(), 1.0)
         wc = np.bincount(comp, weights=w, minlength=B)
         load = np.zeros(parts)
         owner = np.zeros(B, np.int64)
@@ -712,7 +760,7 @@ class Engine:
             if not shares:  # derived rows reading no indicator (constants): the first share's
                 mine |= dj < 0
             shares.append((bases, rows, mask, self._sub_program(np.flatnonzero(mine))))
-        self._bshares, self._bshares_for = shares, parts
+        self._bshares, self._bshares_for = shares, key
         return shares
 
     def _groups_of(self, bases: np.ndarray, rows: np.ndarray) -> tuple:
@@ -777,7 +825,7 @@ class Engine:
 
         nt = max(2, numba.get_num_threads())  # (forced with one numba thread: still two shares)
         pool = _thread_pool(nt)
-        shares = self._base_shares(nt)
+        shares = self._base_shares(nt, self._record_weights(EV, RD))
         m = len(shares)
         scr = self._scratch(m)
         P = self._P
@@ -821,7 +869,7 @@ class Engine:
 
     def _no_records(self, T: int) -> dict:
         z = np.zeros(T + 1, np.int64)
-        e = dict(bucket=np.zeros(0, np.int64), key=np.zeros(0, np.int64), region=np.zeros(0, np.int64),
+        e = dict(bucket=np.zeros(0, np.int64), key=np.zeros(0, self._key_dtype), region=np.zeros(0, np.int32),
                  value=np.zeros(0, np.float64), time=np.zeros(0, np.int64), off=z)
         return {"ev": e, "rd": e, "sn": e}
 
@@ -991,13 +1039,15 @@ class Engine:
         when no chunking of a replay of them could widen the count rings: the state's ``cmax``
         plus twice that stays within uint16 (a ring cell's count in the call is at most ``cmax``
         plus its bucket's records, and a chunk adds at most that many again); ``None`` when it
-        might (or the records are not sorted by bucket); 0 when the rings are wide already."""
+        might; 0 when the rings are wide already. (``allrec`` is sorted by bucket: :meth:`_replay`
+        builds it from :meth:`_prepare`'s sorted records, those up to the first cycle then each
+        later bucket's; the ~10 M-record check costs ~10-30 ms on the benchmark.)"""
         from engine.core.plan import COUNT16_MAX
 
         s = self.state
         if s.count_wide:
             return 0
-        most = [self._most_per_bucket(allrec[g]) for g in ("ev", "rd")]
+        most = [self._most_per_bucket(allrec[g], known_sorted=True) for g in ("ev", "rd")]
         if None in most or int(s.cmax[0]) + 2 * max(most) > COUNT16_MAX:
             return None
         return max(most)

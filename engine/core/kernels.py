@@ -89,8 +89,10 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
     is not a position of ``feed_kind`` or not of kind ``kind``, ``a`` is outside ``0 .. alim[f] - 1``,
     ``b`` outside ``blo .. bhi[f] - 1``, or (``nreg >= 0``) its region outside ``0 .. nreg - 1``
     (then the outputs are partly written and the caller reports the bad value); ``sorted``: the
-    buckets are in ascending order."""
+    buckets are in ascending order. ``reg`` empty: the regions are not copied (the caller uses
+    ``region`` itself; still checked); ``key`` may be int32 (the caller knows every key fits)."""
     nf = len(feed_kind)
+    wreg = len(reg) > 0
     srt = True
     prev = np.iinfo(np.int64).min
     for r in range(len(time)):
@@ -108,7 +110,8 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
         prev = t
         bucket[r] = t
         key[r] = off[f] + x * mul[f] + y + add
-        reg[r] = g
+        if wreg:
+            reg[r] = g
     return True, srt
 
 
