@@ -302,6 +302,11 @@ def _append_plain(path, data: dict, times, attrs: dict | None) -> bool:
             return False
     if "units" not in tattrs:
         return False
+    try:
+        if json.loads((root / ".zattrs").read_text()) != (md.get(".zattrs") or {}):
+            return False
+    except (OSError, ValueError):
+        return False
     tm = metas["time"]
     tdtype = np.dtype(tm["dtype"])
 
