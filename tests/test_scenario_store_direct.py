@@ -66,12 +66,12 @@ def _stores(tmp_path, days, monkeypatch, plain_expected=True):
     return _files(paths["zarr"]), _files(paths["plain"]), paths
 
 
-@pytest.mark.parametrize("n_t,n_i,n_r,grade", [(4, 6, 5, False), (24, 300, 7, False), (24, 200, 7, True), (24, 600, 3, False),
-                                                (96, 20, 4, True), (2, 3, 2, True)])
+@pytest.mark.parametrize("n_t,n_i,n_r,grade", [(4, 6, 5, False), (24, 300, 7, False), (24, 200, 7, True),
+                                                (24, 600, 3, False), (96, 20, 4, True), (2, 3, 2, True)])
 def test_plain_append_writes_the_bytes_zarr_writes(tmp_path, monkeypatch, n_t, n_i, n_r, grade):
     """Whole days (chunks of one day; indicators in chunks of 256, the last one partial and padded
-    with NaN; int8 ``grade`` in whole chunks: it has no fill value): every chunk, ``.zarray``, ``.zattrs`` and ``.zmetadata`` byte for byte, and the
-    store reads back the days."""
+    with NaN; int8 ``grade`` in whole chunks: it has no fill value): every chunk, ``.zarray``,
+    ``.zattrs`` and ``.zmetadata`` byte for byte, and the store reads back the days."""
     import xarray as xr
 
     days = [_day(d, n_t, n_i, n_r, grade=grade) for d in range(4)]
@@ -131,7 +131,8 @@ def test_plain_append_rejects_bad_days_as_zarr(tmp_path, monkeypatch):
         with monkeypatch.context() as m:
             if way == "zarr":
                 m.setattr(st, "_append_plain", lambda *a: False)
-            with pytest.raises(ValueError, match=r"every time-dim array of the store \['score', 'value'\], got \['value'\]"):
+            with pytest.raises(ValueError,
+                               match=r"every time-dim array of the store \['score', 'value'\], got \['value'\]"):
                 st.append_day(p, {"value": good["value"]}, days[1]["time"].values)
             with pytest.raises(ValueError, match=r"value must be \(4, 6, 5\) after 4 stored steps; got \(3, 6, 5\)"):
                 st.append_day(p, {"value": good["value"][:3], "score": good["score"]}, days[1]["time"].values)
