@@ -164,13 +164,14 @@ def _plain(v):
 
 def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
     """Append one day to a store :func:`create_store` made: each time-dim array grows by the day
-    and its chunks are written (zarr compresses them in its own threads), the ``time``
-    coordinate is encoded with the store's own units and calendar, the group's attributes take
-    ``attrs`` and the consolidated metadata is rewritten once.
+    and its chunks are written, the ``time`` coordinate is encoded with the store's own units and
+    calendar, the group's attributes take ``attrs`` and the consolidated metadata is rewritten once.
 
     What the store holds afterwards equals ``xarray.Dataset.to_zarr(path, append_dim="time")`` of
     the day (``tests/test_scenario_store.py`` reads both back); it skips xarray's per-append
-    checks and re-encoding, which cost more than compressing an hourly day.
+    checks and re-encoding, which cost more than compressing an hourly day. A plain local store
+    (:func:`_append_plain`: the run's) is written file by file, the same bytes zarr writes
+    (``tests/test_scenario_store_direct.py``); any other through zarr.
 
     Parameters
     ----------
@@ -184,39 +185,62 @@ def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
     attrs : dict, optional
         The group's attributes to set (xarray's append does the same).
     """
-    import zarr
+    if _append_plain(path, data, times, attrs):
+        return
+    _append_zarr(path, data, times, attrs)
+
+
+def _day_checked(path, growing: list, shapes: dict, dtypes: dict, n0: int, data: dict, times, units: str,
+                 calendar: str, tdtype, last_time):
+    """The checks of :func:`append_day` (the same either way): the day's arrays (cast to the
+    store's dtypes) and its times encoded (``tdtype`` numbers in ``units``). ``last_time()``: the
+    store's last stored number (called when ``n0 > 0``)."""
     from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
-    g = zarr.open_group(str(path), mode="r+", zarr_format=2)
-    tz = g["time"]
-    n0, n = tz.shape[0], len(times)
-    growing = sorted(k for k in g.array_keys()
-                     if k != "time" and (g[k].attrs.get("_ARRAY_DIMENSIONS") or [None])[0] == "time")
+    n = len(times)
     if sorted(data) != growing:
         raise ValueError(f"{path}: the day must give every time-dim array of the store {growing}, got {sorted(data)}")
     times = np.asarray(times, dtype="datetime64[ns]")
-    units, calendar = tz.attrs["units"], tz.attrs.get("calendar", "proleptic_gregorian")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # inexact times are refused below (decoded back in the store's units)
-        num, _, _ = encode_cf_datetime(times, units, calendar, dtype=tz.dtype)
+        num, _, _ = encode_cf_datetime(times, units, calendar, dtype=tdtype)
     num = np.asarray(num)
     back = np.asarray(decode_cf_datetime(num, units, calendar), dtype="datetime64[ns]")
-    if num.dtype != tz.dtype or not np.array_equal(back, times):
+    if num.dtype != tdtype or not np.array_equal(back, times):
         raise ValueError(f"{path}: times {times[0]} .. {times[-1]} are not exact in the store's units {units!r} "
-                         f"({tz.dtype})")
-    if n0 and times[0] <= np.asarray(decode_cf_datetime(tz[n0 - 1:n0], units, calendar), dtype="datetime64[ns]")[0]:
+                         f"({tdtype})")
+    if n0 and times[0] <= np.asarray(decode_cf_datetime(last_time(), units, calendar), dtype="datetime64[ns]")[0]:
         raise ValueError(f"{path}: the day starts at {times[0]}, not after the store's last time")
     arrays = {}
     for k in growing:
+        a = np.asarray(data[k])
+        if shapes[k][0] != n0 or a.shape != (n,) + tuple(shapes[k][1:]):
+            raise ValueError(f"{path}: {k} must be {(n,) + tuple(shapes[k][1:])} after {n0} stored steps; "
+                             f"got {a.shape} (stored {tuple(shapes[k])})")
+        arrays[k] = a.astype(dtypes[k], copy=False)
+    return arrays, num
+
+
+def _append_zarr(path, data: dict, times, attrs: dict | None) -> None:
+    """:func:`append_day` through zarr."""
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    tz = g["time"]
+    n0 = tz.shape[0]
+    growing = sorted(k for k in g.array_keys()
+                     if k != "time" and (g[k].attrs.get("_ARRAY_DIMENSIONS") or [None])[0] == "time")
+    units, calendar = tz.attrs["units"], tz.attrs.get("calendar", "proleptic_gregorian")
+    zas = {k: g[k] for k in growing}
+    arrays, num = _day_checked(path, growing, {k: za.shape for k, za in zas.items()},
+                               {k: za.dtype for k, za in zas.items()}, n0, data, times, units, calendar,
+                               tz.dtype, lambda: tz[n0 - 1:n0])
+    n = len(num)
+    for k, a in arrays.items():            # the data first, the time axis last
         # every chunk written as it is: zarr's default first compares each chunk with the fill value
         # (a full-size fill array and an ``array_equal`` with NaN tests a chunk, more CPU than
         # compressing it) to leave an all-fill chunk unwritten; one written reads back the same
-        za, a = g[k].with_config({"write_empty_chunks": True}), np.asarray(data[k])
-        if za.shape[0] != n0 or a.shape != (n,) + za.shape[1:]:
-            raise ValueError(f"{path}: {k} must be {(n,) + za.shape[1:]} after {n0} stored steps; "
-                             f"got {a.shape} (stored {za.shape})")
-        arrays[k] = (za, a.astype(za.dtype, copy=False))
-    for za, a in arrays.values():            # the data first, the time axis last
+        za = zas[k].with_config({"write_empty_chunks": True})
         za.resize((n0 + n,) + za.shape[1:])
         za[n0:n0 + n] = a
     tz.resize((n0 + n,))
@@ -224,6 +248,116 @@ def append_day(path, data: dict, times, attrs: dict | None = None) -> None:
     if attrs:
         g.update_attributes({k: _plain(v) for k, v in attrs.items()})   # one metadata write
     zarr.consolidate_metadata(str(path), zarr_format=2)
+
+
+def _plain_array(meta: dict) -> bool:
+    """Whether a format-2 array's chunks are what :func:`_encode_chunks` writes: C order, no
+    filters, a compressor, chunk keys joined by "." (the stores :func:`create_store` makes)."""
+    return (meta.get("zarr_format") == 2 and meta.get("order") == "C" and not meta.get("filters")
+            and bool(meta.get("compressor")) and meta.get("dimension_separator", ".") == "."
+            and np.dtype(meta["dtype"]).isnative and np.dtype(meta["dtype"]) != object)
+
+
+def _append_plain(path, data: dict, times, attrs: dict | None) -> bool:
+    """:func:`append_day` file by file, where the store is a local directory with consolidated
+    metadata, its time-dim arrays plain (:func:`_plain_array`), each grown by whole chunks from a
+    chunk boundary (the run's days: 24 or 96 steps in chunks of one day) or, where a chunk is
+    partial, with a fill value. Each chunk is encoded with the array's compressor (numcodecs, as
+    zarr does) and written to its file; each ``.zarray``, the group's ``.zattrs`` and
+    ``.zmetadata`` are rewritten as zarr writes them (``json.dumps``, zarr's indent; the
+    consolidated metadata without). The same bytes as :func:`_append_zarr`, without zarr's
+    machinery (its event loop a chunk, a copy a chunk; the metadata read and written several
+    times): ~-25 % of the CPU of an hourly day's append (docs/indices.md, eighteenth session).
+    Returns False, having written nothing, where the store is not so: zarr writes it."""
+    import json
+    from pathlib import Path
+
+    import numcodecs
+    import zarr
+
+    root = Path(path)
+    try:
+        zm = json.loads((root / ".zmetadata").read_text())
+    except (OSError, ValueError):
+        return False
+    md = zm.get("metadata")
+    if zm.get("zarr_consolidated_format") != 1 or not isinstance(md, dict) or "time/.zarray" not in md:
+        return False
+    names = [k[:-len("/.zarray")] for k in md if k.endswith("/.zarray") and k.count("/") == 1]
+    growing = sorted(k for k in names if k != "time"
+                     and ((md.get(f"{k}/.zattrs") or {}).get("_ARRAY_DIMENSIONS") or [None])[0] == "time")
+    metas = {k: md[f"{k}/.zarray"] for k in growing + ["time"]}
+    tattrs = md.get("time/.zattrs") or {}
+    n = len(times)
+    n0 = metas["time"]["shape"][0]
+    for k, m in metas.items():
+        if not _plain_array(m) or m["shape"][0] != n0 or n0 % m["chunks"][0]:
+            return False
+        if m.get("fill_value") is None and any(s % c for s, c in zip([n] + m["shape"][1:], m["chunks"])):
+            return False
+        try:
+            if json.loads((root / k / ".zarray").read_text()) != m:      # the consolidated view is the store's
+                return False
+        except (OSError, ValueError):
+            return False
+    if "units" not in tattrs:
+        return False
+    try:
+        if json.loads((root / ".zattrs").read_text()) != (md.get(".zattrs") or {}):
+            return False
+    except (OSError, ValueError):
+        return False
+    tm = metas["time"]
+    tdtype = np.dtype(tm["dtype"])
+
+    def last_time():
+        c = tm["chunks"][0]
+        key = root / "time" / str((n0 - 1) // c)
+        raw = numcodecs.get_codec(tm["compressor"]).decode(key.read_bytes())
+        return np.frombuffer(raw, dtype=tdtype)[(n0 - 1) % c:(n0 - 1) % c + 1]
+
+    arrays, num = _day_checked(path, growing, {k: metas[k]["shape"] for k in growing},
+                               {k: np.dtype(metas[k]["dtype"]) for k in growing}, n0, data, times,
+                               tattrs["units"], tattrs.get("calendar", "proleptic_gregorian"), tdtype, last_time)
+    indent = zarr.config.get("json_indent")
+    arrays["time"] = num.astype(tdtype, copy=False)
+    for k, a in arrays.items():            # the data first, the time axis last (as zarr)
+        m = metas[k]
+        _encode_chunks(root / k, m, n0, a)
+        m["shape"] = [n0 + n] + m["shape"][1:]
+        (root / k / ".zarray").write_bytes(json.dumps(m, indent=indent, allow_nan=True).encode())
+    if attrs:
+        ga = md.get(".zattrs") or {}
+        ga.update({k: _plain(v) for k, v in attrs.items()})
+        md[".zattrs"] = ga
+        (root / ".zattrs").write_bytes(json.dumps(ga, indent=indent, allow_nan=True).encode())
+    (root / ".zmetadata").write_bytes(json.dumps(zm, allow_nan=True).encode())
+    return True
+
+
+def _encode_chunks(d, meta: dict, n0: int, a: np.ndarray) -> None:
+    """Write ``a`` as the steps ``n0 ..`` of the array in folder ``d`` (format 2, ``meta`` its
+    ``.zarray``; ``n0`` on a chunk boundary): each chunk encoded with the array's compressor and
+    written to its file, as zarr does it -- a partial chunk padded with the fill value, every chunk
+    written, the fill value's too (``write_empty_chunks``)."""
+    import numcodecs
+
+    chunks = tuple(meta["chunks"])
+    comp = numcodecs.get_codec(meta["compressor"])
+    grid = [range(0, s, c) for s, c in zip(a.shape, chunks)]
+    t_first = n0 // chunks[0]
+    buf = np.empty(chunks, a.dtype)          # one chunk's copy, reused
+    fill = meta.get("fill_value")
+    for idx in np.ndindex(*(len(g) for g in grid)):
+        block = a[tuple(slice(g[j], g[j] + c) for g, j, c in zip(grid, idx, chunks))]
+        if block.shape != chunks:
+            buf[...] = np.array(float(fill) if isinstance(fill, str) else fill, dtype=a.dtype)
+            buf[tuple(slice(0, s) for s in block.shape)] = block
+            block = buf
+        elif not block.flags.c_contiguous:
+            np.copyto(buf, block)
+            block = buf
+        (d / ".".join(str(j + (t_first if ax == 0 else 0)) for ax, j in enumerate(idx))).write_bytes(comp.encode(block))
 
 
 class DayWriter:
