@@ -333,3 +333,84 @@ def sample_rows(catalog, per_combo=2, seed=0):
         if inds[r]["aggregation"] == "derived":
             chosen.update(row[x] for x in expr.refs(expr.parse(inds[r]["formula"])))
     return chosen
+
+
+def base_shares_reference(eng, parts, recw=None):
+    """``Engine._base_shares`` as the seventeenth session wrote it (NumPy scalars, a component's
+    bases found by a comparison over every base): the slow obvious reference of the faster one."""
+    from engine.core.engine import SHARE_RECORDS_WEIGHT
+
+    p = eng.plan
+    B = p.n_bases
+    parent = np.arange(B)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    two = p.ind_blk2 >= 0
+    for b, b2 in zip(p.ind_base[two], p.blk_base[p.ind_blk2[two]]):
+        union(b, b2)
+    ops, arg, _, ptr, out_row, _ = eng._DP
+    vrow = np.full(len(p.indicator_ids), -1, np.int64)
+    vrow[p.ind_row] = np.arange(len(p.ind_row))
+    crow = eng.derived.compact_rows
+    reads: dict = {}
+    first = np.full(len(out_row), -1, np.int64)
+    for j in range(len(out_row)):
+        bs: set = set()
+        for pc in range(ptr[j], ptr[j + 1]):
+            if ops[pc] == 0:
+                r = int(crow[arg[pc]])
+                bs |= {int(p.ind_base[vrow[r]])} if vrow[r] >= 0 else reads[r]
+        reads[int(out_row[j])] = bs
+        if bs:
+            bs_l = sorted(bs)
+            first[j] = bs_l[0]
+            for b in bs_l[1:]:
+                union(bs_l[0], b)
+    comp = np.array([find(b) for b in range(B)])
+    nser = np.diff(p.base_ser0).astype(np.float64)
+    w_base = nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
+        + np.diff(p.mem_ptr)
+    w_rows = np.bincount(p.ind_base, weights=nser[p.ind_base] + p.n_regions, minlength=B)
+    has = first >= 0
+    w_rows += np.bincount(first[has], weights=np.diff(ptr)[has] * p.n_regions / 2.0, minlength=B)
+    w = w_base / max(w_base.sum(), 1.0) + w_rows / max(w_rows.sum(), 1.0)
+    if recw is not None:
+        w = w + SHARE_RECORDS_WEIGHT * recw / max(recw.sum(), 1.0)
+    wc = np.bincount(comp, weights=w, minlength=B)
+    load = np.zeros(parts)
+    owner = np.zeros(B, np.int64)
+    for c in np.argsort(-wc, kind="stable"):
+        if wc[c] <= 0 and not (comp == c).any():
+            continue
+        j = int(np.argmin(load))
+        owner[comp == c] = j
+        load[j] += wc[c]
+    shares = []
+    dj = np.where(has, owner[np.maximum(first, 0)], -1)
+    for j in range(parts):
+        bases = np.flatnonzero(owner == j).astype(np.int64)
+        if len(bases) == 0:
+            continue
+        rows = np.flatnonzero(owner[p.ind_base] == j).astype(np.int64)
+        mask = (owner == j).astype(np.uint8)
+        mine = dj == j
+        if not shares:
+            mine |= dj < 0
+        js = np.flatnonzero(mine)
+        lens = ptr[js + 1] - ptr[js]
+        idx = np.concatenate([np.arange(ptr[i], ptr[i + 1]) for i in js]).astype(np.int64) if len(js) \
+            else np.zeros(0, np.int64)
+        sub_ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        dp = eng._DP
+        shares.append((bases, rows, mask, (dp[0][idx], dp[1][idx], dp[2], sub_ptr, dp[4][js], dp[5][js])))
+    return shares

@@ -11,7 +11,7 @@ from engine.core import Engine, Records, State
 from engine.core import engine as core_engine
 from engine.core import kernels as K
 
-from core_reference import random_steps, reference
+from core_reference import base_shares_reference, random_steps, reference
 
 C = 900 * 10**9
 K0 = 1580515200000000000 // C
@@ -272,6 +272,67 @@ def test_base_shares_partition_bases_and_rows(city, catalog, records):
                 r = int(crow[arg[pc]])
                 got = owner_r[vrow[r]] if vrow[r] >= 0 else share_of_out[r]
                 assert got == owner_d[w]
+
+
+def test_base_shares_equal_the_reference(city, catalog):
+    """``Engine._base_shares`` (Python lists in its loops) equal to the slow reference's shares
+    (``core_reference.base_shares_reference``): the same bases, rows, masks and derived programs,
+    for 1 to 5 parts, with the plan's weights and with random record weights (zeros included)."""
+    eng = Engine(city, catalog)
+    rng = np.random.default_rng(3)
+    for parts in (1, 2, 3, 5):
+        for recw in (None, rng.random(eng.plan.n_bases) * (rng.random(eng.plan.n_bases) < 0.7)):
+            eng._bshares_for = None
+            got, want = eng._base_shares(parts, recw), base_shares_reference(eng, parts, recw)
+            assert len(got) == len(want) >= 1
+            for g, w in zip(got, want):
+                for x, y in zip(g[:3] + g[3], w[:3] + w[3]):
+                    assert x is y or (x.dtype == y.dtype and np.array_equal(x, y)), (parts, recw is None)
+    assert eng._sub_program(np.zeros(0, np.int64))[3].tolist() == [0]
+
+
+def test_pooled_record_buffers_give_the_same_replays(city, catalog, monkeypatch):
+    """Replays whose buckets and keys are prepared into the process's pooled buffers
+    (``engine._lend``, from any size here) equal those of fresh buffers, when the buffers come back
+    holding another replay's records or garbage (larger than needed: views of them), and after an
+    error; the pool keeps at most ``PREP_POOL_BYTES``."""
+    steps = random_steps(city, catalog, K0, 5, seed=31)
+    names = ("ev_time", "ev_feed", "ev_category", "ev_channel", "ev_region", "ev_value",
+             "rd_time", "rd_feed", "rd_metric", "rd_emitter", "rd_kind", "rd_region", "rd_value",
+             "sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region", "sn_value")
+    cols = {n: np.concatenate([getattr(r, n) for _, r in steps]) for n in names}
+    allrec = Records.build(steps[0][1].feed_ids, events=cols, readings=cols, snapshots=cols)
+    half = allrec.select(*(np.arange(len(getattr(allrec, f)) // 2) for f in ("ev_time", "rd_time", "sn_time")))
+    monkeypatch.setattr(core_engine, "_PREP_POOL", [])
+    monkeypatch.setattr(core_engine, "PREP_POOL_MIN", 10**12)  # fresh buffers
+    want = [Engine(city, catalog).replay(r, K0 * C, (K0 + 4) * C).value.values for r in (allrec, half)]
+    e = Engine(city, catalog)
+    want.append(np.concatenate([e.replay(allrec, K0 * C, (K0 + 1) * C).value.values,
+                                e.replay(allrec, (K0 + 2) * C, (K0 + 4) * C).value.values]))
+    assert core_engine._PREP_POOL == []
+    monkeypatch.setattr(core_engine, "PREP_POOL_MIN", 0)
+    for garbage in (False, True):
+        got = []
+        for r in (allrec, half):
+            if garbage:
+                for a in core_engine._PREP_POOL:
+                    a[:] = np.iinfo(a.dtype).max if len(a) % 2 else -7
+            got.append(Engine(city, catalog).replay(r, K0 * C, (K0 + 4) * C).value.values)
+            assert len(core_engine._PREP_POOL) >= 2  # (given back: buckets and keys of each group)
+        e = Engine(city, catalog)
+        got.append(np.concatenate([e.replay(allrec, K0 * C, (K0 + 1) * C).value.values,
+                                   e.replay(allrec, (K0 + 2) * C, (K0 + 4) * C).value.values]))
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w, equal_nan=True)
+    n = len(core_engine._PREP_POOL)
+    bad = Records.build(allrec.feed_ids, events={**cols, "ev_category": np.full(len(cols["ev_category"]), 999)},
+                        readings=cols, snapshots=cols)
+    with pytest.raises(ValueError, match="ev_category 999"):
+        Engine(city, catalog).replay(bad, K0 * C, (K0 + 4) * C)
+    assert len(core_engine._PREP_POOL) == n  # (the error's buffers given back too)
+    monkeypatch.setattr(core_engine, "PREP_POOL_BYTES", 1)
+    Engine(city, catalog).replay(allrec, K0 * C, (K0 + 4) * C)
+    assert core_engine._PREP_POOL == []
 
 
 def test_records_prepared_in_parts_equal_one_part(city, catalog, monkeypatch):

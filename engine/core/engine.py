@@ -52,6 +52,44 @@ SHARE_RECORDS_MIN = 100_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
+#: bytes of prepared-record buffers (buckets, keys) a process keeps between replays for the next
+#: one (:func:`_lend`): a replay of ~10 M records writes ~120 MB of them, and their first-touch
+#: page faults cost ~25 % of :func:`kernels.record_keys` when fresh
+PREP_POOL_BYTES = 256 * 2**20
+PREP_POOL_MIN = 250_000
+_PREP_POOL: list = []
+_PREP_LOCK = threading.Lock()
+
+
+def _lend(n: int, dtype, lease: list | None) -> np.ndarray:
+    """An uninitialised array of ``n`` ``dtype`` values: a view of a pooled buffer when ``lease``
+    is a list (the buffer is appended to it; :func:`_give_back` returns it to the pool), else a
+    fresh array. Fewer than :data:`PREP_POOL_MIN` values: always fresh."""
+    dtype = np.dtype(dtype)
+    if lease is None or n < PREP_POOL_MIN:
+        return np.empty(n, dtype)
+    with _PREP_LOCK:
+        fits = [i for i, a in enumerate(_PREP_POOL) if a.dtype == dtype and len(a) >= n]
+        buf = _PREP_POOL.pop(min(fits, key=lambda i: len(_PREP_POOL[i]))) if fits else None
+    if buf is None:
+        buf = np.empty(n, dtype)
+    lease.append(buf)
+    return buf[:n]
+
+
+def _give_back(lease: list) -> None:
+    """Return the buffers of ``lease`` (:func:`_lend`; no longer read or written by anyone) to the
+    pool, the largest kept within :data:`PREP_POOL_BYTES`."""
+    with _PREP_LOCK:
+        _PREP_POOL.extend(lease)
+        _PREP_POOL.sort(key=lambda a: -a.nbytes)
+        total = 0
+        for i, a in enumerate(_PREP_POOL):
+            total += a.nbytes
+            if total > PREP_POOL_BYTES:
+                del _PREP_POOL[i:]
+                break
+    lease.clear()
 
 
 def _populate(arr: np.ndarray):
@@ -370,8 +408,9 @@ class Engine:
         counts = quarantine.counts() if quarantine is not None and hasattr(quarantine, "counts") else None
         return as_records(enc), quarantine, counts
 
-    def _encode(self, feeds, now_ns: int):
-        """``(prepared records, quarantine counts)`` for a call ending at ``now_ns``."""
+    def _encode(self, feeds, now_ns: int, lease: list | None = None):
+        """``(prepared records, quarantine counts)`` for a call ending at ``now_ns`` (``lease``:
+        :meth:`_prepare`'s, for records prepared here)."""
         if isinstance(feeds, EncodedFeeds):
             if feeds.end_ns != now_ns:
                 raise ValueError(f"feeds were encoded for a call ending at {pd.Timestamp(feeds.end_ns)}, "
@@ -379,7 +418,7 @@ class Engine:
             prep = feeds.prepared if feeds.plan is self.plan else self._prepare(feeds.records)
             return {g: dict(d) for g, d in prep.items()}, feeds.counts  # (callers add keys to the groups)
         rec, _, counts = self._encode_feeds(feeds, now_ns)
-        return self._prepare(rec), counts  # checks the records first
+        return self._prepare(rec, lease), counts  # checks the records first
 
     def _check(self, rec: Records) -> None:
         p = self.plan
@@ -428,10 +467,12 @@ class Engine:
                     i = np.flatnonzero(bad)[0]
                     raise ValueError(f"{name} {arr[i]} out of range for feed {p.feed_ids[f[i]]!r} (0..{lim[i] - 1})")
 
-    def _prepare(self, rec: Records) -> dict:
+    def _prepare(self, rec: Records, lease: list | None = None) -> dict:
         """Buckets and kernel keys of every record, sorted by bucket (stable); the records are
         checked in the same pass (:func:`kernels.record_keys`), and a bad one is reported by
-        :meth:`_check` (the bad value named) before anything runs."""
+        :meth:`_check` (the bad value named) before anything runs. ``lease``: a list to take the
+        bucket and key buffers from the process's pool (:func:`_lend`; the caller gives them back
+        when done with the result); ``None``: fresh arrays."""
         p = self.plan
         if rec.feed_ids and list(rec.feed_ids) != list(p.feed_ids):
             self._check(rec)
@@ -441,7 +482,7 @@ class Engine:
         for g, (names, kind, off, mul, alim, blo, bhi, add, nreg) in self._groups.items():
             time, feed, a, b, region, value = (getattr(rec, n) for n in names)
             n = len(time)
-            bucket, key = np.empty(n, np.int64), np.empty(n, kt)
+            bucket, key = _lend(n, np.int64, lease), _lend(n, kt, lease)
             # the records' own region column when it is int32 (as :class:`Records` builds it): checked
             # by record_keys, not copied (``reg`` empty: not written)
             same = region.dtype == np.int32 and region.flags.c_contiguous
@@ -694,7 +735,7 @@ class Engine:
             return self._bshares
         p = self.plan
         B = p.n_bases
-        parent = np.arange(B)
+        parent = list(range(B))  # (Python lists and ints here: ~0.3 k components, ~1 k derived rows)
 
         def find(x):
             while parent[x] != x:
@@ -703,33 +744,39 @@ class Engine:
             return x
 
         def union(a, b):
-            ra, rb = find(int(a)), find(int(b))
+            ra, rb = find(a), find(b)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
 
         two = p.ind_blk2 >= 0
-        for b, b2 in zip(p.ind_base[two], p.blk_base[p.ind_blk2[two]]):
+        for b, b2 in zip(p.ind_base[two].tolist(), p.blk_base[p.ind_blk2[two]].tolist()):
             union(b, b2)
         # the bases each derived row reads (its references' bases; a derived reference's own)
         ops, arg, _, ptr, out_row, _ = self._DP
         vrow = np.full(len(p.indicator_ids), -1, np.int64)
         vrow[p.ind_row] = np.arange(len(p.ind_row))
         crow = self.derived.compact_rows
+        vbase = np.where(vrow >= 0, p.ind_base[np.maximum(vrow, 0)], -1).tolist()  # a row's base (-1: derived)
+        refs = crow[arg[ops == 0]].tolist()  # each ref instruction's row, in program order
+        nref = np.concatenate([[0], np.cumsum(ops == 0)]).astype(np.int64)[ptr].tolist()  # refs before each row
         reads: dict = {}
-        first = np.full(len(out_row), -1, np.int64)  # a base of each derived row (-1: none)
-        for j in range(len(out_row)):
+        first_l = [-1] * len(out_row)  # a base of each derived row (-1: none)
+        for j, orow in enumerate(out_row.tolist()):
             bs: set = set()
-            for pc in range(ptr[j], ptr[j + 1]):
-                if ops[pc] == 0:  # ref
-                    r = int(crow[arg[pc]])
-                    bs |= {int(p.ind_base[vrow[r]])} if vrow[r] >= 0 else reads[r]
-            reads[int(out_row[j])] = bs
+            for r in refs[nref[j]:nref[j + 1]]:
+                vb = vbase[r]
+                if vb >= 0:
+                    bs.add(vb)
+                else:
+                    bs |= reads[r]
+            reads[orow] = bs
             if bs:
                 bs_l = sorted(bs)
-                first[j] = bs_l[0]
+                first_l[j] = bs_l[0]
                 for b in bs_l[1:]:
                     union(bs_l[0], b)
-        comp = np.array([find(b) for b in range(B)])
+        first = np.array(first_l, np.int64)
+        comp = np.array([find(b) for b in range(B)], np.int64)
         nser = np.diff(p.base_ser0).astype(np.float64)
         w_base = nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
             + np.diff(p.mem_ptr)
@@ -740,14 +787,18 @@ class Engine:
         if recw is not None:
             w = w + SHARE_RECORDS_WEIGHT * recw / max(recw.sum(), 1.0)
         wc = np.bincount(comp, weights=w, minlength=B)
-        load = np.zeros(parts)
-        owner = np.zeros(B, np.int64)
-        for c in np.argsort(-wc, kind="stable"):
-            if wc[c] <= 0 and not (comp == c).any():
+        # each component (by its root, the least base) dealt to the lightest share, heaviest first
+        members = np.bincount(comp, minlength=B).tolist()
+        wcl = wc.tolist()
+        load = [0.0] * parts
+        cowner = [0] * B
+        for c in np.argsort(-wc, kind="stable").tolist():
+            if wcl[c] <= 0 and not members[c]:
                 continue
-            j = int(np.argmin(load))
-            owner[comp == c] = j
-            load[j] += wc[c]
+            j = min(range(parts), key=load.__getitem__)  # (the first lightest, as np.argmin)
+            cowner[c] = j
+            load[j] += wcl[c]
+        owner = np.array(cowner, np.int64)[comp]
         shares = []
         dj = np.where(has, owner[np.maximum(first, 0)], -1)
         for j in range(parts):
@@ -807,8 +858,8 @@ class Engine:
         ops, arg, consts, ptr, out_row, d_pos = self._DP
         js = np.asarray(js, np.int64)
         lens = ptr[js + 1] - ptr[js]
-        idx = np.concatenate([np.arange(ptr[j], ptr[j + 1]) for j in js]).astype(np.int64) if len(js) \
-            else np.zeros(0, np.int64)
+        # the instructions of rows ``js`` in order: each row's first plus 0 .. its length - 1
+        idx = (np.repeat(ptr[js] - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))).astype(np.int64)
         sub_ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         return (ops[idx], arg[idx], consts, sub_ptr, out_row[js], d_pos[js])
 
@@ -1055,7 +1106,16 @@ class Engine:
     def _replay(self, feeds, k0: int, k1: int, level, g, labels, out_all, populating):
         """:meth:`replay` after its argument checks, into ``out_all`` (``populating``: the thread
         mapping a fresh ``out_all``'s pages, or ``None``)."""
-        prep, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns)
+        lease: list = []  # prepared here: the buckets and keys in pooled buffers, given back at the end
+        try:
+            return self._replay_prepared(feeds, k0, k1, level, g, labels, out_all, populating, lease)
+        finally:
+            # (on an error too: a kernel call returns only when done, and the shares driver waits
+            # for every thread before raising; nothing else keeps the prepared records)
+            _give_back(lease)
+
+    def _replay_prepared(self, feeds, k0, k1, level, g, labels, out_all, populating, lease):
+        prep, qcounts = self._encode(feeds, k1 * self.plan.cycle_ns, lease)
         last = self.state.last_cycle
         self._advance_to(k0)
         if last >= 0:  # a continued replay: records of cycles already computed were seen then

@@ -563,21 +563,34 @@ def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, rin
                  ringMax, ringN32, ringO32, wide):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
     ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
-    cell is overwritten); returns the members with a value (the count)."""
+    cell is overwritten); returns the members with a value (the count). (The cells are read once
+    and written once, the members accumulated in locals: the same operations in the same order.)"""
     c = 0
+    hs, ho, hn, hx = oS >= 0, oO >= 0, oMin >= 0, oMax >= 0
+    sm = ringS[oS + i] if hs else 0.0
+    no = _cnt(ringO, ringO32, wide, oO + i) if ho else 0
+    mn = ringMin[oMin + i] if hn else 0.0
+    mx = ringMax[oMax + i] if hx else 0.0
     for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
         if math.isnan(v):
             continue
         c += 1
-        if oS >= 0:
-            ringS[oS + i] += v
-        if oO >= 0 and v == 1.0:
-            _cnt_set(ringO, ringO32, wide, oO + i, _cnt(ringO, ringO32, wide, oO + i) + 1)
-        if oMin >= 0 and v < ringMin[oMin + i]:
-            ringMin[oMin + i] = v
-        if oMax >= 0 and v > ringMax[oMax + i]:
-            ringMax[oMax + i] = v
+        sm += v
+        if v == 1.0:
+            no += 1
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+    if hs:
+        ringS[oS + i] = sm
+    if ho:
+        _cnt_set(ringO, ringO32, wide, oO + i, no)
+    if hn:
+        ringMin[oMin + i] = mn
+    if hx:
+        ringMax[oMax + i] = mx
     _cnt_set(ringN, ringN32, wide, oN + i, c)
     return c
 
