@@ -275,13 +275,19 @@ def _widened_scores(zb, dirv, indptr, indices, min_nb):
     np.testing.assert_array_equal(t64.view(np.int64), np.where(ok, zt.astype(np.float64), 0.0).view(np.int64))
     out = np.full(LANES * n, 7.0, np.float32)
     spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out)
+    # the kernels' call: scratch passed (stale contents)
+    out2 = np.full(LANES * n, -3.0, np.float32)
+    spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out2, np.full(LANES * n, 5.0, np.float32),
+                    np.full(LANES * n, 9.0, np.float32), np.full(n, 12345, np.int64))
+    np.testing.assert_array_equal(out2.view(np.int32), out.view(np.int32))
     return out
 
 
 @pytest.mark.parametrize("seed", range(16))
 def test_spatial_score8w_equals_score8_and_reference(seed):
     """The widened tables' scoring (:func:`spatial_lanes_in64`, :func:`spatial_score8w`: float64 table
-    +0.0 where missing and a 1 / 0 count table; the sign of ``e`` from its float32 rounding) against
+    +0.0 where missing and a 1 / 0 count table; the sign of ``e`` from its float32 rounding; the tail in a
+    second pass over the regions with a lane that needs it, scratch allocated or passed) against
     :func:`spatial_score8` on the float32 table, bit for bit, and against :func:`score32_reference`
     region by region: on ordinary rows (+-0, +-inf, the clip, missing fractions 0..1; integer and float
     directions, mixed and all one-sided) and on rows of subnormal and cancelling values (``e`` 0 or a

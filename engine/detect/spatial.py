@@ -283,7 +283,7 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, out8):
 
 
 @intrinsic
-def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8):
+def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, lst):
     """:func:`spatial_score8w`'s loop over the regions, one vector of :data:`LANES` lanes a region: for each
     region ``r`` of the CSR adjacency (``indptr``, ``indices``), the float64 sums of its neighbours' lanes
     ``t64[k:k + LANES]`` (``k = LANES * indices[j]``, ``j`` in CSR order; NaN stored as +0.0) and their
@@ -294,11 +294,24 @@ def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8):
     The sign of ``e`` is taken from its float32 rounding: every residual is a float32, so ``m z`` and the
     sums (exact or rounded in float64) are multiples of 2^-149, a nonzero ``e64`` is at least 2^-149 in
     magnitude and rounds to a float32 of the same sign, never to zero (``|e64| <= 2 * 8 * 6``: no overflow).
-    The same operations in the same order as :func:`_score_lanes8` on the float32 table: the same bits.
-    No bounds check: ``t64``, ``m32``, ``out8`` hold ``LANES * n`` elements, the indices are valid."""
+
+    **Two passes.** A lane's tail (the square root, the division and the rest) matters only where the lane
+    is valid and two-sided, or one-sided with ``e`` on its side; elsewhere the score is 0 (NaN where not
+    valid). The first pass writes that (0 / NaN) for every region and keeps, branch-free, the regions with
+    a lane needing the tail: their ``e`` and ``m`` (NaN where not valid) in slot ``ns`` of ``e8`` /
+    ``mm8``, the region in ``lst[ns]``, ``ns`` raised by one where any lane needs it; the second pass
+    computes the tail of those only (the one-sided rows of the demo: ~70 % of the regions have no lane on
+    its side in the eight cycles of a flush). The same operations in the same order as
+    :func:`_score_lanes8` on the float32 table: the same bits. No bounds check: ``t64``, ``m32``,
+    ``out8``, ``e8``, ``mm8`` hold ``LANES * n`` elements, ``lst`` ``n`` (int32 or wider), the indices are
+    valid."""
     def codegen(context, builder, signature, args):
-        tt, mt, pt, it, dt, _, ot = signature.args
-        t_v, m_v, p_v, idx_v, dir_v, lo_v, out_v = args
+        tt, mt, pt, it, dt, _, ot, et, mmt, lt_ = signature.args
+        t_v, m_v, p_v, idx_v, dir_v, lo_v, out_v, e_v, mm_v, l_v = args
+        e_a = context.make_array(et)(context, builder, e_v)
+        mm_a = context.make_array(mmt)(context, builder, mm_v)
+        l_a = context.make_array(lt_)(context, builder, l_v)
+        lst_ty = context.get_value_type(lt_.dtype)
         t_a = context.make_array(tt)(context, builder, t_v)
         m_a = context.make_array(mt)(context, builder, m_v)
         p_a = context.make_array(pt)(context, builder, p_v)
@@ -340,6 +353,9 @@ def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8):
         fabs = cgutils.get_or_insert_function(mod, fnt, f"llvm.fabs.v{LANES}f32")
         sa = cgutils.alloca_once_value(builder, zero64)
         sc = cgutils.alloca_once_value(builder, zero)
+        nsp = cgutils.alloca_once_value(builder, llvm_ir.Constant(intp, 0))
+        zeroi = llvm_ir.Constant(vi, [0] * LANES)
+        i8 = llvm_ir.IntType(LANES)
         n = builder.sub(p_a.nitems, llvm_ir.Constant(intp, 1))
         eight = llvm_ir.Constant(intp, LANES)
         with cgutils.for_range(builder, n) as loop:
@@ -367,47 +383,85 @@ def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8):
             m = builder.select(builder.fcmp_ordered(">=", cnt, one), cnt, one)
             e64 = builder.fsub(builder.fmul(zr64, builder.fpext(m, vd64)), acc)
             e = builder.fptrunc(e64, vf)
-            den = builder.call(sqrt, [builder.fadd(builder.fmul(builder.fmul(four, m), builder.fadd(m, one)),
+            # the sign of e in float32 (made opaque: LLVM would fold the compare of a rounded double back
+            # into two double compares and packs); a lane needs the tail where it is valid and either
+            # two-sided or one-sided with e on its side (else its score is 0, or NaN where not valid)
+            eo = opaque(e)
+            gt = builder.sext(builder.fcmp_ordered(">", eo, zero), vi)
+            lt = builder.sext(builder.fcmp_ordered("<", eo, zero), vi)
+            pick = builder.or_(builder.and_(gt, m_up), builder.and_(lt, m_dn))
+            valid = builder.and_(builder.fcmp_ordered("!=", mr, zero), builder.fcmp_ordered(">=", cnt, lov))
+            need = builder.and_(builder.or_(pick, m_bo), builder.sext(valid, vi))
+            anyneed = builder.icmp_unsigned("!=", builder.bitcast(builder.icmp_unsigned("!=", need, zeroi), i8),
+                                            llvm_ir.Constant(i8, 0))
+            builder.store(builder.select(valid, zero, nan), builder.bitcast(builder.gep(o_a.data, [q]), vf.as_pointer()),
+                          align=4)
+            # branch-free: e and m (NaN where not valid) go to slot ns, kept (ns + 1) where a lane needs the tail
+            ns = builder.load(nsp)
+            qs = builder.mul(ns, eight)
+            builder.store(e, builder.bitcast(builder.gep(e_a.data, [qs]), vf.as_pointer()), align=4)
+            builder.store(builder.select(valid, m, nan), builder.bitcast(builder.gep(mm_a.data, [qs]), vf.as_pointer()),
+                          align=4)
+            builder.store(builder.trunc(r, lst_ty) if lst_ty.width < intp.width else r, builder.gep(l_a.data, [ns]))
+            builder.store(builder.add(ns, builder.zext(anyneed, intp)), nsp)
+        # the tail of the regions that need it (:func:`_score32`'s operations in its order)
+        with cgutils.for_range(builder, builder.load(nsp)) as loop2:
+            s_ = loop2.index
+            qs = builder.mul(s_, eight)
+            e = builder.load(builder.bitcast(builder.gep(e_a.data, [qs]), vf.as_pointer()), align=4)
+            mv = builder.load(builder.bitcast(builder.gep(mm_a.data, [qs]), vf.as_pointer()), align=4)
+            r = builder.load(builder.gep(l_a.data, [s_]))
+            if r.type.width < intp.width:
+                r = builder.sext(r, intp)
+            q = builder.mul(r, eight)
+            valid = builder.fcmp_ordered("ord", mv, mv)
+            den = builder.call(sqrt, [builder.fadd(builder.fmul(builder.fmul(four, mv), builder.fadd(mv, one)),
                                                    builder.fmul(e, e))])
             w = builder.fdiv(builder.call(fabs, [e]), den)
             omw = builder.fsub(one, w)
             tail = builder.fmul(builder.fmul(builder.fmul(half, omw), omw), builder.fadd(one, builder.fmul(half, w)))
             s1 = builder.fsub(one, tail)
             both = builder.fsub(one, builder.fmul(two, tail))
-            # the sign of e in float32 (made opaque: LLVM would fold the compare of a rounded double back
-            # into two double compares and packs); the lane's choice by its masks: up where e > 0 and the
-            # lane is one-sided up, ... (the masks are exclusive: the same bits as the selects)
             eo = opaque(e)
             gt = builder.sext(builder.fcmp_ordered(">", eo, zero), vi)
             lt = builder.sext(builder.fcmp_ordered("<", eo, zero), vi)
             pick = builder.or_(builder.and_(gt, m_up), builder.and_(lt, m_dn))
             svi = builder.or_(builder.and_(builder.bitcast(s1, vi), pick), builder.and_(builder.bitcast(both, vi), m_bo))
-            sv = builder.bitcast(svi, vf)
-            valid = builder.and_(builder.fcmp_ordered("!=", mr, zero), builder.fcmp_ordered(">=", cnt, lov))
-            builder.store(builder.select(valid, sv, nan), builder.bitcast(builder.gep(o_a.data, [q]), vf.as_pointer()),
-                          align=4)
+            builder.store(builder.select(valid, builder.bitcast(svi, vf), nan),
+                          builder.bitcast(builder.gep(o_a.data, [q]), vf.as_pointer()), align=4)
         return context.get_dummy_value()
-    ok = (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in (t64, m32, indptr, indices, dirv, out8))
-          and t64.dtype == types.float64 and m32.dtype == types.float32 and out8.dtype == types.float32
+    ok = (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+              for x in (t64, m32, indptr, indices, dirv, out8, e8, mm8, lst))
+          and t64.dtype == types.float64 and all(x.dtype == types.float32 for x in (m32, out8, e8, mm8))
           and all(isinstance(x.dtype, types.Integer) and x.dtype.bitwidth <= 64 for x in (indptr, indices))
+          and isinstance(lst.dtype, types.Integer) and lst.dtype.bitwidth >= 32
           and isinstance(dirv.dtype, (types.Float, types.Integer)) and lo == types.float32)
     if not ok:
         return None
-    return types.void(t64, m32, indptr, indices, dirv, types.float32, out8), codegen
+    return types.void(t64, m32, indptr, indices, dirv, types.float32, out8, e8, mm8, lst), codegen
 
 
 @njit
-def spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out8):
+def spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out8, e8=None, mm8=None, lst=None):
     """:func:`spatial_score8` on the widened tables of :func:`spatial_lanes_in64`: ``t64`` (float64,
     ``LANES * n``, region-major) the clipped residuals widened once (+0.0 where missing) and ``m32``
     (float32) 1.0 where a lane has a residual, 0.0 where not. A neighbour is then two float64 vector
     adds and one float32 add (no compare, select or widening a neighbour: each region's lanes are read
     by ~5.6 neighbours), and the region loop is one intrinsic (:func:`_score_all8`) with the direction
-    masks set once. The same sums in the same order as :func:`spatial_score8` (a missing lane adds +0.0
-    there too): the same bits. ``out8`` as :func:`spatial_score8`'s."""
+    masks set once, the tail computed only for the regions with a lane that needs it (its second pass).
+    The same sums in the same order as :func:`spatial_score8` (a missing lane adds +0.0 there too): the
+    same bits. ``out8`` as :func:`spatial_score8`'s. ``e8``, ``mm8`` (float32, ``LANES * n``) and ``lst``
+    (integer, ``n``): scratch, allocated when None."""
     lo = np.float32(min_nb if min_nb > 1 else 1)
-    if indptr.shape[0] > 1:
-        _score_all8(t64, m32, indptr, indices, dirv, lo, out8)
+    n = indptr.shape[0] - 1
+    if e8 is None:
+        e8 = np.empty(LANES * n, dtype=np.float32)
+    if mm8 is None:
+        mm8 = np.empty(LANES * n, dtype=np.float32)
+    if lst is None:
+        lst = np.empty(n, dtype=np.int64)
+    if n > 0:
+        _score_all8(t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, lst)
 
 
 def _transpose8x8(builder, rows):
