@@ -9,8 +9,8 @@ import pytest
 
 from engine.detect.seasonal import t_score
 from engine.detect.spatial import (
-    LANES, Z_CLIP, spatial_clip, spatial_contrast, spatial_lanes_in, spatial_lanes_out, spatial_pass,
-    spatial_raise, spatial_score8, spatial_sparse,
+    LANES, Z_CLIP, spatial_clip, spatial_contrast, spatial_lanes_in, spatial_lanes_in64, spatial_lanes_out,
+    spatial_pass, spatial_raise, spatial_score8, spatial_score8w, spatial_sparse,
 )
 
 
@@ -244,3 +244,107 @@ def test_spatial_score8_against_the_reference(seed):
                 d = (float(z[r]) - sum(nb) / len(nb)) / math.sqrt(1 + 1 / len(nb))
                 worst = max(worst, abs(float(got[r, lane]) - t_score(d, int(dirv[lane]))))
     assert worst <= 1e-6
+
+
+def _tiny_rows(rng, n, n_rows):
+    """Residual rows of the values where ``e``'s sign could be lost: float32 subnormals (the smallest,
+    2^-149, and a few more), the smallest normal, +-0, values a hair apart and their sums (cancelling
+    contrasts: ``e = 0`` exactly, or a few units of 2^-149), beside ordinary and clipped values."""
+    tiny = np.array([2.0 ** -149, -(2.0 ** -149), 3 * 2.0 ** -149, 2.0 ** -126, -(2.0 ** -126), 1e-40, -1e-40,
+                     0.0, -0.0, 1.0, np.nextafter(np.float32(1.0), np.float32(2.0)), 6.0, -6.0, 7.0], np.float32)
+    rows = []
+    for _ in range(n_rows):
+        z = rng.choice(tiny, n).astype(np.float32)
+        if rng.random() < 0.5:             # small multiples of the smallest subnormal
+            pick = rng.random(n) < 0.5
+            z[pick] = (np.float32(2.0 ** -149) * rng.integers(-3, 4, int(pick.sum()))).astype(np.float32)
+        z[rng.random(n) < rng.choice([0.0, 0.2, 0.5])] = np.nan
+        rows.append(z)
+    return rows
+
+
+def _widened_scores(zb, dirv, indptr, indices, min_nb):
+    """:func:`spatial_lanes_in64` (tables checked against ``zb``) then :func:`spatial_score8w`."""
+    n = zb.shape[1]
+    t64 = np.full(LANES * n, 7.0)
+    m32 = np.full(LANES * n, 7.0, np.float32)
+    spatial_lanes_in64(zb, t64, m32)
+    zt = zb.T.ravel()
+    ok = ~np.isnan(zt)
+    np.testing.assert_array_equal(m32, ok.astype(np.float32))
+    np.testing.assert_array_equal(t64.view(np.int64), np.where(ok, zt.astype(np.float64), 0.0).view(np.int64))
+    out = np.full(LANES * n, 7.0, np.float32)
+    spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out)
+    # the kernels' call: scratch passed (stale contents)
+    out2 = np.full(LANES * n, -3.0, np.float32)
+    spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out2, np.full(LANES * n, 5.0, np.float32),
+                    np.full(LANES * n, 9.0, np.float32), np.full(n, 12345, np.int64))
+    np.testing.assert_array_equal(out2.view(np.int32), out.view(np.int32))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_spatial_score8w_equals_score8_and_reference(seed):
+    """The widened tables' scoring (:func:`spatial_lanes_in64`, :func:`spatial_score8w`: float64 table
+    +0.0 where missing and a 1 / 0 count table; the sign of ``e`` from its float32 rounding; the tail in a
+    second pass over the regions with a lane that needs it, scratch allocated or passed) against
+    :func:`spatial_score8` on the float32 table, bit for bit, and against :func:`score32_reference`
+    region by region: on ordinary rows (+-0, +-inf, the clip, missing fractions 0..1; integer and float
+    directions, mixed and all one-sided) and on rows of subnormal and cancelling values (``e`` 0 or a
+    few units of 2^-149: the sign and the zero kept); region counts not a multiple of 8 included."""
+    rng = np.random.default_rng(1300 + seed)
+    n = int(rng.integers(1, 60))
+    indptr, indices = _hub_graph(rng, n)
+    if seed % 4 == 3:                      # int32 CSR arrays
+        indptr, indices = indptr.astype(np.int32), indices.astype(np.int32)
+    for rows in (_batch_rows(rng, n, LANES), _tiny_rows(rng, n, LANES)):
+        zb = np.stack(rows)
+        for lane in range(LANES):
+            spatial_clip(zb[lane])
+        zt = np.empty(LANES * n, np.float32)
+        spatial_lanes_in(zb, zt)
+        for dirv in (rng.choice([1, -1, 0], LANES).astype(np.int64), np.full(LANES, 1.0), np.full(LANES, -1.0),
+                     np.zeros(LANES), rng.choice([1.0, -1.0, 0.0, 2.0], LANES)):
+            for min_nb in (0, 1, 2, 4):
+                want = np.empty(LANES * n, np.float32)
+                spatial_score8(zt, dirv, indptr, indices, min_nb, want)
+                got = _widened_scores(zb, dirv, indptr, indices, min_nb)
+                np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+                g = got.reshape(n, LANES)
+                for lane in range(LANES):
+                    z = zb[lane]
+                    for r in range(n):
+                        nb = [float(z[j]) for j in indices[indptr[r]:indptr[r + 1]] if not math.isnan(z[j])]
+                        if math.isnan(z[r]) or not nb or len(nb) < min_nb:
+                            assert math.isnan(g[r, lane])
+                            continue
+                        w32 = score32_reference(float(z[r]), nb, int(dirv[lane]))
+                        assert g[r, lane].view(np.int32) == w32.view(np.int32), (r, lane, g[r, lane], w32)
+
+
+def test_spatial_score8w_on_a_city_sized_table():
+    """300 regions of ~6 neighbours (a random symmetric graph, as the demo's), eight lanes a third
+    missing: :func:`spatial_score8w` and :func:`spatial_score8` bit for bit, every direction."""
+    rng = np.random.default_rng(77)
+    n = 300
+    nb = [set() for _ in range(n)]
+    for r in range(n):
+        for j in rng.choice(n, 3, replace=False):
+            if j != r:
+                nb[r].add(int(j))
+                nb[int(j)].add(r)
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in nb])]).astype(np.int64)
+    indices = np.concatenate([sorted(s) for s in nb]).astype(np.int64)
+    zb = (rng.standard_t(4, (LANES, n)) * 2).astype(np.float32)
+    zb[rng.random(zb.shape) < 0.33] = np.nan
+    for lane in range(LANES):
+        spatial_clip(zb[lane])
+    zt = np.empty(LANES * n, np.float32)
+    spatial_lanes_in(zb, zt)
+    for d in (1.0, -1.0, 0.0):
+        dirv = np.full(LANES, d)
+        want = np.empty(LANES * n, np.float32)
+        spatial_score8(zt, dirv, indptr, indices, 2, want)
+        got = _widened_scores(zb, dirv, indptr, indices, 2)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+        assert np.isfinite(got).sum() > n

@@ -36,7 +36,7 @@ from engine.detect.params import (
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import (
-    LANES, spatial_clip, spatial_lanes_in, spatial_lanes_out, spatial_pass, spatial_raise, spatial_score8,
+    LANES, spatial_clip, spatial_lanes_in64, spatial_lanes_out, spatial_pass, spatial_raise, spatial_score8w,
     spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
@@ -1109,13 +1109,16 @@ def _copy_row(score0, det0, score, det):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _lane_tables(n_reg, lanes_on):  # pragma: no cover - compiled
-    """A thread's spatial batch tables (:func:`engine.detect.spatial.spatial_score8`): the lanes'
-    clipped residuals and their scores, float32, ``LANES`` x ``n_reg`` each (empty without the spatial
-    pass), and two empty arrays (the places of the float64 sums and directions the scoring no longer
-    needs: the callers' argument lists stay as they were)."""
+    """A thread's spatial batch tables (:func:`engine.detect.spatial.spatial_score8w`), ``LANES`` x
+    ``n_reg`` each (empty without the spatial pass): ``zc8`` (float32, scratch: the scoring's ``e8``, then
+    the scores back as rows), ``acc8`` (float32, the scores region-major), ``cnt8`` (float32, ``2 LANES + 2``
+    x ``n_reg``: 1.0 where a lane has a residual, then the scoring's ``mm8`` and ``lst``, :func:`_score_lanes`)
+    and ``dirf`` (float64, the residuals widened; :func:`engine.detect.spatial.spatial_lanes_in64`). The
+    callers' argument lists stay as they were (``cnt8`` / ``dirf`` were once the float64 sums and directions)."""
     n8 = LANES * n_reg if lanes_on else 0
-    return (np.empty(n8, dtype=np.float32), np.empty(n8, dtype=np.float32), np.empty(0, dtype=np.float32),
-            np.empty(0, dtype=np.float64))
+    nc = (2 * LANES + 2) * n_reg if lanes_on else 0
+    return (np.empty(n8, dtype=np.float32), np.empty(n8, dtype=np.float32), np.empty(nc, dtype=np.float32),
+            np.empty(n8, dtype=np.float64))
 
 
 @njit
@@ -1157,12 +1160,17 @@ def _skip_row(x, ph, fbp, sea, isc, wu, par, L, D, S, N, shape, visits, score0, 
 @njit(inline="always")
 def _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf):  # pragma: no cover - compiled
     """The spatial scores of the lanes held as the rows of ``zb`` (each with direction ``dirv[q]``):
-    into the region-major table ``zc8`` by 8 x 8 transposes, scored into ``acc8``
-    (:func:`engine.detect.spatial.spatial_score8`, float32), and back into rows, returned (a view of
-    ``zc8``, free once scored: scratch, refilled by each scoring). ``cnt8``, ``dirf``: unused."""
-    spatial_lanes_in(zb, zc8)
-    spatial_score8(zc8, dirv, adj_ptr, adj_idx, min_nb, acc8)
-    sb = zc8.reshape((LANES, zb.shape[1]))
+    into the region-major tables ``dirf`` (the residuals widened to float64, +0.0 where missing) and
+    ``cnt8`` (float32, 1.0 where present) by 8 x 8 transposes (:func:`engine.detect.spatial.spatial_lanes_in64`),
+    scored into ``acc8`` (:func:`engine.detect.spatial.spatial_score8w`, float32: the same bits as
+    :func:`engine.detect.spatial.spatial_score8` on the float32 table; its scratch ``zc8`` and the rest
+    of ``cnt8``), and back into rows, returned (a view of ``zc8``: scratch, refilled by each scoring)."""
+    n = zb.shape[1]
+    n8 = LANES * n
+    m32 = cnt8[:n8]
+    spatial_lanes_in64(zb, dirf, m32)
+    spatial_score8w(dirf, m32, dirv, adj_ptr, adj_idx, min_nb, acc8, zc8, cnt8[n8:2 * n8], cnt8[2 * n8:2 * n8 + 2 * n].view(np.int64))
+    sb = zc8.reshape((LANES, n))
     spatial_lanes_out(acc8, sb)
     return sb
 

@@ -38,8 +38,8 @@ from numba.extending import intrinsic
 
 from engine.config import njit
 
-__all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_out",
-           "spatial_pass", "spatial_raise", "spatial_score8", "spatial_sparse"]
+__all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_in64",
+           "spatial_lanes_out", "spatial_pass", "spatial_raise", "spatial_score8", "spatial_score8w", "spatial_sparse"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -282,6 +282,188 @@ def spatial_score8(zc8, dirv, indptr, indices, min_nb, out8):
         _score_lanes8(zc8, indices, indptr[r], indptr[r + 1], dirv, lo, out8, LANES * r)
 
 
+@intrinsic
+def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, lst):
+    """:func:`spatial_score8w`'s loop over the regions, one vector of :data:`LANES` lanes a region: for each
+    region ``r`` of the CSR adjacency (``indptr``, ``indices``), the float64 sums of its neighbours' lanes
+    ``t64[k:k + LANES]`` (``k = LANES * indices[j]``, ``j`` in CSR order; NaN stored as +0.0) and their
+    counts ``m32[k:k + LANES]`` (1.0 / 0.0: the lane has a residual), then :func:`_score32`'s operations in
+    its order into ``out8[LANES * r:...]``, NaN where there is no score (``m32`` 0 for the region's own
+    lane, or fewer than ``lo`` (float32, >= 1) neighbours with data). The lanes' direction masks
+    (``dirv``, 1 / -1 / else two-sided, float or integer) and the constants are set once before the loop.
+    The sign of ``e`` is taken from its float32 rounding: every residual is a float32, so ``m z`` and the
+    sums (exact or rounded in float64) are multiples of 2^-149, a nonzero ``e64`` is at least 2^-149 in
+    magnitude and rounds to a float32 of the same sign, never to zero (``|e64| <= 2 * 8 * 6``: no overflow).
+
+    **Two passes.** A lane's tail (the square root, the division and the rest) matters only where the lane
+    is valid and two-sided, or one-sided with ``e`` on its side; elsewhere the score is 0 (NaN where not
+    valid). The first pass writes that (0 / NaN) for every region and keeps, branch-free, the regions with
+    a lane needing the tail: their ``e`` and ``m`` (NaN where not valid) in slot ``ns`` of ``e8`` /
+    ``mm8``, the region in ``lst[ns]``, ``ns`` raised by one where any lane needs it; the second pass
+    computes the tail of those only (the one-sided rows of the demo: ~70 % of the regions have no lane on
+    its side in the eight cycles of a flush). The same operations in the same order as
+    :func:`_score_lanes8` on the float32 table: the same bits. No bounds check: ``t64``, ``m32``,
+    ``out8``, ``e8``, ``mm8`` hold ``LANES * n`` elements, ``lst`` ``n`` (int32 or wider), the indices are
+    valid."""
+    def codegen(context, builder, signature, args):
+        tt, mt, pt, it, dt, _, ot, et, mmt, lt_ = signature.args
+        t_v, m_v, p_v, idx_v, dir_v, lo_v, out_v, e_v, mm_v, l_v = args
+        e_a = context.make_array(et)(context, builder, e_v)
+        mm_a = context.make_array(mmt)(context, builder, mm_v)
+        l_a = context.make_array(lt_)(context, builder, l_v)
+        lst_ty = context.get_value_type(lt_.dtype)
+        t_a = context.make_array(tt)(context, builder, t_v)
+        m_a = context.make_array(mt)(context, builder, m_v)
+        p_a = context.make_array(pt)(context, builder, p_v)
+        i_a = context.make_array(it)(context, builder, idx_v)
+        d_a = context.make_array(dt)(context, builder, dir_v)
+        o_a = context.make_array(ot)(context, builder, out_v)
+        mod = builder.module
+        intp = context.get_value_type(types.intp)
+        vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+        vd64 = llvm_ir.VectorType(llvm_ir.DoubleType(), LANES)
+        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
+
+        def splat(x):
+            return llvm_ir.Constant(vf, [x] * LANES)
+        zero, one, half, two, four, nan = splat(0.0), splat(1.0), splat(0.5), splat(2.0), splat(4.0), splat(float("nan"))
+        zero64 = llvm_ir.Constant(vd64, [0.0] * LANES)
+        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
+        if isinstance(dt.dtype, types.Float):
+            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
+            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
+        else:
+            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
+            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        vi = llvm_ir.VectorType(llvm_ir.IntType(32), LANES)
+        x86 = "x86_64" in mod.triple
+
+        def opaque(v):
+            # an empty inline asm in a vector register: LLVM cannot see through it (below)
+            return builder.asm(llvm_ir.FunctionType(v.type, [v.type]), "", "=x,0", [v], False) if x86 else v
+        # the lanes' direction as bit masks (all ones / zero, int32 lanes), set once: opaque, so that the
+        # loop selects with and / or instead of re-deriving the double compares a region (LLVM sinks them)
+        m_up = opaque(builder.sext(is_up, vi))
+        m_dn = opaque(builder.sext(is_dn, vi))
+        m_bo = opaque(builder.sext(builder.not_(builder.or_(is_up, is_dn)), vi))
+        lov = builder.insert_element(llvm_ir.Constant(vf, None), lo_v, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        lov = builder.shuffle_vector(lov, lov, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
+        fnt = llvm_ir.FunctionType(vf, [vf])
+        sqrt = cgutils.get_or_insert_function(mod, fnt, f"llvm.sqrt.v{LANES}f32")
+        fabs = cgutils.get_or_insert_function(mod, fnt, f"llvm.fabs.v{LANES}f32")
+        sa = cgutils.alloca_once_value(builder, zero64)
+        sc = cgutils.alloca_once_value(builder, zero)
+        nsp = cgutils.alloca_once_value(builder, llvm_ir.Constant(intp, 0))
+        zeroi = llvm_ir.Constant(vi, [0] * LANES)
+        i8 = llvm_ir.IntType(LANES)
+        n = builder.sub(p_a.nitems, llvm_ir.Constant(intp, 1))
+        eight = llvm_ir.Constant(intp, LANES)
+        with cgutils.for_range(builder, n) as loop:
+            r = loop.index
+            j0 = builder.load(builder.gep(p_a.data, [r]))
+            j1 = builder.load(builder.gep(p_a.data, [builder.add(r, llvm_ir.Constant(intp, 1))]))
+            if j0.type.width < intp.width:
+                j0, j1 = builder.sext(j0, intp), builder.sext(j1, intp)
+            builder.store(zero64, sa)
+            builder.store(zero, sc)
+            with cgutils.for_range_slice(builder, j0, j1, llvm_ir.Constant(intp, 1)) as (j, _):
+                ix = builder.load(builder.gep(i_a.data, [j]))
+                if ix.type.width < intp.width:
+                    ix = builder.sext(ix, intp)
+                k = builder.mul(ix, eight)
+                v = builder.load(builder.bitcast(builder.gep(t_a.data, [k]), vd64.as_pointer()), align=8)
+                c = builder.load(builder.bitcast(builder.gep(m_a.data, [k]), vf.as_pointer()), align=4)
+                builder.store(builder.fadd(builder.load(sa), v), sa)
+                builder.store(builder.fadd(builder.load(sc), c), sc)
+            acc = builder.load(sa)
+            cnt = builder.load(sc)
+            q = builder.mul(r, eight)
+            zr64 = builder.load(builder.bitcast(builder.gep(t_a.data, [q]), vd64.as_pointer()), align=8)
+            mr = builder.load(builder.bitcast(builder.gep(m_a.data, [q]), vf.as_pointer()), align=4)
+            m = builder.select(builder.fcmp_ordered(">=", cnt, one), cnt, one)
+            e64 = builder.fsub(builder.fmul(zr64, builder.fpext(m, vd64)), acc)
+            e = builder.fptrunc(e64, vf)
+            # the sign of e in float32 (made opaque: LLVM would fold the compare of a rounded double back
+            # into two double compares and packs); a lane needs the tail where it is valid and either
+            # two-sided or one-sided with e on its side (else its score is 0, or NaN where not valid)
+            eo = opaque(e)
+            gt = builder.sext(builder.fcmp_ordered(">", eo, zero), vi)
+            lt = builder.sext(builder.fcmp_ordered("<", eo, zero), vi)
+            pick = builder.or_(builder.and_(gt, m_up), builder.and_(lt, m_dn))
+            valid = builder.and_(builder.fcmp_ordered("!=", mr, zero), builder.fcmp_ordered(">=", cnt, lov))
+            need = builder.and_(builder.or_(pick, m_bo), builder.sext(valid, vi))
+            anyneed = builder.icmp_unsigned("!=", builder.bitcast(builder.icmp_unsigned("!=", need, zeroi), i8),
+                                            llvm_ir.Constant(i8, 0))
+            builder.store(builder.select(valid, zero, nan), builder.bitcast(builder.gep(o_a.data, [q]), vf.as_pointer()),
+                          align=4)
+            # branch-free: e and m (NaN where not valid) go to slot ns, kept (ns + 1) where a lane needs the tail
+            ns = builder.load(nsp)
+            qs = builder.mul(ns, eight)
+            builder.store(e, builder.bitcast(builder.gep(e_a.data, [qs]), vf.as_pointer()), align=4)
+            builder.store(builder.select(valid, m, nan), builder.bitcast(builder.gep(mm_a.data, [qs]), vf.as_pointer()),
+                          align=4)
+            builder.store(builder.trunc(r, lst_ty) if lst_ty.width < intp.width else r, builder.gep(l_a.data, [ns]))
+            builder.store(builder.add(ns, builder.zext(anyneed, intp)), nsp)
+        # the tail of the regions that need it (:func:`_score32`'s operations in its order)
+        with cgutils.for_range(builder, builder.load(nsp)) as loop2:
+            s_ = loop2.index
+            qs = builder.mul(s_, eight)
+            e = builder.load(builder.bitcast(builder.gep(e_a.data, [qs]), vf.as_pointer()), align=4)
+            mv = builder.load(builder.bitcast(builder.gep(mm_a.data, [qs]), vf.as_pointer()), align=4)
+            r = builder.load(builder.gep(l_a.data, [s_]))
+            if r.type.width < intp.width:
+                r = builder.sext(r, intp)
+            q = builder.mul(r, eight)
+            valid = builder.fcmp_ordered("ord", mv, mv)
+            den = builder.call(sqrt, [builder.fadd(builder.fmul(builder.fmul(four, mv), builder.fadd(mv, one)),
+                                                   builder.fmul(e, e))])
+            w = builder.fdiv(builder.call(fabs, [e]), den)
+            omw = builder.fsub(one, w)
+            tail = builder.fmul(builder.fmul(builder.fmul(half, omw), omw), builder.fadd(one, builder.fmul(half, w)))
+            s1 = builder.fsub(one, tail)
+            both = builder.fsub(one, builder.fmul(two, tail))
+            eo = opaque(e)
+            gt = builder.sext(builder.fcmp_ordered(">", eo, zero), vi)
+            lt = builder.sext(builder.fcmp_ordered("<", eo, zero), vi)
+            pick = builder.or_(builder.and_(gt, m_up), builder.and_(lt, m_dn))
+            svi = builder.or_(builder.and_(builder.bitcast(s1, vi), pick), builder.and_(builder.bitcast(both, vi), m_bo))
+            builder.store(builder.select(valid, builder.bitcast(svi, vf), nan),
+                          builder.bitcast(builder.gep(o_a.data, [q]), vf.as_pointer()), align=4)
+        return context.get_dummy_value()
+    ok = (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C"
+              for x in (t64, m32, indptr, indices, dirv, out8, e8, mm8, lst))
+          and t64.dtype == types.float64 and all(x.dtype == types.float32 for x in (m32, out8, e8, mm8))
+          and all(isinstance(x.dtype, types.Integer) and x.dtype.bitwidth <= 64 for x in (indptr, indices))
+          and isinstance(lst.dtype, types.Integer) and lst.dtype.bitwidth >= 32
+          and isinstance(dirv.dtype, (types.Float, types.Integer)) and lo == types.float32)
+    if not ok:
+        return None
+    return types.void(t64, m32, indptr, indices, dirv, types.float32, out8, e8, mm8, lst), codegen
+
+
+@njit
+def spatial_score8w(t64, m32, dirv, indptr, indices, min_nb, out8, e8=None, mm8=None, lst=None):
+    """:func:`spatial_score8` on the widened tables of :func:`spatial_lanes_in64`: ``t64`` (float64,
+    ``LANES * n``, region-major) the clipped residuals widened once (+0.0 where missing) and ``m32``
+    (float32) 1.0 where a lane has a residual, 0.0 where not. A neighbour is then two float64 vector
+    adds and one float32 add (no compare, select or widening a neighbour: each region's lanes are read
+    by ~5.6 neighbours), and the region loop is one intrinsic (:func:`_score_all8`) with the direction
+    masks set once, the tail computed only for the regions with a lane that needs it (its second pass).
+    The same sums in the same order as :func:`spatial_score8` (a missing lane adds +0.0 there too): the
+    same bits. ``out8`` as :func:`spatial_score8`'s. ``e8``, ``mm8`` (float32, ``LANES * n``) and ``lst``
+    (integer, ``n``): scratch, allocated when None."""
+    lo = np.float32(min_nb if min_nb > 1 else 1)
+    n = indptr.shape[0] - 1
+    if e8 is None:
+        e8 = np.empty(LANES * n, dtype=np.float32)
+    if mm8 is None:
+        mm8 = np.empty(LANES * n, dtype=np.float32)
+    if lst is None:
+        lst = np.empty(n, dtype=np.int64)
+    if n > 0:
+        _score_all8(t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, lst)
+
+
 def _transpose8x8(builder, rows):
     """The eight columns of the 8 x 8 block whose rows are the LLVM vectors ``rows`` (24 shuffles in
     three rounds -- pairs within 128-bit halves, pairs of pairs, halves -- which LLVM's x86 backend
@@ -354,6 +536,59 @@ def spatial_lanes_in(zb, zc8):
     for r in range(LANES * nb, n):
         for u in range(LANES):
             zc8[LANES * r + u] = zb[u, r]
+
+
+@intrinsic
+def _transpose8w(typingctx, src, s0, s_step, t64, m32, d0):
+    """:func:`_transpose8` of an 8 x 8 float32 block into :func:`spatial_score8w`'s tables: column ``c``
+    (region ``c`` of the block: ``src[s0 + u * s_step + c]``, ``u`` = the lane) goes to ``t64[d0 + LANES c
+    + u]`` widened (+0.0 where NaN: exact) and ``m32[d0 + LANES c + u]`` = 1.0 where it is not NaN, else
+    0.0. No bounds check."""
+    def codegen(context, builder, signature, args):
+        st, _, _, tt, mt, _ = signature.args
+        src_v, a0, a_step, t_v, m_v, b0 = args
+        s_a = context.make_array(st)(context, builder, src_v)
+        t_a = context.make_array(tt)(context, builder, t_v)
+        m_a = context.make_array(mt)(context, builder, m_v)
+        vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+        vd64 = llvm_ir.VectorType(llvm_ir.DoubleType(), LANES)
+        zero = llvm_ir.Constant(vf, [0.0] * LANES)
+        one = llvm_ir.Constant(vf, [1.0] * LANES)
+        rows = []
+        for u in range(LANES):
+            k = builder.add(a0, builder.mul(a_step, llvm_ir.Constant(a0.type, u)))
+            rows.append(builder.load(builder.bitcast(builder.gep(s_a.data, [k]), vf.as_pointer()), align=4))
+        for c, col in enumerate(_transpose8x8(builder, rows)):
+            k = builder.add(b0, llvm_ir.Constant(b0.type, LANES * c))
+            ok = builder.fcmp_ordered("ord", col, col)
+            builder.store(builder.fpext(builder.select(ok, col, zero), vd64),
+                          builder.bitcast(builder.gep(t_a.data, [k]), vd64.as_pointer()), align=8)
+            builder.store(builder.select(ok, one, zero), builder.bitcast(builder.gep(m_a.data, [k]), vf.as_pointer()),
+                          align=4)
+        return context.get_dummy_value()
+    if not (isinstance(src, types.Array) and src.layout == "C" and src.dtype == types.float32
+            and isinstance(t64, types.Array) and t64.layout == "C" and t64.dtype == types.float64
+            and isinstance(m32, types.Array) and m32.layout == "C" and m32.dtype == types.float32):
+        return None
+    return types.void(src, types.intp, types.intp, t64, m32, types.intp), codegen
+
+
+@njit
+def spatial_lanes_in64(zb, t64, m32):
+    """:func:`spatial_score8w`'s tables from :data:`LANES` clipped rows ``zb`` (``LANES`` x n, C order,
+    row ``u`` = lane ``u``): ``t64`` (float64, ``LANES * n``, region-major) the residuals widened, +0.0
+    where NaN, and ``m32`` (float32) 1.0 where not NaN, 0.0 where NaN; 8 x 8 blocks transposed
+    (:func:`_transpose8w`), then the last ``n % LANES`` regions one by one."""
+    n = zb.shape[1]
+    nb = n // LANES
+    for b in range(nb):
+        _transpose8w(zb, LANES * b, n, t64, m32, LANES * LANES * b)
+    for r in range(LANES * nb, n):
+        for u in range(LANES):
+            z = zb[u, r]
+            ok = z == z
+            t64[LANES * r + u] = np.float64(z) if ok else 0.0
+            m32[LANES * r + u] = _F1 if ok else _F0
 
 
 @njit
