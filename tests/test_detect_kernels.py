@@ -415,14 +415,14 @@ def test_count_tail_of_dense_rows_against_the_slow_reference(kmax):
 
 
 @pytest.mark.parametrize("kmax", [7, 11, 15])
-def test_count_tail_of_poisson_rows_against_the_slow_reference_and_the_general_loop(kmax):
-    # a one-sided row whose series with a tail are all within the overdispersion (var <= 1.5 mu: every one
-    # Poisson) takes the Poisson-only tail loop (no division, no log); against the slow reference after the
-    # exact fallback, at the extremes of the expectation (the floor 1e-3, the range's top 12, beyond it), of
-    # the variance (far below, just within the overdispersion: 1.45 mu; at exactly 1.5 mu float32 and the
-    # float64 reference can take different sides) and of the count; then the same row with one
-    # series overdispersed (the general loop): every other series the same bits (the general loop's Poisson
-    # lanes are the Poisson loop's arithmetic)
+def test_count_tail_of_poisson_rows_against_the_slow_reference_and_an_overdispersed_neighbour(kmax):
+    # a dense one-sided row whose series with a tail are all within the overdispersion (var <= 1.5 mu: every
+    # one Poisson), against the slow reference after the exact fallback, at the extremes of the expectation
+    # (the floor 1e-3, the range's top 12, beyond it), of the variance (far below, just within the
+    # overdispersion: 1.45 mu; at exactly 1.5 mu float32 and the float64 reference can take different sides)
+    # and of the count; then the same row with one series overdispersed: every other series the same bits
+    # (a series' tail does not depend on its neighbours'; a Poisson-only loop for such rows, tried in the
+    # eighteenth session and not kept, must keep this: docs/detect.md)
     from engine.detect.kernels import COUNT_MU, COUNT_SCRATCH, _count_fallback, _count_vec_pass
 
     rng = np.random.default_rng(100 + kmax)

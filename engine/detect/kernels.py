@@ -678,10 +678,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     4. Their tails, vectorised over the compacted series: a one-sided row's one tail by Horner's
        rule from the row's top term (8, 12 or 16 terms; :func:`_count_tail1`: a select and a
        multiply-add a term, docs/detect.md, "Count tail ... (eleventh session)"; within ~5e-7 of the
-       forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`). A
-       one-sided row none of whose series with a tail is overdispersed takes a Poisson-only loop
-       (no division, no ``log32``: the same bits, the general loop's Poisson lanes select exactly
-       its values; docs/detect.md, "Count tail: a Poisson-only loop ... (eighteenth session)").
+       forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`).
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
        underflows (``log pmf_0 < -40``).
     """
@@ -742,22 +739,12 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     # into row 1): one-sided rows by Horner's rule from the row's top term (8, 12 or all 16: the
     # terms above every series' top are exact zeros)
     if up or down:
-        n_nb = _0       # the overdispersed among them (none: the Poisson-only loop)
-        for j in range(m):
-            n_nb += _1 if cw[1, j] > od * cw[0, j] else _0
-        if n_nb == _0:
-            if n_gt8 == _0:
-                _count_tail1(cw, m, od, up, 8, True)
-            elif n_gt12 == _0:
-                _count_tail1(cw, m, od, up, 12, True)
-            else:
-                _count_tail1(cw, m, od, up, COUNT_TERMS, True)
-        elif n_gt8 == _0:
-            _count_tail1(cw, m, od, up, 8, False)
+        if n_gt8 == _0:
+            _count_tail1(cw, m, od, up, 8)
         elif n_gt12 == _0:
-            _count_tail1(cw, m, od, up, 12, False)
+            _count_tail1(cw, m, od, up, 12)
         else:
-            _count_tail1(cw, m, od, up, COUNT_TERMS, False)
+            _count_tail1(cw, m, od, up, COUNT_TERMS)
     else:
         _count_tail2(cw, m, od)
     # 5. their scores (scattered back), or the exact pass where the first mass underflows (then the
@@ -784,27 +771,17 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
 
 
 @njit(fastmath=_FAST, inline="always")
-def _count_tail1(cw, m, od, up, nt, pois):  # pragma: no cover - compiled
+def _count_tail1(cw, m, od, up, nt):  # pragma: no cover - compiled
     """Step 4 of :func:`_count_vec_pass` on a one-sided row: the count score of each of the ``m`` compacted
     series (``cw`` rows 0-2: expectation, variance, count) into ``cw`` row 3 and ``log P(X = 0)`` into row 1.
     The tail ``P(X <= kt - 1)`` (``kt`` = k up, k + 1 down) by Horner's rule from term ``nt - 1`` (``nt``
     a constant, every ``kt <= nt``): ``pmf_0 (1 + f_1 (1 + f_2 (1 + ...)))``, ``f_t = ca / t + cb``, zero
     from ``t = kt`` on (a select and one multiply-add on the chain a term). The terms from ``kt`` to
     :data:`COUNT_TERMS` - 1 leave ``h`` exactly 0, so any ``nt >= max kt`` gives the same bits; the chain
-    of multiply-adds is the loop's latency (docs/detect.md, "Count pass ... (seventeenth session)").
-    ``pois`` (a constant): every series is Poisson (``var <= od mu``), so ``log P(X = 0) = -mu``,
-    ``ca = mu``, ``cb = 0`` without :func:`_count_first`'s two divisions and ``log32`` (the values the
-    general loop selects for a Poisson series: the same bits)."""
+    of multiply-adds is the loop's latency (docs/detect.md, "Count pass ... (seventeenth session)")."""
     for j in range(m):
         kk = cw[2, j]
-        if pois:
-            mu = cw[0, j]
-            a0 = -mu
-            pmf = exp_neg32(a0)
-            ca = mu
-            cb = _0
-        else:
-            a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
+        a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
         kt = kk if up else kk + _1
         h = _0
         for t in range(nt - 1, 0, -1):
