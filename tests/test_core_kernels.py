@@ -620,60 +620,6 @@ def test_snapshot_buckets_from_changed_series_equal_a_full_aggregation(city, cat
     assert int(inc._snap_k.max()) == steps[-1][0]
 
 
-def _checkpoint_mismatches(eng: Engine) -> list:
-    """Series positions whose ``spre`` checkpoint differs from a plain loop over the series'
-    members up to it (count, sum from +0.0, count of 1.0, minimum / maximum keeping the first of
-    equal values; bit for bit, sign of zero included)."""
-    p, st = eng.plan, eng.state
-    bad = []
-    for s in range(len(p.ser_mptr) - 1):
-        m0, m1 = p.ser_mptr[s], p.ser_mptr[s + 1]
-        c, sm, no, mn, mx = 0, 0.0, 0, np.inf, -np.inf
-        for m in range(m0, m1):
-            v = float(st.st_value[p.mem_cell[m]])
-            if not np.isnan(v):
-                c, sm, no = c + 1, sm + v, no + (v == 1.0)
-                mn = v if v < mn else mn
-                mx = v if v > mx else mx
-            if (m - m0) % K.SNAP_CHK == K.SNAP_CHK - 1:
-                got = eng._spre[5 * (m >> K.SNAP_CHK_SHIFT): 5 * (m >> K.SNAP_CHK_SHIFT) + 5]
-                want = np.array([c, sm, no, mn, mx])
-                if not (np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))):
-                    bad.append((s, m - m0))
-    return bad
-
-
-@pytest.mark.parametrize("parallel", ["0", "shares"])
-def test_snapshot_series_resume_from_checkpoints(city, catalog, monkeypatch, parallel):
-    """A snapshot series aggregated again starts at the checkpoint at or before its first changed
-    member (``spre``, every ``SNAP_CHK`` members): over 60 cycles of a few snapshot records each
-    (most changes deep in the long series; values with fractions, 1.0, -0.0, 0.0 and NaN) every
-    snapshot bucket equals a plain-loop aggregation of the latest values and every checkpoint the
-    plain loop's totals up to it (bit for bit), and the values and state equal an engine that
-    aggregates every series from its first member every cycle (one-cycle replays, serial and share
-    drivers)."""
-    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", parallel)
-    steps = random_steps(city, catalog, K0, 60, seed=41, n_ev=2, n_rd=2, n_sn=6)
-    rng = np.random.default_rng(42)
-    for _, rec in steps:
-        u = rng.random(len(rec.sn_value))
-        frac = rng.integers(0, 30, len(u)) / 10.0
-        rec.sn_value[:] = np.where(u < 0.1, np.nan, np.where(u < 0.2, -0.0, np.where(u < 0.3, 0.0, np.where(
-            u < 0.4, 1.0, frac))))
-    inc, full = Engine(city, catalog, dtype="float64"), Engine(city, catalog, dtype="float64")
-    assert int(np.diff(inc.plan.ser_mptr).max()) >= 8 * K.SNAP_CHK  # long series: several checkpoints
-    for i, (k, rec) in enumerate(steps):
-        full._scratch_for = None  # forget the previous buckets: every series aggregated again
-        a = inc.replay(rec, k * C, k * C).value.values
-        b = full.replay(rec, k * C, k * C).value.values
-        assert np.array_equal(a, b, equal_nan=True), i
-        for base, what, got, want in _snapshot_bucket_reference(inc):
-            assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want)), (i, base, what)
-        assert inc.state.equals(full.state), i
-        if i % 10 == 9:
-            assert _checkpoint_mismatches(inc) == [], i
-
-
 def test_sorted_replace_equals_delete_then_insert():
     """``sorted_replace`` (the add's one-pass update of a sorted window) leaves the same values
     as ``sorted_delete`` then ``sorted_insert``: random windows with duplicates, NaN, the value

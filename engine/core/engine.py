@@ -295,8 +295,7 @@ class Engine:
         # kernel scratch after the state arrays (kernels.S_SCRATCH), reset whenever the state
         # object is replaced (a loaded state aggregates its snapshots in full once)
         self._snap_k = np.full(p.n_bases, -1, np.int64)
-        self._sdirty = np.zeros(p.n_series, np.int32)  # 1 + a series' first changed member, 0: none
-        self._spre = np.zeros(K.spre_size(len(p.mem_cell)), np.float64)  # snapshot checkpoints
+        self._sdirty = np.zeros(p.n_series, np.uint8)
         self._qlv = np.zeros(p.q_nsize, np.float64)  # the leaving buckets' means, advance -> add
         self._qlf = np.zeros(p.q_nsize, np.uint8)
         self._snap_q = np.zeros(p.n_bases, np.int64)  # quiet cycles of each snapshot base
@@ -559,7 +558,7 @@ class Engine:
         else:
             wide = (self._no32, self._no32)
         return tuple(arrs[f] for f in K.S_FIELDS) + (self._snap_k, self._sdirty, self._qlv, self._qlf, self._snap_q,
-                                                       self._blk_fx, self._spre) + wide
+                                                       self._blk_fx) + wide
 
     @staticmethod
     def _most_per_bucket(g: dict, known_sorted: bool = False):

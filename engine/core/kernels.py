@@ -61,15 +61,14 @@ S_FIELDS = ("ringS", "ringN", "ringO", "ringMin", "ringMax", "wS", "wN", "wO", "
 #: scratch after the state arrays in ``S`` (held by the engine, not saved: a fresh or loaded state
 #: starts with ``snap_k`` = -1, which only means one full snapshot aggregation): the cycle each
 #: snapshot base last aggregated, and a flag per series whose members' latest values changed since
-S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf", "snap_q", "blk_fx", "spre")
+S_SCRATCH = ("snap_k", "sdirty", "qlv", "qlf", "snap_q", "blk_fx")
 # (``qlv`` / ``qlf``, one per sorted-window series: the mean of the bucket leaving the window and
 # whether it had data, taken in the advance before any record of the cycle is binned and used by
 # the add, which deletes it and inserts the new bucket's mean in one pass: :func:`sorted_replace`;
 # ``snap_q``, per base: how many consecutive cycles up to the last one a snapshot base aggregated
 # left its bucket equal to the previous bucket (no series aggregated again): 0 after a reset;
 # ``blk_fx``, per block: the last time the add computed the block's float sums (a snapshot base)
-# every one came out equal to what it was: :func:`add_bases` skips what would not change;
-# ``spre``: the snapshot series' checkpoints, see :func:`snap_aggregate`)
+# every one came out equal to what it was: :func:`add_bases` skips what would not change)
 #: last in ``S``: the count rings widened to int32 (:meth:`engine.core.state.State.widen`), empty
 #: while ``ringN`` / ``ringO`` are the uint16 ones (and those empty once widened). Both widths
 #: travel side by side, so one compiled specialisation serves both: each ring access branches on
@@ -319,7 +318,7 @@ def advance_bases(k, bases, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, spre, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     for j in range(len(bases)):
         b = bases[j]
@@ -416,7 +415,7 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, spre, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     cm = cmax[0]
     # slot of bucket k in each base's rings (bucket j = k - d: that slot minus d, wrapped), so that
@@ -540,11 +539,10 @@ def bin_records(k, lo, hi, bucket, key, region, value, count_nan, P, S, bmask):
 
 
 @njit
-def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem, mem_ser, ser_mptr, sdirty):
+def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem, mem_ser, sdirty):
     """Keep the latest value per (feed, field, entity) cell; on equal times the later record wins.
     A cell whose value changes (bit for bit: a NaN stays a NaN, 0.0 and -0.0 differ) flags every
-    series it is a member of in ``sdirty`` (re-aggregated by :func:`snap_aggregate`): the flag is
-    1 + the position in its series of the first member that changed (0: none changed)."""
+    series it is a member of in ``sdirty`` (re-aggregated by :func:`snap_aggregate`)."""
     for r in range(lo, hi):
         c = cell[r]
         if time[r] >= st_time[c]:
@@ -557,84 +555,41 @@ def snap_apply(lo, hi, time, cell, value, st_value, st_time, cell_mptr, cell_mem
             if old == v and math.copysign(1.0, old) == math.copysign(1.0, v):
                 continue
             for m in range(cell_mptr[c], cell_mptr[c + 1]):
-                mm = cell_mem[m]
-                se = mem_ser[mm]
-                pos = mm - ser_mptr[se] + 1
-                if sdirty[se] == 0 or pos < sdirty[se]:
-                    sdirty[se] = pos
-
-
-#: a snapshot series' aggregation keeps its running totals (count, sum, count of 1.0, minimum,
-#: maximum) after every ``SNAP_CHK``-th member (``spre``), so that aggregating it again starts at
-#: the checkpoint at or before its first changed member (a power of two: ``SNAP_CHK_SHIFT``)
-SNAP_CHK_SHIFT = 3
-SNAP_CHK = 1 << SNAP_CHK_SHIFT
-
-
-def spre_size(n_members: int) -> int:
-    """Length of the ``spre`` scratch (float64) for ``n_members`` snapshot members: five totals per
-    checkpoint, the checkpoint after member ``m`` (global index) at ``5 * (m >> SNAP_CHK_SHIFT)``
-    (one per group of ``SNAP_CHK`` members: a series' checkpoints are ``SNAP_CHK`` members apart
-    and the next series' first one at least ``SNAP_CHK`` after its last, so none share a slot).
-
-    >>> spre_size(16)
-    15
-    """
-    return 5 * ((n_members >> SNAP_CHK_SHIFT) + 1)
+                sdirty[mem_ser[cell_mem[m]]] = 1
 
 
 @njit(inline="always")
-def _snap_series(s, i, f, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, spre, ringN, ringS, ringO, ringMin,
+def _snap_series(s, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, ringN, ringS, ringO, ringMin,
                  ringMax, ringN32, ringO32, wide):
     """Aggregate the latest values of the members of series ``s`` into cell ``i`` of the rows at
-    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent; every present cell is overwritten);
-    returns the members with a value (the count). Members before position ``f`` are unchanged
-    since the series' last aggregation: it restarts from the last checkpoint (``spre``) at or
-    before ``f`` (``f`` 0: from the first member, zeros / +-inf), which holds the totals that
-    aggregation had after the same members in the same order, so the same bits as all of them
-    again (the totals are kept in locals: each cell is written once), and writes the checkpoints
-    after it."""
-    m0 = ser_mptr[s]
-    m1 = ser_mptr[s + 1]
-    st = m0 + ((f >> SNAP_CHK_SHIFT) << SNAP_CHK_SHIFT)
-    if st > m0:
-        o = ((st - 1) >> SNAP_CHK_SHIFT) * 5
-        c = int(spre[o])
-        sm = spre[o + 1]
-        no = int(spre[o + 2])
-        mn = spre[o + 3]
-        mx = spre[o + 4]
-    else:
-        c = 0
-        sm = 0.0
-        no = 0
-        mn = np.inf
-        mx = -np.inf
-    for m in range(st, m1):
+    ``oN`` (``oS``, ``oO``, ``oMin``, ``oMax``; -1: absent), which hold zeros / +-inf (the count
+    cell is overwritten); returns the members with a value (the count). (The cells are read once
+    and written once, the members accumulated in locals: the same operations in the same order.)"""
+    c = 0
+    hs, ho, hn, hx = oS >= 0, oO >= 0, oMin >= 0, oMax >= 0
+    sm = ringS[oS + i] if hs else 0.0
+    no = _cnt(ringO, ringO32, wide, oO + i) if ho else 0
+    mn = ringMin[oMin + i] if hn else 0.0
+    mx = ringMax[oMax + i] if hx else 0.0
+    for m in range(ser_mptr[s], ser_mptr[s + 1]):
         v = st_value[mem_cell[m]]
-        if not math.isnan(v):
-            c += 1
-            sm += v
-            if v == 1.0:
-                no += 1
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
-        if ((m - m0) & (SNAP_CHK - 1)) == SNAP_CHK - 1:
-            o = (m >> SNAP_CHK_SHIFT) * 5
-            spre[o] = c
-            spre[o + 1] = sm
-            spre[o + 2] = no
-            spre[o + 3] = mn
-            spre[o + 4] = mx
-    if oS >= 0:
+        if math.isnan(v):
+            continue
+        c += 1
+        sm += v
+        if v == 1.0:
+            no += 1
+        if v < mn:
+            mn = v
+        if v > mx:
+            mx = v
+    if hs:
         ringS[oS + i] = sm
-    if oO >= 0:
+    if ho:
         _cnt_set(ringO, ringO32, wide, oO + i, no)
-    if oMin >= 0:
+    if hn:
         ringMin[oMin + i] = mn
-    if oMax >= 0:
+    if hx:
         ringMax[oMax + i] = mx
     _cnt_set(ringN, ringN32, wide, oN + i, c)
     return c
@@ -648,10 +603,9 @@ def snap_aggregate(k, bases, P, S):
     before the adds give the numbers of each one right before its add).
 
     When a base aggregated bucket ``k - 1`` (``snap_k``), bucket ``k`` is that row copied, with
-    only the series flagged in ``sdirty`` (a member's value changed) aggregated again, each from
-    the checkpoint at or before its first changed member (:func:`_snap_series`); else every
-    series is aggregated from its first member. Both give the same numbers bit for bit: each
-    series adds its members' values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
+    only the series flagged in ``sdirty`` (a member's value changed) aggregated again; else every
+    series is aggregated. Both give the same numbers bit for bit: each series adds its members'
+    values in the same order (members sorted by series, stable). ``snap_q`` counts the cycles in
     a row that aggregated no series again (bucket equal to the previous one; the copy is skipped
     when the slot already holds such a bucket), which :func:`add_bases` uses to skip the window
     updates that would leave them as they are. (The arrays are taken out of ``P`` and ``S`` once
@@ -663,7 +617,7 @@ def snap_aggregate(k, bases, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, spre, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     for j in range(len(bases)):
         b = bases[j]
@@ -721,20 +675,24 @@ def snap_aggregate(k, bases, P, S):
         # them; integers, so the same numbers as the whole row out and in)
         again = 0
         for i in range(n):
-            d = sdirty[s0 + i]
-            if d == 0:
+            if sdirty[s0 + i] == 0:
                 if inc:
                     continue
             else:
                 sdirty[s0 + i] = 0
-            # members before the first changed one are as they were (only when the base aggregated
-            # bucket k - 1: its checkpoints are those of the latest values but for the flagged members)
-            f = d - 1 if inc else 0
             again += 1
             c0 = _cnt(ringN, ringN32, wide, oN + i)
             o0 = _cnt(ringO, ringO32, wide, oO + i) if oO >= 0 else 0
             rowc[ro + slot] -= c0
-            c1 = _snap_series(s0 + i, i, f, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value, spre,
+            if oS >= 0:
+                ringS[oS + i] = 0.0
+            if oO >= 0:
+                _cnt_set(ringO, ringO32, wide, oO + i, 0)
+            if oMin >= 0:
+                ringMin[oMin + i] = np.inf
+            if oMax >= 0:
+                ringMax[oMax + i] = -np.inf
+            c1 = _snap_series(s0 + i, i, oN, oS, oO, oMin, oMax, mem_cell, ser_mptr, st_value,
                               ringN, ringS, ringO, ringMin, ringMax, ringN32, ringO32, wide)
             rowc[ro + slot] += c1
             if one:
@@ -791,7 +749,7 @@ def add_bases(k, bases, P, S):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, spre, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     wide = len(ringN32) > 0  # widened count rings: ringN32 / ringO32 (ringN / ringO empty)
     snap_aggregate(k, bases, P, S)
     for j in range(len(bases)):
@@ -1016,7 +974,7 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
      ind_row, ind_code, ind_base, ind_blk, ind_blk2, ind_norm, ind_q, ind_mult, ser_region, norm, ind_d,
      base_offRow, ser_mptr, cell_mptr, cell_mem) = P
     (ringS, ringN, ringO, ringMin, ringMax, wS, wN, wO, wP, mmRun, qv, qn, cmax, st_value, st_time, rowc,
-     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, spre, ringN32, ringO32) = S
+     snap_k, sdirty, qlv, qlf, snap_q, blk_fx, ringN32, ringO32) = S
     out, out64 = O
     wide = out64.shape[0] > 0
     nreg = scr.shape[1]
@@ -1230,4 +1188,4 @@ def bin_snap(k, t, EV, RD, SN, P, S, bmask):
     if rd_o[t + 1] > rd_o[t]:
         bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
-        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], P[41], S[17])
+        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
