@@ -152,3 +152,49 @@ def test_side_thread_count_from_the_environment(monkeypatch):
         monkeypatch.setenv("CITYVITALS_SIDE_THREADS", bad)
         with pytest.raises(ValueError, match=f"CITYVITALS_SIDE_THREADS='{bad}'.*>= 1"):
             _Side(threaded=True)
+
+
+def test_history_learning_on_the_side_thread_uses_every_numba_thread_and_learns_the_same(monkeypatch):
+    """A history day's learning (:func:`engine.scenario.runner._learn_day`) submitted to the side
+    thread: it runs there with numba's full thread count (the side's own kernels keep theirs), is
+    timed as ``detectors_learn`` and leaves the same detector state as learning on this thread."""
+    import numba
+    import numpy as np
+
+    from engine.detect import Detectors
+    from engine.scenario.runner import _learn_day
+
+    monkeypatch.delenv("CITYVITALS_SIDE_THREADS", raising=False)
+
+    def make():
+        return Detectors.from_spec(direction=["up_bad", "down_bad", "up_bad"], seasonality=["none"] * 3,
+                                   count=[False, False, True], n_reg=4, cycle="1h")
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 48, 3, 4))
+    x[:, :, 2] = rng.poisson(3.0, size=(3, 48, 4))
+    t = np.datetime64("2024-01-01") + np.arange(3 * 48).reshape(3, 48) * np.timedelta64(1, "h")
+    here, there = make(), make()
+    for day in range(3):
+        here.learn(x[day], t[day])
+    seen = []
+    learn = there.learn
+
+    def spy(values, times):
+        seen.append((threading.current_thread().name, numba.get_num_threads()))
+        learn(values, times)
+
+    there.learn = spy
+    stage, side = Stages(), _Side(threaded=True)
+    try:
+        futs = [side.submit(_learn_day, stage, None, there, x[day], t[day]) for day in range(3)]
+        futs[-1].result()                                     # in order: the last one done, all done
+        assert all(f.done() for f in futs)
+        assert side.call(numba.get_num_threads) == 1          # the side's own count, restored
+    finally:
+        side.close()
+    assert [n for n, _ in seen] and all(n.startswith("run-side") for n, _ in seen)
+    assert all(k == numba.config.NUMBA_NUM_THREADS for _, k in seen)
+    assert stage.seconds["detectors_learn"] > 0
+    for name, a in here.state.arrays().items():
+        assert np.array_equal(a, there.state.arrays()[name], equal_nan=True), name

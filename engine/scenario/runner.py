@@ -514,6 +514,7 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
         # each day's feeds are encoded for its replay one day ahead, on a thread of their own (the
         # encoding reads only the engine's plan): the replay then starts from the records
         days = _encoded_days(engine, main.feeds_by_day(cycle_minutes=scenario.cycle_minutes), encoder)
+        learning = None   # the last history day's learning (on the side thread)
         for d, (day, feeds) in enumerate(stage.timed_iter("feeds", days), start=-n_history):
             day_start = pd.Timestamp(day.date)
             slot = _free_slot(day_busy, n_day, stage)
@@ -532,12 +533,19 @@ def _run_body(scenario, out, store_every, progress, city, store_thread, t_start,
             if d < -1:
                 # burn-in: the detectors learn baselines from the history (not scored or stored), as
                 # an operations centre's detectors have the feeds' past; the alert manager runs on the
-                # history's last day, so an alert already open when the period starts is not a new one
-                with stage("detectors_learn"):
-                    wait(warmer, "learn")
-                    detectors.learn(seen, times)
+                # history's last day, so an alert already open when the period starts is not a new one.
+                # With the side thread the day's learning runs there (it has nothing else to do in
+                # the history), with all of numba's threads, while this thread replays the next day;
+                # the day's buffer slot is busy until it is done
+                learning = day_busy[slot] = side.submit(_learn_day, stage, warmer, detectors, seen, times)
+                del ds, values, seen
                 bar.advance()
                 continue
+            if learning is not None:
+                # the detectors' state is the history's: every day's learning done (in order) first
+                with stage("side_wait"):
+                    learning.result()
+                learning = None
             lever_day = np.datetime64(day_start.date(), "D")
             if d >= 0 and lever_day in relearn:
                 levers, rows = relearn[lever_day]
@@ -689,6 +697,25 @@ def _alert_day(manager, times, scores, dets, values, buf: list, scan_tests: int 
     # one kernel a cycle for the split, the family control and the fold of both levels (the same
     # results as common_mode, family_adjust and process_cycle one after the other)
     alert_part(manager, times, scores, dets, values, buf, scan_tests)
+
+
+def _learn_day(stage: Stages, warmer, detectors, seen, times) -> None:
+    """A history day's burn-in (:meth:`engine.detect.Detectors.learn`), with numba's full thread
+    count even on the side thread (whose own kernels run on :func:`_side_threads`): what the run's
+    thread would use (the detectors' results do not depend on it), while that thread replays the
+    next day."""
+    import numba
+
+    from engine.scenario.warm import wait
+
+    with stage("detectors_learn"):
+        wait(warmer, "learn")
+        n = numba.get_num_threads()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        try:
+            detectors.learn(seen, times)
+        finally:
+            numba.set_num_threads(n)
 
 
 def _free_slot(busy: list, n: int, stage) -> int:
