@@ -70,6 +70,19 @@ def spatial_contrast(z, indptr, indices, r, min_nb):
     return (_clip(zr) - acc / m) / math.sqrt(1.0 + 1.0 / m)
 
 
+def _direction_masks(context, builder, dt, d_a):
+    """The :data:`LANES` lanes' directions ``dirv`` (array type ``dt``, float or integer; its data
+    ``d_a``) loaded as one vector and compared: ``(is_up, is_dn)``, i1 vectors, lanes equal to 1 and to -1
+    (any other value two-sided). One copy for :func:`_score_lanes8` and :func:`_score_all8`."""
+    vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
+    dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
+    if isinstance(dt.dtype, types.Float):
+        return (builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES)),
+                builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES)))
+    return (builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES)),
+            builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES)))
+
+
 @intrinsic
 def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
     """``out8[q:q + LANES]`` = the spatial scores (:func:`_score32`) of the lanes ``zc8[q:q + LANES]``
@@ -91,7 +104,6 @@ def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
         o_a = context.make_array(ot)(context, builder, out_v)
         f32 = llvm_ir.FloatType()
         vf = llvm_ir.VectorType(f32, LANES)
-        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
         mod = builder.module
 
         def splat(x):
@@ -128,13 +140,7 @@ def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
         up = builder.select(builder.fcmp_ordered(">", e64, zero64), s1, zero)
         dn = builder.select(builder.fcmp_ordered("<", e64, zero64), s1, zero)
         both = builder.fsub(one, builder.fmul(two, tail))
-        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
-        if isinstance(dt.dtype, types.Float):
-            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
-            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
-        else:
-            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
-            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        is_up, is_dn = _direction_masks(context, builder, dt, d_a)
         sv = builder.select(is_up, up, builder.select(is_dn, dn, both))
         lov = builder.insert_element(llvm_ir.Constant(vf, None), lo_v, llvm_ir.Constant(llvm_ir.IntType(32), 0))
         lov = builder.shuffle_vector(lov, lov, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
@@ -322,19 +328,12 @@ def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, l
         intp = context.get_value_type(types.intp)
         vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
         vd64 = llvm_ir.VectorType(llvm_ir.DoubleType(), LANES)
-        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
 
         def splat(x):
             return llvm_ir.Constant(vf, [x] * LANES)
         zero, one, half, two, four, nan = splat(0.0), splat(1.0), splat(0.5), splat(2.0), splat(4.0), splat(float("nan"))
         zero64 = llvm_ir.Constant(vd64, [0.0] * LANES)
-        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
-        if isinstance(dt.dtype, types.Float):
-            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
-            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
-        else:
-            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
-            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        is_up, is_dn = _direction_masks(context, builder, dt, d_a)
         vi = llvm_ir.VectorType(llvm_ir.IntType(32), LANES)
         x86 = "x86_64" in mod.triple
 
