@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 from engine.config import njit
 
 __all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_in64",
-           "spatial_lanes_out", "spatial_pass", "spatial_raise", "spatial_score8", "spatial_score8w", "spatial_sparse"]
+           "spatial_lanes_out", "spatial_lanes_raise", "spatial_pass", "spatial_raise", "spatial_score8", "spatial_score8w", "spatial_sparse"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -656,6 +656,79 @@ def spatial_raise(sc, score, det, code):
         if (s == s) and ((old != old) or (s > old)):
             score[r] = s
             det[r] = code
+
+
+@intrinsic
+def _out_raise8(typingctx, acc8, b8, score, det, rows, stride, base, code):
+    """:func:`spatial_lanes_out` and :func:`spatial_raise` of an 8 x 8 block in one: the scores of regions
+    ``[b8, b8 + LANES)`` in ``acc8`` (region-major, ``acc8[LANES r + u]``) transposed (:func:`_transpose8x8`),
+    lane ``u``'s eight raised (as :func:`_raise8`) into the flat entries ``[k, k + LANES)``, ``k = rows[u]
+    stride + base + b8``, of ``score`` (float32) and ``det`` (int8), C-contiguous of any shape. No scratch
+    row between the two; no bounds check."""
+    def codegen(context, builder, signature, args):
+        at, _, st, dt, rt, _, _, _ = signature.args
+        a_v, bb, s_v, d_v, r_v, step, b0, c_v = args
+        a_a = context.make_array(at)(context, builder, a_v)
+        s_a = context.make_array(st)(context, builder, s_v)
+        d_a = context.make_array(dt)(context, builder, d_v)
+        r_a = context.make_array(rt)(context, builder, r_v)
+        vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+        vb = llvm_ir.VectorType(llvm_ir.IntType(8), LANES)
+        intp = bb.type
+        blk = []
+        for c in range(LANES):
+            k = builder.mul(builder.add(bb, llvm_ir.Constant(intp, c)), llvm_ir.Constant(intp, LANES))
+            blk.append(builder.load(builder.bitcast(builder.gep(a_a.data, [k]), vf.as_pointer()), align=4))
+        c8 = builder.trunc(c_v, llvm_ir.IntType(8))
+        cv = builder.insert_element(llvm_ir.Constant(vb, None), c8, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        cv = builder.shuffle_vector(cv, cv, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
+        x86 = "x86_64" in builder.module.triple
+        b1 = builder.add(b0, bb)
+        for u, s in enumerate(_transpose8x8(builder, blk)):
+            ru = builder.load(builder.gep(r_a.data, [llvm_ir.Constant(intp, u)]))
+            if ru.type.width < intp.width:
+                ru = builder.sext(ru, intp)
+            kk = builder.add(builder.mul(ru, step), b1)
+            po = builder.bitcast(builder.gep(s_a.data, [kk]), vf.as_pointer())
+            pd = builder.bitcast(builder.gep(d_a.data, [kk]), vb.as_pointer())
+            old = builder.load(po, align=4)
+            d0 = builder.load(pd, align=1)
+            up = builder.and_(builder.fcmp_ordered("ord", s, s), builder.fcmp_unordered(">", s, old))
+            new = builder.select(up, s, old)
+            if x86:     # the blend kept a blend (:func:`_raise8`: else a microcoded masked store)
+                new = builder.asm(llvm_ir.FunctionType(vf, [vf]), "", "=x,0", [new], False)
+            builder.store(new, po, align=4)
+            builder.store(builder.select(up, cv, d0), pd, align=1)
+        return context.get_dummy_value()
+    if not (isinstance(acc8, types.Array) and acc8.layout == "C" and acc8.dtype == types.float32
+            and isinstance(score, types.Array) and score.layout == "C" and score.dtype == types.float32
+            and isinstance(det, types.Array) and det.layout == "C" and det.dtype == types.int8
+            and isinstance(rows, types.Array) and rows.layout == "C" and isinstance(rows.dtype, types.Integer)
+            and rows.dtype.bitwidth <= 64 and isinstance(code, types.Integer)):
+        return None
+    return types.void(acc8, types.intp, score, det, rows, types.intp, types.intp, code), codegen
+
+
+@njit
+def spatial_lanes_raise(acc8, n, score, det, rows, stride, base, nl, code):
+    """:func:`spatial_lanes_out` then :func:`spatial_raise` of each lane, in one pass: lane ``u < nl``'s
+    scores (``acc8[LANES r + u]``, ``n`` regions) raised into the flat entries ``rows[u] stride + base + r``
+    of ``score`` / ``det`` (C-contiguous, flat: :func:`engine.detect.kernels.run_kernel`'s cycle rows of
+    one indicator, ``rows`` the cycles). A flush of :data:`LANES` lanes goes in 8 x 8 blocks
+    (:func:`_out_raise8`: the scores transposed in registers and raised, no scratch row), the last ``n %
+    LANES`` regions and a flush of fewer lanes entry by entry. The same comparisons as
+    :func:`spatial_raise` on the same values: the same bits (each lane's entries are its own)."""
+    nb = n // LANES if nl == LANES else 0
+    for b in range(nb):
+        _out_raise8(acc8, LANES * b, score, det, rows, stride, base, code)
+    for u in range(nl):
+        o = rows[u] * stride + base
+        for r in range(LANES * nb, n):
+            s = acc8[LANES * r + u]
+            old = score[o + r]
+            if (s == s) and ((old != old) or (s > old)):
+                score[o + r] = s
+                det[o + r] = code
 
 
 @njit(error_model="numpy")
