@@ -130,6 +130,11 @@ def test_quiet_row_and_same_values_equal_their_plain_definitions():
     for _ in range(400):
         n = int(rng.integers(1, 40))
         x = rng.choice(np.array([np.nan, 0.0, -0.0, 1.5, 2.25, -3.0], dtype=np.float32), n)
+        if rng.random() < 0.25:     # every value missing, or all but one (either end: the early return)
+            k = int(rng.integers(0, n))
+            x[:] = np.nan
+            if rng.random() < 0.5:
+                x[[0, n - 1][k % 2]] = rng.choice(np.array([0.0, -0.0, 1.5], dtype=np.float32))
         N = rng.choice(np.array([0, 1, 5], dtype=np.int16), n, p=[0.05, 0.15, 0.8])
         T = np.array([value_tag(v) for v in x], dtype=np.uint8)
         flip = rng.random(n) < 3.0 / n

@@ -10,7 +10,7 @@ import pytest
 from engine.detect.seasonal import t_score
 from engine.detect.spatial import (
     LANES, Z_CLIP, spatial_clip, spatial_contrast, spatial_lanes_in, spatial_lanes_in64, spatial_lanes_out,
-    spatial_pass, spatial_raise, spatial_score8, spatial_score8w, spatial_sparse,
+    spatial_lanes_raise, spatial_pass, spatial_raise, spatial_score8, spatial_score8w, spatial_sparse,
 )
 
 
@@ -348,3 +348,43 @@ def test_spatial_score8w_on_a_city_sized_table():
         got = _widened_scores(zb, dirv, indptr, indices, 2)
         np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
         assert np.isfinite(got).sum() > n
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_spatial_lanes_raise_equals_lanes_out_then_raise(seed):
+    """:func:`spatial_lanes_raise` (the scores transposed straight into the cycles' rows of one indicator
+    and raised there) against :func:`spatial_lanes_out` into rows then :func:`spatial_raise` of each lane,
+    and against the raise written plainly: full flushes and flushes of fewer lanes, region counts below 8
+    and not a multiple of 8, scores and old scores with NaN, ties and +-0, int64 and int32 cycle lists;
+    the entries of the cycles and indicators not in the flush untouched."""
+    rng = np.random.default_rng(2100 + seed)
+    n = int(rng.choice([1, 5, 8, 13, 37, 300]))
+    n_t, n_ind = int(rng.integers(8, 20)), int(rng.integers(1, 4))
+    i = int(rng.integers(0, n_ind))
+    for nl in (LANES, int(rng.integers(1, LANES + 1))):
+        grid = np.float32([0.0, -0.0, 0.25, 0.5, 1.0])
+        acc8 = np.where(rng.random(LANES * n) < 0.5, rng.choice(grid, LANES * n), rng.random(LANES * n)).astype(np.float32)
+        acc8[rng.random(LANES * n) < 0.3] = np.nan
+        shp = (n_t, n_ind, n)
+        score = np.where(rng.random(shp) < 0.5, rng.choice(grid, shp), rng.random(shp)).astype(np.float32)
+        score[rng.random(score.shape) < 0.3] = np.nan
+        det = rng.integers(0, 5, score.shape).astype(np.int8)
+        cyc = np.sort(rng.choice(n_t, LANES, replace=False)).astype(np.int64)
+        want_s, want_d = score.copy(), det.copy()
+        sb = np.empty((LANES, n), np.float32)
+        spatial_lanes_out(acc8, sb)
+        for q in range(nl):
+            spatial_raise(sb[q], want_s[cyc[q], i], want_d[cyc[q], i], 7)
+        plain_s, plain_d = score.copy(), det.copy()
+        for q in range(nl):
+            for r in range(n):
+                s, old = acc8[LANES * r + q], plain_s[cyc[q], i, r]
+                if not math.isnan(s) and (math.isnan(old) or s > old):
+                    plain_s[cyc[q], i, r], plain_d[cyc[q], i, r] = s, 7
+        np.testing.assert_array_equal(want_s.view(np.int32), plain_s.view(np.int32))
+        np.testing.assert_array_equal(want_d, plain_d)
+        for rows in (cyc, cyc.astype(np.int32)):
+            got_s, got_d = score.copy(), det.copy()
+            spatial_lanes_raise(acc8, n, got_s.reshape(-1), got_d.reshape(-1), rows, n_ind * n, i * n, nl, 7)
+            np.testing.assert_array_equal(got_s.view(np.int32), want_s.view(np.int32))
+            np.testing.assert_array_equal(got_d, want_d)

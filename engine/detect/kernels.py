@@ -36,8 +36,8 @@ from engine.detect.params import (
 )
 from engine.detect.seasonal import SIGMA_PER_MAD
 from engine.detect.spatial import (
-    LANES, spatial_clip, spatial_lanes_in64, spatial_lanes_out, spatial_pass, spatial_raise, spatial_score8w,
-    spatial_sparse,
+    LANES, spatial_clip, spatial_lanes_in64, spatial_lanes_out, spatial_lanes_raise, spatial_pass, spatial_raise,
+    spatial_score8w, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
 
@@ -1070,9 +1070,16 @@ def _quiet_row(x, N, sty, nsat, T, hold_mode, is_count):  # pragma: no cover - c
     spread, scale, counts, CUSUM, tags unchanged; no profile bin learns: its push counts only fresh
     values), so a next cycle in the same bins with the same values scores exactly as this one
     (:func:`run_kernel`'s skip). ``N`` is the row's counts (read whatever ``sty``: a steady row's
-    ``n`` is ``nsat``). Branch-free (vectorises): a float32 count of the fresh values."""
+    ``n`` is ``nsat``). Branch-free (vectorises): a float32 count of the fresh values. A row whose repeats
+    are learned (``held`` False: count rows, ``hold_mode`` 0) is quiet only when every value is missing:
+    it returns at its first value (the demo's count rows never have a cycle with none)."""
     n_reg = x.shape[0]
     held = hold_mode > 0 and not is_count
+    if not held:
+        for r in range(n_reg):
+            if x[r] == x[r]:
+                return False
+        return True
     any_val = hold_mode == 2
     nz_sty = nsat != 0
     fresh = _0
@@ -1179,14 +1186,24 @@ def _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf):  # 
 def _lanes_out(V, score, det, i, warn, alarm, zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf, cyc, nl, pend,
                npend):  # pragma: no cover - compiled
     """Row ``i``'s deferred cycles (:func:`run_kernel`): the spatial pass of the ``nl`` cycles ``cyc``
-    in the lanes (the rows of ``zb``) at once (:func:`_score_lanes`), each cycle's raise and
-    catalog levels (in that order, as :func:`_row_finish`), then the copies of the skipped cycles
-    ``pend[:npend]`` in time order (each copies its previous cycle, final by then)."""
-    sb = _score_lanes(zb, zc8, dirv, adj_ptr, adj_idx, min_nb, acc8, cnt8, dirf)
-    for q in range(nl):
-        t = cyc[q]
-        spatial_raise(sb[q], score[t, i], det[t, i], CODE_SPATIAL)
-        if not math.isnan(warn):
+    in the lanes (the rows of ``zb``) at once (:func:`_score_lanes`' tables and scoring), the scores
+    transposed straight into the cycles' score rows and raised there
+    (:func:`engine.detect.spatial.spatial_lanes_raise`), then each cycle's catalog levels (the raise before
+    the levels, as :func:`_row_finish`; each cycle's rows are its own, so the order across cycles does
+    not matter), then the copies of the skipped cycles ``pend[:npend]`` in time order (each copies its
+    previous cycle, final by then)."""
+    n_ind, n = score.shape[1], score.shape[2]
+    n8 = LANES * n
+    m32 = cnt8[:n8]
+    spatial_lanes_in64(zb, dirf, m32)
+    spatial_score8w(dirf, m32, dirv, adj_ptr, adj_idx, min_nb, acc8, zc8, cnt8[n8:2 * n8],
+                    cnt8[2 * n8:2 * n8 + 2 * n].view(np.int64))
+    # the scores transposed straight into the cycles' rows and raised there (no row scratch between)
+    spatial_lanes_raise(acc8, n, score.reshape(score.size), det.reshape(det.size), cyc, n_ind * n, i * n, nl,
+                        CODE_SPATIAL)
+    if not math.isnan(warn):
+        for q in range(nl):
+            t = cyc[q]
             _thr_pass(V[t, i], warn, alarm, score[t, i], det[t, i])
     for q in range(npend):
         t = pend[q]
@@ -1349,7 +1366,8 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
     **Spatial batch** (docs/detect.md, "Spatial pass batched ... (ninth session)" and "Spatial batch's
     transpositions ... (tenth session)"): a row's computed cycles wait in :data:`engine.detect.spatial.LANES`
     lanes -- the rows of ``zb``, into which the row pass writes the residuals -- for their spatial pass and
-    catalog levels, scored together by :func:`_lanes_out` (one neighbour load serves eight cycles); a skipped cycle's
+    catalog levels, scored together by :func:`_lanes_out` (one neighbour load serves eight cycles; the scores
+    transposed straight into the cycles' score rows and raised there); a skipped cycle's
     copy of its predecessor waits with them while lanes are pending, and is made after them in time
     order.
 
@@ -1446,7 +1464,8 @@ def run_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm, wa
                             pend[npend] = t
                             npend += 1
                         continue
-                    quiet = _quiet_row(x, Ni, sty, ns, Ti, hm, isc)
+                    # (the flag is read by the next cycle only: the last cycle's is not computed)
+                    quiet = t + 1 < n_t and _quiet_row(x, Ni, sty, ns, Ti, hm, isc)
                     sty0 = sty
                     z = zb[nl]      # the row pass writes the residuals straight into the next free lane
                     sc = score_b[t, i]

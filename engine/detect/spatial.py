@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 from engine.config import njit
 
 __all__ = ["LANES", "Z_CLIP", "spatial_clip", "spatial_contrast", "spatial_lanes_in", "spatial_lanes_in64",
-           "spatial_lanes_out", "spatial_pass", "spatial_raise", "spatial_score8", "spatial_score8w", "spatial_sparse"]
+           "spatial_lanes_out", "spatial_lanes_raise", "spatial_pass", "spatial_raise", "spatial_score8", "spatial_score8w", "spatial_sparse"]
 
 #: standardised residuals are clipped at this before the contrast
 Z_CLIP = 6.0
@@ -70,6 +70,19 @@ def spatial_contrast(z, indptr, indices, r, min_nb):
     return (_clip(zr) - acc / m) / math.sqrt(1.0 + 1.0 / m)
 
 
+def _direction_masks(context, builder, dt, d_a):
+    """The :data:`LANES` lanes' directions ``dirv`` (array type ``dt``, float or integer; its data
+    ``d_a``) loaded as one vector and compared: ``(is_up, is_dn)``, i1 vectors, lanes equal to 1 and to -1
+    (any other value two-sided). One copy for :func:`_score_lanes8` and :func:`_score_all8`."""
+    vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
+    dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
+    if isinstance(dt.dtype, types.Float):
+        return (builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES)),
+                builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES)))
+    return (builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES)),
+            builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES)))
+
+
 @intrinsic
 def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
     """``out8[q:q + LANES]`` = the spatial scores (:func:`_score32`) of the lanes ``zc8[q:q + LANES]``
@@ -91,7 +104,6 @@ def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
         o_a = context.make_array(ot)(context, builder, out_v)
         f32 = llvm_ir.FloatType()
         vf = llvm_ir.VectorType(f32, LANES)
-        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
         mod = builder.module
 
         def splat(x):
@@ -128,13 +140,7 @@ def _score_lanes8(typingctx, zc8, indices, j0, j1, dirv, lo, out8, q):
         up = builder.select(builder.fcmp_ordered(">", e64, zero64), s1, zero)
         dn = builder.select(builder.fcmp_ordered("<", e64, zero64), s1, zero)
         both = builder.fsub(one, builder.fmul(two, tail))
-        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
-        if isinstance(dt.dtype, types.Float):
-            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
-            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
-        else:
-            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
-            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        is_up, is_dn = _direction_masks(context, builder, dt, d_a)
         sv = builder.select(is_up, up, builder.select(is_dn, dn, both))
         lov = builder.insert_element(llvm_ir.Constant(vf, None), lo_v, llvm_ir.Constant(llvm_ir.IntType(32), 0))
         lov = builder.shuffle_vector(lov, lov, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
@@ -322,19 +328,12 @@ def _score_all8(typingctx, t64, m32, indptr, indices, dirv, lo, out8, e8, mm8, l
         intp = context.get_value_type(types.intp)
         vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
         vd64 = llvm_ir.VectorType(llvm_ir.DoubleType(), LANES)
-        vd = llvm_ir.VectorType(context.get_value_type(dt.dtype), LANES)
 
         def splat(x):
             return llvm_ir.Constant(vf, [x] * LANES)
         zero, one, half, two, four, nan = splat(0.0), splat(1.0), splat(0.5), splat(2.0), splat(4.0), splat(float("nan"))
         zero64 = llvm_ir.Constant(vd64, [0.0] * LANES)
-        dv = builder.load(builder.bitcast(d_a.data, vd.as_pointer()), align=dt.dtype.bitwidth // 8)
-        if isinstance(dt.dtype, types.Float):
-            is_up = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [1.0] * LANES))
-            is_dn = builder.fcmp_ordered("==", dv, llvm_ir.Constant(vd, [-1.0] * LANES))
-        else:
-            is_up = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [1] * LANES))
-            is_dn = builder.icmp_signed("==", dv, llvm_ir.Constant(vd, [-1] * LANES))
+        is_up, is_dn = _direction_masks(context, builder, dt, d_a)
         vi = llvm_ir.VectorType(llvm_ir.IntType(32), LANES)
         x86 = "x86_64" in mod.triple
 
@@ -657,6 +656,79 @@ def spatial_raise(sc, score, det, code):
         if (s == s) and ((old != old) or (s > old)):
             score[r] = s
             det[r] = code
+
+
+@intrinsic
+def _out_raise8(typingctx, acc8, b8, score, det, rows, stride, base, code):
+    """:func:`spatial_lanes_out` and :func:`spatial_raise` of an 8 x 8 block in one: the scores of regions
+    ``[b8, b8 + LANES)`` in ``acc8`` (region-major, ``acc8[LANES r + u]``) transposed (:func:`_transpose8x8`),
+    lane ``u``'s eight raised (as :func:`_raise8`) into the flat entries ``[k, k + LANES)``, ``k = rows[u]
+    stride + base + b8``, of ``score`` (float32) and ``det`` (int8), C-contiguous of any shape. No scratch
+    row between the two; no bounds check."""
+    def codegen(context, builder, signature, args):
+        at, _, st, dt, rt, _, _, _ = signature.args
+        a_v, bb, s_v, d_v, r_v, step, b0, c_v = args
+        a_a = context.make_array(at)(context, builder, a_v)
+        s_a = context.make_array(st)(context, builder, s_v)
+        d_a = context.make_array(dt)(context, builder, d_v)
+        r_a = context.make_array(rt)(context, builder, r_v)
+        vf = llvm_ir.VectorType(llvm_ir.FloatType(), LANES)
+        vb = llvm_ir.VectorType(llvm_ir.IntType(8), LANES)
+        intp = bb.type
+        blk = []
+        for c in range(LANES):
+            k = builder.mul(builder.add(bb, llvm_ir.Constant(intp, c)), llvm_ir.Constant(intp, LANES))
+            blk.append(builder.load(builder.bitcast(builder.gep(a_a.data, [k]), vf.as_pointer()), align=4))
+        c8 = builder.trunc(c_v, llvm_ir.IntType(8))
+        cv = builder.insert_element(llvm_ir.Constant(vb, None), c8, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        cv = builder.shuffle_vector(cv, cv, llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), LANES), [0] * LANES))
+        x86 = "x86_64" in builder.module.triple
+        b1 = builder.add(b0, bb)
+        for u, s in enumerate(_transpose8x8(builder, blk)):
+            ru = builder.load(builder.gep(r_a.data, [llvm_ir.Constant(intp, u)]))
+            if ru.type.width < intp.width:
+                ru = builder.sext(ru, intp)
+            kk = builder.add(builder.mul(ru, step), b1)
+            po = builder.bitcast(builder.gep(s_a.data, [kk]), vf.as_pointer())
+            pd = builder.bitcast(builder.gep(d_a.data, [kk]), vb.as_pointer())
+            old = builder.load(po, align=4)
+            d0 = builder.load(pd, align=1)
+            up = builder.and_(builder.fcmp_ordered("ord", s, s), builder.fcmp_unordered(">", s, old))
+            new = builder.select(up, s, old)
+            if x86:     # the blend kept a blend (:func:`_raise8`: else a microcoded masked store)
+                new = builder.asm(llvm_ir.FunctionType(vf, [vf]), "", "=x,0", [new], False)
+            builder.store(new, po, align=4)
+            builder.store(builder.select(up, cv, d0), pd, align=1)
+        return context.get_dummy_value()
+    if not (isinstance(acc8, types.Array) and acc8.layout == "C" and acc8.dtype == types.float32
+            and isinstance(score, types.Array) and score.layout == "C" and score.dtype == types.float32
+            and isinstance(det, types.Array) and det.layout == "C" and det.dtype == types.int8
+            and isinstance(rows, types.Array) and rows.layout == "C" and isinstance(rows.dtype, types.Integer)
+            and rows.dtype.bitwidth <= 64 and isinstance(code, types.Integer)):
+        return None
+    return types.void(acc8, types.intp, score, det, rows, types.intp, types.intp, code), codegen
+
+
+@njit
+def spatial_lanes_raise(acc8, n, score, det, rows, stride, base, nl, code):
+    """:func:`spatial_lanes_out` then :func:`spatial_raise` of each lane, in one pass: lane ``u < nl``'s
+    scores (``acc8[LANES r + u]``, ``n`` regions) raised into the flat entries ``rows[u] stride + base + r``
+    of ``score`` / ``det`` (C-contiguous, flat: :func:`engine.detect.kernels.run_kernel`'s cycle rows of
+    one indicator, ``rows`` the cycles). A flush of :data:`LANES` lanes goes in 8 x 8 blocks
+    (:func:`_out_raise8`: the scores transposed in registers and raised, no scratch row), the last ``n %
+    LANES`` regions and a flush of fewer lanes entry by entry. The same comparisons as
+    :func:`spatial_raise` on the same values: the same bits (each lane's entries are its own)."""
+    nb = n // LANES if nl == LANES else 0
+    for b in range(nb):
+        _out_raise8(acc8, LANES * b, score, det, rows, stride, base, code)
+    for u in range(nl):
+        o = rows[u] * stride + base
+        for r in range(LANES * nb, n):
+            s = acc8[LANES * r + u]
+            old = score[o + r]
+            if (s == s) and ((old != old) or (s > old)):
+                score[o + r] = s
+                det[o + r] = code
 
 
 @njit(error_model="numpy")
