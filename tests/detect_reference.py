@@ -110,12 +110,25 @@ def count_score(x, mu, var, direction, overdispersion):
     return max(1 - p, 0.0)
 
 
+def cusum_tail(y, n=None):
+    """The CUSUM score's ``exp(y)`` (``y <= 0``) as the engine defines it (nineteenth session):
+    ``t = y log2(e)`` clamped at -58, ``t = n + f`` with ``n = floor(t + 1/2)``, and
+    ``2**t ~ 2**n (1 + f (c1 + f (c2 + f (c3 + f c4))))``, a minimax quartic (relative error <= 2.84e-6).
+    At a half-integer ``t`` the two ``n`` differ by 5.6e-6 relative (the polynomial's ends): ``n`` may
+    be given there (float32 rounding of ``t + 1/2`` may take either)."""
+    t = max(y / math.log(2.0), -58.0)
+    n = math.floor(t + 0.5) if n is None else n
+    f = t - n
+    c1, c2, c3, c4 = 0.6931241154670715, 0.24024106562137604, 0.05590682849287987, 0.009582576341927052
+    return math.ldexp(1.0 + f * (c1 + f * (c2 + f * (c3 + f * c4))), n)
+
+
 def cusum_score(cp, cn, direction, k):
     if direction == 1:
-        return 1 - math.exp(-2 * k * cp)
+        return 1 - cusum_tail(-2 * k * cp)
     if direction == -1:
-        return 1 - math.exp(-2 * k * cn)
-    return max(1 - 2 * math.exp(-2 * k * max(cp, cn)), 0.0)
+        return 1 - cusum_tail(-2 * k * cn)
+    return max(1 - 2 * cusum_tail(-2 * k * max(cp, cn)), 0.0)
 
 
 def threshold_score(x, warn, alarm):

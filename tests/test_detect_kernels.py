@@ -68,6 +68,34 @@ def test_t4_far_tail_is_accurate():
     assert t4_sf(1e4) > 0
 
 
+def test_cusum_tail_against_its_definition():
+    """The CUSUM score's ``exp`` (``exp2_cusum32``, a minimax quartic of ``2**f``) against
+    ``detect_reference.cusum_tail`` in float64 on random and edge exponents (half-integers, where
+    ``n`` steps; 0; the clamp), to float32 rounding; within 2.9e-6 of ``exp``; exactly 1 at 0;
+    nondecreasing (a larger CUSUM never scores lower)."""
+    from engine.detect.kernels import exp2_cusum32
+    rng = np.random.default_rng(19)
+    t = np.concatenate([-rng.uniform(0, 60, 3000), -rng.uniform(0, 3, 3000), -np.arange(0, 60, 0.5),
+                        -np.arange(0, 60, 0.5) - 1e-6, [0.0, -57.99, -58.0, -58.01, -70.0]]).astype(np.float32)
+    got = np.array([float(exp2_cusum32(v)) for v in t])
+    want = np.array([ref.cusum_tail(float(v) * math.log(2.0)) for v in t])
+    # at a half-integer (or its float32 neighbours, where ``t + 1/2`` may round onto the integer) either
+    # ``n`` is the definition
+    seam = np.abs(t - np.floor(t) - 0.5) < 4e-6 * np.maximum(np.abs(t), 1)
+    near = np.isclose(got, want, rtol=1e-6, atol=0)
+    for dn in (-1, 0, 1):
+        other = np.array([ref.cusum_tail(float(v) * math.log(2.0), math.floor(float(v) + 0.5) + dn) for v in t])
+        near |= seam & np.isclose(got, other, rtol=1e-6, atol=0)
+    assert near.all(), (t[~near], got[~near], want[~near])
+    assert np.isclose(got, want, rtol=1e-6, atol=0).mean() > 0.99
+    ok = t >= -58
+    assert np.abs(got[ok] / 2.0 ** t[ok].astype(np.float64) - 1).max() < 2.9e-6
+    assert float(exp2_cusum32(np.float32(0.0))) == 1.0 and float(exp2_cusum32(np.float32(-0.0))) == 1.0
+    grid = -np.linspace(0, 20, 200001).astype(np.float32)
+    g = np.array([float(exp2_cusum32(v)) for v in grid])
+    assert (np.diff(g) <= 0).all()
+
+
 @FAST
 @given(x=st.integers(0, 60), mu=st.floats(0.1, 30.0), vr=st.floats(0.5, 4.0), d=st.sampled_from([1, -1, 0]))
 def test_count_score(x, mu, vr, d):

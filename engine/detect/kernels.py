@@ -219,6 +219,42 @@ def exp_neg32(y):
     return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
+#: the CUSUM tail's ``2**f`` on ``|f| <= 1/2``: ``1 + f (c1 + f (c2 + f (c3 + f c4)))``, minimax in relative
+#: error with ``p(0) = 1`` exactly (a CUSUM at 0 scores exactly 0), error <= 2.84e-6 (float32 coefficients)
+_EXP2_C4 = (np.float32(0.6931241154670715), np.float32(0.24024106562137604), np.float32(0.05590682849287987),
+            np.float32(0.009582576341927052))
+_M58 = np.float32(-58.0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def exp2_cusum32(t):
+    """``2**t`` for float32 ``t <= 0`` (clamped at -58), float32, relative error <= 2.9e-6: the
+    CUSUM score's tail (its definition; ``tests/detect_reference.cusum_score``).
+
+    ``t = n + f`` (``n = floor(t + 1/2)``, ``|f| <= 1/2``), a degree-4 polynomial for ``2**f``
+    (:data:`_EXP2_C4`, exactly 1 at ``f = 0``) and ``2**n`` from its exponent bits. The caller
+    folds ``log2(e)`` into its factor: one product, no two-step ``ln 2`` reduction (the rounding
+    of ``t`` in float32, <= 6e-8 |t|, is below the polynomial's error where ``2**t`` is not tiny). Four
+    multiply-adds where :func:`exp_neg32` has two for the reduction and eight operations for its
+    degree-5 polynomial (docs/detect.md, "CUSUM tail ... (nineteenth session)").
+
+    >>> import math, numpy as np
+    >>> max(abs(exp2_cusum32(np.float32(-t)) / 2.0 ** -t - 1) for t in (0.0, 0.3, 0.5, 2.0, 5.5, 11.2, 57.0)) < 2.9e-6
+    True
+    >>> float(exp2_cusum32(np.float32(0.0)))
+    1.0
+    """
+    t = t if t > _M58 else _M58
+    n = np.floor(t + _05)
+    f = t - n
+    c1, c2, c3, c4 = _EXP2_C4
+    p = c4 * f + c3
+    p = p * f + c2
+    p = p * f + c1
+    p = p * f + _1
+    return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
 @njit(inline="always")
 def value_tag(x):
     """8-bit tag of a float32 value: its four bytes XOR-folded (equal values, equal tags;
@@ -346,7 +382,9 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     # A rolling-window indicator's residuals overlap ``span`` cycles, so the long-run variance of
     # their sum is ``span`` times what the CUSUM assumes: its stationary tail exp(-2kC) is really
     # exp(-2kC / span).
-    two_k = _fence(_2 * k / np.float32(span))
+    # (times -log2(e): the tail is 2**(t cx), :func:`exp2_cusum32`)
+    two_k = _2 * k / np.float32(span)
+    t_k = _fence(-two_k * _LOG2E)
     warm_f = np.float32(warmup)
     c1 = _C_COUNT if is_count else _C_SEASONAL
     no_cnt = hold_mode > 0 and not is_count
@@ -434,7 +472,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         cp = cp0 if rep else cp
         cn = cn0 if rep else cn
         cx = cp if (cp > cn or not two) else cn
-        ex = exp_neg32(-two_k * cx)
+        ex = exp2_cusum32(t_k * cx)
         sc3 = _1 - (_2 * ex if two else ex)
         sc3 = sc3 if sc3 > _0 else _0
         sc3 = _0 if fb_on else sc3   # the daily fallback of a weekly row: no CUSUM (see the docstring)
