@@ -171,5 +171,7 @@ def test_detect_update_numpy_peer(benchmark, size):
     peer_bench(benchmark, f"detect-update-{size[1]}", scale=det.n_ind / len(sel), size=f"{len(sel)} x {size[1]} series")
     ref = benchmark(numpy_peer, *args, det.warmup[sel][:, None], par, det.direction[sel])
     score, _, _ = det.update(v, time)
-    # float32 kernel arithmetic: absolute error ~1e-7 on a score (1 - 2 tail cancels near 0)
-    assert_same(score[sel].astype(np.float64), ref, rtol=1e-5, atol=1e-6)
+    # float32 kernel arithmetic: absolute error ~1e-7 on a score (1 - 2 tail cancels near 0); the
+    # CUSUM's tail is 2**t by a polynomial of relative error <= 2.9e-6 (kernels.exp2_cusum32, the
+    # engine's definition) where the peer takes numpy's exp: <= 5.8e-6 on a score (1 - 2 tail)
+    assert_same(score[sel].astype(np.float64), ref, rtol=1e-5, atol=6e-6)
