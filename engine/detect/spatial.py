@@ -640,6 +640,16 @@ def _raise8(typingctx, sc, score, det, code, k):
     return types.void(sc, score, det, code, types.intp), codegen
 
 
+@njit(inline="always")
+def _raise1(s, score, det, k, code):
+    """One entry of the raise (:func:`spatial_raise`'s scalar rest, :func:`_raise8`'s comparisons): ``score[k]``
+    raised to ``s`` where ``s`` is a score and ``score[k]`` is NaN or lower (``det[k] = code`` there)."""
+    old = score[k]
+    if (s == s) and ((old != old) or (s > old)):
+        score[k] = s
+        det[k] = code
+
+
 @njit
 def spatial_raise(sc, score, det, code):
     """A lane's scores held as a row (:func:`spatial_lanes_out`) raised into it as :func:`spatial_pass`
@@ -651,11 +661,7 @@ def spatial_raise(sc, score, det, code):
     for k in range(0, nb, LANES):
         _raise8(sc, score, det, code, k)
     for r in range(nb, n):
-        s = sc[r]
-        old = score[r]
-        if (s == s) and ((old != old) or (s > old)):
-            score[r] = s
-            det[r] = code
+        _raise1(sc[r], score, det, r, code)
 
 
 @intrinsic
@@ -724,11 +730,7 @@ def spatial_lanes_raise(acc8, n, score, det, rows, stride, base, nl, code):
     for u in range(nl):
         o = rows[u] * stride + base
         for r in range(LANES * nb, n):
-            s = acc8[LANES * r + u]
-            old = score[o + r]
-            if (s == s) and ((old != old) or (s > old)):
-                score[o + r] = s
-                det[o + r] = code
+            _raise1(acc8[LANES * r + u], score, det, o + r, code)
 
 
 @njit(error_model="numpy")
