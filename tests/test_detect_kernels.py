@@ -96,6 +96,37 @@ def test_cusum_tail_against_its_definition():
     assert (np.diff(g) <= 0).all()
 
 
+def test_count_first_mass_against_its_definition():
+    """The count tail's first mass (``exp2_count32``, a minimax quintic of ``2**f``) against
+    ``detect_reference.count_first_mass`` in float64 on random and edge exponents (half-integers, 0, the
+    clamp), to float32 rounding; within 2.3e-7 of ``2**t``; exactly 1 at 0; nonincreasing. ``log2_32``
+    within 2e-7 of ``log2`` (relative; absolute near 1)."""
+    from engine.detect.kernels import exp2_count32, log2_32
+    rng = np.random.default_rng(20)
+    t = np.concatenate([-rng.uniform(0, 58, 3000), -rng.uniform(0, 3, 3000), -np.arange(0, 58, 0.5),
+                        -np.arange(0, 58, 0.5) - 1e-6, [0.0, -57.99, -58.0, -58.01, -70.0]]).astype(np.float32)
+    got = np.array([float(exp2_count32(v)) for v in t])
+    want = np.array([ref.count_first_mass(float(v)) for v in t])
+    seam = np.abs(t - np.floor(t) - 0.5) < 4e-6 * np.maximum(np.abs(t), 1)
+    near = np.isclose(got, want, rtol=3e-7, atol=0)
+    for dn in (-1, 0, 1):
+        other = np.array([ref.count_first_mass(float(v), math.floor(float(v) + 0.5) + dn) for v in t])
+        near |= seam & np.isclose(got, other, rtol=3e-7, atol=0)
+    assert near.all(), (t[~near], got[~near], want[~near])
+    ok = t >= -58
+    assert np.abs(got[ok] / 2.0 ** t[ok].astype(np.float64) - 1).max() < 2.3e-7
+    assert np.abs(want[ok] / 2.0 ** t[ok].astype(np.float64) - 1).max() < 1.64e-7
+    assert float(exp2_count32(np.float32(0.0))) == 1.0 and float(exp2_count32(np.float32(-0.0))) == 1.0
+    grid = -np.linspace(0, 20, 200001).astype(np.float32)
+    g = np.array([float(exp2_count32(v)) for v in grid])
+    assert (np.diff(g) <= 0).all()
+    x = np.concatenate([rng.uniform(1e-6, 1.0, 3000), np.exp(rng.uniform(-80, 0, 3000)), [1.0, 0.5, 0.9999999]])
+    x = x.astype(np.float32)
+    lg = np.array([float(log2_32(v)) for v in x])
+    w = np.log2(x.astype(np.float64))
+    assert (np.abs(lg - w) <= 2e-7 * np.maximum(np.abs(w), 1e-3) + 1e-12).all()
+
+
 @FAST
 @given(x=st.integers(0, 60), mu=st.floats(0.1, 30.0), vr=st.floats(0.5, 4.0), d=st.sampled_from([1, -1, 0]))
 def test_count_score(x, mu, vr, d):

@@ -631,6 +631,73 @@ def log32(x):
     return m + y + _LN2_HI * e
 
 
+@njit(fastmath=_FAST, inline="always")
+def log2_32(x):
+    """``log2(x)`` for finite float32 ``x > 0`` (normal numbers), float32: :func:`log32`'s reduction and
+    polynomial for ``log(m)``, then ``log(m) log2(e) + e`` (no ``ln 2`` products: the exponent is added
+    as it is), relative error ~2e-7 (the count tail's first mass, :func:`_count_first`).
+
+    >>> import math, numpy as np
+    >>> max(abs(log2_32(np.float32(t)) - math.log2(np.float32(t))) for t in (1e-30, 0.01, 0.5, 0.9999, 1.0, 3.0, 1e30)) < 2e-6
+    True
+    """
+    bits = _f32_bits(x)
+    e = np.float32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126))
+    m = _bits_f32((bits & np.int32(-2139095041)) | np.int32(0x3F000000))     # 0x807FFFFF: m in [0.5, 1)
+    low = m < _SQRTHF
+    e = e - _1 if low else e
+    m = (m + m - _1) if low else (m - _1)
+    z = m * m
+    c8, c7, c6, c5, c4, c3, c2, c1, c0 = _LOG_P
+    y = c8 * m + c7
+    y = y * m + c6
+    y = y * m + c5
+    y = y * m + c4
+    y = y * m + c3
+    y = y * m + c2
+    y = y * m + c1
+    y = y * m + c0
+    y = y * m * z
+    y = y - _05 * z
+    return (m + y) * _LOG2E + e
+
+
+#: the count tail's first mass ``2**f`` on ``|f| <= 1/2``: ``1 + f (c1 + f (c2 + f (c3 + f (c4 + f c5))))``,
+#: minimax in relative error with ``p(0) = 1`` exactly, error <= 1.63e-7 (float32 coefficients; <= 2.3e-7
+#: evaluated in float32)
+_EXP2_C5 = (np.float32(0.6931465864181519), np.float32(0.24022166430950165), np.float32(0.055510472506284714),
+            np.float32(0.009674952365458012), np.float32(0.0013202981790527701))
+#: ``log2 P(X = 0)`` below which the count tail goes to the exact pass: ``log P(X = 0) < -40``, in bits
+_COUNT_UNDER = np.float32(-40.0 * 1.4426950408889634)
+
+
+@njit(fastmath=_FAST, inline="always")
+def exp2_count32(t):
+    """``2**t`` for float32 ``t <= 0`` (clamped at -58), float32, relative error <= 2.3e-7: the count
+    tail's first mass (:func:`_count_first`; its definition ``tests/detect_reference.count_first_mass``).
+
+    ``t = n + f`` (``n = floor(t + 1/2)``, ``|f| <= 1/2``), a degree-5 polynomial for ``2**f``
+    (:data:`_EXP2_C5`, exactly 1 at ``f = 0``) and ``2**n`` from its exponent bits: :func:`exp2_cusum32`
+    one degree higher (the count tail's tests hold it to ~2e-6 of the exact tail).
+
+    >>> import math, numpy as np
+    >>> max(abs(exp2_count32(np.float32(-t)) / 2.0 ** -t - 1) for t in (0.0, 0.3, 0.5, 2.0, 5.5, 11.2, 57.0)) < 2.3e-7
+    True
+    >>> float(exp2_count32(np.float32(0.0)))
+    1.0
+    """
+    t = t if t > _M58 else _M58
+    n = np.floor(t + _05)
+    f = t - n
+    c1, c2, c3, c4, c5 = _EXP2_C5
+    p = c5 * f + c4
+    p = p * f + c3
+    p = p * f + c2
+    p = p * f + c1
+    p = p * f + _1
+    return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
 #: terms of the vectorised count tail: counts up to COUNT_TERMS - 1, expectations up to COUNT_MU
 COUNT_TERMS = 16
 COUNT_MU = np.float32(12.0)
@@ -653,7 +720,7 @@ def _any_warm(mu_s):  # pragma: no cover - compiled
 
 
 #: rows of the count pass's scratch ``cw`` (float32, (COUNT_SCRATCH, n_reg)): the compacted series'
-#: expectation, variance (then ``log P(X = 0)``), count and their two partial sums
+#: expectation, variance (then ``log2 P(X = 0)``), count and their two partial sums
 COUNT_SCRATCH = 5
 #: a count row whose series with a tail are fewer than one in this many is compacted by a branch
 _COUNT_SPARSE = np.float32(8.0)
@@ -661,16 +728,18 @@ _COUNT_SPARSE = np.float32(8.0)
 
 @njit(fastmath=_FAST, inline="always")
 def _count_first(mu, var, od):  # pragma: no cover - compiled
-    """A count's first mass and mass ratio (float32): ``log P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
+    """A count's first mass and mass ratio (float32): ``log2 P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
     with ``P(X = j) = P(X = j - 1) (ca + cb j) / j``; negative binomial where ``var > od mu``
-    (``p = mu / var``, size ``r = mu p / (1 - p)``), else Poisson."""
+    (``p = mu / var``, size ``r = mu p / (1 - p)``), else Poisson. ``P(X = 0) = 2**(r log2 p)`` or
+    ``2**(-mu log2 e)`` by :func:`log2_32` and :func:`exp2_count32` (docs/detect.md, "Count tail's first
+    mass ... (twentieth session)")."""
     nb = var > od * mu
     vv = var if nb else _2 * mu
     p = mu / vv
     q = _1 - p
     rr = mu * p / q
-    a0 = rr * log32(p) if nb else -mu
-    pmf = exp_neg32(a0)
+    a0 = rr * log2_32(p) if nb else -mu * _LOG2E
+    pmf = exp2_count32(a0)
     ca = q * (rr - _1) if nb else mu
     cb = q if nb else _0
     return a0, pmf, ca, cb
@@ -718,7 +787,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
        multiply-add a term, docs/detect.md, "Count tail ... (eleventh session)"; within ~5e-7 of the
        forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`).
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
-       underflows (``log pmf_0 < -40``).
+       underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`).
     """
     n_reg = x.shape[0]
     od = np.float32(overdisp)
@@ -773,7 +842,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
         _count_mark(x, up, down, mu_s)
     if m == 0:
         return int(n_out)
-    # 4. their tails, vectorised over the compacted series (the count score into cw row 3, log P(X = 0)
+    # 4. their tails, vectorised over the compacted series (the count score into cw row 3, log2 P(X = 0)
     # into row 1): one-sided rows by Horner's rule from the row's top term (8, 12 or all 16: the
     # terms above every series' top are exact zeros)
     if up or down:
@@ -789,13 +858,13 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     # other series are marked first, if step 3 did not)
     under = _0
     for j in range(m):
-        under += _1 if cw[1, j] < _M40 else _0
+        under += _1 if cw[1, j] < _COUNT_UNDER else _0
     if under > _0 and n_out == _0:
         _count_mark(x, up, down, mu_s)
     nfb = 0
     for j in range(m):
         r = np.uint32(ci[j])    # (unsigned: no wraparound test)
-        if cw[1, j] < _M40:
+        if cw[1, j] < _COUNT_UNDER:
             mu_s[r] = cw[0, j]
             nfb += 1
             continue
@@ -811,7 +880,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
 @njit(fastmath=_FAST, inline="always")
 def _count_tail1(cw, m, od, up, nt):  # pragma: no cover - compiled
     """Step 4 of :func:`_count_vec_pass` on a one-sided row: the count score of each of the ``m`` compacted
-    series (``cw`` rows 0-2: expectation, variance, count) into ``cw`` row 3 and ``log P(X = 0)`` into row 1.
+    series (``cw`` rows 0-2: expectation, variance, count) into ``cw`` row 3 and ``log2 P(X = 0)`` into row 1.
     The tail ``P(X <= kt - 1)`` (``kt`` = k up, k + 1 down) by Horner's rule from term ``nt - 1`` (``nt``
     a constant, every ``kt <= nt``): ``pmf_0 (1 + f_1 (1 + f_2 (1 + ...)))``, ``f_t = ca / t + cb``, zero
     from ``t = kt`` on (a select and one multiply-add on the chain a term). The terms from ``kt`` to
@@ -835,7 +904,7 @@ def _count_tail1(cw, m, od, up, nt):  # pragma: no cover - compiled
 @njit(fastmath=_FAST, inline="always")
 def _count_tail2(cw, m, od):  # pragma: no cover - compiled
     """Step 4 of :func:`_count_vec_pass` on a two-sided row: both tails by the masses summed forward,
-    ``P(X <= k - 1)`` and ``P(X <= k)``, their two-sided score into ``cw`` row 3, ``log P(X = 0)`` into row 1."""
+    ``P(X <= k - 1)`` and ``P(X <= k)``, their two-sided score into ``cw`` row 3, ``log2 P(X = 0)`` into row 1."""
     for j in range(m):
         kk = cw[2, j]
         a0, pmf, ca, cb = _count_first(cw[0, j], cw[1, j], od)
