@@ -185,6 +185,20 @@ def _keep(typingctx, t):
     return types.void(t), codegen
 
 
+@intrinsic
+def _wide(typingctx):
+    """Nothing, but the function that calls it is vectorised for 512-bit registers: LLVM's function
+    attribute ``"prefer-vector-width"="512"`` (llvmlite knows no key-value attribute: added to the set
+    as its text). The X86 tuning of AVX-512 hosts (``prefer-256-bit``) otherwise caps the vectoriser
+    at 256 bits; the attribute overrides it for this function only. On a host without AVX-512 it
+    changes nothing (the widest vector is what the CPU has). For :func:`_row_pass`'s loop, bound by
+    its instruction count (docs/detect.md, "Row pass at 512 bits ... (twentieth session)")."""
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -340,7 +354,12 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
 
     All float32 (8 SIMD lanes on AVX2; the state is float32; values are read at float32
     precision; the observation count is carried as a float32, exact below 2**24): no 64-bit
-    type in the loop, so LLVM vectorises it at full float32 width. The threshold detector
+    type in the loop, so LLVM vectorises it at full float32 width. On an AVX-512 host the
+    loop is compiled for 512-bit vectors (:func:`_wide`: 16 lanes; LLVM's default tuning for
+    these CPUs caps its vectoriser at 256 bits): the same arithmetic a lane, in half the
+    instructions (issue 4's update -15 %, docs/detect.md, "Row pass at 512 bits ... (twentieth
+    session)"); only the order of the shape sums' (``reassoc``) partial sums follows the width,
+    so a profile bin can differ by float32 ulps from a 256-bit build. The threshold detector
     is combined afterwards (:func:`_thr_pass`, rows with levels only). Count rows get their
     CUSUM resolution here (count score taken as 0) and leave ``mu_s`` / ``var_s`` / ``c3_s``
     for :func:`_count_vec_pass`.
@@ -353,6 +372,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     zeros), its first event pushes the shared bin by ``(x - L) / D`` spreads, and the level
     follows the bin below zero (docs/detect.md, "Count rows, 2026-11-29").
     """
+    _wide()
     n_reg = x.shape[0]
     a_level = np.float32(par[P_LEVEL_RATE])
     a_spread = np.float32(par[P_SPREAD_RATE])
