@@ -44,6 +44,9 @@ REPLAY_CHUNK_CYCLES = 100_000
 #: (:func:`kernels.run_cycles`, :meth:`Engine._groups_of`): series weighted by their base's blocks,
 #: running extremes (x2) and sorted windows (x4), plus snapshot members
 ADD_GROUP_WEIGHT = 60_000
+#: the threaded driver's steps keep this many of their last outputs to write again once the
+#: caller dropped them (:meth:`Engine._step_spare`)
+STEP_SPARES = 2
 #: the shares driver's balance (:meth:`Engine._base_shares`): the binning's weight (records of
 #: each base, from the first call that bins at least :data:`SHARE_RECORDS_MIN` of them) next to
 #: the add's and the values' (1 each); the benchmark's cycle: binning ~0.9 ms, add ~2.9, values ~2.5
@@ -665,16 +668,29 @@ class Engine:
         self._shares_for = parts
         return self._shares_cache
 
+    def _derived_cuts(self, parts: int) -> list:
+        """``parts`` column ranges ``(r0, r1)`` of the regions for :func:`kernels.derived_cols`, their
+        bounds multiples of 16 (no cache line of the float32 output, ``D`` or the stack shared by
+        two ranges)."""
+        nreg = self.plan.n_regions
+        cuts = sorted({min(nreg, (nreg * i // parts) // 16 * 16) for i in range(parts)} | {nreg})
+        return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
     def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
-        """:func:`kernels.run_cycles` with stages 1, 3b + 4 and 5 of each cycle split over the
-        numba thread count of Python threads (the kernels release the GIL), four shares a thread;
-        stage 2 / 3a (binning, snapshot records) and the derived rows stay on this thread."""
+        """:func:`kernels.run_cycles` with stages 1, 3b + 4, 5 and the derived rows of each cycle
+        split over the numba thread count of Python threads (the kernels release the GIL): the
+        advance and the add by bases and the values by rows, four shares a thread (:meth:`_shares`),
+        the derived rows by column ranges of the regions, two a thread (:meth:`_derived_cuts`,
+        :func:`kernels.derived_cols`); stage 2 / 3a (binning, snapshot records) stays on this
+        thread. Every base, row and value is computed by one thread with the serial kernel's
+        operations: the same numbers bit for bit."""
         import numba
 
         nt = numba.get_num_threads()
         pool = _thread_pool(nt)
         bases, rows = self._shares(4 * nt)
         scr = self._scratch(len(rows))
+        cols = self._derived_cuts(2 * nt)
         P = self._P
 
         def run(calls):
@@ -689,7 +705,7 @@ class Engine:
             if tt >= 0:
                 run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
                 if len(self._DP[4]) > 0:
-                    K.derived_rows(tt, self._DP, O, D, self._stack)
+                    run([(K.derived_cols, tt, self._DP, O, D, self._stack, r0, r1) for r0, r1 in cols])
 
     def _record_weights(self, EV: tuple, RD: tuple):
         """Records binned per cycle of each base (float64, bases), estimated from the events and
@@ -938,15 +954,50 @@ class Engine:
             D = self._D1 = np.empty((1, len(self.derived.compact_rows), self.plan.n_regions), np.float64)
         return D
 
-    def _buffers(self, T: int, out_dtype, parts: bool):
-        """(out, D, num, den) for ``T`` cycles at the finest level (``D``: one cycle's)."""
+    def _buffers(self, T: int, out_dtype, parts: bool, out=None):
+        """(out, D, num, den) for ``T`` cycles at the finest level (``D``: one cycle's; ``out``: an
+        array to write again, from :meth:`_step_spare`)."""
         p = self.plan
         nind, nreg = len(p.indicator_ids), p.n_regions
-        out = np.empty((T, nind, nreg), out_dtype)
+        if out is None:
+            out = np.empty((T, nind, nreg), out_dtype)
         D = self._dcycle()
         if parts:
             return out, D, np.empty((T, nind, nreg), np.float64), np.empty((T, nind, nreg), np.float64)
         return out, D, None, None
+
+    def _step_spare(self, fine: bool):
+        """An earlier step's finest-level output (1, indicators, regions) that nothing but this
+        engine holds any more, to be written again instead of a fresh one, when the threaded driver
+        for big cities runs (:meth:`_parallel`: ``"stages"``); ``None``: a fresh one. The engine
+        keeps the outputs of its last :data:`STEP_SPARES` steps (a caller's ``ds = eng.step(...)``
+        still holds the previous one during the call); one is free when ``sys.getrefcount`` finds
+        no other reference (the step's Dataset, every view of it and every buffer export hold
+        one). Each step writes every row (values and derived rows), so the numbers do not depend
+        on what the array held; at 6,000 regions a fresh 70 MB output costs its first-touch page
+        faults (~8 ms CPU a step on the project's VM: docs/core.md, twentieth session)."""
+        spares = getattr(self, "_step_outs", None)
+        if spares is None:
+            spares = self._step_outs = []
+        if not fine or self._parallel() != "stages":
+            spares.clear()
+            return None
+        shape = (1, len(self.plan.indicator_ids), self.plan.n_regions)
+        for i in range(len(spares)):
+            # references: the list's, ``buf`` and getrefcount's argument (no enumerate: its reused
+            # result tuple would hold one more)
+            buf = spares[i]
+            if sys.getrefcount(buf) <= 3 and buf.dtype == self.dtype and buf.shape == shape:
+                del spares[i]
+                return buf
+            del buf
+        return None
+
+    def _keep_spare(self, out) -> None:
+        """Keep ``out`` (a step's finest-level output) among the :data:`STEP_SPARES` last ones."""
+        spares = self._step_outs
+        spares.append(out)
+        del spares[:-STEP_SPARES]
 
     def _finish(self, out, D, num, den, g, nlabels: int, dst) -> None:
         """At a coarser level roll each cycle of ``out`` up into ``dst`` (the derived rows are in
@@ -994,7 +1045,9 @@ class Engine:
         for d in batch.values():
             d["off"] = np.array([0, len(d["bucket"])], np.int64)
         fine = g is None
-        out, D, num, den = self._buffers(1, self.dtype if fine else np.float64, not fine)
+        out, D, num, den = self._buffers(1, self.dtype if fine else np.float64, not fine, self._step_spare(fine))
+        if fine and self._parallel() == "stages":
+            self._keep_spare(out)  # (written again by a later step once nothing else holds it)
         self._run(k, 1, 1, batch, out, D, num, den)
         V = out[0] if fine else np.empty((1, len(out[0]), len(labels)), np.float64)
         self._finish(out, D, num, den, g, len(labels), None if fine else V)

@@ -1189,3 +1189,81 @@ def bin_snap(k, t, EV, RD, SN, P, S, bmask):
         bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
         snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
+
+
+# ---------------------------------------------------------------------------------------------
+# the threaded driver's derived rows split by columns (big cities)
+
+
+@njit
+def derived_cols(tt, DP, O, D, stack, r0, r1):
+    """:func:`derived_rows` for regions ``r0 .. r1 - 1`` only (the same stack program; every
+    instruction works region by region, so each value gets the same operations: the same bits), so
+    that threads can evaluate disjoint column ranges of the derived rows at once, sharing ``D`` and
+    ``stack``. (Tiles of 128-2,048 regions, each running the whole program, were not faster at
+    6,000 regions: the cost is reading ``D``, not the stack; docs/core.md, twentieth session.)"""
+    ops, arg, consts, ptr, out_row, d_pos = DP
+    out, out64 = O
+    wide = out64.shape[0] > 0
+    u0 = np.uint64(r0)
+    u1 = np.uint64(r1)
+    for j in range(len(out_row)):
+        h = 0
+        for pc in range(ptr[j], ptr[j + 1]):
+            op = ops[pc]
+            if op == 0:  # ref
+                a = arg[pc]
+                for r in range(u0, u1):
+                    stack[h, r] = D[0, a, r]
+                h += 1
+            elif op == 1:  # num
+                c = consts[arg[pc]]
+                for r in range(u0, u1):
+                    stack[h, r] = c
+                h += 1
+            elif op == 6 or op == 7:  # neg, abs
+                x = h - 1
+                if op == 6:
+                    for r in range(u0, u1):
+                        stack[x, r] = -stack[x, r]
+                else:
+                    for r in range(u0, u1):
+                        stack[x, r] = abs(stack[x, r])
+            else:
+                h -= 1
+                x = h - 1
+                y = h
+                if op == 2:
+                    for r in range(u0, u1):
+                        stack[x, r] = stack[x, r] + stack[y, r]
+                elif op == 3:
+                    for r in range(u0, u1):
+                        stack[x, r] = stack[x, r] - stack[y, r]
+                elif op == 4:
+                    for r in range(u0, u1):
+                        stack[x, r] = stack[x, r] * stack[y, r]
+                elif op == 5:  # (the divisor made nonzero first, as derived_rows)
+                    for r in range(u0, u1):
+                        d = stack[y, r]
+                        v = stack[x, r] / (d if d != 0.0 else 1.0)
+                        stack[x, r] = v if d != 0.0 else np.nan
+                elif op == 8:
+                    for r in range(u0, u1):
+                        if math.isnan(stack[x, r]) or stack[y, r] < stack[x, r]:
+                            stack[x, r] = stack[y, r]
+                else:
+                    for r in range(u0, u1):
+                        if math.isnan(stack[x, r]) or stack[y, r] > stack[x, r]:
+                            stack[x, r] = stack[y, r]
+        dp = d_pos[j]
+        orow = out_row[j]
+        if wide:
+            for r in range(u0, u1):
+                v = stack[0, r]
+                D[0, dp, r] = v
+                out64[tt, orow, r] = v
+        else:
+            for r in range(u0, u1):
+                v = stack[0, r]
+                D[0, dp, r] = v
+                out[tt, orow, r] = v

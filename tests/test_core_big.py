@@ -1,0 +1,141 @@
+"""The threaded driver for big cities (``Engine._run_threads``, ``CITYVITALS_CORE_PARALLEL=1``):
+the derived rows split by column ranges (``kernels.derived_cols``) and the step's output arrays
+written again once the caller dropped them (``Engine._step_spare``)."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from engine import Catalog, City
+from engine.core import Engine, Records
+from engine.core import kernels as K
+
+from core_reference import random_steps
+
+C = 900 * 10**9
+K0 = 1580515200000000000 // C
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog.load()
+
+
+@pytest.fixture(scope="module")
+def city():
+    return City.synthetic(seed=3, neighbourhoods=37, streets=2, population=120_000)
+
+
+def test_derived_columns_equal_derived_rows(catalog):
+    """kernels.derived_cols over any cover of the regions by column ranges == kernels.derived_rows
+    bit for bit (float32 and float64 outputs, ``D`` and the output), on the bundled catalog's
+    formulas with NaN, zeros, negatives and infinities among the inputs."""
+    from engine.core.derived import DerivedPlan
+
+    rng = np.random.default_rng(20)
+    dp = DerivedPlan(catalog.indicators)
+    *DP, depth = dp.program()
+    DP = tuple(DP)
+    nreg = 53
+    V = rng.normal(0, 5, (len(catalog.indicators), nreg)).round(1)
+    V[rng.random(V.shape) < 0.15] = np.nan
+    V[rng.random(V.shape) < 0.15] = 0.0
+    V[rng.random(V.shape) < 0.02] = np.inf
+    D0 = np.ascontiguousarray(V[dp.compact_rows][None])
+    for wide in (False, True):
+        want_D = D0.copy()
+        want = np.full((1, len(V), nreg), -1.0, np.float64 if wide else np.float32)
+        O = (np.zeros((1, 1, nreg), np.float32), want) if wide else (want, np.zeros((0, 1, 1)))
+        K.derived_rows(0, DP, O, want_D, np.empty((depth, nreg)))
+        for cuts in ([0, nreg], [0, 16, nreg], [0, 1, 2, 30, 31, nreg], list(range(nreg + 1))):
+            got_D = D0.copy()
+            got = np.full_like(want, -1.0)
+            O = (np.zeros((1, 1, nreg), np.float32), got) if wide else (got, np.zeros((0, 1, 1)))
+            stack = np.full((depth, nreg), 7.0)
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                K.derived_cols(0, DP, O, got_D, stack, r0, r1)
+            assert np.array_equal(got, want, equal_nan=True)
+            assert np.array_equal(got_D, want_D, equal_nan=True)
+        # one range alone writes only its columns
+        got = np.full_like(want, -1.0)
+        O = (np.zeros((1, 1, nreg), np.float32), got) if wide else (got, np.zeros((0, 1, 1)))
+        K.derived_cols(0, DP, O, D0.copy(), np.empty((depth, nreg)), 16, 32)
+        assert (got[0][:, :16] == -1).all() and (got[0][:, 32:] == -1).all()
+        assert np.array_equal(got[0, dp.rows, 16:32], want[0, dp.rows, 16:32], equal_nan=True)
+
+
+def test_derived_cuts_cover_the_regions(city, catalog):
+    eng = Engine(city, catalog)
+    for parts in (1, 2, 3, 4, 8, 100):
+        cuts = eng._derived_cuts(parts)
+        assert cuts[0][0] == 0 and cuts[-1][1] == city.n_regions
+        assert all(a < b for a, b in cuts) and all(b == c for (_, b), (c, _) in zip(cuts[:-1], cuts[1:]))
+        assert all(a % 16 == 0 for a, _ in cuts)
+
+
+def test_threaded_steps_equal_serial_and_reuse_only_dropped_outputs(city, catalog, monkeypatch):
+    """Steps on the threaded driver equal the serial driver's bit for bit (values and end state),
+    whether the caller keeps each step's Dataset or drops it; the outputs of dropped steps are
+    written again (the same arrays come back), and a Dataset the caller still holds (or a view of
+    its values) never changes."""
+    steps = random_steps(city, catalog, K0, 12, seed=21)
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "0")
+    ser = Engine(city, catalog)
+    want = [ser.step(rec, at=k * C).value.values.copy() for k, rec in steps]
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "1")
+
+    # kept: every Dataset (and a bare view of one) held to the end
+    eng = Engine(city, catalog)
+    kept, views = [], []
+    for i, (k, rec) in enumerate(steps):
+        ds = eng.step(rec, at=k * C)
+        if i % 2:
+            kept.append(ds)
+        else:
+            views.append(ds.value.values[3:5])
+        del ds
+    gc.collect()
+    got = [None] * len(steps)
+    got[1::2] = [d.value.values for d in kept]
+    for i, v in zip(range(0, len(steps), 2), views):
+        assert np.array_equal(v, want[i][3:5], equal_nan=True)
+    for i in range(1, len(steps), 2):
+        assert np.array_equal(got[i], want[i], equal_nan=True)
+    assert eng.state.equals(ser.state)
+
+    # dropped: the usual ``ds = eng.step(...)`` loop (the previous Dataset alive during the call)
+    eng2 = Engine(city, catalog)
+    seen, ds = [], None
+    for i, (k, rec) in enumerate(steps):
+        ds = eng2.step(rec, at=k * C)
+        arr = ds.value.values
+        seen.append(id(arr.base))
+        assert np.array_equal(arr, want[i], equal_nan=True)
+        if i >= 2:  # the step before last's array, written again
+            assert arr.base is not None and id(arr.base) == seen[i - 2]
+        del arr
+    assert eng2.state.equals(ser.state)
+    # a held Dataset stays as it was while later steps run
+    held = ds
+    snap = held.value.values.copy()
+    k = steps[-1][0]
+    for j in range(1, 4):
+        ds = eng2.step(Records.build(eng2.plan.feed_ids), at=(k + j) * C)
+    assert np.array_equal(held.value.values, snap, equal_nan=True)
+
+
+def test_serial_and_coarse_steps_keep_no_spare(city, catalog, monkeypatch):
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "0")
+    steps = random_steps(city, catalog, K0, 3, seed=22)
+    eng = Engine(city, catalog)
+    for k, rec in steps:
+        ds = eng.step(rec, at=k * C)
+    assert not getattr(eng, "_step_outs", [])
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "1")
+    eng = Engine(city, catalog)
+    for k, rec in steps:
+        ds = eng.step(rec, at=k * C, level="district")
+    assert not eng._step_outs and ds.value.shape[0] == len(catalog)
