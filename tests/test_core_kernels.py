@@ -501,6 +501,39 @@ def _concat(steps) -> Records:
                                          for g, names in cols.items()})
 
 
+def test_float32_output_is_the_float64_values_rounded(city, catalog):
+    """A float32 output holds the float64 engine's values rounded once, every row (replay and
+    step): the count rows over every region that ``values_rows`` writes straight into a float32
+    output (as they are, with and without a derived copy, and normalised, with zero denominators)
+    give the numbers of the general value pass, which a float64 output takes; derived rows read
+    those copies."""
+    p = Engine(city, catalog).plan
+    dense = np.diff(p.base_ser0)[p.ind_base] == p.n_regions
+    count = (p.ind_code == K._C_COUNT) & dense
+    dcopy = Engine(city, catalog)._P[39][p.ind_row] >= 0
+    for sel in (count & (p.ind_norm < 0) & dcopy, count & (p.ind_norm < 0) & ~dcopy, count & (p.ind_norm >= 0)):
+        assert sel.any()  # (the fast path's kinds of rows are in the test)
+    def engine(dtype="float32"):  # a zero denominator in every fourth region (a normalised value: NaN)
+        e = Engine(city, catalog, dtype=dtype)
+        P = list(e._P)
+        P[38] = P[38].copy()
+        P[38][:, ::4] = 0.0
+        e._P = tuple(P)
+        return e
+
+    steps = random_steps(city, catalog, K0, 6, seed=23)
+    allrec = _concat(steps)
+    got = engine().replay(allrec, K0 * C, (K0 + 5) * C).value.values
+    want = engine("float64").replay(allrec, K0 * C, (K0 + 5) * C).value.values
+    assert got.dtype == np.float32 and np.isfinite(want).any()
+    assert np.isnan(want[:, p.ind_row[count & (p.ind_norm >= 0)], ::4]).all()
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    e32, e64 = engine(), engine("float64")
+    for k, rec in steps[:3]:
+        np.testing.assert_array_equal(e32.step(rec, at=k * C).value.values,
+                                      e64.step(rec, at=k * C).value.values.astype(np.float32))
+
+
 def test_replay_into_a_reused_buffer_equals_a_fresh_output(city, catalog):
     """``replay(out=...)``: the returned values are the buffer, equal to a replay into a fresh
     output, when one buffer is reused for consecutive periods (finest and street level); a wrong

@@ -1039,6 +1039,27 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
         mult = ind_mult[t]
         dd = ind_d[row]
         bl = ind_blk[t]
+        if code == _C_COUNT and n == nreg and not wide and not parts and (
+                (nr < 0 and mult == 1.0) or (nr >= 0 and dd < 0)):
+            # the catalog's most common rows (counts over every region into a float32 output, as
+            # they are, or normalised and read by no derived formula): the value pass below in one
+            # loop straight into the output row (and its derived copy), the same operations (no
+            # scratch row in between)
+            oN = np.uint64(blk_offN[bl])
+            if nr >= 0:
+                for i in range(un):
+                    d = norm[nr, i]
+                    v = mult * (float(wN[oN + i]) / (d if d != 0.0 else 1.0))
+                    out[tt, row, i] = v if d != 0.0 else np.nan
+            elif dd >= 0:
+                for i in range(un):
+                    v = float(wN[oN + i])
+                    out[tt, row, i] = v
+                    D[0, dd, i] = v
+            else:
+                for i in range(un):
+                    out[tt, row, i] = float(wN[oN + i])
+            continue
         has_d = False  # a denominator in scr[1] (else 1)
         scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
         if code == _C_MIN or code == _C_MAX:
