@@ -451,6 +451,46 @@ def test_derived_kernel_equals_formula_evaluation():
         np.testing.assert_array_equal(out64[0, dp.rows], ref[dp.rows])
 
 
+def test_derived_kernel_fused_shapes_equal_formula_evaluation():
+    """The program shapes kernels.derived_rows runs in one pass (``_derived_fused``: ``a / (b / c)``,
+    ``c * a / b``, ``c * (a - b) / d``, ``c * a / (b / e)``, ``a / b``), with zero, negative-zero,
+    infinite and NaN operands and zero constants, == expr.evaluate bit for bit; their programs are
+    the shapes the catalog's formulas compile to (so the fused path is the one tested)."""
+    from engine.catalog import expr
+    from engine.core.derived import DerivedPlan
+
+    rng = np.random.default_rng(11)
+    base = [{"id": f"x{i}", "aggregation": "count"} for i in range(5)]
+    forms = ["x0 / (x1 / 7)", "x2 / (x3 / 0)", "100 * x0 / x1", "0 * x4 / x2", "100 * (x0 - x1) / x2",
+             "3 * (x3 - x3) / x4", "1000 * x0 / (x1 / 4)", "2 * x2 / (x3 / 0)", "x0 / x1", "x3 / x3"]
+    inds = base + [{"id": f"d{j}", "aggregation": "derived", "formula": f} for j, f in enumerate(forms)]
+    dp = DerivedPlan(inds)
+    ops, _, _, ptr, *_ = dp.program()[:-1]
+    shapes = {tuple(ops[ptr[j]:ptr[j + 1]].tolist()) for j in range(len(ptr) - 1)}
+    assert shapes == {(0, 0, 1, 5, 5), (1, 0, 4, 0, 5), (1, 0, 0, 3, 4, 0, 5), (1, 0, 4, 0, 1, 5, 5), (0, 0, 5)}
+    nreg = 64
+    V = rng.normal(0, 5, (len(inds), nreg)).round(1)
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, 1e308])
+    for r in range(len(base)):
+        V[r, rng.random(nreg) < 0.2] = 0.0
+        V[r, :len(edge) * 5] = np.tile(np.roll(edge, r), 5)[:len(edge) * 5]
+    V[dp.rows] = np.nan
+    ref = V.copy()
+    ids = [i["id"] for i in inds]
+    with np.errstate(all="ignore"):
+        for j, f in enumerate(forms):
+            parsed = expr.parse(f)
+            env = {r: ref[ids.index(r)] for r in expr.refs(parsed)}
+            ref[ids.index(f"d{j}")] = np.broadcast_to(expr.evaluate(parsed, env), nreg)
+    *DP, depth = dp.program()
+    D = np.ascontiguousarray(V[dp.compact_rows][None])
+    out = np.full((1, len(inds), nreg), -1.0, np.float32)
+    K.derived_rows(0, tuple(DP), (out, np.zeros((0, 1, 1))), D, np.empty((depth, nreg)))
+    np.testing.assert_array_equal(D[0], ref[dp.compact_rows])
+    assert (np.signbit(D[0]) == np.signbit(ref[dp.compact_rows])).all()  # (-0.0 kept)
+    np.testing.assert_array_equal(out[0, dp.rows], ref[dp.rows].astype(np.float32))
+
+
 def _concat(steps) -> Records:
     """The records of all ``steps`` as one batch (for replays)."""
     r0 = steps[0][1]
@@ -459,6 +499,39 @@ def _concat(steps) -> Records:
             "snapshots": ("sn_time", "sn_feed", "sn_field", "sn_entity", "sn_kind", "sn_region", "sn_value")}
     return Records.build(r0.feed_ids, **{g: {n: np.concatenate([getattr(r, n) for _, r in steps]) for n in names}
                                          for g, names in cols.items()})
+
+
+def test_float32_output_is_the_float64_values_rounded(city, catalog):
+    """A float32 output holds the float64 engine's values rounded once, every row (replay and
+    step): the count rows over every region that ``values_rows`` writes straight into a float32
+    output (as they are, with and without a derived copy, and normalised, with zero denominators)
+    give the numbers of the general value pass, which a float64 output takes; derived rows read
+    those copies."""
+    p = Engine(city, catalog).plan
+    dense = np.diff(p.base_ser0)[p.ind_base] == p.n_regions
+    count = (p.ind_code == K._C_COUNT) & dense
+    dcopy = Engine(city, catalog)._P[39][p.ind_row] >= 0
+    for sel in (count & (p.ind_norm < 0) & dcopy, count & (p.ind_norm < 0) & ~dcopy, count & (p.ind_norm >= 0)):
+        assert sel.any()  # (the fast path's kinds of rows are in the test)
+    def engine(dtype="float32"):  # a zero denominator in every fourth region (a normalised value: NaN)
+        e = Engine(city, catalog, dtype=dtype)
+        P = list(e._P)
+        P[38] = P[38].copy()
+        P[38][:, ::4] = 0.0
+        e._P = tuple(P)
+        return e
+
+    steps = random_steps(city, catalog, K0, 6, seed=23)
+    allrec = _concat(steps)
+    got = engine().replay(allrec, K0 * C, (K0 + 5) * C).value.values
+    want = engine("float64").replay(allrec, K0 * C, (K0 + 5) * C).value.values
+    assert got.dtype == np.float32 and np.isfinite(want).any()
+    assert np.isnan(want[:, p.ind_row[count & (p.ind_norm >= 0)], ::4]).all()
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    e32, e64 = engine(), engine("float64")
+    for k, rec in steps[:3]:
+        np.testing.assert_array_equal(e32.step(rec, at=k * C).value.values,
+                                      e64.step(rec, at=k * C).value.values.astype(np.float32))
 
 
 def test_replay_into_a_reused_buffer_equals_a_fresh_output(city, catalog):

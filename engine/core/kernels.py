@@ -876,6 +876,52 @@ def _put_parts(tt, row, n, nreg, s0, ser_region, va, vd, has_d, num, den):
 
 
 
+@njit(inline="always")
+def _ddiv(x, d):  # pragma: no cover - compiled
+    """``x / d`` as the stack program's ``/`` (``x / 0`` is NaN): the divisor made nonzero first."""
+    v = x / (d if d != 0.0 else 1.0)
+    return v if d != 0.0 else np.nan
+
+
+@njit(inline="always")
+def _derived_fused(j, ops, arg, consts, ptr, D, stack, nreg):  # pragma: no cover - compiled
+    """Derived row ``j`` into ``stack[0]`` in one pass over the regions when its program is one of
+    the catalog's common shapes (``a / (b / c)``, ``c * a / b``, ``c * (a - b) / d``,
+    ``c * a / (b / e)``, ``a / b``; ``a``, ``b``, ``d``: rows, ``c``, ``e``: constants); returns
+    False (nothing written) for any other program, which :func:`derived_rows` interprets. The same
+    operations on the same operands in the same order as the interpreter's passes: the same bits."""
+    p = ptr[j]
+    m = ptr[j + 1] - p
+    if m == 5 and ops[p] == 0 and ops[p + 1] == 0 and ops[p + 2] == 1 and ops[p + 3] == 5 and ops[p + 4] == 5:
+        a, b, c = arg[p], arg[p + 1], consts[arg[p + 2]]
+        for r in range(nreg):
+            stack[0, r] = _ddiv(D[0, a, r], _ddiv(D[0, b, r], c))
+        return True
+    if m == 5 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 4 and ops[p + 3] == 0 and ops[p + 4] == 5:
+        c, a, b = consts[arg[p]], arg[p + 1], arg[p + 3]
+        for r in range(nreg):
+            stack[0, r] = _ddiv(c * D[0, a, r], D[0, b, r])
+        return True
+    if (m == 7 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 0 and ops[p + 3] == 3 and ops[p + 4] == 4
+            and ops[p + 5] == 0 and ops[p + 6] == 5):
+        c, a, b, d = consts[arg[p]], arg[p + 1], arg[p + 2], arg[p + 5]
+        for r in range(nreg):
+            stack[0, r] = _ddiv(c * (D[0, a, r] - D[0, b, r]), D[0, d, r])
+        return True
+    if (m == 7 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 4 and ops[p + 3] == 0 and ops[p + 4] == 1
+            and ops[p + 5] == 5 and ops[p + 6] == 5):
+        c, a, b, e = consts[arg[p]], arg[p + 1], arg[p + 3], consts[arg[p + 4]]
+        for r in range(nreg):
+            stack[0, r] = _ddiv(c * D[0, a, r], _ddiv(D[0, b, r], e))
+        return True
+    if m == 3 and ops[p] == 0 and ops[p + 1] == 0 and ops[p + 2] == 5:
+        a, b = arg[p], arg[p + 1]
+        for r in range(nreg):
+            stack[0, r] = _ddiv(D[0, a, r], D[0, b, r])
+        return True
+    return False
+
+
 @njit
 def derived_rows(tt, DP, O, D, stack):
     """Evaluate every derived row of cycle ``tt`` from the compact float64 matrix ``D[0]`` (the
@@ -892,8 +938,10 @@ def derived_rows(tt, DP, O, D, stack):
     # (element loops over uint64 region indices of the 2-d / 3-d arrays, no row views: numba takes
     # no reference per instruction; see sorted_insert)
     for j in range(len(out_row)):
+        # row j's value in stack[0] in one pass (a common program shape), else interpreted
+        p0 = ptr[j + 1] if _derived_fused(j, ops, arg, consts, ptr, D, stack, nreg) else ptr[j]
         h = 0
-        for pc in range(ptr[j], ptr[j + 1]):
+        for pc in range(p0, ptr[j + 1]):
             op = ops[pc]
             if op == 0:  # ref
                 a = arg[pc]
@@ -991,6 +1039,27 @@ def values_rows(tt, rows, P, S, O, D, num, den, parts, scr):
         mult = ind_mult[t]
         dd = ind_d[row]
         bl = ind_blk[t]
+        if code == _C_COUNT and n == nreg and not wide and not parts and (
+                (nr < 0 and mult == 1.0) or (nr >= 0 and dd < 0)):
+            # the catalog's most common rows (counts over every region into a float32 output, as
+            # they are, or normalised and read by no derived formula): the value pass below in one
+            # loop straight into the output row (and its derived copy), the same operations (no
+            # scratch row in between)
+            oN = np.uint64(blk_offN[bl])
+            if nr >= 0:
+                for i in range(un):
+                    d = norm[nr, i]
+                    v = mult * (float(wN[oN + i]) / (d if d != 0.0 else 1.0))
+                    out[tt, row, i] = v if d != 0.0 else np.nan
+            elif dd >= 0:
+                for i in range(un):
+                    v = float(wN[oN + i])
+                    out[tt, row, i] = v
+                    D[0, dd, i] = v
+            else:
+                for i in range(un):
+                    out[tt, row, i] = float(wN[oN + i])
+            continue
         has_d = False  # a denominator in scr[1] (else 1)
         scale = True  # val = mult * (a / d); min, max and quantile values are taken as they are
         if code == _C_MIN or code == _C_MAX:
