@@ -884,39 +884,40 @@ def _ddiv(x, d):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _derived_fused(j, ops, arg, consts, ptr, D, stack, nreg):  # pragma: no cover - compiled
+def _derived_fused(j, ops, arg, consts, ptr, D, stack, r0, r1):  # pragma: no cover - compiled
     """Derived row ``j`` into ``stack[0]`` in one pass over the regions when its program is one of
     the catalog's common shapes (``a / (b / c)``, ``c * a / b``, ``c * (a - b) / d``,
-    ``c * a / (b / e)``, ``a / b``; ``a``, ``b``, ``d``: rows, ``c``, ``e``: constants); returns
-    False (nothing written) for any other program, which :func:`derived_rows` interprets. The same
+    ``c * a / (b / e)``, ``a / b``; ``a``, ``b``, ``d``: rows, ``c``, ``e``: constants), regions
+    ``r0 .. r1 - 1``; returns False (nothing written) for any other program, which
+    :func:`derived_cols` interprets. The same
     operations on the same operands in the same order as the interpreter's passes: the same bits."""
     p = ptr[j]
     m = ptr[j + 1] - p
     if m == 5 and ops[p] == 0 and ops[p + 1] == 0 and ops[p + 2] == 1 and ops[p + 3] == 5 and ops[p + 4] == 5:
         a, b, c = arg[p], arg[p + 1], consts[arg[p + 2]]
-        for r in range(nreg):
+        for r in range(r0, r1):
             stack[0, r] = _ddiv(D[0, a, r], _ddiv(D[0, b, r], c))
         return True
     if m == 5 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 4 and ops[p + 3] == 0 and ops[p + 4] == 5:
         c, a, b = consts[arg[p]], arg[p + 1], arg[p + 3]
-        for r in range(nreg):
+        for r in range(r0, r1):
             stack[0, r] = _ddiv(c * D[0, a, r], D[0, b, r])
         return True
     if (m == 7 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 0 and ops[p + 3] == 3 and ops[p + 4] == 4
             and ops[p + 5] == 0 and ops[p + 6] == 5):
         c, a, b, d = consts[arg[p]], arg[p + 1], arg[p + 2], arg[p + 5]
-        for r in range(nreg):
+        for r in range(r0, r1):
             stack[0, r] = _ddiv(c * (D[0, a, r] - D[0, b, r]), D[0, d, r])
         return True
     if (m == 7 and ops[p] == 1 and ops[p + 1] == 0 and ops[p + 2] == 4 and ops[p + 3] == 0 and ops[p + 4] == 1
             and ops[p + 5] == 5 and ops[p + 6] == 5):
         c, a, b, e = consts[arg[p]], arg[p + 1], arg[p + 3], consts[arg[p + 4]]
-        for r in range(nreg):
+        for r in range(r0, r1):
             stack[0, r] = _ddiv(c * D[0, a, r], _ddiv(D[0, b, r], e))
         return True
     if m == 3 and ops[p] == 0 and ops[p + 1] == 0 and ops[p + 2] == 5:
         a, b = arg[p], arg[p + 1]
-        for r in range(nreg):
+        for r in range(r0, r1):
             stack[0, r] = _ddiv(D[0, a, r], D[0, b, r])
         return True
     return False
@@ -931,74 +932,7 @@ def derived_rows(tt, DP, O, D, stack):
     (float32), or ``O[1][tt]`` (float64) when that one is not empty.
     ``stack``: (depth, regions) float64 scratch. Same operations per value as the numpy
     evaluation of :mod:`engine.catalog.expr` (``x / 0`` is NaN; min / max skip NaN)."""
-    ops, arg, consts, ptr, out_row, d_pos = DP
-    out, out64 = O
-    wide = out64.shape[0] > 0
-    nreg = np.uint64(D.shape[2])
-    # (element loops over uint64 region indices of the 2-d / 3-d arrays, no row views: numba takes
-    # no reference per instruction; see sorted_insert)
-    for j in range(len(out_row)):
-        # row j's value in stack[0] in one pass (a common program shape), else interpreted
-        p0 = ptr[j + 1] if _derived_fused(j, ops, arg, consts, ptr, D, stack, nreg) else ptr[j]
-        h = 0
-        for pc in range(p0, ptr[j + 1]):
-            op = ops[pc]
-            if op == 0:  # ref
-                a = arg[pc]
-                for r in range(nreg):
-                    stack[h, r] = D[0, a, r]
-                h += 1
-            elif op == 1:  # num
-                c = consts[arg[pc]]
-                for r in range(nreg):
-                    stack[h, r] = c
-                h += 1
-            elif op == 6 or op == 7:  # neg, abs
-                x = h - 1
-                if op == 6:
-                    for r in range(nreg):
-                        stack[x, r] = -stack[x, r]
-                else:
-                    for r in range(nreg):
-                        stack[x, r] = abs(stack[x, r])
-            else:
-                h -= 1
-                x = h - 1
-                y = h
-                if op == 2:
-                    for r in range(nreg):
-                        stack[x, r] = stack[x, r] + stack[y, r]
-                elif op == 3:
-                    for r in range(nreg):
-                        stack[x, r] = stack[x, r] - stack[y, r]
-                elif op == 4:
-                    for r in range(nreg):
-                        stack[x, r] = stack[x, r] * stack[y, r]
-                elif op == 5:  # (the divisor made nonzero first: no zero-division check, a vector loop)
-                    for r in range(nreg):
-                        d = stack[y, r]
-                        v = stack[x, r] / (d if d != 0.0 else 1.0)
-                        stack[x, r] = v if d != 0.0 else np.nan
-                elif op == 8:
-                    for r in range(nreg):
-                        if math.isnan(stack[x, r]) or stack[y, r] < stack[x, r]:
-                            stack[x, r] = stack[y, r]
-                else:
-                    for r in range(nreg):
-                        if math.isnan(stack[x, r]) or stack[y, r] > stack[x, r]:
-                            stack[x, r] = stack[y, r]
-        dp = d_pos[j]
-        orow = out_row[j]
-        if wide:
-            for r in range(nreg):
-                v = stack[0, r]
-                D[0, dp, r] = v
-                out64[tt, orow, r] = v
-        else:
-            for r in range(nreg):
-                v = stack[0, r]
-                D[0, dp, r] = v
-                out[tt, orow, r] = v
+    derived_cols(tt, DP, O, D, stack, 0, D.shape[2])
 
 
 @njit
@@ -1276,9 +1210,13 @@ def derived_cols(tt, DP, O, D, stack, r0, r1):
     wide = out64.shape[0] > 0
     u0 = np.uint64(r0)
     u1 = np.uint64(r1)
+    # (element loops over uint64 region indices of the 2-d / 3-d arrays, no row views: numba takes
+    # no reference per instruction; see sorted_insert)
     for j in range(len(out_row)):
+        # row j's value in stack[0] in one pass (a common program shape), else interpreted
+        p0 = ptr[j + 1] if _derived_fused(j, ops, arg, consts, ptr, D, stack, u0, u1) else ptr[j]
         h = 0
-        for pc in range(ptr[j], ptr[j + 1]):
+        for pc in range(p0, ptr[j + 1]):
             op = ops[pc]
             if op == 0:  # ref
                 a = arg[pc]
@@ -1311,7 +1249,7 @@ def derived_cols(tt, DP, O, D, stack, r0, r1):
                 elif op == 4:
                     for r in range(u0, u1):
                         stack[x, r] = stack[x, r] * stack[y, r]
-                elif op == 5:  # (the divisor made nonzero first, as derived_rows)
+                elif op == 5:  # (the divisor made nonzero first: no zero-division check, a vector loop)
                     for r in range(u0, u1):
                         d = stack[y, r]
                         v = stack[x, r] / (d if d != 0.0 else 1.0)
