@@ -6,6 +6,8 @@ benchmarks can swap one for the other.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -160,11 +162,18 @@ def noisy_grid_ref(signal, sd, lo, hi, integer, key, emitters, items, times, em_
 
 # ---------------------------------------------------------------- signal kernels (engine/sim/feedkernels.py)
 # the numpy formulas of engine.sim.generators.gen_network_readings / gen_crowds before fusion
+def _pow(x, y):
+    """``x ** y`` element by element with ``math.pow`` (libm's correctly rounded ``pow``)."""
+    return np.array([math.pow(v, y) for v in np.asarray(x, dtype=float).ravel()]).reshape(np.shape(x))
+
+
 def road_signal_ref(prof, base, act, k, capk, vfree, sig):
     vol = base[None, :] * prof[:, None] * act[None, :] * k
     ratio = vol / capk[None, :]
     speed = np.maximum(vfree[None, :] * (1.0 - 0.55 * np.minimum(ratio, 1.4) ** 2 / 1.96 * 1.6), 5.0)
-    occ = 100.0 * np.minimum(0.95, 0.85 * (prof ** 1.2)[:, None] * ((base * act * k / capk) ** 1.2)[None, :])
+    # the powers by libm's pow, value by value, as the kernel's ``**`` calls it: numpy's own array
+    # power takes a SIMD path on AVX-512 hosts that can differ from it in the last bit
+    occ = 100.0 * np.minimum(0.95, 0.85 * _pow(prof, 1.2)[:, None] * _pow(base * act * k / capk, 1.2)[None, :])
     cong = np.clip(4.0 * (vfree[None, :] / speed - 1.0), 0.0, 10.0)
     assert np.allclose(occ, 100.0 * np.minimum(0.95, 0.85 * ratio ** 1.2), rtol=1e-13, atol=0)   # separable power
     sig[:] = np.stack([speed, vol, occ, cong], axis=-1)
