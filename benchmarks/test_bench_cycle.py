@@ -15,9 +15,9 @@ previous row read too, and one changed-series flag byte a series); the running e
 sorted windows updated; the snapshot members re-read, an expected figure ``16 B x sum_s m_s (1 -
 (1 - q) ** m_s)`` over the snapshot series (``m_s`` members; ``q`` = snapshot records / snapshot
 cells: a series is aggregated again when one of its members' cells changed; every record taken
-to change its cell: at 300 regions it gives 16.3 % of the members a cycle, 13.9 % with the ~85 %
-of the synthetic values that differ from the cell's last, where the twentieth session counted
-12.2 % over a 7-day replay: an estimate on the high side, docs/core.md); the
+to change its cell, so high by the ~15 % of synthetic values equal to the cell's last: 7.8 % of
+the members a cycle at 300 regions, 7.3 % at 6,000, for this benchmark's ~312 / ~5,618 snapshot
+records a cycle; not checked against a count at this load, docs/core.md); the
 records read (24 B an event or reading, 52 B a snapshot record with its cell); the float32 output
 written once. At 6,000 regions the 6,000 benchmark also records ``issue_bytes``, the issue's own
 scale: 40 B a series for every non-derived value (indicator rows computed from records, times the
