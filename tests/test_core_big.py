@@ -139,3 +139,79 @@ def test_serial_and_coarse_steps_keep_no_spare(city, catalog, monkeypatch):
     for k, rec in steps:
         ds = eng.step(rec, at=k * C, level="district")
     assert not eng._step_outs and ds.value.shape[0] == len(catalog)
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_threaded_binning_split_equals_serial(city, catalog, monkeypatch, replay):
+    """The threaded driver's binning split by bases over the threads (``kernels.bin_part``, each
+    thread its own ``cmax``, the snapshot records on the first: ``Engine._bin_masks``) gives the
+    serial driver's values and end state bit for bit, late records included (running sums,
+    extremes and sorted windows of earlier buckets), in steps and in a replay."""
+    import numba
+
+    import engine.core.engine as E
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two numba threads")
+    steps = random_steps(city, catalog, K0, 10, seed=23, n_ev=400, n_rd=300, n_sn=200, late_frac=0.4)
+    # one cycle with a reading repeated 60 times (its ring cells hold the largest count: ``cmax``
+    # comes from the share holding its bases, first or not, as the shares' order is reversed below)
+    k3, r3 = steps[3]
+    rep = np.r_[np.zeros(60, np.int64), np.arange(len(r3.rd_time))]
+    steps[3] = (k3, r3.select(rd=rep))
+    monkeypatch.setattr(E, "BIN_SPLIT_MIN", 1)  # (the test's cycles are small: split every one)
+    monkeypatch.setattr(E, "SHARE_RECORDS_MIN", 1)
+    calls = []
+    bin_part = K.bin_part
+    monkeypatch.setattr(K, "bin_part", lambda *a: (calls.append(a[-2].sum()), bin_part(*a))[1])
+    if replay:
+        from dataclasses import fields
+
+        recs = [r for _, r in steps]
+        allrec = Records(feed_ids=recs[0].feed_ids, **{f.name: np.concatenate([getattr(r, f.name) for r in recs])
+                                                       for f in fields(Records) if f.name != "feed_ids"})
+    bin_masks = Engine._bin_masks
+
+    def run(mode, reverse=False):
+        monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", mode)
+        monkeypatch.setattr(Engine, "_bin_masks", lambda *a: (lambda m: m and m[::-1] if reverse else m)(
+            bin_masks(*a)))
+        eng = Engine(city, catalog)
+        if replay:
+            return eng, [eng.replay(allrec, steps[0][0] * C, steps[-1][0] * C).value.values.copy()]
+        return eng, [eng.step(rec, at=k * C).value.values.copy() for k, rec in steps]
+
+    ser, want = run("0")
+    assert int(ser.state.cmax[0]) >= 60
+    for reverse in (False, True):
+        calls.clear()
+        thr, got = run("1", reverse)
+        masks = thr._bmasks
+        assert len(masks) >= 2 and all(m.any() for m in masks)
+        assert (np.sum(masks, axis=0) == 1).all()  # disjoint, every base
+        assert sum(calls) >= len(steps) * thr.plan.n_bases  # every cycle binned by every share
+        for a, b in zip(got, want):
+            assert np.array_equal(a, b, equal_nan=True)
+        assert int(thr.state.cmax[0]) == int(ser.state.cmax[0])
+        assert thr.state.equals(ser.state)
+
+
+def test_cycle_bytes_counts_the_load(city, catalog):
+    """Plan.cycle_bytes: 24 B an event or reading, 52 B a snapshot record plus 16 B for each
+    member of a series expected to be aggregated again (``members_reread``: none without
+    snapshot records, every member when every cell changes, ``sum m (1 - (1 - q) ** m)``)."""
+    eng = Engine(city, catalog)
+    p = eng.plan
+    m = np.diff(p.ser_mptr)
+    m = m[m > 0]
+    assert p.members_reread(0) == 0
+    assert p.members_reread(p.snap_size) == len(p.mem_cell)
+    for q in (0.01, 0.3):
+        want = sum(float(x) * (1.0 - (1.0 - q) ** int(x)) for x in m)
+        assert abs(p.members_reread(q * p.snap_size) - want) <= 1e-9 * want
+    base = p.cycle_bytes(records=0, snap_records=0)
+    assert p.cycle_bytes(records=1000, snap_records=0) - base == 24_000
+    sr = 50.0
+    assert abs(p.cycle_bytes(records=0, snap_records=sr) - base - 52 * sr - 16 * p.members_reread(sr)) <= 1
+    assert p.cycle_bytes() == p.cycle_bytes(snap_records=0.02 * p.snap_nent.sum())
+    assert base > 4 * len(catalog) * city.n_regions

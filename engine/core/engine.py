@@ -52,6 +52,9 @@ STEP_SPARES = 2
 #: the add's and the values' (1 each); the benchmark's cycle: binning ~0.9 ms, add ~2.9, values ~2.5
 SHARE_RECORDS_WEIGHT = 0.35
 SHARE_RECORDS_MIN = 100_000
+#: events and readings of a cycle from which the threaded driver for big cities bins them on
+#: every thread, each for its own bases (:meth:`Engine._bin_masks`); fewer: on the caller's thread
+BIN_SPLIT_MIN = 20_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -513,12 +516,15 @@ class Engine:
         at = k * self.plan.cycle_ns
         out = {}
         for g, d in prep.items():
-            fut = d["bucket"] > k
-            late = d["time"] <= at - self._late_ns[d["feed"]]
-            ok = ~(fut | late)
-            counts["core.future"] = counts.get("core.future", 0) + int(fut.sum())
-            counts["core.too_late"] = counts.get("core.too_late", 0) + int((late & ~fut).sum())
-            out[g] = d if ok.all() else self._take(d, ok)
+            # the counts in one pass (kernels.admit_count); the masks only when some are left out
+            nfut, nlate, _ = K.admit_count(d["bucket"], d["time"], d["feed"], self._late_ns, k, at)
+            counts["core.future"] = counts.get("core.future", 0) + nfut
+            counts["core.too_late"] = counts.get("core.too_late", 0) + nlate
+            if nfut or nlate:
+                ok = ~((d["bucket"] > k) | (d["time"] <= at - self._late_ns[d["feed"]]))
+                out[g] = self._take(d, ok)
+            else:
+                out[g] = d
         return out
 
     # ------------------------------------------------------------------ kernels
@@ -681,9 +687,11 @@ class Engine:
         split over the numba thread count of Python threads (the kernels release the GIL): the
         advance and the add by bases and the values by rows, four shares a thread (:meth:`_shares`),
         the derived rows by column ranges of the regions, two a thread (:meth:`_derived_cuts`,
-        :func:`kernels.derived_cols`); stage 2 / 3a (binning, snapshot records) stays on this
-        thread. Every base, row and value is computed by one thread with the serial kernel's
-        operations: the same numbers bit for bit."""
+        :func:`kernels.derived_cols`); stage 2 / 3a (binning, snapshot records) of a cycle with at
+        least :data:`BIN_SPLIT_MIN` events and readings by bases, one share a thread
+        (:meth:`_bin_masks`, :func:`kernels.bin_part`: each thread its own ``cmax``; the snapshot
+        records on the first), else on this thread. Every base, row and value is computed by one
+        thread with the serial kernel's operations: the same numbers bit for bit."""
         import numba
 
         nt = numba.get_num_threads()
@@ -692,6 +700,20 @@ class Engine:
         scr = self._scratch(len(rows))
         cols = self._derived_cuts(2 * nt)
         P = self._P
+        masks = self._bin_masks(nt, EV, RD) if nt > 1 else None
+        if masks is not None:
+            i_cmax = K.S_FIELDS.index("cmax")
+            own = getattr(self, "_bin_cmax", None)
+            if own is None or len(own) < len(masks) - 1:
+                own = self._bin_cmax = [np.zeros(1, np.int64) for _ in range(len(masks) - 1)]
+            tuples = [S]
+            for cm in own[:len(masks) - 1]:
+                cm[0] = S[i_cmax][0]
+                s = list(S)
+                s[i_cmax] = cm
+                tuples.append(tuple(s))
+            bins = [(K.bin_part, 0, 0, EV, RD, SN, P, tuples[j], m, j == 0) for j, m in enumerate(masks)]
+            nrec = (EV[4][1:] - EV[4][:-1]) + (RD[4][1:] - RD[4][:-1])
 
         def run(calls):
             _run_all(pool, calls)
@@ -700,12 +722,38 @@ class Engine:
             k = k0 + t
             tt = t - (T - ncomp)
             run([(K.advance_bases, k, b, P, S) for b in bases])
-            K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
+            if masks is not None and nrec[t] >= BIN_SPLIT_MIN:
+                run([(f, k, t, *a) for f, _, _, *a in bins])
+            else:
+                K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
             run([(K.add_bases, k, b, P, S) for b in bases])
             if tt >= 0:
                 run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
                 if len(self._DP[4]) > 0:
                     run([(K.derived_cols, tt, self._DP, O, D, self._stack, r0, r1) for r0, r1 in cols])
+        if masks is not None:
+            S[i_cmax][0] = max(int(x[i_cmax][0]) for x in tuples)
+
+    def _bin_masks(self, parts: int, EV: tuple, RD: tuple):
+        """``parts`` disjoint uint8 masks of the bases (together every base) for the threaded
+        driver's binning (:func:`kernels.bin_part`), each about the same records binned per cycle
+        (:meth:`_record_weights`: bases dealt heaviest first to the lightest share); ``None`` (bin
+        on one thread) until a call has had enough records to weigh the bases. Any partition gives
+        the same numbers (each base's records are binned by one thread, in order)."""
+        if getattr(self, "_bmasks_for", None) == parts:
+            return self._bmasks
+        recw = self._record_weights(EV, RD)
+        if recw is None:
+            return None
+        load = [0.0] * parts
+        owner = np.zeros(len(recw), np.int64)
+        for b in np.argsort(-recw, kind="stable").tolist():
+            j = min(range(parts), key=load.__getitem__)
+            owner[b] = j
+            load[j] += float(recw[b])
+        self._bmasks = [(owner == j).astype(np.uint8) for j in range(parts)]
+        self._bmasks_for = parts
+        return self._bmasks
 
     def _record_weights(self, EV: tuple, RD: tuple):
         """Records binned per cycle of each base (float64, bases), estimated from the events and

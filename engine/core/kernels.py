@@ -115,6 +115,21 @@ def record_keys(time, feed, a, b, region, cycle_ns, feed_kind, kind, off, mul, a
     return True, srt
 
 
+@njit
+def admit_count(bucket, time, feed, late_ns, k, at):
+    """(future, too late, admitted) counts of prepared records at cycle ``k`` ending at ``at``: in
+    the future when ``bucket > k``; too late, when not in the future, when ``time <= at -
+    late_ns[feed]`` (the step's :meth:`engine.core.engine.Engine._admit`, one pass)."""
+    nf = 0
+    nl = 0
+    for r in range(len(bucket)):
+        if bucket[r] > k:
+            nf += 1
+        elif time[r] <= at - late_ns[feed[r]]:
+            nl += 1
+    return nf, nl, len(bucket) - nf - nl
+
+
 # ---------------------------------------------------------------------------------------------
 # sorted windows (quantiles)
 
@@ -1191,6 +1206,27 @@ def bin_snap(k, t, EV, RD, SN, P, S, bmask):
     if rd_o[t + 1] > rd_o[t]:
         bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
     if sn_o[t + 1] > sn_o[t]:
+        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
+
+
+@njit
+def bin_part(k, t, EV, RD, SN, P, S, bmask, snap):
+    """One thread's part of :func:`bin_snap` (the threaded driver for big cities,
+    :meth:`engine.core.engine.Engine._run_threads`): bin the events and readings of cycle ``k``
+    into the bases with ``bmask[b] != 0`` only (every thread scans every record and skips the
+    other threads' bases; a record's cells, window sums, extremes and sorted windows are its
+    base's, so disjoint masks write disjoint state), and apply the snapshot records when ``snap``
+    (one thread: the latest values and the changed-series flags are not split). ``S``'s ``cmax``
+    is the thread's own (the caller takes the largest). Each base gets its records in the same
+    order with the same operations as in :func:`bin_snap`: the same bits."""
+    ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
+    rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
+    sn_t, sn_c, sn_v, sn_o = SN
+    if ev_o[t + 1] > ev_o[t]:
+        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, bmask)
+    if rd_o[t + 1] > rd_o[t]:
+        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
+    if snap and sn_o[t + 1] > sn_o[t]:
         snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
 
 

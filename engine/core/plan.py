@@ -41,6 +41,9 @@ from engine.catalog.vocab import window_minutes
 
 KIND_EVENTS, KIND_READINGS, KIND_SNAPSHOTS = 0, 1, 2
 STATE_LAYOUT = 2  # part of the plan fingerprint: states of another layout are refused on load
+#: share of the snapshot entities reporting one field a cycle that :meth:`Plan.cycle_bytes` assumes
+#: when not told the load (``engine.core.synthetic.synthetic_records``' ``snapshot_share``)
+SNAPSHOT_SHARE = 0.02
 COUNT16_MAX = 65535  # count rings are uint16 while every bucket provably fits (engine.core.state)
 KINDS = {"events": KIND_EVENTS, "readings": KIND_READINGS, "snapshots": KIND_SNAPSHOTS}
 
@@ -176,13 +179,37 @@ class Plan:
                    + 8 * w["S"] + 4 * w["N"] + 4 * w["O"] + 4 * w["P"] + 8 * self.mm_size
                    + 8 * self.q_size + 4 * self.q_nsize + 16 * self.snap_size + 4 * int(self.base_R.sum()) + 8)
 
-    def cycle_bytes(self, out_itemsize: int = 4, count_bytes: int = 2) -> int:
-        """Bytes one cycle must touch at least (read + written): for every block of running sums the
-        ring rows of the leaving and the entering bucket and the sums read and written back; one
-        ring row cleared per base; per running extreme the leaving and entering bucket and the
-        extreme read and written; per sorted window the leaving and entering bucket (S and N), one
-        value deleted and one inserted and the quantile read; the snapshot members read; the output
-        matrix written once (``out_itemsize``: 4 for float32 results)."""
+    def cycle_bytes(self, out_itemsize: int = 4, count_bytes: int = 2, records: float = 0,
+                    snap_records: float | None = None) -> int:
+        """Bytes one cycle must touch at least (read + written), for a load of ``records`` events
+        and readings and ``snap_records`` snapshot records a cycle:
+
+        - every block of running sums: the ring cells of the leaving and the entering bucket and
+          the sums read and written back (N: ``2 cb + 2 * 4``; S: ``2 * 8 + 2 * 8``; O: ``2 cb +
+          2 * 4``; P: ``2 * 4`` a series; ``cb`` = ``count_bytes``);
+        - every base: its ring row of bucket k written (``8`` S, ``cb`` N, ``cb`` O, ``8`` min,
+          ``8`` max a series); a snapshot base also reads the previous bucket's row (copied into
+          bucket k) and one changed-series flag byte a series;
+        - every running extreme: ``2 * 8 + 2 * 8`` a series; every sorted window: the leaving and
+          entering bucket (S and N), one value deleted and one inserted and the quantile read,
+          ``2 (8 + cb) + 2 * 8 + 8`` a series;
+        - the snapshot members re-read: 16 B (value and cell index) for each member of a series
+          one of whose members' cells changed this cycle (only those series are aggregated
+          again). Expected from the load: each of the ``snap_size`` cells changes with
+          probability ``q = snap_records / snap_size`` (each record a new value, cells alike,
+          independently), so series ``s`` with ``m_s`` members is re-read with probability
+          ``1 - (1 - q) ** m_s``: ``16 * sum_s m_s (1 - (1 - q) ** m_s)``. ``snap_records``
+          ``None``: :data:`SNAPSHOT_SHARE` of the snapshot entities (each reporting one field),
+          the synthetic load's stated share (``engine.core.synthetic``; its cycles carry fewer:
+          ~312 at 300 regions where this gives 744, so the default is on the high side);
+        - the records read: 24 B an event or reading (bucket 8, key 4, region 4, value 8; their
+          ring cells are the rows above) and 52 B a snapshot record (time 8, cell 4, value 8, its
+          cell's latest value and time read and written 32);
+        - the output matrix written once (``out_itemsize``: 4 for float32 results).
+
+        Left out as a floor: the values read the window sums back after the add (counted once),
+        the derived rows' float64 inputs (a fused pass would not need them), the cycle's scratch.
+        """
         nser = (self.base_ser0[1:] - self.base_ser0[:-1]).astype(np.int64)
         cb = count_bytes
         b = 0
@@ -195,18 +222,33 @@ class Plan:
                 b += n * (2 * cb + 2 * 4)
             if self.blk_offP[bl] >= 0:
                 b += n * (2 * 4)
+        snap = (self.mem_ptr[1:] - self.mem_ptr[:-1]) > 0
         for base in range(self.n_bases):
             n = nser[base]
-            b += n * (8 * (self.base_offS[base] >= 0) + cb * (self.base_offN[base] >= 0)
-                      + cb * (self.base_offO[base] >= 0) + 8 * (self.base_offMin[base] >= 0)
-                      + 8 * (self.base_offMax[base] >= 0))
+            row = n * (8 * (self.base_offS[base] >= 0) + cb * (self.base_offN[base] >= 0)
+                       + cb * (self.base_offO[base] >= 0) + 8 * (self.base_offMin[base] >= 0)
+                       + 8 * (self.base_offMax[base] >= 0))
+            b += 2 * row + n if snap[base] else row  # (snapshot: previous row read, flags)
         for m in range(len(self.mm_base)):
             b += nser[self.mm_base[m]] * (2 * 8 + 2 * 8)
         for q in range(len(self.q_base)):
             b += nser[self.q_base[q]] * (2 * (8 + cb) + 2 * 8 + 8)
-        b += 16 * len(self.mem_cell)
+        if snap_records is None:
+            snap_records = SNAPSHOT_SHARE * float(self.snap_nent.sum())
+        b += 16 * self.members_reread(snap_records)
+        b += 24 * records + 52 * snap_records
         b += out_itemsize * len(self.rollup) * self.n_regions
-        return int(b)
+        return int(round(b))
+
+    def members_reread(self, snap_records: float) -> float:
+        """Expected snapshot members aggregated again in a cycle with ``snap_records`` snapshot
+        records (:meth:`cycle_bytes`: ``sum_s m_s (1 - (1 - q) ** m_s)``, ``q = snap_records /
+        snap_size``)."""
+        if len(self.mem_ser) == 0 or self.snap_size == 0:
+            return 0.0
+        q = min(1.0, max(0.0, float(snap_records)) / float(self.snap_size))
+        m = np.diff(self.ser_mptr).astype(np.float64)
+        return float((m * -np.expm1(m * np.log1p(-q))).sum()) if q < 1.0 else float(m.sum())
 
 
 def _emitters(city, feed: dict):
