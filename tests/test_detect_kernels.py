@@ -719,3 +719,37 @@ def test_wide_compiles_the_caller_for_512_bit_vectors():
        f32(), f32(), f32(), f32(), None, None, True, np.int16(10), None, f32(), f32(), f32(), f32(), f32(),
        np.zeros(n, np.int8))
     assert '"prefer-vector-width"="512"' in rp.inspect_llvm(rp.signatures[0])
+
+
+def test_count_pass_is_compiled_for_512_bit_vectors():
+    # _count_vec_pass calls _wide() (16 float32 lanes on AVX-512): compiled afresh (a cached load keeps no
+    # LLVM text) it carries the attribute and, on an AVX-512 host, its loops use zmm registers; it scores
+    # as the engine's own compile does, bit for bit (a dense row: every stage of the pass, 301 series: a
+    # vector body and a remainder)
+    import numba
+
+    from engine.detect import kernels
+    from engine.detect.kernels import COUNT_SCRATCH
+
+    cvp = numba.njit(kernels._count_vec_pass.py_func, cache=False, fastmath=kernels._FAST, error_model="numpy")
+    rng = np.random.default_rng(3)
+    n = 301
+    mu = rng.uniform(0.1, 14.0, n).astype(np.float32)
+    var = (mu * rng.choice([0.5, 1.0, 2.0, 6.0], n)).astype(np.float32)
+    x = rng.poisson(mu * rng.uniform(0.5, 3.0, n)).astype(np.float32)
+    mu[:7] = np.nan
+    c3 = rng.uniform(0.0, 0.99, n).astype(np.float32)
+    got = []
+    for f in (cvp, kernels._count_vec_pass):
+        ms = mu.copy()
+        score = np.where(np.isnan(mu), 0.5, c3).astype(np.float32)
+        code = np.where(np.isnan(mu), 7, np.where(c3 > 0, 3, 0)).astype(np.int8)
+        nfb = f(x, 1, 1.5, ms, var, c3, score, code, np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32))
+        got.append((nfb, ms, score, code))
+    assert got[0][0] == got[1][0]
+    for a, b in zip(got[0][1:], got[1][1:]):
+        assert a.tobytes() == b.tobytes()
+    sig = cvp.signatures[0]
+    assert '"prefer-vector-width"="512"' in cvp.inspect_llvm(sig)
+    if _host_has_avx512():
+        assert "zmm" in cvp.inspect_asm(sig)

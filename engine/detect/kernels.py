@@ -809,6 +809,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
        underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`).
     """
+    _wide()     # 16 lanes on AVX-512 (docs/detect.md, "Count pass at 512 bits ... (twentieth session)")
     n_reg = x.shape[0]
     od = np.float32(overdisp)
     up = direction == 1
