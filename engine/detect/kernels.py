@@ -40,7 +40,7 @@ from engine.detect.spatial import (
     spatial_score8w, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
-from engine.llvm_attrs import _wide  # noqa: F401 (re-exported: engine.detect.kernels._wide)
+from engine.llvm_attrs import _wide
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
