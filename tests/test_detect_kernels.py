@@ -672,44 +672,12 @@ def test_borrow_views_the_same_memory():
     np.testing.assert_array_equal(b, want)
 
 
-def _host_has_avx512():
-    import llvmlite.binding as llvm
-    from numba.core import config
-
-    feats = config.CPU_FEATURES if config.CPU_FEATURES is not None else llvm.get_host_cpu_features().flatten()
-    return "+avx512f" in feats.split(",")
-
-
-def test_wide_compiles_the_caller_for_512_bit_vectors():
-    # _wide: the calling function carries LLVM's "prefer-vector-width"="512" (and on an AVX-512 host its
-    # loop is vectorised in zmm registers), the arithmetic unchanged; _row_pass calls it
+def test_row_pass_is_compiled_for_512_bit_vectors():
+    # _row_pass calls engine.llvm_attrs._wide (its own test: tests/test_llvm_attrs.py)
     import numba
 
     from engine.detect import kernels
-    from engine.detect.kernels import _wide
 
-    def body(x, y):
-        for i in range(x.shape[0]):
-            y[i] = x[i] * np.float32(3.0) + np.float32(1.0)
-
-    def wide(x, y):
-        _wide()
-        body_w(x, y)
-
-    body_w = numba.njit(body, cache=False, inline="always")
-    plain = numba.njit(body, cache=False)
-    f = numba.njit(wide, cache=False)
-    x = np.linspace(-5, 5, 301).astype(np.float32)
-    y, y0 = np.empty_like(x), np.empty_like(x)
-    f(x, y)
-    plain(x, y0)
-    np.testing.assert_array_equal(y, y0)
-    sig = f.signatures[0]
-    assert '"prefer-vector-width"="512"' in f.inspect_llvm(sig)
-    assert '"prefer-vector-width"' not in plain.inspect_llvm(plain.signatures[0])
-    if _host_has_avx512():
-        assert "zmm" in f.inspect_asm(sig)
-        assert "zmm" not in plain.inspect_asm(plain.signatures[0])
     # the row pass asks for it (compiled afresh here: a cached load keeps no LLVM text)
     rp = numba.njit(kernels._row_pass.py_func, cache=False, fastmath=kernels._FAST, error_model="numpy")
     n = 40
@@ -730,6 +698,7 @@ def test_count_pass_is_compiled_for_512_bit_vectors():
 
     from engine.detect import kernels
     from engine.detect.kernels import COUNT_SCRATCH
+    from engine.llvm_attrs import host_has_avx512
 
     cvp = numba.njit(kernels._count_vec_pass.py_func, cache=False, fastmath=kernels._FAST, error_model="numpy")
     rng = np.random.default_rng(3)
@@ -751,5 +720,5 @@ def test_count_pass_is_compiled_for_512_bit_vectors():
         assert a.tobytes() == b.tobytes()
     sig = cvp.signatures[0]
     assert '"prefer-vector-width"="512"' in cvp.inspect_llvm(sig)
-    if _host_has_avx512():
+    if host_has_avx512():
         assert "zmm" in cvp.inspect_asm(sig)

@@ -40,6 +40,7 @@ from engine.detect.spatial import (
     spatial_score8w, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
+from engine.llvm_attrs import _wide
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
@@ -183,20 +184,6 @@ def _keep(typingctx, t):
     if not (isinstance(t, types.BaseTuple) and all(isinstance(x, types.Array) for x in t)):
         return None
     return types.void(t), codegen
-
-
-@intrinsic
-def _wide(typingctx):
-    """Nothing, but the function that calls it is vectorised for 512-bit registers: LLVM's function
-    attribute ``"prefer-vector-width"="512"`` (llvmlite knows no key-value attribute: added to the set
-    as its text). The X86 tuning of AVX-512 hosts (``prefer-256-bit``) otherwise caps the vectoriser
-    at 256 bits; the attribute overrides it for this function only. On a host without AVX-512 it
-    changes nothing (the widest vector is what the CPU has). For :func:`_row_pass`'s loop, bound by
-    its instruction count (docs/detect.md, "Row pass at 512 bits ... (twentieth session)")."""
-    def codegen(context, builder, signature, args):
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
-        return context.get_dummy_value()
-    return types.void(), codegen
 
 
 _LOG2E = np.float32(1.4426950408889634)
