@@ -1198,15 +1198,7 @@ def run_cycles(k0, T, ncomp, EV, RD, SN, P, S, O, D, num, den, parts, scr, DP, s
 def bin_snap(k, t, EV, RD, SN, P, S, bmask):
     """Stages 2 and 3a of cycle ``k`` (the ``t``-th of the call): bin events and readings of the
     bases with ``bmask[b] != 0``, apply snapshot records to the latest values."""
-    ev_b, ev_k, ev_r, ev_v, ev_o, ev_nan = EV
-    rd_b, rd_k, rd_r, rd_v, rd_o, rd_nan = RD
-    sn_t, sn_c, sn_v, sn_o = SN
-    if ev_o[t + 1] > ev_o[t]:
-        bin_records(k, ev_o[t], ev_o[t + 1], ev_b, ev_k, ev_r, ev_v, ev_nan, P, S, bmask)
-    if rd_o[t + 1] > rd_o[t]:
-        bin_records(k, rd_o[t], rd_o[t + 1], rd_b, rd_k, rd_r, rd_v, rd_nan, P, S, bmask)
-    if sn_o[t + 1] > sn_o[t]:
-        snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[13], S[14], P[42], P[43], P[28], S[17])
+    bin_part(k, t, EV, RD, SN, P, S, bmask, True)
 
 
 @njit

@@ -606,16 +606,9 @@ _LOG_P = (np.float32(7.0376836292e-2), np.float32(-1.1514610310e-1), np.float32(
 
 
 @njit(fastmath=_FAST, inline="always")
-def log32(x):
-    """``log(x)`` for finite float32 ``x > 0`` (normal numbers), float32, relative error ~1e-7.
-
-    Cephes ``logf``: ``x = m 2**e`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits, a
-    degree-8 polynomial for ``log(m)``; no libm call, vectorises.
-
-    >>> import math, numpy as np
-    >>> max(abs(log32(np.float32(t)) - math.log(np.float32(t))) for t in (1e-30, 0.01, 0.5, 0.9999, 1.0, 3.0, 1e30)) < 1e-6
-    True
-    """
+def _log_parts(x):
+    """Cephes ``logf``'s reduction and polynomial, shared by :func:`log32` and :func:`log2_32`: ``x = m 2**e``
+    (``m - 1`` in ``[sqrt(1/2) - 1, sqrt(2) - 1)``) and the polynomial part ``y`` of ``log(1 + m)``, with ``z = m**2``."""
     bits = _f32_bits(x)
     e = np.float32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126))
     m = _bits_f32((bits & np.int32(-2139095041)) | np.int32(0x3F000000))     # 0x807FFFFF: m in [0.5, 1)
@@ -633,6 +626,21 @@ def log32(x):
     y = y * m + c1
     y = y * m + c0
     y = y * m * z
+    return m, y, z, e
+
+
+@njit(fastmath=_FAST, inline="always")
+def log32(x):
+    """``log(x)`` for finite float32 ``x > 0`` (normal numbers), float32, relative error ~1e-7.
+
+    Cephes ``logf``: ``x = m 2**e`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits, a
+    degree-8 polynomial for ``log(m)``; no libm call, vectorises.
+
+    >>> import math, numpy as np
+    >>> max(abs(log32(np.float32(t)) - math.log(np.float32(t))) for t in (1e-30, 0.01, 0.5, 0.9999, 1.0, 3.0, 1e30)) < 1e-6
+    True
+    """
+    m, y, z, e = _log_parts(x)
     y = y + _LN2_LO * e
     y = y - _05 * z
     return m + y + _LN2_HI * e
@@ -648,23 +656,7 @@ def log2_32(x):
     >>> max(abs(log2_32(np.float32(t)) - math.log2(np.float32(t))) for t in (1e-30, 0.01, 0.5, 0.9999, 1.0, 3.0, 1e30)) < 2e-6
     True
     """
-    bits = _f32_bits(x)
-    e = np.float32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126))
-    m = _bits_f32((bits & np.int32(-2139095041)) | np.int32(0x3F000000))     # 0x807FFFFF: m in [0.5, 1)
-    low = m < _SQRTHF
-    e = e - _1 if low else e
-    m = (m + m - _1) if low else (m - _1)
-    z = m * m
-    c8, c7, c6, c5, c4, c3, c2, c1, c0 = _LOG_P
-    y = c8 * m + c7
-    y = y * m + c6
-    y = y * m + c5
-    y = y * m + c4
-    y = y * m + c3
-    y = y * m + c2
-    y = y * m + c1
-    y = y * m + c0
-    y = y * m * z
+    m, y, z, e = _log_parts(x)
     y = y - _05 * z
     return (m + y) * _LOG2E + e
 
