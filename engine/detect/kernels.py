@@ -228,6 +228,15 @@ _M58 = np.float32(-58.0)
 
 
 @njit(fastmath=_FAST, inline="always")
+def _exp2_split(t):
+    """``t <= 0`` clamped at -58 as ``n + f`` (``n = floor(t + 1/2)``, ``|f| <= 1/2``): ``(f, 2**n)``, ``2**n``
+    from its exponent bits; shared by :func:`exp2_cusum32` and :func:`exp2_count32`."""
+    t = t if t > _M58 else _M58
+    n = np.floor(t + _05)
+    return t - n, _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@njit(fastmath=_FAST, inline="always")
 def exp2_cusum32(t):
     """``2**t`` for float32 ``t <= 0`` (clamped at -58), float32, relative error <= 2.9e-6: the
     CUSUM score's tail (its definition; ``tests/detect_reference.cusum_score``).
@@ -245,15 +254,13 @@ def exp2_cusum32(t):
     >>> float(exp2_cusum32(np.float32(0.0)))
     1.0
     """
-    t = t if t > _M58 else _M58
-    n = np.floor(t + _05)
-    f = t - n
+    f, scale = _exp2_split(t)
     c1, c2, c3, c4 = _EXP2_C4
     p = c4 * f + c3
     p = p * f + c2
     p = p * f + c1
     p = p * f + _1
-    return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * scale
 
 
 @njit(inline="always")
@@ -685,16 +692,14 @@ def exp2_count32(t):
     >>> float(exp2_count32(np.float32(0.0)))
     1.0
     """
-    t = t if t > _M58 else _M58
-    n = np.floor(t + _05)
-    f = t - n
+    f, scale = _exp2_split(t)
     c1, c2, c3, c4, c5 = _EXP2_C5
     p = c5 * f + c4
     p = p * f + c3
     p = p * f + c2
     p = p * f + c1
     p = p * f + _1
-    return p * _bits_f32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * scale
 
 
 #: terms of the vectorised count tail: counts up to COUNT_TERMS - 1, expectations up to COUNT_MU
