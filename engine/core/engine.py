@@ -56,8 +56,9 @@ SHARE_RECORDS_MIN = 100_000
 #: every thread, each for its own bases (:meth:`Engine._bin_masks`); fewer: on the caller's thread
 BIN_SPLIT_MIN = 20_000
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
-#: split over the numba thread count of threads
-PREPARE_PARALLEL_MIN = 250_000
+#: split over the numba thread count of threads (~0.9 ms of mapping a part at 8.5 ns a record, against
+#: ~0.1 ms to hand one to the pool: a 6,000-region step's 281 k readings go on two threads)
+PREPARE_PARALLEL_MIN = 100_000
 #: bytes of prepared-record buffers (buckets, keys) a process keeps between replays for the next
 #: one (:func:`_lend`): a replay of ~10 M records writes ~120 MB of them, and their first-touch
 #: page faults cost ~25 % of :func:`kernels.record_keys` when fresh
@@ -203,10 +204,15 @@ def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
     if nt <= 1:
         return K.record_keys(*cols, *args, *outs)
     cuts = [n * i // nt for i in range(nt + 1)]
-    futs = [_thread_pool(nt, "cityvitals-prepare").submit(K.record_keys, *(c[lo:hi] for c in cols), *args,
-                                                           *(o[lo:hi] for o in outs))
-            for lo, hi in zip(cuts[:-1], cuts[1:])]
-    res = [f.result() for f in futs]  # (every part waited for before returning: they write ``outs``)
+    parts = [(K.record_keys, *(c[lo:hi] for c in cols), *args, *(o[lo:hi] for o in outs))
+             for lo, hi in zip(cuts[:-1], cuts[1:])]
+    # the last part on this thread while the pool maps the others
+    futs = [_thread_pool(nt - 1, "cityvitals-prepare").submit(*c) for c in parts[:-1]]
+    try:
+        last = parts[-1][0](*parts[-1][1:])
+    finally:
+        res = [f.result() for f in futs]  # (every part waited for before returning: they write ``outs``)
+    res.append(last)
     ok = all(r[0] for r in res)
     bucket = outs[0]
     srt = ok and all(r[1] for r in res) and all(bucket[c - 1] <= bucket[c] for c in cuts[1:-1])
@@ -214,13 +220,49 @@ def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
 
 
 def _run_all(pool, calls) -> None:
-    """Run ``calls`` (``(function, *args)`` each) on ``pool``; every call is waited for before the
-    first error is raised, so no thread still writes the outputs when the caller sees it."""
-    futs = [pool.submit(*c) for c in calls]
+    """Run ``calls`` (``(function, *args)`` each) on this thread and on ``pool``'s other threads
+    (its size less one: with this thread, as many as ``pool`` has), each thread taking the next
+    call not yet taken; every call has ended before the first error (in the calls' order) is
+    raised, so no thread still writes the outputs when the caller sees it.
+
+    The calling thread works instead of sleeping while the pool works: a dispatch wakes one thread
+    fewer, starts its first call at once and resumes with the last call's end (on a loaded
+    machine a woken pool thread waits for a core; docs/core.md, twenty-first session). Which thread
+    runs a call does not change what it computes (each call has its own outputs and scratch)."""
+    n = len(calls)
+    helpers = min(getattr(pool, "_max_workers", 1), n) - 1
+    if helpers <= 0:
+        _run_calls(calls, iter(range(n)).__next__, [None] * n)
+        return
+    lock = threading.Lock()
+    nxt = iter(range(n)).__next__
+
+    def take():
+        with lock:
+            return nxt()
+
+    errs = [None] * n
+    futs = [pool.submit(_run_calls, calls, take, errs) for _ in range(helpers)]
+    _run_calls(calls, take, errs)
     for f in futs:
-        f.exception()
-    for f in futs:
-        f.result()
+        f.result()  # (``_run_calls`` keeps its calls' errors in ``errs``; this waits for the thread)
+    for e in errs:
+        if e is not None:
+            raise e
+
+
+def _run_calls(calls, take, errs) -> None:
+    """Run ``calls[take()]`` until ``take`` raises StopIteration; a call's error into ``errs``."""
+    while True:
+        try:
+            i = take()
+        except StopIteration:
+            return
+        f, *args = calls[i]
+        try:
+            f(*args)
+        except BaseException as e:  # noqa: BLE001 (raised by _run_all once every call ended)
+            errs[i] = e
 
 
 def to_ns(at) -> int:
@@ -614,6 +656,8 @@ class Engine:
         b0 = int(bucket.min())
         span = int(bucket.max()) - b0 + 1
         nreg = self.plan.n_regions
+        if span == 1:  # (a step's usual case: one bucket, the cells are the regions; no key built)
+            return int(np.bincount(region, minlength=1).max())
         if span * nreg <= 50_000_000:
             return int(np.bincount((bucket - b0) * nreg + region, minlength=1).max())
         return int(np.unique((bucket - b0) * nreg + region, return_counts=True)[1].max())
@@ -989,10 +1033,18 @@ class Engine:
         return {"ev": e, "rd": e, "sn": e}
 
     def _level(self, level):
+        """``(level, region groups or None at the finest level, labels)``, kept per level: the labels
+        of 6,000 regions cost ~4-7 ms to build (a str of each pandas index entry), every step. The
+        entry is rebuilt when the city's region table is another object (held, compared by
+        identity)."""
         first = self.city.levels[0]
         level = first if level is None else level
-        g, labels, _ = level_groups(self.city, level)
-        return level, (None if level == first else g), labels
+        cache = self.__dict__.setdefault("_levels", {})
+        got = cache.get(level)
+        if got is None or got[0] is not self.city.regions:
+            g, labels, _ = level_groups(self.city, level)
+            got = cache[level] = (self.city.regions, (None if level == first else g), labels)
+        return level, got[1], got[2]
 
     def _dcycle(self) -> np.ndarray:
         """The derived formulas' inputs of one cycle, (1, compact rows, regions) float64, kept
