@@ -722,3 +722,58 @@ def test_count_pass_is_compiled_for_512_bit_vectors():
     assert '"prefer-vector-width"="512"' in cvp.inspect_llvm(sig)
     if host_has_avx512():
         assert "zmm" in cvp.inspect_asm(sig)
+
+
+@pytest.mark.parametrize("hold_mode", [0, 1])
+def test_lean_steady_cases_equal_the_row_pass(hold_mode):
+    # _step_cat's lean steady one-sided rows run _row_pass compiled for a literal is_count and seasonal
+    # (kernels._lean_steady: four compiled cases); each scores and learns as the run-time case does, bit
+    # for bit; only the shape sums' partial sums may be added in another order (float32 ulps)
+    import numba
+
+    from engine.detect import kernels
+    from engine.detect.params import DetectorParams
+
+    rp = kernels._row_pass
+    lean = kernels._lean_steady
+
+    @numba.njit
+    def run_time(x, sh, seasonal, direction, is_count, clip_on, judge, hold_mode, par, L, D, S, CP, T, z, m, v, c,
+                 score, det):
+        return rp(x, sh, None, False, seasonal, direction, is_count, 5, np.float32(1), clip_on, False, judge,
+                  hold_mode, par, L, D, S, CP, None, None, True, np.int32(40), T, z, m, v, c, score, det)
+
+    @numba.njit
+    def lean_case(x, sh, seasonal, direction, is_count, clip_on, judge, hold_mode, par, L, D, S, CP, T, z, m, v, c,
+                  score, det):
+        return lean(x, sh, seasonal, direction, is_count, 5, np.float32(1), clip_on, judge, hold_mode, par, L, D,
+                    S, CP, np.int32(40), T, z, m, v, c, score, det)
+
+    rng = np.random.default_rng(5)
+    n = 301                       # a vector body and a remainder
+    par = DetectorParams().vector()
+    for seasonal in (False, True):
+        for is_count in (False, True):
+            for direction in (np.int8(1), np.int8(-1)):
+                lvl = rng.uniform(0.5, 9.0, n).astype(np.float32)
+                x = (rng.poisson(lvl) if is_count else lvl + rng.standard_normal(n) * 2).astype(np.float32)
+                x[::17] = np.nan
+                x[5::23] = x[4::23][: len(x[5::23])]          # repeats (held under hold_mode 1)
+                state = [lvl, rng.uniform(0.1, 2.0, n).astype(np.float32), rng.uniform(0.1, 1.5, n).astype(np.float32),
+                         rng.uniform(0.0, 6.0, n).astype(np.float32)]
+                T0 = np.array([kernels.value_tag(np.float32(v)) for v in np.roll(x, 1)], np.uint8)
+                got = []
+                for f in (run_time, lean_case):
+                    st = [a.copy() for a in state]
+                    T = T0.copy()
+                    outs = [np.zeros(n, np.float32) for _ in range(5)]
+                    det = np.zeros(n, np.int8)
+                    sums = f(x, np.float32(0.7), seasonal, direction, is_count, True, True, np.uint8(hold_mode), par,
+                             *st, T, *outs, det)
+                    got.append((sums, st, T, outs, det))
+                (s0, st0, T0a, o0, d0), (s1, st1, T1, o1, d1) = got
+                for a, b in zip(st0 + [T0a, d0] + o0, st1 + [T1, d1] + o1):
+                    assert a.tobytes() == b.tobytes()
+                assert s0[4:] == s1[4:]
+                np.testing.assert_allclose(s1[:4], s0[:4], rtol=1e-5, atol=1e-5)
+                assert (s0[4] > 0) == seasonal

@@ -1070,6 +1070,28 @@ def _step(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, 
     return nmin
 
 
+@njit(inline="always")
+def _lean_steady(x, sh, seasonal, direction, is_count, wu, span, clip_on, judge, hold_mode, par, L, D, S, CP,
+                 nsat, T, z, mu_s, var_s, c3_s, score, det):  # pragma: no cover - compiled
+    """:func:`_row_pass`'s lean steady one-sided case (no fallback, counts neither read nor kept: the
+    catalog's operating state) for :func:`_step_cat`, compiled once for each value of ``is_count`` and
+    ``seasonal``: numba types a literal ``True`` / ``False`` argument as its own literal type, so each
+    call below is its own compile of the row pass in which the flag is a constant, and LLVM drops the
+    branches and invariants it rules out from the vector body (a count row's square roots and floors,
+    a non-seasonal row's push; docs/detect.md, "Lean row kinds ... (twenty-first session)")."""
+    if is_count:
+        if seasonal:
+            return _row_pass(x, sh, None, False, True, direction, True, wu, span, clip_on, False, judge,
+                             hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+        return _row_pass(x, sh, None, False, False, direction, True, wu, span, clip_on, False, judge,
+                         hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    if seasonal:
+        return _row_pass(x, sh, None, False, True, direction, False, wu, span, clip_on, False, judge,
+                         hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+    return _row_pass(x, sh, None, False, False, direction, False, wu, span, clip_on, False, judge,
+                     hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+
+
 @njit
 def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warmup, span, par,
               L, D, S, CP, CN, N, NL, nsat, T, shape, visits, adj_ptr, adj_idx, spatial,
@@ -1082,14 +1104,16 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
     or without the fallback: the kernel's code as before, bit for bit), two-sided rows its general
     case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
     compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
-    (sixth session)"). Returns the row's smallest observation count after this cycle."""
+    (sixth session)"). The steady one-sided case, 97 % of issue 4's rows, is itself compiled four times, by
+    ``is_count`` and ``seasonal`` (:func:`_lean_steady`). Returns the row's smallest observation count
+    after this cycle."""
     seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
         x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
         want_baseline, scan_mu, scan_on, judge_unset)
     if direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
-        acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
-            x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
-            hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
+        acc, acc_u, acc2, acc2_u, cnt, nmin = _lean_steady(
+            x, np.float32(sh), seasonal, direction, is_count, wu, span, clip_on, judge, hold_mode, par, L, D, S, CP,
+            nsat, T, z, mu_s, var_s, c3_s, score, det)
     elif direction != 0 and not fb:              # one-sided, no fallback, still counting
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
