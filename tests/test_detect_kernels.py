@@ -9,13 +9,10 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import prange
 
 import detect_reference as ref
-from engine.config import njit
 from engine.detect import Detectors, DetectorState
 from engine.detect.counts import count_score
-from engine.detect.kernels import _claim
 from engine.detect.scan import build_zones, scan_indicator, clogc_table, MAX_CLUSTERS
 from engine.detect.seasonal import phase_bins
 from engine.detect.special import (betainc, gammainc_p, gammainc_q, nbinom_cdf, nbinom_sf, poisson_cdf,
@@ -725,24 +722,3 @@ def test_count_pass_is_compiled_for_512_bit_vectors():
     assert '"prefer-vector-width"="512"' in cvp.inspect_llvm(sig)
     if host_has_avx512():
         assert "zmm" in cvp.inspect_asm(sig)
-
-
-@njit(parallel=True)
-def _claim_all(n, nw, owner):
-    """Each of ``nw`` workers claims items from one counter (:func:`engine.detect.kernels._claim`, as
-    ``update_kernel`` claims its chunks) until ``n`` are taken, counting each claim."""
-    ctr = np.zeros(1, dtype=np.int64)
-    for w in prange(nw):
-        while True:
-            k = _claim(ctr)
-            if k >= n:
-                break
-            owner[k] += 1
-
-
-def test_claim_takes_every_item_once():
-    """The chunk counter: every item is claimed by exactly one worker, whatever the thread count."""
-    for nw in (1, 2, 3, 8):
-        owner = np.zeros(5000, dtype=np.int64)
-        _claim_all(5000, nw, owner)
-        assert (owner == 1).all()

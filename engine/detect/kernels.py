@@ -186,19 +186,6 @@ def _keep(typingctx, t):
     return types.void(t), codegen
 
 
-@intrinsic
-def _claim(typingctx, a):
-    """``a[0]``'s value before an atomic add of 1 (``atomicrmw add``, monotonic: only the counter's own
-    order matters): the next chunk a worker of :func:`update_kernel` takes. ``a`` is a C-contiguous
-    int64 array shared by the workers."""
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return builder.atomic_rmw("add", data, llvm_ir.Constant(llvm_ir.IntType(64), 1), "monotonic")
-    if not (isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C"):
-        return None
-    return types.int64(a), codegen
-
-
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -1413,7 +1400,6 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
     nw = min(max(n_workers, 1), max(n_chunks, 1))
     lanes_on = spatial and n_reg > 1     # the spatial pass batched over the chunk's rows (LANES at a time)
     min_nb = int(par[P_SPATIAL_MIN])
-    next_chunk = np.zeros(1, dtype=np.int64)    # the chunks are claimed in turn (:func:`_claim`)
     for w in prange(nw):
         # the worker's scratch (held by ``own`` up to :func:`_keep` below) and the arrays it hands on, not
         # reference counted in its loops (:func:`_borrow`: no atomic update a call or a view)
@@ -1430,12 +1416,8 @@ def update_kernel(V, phase_d, phase_w, season, direction, is_count, warn, alarm,
         L_b, D_b, S_b, CP_b, CN_b, N_b, T_b = _borrow(L), _borrow(D), _borrow(S), _borrow(CP), _borrow(CN), _borrow(N), _borrow(T)
         shape_b, visits_b, par_b, adj_ptr_b, adj_idx_b = _borrow(shape), _borrow(visits), _borrow(par), _borrow(adj_ptr), _borrow(adj_idx)
         season_b, both_slot_b, scan_slot_b = _borrow(season), _borrow(both_slot), _borrow(scan_slot)
-        next_b = _borrow(next_chunk)
         ci16 = ci.view(np.int16)    # a steady row's counts go here (scratch: neither read nor kept)
-        while True:
-            ch = _claim(next_b)     # the next chunk not yet taken: a worker slowed by the other's load takes fewer
-            if ch >= n_chunks:
-                break
+        for ch in range(w, n_chunks, nw):
             nl = 0
             for i in range(ch * CHUNK, min(n_ind, (ch + 1) * CHUNK)):
                 ph = phase_w if season_b[i] == 2 else phase_d
