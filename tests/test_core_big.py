@@ -215,3 +215,49 @@ def test_cycle_bytes_counts_the_load(city, catalog):
     assert abs(p.cycle_bytes(records=0, snap_records=sr) - base - 52 * sr - 16 * p.members_reread(sr)) <= 1
     assert p.cycle_bytes() == p.cycle_bytes(snap_records=0.02 * p.snap_nent.sum())
     assert base > 4 * len(catalog) * city.n_regions
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_cycles_equal_serial(city, catalog, monkeypatch, fused):
+    """The threaded driver's fused cycles (``STEP_FUSED``: the snapshot records on the caller's
+    thread, then one dispatch in which each thread advances, bins, adds and computes the values of
+    its own share of the bases, ``Engine._fused_part``; then the derived columns) give the serial
+    driver's values and end state bit for bit, at the finest level and a coarser one (roll-up
+    parts), late records included; and so do the stage-by-stage cycles on the same masks. The
+    masks keep a share denominator's base with the rows that read it."""
+    import numba
+
+    import engine.core.engine as E
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two numba threads")
+    steps = random_steps(city, catalog, K0, 10, seed=29, n_ev=500, n_rd=300, n_sn=300, late_frac=0.3)
+    monkeypatch.setattr(E, "BIN_SPLIT_MIN", 1)
+    monkeypatch.setattr(E, "SHARE_RECORDS_MIN", 1)
+    monkeypatch.setattr(E, "STEP_FUSED", fused)
+    calls = []
+    part = Engine._fused_part
+    monkeypatch.setattr(Engine, "_fused_part", staticmethod(lambda *a: (calls.append(len(a[3])), part(*a))[1]))
+    levels = [None if i % 3 else city.levels[1] for i in range(len(steps))]
+
+    def run(mode):
+        monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", mode)
+        eng = Engine(city, catalog)
+        return eng, [eng.step(rec, at=k * C, level=lv).value.values.copy() for (k, rec), lv in zip(steps, levels)]
+
+    ser, want = run("0")
+    thr, got = run("1")
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert thr.state.equals(ser.state)
+    assert int(thr.state.cmax[0]) == int(ser.state.cmax[0])
+    p = thr.plan
+    masks = thr._bmasks
+    assert len(masks) >= 2 and (np.sum(masks, axis=0) == 1).all()
+    two = p.ind_blk2 >= 0
+    for m in masks:
+        assert (m[p.ind_base[two]] == m[p.blk_base[p.ind_blk2[two]]]).all()
+    if fused:  # every cycle fused (the bases weighed from the first), every base in one call a cycle
+        assert len(calls) == len(masks) * len(steps) and sum(calls) == p.n_bases * len(steps)
+    else:
+        assert not calls
