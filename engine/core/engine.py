@@ -55,13 +55,6 @@ SHARE_RECORDS_MIN = 100_000
 #: events and readings of a cycle from which the threaded driver for big cities bins them on
 #: every thread, each for its own bases (:meth:`Engine._bin_masks`); fewer: on the caller's thread
 BIN_SPLIT_MIN = 20_000
-#: such cycles run advance, binning, add and values of each thread's share of the bases in one
-#: dispatch (:meth:`Engine._run_threads`); False: stage by stage, the binning split alone
-STEP_FUSED = True
-#: the fused shares' balance (:meth:`Engine._bin_masks`): CPU ms a 6,000-region step of the add,
-#: the values and the binning (docs/core.md, twentieth session), each spread over the bases by its
-#: own estimate
-FUSE_WEIGHTS = (24.0, 32.0, 12.5)
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads
 PREPARE_PARALLEL_MIN = 250_000
@@ -690,27 +683,21 @@ class Engine:
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
     def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
-        """:func:`kernels.run_cycles` with the stages of each cycle split over the numba thread
-        count of Python threads (the kernels release the GIL). A cycle with at least
-        :data:`BIN_SPLIT_MIN` events and readings (once the bases are weighed, :meth:`_bin_masks`)
-        takes two dispatches when :data:`STEP_FUSED`: first the snapshot records on this thread
-        (:func:`kernels.snap_apply`: the latest values and changed-series flags, which only the
-        add reads), then on each thread, for its own share of the bases (:meth:`_bin_masks`:
-        the rows go with their bases, share denominators included), the advance, the binning
-        (:func:`kernels.bin_part`, each thread its own ``cmax``), the add and the values of its
-        rows, with no wait between (:meth:`_fused_part`); then the derived rows by column ranges
-        of the regions, two a thread (:meth:`_derived_cuts`, :func:`kernels.derived_cols`). Other
-        cycles run stage by stage: the advance and the add by bases and the values by rows, four
-        shares a thread (:meth:`_shares`), the binning on this thread (or split by the masks,
-        without :data:`STEP_FUSED`), the derived rows as above. Every base, row and value is
-        computed by one thread with the serial kernel's operations, each base's stages in the
-        serial order: the same numbers bit for bit."""
+        """:func:`kernels.run_cycles` with stages 1, 3b + 4, 5 and the derived rows of each cycle
+        split over the numba thread count of Python threads (the kernels release the GIL): the
+        advance and the add by bases and the values by rows, four shares a thread (:meth:`_shares`),
+        the derived rows by column ranges of the regions, two a thread (:meth:`_derived_cuts`,
+        :func:`kernels.derived_cols`); stage 2 / 3a (binning, snapshot records) of a cycle with at
+        least :data:`BIN_SPLIT_MIN` events and readings by bases, one share a thread
+        (:meth:`_bin_masks`, :func:`kernels.bin_part`: each thread its own ``cmax``; the snapshot
+        records on the first), else on this thread. Every base, row and value is computed by one
+        thread with the serial kernel's operations: the same numbers bit for bit."""
         import numba
 
         nt = numba.get_num_threads()
         pool = _thread_pool(nt)
         bases, rows = self._shares(4 * nt)
-        scr = self._scratch(max(len(rows), nt))
+        scr = self._scratch(len(rows))
         cols = self._derived_cuts(2 * nt)
         P = self._P
         masks = self._bin_masks(nt, EV, RD) if nt > 1 else None
@@ -727,10 +714,6 @@ class Engine:
                 tuples.append(tuple(s))
             bins = [(K.bin_part, 0, 0, EV, RD, SN, P, tuples[j], m, j == 0) for j, m in enumerate(masks)]
             nrec = (EV[4][1:] - EV[4][:-1]) + (RD[4][1:] - RD[4][:-1])
-            fparts = self._fuse_parts(masks) if STEP_FUSED else None
-            sn_t, sn_c, sn_v, sn_o = SN
-            i_val, i_time = K.S_FIELDS.index("st_value"), K.S_FIELDS.index("st_time")
-            i_dirty = len(K.S_FIELDS) + K.S_SCRATCH.index("sdirty")
 
         def run(calls):
             _run_all(pool, calls)
@@ -738,99 +721,36 @@ class Engine:
         for t in range(T):
             k = k0 + t
             tt = t - (T - ncomp)
-            if masks is not None and nrec[t] >= BIN_SPLIT_MIN and fparts is not None:
-                if sn_o[t + 1] > sn_o[t]:
-                    K.snap_apply(sn_o[t], sn_o[t + 1], sn_t, sn_c, sn_v, S[i_val], S[i_time], P[42], P[43], P[28],
-                                 S[i_dirty])
-                run([(self._fused_part, k, t, tt, b, r, EV, RD, SN, P, tuples[j], O, D, num, den, parts, scr[j], m)
-                     for j, (b, r, m) in enumerate(fparts)])
+            run([(K.advance_bases, k, b, P, S) for b in bases])
+            if masks is not None and nrec[t] >= BIN_SPLIT_MIN:
+                run([(f, k, t, *a) for f, _, _, *a in bins])
             else:
-                run([(K.advance_bases, k, b, P, S) for b in bases])
-                if masks is not None and nrec[t] >= BIN_SPLIT_MIN:
-                    run([(f, k, t, *a) for f, _, _, *a in bins])
-                else:
-                    K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
-                run([(K.add_bases, k, b, P, S) for b in bases])
-                if tt >= 0:
-                    run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
-            if tt >= 0 and len(self._DP[4]) > 0:
-                run([(K.derived_cols, tt, self._DP, O, D, self._stack, r0, r1) for r0, r1 in cols])
+                K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
+            run([(K.add_bases, k, b, P, S) for b in bases])
+            if tt >= 0:
+                run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
+                if len(self._DP[4]) > 0:
+                    run([(K.derived_cols, tt, self._DP, O, D, self._stack, r0, r1) for r0, r1 in cols])
         if masks is not None:
             S[i_cmax][0] = max(int(x[i_cmax][0]) for x in tuples)
 
-    @staticmethod
-    def _fused_part(k, t, tt, bases, rows, EV, RD, SN, P, S, O, D, num, den, parts, scr, mask) -> None:
-        """One thread's cycle ``k`` for its share of the bases (:meth:`_run_threads`): advance, bin
-        (snapshot records applied before, by the caller), add, then the values of the rows of the
-        share (``tt >= 0``). ``S``: the state tuple with the thread's own ``cmax``."""
-        K.advance_bases(k, bases, P, S)
-        K.bin_part(k, t, EV, RD, SN, P, S, mask, False)
-        K.add_bases(k, bases, P, S)
-        if tt >= 0:
-            K.values_rows(tt, rows, P, S, O, D, num, den, parts, scr)
-
-    def _fuse_parts(self, masks: list) -> list:
-        """(bases, rows, mask) of each of ``masks`` for the fused dispatch of :meth:`_run_threads`:
-        the bases of the mask and the indicator positions whose bases (share denominators
-        included: :meth:`_bin_masks` keeps them together) are in it. Cached per masks list."""
-        if getattr(self, "_fparts_for", None) is masks:
-            return self._fparts
-        p = self.plan
-        rows = self._all_rows
-        out = []
-        for m in masks:
-            ok = m[p.ind_base[rows]] != 0
-            two = p.ind_blk2[rows] >= 0
-            if (m[p.blk_base[p.ind_blk2[rows][two]]] != ok[two]).any():
-                raise AssertionError("a share denominator's base in another share")
-            out.append((np.flatnonzero(m).astype(np.int64), np.ascontiguousarray(rows[ok], np.int64), m))
-        self._fparts, self._fparts_for = out, masks
-        return out
-
     def _bin_masks(self, parts: int, EV: tuple, RD: tuple):
         """``parts`` disjoint uint8 masks of the bases (together every base) for the threaded
-        driver (:meth:`_run_threads`): each thread's share of the binning (:func:`kernels.bin_part`)
-        and, fused, of the advance, add and values. A base and the bases its rows read (an event
-        share's denominator base) stay in one mask; these groups are dealt heaviest first to the
-        lightest share by their estimated work a cycle (:data:`FUSE_WEIGHTS`: records binned per
-        base, :meth:`_record_weights`; the add's and the values' weights of :meth:`_base_shares`);
-        ``None`` (bin on one thread) until a call has had enough records to weigh the bases. Any
-        partition gives the same numbers (each base's records are binned by one thread, in order,
-        and its stages run in the serial order)."""
+        driver's binning (:func:`kernels.bin_part`), each about the same records binned per cycle
+        (:meth:`_record_weights`: bases dealt heaviest first to the lightest share); ``None`` (bin
+        on one thread) until a call has had enough records to weigh the bases. Any partition gives
+        the same numbers (each base's records are binned by one thread, in order)."""
         if getattr(self, "_bmasks_for", None) == parts:
             return self._bmasks
         recw = self._record_weights(EV, RD)
         if recw is None:
             return None
-        p = self.plan
-        B = p.n_bases
-        comp = np.arange(B)
-        two = p.ind_blk2 >= 0
-        pairs = sorted(set(zip(p.ind_base[two].tolist(), p.blk_base[p.ind_blk2[two]].tolist())))
-        changed = True
-        while changed:  # (the least base of each connected group: a few passes over ~100 pairs)
-            changed = False
-            for a, b in pairs:
-                m = min(comp[a], comp[b])
-                if comp[a] != m or comp[b] != m:
-                    comp[comp == comp[a]] = m
-                    comp[comp == comp[b]] = m
-                    changed = True
-        nser = np.diff(p.base_ser0).astype(np.float64)
-        w_base = nser * (1 + np.diff(p.base_blk_ptr) + 2 * np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
-            + np.diff(p.mem_ptr)
-        w_rows = np.bincount(p.ind_base, weights=nser[p.ind_base] + p.n_regions, minlength=B)[:B]
-        wa, wv, wb = FUSE_WEIGHTS
-        w = wa * w_base / max(w_base.sum(), 1.0) + wv * w_rows / max(w_rows.sum(), 1.0) \
-            + wb * recw / max(recw.sum(), 1.0)
-        wc = np.bincount(comp, weights=w, minlength=B)
         load = [0.0] * parts
-        cowner = np.zeros(B, np.int64)
-        for c in np.argsort(-wc, kind="stable").tolist():
+        owner = np.zeros(len(recw), np.int64)
+        for b in np.argsort(-recw, kind="stable").tolist():
             j = min(range(parts), key=load.__getitem__)
-            cowner[c] = j
-            load[j] += float(wc[c])
-        owner = cowner[comp]
+            owner[b] = j
+            load[j] += float(recw[b])
         self._bmasks = [(owner == j).astype(np.uint8) for j in range(parts)]
         self._bmasks_for = parts
         return self._bmasks
