@@ -391,8 +391,13 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     lms_div = shsq if shsq > _1 else _1
     amp_k = _fence(a_amp * sh32 / lms_div)   # one division, before the loop (:func:`_fence`)
     dirf = np.float32(direction)
-    two = direction == 0
-    side = _1 if direction >= 0 else -_1       # the sign of the residual that moves CP
+    if CN is None:
+        two = False        # one-sided (every caller without a C- row): compiled out of the body
+    else:
+        two = direction == 0
+    # the sign of the residual that moves CP, fenced: LLVM otherwise sees a select of +-1 and turns the
+    # product into a branch a trip around a sign flip; a product by +-1 is exact (the same bits)
+    side = _fence(_1 if direction >= 0 else -_1)
     # A rolling-window indicator's residuals overlap ``span`` cycles, so the long-run variance of
     # their sum is ``span`` times what the CUSUM assumes: its stationary tail exp(-2kC) is really
     # exp(-2kC / span).
@@ -419,9 +424,11 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         xv = np.float32(x[r])
         if N is None:
             n = nsat_f
+            first = False       # a steady row: nsat > 0 (the caller's guarantee, :func:`_step_cat`)
         else:
             nr = np.float32(N[r])                       # read unconditionally: a load under a branch
             n = nsat_f if steady else nr                # would keep LLVM from vectorising the loop
+            first = n == _0
         l = L[r]
         d = D[r]
         s = S[r]
@@ -429,16 +436,21 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         if T is not None:
             t0 = T[r]
             tg = value_tag(xv)
-            rep = ok & (n != _0) & ((xv != _0) | any_val) & (np.int32(t0) == tg) & no_cnt
+            rep = ok & (first == False) & ((xv != _0) | any_val) & (np.int32(t0) == tg) & no_cnt
             T[r] = np.uint8(tg) if ok else t0
         else:
             rep = False
-        first = n == _0
-        warm = ok & (n >= warm_f) & (n != _0)          # bitwise: no branch (the loop vectorises)
-        # scored from the observation that completes the warm-up (a fresh value is scored before
-        # it is learned; a held repeat only once the warm-up is learned), so a daily series is
-        # first scored at a report's own cycle, not at the held repeat a cycle later
-        warm_s = ok & ((n >= warm_f) | ((rep == False) & (n + _1 >= warm_f))) & (n != _0)  # noqa: E712
+        if N is None:
+            # a steady row: every series warm (the caller's guarantee, ``nsat >= warmup > 0``), so
+            # the warm tests are compiled out rather than a run-time branch on an invariant a trip
+            warm = ok
+            warm_s = ok
+        else:
+            warm = ok & (n >= warm_f) & (n != _0)          # bitwise: no branch (the loop vectorises)
+            # scored from the observation that completes the warm-up (a fresh value is scored before
+            # it is learned; a held repeat only once the warm-up is learned), so a daily series is
+            # first scored at a report's own cycle, not at the held repeat a cycle later
+            warm_s = ok & ((n >= warm_f) | ((rep == False) & (n + _1 >= warm_f))) & (n != _0)  # noqa: E712
         sc_ok = warm_s & judge                          # scored (warm, and its bin has been seen)
         hold = rep | (xv != xv) | (unj & warm)          # nothing to learn (but the profile bin)
         # baseline
@@ -463,8 +475,13 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         q = math.sqrt(q2)
         g = _1 / (q2 * (q + a))
         omw = _4 * q * g
-        tail = _05 * omw * omw * (_1 + _05 * a * q * (q + a) * g)
-        if direction == 0:
+        if CN is None:
+            # one-sided: ``1 - tail`` is tail's one use, and ``contract`` would fuse its last product
+            # into an FMA (other bits than the general case, where tail has two uses): kept apart
+            tail = _mul_nofuse(_05 * omw * omw, _1 + _05 * a * q * (q + a) * g)
+        else:
+            tail = _05 * omw * omw * (_1 + _05 * a * q * (q + a) * g)
+        if two:
             sc1 = _1 - _2 * tail
         else:
             sc1 = _1 - tail if dirf * zr > _0 else _0
@@ -563,7 +580,7 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
         inv_d = _1 / d
         dx = (xv - l) * inv_d
         delta = _push(dx, sh32, shclip * sigma * inv_d if (warm and clip_on) else sclip_d, sclip_d, d)
-        use = seasonal & ok & (n != _0) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
+        use = seasonal & ok & (first == False) & (d > _0) & (rep == False)  # noqa: E712 (bitwise: vectorises)
         acc += delta if use else _0
         acc_u += delta + sh32 if use else _0            # for the overwrite: no cancellation with sh
         cnt += _1 if use else _0
@@ -1110,23 +1127,27 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
     seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
         x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
         want_baseline, scan_mu, scan_on, judge_unset)
-    if direction != 0 and not fb and steady:   # one-sided, no fallback, steady: counts neither read nor kept
+    # the lean steady cases (``N`` None) take every series as warm: only for rows where that holds
+    # (``nsat >= warmup > 0``: every steady row of :class:`engine.detect.detectors.Detectors`, whose
+    # ``nsat`` is at least ``warmup``); any other steady row runs the general case below
+    warm_all = steady and nsat >= wu and nsat > 0
+    if direction != 0 and not fb and warm_all:  # one-sided, no fallback, steady: counts neither read nor kept
         acc, acc_u, acc2, acc2_u, cnt, nmin = _lean_steady(
             x, np.float32(sh), seasonal, direction, is_count, wu, span, clip_on, judge, hold_mode, par, L, D, S, CP,
             nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif direction != 0 and not fb:              # one-sided, no fallback, still counting
+    elif direction != 0 and not fb and not steady:   # one-sided, no fallback, still counting
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), None, False, seasonal, direction, is_count, wu, span, clip_on, False, judge,
             hold_mode, par, L, D, S, CP, None, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif direction != 0 and steady:              # one-sided, the weekly fallback, steady
+    elif direction != 0 and fb and warm_all:     # one-sided, the weekly fallback, steady
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, None, None, True, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    elif direction != 0:                         # one-sided, the weekly fallback, still counting
+    elif direction != 0 and fb and not steady:   # one-sided, the weekly fallback, still counting
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), sh2, True, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, None, NL, False, nsat, T, z, mu_s, var_s, c3_s, score, det)
-    else:                                        # two-sided (3 % of the catalog): the general case
+    else:                  # two-sided (3 % of the catalog), or steady and not all warm: the general case
         acc, acc_u, acc2, acc2_u, cnt, nmin = _row_pass(
             x, np.float32(sh), sh2, fb, seasonal, direction, is_count, wu, span, clip_on, clip2, judge,
             hold_mode, par, L, D, S, CP, CN, NL, steady, nsat, T, z, mu_s, var_s, c3_s, score, det)
