@@ -777,3 +777,37 @@ def test_lean_steady_cases_equal_the_row_pass(hold_mode):
                 assert s0[4:] == s1[4:]
                 np.testing.assert_allclose(s1[:4], s0[:4], rtol=1e-5, atol=1e-5)
                 assert (s0[4] > 0) == seasonal
+
+
+@pytest.mark.parametrize("nsat", [0, 3, 40])
+def test_steady_rows_equal_counted_rows(nsat):
+    # a steady row's lean case takes every series as warm (kernels._row_pass with N None); _step_cat
+    # routes a steady row whose nsat is below its warm-up (or 0) to the general case instead: either way
+    # a steady row scores and learns as a counted row whose every count is nsat (the shape sums may be
+    # added in another order: float32 ulps)
+    import copy
+
+    rng = np.random.default_rng(11)
+    det = _random_detectors(rng, n_ind=12, n_reg=40, spatial=False)
+    t0 = np.datetime64("2024-03-04T00:00")
+    for t in range(30):
+        det.update(_values(rng, det, t), t0 + np.timedelta64(t, "h"))
+    v = _values(rng, det, 30)
+    v[0, :3] = det.state.level[0, :3]             # a few exact repeats (tags)
+    time = t0 + np.timedelta64(30, "h")
+    got = []
+    for steady in (True, False):
+        d = copy.deepcopy(det)
+        d.nsat[:] = nsat
+        d.state.steady[:] = steady
+        d.state.nobs[:] = nsat
+        score, code, _ = d.update(v, time)
+        got.append((score.copy(), code.copy(), d.state))
+    (s0, c0, st0), (s1, c1, st1) = got
+    assert s0.tobytes() == s1.tobytes()
+    assert c0.tobytes() == c1.tobytes()
+    for name in ("level", "spread", "scale", "cusum", "cusum_neg", "last_tag", "visits"):
+        assert getattr(st0, name).tobytes() == getattr(st1, name).tobytes(), name
+    np.testing.assert_allclose(st0.shape, st1.shape, rtol=1e-6, atol=1e-6)
+    stat = np.isnan(det.warn)                     # rows without catalog levels: scored once warm (warmup 5)
+    assert np.isfinite(s0[stat]).any() == (nsat >= 5)
