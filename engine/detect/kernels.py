@@ -329,7 +329,10 @@ def _row_pass(x, sh, sh2, fallback, seasonal, direction, is_count, warmup, span,
     inflate the scale).
     ``CN`` is None for a one-sided row, ``N`` None for a steady row (every series observed at
     least ``nsat`` cycles: warm, learning at its fixed rates, so its count is neither read
-    nor written and is taken as ``nsat``); ``sh2`` None without the fallback. All three are
+    nor written and is taken as ``nsat``; the caller guarantees ``nsat >= warmup > 0``, so the
+    warm tests are compiled out: :func:`_step_cat` runs any other steady row in the general case);
+    ``sh2`` None without the fallback. Without ``CN`` (one-sided) ``direction`` is +-1 and its
+    two-sided branches are compiled out too. All three are
     resolved at compile time (numba prunes ``is None`` branches of arguments). :func:`_step`
     compiles five of the eight cases (docs/detect.md, "Row pass compile and speed ... (sixth
     session)"): the four one-sided ones (``CN`` None; ``N`` None or not; ``sh2`` None or not),
@@ -1122,8 +1125,10 @@ def _step_cat(x, phase, phase_fb, season, direction, is_count, warn, alarm, warm
     case (run-time ``steady`` / ``fallback``): five compiled cases instead of eight, one
     compile of this function instead of four (docs/detect.md, "Row pass compile and speed ...
     (sixth session)"). The steady one-sided case, 97 % of issue 4's rows, is itself compiled four times, by
-    ``is_count`` and ``seasonal`` (:func:`_lean_steady`). Returns the row's smallest observation count
-    after this cycle."""
+    ``is_count`` and ``seasonal`` (:func:`_lean_steady`). The steady cases (``NL`` None) take every
+    series as warm: a steady row with ``nsat`` below its warm-up (or 0; never one of
+    :class:`engine.detect.detectors.Detectors`, whose ``nsat`` is at least ``warmup``) runs the general
+    case. Returns the row's smallest observation count after this cycle."""
     seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2 = _row_bins(
         x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, shape, visits, expected, scale,
         want_baseline, scan_mu, scan_on, judge_unset)
