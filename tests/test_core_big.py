@@ -215,3 +215,59 @@ def test_cycle_bytes_counts_the_load(city, catalog):
     assert abs(p.cycle_bytes(records=0, snap_records=sr) - base - 52 * sr - 16 * p.members_reread(sr)) <= 1
     assert p.cycle_bytes() == p.cycle_bytes(snap_records=0.02 * p.snap_nent.sum())
     assert base > 4 * len(catalog) * city.n_regions
+
+
+@pytest.mark.parametrize("nt", [1, 2, 3])
+def test_guided_pieces_partition_heaviest_first(nt):
+    """``Engine._guided``: the pieces are contiguous runs of ``idx`` that together are ``idx``
+    (each element once), handed out heaviest first; a piece costs at most about the remaining
+    cost over ``2 nt`` (one element may be more), so the last ones are small."""
+    rng = np.random.default_rng(nt)
+    cost = rng.gamma(0.5, size=300)
+    cost[17] = cost.sum()  # one element heavier than all the others
+    idx = np.arange(1000, 1300, dtype=np.int64)
+    pieces = Engine._guided(cost, idx, nt)
+    assert np.array_equal(np.sort(np.concatenate(pieces)), idx)
+    for p in pieces:
+        assert np.array_equal(p, np.arange(p[0], p[0] + len(p)))
+    c = [float(cost[p - 1000].sum()) for p in pieces]
+    assert c == sorted(c, reverse=True)
+    total = cost.sum()
+    assert c[0] == pytest.approx(cost[17]) or c[0] <= total / (2 * nt) + cost.max()
+    assert min(c) <= 1.5 * total / (16 * nt) + 1e-9
+    assert len(pieces) >= 2 * nt
+
+
+def test_threaded_steps_calibrated_equal_serial(city, catalog, monkeypatch):
+    """The threaded driver times its add and values pieces over the first cycles
+    (``SHARE_CALIBRATE_CYCLES``, the first not used) and cuts them again by that cost
+    (``Engine._thread_shares`` / ``_calibrate``): the new pieces still cover every base and row
+    once, and the steps before, during and after equal the serial driver's bit for bit."""
+    import numba
+
+    import engine.core.engine as core_engine
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(core_engine, "SHARE_CALIBRATE_CYCLES", 3)
+    steps = random_steps(city, catalog, K0, 8, seed=23)
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "0")
+    ser = Engine(city, catalog)
+    want = [ser.step(rec, at=k * C).value.values.copy() for k, rec in steps]
+    monkeypatch.setenv("CITYVITALS_CORE_PARALLEL", "1")
+    eng = Engine(city, catalog)
+    est = None
+    for i, (k, rec) in enumerate(steps):
+        got = eng.step(rec, at=k * C).value.values
+        assert np.array_equal(got, want[i], equal_nan=True)
+        ts = eng._tshares
+        if i == 0:
+            est = [list(ts["bases"]), list(ts["rows"])]
+            assert len(est[0]) > 4 and ts["t"] is not None
+        if i == 2:  # three timed cycles: cut again for the next step
+            assert ts["t"] is None
+    assert eng.state.equals(ser.state)
+    ts = eng._tshares
+    for name, all_ in (("bases", eng._all_bases), ("rows", eng._all_rows)):
+        assert np.array_equal(np.sort(np.concatenate(ts[name])), all_)
+    assert [list(map(len, x)) for x in (ts["bases"], ts["rows"])] != [list(map(len, x)) for x in est]

@@ -55,6 +55,13 @@ SHARE_RECORDS_MIN = 100_000
 #: events and readings of a cycle from which the threaded driver for big cities bins them on
 #: every thread, each for its own bases (:meth:`Engine._bin_masks`); fewer: on the caller's thread
 BIN_SPLIT_MIN = 20_000
+#: cycles of the threaded driver for big cities whose add and values calls are timed (thread CPU)
+#: before their shares are cut again by that measured cost (:meth:`Engine._shares`): the estimate
+#: misjudged a share by up to 3x at 6,000 regions, and one thread idled at each stage's end; the
+#: first cycle is not used (its calls may compile or load the kernels) and a piece's least time of
+#: the others is (the records change from cycle to cycle, and a thread can be held up)
+SHARE_CALIBRATE_CYCLES = 4
+SHARE_CALIBRATE_PIECES = 64
 #: records of a group per thread from which their preparation (:func:`kernels.record_keys`) is
 #: split over the numba thread count of threads (~0.9 ms of mapping a part at 8.5 ns a record, against
 #: ~0.1 ms to hand one to the pool: a 6,000-region step's 281 k readings go on two threads)
@@ -263,6 +270,15 @@ def _run_calls(calls, take, errs) -> None:
             f(*args)
         except BaseException as e:  # noqa: BLE001 (raised by _run_all once every call ended)
             errs[i] = e
+
+
+def _timed(acc: np.ndarray, j: int, f, *args) -> None:
+    """``f(*args)``, its thread CPU time added to ``acc[j]`` (the threaded driver's calibration)."""
+    import time
+
+    t0 = time.thread_time()
+    f(*args)
+    acc[j] += time.thread_time() - t0
 
 
 def to_ns(at) -> int:
@@ -700,23 +716,82 @@ class Engine:
     def _shares(self, parts: int) -> tuple:
         """(bases, rows): ``parts`` contiguous shares of the bases and of the indicator positions,
         each about the same work (series touched, weighted by the blocks, extremes and sorted
-        windows of a base; a row's series), for the threaded driver."""
+        windows of a base; a row's series), for the threaded driver (its calibration:
+        :meth:`_thread_shares`)."""
         if getattr(self, "_shares_for", None) == parts:
             return self._shares_cache
+        w_base, w_row = self._share_weights()
+        self._shares_cache = (self._split(w_base, self._all_bases, parts), self._split(w_row, self._all_rows, parts))
+        self._shares_for = parts
+        return self._shares_cache
+
+    def _share_weights(self) -> tuple:
+        """(per base, per row) estimated work of the add and of the values (:meth:`_shares`)."""
         p = self.plan
         nser = np.diff(p.base_ser0).astype(np.float64)
         w_base = nser * (1 + np.diff(p.base_blk_ptr) + np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
             + np.diff(p.mem_ptr)
-        w_row = nser[p.ind_base] + 1
+        return w_base, nser[p.ind_base] + 1
 
-        def split(w, idx):
-            cum = np.cumsum(w)
-            cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts) if len(w) else []
-            return [x for x in np.split(idx, cuts) if len(x)]
+    @staticmethod
+    def _split(w, idx, parts: int) -> list:
+        """``idx`` cut into ``parts`` contiguous pieces of about the same total ``w`` (empty dropped)."""
+        cum = np.cumsum(w)
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts) if len(w) else []
+        return [x for x in np.split(idx, cuts) if len(x)]
 
-        self._shares_cache = (split(w_base, self._all_bases), split(w_row, self._all_rows))
-        self._shares_for = parts
-        return self._shares_cache
+    def _thread_shares(self, nt: int) -> dict:
+        """The threaded driver's pieces of the bases (advance, add) and of the rows (values) for
+        ``nt`` threads: first :data:`SHARE_CALIBRATE_PIECES` pieces of the estimated work
+        (:meth:`_share_weights`), whose add and values calls are timed (thread CPU) over
+        :data:`SHARE_CALIBRATE_CYCLES` cycles; then (:meth:`_calibrate`) pieces cut by that
+        measured cost (:meth:`_guided`). The estimate alone misjudged a share of 1/8 by up to 3x
+        at 6,000 regions (one thread idle at each stage's end). Any partition gives the same
+        numbers (each base and row computed by one thread as the serial kernel does)."""
+        got = getattr(self, "_tshares", None)
+        if got is not None and got["nt"] == nt:
+            return got
+        w_base, w_row = self._share_weights()
+        m = SHARE_CALIBRATE_PIECES
+        bases, rows = self._split(w_base, self._all_bases, m), self._split(w_row, self._all_rows, m)
+        self._tshares = dict(nt=nt, bases=bases, rows=rows, w=(w_base, w_row),
+                             t=(np.zeros((SHARE_CALIBRATE_CYCLES, len(bases))),
+                                np.zeros((SHARE_CALIBRATE_CYCLES, len(rows)))), n=0)
+        return self._tshares
+
+    def _calibrate(self, ts: dict) -> None:
+        """After :data:`SHARE_CALIBRATE_CYCLES` timed cycles, cut the bases and rows of ``ts``
+        (:meth:`_thread_shares`) again by each element's estimate scaled by its piece's measured
+        cost (least of the cycles after the first) over its piece's estimate (:meth:`_guided`);
+        the timing stops."""
+        if ts["t"] is None or ts["n"] < SHARE_CALIBRATE_CYCLES:
+            return
+        for name, w, t in zip(("bases", "rows"), ts["w"], ts["t"]):
+            pieces = ts[name]
+            t = t[1:].min(axis=0)
+            cost = np.concatenate([w[s] * (tj / max(float(w[s].sum()), 1e-300)) for s, tj in zip(pieces, t)])
+            if np.isfinite(cost).all() and cost.sum() > 0:
+                ts[name] = self._guided(cost, np.concatenate(pieces), ts["nt"])
+        ts["t"] = None
+
+    @staticmethod
+    def _guided(cost: np.ndarray, idx: np.ndarray, nt: int) -> list:
+        """``idx`` (in its order) cut into contiguous pieces for ``nt`` threads taking the next
+        piece as they finish (:func:`_run_all`): each piece about the remaining cost over
+        ``2 nt``, none below the total over ``16 nt`` (smaller pieces toward the end, so a
+        thread that finishes last waits less for the others); returned heaviest first."""
+        cum = np.cumsum(cost)
+        total = float(cum[-1])
+        pieces, lo, done, n = [], 0, 0.0, len(idx)
+        while lo < n:
+            target = max((total - done) / (2 * nt), total / (16 * nt))
+            hi = min(n, max(lo + 1, int(np.searchsorted(cum, done + target, side="right"))))
+            if n - hi and cum[-1] - cum[hi - 1] < 0.5 * total / (16 * nt):
+                hi = n  # (no sliver at the end)
+            pieces.append((float(cum[hi - 1] - done), idx[lo:hi]))
+            done, lo = float(cum[hi - 1]), hi
+        order = sorted(range(len(pieces)), key=lambda i: -pieces[i][0])
+        return [pieces[i][1] for i in order]
 
     def _derived_cuts(self, parts: int) -> list:
         """``parts`` column ranges ``(r0, r1)`` of the regions for :func:`kernels.derived_cols`, their
@@ -740,7 +815,8 @@ class Engine:
 
         nt = numba.get_num_threads()
         pool = _thread_pool(nt)
-        bases, rows = self._shares(4 * nt)
+        ts = self._thread_shares(nt)
+        bases, rows = ts["bases"], ts["rows"]
         scr = self._scratch(len(rows))
         cols = self._derived_cuts(2 * nt)
         P = self._P
@@ -762,6 +838,7 @@ class Engine:
         def run(calls):
             _run_all(pool, calls)
 
+        cal = ts if ts["t"] is not None and nt > 1 else None
         for t in range(T):
             k = k0 + t
             tt = t - (T - ncomp)
@@ -770,13 +847,23 @@ class Engine:
                 run([(f, k, t, *a) for f, _, _, *a in bins])
             else:
                 K.bin_snap(k, t, EV, RD, SN, P, S, self._all_mask)
-            run([(K.add_bases, k, b, P, S) for b in bases])
+            # (the add and values of a cycle with outputs, until enough are timed: a replay's call
+            # runs many)
+            timed = cal is not None and tt >= 0 and cal["n"] < SHARE_CALIBRATE_CYCLES
+            tb, tr = ((cal["t"][0][cal["n"]], cal["t"][1][cal["n"]]) if timed else (None, None))
+            run([(_timed, tb, j, K.add_bases, k, b, P, S) if timed else (K.add_bases, k, b, P, S)
+                 for j, b in enumerate(bases)])
             if tt >= 0:
-                run([(K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
+                run([(_timed, tr, j, K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) if timed else
+                     (K.values_rows, tt, r, P, S, O, D, num, den, parts, scr[j]) for j, r in enumerate(rows)])
                 if len(self._DP[4]) > 0:
                     run([(K.derived_cols, tt, self._DP, O, D, self._stack, r0, r1) for r0, r1 in cols])
+            if timed:
+                cal["n"] += 1
         if masks is not None:
             S[i_cmax][0] = max(int(x[i_cmax][0]) for x in tuples)
+        if cal is not None:
+            self._calibrate(ts)  # (the next call's pieces)
 
     def _bin_masks(self, parts: int, EV: tuple, RD: tuple):
         """``parts`` disjoint uint8 masks of the bases (together every base) for the threaded
