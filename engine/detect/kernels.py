@@ -40,7 +40,7 @@ from engine.detect.spatial import (
     spatial_score8w, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
-from engine.llvm_attrs import _wide
+from engine.llvm_attrs import _wide, host_has_avx512
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
@@ -730,6 +730,87 @@ COUNT_SCRATCH = 5
 _COUNT_SPARSE = np.float32(8.0)
 
 
+#: the count pass's dense compaction by 16-lane compress stores (:func:`_compress16`): only where numba
+#: compiles for AVX-512 (``vcompressps``); elsewhere LLVM would expand the intrinsic lane by lane
+_COMPRESS = host_has_avx512()
+
+
+def _flags16(builder, flag, r0):
+    """``flag[r0:r0 + 16] != 0`` (float32, unordered: as Python's ``!=``) as an LLVM ``<16 x i1>``."""
+    v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
+    fv = builder.load(builder.bitcast(builder.gep(flag.data, [r0]), v16.as_pointer()), align=4)
+    return builder.fcmp_unordered("!=", fv, llvm_ir.Constant(v16, None))
+
+
+def _compress_store(builder, vec, ptr, mask, m):
+    """``llvm.masked.compressstore``: the lanes of ``vec`` under ``mask``, in order, to ``ptr[m:]``; returns
+    ``m`` plus their number."""
+    vty = vec.type
+    fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [vty, vty.element.as_pointer(), mask.type])
+    name = f"llvm.masked.compressstore.v16{'f32' if isinstance(vty.element, llvm_ir.FloatType) else 'i32'}"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    builder.call(fn, [vec, builder.gep(ptr, [m]), mask])
+    i16 = builder.bitcast(mask, llvm_ir.IntType(16))
+    pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(16), [llvm_ir.IntType(16)]),
+                                         "llvm.ctpop.i16")
+    return builder.add(m, builder.zext(builder.call(pop, [i16]), m.type))
+
+
+def _c_f32(a):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32
+
+
+@intrinsic
+def _compress16(typingctx, dst, m, src, r0, flag):
+    """``dst[m:]`` <- the values of ``src[r0:r0 + 16]`` whose ``flag`` (same positions) is not 0, in order;
+    returns ``m`` plus their number (float32, C-contiguous 1-D arrays; ``r0 + 16 <= len(src)``, and
+    ``dst`` has room: the count pass's ``m <= r0``). One ``vcompressps`` on AVX-512: the count pass's
+    dense compaction and gather in one (docs/detect.md, "Count pass: the dense compaction by compress
+    stores ... (twenty-first session)"). The values are moved, not computed: the same bits as a loop."""
+    if not (_c_f32(dst) and _c_f32(src) and _c_f32(flag) and isinstance(m, types.Integer)
+            and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d, mm, s_, rr, f = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, s_)
+        fa = context.make_array(signature.args[4])(context, builder, f)
+        mm = context.cast(builder, mm, signature.args[1], types.intp)
+        rr = context.cast(builder, rr, signature.args[3], types.intp)
+        mask = _flags16(builder, fa, rr)
+        v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
+        vec = builder.load(builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer()), align=4)
+        return _compress_store(builder, vec, da.data, mask, mm)
+    return types.intp(dst, m, src, r0, flag), codegen
+
+
+@intrinsic
+def _compress16_iota(typingctx, dst, m, r0, flag):
+    """:func:`_compress16` of the positions ``r0, r0 + 1, ..., r0 + 15`` (int32) into ``dst`` (int32,
+    C-contiguous 1-D): the regions of the compacted series."""
+    if not (isinstance(dst, types.Array) and dst.ndim == 1 and dst.layout == "C" and dst.dtype == types.int32
+            and _c_f32(flag) and isinstance(m, types.Integer) and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d, mm, rr, f = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        fa = context.make_array(signature.args[3])(context, builder, f)
+        mm = context.cast(builder, mm, signature.args[1], types.intp)
+        rr = context.cast(builder, rr, signature.args[2], types.intp)
+        mask = _flags16(builder, fa, rr)
+        i32 = llvm_ir.IntType(32)
+        v16 = llvm_ir.VectorType(i32, 16)
+        base = builder.trunc(rr, i32)
+        splat = builder.shuffle_vector(builder.insert_element(llvm_ir.Constant(v16, llvm_ir.Undefined), base,
+                                                              llvm_ir.Constant(i32, 0)),
+                                       llvm_ir.Constant(v16, llvm_ir.Undefined), llvm_ir.Constant(v16, [0] * 16))
+        vec = builder.add(splat, llvm_ir.Constant(v16, list(range(16))))
+        return _compress_store(builder, vec, da.data, mask, mm)
+    return types.intp(dst, m, r0, flag), codegen
+
+
 @njit(fastmath=_FAST, inline="always")
 def _count_first(mu, var, od):  # pragma: no cover - compiled
     """A count's first mass and mass ratio (float32): ``log2 P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
@@ -828,6 +909,24 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     if n_tail * _COUNT_SPARSE < np.float32(n_reg):
         for r in range(n_reg):
             if cw[4, r] != _0:
+                ci[m] = r
+                cw[0, m] = mu_s[r]
+                cw[1, m] = var_s[r]
+                cw[2, m] = cw[3, r]
+                m += 1
+    elif n_tail > _0 and _COMPRESS:
+        # by 16 series: their flags as a mask, each of the four columns in one compress store (the
+        # dense loop's serial ``m`` and its scalar gather cost ~40 % of the pass, docs/detect.md,
+        # "Count pass: the dense compaction by compress stores ... (twenty-first session)")
+        mu_c, var_c, k_c, k_r, fl = cw[0], cw[1], cw[2], cw[3], cw[4]
+        nb = n_reg - n_reg % 16
+        for r0 in range(0, nb, 16):
+            _compress16(mu_c, m, mu_s, r0, fl)
+            _compress16(var_c, m, var_s, r0, fl)
+            _compress16(k_c, m, k_r, r0, fl)
+            m = _compress16_iota(ci, m, r0, fl)
+        for r in range(nb, n_reg):
+            if fl[r] != _0:
                 ci[m] = r
                 cw[0, m] = mu_s[r]
                 cw[1, m] = var_s[r]
