@@ -811,6 +811,46 @@ def _compress16_iota(typingctx, dst, m, r0, flag):
     return types.intp(dst, m, r0, flag), codegen
 
 
+@intrinsic
+def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
+    """The count pass's step 5 for 16 series ``r0 .. r0 + 15`` of a dense row: the flagged ones take the next
+    compacted scores ``res[j:]`` in order (an ``expandload``, the inverse of :func:`_compress16`), each
+    against its CUSUM's ``c3_s`` as the scalar scatter does (``c3 > sc`` wins as code 3, else code 2, code
+    0 where the best is not > 0); the other series keep their ``score`` and ``det``. Returns ``j`` plus
+    the number flagged. The same comparisons and selects a series as the scatter: the same bits."""
+    if not (_c_f32(score) and _c_f32(c3_s) and _c_f32(res) and _c_f32(flag) and isinstance(det, types.Array)
+            and det.ndim == 1 and det.layout == "C" and det.dtype == types.int8
+            and isinstance(j, types.Integer) and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        sa, da, ca, ra, fa = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 2, 3, 6))
+        jj = context.cast(builder, args[4], signature.args[4], types.intp)
+        rr = context.cast(builder, args[5], signature.args[5], types.intp)
+        f32, i8 = llvm_ir.FloatType(), llvm_ir.IntType(8)
+        v16, b16 = llvm_ir.VectorType(f32, 16), llvm_ir.VectorType(i8, 16)
+        mask = _flags16(builder, fa, rr)
+        fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
+        sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
+        ps = builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer())
+        pc = builder.bitcast(builder.gep(ca.data, [rr]), v16.as_pointer())
+        pd = builder.bitcast(builder.gep(da.data, [rr]), b16.as_pointer())
+        c3 = builder.load(pc, align=4)
+        cus = builder.fcmp_ordered(">", c3, sc)
+        best = builder.select(cus, c3, sc)
+        pos = builder.fcmp_ordered(">", best, llvm_ir.Constant(v16, None))
+        code = builder.select(cus, llvm_ir.Constant(b16, [CODE_CUSUM] * 16), llvm_ir.Constant(b16, [CODE_COUNT] * 16))
+        code = builder.select(pos, code, llvm_ir.Constant(b16, None))
+        builder.store(builder.select(mask, best, builder.load(ps, align=4)), ps, align=4)
+        builder.store(builder.select(mask, code, builder.load(pd, align=1)), pd, align=1)
+        i16 = builder.bitcast(mask, llvm_ir.IntType(16))
+        pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(16), [llvm_ir.IntType(16)]),
+                                             "llvm.ctpop.i16")
+        return builder.add(jj, builder.zext(builder.call(pop, [i16]), jj.type))
+    return types.intp(score, det, c3_s, res, j, r0, flag), codegen
+
+
 @njit(fastmath=_FAST, inline="always")
 def _count_first(mu, var, od):  # pragma: no cover - compiled
     """A count's first mass and mass ratio (float32): ``log2 P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
@@ -906,6 +946,8 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     # where they are few (a rarely taken branch costs less than four stores a series), else
     # branch-free
     m = 0
+    dense16 = _COMPRESS and not (n_tail * _COUNT_SPARSE < np.float32(n_reg))   # the compress-store paths
+    nb = n_reg - n_reg % 16
     if n_tail * _COUNT_SPARSE < np.float32(n_reg):
         for r in range(n_reg):
             if cw[4, r] != _0:
@@ -914,12 +956,11 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
                 cw[1, m] = var_s[r]
                 cw[2, m] = cw[3, r]
                 m += 1
-    elif n_tail > _0 and _COMPRESS:
+    elif n_tail > _0 and dense16:
         # by 16 series: their flags as a mask, each of the four columns in one compress store (the
         # dense loop's serial ``m`` and its scalar gather cost ~40 % of the pass, docs/detect.md,
         # "Count pass: the dense compaction by compress stores ... (twenty-first session)")
         mu_c, var_c, k_c, k_r, fl = cw[0], cw[1], cw[2], cw[3], cw[4]
-        nb = n_reg - n_reg % 16
         for r0 in range(0, nb, 16):
             _compress16(mu_c, m, mu_s, r0, fl)
             _compress16(var_c, m, var_s, r0, fl)
@@ -965,6 +1006,23 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
         under += _1 if cw[1, j] < _COUNT_UNDER else _0
     if under > _0 and n_out == _0:
         _count_mark(x, up, down, mu_s)
+    if dense16 and under == _0:
+        # a dense row with no underflow (the steady state's): the scores put back by 16 series of the row,
+        # each block taking its flagged series' scores in order (no scalar scatter through ``ci``)
+        res, fl = cw[3], cw[4]
+        j = 0
+        for r0 in range(0, nb, 16):
+            j = _put16(score, det, c3_s, res, j, r0, fl)
+        for r in range(nb, n_reg):
+            if fl[r] != _0:
+                sc2 = res[j]
+                c3 = c3_s[r]
+                cus = c3 > sc2
+                best = c3 if cus else sc2
+                score[r] = best
+                det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
+                j += 1
+        return int(n_out)
     nfb = 0
     for j in range(m):
         r = np.uint32(ci[j])    # (unsigned: no wraparound test)
