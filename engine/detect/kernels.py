@@ -750,10 +750,14 @@ def _compress_store(builder, vec, ptr, mask, m):
     name = f"llvm.masked.compressstore.v16{'f32' if isinstance(vty.element, llvm_ir.FloatType) else 'i32'}"
     fn = cgutils.get_or_insert_function(builder.module, fnty, name)
     builder.call(fn, [vec, builder.gep(ptr, [m]), mask])
-    i16 = builder.bitcast(mask, llvm_ir.IntType(16))
-    pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(16), [llvm_ir.IntType(16)]),
-                                         "llvm.ctpop.i16")
-    return builder.add(m, builder.zext(builder.call(pop, [i16]), m.type))
+    return _add_count(builder, m, mask)
+
+
+def _add_count(builder, m, mask):
+    """``m`` plus the number of set lanes of the ``<16 x i1>`` ``mask`` (``llvm.ctpop.i16``: ``popcnt``)."""
+    i16 = llvm_ir.IntType(16)
+    pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(i16, [i16]), "llvm.ctpop.i16")
+    return builder.add(m, builder.zext(builder.call(pop, [builder.bitcast(mask, i16)]), m.type))
 
 
 def _c_f32(a):
@@ -844,10 +848,7 @@ def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
         code = builder.select(pos, code, llvm_ir.Constant(b16, None))
         builder.store(builder.select(mask, best, builder.load(ps, align=4)), ps, align=4)
         builder.store(builder.select(mask, code, builder.load(pd, align=1)), pd, align=1)
-        i16 = builder.bitcast(mask, llvm_ir.IntType(16))
-        pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(16), [llvm_ir.IntType(16)]),
-                                             "llvm.ctpop.i16")
-        return builder.add(jj, builder.zext(builder.call(pop, [i16]), jj.type))
+        return _add_count(builder, jj, mask)
     return types.intp(score, det, c3_s, res, j, r0, flag), codegen
 
 
@@ -904,7 +905,8 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
        demo's sparse counts: mostly 0 where more is bad).
     2. The series with a tail are compacted into ``cw`` (float32, (:data:`COUNT_SCRATCH`,
        n_reg)) with their regions in ``ci`` (int32, n_reg): by a branch where fewer than one in
-       :data:`_COUNT_SPARSE` have one, else their regions branch-free (one store a series), then
+       :data:`_COUNT_SPARSE` have one, else (AVX-512) by 16 series, each column in one compress store
+       (:func:`_compress16`), or (other hosts) their regions branch-free (one store a series), then
        their inputs gathered (three stores a series with a tail, not four a series of the row).
     3. Where some are beyond the range, every series is marked for the exact pass.
     4. Their tails, vectorised over the compacted series: a one-sided row's one tail by Horner's
@@ -912,7 +914,8 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
        multiply-add a term, docs/detect.md, "Count tail ... (eleventh session)"; within ~5e-7 of the
        forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`).
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
-       underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`).
+       underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`); a row compacted by
+       compress stores with no underflow puts them back by 16 series (:func:`_put16`).
     """
     _wide()     # 16 lanes on AVX-512 (docs/detect.md, "Count pass at 512 bits ... (twentieth session)")
     n_reg = x.shape[0]
