@@ -473,6 +473,76 @@ def test_count_tail_of_dense_rows_against_the_slow_reference(kmax):
         np.testing.assert_array_equal(cd2[21:], code[21:])
 
 
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.5, 0.97, 1.0])
+def test_compress16_equals_boolean_indexing(density):
+    # the count pass's dense compaction (_compress16 / _compress16_iota: 16 series a compress store) against
+    # numpy's boolean indexing, bit for bit (NaN, -0.0, subnormals moved as they are), over 62 blocks
+    from numba import njit
+
+    from engine.detect.kernels import _compress16, _compress16_iota
+
+    @njit
+    def run(src, fl, dst, idx):
+        m = 0
+        for r0 in range(0, src.shape[0] - src.shape[0] % 16, 16):
+            _compress16(dst, m, src, r0, fl)
+            m = _compress16_iota(idx, m, r0, fl)
+        return m
+
+    rng = np.random.default_rng(int(density * 100))
+    n = 992
+    src = rng.normal(size=n).astype(np.float32)
+    src[::7] = np.nan
+    src[1::11] = -0.0
+    src[2::13] = np.float32(1e-42)
+    fl = (rng.uniform(size=n) < density).astype(np.float32)
+    dst = np.full(n, 7.0, np.float32)
+    idx = np.full(n, -1, np.int32)
+    m = run(src, fl, dst, idx)
+    assert m == int((fl != 0).sum())
+    np.testing.assert_array_equal(dst[:m].view(np.uint32), src[fl != 0].view(np.uint32))
+    np.testing.assert_array_equal(idx[:m], np.flatnonzero(fl))
+
+
+@pytest.mark.parametrize("direction", [1, -1, 0])
+def test_count_pass_dense_compaction_equals_the_branch_compaction(direction):
+    # a dense row (the compress-store compaction, 2,407 series: 150 blocks of 16 and a remainder of 7 with
+    # tails in it) against the same row padded to nine times its length with series that have no tail (the
+    # branch compaction): the same compacted series in the same order, so every score, code and exact-pass
+    # mark the same bits
+    from engine.detect.kernels import COUNT_SCRATCH, _count_vec_pass
+
+    rng = np.random.default_rng(5 + direction)
+    n = 2407
+    mu = rng.uniform(0.1, 6.0, n).astype(np.float32)
+    var = (mu * rng.choice([0.5, 1.0, 1.4, 2.0, 4.0], n)).astype(np.float32)
+    x = rng.poisson(mu * rng.uniform(0.3, 2.5, n)).astype(np.float32)
+    x[-7:] = 9.0 if direction >= 0 else 0.0
+    mu[-7:] = 3.0
+    mu[:30] = np.nan
+    c3 = rng.uniform(0.0, 0.999, n).astype(np.float32)
+    c3[::3] = 0.0
+    pad = 8 * n
+    xp = np.concatenate([x, np.full(pad, 0.0 if direction == 1 else 20.0, np.float32)])
+    mup = np.concatenate([mu, np.full(pad, 1.0 if direction != 0 else np.nan, np.float32)])
+    outs = []
+    for xx, mm in ((x, mu), (xp, mup)):
+        k = xx.shape[0]
+        vv = np.concatenate([var, np.ones(k - n, np.float32)])
+        cc = np.concatenate([c3, np.zeros(k - n, np.float32)])
+        ms = mm.copy()
+        score = np.where(np.isnan(mm), 0.5, cc).astype(np.float32)
+        code = np.where(np.isnan(mm), 7, np.where(cc > 0, 3, 0)).astype(np.int8)
+        _count_vec_pass(xx, direction, 1.5, ms, vv, cc, score, code, np.empty((COUNT_SCRATCH, k), np.float32),
+                        np.empty(k, np.int32))
+        outs.append((ms[:n], score[:n], code[:n]))
+    kk = np.maximum(np.floor(x + 0.5), 0)
+    bad = (kk > mu) if direction == 1 else ((kk < mu) if direction == -1 else np.isfinite(mu))
+    assert bad.sum() * 8 > n and bad[-7:].all()          # dense; tails in the remainder
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
 @pytest.mark.parametrize("kmax", [7, 11, 15])
 def test_count_tail_of_poisson_rows_against_the_slow_reference_and_an_overdispersed_neighbour(kmax):
     # a dense one-sided row whose series with a tail are all within the overdispersion (var <= 1.5 mu: every

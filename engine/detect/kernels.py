@@ -40,7 +40,7 @@ from engine.detect.spatial import (
     spatial_score8w, spatial_sparse,
 )
 from engine.levels import CRITICAL, WARN
-from engine.llvm_attrs import _wide
+from engine.llvm_attrs import _wide, host_has_avx512
 
 __all__ = ["CHUNK", "exp_neg", "exp_neg32", "log32", "run_kernel", "step_indicator", "update_kernel", "value_tag"]
 
@@ -750,6 +750,128 @@ COUNT_SCRATCH = 5
 _COUNT_SPARSE = np.float32(8.0)
 
 
+#: the count pass's dense compaction by 16-lane compress stores (:func:`_compress16`): only where numba
+#: compiles for AVX-512 (``vcompressps``); elsewhere LLVM would expand the intrinsic lane by lane
+_COMPRESS = host_has_avx512()
+
+
+def _flags16(builder, flag, r0):
+    """``flag[r0:r0 + 16] != 0`` (float32, unordered: as Python's ``!=``) as an LLVM ``<16 x i1>``."""
+    v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
+    fv = builder.load(builder.bitcast(builder.gep(flag.data, [r0]), v16.as_pointer()), align=4)
+    return builder.fcmp_unordered("!=", fv, llvm_ir.Constant(v16, None))
+
+
+def _compress_store(builder, vec, ptr, mask, m):
+    """``llvm.masked.compressstore``: the lanes of ``vec`` under ``mask``, in order, to ``ptr[m:]``; returns
+    ``m`` plus their number."""
+    vty = vec.type
+    fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [vty, vty.element.as_pointer(), mask.type])
+    name = f"llvm.masked.compressstore.v16{'f32' if isinstance(vty.element, llvm_ir.FloatType) else 'i32'}"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    builder.call(fn, [vec, builder.gep(ptr, [m]), mask])
+    return _add_count(builder, m, mask)
+
+
+def _add_count(builder, m, mask):
+    """``m`` plus the number of set lanes of the ``<16 x i1>`` ``mask`` (``llvm.ctpop.i16``: ``popcnt``)."""
+    i16 = llvm_ir.IntType(16)
+    pop = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(i16, [i16]), "llvm.ctpop.i16")
+    return builder.add(m, builder.zext(builder.call(pop, [builder.bitcast(mask, i16)]), m.type))
+
+
+def _c_f32(a):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32
+
+
+@intrinsic
+def _compress16(typingctx, dst, m, src, r0, flag):
+    """``dst[m:]`` <- the values of ``src[r0:r0 + 16]`` whose ``flag`` (same positions) is not 0, in order;
+    returns ``m`` plus their number (float32, C-contiguous 1-D arrays; ``r0 + 16 <= len(src)``, and
+    ``dst`` has room: the count pass's ``m <= r0``). One ``vcompressps`` on AVX-512: the count pass's
+    dense compaction and gather in one (docs/detect.md, "Count pass: the dense compaction by compress
+    stores ... (twenty-first session)"). The values are moved, not computed: the same bits as a loop."""
+    if not (_c_f32(dst) and _c_f32(src) and _c_f32(flag) and isinstance(m, types.Integer)
+            and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d, mm, s_, rr, f = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, s_)
+        fa = context.make_array(signature.args[4])(context, builder, f)
+        mm = context.cast(builder, mm, signature.args[1], types.intp)
+        rr = context.cast(builder, rr, signature.args[3], types.intp)
+        mask = _flags16(builder, fa, rr)
+        v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
+        vec = builder.load(builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer()), align=4)
+        return _compress_store(builder, vec, da.data, mask, mm)
+    return types.intp(dst, m, src, r0, flag), codegen
+
+
+@intrinsic
+def _compress16_iota(typingctx, dst, m, r0, flag):
+    """:func:`_compress16` of the positions ``r0, r0 + 1, ..., r0 + 15`` (int32) into ``dst`` (int32,
+    C-contiguous 1-D): the regions of the compacted series."""
+    if not (isinstance(dst, types.Array) and dst.ndim == 1 and dst.layout == "C" and dst.dtype == types.int32
+            and _c_f32(flag) and isinstance(m, types.Integer) and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d, mm, rr, f = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        fa = context.make_array(signature.args[3])(context, builder, f)
+        mm = context.cast(builder, mm, signature.args[1], types.intp)
+        rr = context.cast(builder, rr, signature.args[2], types.intp)
+        mask = _flags16(builder, fa, rr)
+        i32 = llvm_ir.IntType(32)
+        v16 = llvm_ir.VectorType(i32, 16)
+        base = builder.trunc(rr, i32)
+        splat = builder.shuffle_vector(builder.insert_element(llvm_ir.Constant(v16, llvm_ir.Undefined), base,
+                                                              llvm_ir.Constant(i32, 0)),
+                                       llvm_ir.Constant(v16, llvm_ir.Undefined), llvm_ir.Constant(v16, [0] * 16))
+        vec = builder.add(splat, llvm_ir.Constant(v16, list(range(16))))
+        return _compress_store(builder, vec, da.data, mask, mm)
+    return types.intp(dst, m, r0, flag), codegen
+
+
+@intrinsic
+def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
+    """The count pass's step 5 for 16 series ``r0 .. r0 + 15`` of a dense row: the flagged ones take the next
+    compacted scores ``res[j:]`` in order (an ``expandload``, the inverse of :func:`_compress16`), each
+    against its CUSUM's ``c3_s`` as the scalar scatter does (``c3 > sc`` wins as code 3, else code 2, code
+    0 where the best is not > 0); the other series keep their ``score`` and ``det``. Returns ``j`` plus
+    the number flagged. The same comparisons and selects a series as the scatter: the same bits."""
+    if not (_c_f32(score) and _c_f32(c3_s) and _c_f32(res) and _c_f32(flag) and isinstance(det, types.Array)
+            and det.ndim == 1 and det.layout == "C" and det.dtype == types.int8
+            and isinstance(j, types.Integer) and isinstance(r0, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        sa, da, ca, ra, fa = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 2, 3, 6))
+        jj = context.cast(builder, args[4], signature.args[4], types.intp)
+        rr = context.cast(builder, args[5], signature.args[5], types.intp)
+        f32, i8 = llvm_ir.FloatType(), llvm_ir.IntType(8)
+        v16, b16 = llvm_ir.VectorType(f32, 16), llvm_ir.VectorType(i8, 16)
+        mask = _flags16(builder, fa, rr)
+        fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
+        sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
+        ps = builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer())
+        pc = builder.bitcast(builder.gep(ca.data, [rr]), v16.as_pointer())
+        pd = builder.bitcast(builder.gep(da.data, [rr]), b16.as_pointer())
+        c3 = builder.load(pc, align=4)
+        cus = builder.fcmp_ordered(">", c3, sc)
+        best = builder.select(cus, c3, sc)
+        pos = builder.fcmp_ordered(">", best, llvm_ir.Constant(v16, None))
+        code = builder.select(cus, llvm_ir.Constant(b16, [CODE_CUSUM] * 16), llvm_ir.Constant(b16, [CODE_COUNT] * 16))
+        code = builder.select(pos, code, llvm_ir.Constant(b16, None))
+        builder.store(builder.select(mask, best, builder.load(ps, align=4)), ps, align=4)
+        builder.store(builder.select(mask, code, builder.load(pd, align=1)), pd, align=1)
+        return _add_count(builder, jj, mask)
+    return types.intp(score, det, c3_s, res, j, r0, flag), codegen
+
+
 @njit(fastmath=_FAST, inline="always")
 def _count_first(mu, var, od):  # pragma: no cover - compiled
     """A count's first mass and mass ratio (float32): ``log2 P(X = 0)``, ``P(X = 0)``, and ``ca``, ``cb``
@@ -803,7 +925,8 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
        demo's sparse counts: mostly 0 where more is bad).
     2. The series with a tail are compacted into ``cw`` (float32, (:data:`COUNT_SCRATCH`,
        n_reg)) with their regions in ``ci`` (int32, n_reg): by a branch where fewer than one in
-       :data:`_COUNT_SPARSE` have one, else their regions branch-free (one store a series), then
+       :data:`_COUNT_SPARSE` have one, else (AVX-512) by 16 series, each column in one compress store
+       (:func:`_compress16`), or (other hosts) their regions branch-free (one store a series), then
        their inputs gathered (three stores a series with a tail, not four a series of the row).
     3. Where some are beyond the range, every series is marked for the exact pass.
     4. Their tails, vectorised over the compacted series: a one-sided row's one tail by Horner's
@@ -811,7 +934,8 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
        multiply-add a term, docs/detect.md, "Count tail ... (eleventh session)"; within ~5e-7 of the
        forward sum), a two-sided row's two tails by the forward sums (:func:`_count_tail2`).
     5. Their scores are scattered back, or a series goes to the exact pass where its first mass
-       underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`).
+       underflows (``log pmf_0 < -40``: ``log2 pmf_0 <`` :data:`_COUNT_UNDER`); a row compacted by
+       compress stores with no underflow puts them back by 16 series (:func:`_put16`).
     """
     _wide()     # 16 lanes on AVX-512 (docs/detect.md, "Count pass at 512 bits ... (twentieth session)")
     n_reg = x.shape[0]
@@ -845,9 +969,28 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     # where they are few (a rarely taken branch costs less than four stores a series), else
     # branch-free
     m = 0
+    dense16 = _COMPRESS and not (n_tail * _COUNT_SPARSE < np.float32(n_reg))   # the compress-store paths
+    nb = n_reg - n_reg % 16
     if n_tail * _COUNT_SPARSE < np.float32(n_reg):
         for r in range(n_reg):
             if cw[4, r] != _0:
+                ci[m] = r
+                cw[0, m] = mu_s[r]
+                cw[1, m] = var_s[r]
+                cw[2, m] = cw[3, r]
+                m += 1
+    elif n_tail > _0 and dense16:
+        # by 16 series: their flags as a mask, each of the four columns in one compress store (the
+        # dense loop's serial ``m`` and its scalar gather cost ~40 % of the pass, docs/detect.md,
+        # "Count pass: the dense compaction by compress stores ... (twenty-first session)")
+        mu_c, var_c, k_c, k_r, fl = cw[0], cw[1], cw[2], cw[3], cw[4]
+        for r0 in range(0, nb, 16):
+            _compress16(mu_c, m, mu_s, r0, fl)
+            _compress16(var_c, m, var_s, r0, fl)
+            _compress16(k_c, m, k_r, r0, fl)
+            m = _compress16_iota(ci, m, r0, fl)
+        for r in range(nb, n_reg):
+            if fl[r] != _0:
                 ci[m] = r
                 cw[0, m] = mu_s[r]
                 cw[1, m] = var_s[r]
@@ -886,6 +1029,23 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
         under += _1 if cw[1, j] < _COUNT_UNDER else _0
     if under > _0 and n_out == _0:
         _count_mark(x, up, down, mu_s)
+    if dense16 and under == _0:
+        # a dense row with no underflow (the steady state's): the scores put back by 16 series of the row,
+        # each block taking its flagged series' scores in order (no scalar scatter through ``ci``)
+        res, fl = cw[3], cw[4]
+        j = 0
+        for r0 in range(0, nb, 16):
+            j = _put16(score, det, c3_s, res, j, r0, fl)
+        for r in range(nb, n_reg):
+            if fl[r] != _0:
+                sc2 = res[j]
+                c3 = c3_s[r]
+                cus = c3 > sc2
+                best = c3 if cus else sc2
+                score[r] = best
+                det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
+                j += 1
+        return int(n_out)
     nfb = 0
     for j in range(m):
         r = np.uint32(ci[j])    # (unsigned: no wraparound test)
