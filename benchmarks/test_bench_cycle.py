@@ -22,7 +22,13 @@ records read (24 B an event or reading, 52 B a snapshot record with its cell); t
 written once. At 6,000 regions the 6,000 benchmark also records ``issue_bytes``, the issue's own
 scale: 40 B a series for every non-derived value (indicator rows computed from records, times the
 regions), with ``issue_floor_s`` (those bytes at the session's measured bandwidth) and
-``issue_floor_ratio`` (the median over it), next to ``floor_s`` / ``floor_ratio`` of ``bytes``.
+``issue_floor_ratio`` (the median over it), next to ``floor_s`` / ``floor_ratio`` of ``bytes``; and
+``issue_kernel_s`` / ``issue_kernel_ratio``: the issue's floor read directly, the time of its own
+reference kernel (:func:`engine.bench.floor.series_update`: 40 B of float32 state a series read and
+updated in place, over the same series, best of 5 in this session). The bandwidth counts bytes read
+plus written, and a series' 40 B read and written back are 80 B of that traffic, so
+``issue_floor_s`` (40 B at the bandwidth) is about half the kernel's time: the kernel is the reading
+that does not depend on that choice.
 
 The peer (300 only) is the plain pandas reference of ``tests/core_reference.py`` (filter the raw
 records of each window, group by region) on a sample of indicators covering every
@@ -160,8 +166,13 @@ def test_cycle_6000_engine(benchmark, bandwidth_floor):
     # the issue's own scale: 40 B a series for each non-derived value (rows computed from records)
     info["issue_bytes"] = issue = ISSUE_SERIES_BYTES * len(eng.plan.ind_row) * eng.plan.n_regions
     info["issue_floor_s"] = issue / bandwidth_floor.bandwidth_Bps
+    # the issue's floor read directly: its reference kernel (40 B of state a series read and
+    # updated) over the same series, timed in this session (best of 5, wall, every numba thread)
+    from engine.bench.floor import measure_series_update
+    info["issue_kernel_s"] = measure_series_update(len(eng.plan.ind_row) * eng.plan.n_regions, ISSUE_SERIES_BYTES)
     ds = benchmark.pedantic(_stepper(eng, ones), rounds=5, iterations=1)
     assert ds.value.shape == (len(cat), 6000)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats:
         info["issue_floor_ratio"] = stats.stats.median / info["issue_floor_s"]
+        info["issue_kernel_ratio"] = stats.stats.median / info["issue_kernel_s"]

@@ -274,3 +274,18 @@ def test_heavy_sizes_run_on_request(tmp_path, how):
     out = run_suite(tmp_path, *args, "--heavy") if how == "option" else run_suite(tmp_path, *args, heavy_env="1")
     out.pop("_output")
     assert out["test_sum_engine_heavy"] == "passed"
+
+
+def test_series_update_matches_numpy_and_checks_its_arguments():
+    """The issue-3 reference kernel updates every word of every series as numpy does, in place."""
+    from engine.bench.floor import measure_series_update, series_update
+
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(1001, 10)).astype(np.float32)
+    want = np.float32(0.5) * s + np.float32(0.5)
+    series_update(s, np.float32(0.5), np.float32(0.5))
+    assert np.array_equal(s, want)
+    assert measure_series_update(5000, 40, repeats=2) > 0
+    for bad in (dict(n_series=0), dict(n_series=10, series_bytes=6), dict(n_series=10, repeats=0)):
+        with pytest.raises(ValueError, match=str(list(bad.values())[-1])):
+            measure_series_update(**bad)
