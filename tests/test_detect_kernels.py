@@ -881,3 +881,52 @@ def test_steady_rows_equal_counted_rows(nsat):
     np.testing.assert_allclose(st0.shape, st1.shape, rtol=1e-6, atol=1e-6)
     stat = np.isnan(det.warn)                     # rows without catalog levels: scored once warm (warmup 5)
     assert np.isfinite(s0[stat]).any() == (nsat >= 5)
+
+
+def test_block_intrinsics_take_float64_scratch_as_the_scalar_code():
+    # the one-series path (engine.detect.series) passes float64 ``mu_s`` / ``c3_s``: the compress store rounds
+    # them to float32 as a scalar store does, and the put-back compares and chooses in float64, as
+    # ``_count_vec_pass``'s scalar scatter does (a float64 CUSUM just above a float32 score wins)
+    from numba import njit
+
+    from engine.detect.kernels import _compress16, _put16
+
+    @njit
+    def run(src, fl, dst, score, det, c3, res):
+        m = 0
+        j = 0
+        for r0 in range(0, src.shape[0] - src.shape[0] % 16, 16):
+            m = _compress16(dst, m, src, r0, fl)
+            j = _put16(score, det, c3, res, j, r0, fl)
+        return m, j
+
+    rng = np.random.default_rng(5)
+    n = 160
+    src = rng.normal(size=n) * 1e3
+    src[::9] = np.nan
+    fl = (rng.uniform(size=n) < 0.5).astype(np.float32)
+    res = rng.uniform(size=n).astype(np.float32)
+    c3 = rng.uniform(size=n)
+    hit = np.flatnonzero(fl)
+    # every third flagged series' CUSUM just above the score it meets: above it only in float64
+    c3[hit[::3]] = res[:len(hit)][::3].astype(np.float64) + 1e-12
+    c3[1::10] = 0.0
+    score0 = rng.uniform(size=n).astype(np.float32)
+    det0 = np.full(n, 9, np.int8)
+    dst, score, det = np.zeros(n, np.float32), score0.copy(), det0.copy()
+    m, j = run(src, fl, dst, score, det, c3, res)
+    keep = fl != 0
+    np.testing.assert_array_equal(dst[:m].view(np.uint32), src[keep].astype(np.float32).view(np.uint32))
+    want_s, want_d = score0.copy(), det0.copy()
+    k = 0
+    for r in range(n):          # the scalar scatter of _count_vec_pass, as written there
+        if keep[r]:
+            sc2, cc = res[k], c3[r]
+            cus = cc > sc2
+            best = cc if cus else sc2
+            want_s[r] = best
+            want_d[r] = (3 if cus else 2) if best > 0 else 0
+            k += 1
+    assert m == j == k
+    np.testing.assert_array_equal(score.view(np.uint32), want_s.view(np.uint32))
+    np.testing.assert_array_equal(det, want_d)

@@ -784,6 +784,21 @@ def _c_f32(a):
     return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32
 
 
+def _c_float(a):
+    """A float32 or float64 C-contiguous 1-D array (the one-series path, :mod:`engine.detect.series`, passes
+    float64 scratch: the intrinsics below must type there, though its one series never fills a block)."""
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype in (types.float32,
+                                                                                          types.float64)
+
+
+def _load16(builder, arr, r0, dtype):
+    """``arr[r0:r0 + 16]`` (float32 or float64 elements) as an LLVM vector of that element type."""
+    elt = llvm_ir.DoubleType() if dtype == types.float64 else llvm_ir.FloatType()
+    vt = llvm_ir.VectorType(elt, 16)
+    return builder.load(builder.bitcast(builder.gep(arr.data, [r0]), vt.as_pointer()),
+                        align=8 if dtype == types.float64 else 4)
+
+
 @intrinsic
 def _compress16(typingctx, dst, m, src, r0, flag):
     """``dst[m:]`` <- the values of ``src[r0:r0 + 16]`` whose ``flag`` (same positions) is not 0, in order;
@@ -791,7 +806,7 @@ def _compress16(typingctx, dst, m, src, r0, flag):
     ``dst`` has room: the count pass's ``m <= r0``). One ``vcompressps`` on AVX-512: the count pass's
     dense compaction and gather in one (docs/detect.md, "Count pass: the dense compaction by compress
     stores ... (twenty-first session)"). The values are moved, not computed: the same bits as a loop."""
-    if not (_c_f32(dst) and _c_f32(src) and _c_f32(flag) and isinstance(m, types.Integer)
+    if not (_c_f32(dst) and _c_float(src) and _c_f32(flag) and isinstance(m, types.Integer)
             and isinstance(r0, types.Integer)):
         return None
 
@@ -803,8 +818,9 @@ def _compress16(typingctx, dst, m, src, r0, flag):
         mm = context.cast(builder, mm, signature.args[1], types.intp)
         rr = context.cast(builder, rr, signature.args[3], types.intp)
         mask = _flags16(builder, fa, rr)
-        v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
-        vec = builder.load(builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer()), align=4)
+        vec = _load16(builder, sa, rr, signature.args[2].dtype)
+        if signature.args[2].dtype == types.float64:   # (rounded to float32 as the scalar store does)
+            vec = builder.fptrunc(vec, llvm_ir.VectorType(llvm_ir.FloatType(), 16))
         return _compress_store(builder, vec, da.data, mask, mm)
     return types.intp(dst, m, src, r0, flag), codegen
 
@@ -842,7 +858,7 @@ def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
     against its CUSUM's ``c3_s`` as the scalar scatter does (``c3 > sc`` wins as code 3, else code 2, code
     0 where the best is not > 0); the other series keep their ``score`` and ``det``. Returns ``j`` plus
     the number flagged. The same comparisons and selects a series as the scatter: the same bits."""
-    if not (_c_f32(score) and _c_f32(c3_s) and _c_f32(res) and _c_f32(flag) and isinstance(det, types.Array)
+    if not (_c_f32(score) and _c_float(c3_s) and _c_f32(res) and _c_f32(flag) and isinstance(det, types.Array)
             and det.ndim == 1 and det.layout == "C" and det.dtype == types.int8
             and isinstance(j, types.Integer) and isinstance(r0, types.Integer)):
         return None
@@ -858,12 +874,15 @@ def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
         sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
         ps = builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer())
-        pc = builder.bitcast(builder.gep(ca.data, [rr]), v16.as_pointer())
         pd = builder.bitcast(builder.gep(da.data, [rr]), b16.as_pointer())
-        c3 = builder.load(pc, align=4)
+        c3 = _load16(builder, ca, rr, signature.args[2].dtype)
+        if signature.args[2].dtype == types.float64:   # (compared and chosen in float64, as the scalar code)
+            sc = builder.fpext(sc, c3.type)
         cus = builder.fcmp_ordered(">", c3, sc)
         best = builder.select(cus, c3, sc)
-        pos = builder.fcmp_ordered(">", best, llvm_ir.Constant(v16, None))
+        pos = builder.fcmp_ordered(">", best, llvm_ir.Constant(best.type, None))
+        if signature.args[2].dtype == types.float64:
+            best = builder.fptrunc(best, v16)
         code = builder.select(cus, llvm_ir.Constant(b16, [CODE_CUSUM] * 16), llvm_ir.Constant(b16, [CODE_COUNT] * 16))
         code = builder.select(pos, code, llvm_ir.Constant(b16, None))
         builder.store(builder.select(mask, best, builder.load(ps, align=4)), ps, align=4)
