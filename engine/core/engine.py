@@ -56,7 +56,7 @@ SHARE_RECORDS_MIN = 100_000
 #: every thread, each for its own bases (:meth:`Engine._bin_masks`); fewer: on the caller's thread
 BIN_SPLIT_MIN = 20_000
 #: cycles of the threaded driver for big cities whose add and values calls are timed (thread CPU)
-#: before their shares are cut again by that measured cost (:meth:`Engine._shares`): the estimate
+#: before their shares are cut again by that measured cost (:meth:`Engine._thread_shares`): the estimate
 #: misjudged a share by up to 3x at 6,000 regions, and one thread idled at each stage's end; the
 #: first cycle is not used (its calls may compile or load the kernels) and a piece's least time of
 #: the others is (the records change from cycle to cycle, and a thread can be held up)
@@ -213,24 +213,20 @@ def _record_keys(cols: tuple, args: tuple, outs: tuple) -> tuple:
     cuts = [n * i // nt for i in range(nt + 1)]
     parts = [(K.record_keys, *(c[lo:hi] for c in cols), *args, *(o[lo:hi] for o in outs))
              for lo, hi in zip(cuts[:-1], cuts[1:])]
-    # the last part on this thread while the pool maps the others
-    futs = [_thread_pool(nt - 1, "cityvitals-prepare").submit(*c) for c in parts[:-1]]
-    try:
-        last = parts[-1][0](*parts[-1][1:])
-    finally:
-        res = [f.result() for f in futs]  # (every part waited for before returning: they write ``outs``)
-    res.append(last)
+    # (this thread maps parts too; every part ended before returning or raising: they write ``outs``)
+    res = _run_all(_thread_pool(nt, "cityvitals-prepare"), parts)
     ok = all(r[0] for r in res)
     bucket = outs[0]
     srt = ok and all(r[1] for r in res) and all(bucket[c - 1] <= bucket[c] for c in cuts[1:-1])
     return ok, srt
 
 
-def _run_all(pool, calls) -> None:
+def _run_all(pool, calls) -> list:
     """Run ``calls`` (``(function, *args)`` each) on this thread and on ``pool``'s other threads
     (its size less one: with this thread, as many as ``pool`` has), each thread taking the next
-    call not yet taken; every call has ended before the first error (in the calls' order) is
-    raised, so no thread still writes the outputs when the caller sees it.
+    call not yet taken; their results in the calls' order. Every call has ended before the first
+    error (in the calls' order) is raised, so no thread still writes the outputs when the caller
+    sees it.
 
     The calling thread works instead of sleeping while the pool works: a dispatch wakes one thread
     fewer, starts its first call at once and resumes with the last call's end (on a loaded
@@ -238,9 +234,12 @@ def _run_all(pool, calls) -> None:
     runs a call does not change what it computes (each call has its own outputs and scratch)."""
     n = len(calls)
     helpers = min(getattr(pool, "_max_workers", 1), n) - 1
+    out = [None] * n
     if helpers <= 0:
-        _run_calls(calls, iter(range(n)).__next__, [None] * n)
-        return
+        errs = [None] * n
+        _run_calls(calls, iter(range(n)).__next__, errs, out)
+        _raise_first(errs)
+        return out
     lock = threading.Lock()
     nxt = iter(range(n)).__next__
 
@@ -249,17 +248,23 @@ def _run_all(pool, calls) -> None:
             return nxt()
 
     errs = [None] * n
-    futs = [pool.submit(_run_calls, calls, take, errs) for _ in range(helpers)]
-    _run_calls(calls, take, errs)
+    futs = [pool.submit(_run_calls, calls, take, errs, out) for _ in range(helpers)]
+    _run_calls(calls, take, errs, out)
     for f in futs:
         f.result()  # (``_run_calls`` keeps its calls' errors in ``errs``; this waits for the thread)
+    _raise_first(errs)
+    return out
+
+
+def _raise_first(errs) -> None:
     for e in errs:
         if e is not None:
             raise e
 
 
-def _run_calls(calls, take, errs) -> None:
-    """Run ``calls[take()]`` until ``take`` raises StopIteration; a call's error into ``errs``."""
+def _run_calls(calls, take, errs, out) -> None:
+    """Run ``calls[take()]`` until ``take`` raises StopIteration; a call's result into ``out``, its
+    error into ``errs``."""
     while True:
         try:
             i = take()
@@ -267,7 +272,7 @@ def _run_calls(calls, take, errs) -> None:
             return
         f, *args = calls[i]
         try:
-            f(*args)
+            out[i] = f(*args)
         except BaseException as e:  # noqa: BLE001 (raised by _run_all once every call ended)
             errs[i] = e
 
@@ -713,20 +718,9 @@ class Engine:
                          self._DP, self._stack, bases, rows, bptr, rptr, self._all_mask, True)
         self.state.last_cycle = k0 + T - 1
 
-    def _shares(self, parts: int) -> tuple:
-        """(bases, rows): ``parts`` contiguous shares of the bases and of the indicator positions,
-        each about the same work (series touched, weighted by the blocks, extremes and sorted
-        windows of a base; a row's series), for the threaded driver (its calibration:
-        :meth:`_thread_shares`)."""
-        if getattr(self, "_shares_for", None) == parts:
-            return self._shares_cache
-        w_base, w_row = self._share_weights()
-        self._shares_cache = (self._split(w_base, self._all_bases, parts), self._split(w_row, self._all_rows, parts))
-        self._shares_for = parts
-        return self._shares_cache
-
     def _share_weights(self) -> tuple:
-        """(per base, per row) estimated work of the add and of the values (:meth:`_shares`)."""
+        """(per base, per row) estimated work of the add and of the values: the series touched, weighted by
+        the blocks, extremes and sorted windows of a base; a row's series (:meth:`_thread_shares`)."""
         p = self.plan
         nser = np.diff(p.base_ser0).astype(np.float64)
         w_base = nser * (1 + np.diff(p.base_blk_ptr) + np.diff(p.base_mm_ptr) + 4 * np.diff(p.base_q_ptr)) \
@@ -804,7 +798,7 @@ class Engine:
     def _run_threads(self, k0, T, ncomp, EV, RD, SN, S, O, D, num, den, parts) -> None:
         """:func:`kernels.run_cycles` with stages 1, 3b + 4, 5 and the derived rows of each cycle
         split over the numba thread count of Python threads (the kernels release the GIL): the
-        advance and the add by bases and the values by rows, four shares a thread (:meth:`_shares`),
+        advance and the add by bases and the values by rows, pieces cut by measured cost (:meth:`_thread_shares`),
         the derived rows by column ranges of the regions, two a thread (:meth:`_derived_cuts`,
         :func:`kernels.derived_cols`); stage 2 / 3a (binning, snapshot records) of a cycle with at
         least :data:`BIN_SPLIT_MIN` events and readings by bases, one share a thread

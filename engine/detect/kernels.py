@@ -757,9 +757,8 @@ _COMPRESS = host_has_avx512()
 
 def _flags16(builder, flag, r0):
     """``flag[r0:r0 + 16] != 0`` (float32, unordered: as Python's ``!=``) as an LLVM ``<16 x i1>``."""
-    v16 = llvm_ir.VectorType(llvm_ir.FloatType(), 16)
-    fv = builder.load(builder.bitcast(builder.gep(flag.data, [r0]), v16.as_pointer()), align=4)
-    return builder.fcmp_unordered("!=", fv, llvm_ir.Constant(v16, None))
+    fv = _load16(builder, flag, r0, types.float32)
+    return builder.fcmp_unordered("!=", fv, llvm_ir.Constant(fv.type, None))
 
 
 def _compress_store(builder, vec, ptr, mask, m):
@@ -991,13 +990,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
     dense16 = _COMPRESS and not (n_tail * _COUNT_SPARSE < np.float32(n_reg))   # the compress-store paths
     nb = n_reg - n_reg % 16
     if n_tail * _COUNT_SPARSE < np.float32(n_reg):
-        for r in range(n_reg):
-            if cw[4, r] != _0:
-                ci[m] = r
-                cw[0, m] = mu_s[r]
-                cw[1, m] = var_s[r]
-                cw[2, m] = cw[3, r]
-                m += 1
+        m = _compact_from(cw, ci, mu_s, var_s, 0, 0, n_reg)
     elif n_tail > _0 and dense16:
         # by 16 series: their flags as a mask, each of the four columns in one compress store (the
         # dense loop's serial ``m`` and its scalar gather cost ~40 % of the pass, docs/detect.md,
@@ -1008,13 +1001,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
             _compress16(var_c, m, var_s, r0, fl)
             _compress16(k_c, m, k_r, r0, fl)
             m = _compress16_iota(ci, m, r0, fl)
-        for r in range(nb, n_reg):
-            if fl[r] != _0:
-                ci[m] = r
-                cw[0, m] = mu_s[r]
-                cw[1, m] = var_s[r]
-                cw[2, m] = cw[3, r]
-                m += 1
+        m = _compact_from(cw, ci, mu_s, var_s, m, nb, n_reg)
     elif n_tail > _0:
         for r in range(n_reg):
             ci[m] = r
@@ -1057,12 +1044,7 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
             j = _put16(score, det, c3_s, res, j, r0, fl)
         for r in range(nb, n_reg):
             if fl[r] != _0:
-                sc2 = res[j]
-                c3 = c3_s[r]
-                cus = c3 > sc2
-                best = c3 if cus else sc2
-                score[r] = best
-                det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
+                _put1(score, det, r, res[j], c3_s[r])
                 j += 1
         return int(n_out)
     nfb = 0
@@ -1072,13 +1054,32 @@ def _count_vec_pass(x, direction, overdisp, mu_s, var_s, c3_s, score, det, cw, c
             mu_s[r] = cw[0, j]
             nfb += 1
             continue
-        sc2 = cw[3, j]
-        c3 = c3_s[r]
-        cus = c3 > sc2
-        best = c3 if cus else sc2
-        score[r] = best
-        det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
+        _put1(score, det, r, cw[3, j], c3_s[r])
     return nfb + int(n_out)
+
+
+@njit(inline="always")
+def _compact_from(cw, ci, mu_s, var_s, m, r_lo, r_hi):  # pragma: no cover - compiled
+    """The count pass's compaction by a branch: series ``r_lo .. r_hi - 1`` with a tail (``cw[4] != 0``)
+    appended from ``m`` (region, expectation, variance, count); returns the new ``m``."""
+    for r in range(r_lo, r_hi):
+        if cw[4, r] != _0:
+            ci[m] = r
+            cw[0, m] = mu_s[r]
+            cw[1, m] = var_s[r]
+            cw[2, m] = cw[3, r]
+            m += 1
+    return m
+
+
+@njit(inline="always")
+def _put1(score, det, r, sc2, c3):  # pragma: no cover - compiled
+    """Series ``r`` takes the higher of its count score ``sc2`` and CUSUM score ``c3`` (the CUSUM's
+    code where it wins, none where the best is not > 0): :func:`_put16`'s scalar form."""
+    cus = c3 > sc2
+    best = c3 if cus else sc2
+    score[r] = best
+    det[r] = (_C_CUSUM if cus else _C_COUNT) if best > _0 else _C_NONE
 
 
 @njit(fastmath=_FAST, inline="always")
