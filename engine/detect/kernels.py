@@ -762,13 +762,17 @@ def _flags16(builder, flag, r0):
 
 
 def _compress_store(builder, vec, ptr, mask, m):
-    """``llvm.masked.compressstore``: the lanes of ``vec`` under ``mask``, in order, to ``ptr[m:]``; returns
-    ``m`` plus their number."""
+    """The lanes of ``vec`` under ``mask``, in order, to ``ptr[m:]``; returns ``m`` plus their number. A
+    compress in registers (``llvm.experimental.vector.compress``: ``vcompressps zmm, zmm``) and one full
+    16-lane store, so ``ptr[m:m + 16]`` must be writable (the lanes past the count are garbage). Not
+    ``llvm.masked.compressstore``: its memory form is microcoded on AMD Zen 4 (``update_kernel`` +24 ms
+    CPU a call there, docs/detect.md, "Compress in registers ... (twenty-second session)")."""
     vty = vec.type
-    fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [vty, vty.element.as_pointer(), mask.type])
-    name = f"llvm.masked.compressstore.v16{'f32' if isinstance(vty.element, llvm_ir.FloatType) else 'i32'}"
-    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-    builder.call(fn, [vec, builder.gep(ptr, [m]), mask])
+    suffix = "v16f32" if isinstance(vty.element, llvm_ir.FloatType) else "v16i32"
+    fnty = llvm_ir.FunctionType(vty, [vty, mask.type, vty])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.experimental.vector.compress.{suffix}")
+    packed = builder.call(fn, [vec, mask, llvm_ir.Constant(vty, llvm_ir.Undefined)])
+    builder.store(packed, builder.bitcast(builder.gep(ptr, [m]), vty.as_pointer()), align=4)
     return _add_count(builder, m, mask)
 
 
@@ -802,7 +806,8 @@ def _load16(builder, arr, r0, dtype):
 def _compress16(typingctx, dst, m, src, r0, flag):
     """``dst[m:]`` <- the values of ``src[r0:r0 + 16]`` whose ``flag`` (same positions) is not 0, in order;
     returns ``m`` plus their number (float32, C-contiguous 1-D arrays; ``r0 + 16 <= len(src)``, and
-    ``dst`` has room: the count pass's ``m <= r0``). One ``vcompressps`` on AVX-512: the count pass's
+    ``m + 16 <= len(dst)``: all 16 lanes are stored, the count pass's ``m <= r0``; ``dst[m + count:m + 16]``
+    is left garbage). One ``vcompressps`` in registers on AVX-512: the count pass's
     dense compaction and gather in one (docs/detect.md, "Count pass: the dense compaction by compress
     stores ... (twenty-first session)"). The values are moved, not computed: the same bits as a loop."""
     if not (_c_f32(dst) and _c_float(src) and _c_f32(flag) and isinstance(m, types.Integer)
@@ -853,7 +858,8 @@ def _compress16_iota(typingctx, dst, m, r0, flag):
 @intrinsic
 def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
     """The count pass's step 5 for 16 series ``r0 .. r0 + 15`` of a dense row: the flagged ones take the next
-    compacted scores ``res[j:]`` in order (an ``expandload``, the inverse of :func:`_compress16`), each
+    compacted scores ``res[j:]`` in order (an expand, the inverse of :func:`_compress16`; ``res[j:j + 16]`` is
+    loaded whole, so ``j + 16 <= len(res)``: the count pass's ``j <= r0``), each
     against its CUSUM's ``c3_s`` as the scalar scatter does (``c3 > sc`` wins as code 3, else code 2, code
     0 where the best is not > 0); the other series keep their ``score`` and ``det``. Returns ``j`` plus
     the number flagged. The same comparisons and selects a series as the scatter: the same bits."""
@@ -869,9 +875,17 @@ def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
         f32, i8 = llvm_ir.FloatType(), llvm_ir.IntType(8)
         v16, b16 = llvm_ir.VectorType(f32, 16), llvm_ir.VectorType(i8, 16)
         mask = _flags16(builder, fa, rr)
-        fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
-        sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
+        if _COMPRESS:
+            # one full load of res[j:j + 16] and an expand in registers (``vexpandps zmm, zmm``), not
+            # ``llvm.masked.expandload``'s memory form (as :func:`_compress_store`)
+            fnty = llvm_ir.FunctionType(v16, [v16, v16, mask.type])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.expand.v16f32")
+            raw = builder.load(builder.bitcast(builder.gep(ra.data, [jj]), v16.as_pointer()), align=4)
+            sc = builder.call(fn, [raw, llvm_ir.Constant(v16, None), mask])
+        else:   # (no AVX-512: the generic intrinsic, expanded lane by lane; the count pass does not call this)
+            fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
+            sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
         ps = builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer())
         pd = builder.bitcast(builder.gep(da.data, [rr]), b16.as_pointer())
         c3 = _load16(builder, ca, rr, signature.args[2].dtype)
