@@ -766,7 +766,7 @@ def _compress_store(builder, vec, ptr, mask, m):
     compress in registers (``llvm.experimental.vector.compress``: ``vcompressps zmm, zmm``) and one full
     16-lane store, so ``ptr[m:m + 16]`` must be writable (the lanes past the count are garbage). Not
     ``llvm.masked.compressstore``: its memory form is microcoded on AMD Zen 4 (``update_kernel`` +24 ms
-    CPU a call there, docs/detect.md, "Compress in registers ... (twenty-second session)")."""
+    CPU a call there; docs/detect.md, "Compress in registers ... (twenty-second session)")."""
     vty = vec.type
     suffix = "v16f32" if isinstance(vty.element, llvm_ir.FloatType) else "v16i32"
     fnty = llvm_ir.FunctionType(vty, [vty, mask.type, vty])
@@ -858,8 +858,9 @@ def _compress16_iota(typingctx, dst, m, r0, flag):
 @intrinsic
 def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
     """The count pass's step 5 for 16 series ``r0 .. r0 + 15`` of a dense row: the flagged ones take the next
-    compacted scores ``res[j:]`` in order (an expand, the inverse of :func:`_compress16`; ``res[j:j + 16]`` is
-    loaded whole, so ``j + 16 <= len(res)``: the count pass's ``j <= r0``), each
+    compacted scores ``res[j:]`` in order (an ``expandload``, the inverse of :func:`_compress16`: LLVM
+    emits ``vexpandps`` from memory, the instruction it also folds a full load and a register expand into;
+    with it the kernel runs at its register-compress speed on Zen 4, docs/detect.md), each
     against its CUSUM's ``c3_s`` as the scalar scatter does (``c3 > sc`` wins as code 3, else code 2, code
     0 where the best is not > 0); the other series keep their ``score`` and ``det``. Returns ``j`` plus
     the number flagged. The same comparisons and selects a series as the scatter: the same bits."""
@@ -875,17 +876,9 @@ def _put16(typingctx, score, det, c3_s, res, j, r0, flag):
         f32, i8 = llvm_ir.FloatType(), llvm_ir.IntType(8)
         v16, b16 = llvm_ir.VectorType(f32, 16), llvm_ir.VectorType(i8, 16)
         mask = _flags16(builder, fa, rr)
-        if _COMPRESS:
-            # one full load of res[j:j + 16] and an expand in registers (``vexpandps zmm, zmm``), not
-            # ``llvm.masked.expandload``'s memory form (as :func:`_compress_store`)
-            fnty = llvm_ir.FunctionType(v16, [v16, v16, mask.type])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.expand.v16f32")
-            raw = builder.load(builder.bitcast(builder.gep(ra.data, [jj]), v16.as_pointer()), align=4)
-            sc = builder.call(fn, [raw, llvm_ir.Constant(v16, None), mask])
-        else:   # (no AVX-512: the generic intrinsic, expanded lane by lane; the count pass does not call this)
-            fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
-            sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
+        fnty = llvm_ir.FunctionType(v16, [f32.as_pointer(), mask.type, v16])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.expandload.v16f32")
+        sc = builder.call(fn, [builder.gep(ra.data, [jj]), mask, llvm_ir.Constant(v16, None)])
         ps = builder.bitcast(builder.gep(sa.data, [rr]), v16.as_pointer())
         pd = builder.bitcast(builder.gep(da.data, [rr]), b16.as_pointer())
         c3 = _load16(builder, ca, rr, signature.args[2].dtype)
