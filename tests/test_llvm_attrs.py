@@ -34,7 +34,12 @@ def test_wide_compiles_the_caller_for_512_bit_vectors():
     assert '"prefer-vector-width"' not in plain.inspect_llvm(plain.signatures[0])
     if host_has_avx512():
         assert "zmm" in f.inspect_asm(sig)
-        assert "zmm" not in plain.inspect_asm(plain.signatures[0])
+        import llvmlite.binding as llvm
+
+        if not llvm.get_host_cpu_name().startswith("znver"):
+            # Intel's AVX-512 tuning (prefer-256-bit) holds the plain loop to ymm; AMD's Zen 4 and later
+            # tune for 512 bits already, where the attribute changes nothing
+            assert "zmm" not in plain.inspect_asm(plain.signatures[0])
 
 
 def test_detectors_reexport_the_same_intrinsic():
