@@ -259,6 +259,65 @@ def test_series_kernel_equals_detectors_run(season):
     assert np.nanmax(got) > WARN
 
 
+def test_count_series_kernel_equals_detectors_run():
+    # a count series takes _series_kernel_count (is_count a literal True: the count pass compiled in), a
+    # plain one _series_kernel_plain (literal False: none of it); both equal Detectors.run bit for bit
+    from engine.detect.detectors import Detectors
+    from engine.detect.series import SERIES_DEFAULTS, _model_scores
+
+    rng = np.random.default_rng(8)
+    n = 3000
+    x = rng.poisson(1.5, size=n).astype(np.float64)
+    x[2500:2510] += 9                                 # a burst in the low-rate series
+    times = _ts(n, "10min").values
+    cfg = {**SERIES_DEFAULTS, "cusum_k": 0.5, "weekly_fallback": False}
+    for count in (True, False):
+        got = _model_scores(x, times, "up_bad", "daily", count, 10, 200, cfg)
+        det = Detectors.from_spec(direction=["up_bad"], seasonality=["daily"], count=[count], n_reg=1,
+                                  cycle=pd.Timedelta(1, "us"), phase_minutes=10, spatial=False, warmup_cycles=200,
+                                  **cfg)
+        want, code = det.run(x.reshape(-1, 1, 1), times)
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.nanmax(got[2500:2510]) > WARN
+    assert (code[2500:2510] != 0).any()
+
+
+def test_count_and_spatial_tails_compile_out_on_a_literal_false():
+    # _count_tail / _spatial_tail: a literal False (the NAB path) is the empty tail; a runtime flag runs it
+    from numba import njit
+
+    from engine.detect.kernels import COUNT_SCRATCH, _count_tail, _spatial_tail
+
+    @njit
+    def tails(flag, x, mu, var, c3, score, det, z, ptr, idx):
+        cw = np.empty((COUNT_SCRATCH, x.shape[0]), np.float32)
+        ci = np.empty(x.shape[0], np.int32)
+        s0, d0 = score.copy(), det.copy()
+        _count_tail(False, x, 1, 1.5, mu.copy(), var, c3, s0, d0, cw, ci)
+        _spatial_tail(False, x.shape[0], z, ptr, idx, 1, 2, s0, d0)
+        s1, d1 = score.copy(), det.copy()
+        _count_tail(flag, x, 1, 1.5, mu.copy(), var, c3, s1, d1, cw, ci)
+        s2, d2 = score.copy(), det.copy()
+        _spatial_tail(flag, x.shape[0], z, ptr, idx, 1, 2, s2, d2)
+        return s0, d0, s1, d1, s2, d2
+
+    n = 40
+    x = np.full(n, 1.0, np.float32)
+    x[5] = 30.0                                       # one count far above its expectation
+    mu = np.full(n, 1.0, np.float32)
+    var = np.full(n, 1.0, np.float32)
+    c3 = np.zeros(n, np.float32)
+    score, det = np.zeros(n, np.float32), np.zeros(n, np.int8)
+    z = np.zeros(n, np.float32)
+    z[7] = 9.0                                        # a residual far above its neighbours'
+    ptr = np.arange(0, 2 * n + 1, 2, dtype=np.int64)  # a ring: each region's two neighbours
+    idx = np.array([[(r - 1) % n, (r + 1) % n] for r in range(n)], dtype=np.int64).ravel()
+    s0, d0, s1, d1, s2, d2 = tails(True, x, mu, var, c3, score, det, z, ptr, idx)
+    assert not s0.any() and not d0.any()
+    assert s1[5] > 0.99 and d1[5] != 0 and not np.delete(s1, 5).any()
+    assert s2[7] > 0 and d2[7] != 0
+
+
 def test_weekly_model_falls_back_to_the_daily_profile():
     """A weekly model sees a spike in its first week against the daily profile (the level alone
     misses it under a daily swing), is warm at the same cycle, and is not noisier for it."""

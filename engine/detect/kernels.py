@@ -26,7 +26,7 @@ import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from engine.config import njit
 from engine.detect.counts import count_score
@@ -1214,6 +1214,49 @@ def _row_bins(x, phase, phase_fb, season, is_count, warmup, par, L, D, S, N, sha
     return seasonal, p_use, p2, wu, sh, clip_on, judge, fb, sh2, clip2
 
 
+def _is_false(flag) -> bool:
+    """Whether a numba argument type is the literal ``False`` (the NAB path's series kernel passes it)."""
+    return isinstance(flag, types.BooleanLiteral) and not flag.literal_value
+
+
+def _count_tail(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):
+    """Detector 2's tail of a count row (:func:`_count_vec_pass`, then :func:`_count_fallback` for the series
+    it leaves); for compiled code only (:func:`_row_finish`)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_count_tail, inline="always", prefer_literal=True)
+def _count_tail_impl(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):
+    # A literal False (``_series_kernel_plain``) compiles nothing of the count pass: a branch on a plain
+    # boolean argument is not pruned by numba before typing, and the pass is most of the NAB path's cold
+    # compile (docs/detect.md, "The NAB path's cold compile ... (twenty-second session)").
+    if _is_false(is_count):
+        return lambda is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci: None
+
+    def impl(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover
+        if is_count and _any_warm(mu_s):
+            if _count_vec_pass(x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+                _count_fallback(x, direction, od, mu_s, var_s, c3_s, score, det)
+    return impl
+
+
+def _spatial_tail(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):
+    """Detector 5 over a row (:func:`spatial_pass`) where ``spatial`` and the row has ``n_reg > 1`` regions;
+    for compiled code only (:func:`_row_finish`)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_spatial_tail, inline="always", prefer_literal=True)
+def _spatial_tail_impl(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):
+    if _is_false(spatial):   # (as _count_tail: the NAB path passes a literal False)
+        return lambda spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det: None
+
+    def impl(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):  # pragma: no cover
+        if spatial and n_reg > 1:
+            spatial_pass(z, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
+    return impl
+
+
 @njit(inline="always")
 def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, acc, acc_u, acc2, acc2_u, cnt,
                 shape, visits, adj_ptr, adj_idx, spatial, z, mu_s, var_s, c3_s, cw, ci, score,
@@ -1225,17 +1268,14 @@ def _row_finish(x, direction, is_count, warn, alarm, par, seasonal, p_use, p2, a
     the cycle reads the scores they raise."""
     n_reg = x.shape[0]
     has_thr = not math.isnan(warn)
-    if is_count and _any_warm(mu_s):
-        if _count_vec_pass(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci) > 0:
-            _count_fallback(x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det)
+    _count_tail(is_count, x, direction, par[P_OVERDISP], mu_s, var_s, c3_s, score, det, cw, ci)
     if seasonal and cnt > 0:
         _learn_bin(shape, visits, p_use, acc, acc_u, cnt, par[P_SHAPE_RATE])
         if p2 >= 0:
             _learn_bin(shape, visits, p2, acc2, acc2_u, cnt, par[P_SHAPE_RATE])
     if defer:
         return
-    if spatial and n_reg > 1:
-        spatial_pass(z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det, CODE_SPATIAL)
+    _spatial_tail(spatial, n_reg, z, adj_ptr, adj_idx, direction, int(par[P_SPATIAL_MIN]), score, det)
     if has_thr:  # last: a crossed catalog level drives its row whatever the statistical scores say
         _thr_pass(x, warn, alarm, score, det)
 

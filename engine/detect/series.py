@@ -224,11 +224,30 @@ def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup
         phase_fb = np.full(len(v), -1, dtype=np.int64)
     s = det.state
     out = np.empty((len(v), 1, 1), dtype=np.float32)
-    _series_kernel(np.ascontiguousarray(v, dtype=np.float64), phase, phase_fb, int(det.season[0]),
-                   int(det.direction[0]), bool(det.is_count[0]), kw, det.params.vector(), s.level[0],
-                   s.spread[0], s.scale[0], s.cusum_pos[0], s.cusum_neg[0], s.nobs[0], s.shape[0], s.visits[0],
-                   out[:, 0, 0])
+    kernel = _series_kernel_count if det.is_count[0] else _series_kernel_plain
+    kernel(np.ascontiguousarray(v, dtype=np.float64), phase, phase_fb, int(det.season[0]), int(det.direction[0]),
+           kw, det.params.vector(), s.level[0], s.spread[0], s.scale[0], s.cusum_pos[0], s.cusum_neg[0], s.nobs[0],
+           s.shape[0], s.visits[0], out[:, 0, 0])
     return out
+
+
+@njit
+def _series_kernel_plain(x, phase, phase_fb, season, direction, warmup, par, L, D, S, CP, CN, N, shape, visits,
+                         out):  # pragma: no cover - compiled
+    """:func:`_series_kernel` of a series that is not a count. ``is_count`` reaches :func:`_step` as a
+    literal ``False``: numba prunes the count detector's branches before it compiles them, so the cold
+    ``cityvitals nab`` (every NAB series: not counts) compiles none of the count pass (~12 of its ~20 s of
+    compilation, docs/detect.md, "The NAB path's cold compile ... (twenty-second session)")."""
+    _series_kernel(x, phase, phase_fb, season, direction, False, warmup, par, L, D, S, CP, CN, N, shape, visits,
+                   out)
+
+
+@njit
+def _series_kernel_count(x, phase, phase_fb, season, direction, warmup, par, L, D, S, CP, CN, N, shape, visits,
+                         out):  # pragma: no cover - compiled
+    """:func:`_series_kernel` of a count series (``is_count`` a literal ``True``)."""
+    _series_kernel(x, phase, phase_fb, season, direction, True, warmup, par, L, D, S, CP, CN, N, shape, visits,
+                   out)
 
 
 @njit
