@@ -316,6 +316,12 @@ def test_count_and_spatial_tails_compile_out_on_a_literal_false():
     assert not s0.any() and not d0.any()
     assert s1[5] > 0.99 and d1[5] != 0 and not np.delete(s1, 5).any()
     assert s2[7] > 0 and d2[7] != 0
+    # called from Python (a runtime flag), the same tails
+    cw, ci = np.empty((COUNT_SCRATCH, n), np.float32), np.empty(n, np.int32)
+    s3, d3 = score.copy(), det.copy()
+    _count_tail(True, x, 1, 1.5, mu.copy(), var, c3, s3, d3, cw, ci)
+    np.testing.assert_array_equal(s3, s1)
+    np.testing.assert_array_equal(d3, d1)
 
 
 def test_weekly_model_falls_back_to_the_daily_profile():

@@ -1219,42 +1219,51 @@ def _is_false(flag) -> bool:
     return isinstance(flag, types.BooleanLiteral) and not flag.literal_value
 
 
+@njit(inline="always")
+def _count_tail_run(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover
+    """:func:`_count_tail`'s work on a runtime flag."""
+    if is_count and _any_warm(mu_s):
+        if _count_vec_pass(x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci) > 0:
+            _count_fallback(x, direction, od, mu_s, var_s, c3_s, score, det)
+
+
 def _count_tail(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):
     """Detector 2's tail of a count row (:func:`_count_vec_pass`, then :func:`_count_fallback` for the series
-    it leaves); for compiled code only (:func:`_row_finish`)."""
-    raise NotImplementedError("compiled code only")
+    it leaves) where ``is_count`` and a series is warm. In compiled code a literal ``False`` compiles to
+    nothing (the overload below)."""
+    _count_tail_run(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci)
 
 
 @overload(_count_tail, inline="always", prefer_literal=True)
 def _count_tail_impl(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):
-    # A literal False (``_series_kernel_plain``) compiles nothing of the count pass: a branch on a plain
-    # boolean argument is not pruned by numba before typing, and the pass is most of the NAB path's cold
-    # compile (docs/detect.md, "The NAB path's cold compile ... (twenty-second session)").
+    # A literal False (``_series_kernel_plain``) compiles nothing of the count pass: numba types both arms of
+    # a branch on a boolean argument, and the pass is most of the NAB path's cold compile (docs/detect.md,
+    # "The NAB path's cold compile ... (twenty-second session)").
     if _is_false(is_count):
         return lambda is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci: None
+    return lambda is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci: _count_tail_run(
+        is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci)
 
-    def impl(is_count, x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci):  # pragma: no cover
-        if is_count and _any_warm(mu_s):
-            if _count_vec_pass(x, direction, od, mu_s, var_s, c3_s, score, det, cw, ci) > 0:
-                _count_fallback(x, direction, od, mu_s, var_s, c3_s, score, det)
-    return impl
+
+@njit(inline="always")
+def _spatial_tail_run(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):  # pragma: no cover
+    """:func:`_spatial_tail`'s work on a runtime flag."""
+    if spatial and n_reg > 1:
+        spatial_pass(z, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
 
 
 def _spatial_tail(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):
-    """Detector 5 over a row (:func:`spatial_pass`) where ``spatial`` and the row has ``n_reg > 1`` regions;
-    for compiled code only (:func:`_row_finish`)."""
-    raise NotImplementedError("compiled code only")
+    """Detector 5 over a row (:func:`spatial_pass`) where ``spatial`` and the row has ``n_reg > 1`` regions. In
+    compiled code a literal ``False`` compiles to nothing (as :func:`_count_tail`)."""
+    _spatial_tail_run(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det)
 
 
 @overload(_spatial_tail, inline="always", prefer_literal=True)
 def _spatial_tail_impl(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):
     if _is_false(spatial):   # (as _count_tail: the NAB path passes a literal False)
         return lambda spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det: None
-
-    def impl(spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det):  # pragma: no cover
-        if spatial and n_reg > 1:
-            spatial_pass(z, adj_ptr, adj_idx, direction, min_nb, score, det, CODE_SPATIAL)
-    return impl
+    return lambda spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det: _spatial_tail_run(
+        spatial, n_reg, z, adj_ptr, adj_idx, direction, min_nb, score, det)
 
 
 @njit(inline="always")

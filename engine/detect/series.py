@@ -235,9 +235,9 @@ def _model_scores(v, times, direction, seasonality, count, phase_minutes, warmup
 def _series_kernel_plain(x, phase, phase_fb, season, direction, warmup, par, L, D, S, CP, CN, N, shape, visits,
                          out):  # pragma: no cover - compiled
     """:func:`_series_kernel` of a series that is not a count. ``is_count`` reaches :func:`_step` as a
-    literal ``False``: numba prunes the count detector's branches before it compiles them, so the cold
-    ``cityvitals nab`` (every NAB series: not counts) compiles none of the count pass (~12 of its ~20 s of
-    compilation, docs/detect.md, "The NAB path's cold compile ... (twenty-second session)")."""
+    literal ``False``, on which its count tail compiles to nothing (:func:`engine.detect.kernels._count_tail`),
+    so the cold ``cityvitals nab`` (every NAB series: not counts) compiles none of the count pass (~12 of its
+    ~20 s of compilation, docs/detect.md, "The NAB path's cold compile ... (twenty-second session)")."""
     _series_kernel(x, phase, phase_fb, season, direction, False, warmup, par, L, D, S, CP, CN, N, shape, visits,
                    out)
 
